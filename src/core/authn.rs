@@ -1,0 +1,189 @@
+//! The bearer-token decision for one request: allow with an identity, deny with a reason,
+//! or wait for an issuer's keys.
+
+use std::rc::Rc;
+
+use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
+
+use super::config::{KeySource, Provider, Settings};
+use super::error::AuthError;
+use super::identity::Identity;
+use super::jwks::KeySet;
+use super::keys_record::KeysRecord;
+use super::token::{self, UnverifiedToken};
+use super::token_cache::TokenCache;
+
+const TOKEN_CACHE_CAPACITY: usize = 2048;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow(Rc<Identity>),
+    Deny(AuthError),
+    /// The issuer's keys are missing, or lack the token's `kid`: wait for a fetch, and start
+    /// one when `refetch` says the rate limit allows it.
+    AwaitKeys { provider: usize, refetch: bool },
+}
+
+/// One issuer's keys as this VM knows them.
+#[derive(Default)]
+struct KeyState {
+    keys: Option<Rc<KeySet>>,
+    jwks: Option<String>,
+    attempted_at_ms: u64,
+}
+
+pub struct Authenticator {
+    settings: Rc<Settings>,
+    keys: Vec<KeyState>,
+    cache: TokenCache,
+}
+
+/// The token from an `Authorization: Bearer` header (RFC 6750 §2.1; scheme case-insensitive).
+fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let value = authorization.map(str::trim).filter(|v| !v.is_empty());
+    let value = value.ok_or(AuthError::MissingToken)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::NotBearer);
+    }
+    match token.trim() {
+        "" => Err(AuthError::MissingToken),
+        token => Ok(token),
+    }
+}
+
+impl Authenticator {
+    pub fn new(settings: Rc<Settings>) -> Self {
+        let keys = settings
+            .providers
+            .iter()
+            .map(|p| match &p.keys {
+                KeySource::Inline(keys) => KeyState { keys: Some(Rc::clone(keys)), ..KeyState::default() },
+                KeySource::Remote(_) => KeyState::default(),
+            })
+            .collect();
+        Authenticator { settings, keys, cache: TokenCache::new(TOKEN_CACHE_CAPACITY) }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Takes in keys another fetch has published; returns whether they changed. Verified
+    /// tokens are forgotten then, so a key removed at the IdP stops working at once.
+    pub fn install_record(&mut self, provider: usize, record: &KeysRecord) -> Result<bool, String> {
+        let (Some(state), Some(settings)) =
+            (self.keys.get_mut(provider), self.settings.providers.get(provider))
+        else {
+            return Err(format!("no provider {provider}"));
+        };
+        state.attempted_at_ms = record.attempted_at_ms;
+        let Some(jwks) = record.jwks.as_ref().filter(|j| state.jwks.as_ref() != Some(*j)) else {
+            return Ok(false);
+        };
+        let keys = KeySet::parse(jwks, &settings.algorithms)?;
+        state.keys = Some(Rc::new(keys));
+        state.jwks = Some(jwks.clone());
+        self.cache.clear();
+        Ok(true)
+    }
+
+    pub fn has_keys(&self, provider: usize) -> bool {
+        self.keys.get(provider).is_some_and(|k| k.keys.is_some())
+    }
+
+    /// Decides on a request's `Authorization` header. `after_wait` is set when the request
+    /// already waited for a key fetch, so an unknown `kid` is final.
+    pub fn authenticate(&mut self, authorization: Option<&str>, now_ms: u64, after_wait: bool) -> Verdict {
+        let now_secs = now_ms / 1000;
+        let compact = match bearer_token(authorization) {
+            Ok(token) => token,
+            Err(e) => return Verdict::Deny(e),
+        };
+        if let Some(identity) = self.cache.get(compact, now_secs) {
+            return Verdict::Allow(identity);
+        }
+        match self.verify(compact, now_ms, after_wait) {
+            Ok((identity, valid_until)) => {
+                let identity = Rc::new(identity);
+                self.cache.insert(compact, Rc::clone(&identity), valid_until, now_secs);
+                Verdict::Allow(identity)
+            }
+            Err(verdict) => verdict,
+        }
+    }
+
+    fn verify(&self, compact: &str, now_ms: u64, after_wait: bool) -> Result<(Identity, Option<u64>), Verdict> {
+        let deny = Verdict::Deny;
+        let now_secs = now_ms / 1000;
+        let token = token::parse(compact, self.settings.max_token_bytes).map_err(deny)?;
+        let (index, provider) = self.provider_for(&token).map_err(deny)?;
+        let expiry = super::claims::check(&token.claims, &provider.rules, now_secs).map_err(deny)?;
+        if !provider.algorithms.contains(&token.alg) {
+            return Err(deny(AuthError::AlgorithmNotAccepted { alg: token.alg.name().into() }));
+        }
+        let state = &self.keys[index];
+        let may_refetch = match &provider.keys {
+            KeySource::Remote(remote) => {
+                now_ms.saturating_sub(state.attempted_at_ms) >= remote.min_refetch_interval_ms
+            }
+            KeySource::Inline(_) => false,
+        };
+        let Some(keys) = &state.keys else {
+            return Err(Verdict::AwaitKeys { provider: index, refetch: may_refetch });
+        };
+        let kid = token.kid.as_deref();
+        let mut candidates = keys.candidates(token.alg, kid).peekable();
+        if candidates.peek().is_none() {
+            return Err(match kid {
+                Some(kid) if keys.has_kid(kid) => deny(AuthError::KeyDoesNotFitAlgorithm { kid: kid.into() }),
+                _ if may_refetch && !after_wait && kid.is_some() => {
+                    Verdict::AwaitKeys { provider: index, refetch: true }
+                }
+                _ => deny(AuthError::UnknownKey { kid: kid.map(str::to_string) }),
+            });
+        }
+        let options = VerificationOptions {
+            artificial_time: Some(UnixTimeStamp::from_secs(now_secs)),
+            time_tolerance: Some(Duration::from_secs(provider.rules.clock_skew_secs)),
+            max_token_length: Some(self.settings.max_token_bytes),
+            ..VerificationOptions::default()
+        };
+        if !candidates.any(|key| key.verify_signature(compact, options.clone())) {
+            return Err(deny(AuthError::BadSignature));
+        }
+        let identity = Identity::from_claims(&token.claims, &provider.user_claim).map_err(deny)?;
+        let valid_until = expiry.map(|exp| exp.saturating_add(provider.rules.clock_skew_secs));
+        Ok((identity, valid_until))
+    }
+
+    fn provider_for(&self, token: &UnverifiedToken) -> Result<(usize, &Provider), AuthError> {
+        let issuer = token
+            .claims
+            .get("iss")
+            .and_then(serde_json::Value::as_str)
+            .ok_or(AuthError::MissingClaim { claim: "iss".into() })?;
+        self.settings
+            .providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.rules.issuer == issuer)
+            .ok_or(AuthError::UntrustedIssuer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_table() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(Some("bearer   abc ")), Ok("abc"));
+        assert_eq!(bearer_token(None), Err(AuthError::MissingToken));
+        assert_eq!(bearer_token(Some("")), Err(AuthError::MissingToken));
+        assert_eq!(bearer_token(Some("Bearer")), Err(AuthError::MissingToken));
+        assert_eq!(bearer_token(Some("Basic YWxpY2U6cHc=")), Err(AuthError::NotBearer));
+        assert_eq!(bearer_token(Some("Bearerabc")), Err(AuthError::NotBearer));
+    }
+}

@@ -1,0 +1,374 @@
+//! The plugin configuration: parsed, validated and compiled once, in `on_configure`.
+
+use std::rc::Rc;
+
+use serde_json::Value;
+use url::Url;
+
+use super::algorithm::Algorithm;
+use super::claims::ClaimRules;
+use super::config_reader::{ObjectReader, Problems};
+use super::jwks::KeySet;
+
+pub const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
+pub const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
+
+/// Where an issuer's keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// Keys given in the configuration (air-gapped clusters); never fetched.
+    Inline(Rc<KeySet>),
+    Remote(RemoteKeys),
+}
+
+/// The first document to fetch for remote keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Locator {
+    /// `<issuer>/.well-known/openid-configuration`, which names the `jwks_uri`.
+    Discovery(Url),
+    /// A configured `jwks_uri`, fetched directly.
+    JwksUri(Url),
+}
+
+#[derive(Debug)]
+pub struct RemoteKeys {
+    pub locator: Locator,
+    pub cluster: String,
+    pub timeout_ms: u64,
+    pub refresh_interval_ms: u64,
+    pub min_refetch_interval_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    pub rules: ClaimRules,
+    pub algorithms: Vec<Algorithm>,
+    pub user_claim: String,
+    pub keys: KeySource,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pub user: String,
+    pub email: String,
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    pub providers: Vec<Provider>,
+    pub max_token_bytes: usize,
+    pub keys_wait_timeout_ms: u64,
+    pub identity_headers: IdentityHeaders,
+    pub forward_authorization: bool,
+}
+
+impl Settings {
+    /// Parses the plugin configuration; on failure, every problem found, each with its path.
+    pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| vec![format!("configuration is not valid JSON: {e}")])?;
+        let mut problems = Problems::default();
+        let settings = read_settings(&value, &mut problems);
+        if problems.0.is_empty() {
+            Ok(settings)
+        } else {
+            Err(problems.0)
+        }
+    }
+}
+
+fn read_settings(value: &Value, problems: &mut Problems) -> Settings {
+    let mut top = ObjectReader::new("", value, problems);
+    let providers = match top.value("providers").and_then(Value::as_array) {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| read_provider(&format!("providers[{i}]"), p, problems))
+            .collect(),
+        _ => {
+            problems.add("providers", "must be a non-empty list");
+            Vec::new()
+        }
+    };
+    check_unique_issuers(&providers, problems);
+    let max_token_bytes = top.positive_integer("max_token_size", 16_384, problems) as usize;
+    let keys_wait_timeout_ms = top.duration_millis("keys_wait_timeout", 5_000, problems);
+    let identity_headers = match top.value("identity_headers") {
+        None => IdentityHeaders {
+            user: DEFAULT_USER_HEADER.into(),
+            email: DEFAULT_EMAIL_HEADER.into(),
+        },
+        Some(v) => read_identity_headers(v, problems),
+    };
+    let forward_authorization = top.bool("forward_authorization", true, problems);
+    top.finish(problems);
+    Settings {
+        providers,
+        max_token_bytes,
+        keys_wait_timeout_ms,
+        identity_headers,
+        forward_authorization,
+    }
+}
+
+fn check_unique_issuers(providers: &[Provider], problems: &mut Problems) {
+    for (i, p) in providers.iter().enumerate() {
+        if providers[..i].iter().any(|q| q.rules.issuer == p.rules.issuer) {
+            problems.add(&format!("providers[{i}].issuer"), "appears twice");
+        }
+    }
+}
+
+fn read_identity_headers(value: &Value, problems: &mut Problems) -> IdentityHeaders {
+    let mut reader = ObjectReader::new("identity_headers", value, problems);
+    let mut header = |name: &'static str, default: &str, problems: &mut Problems| {
+        let path = reader.field_path(name);
+        let chosen = reader.string(name, problems).unwrap_or_else(|| default.into());
+        if !is_header_name(&chosen) {
+            problems.add(&path, format!("\"{chosen}\" is not a valid header name"));
+        }
+        chosen.to_ascii_lowercase()
+    };
+    let user = header("user", DEFAULT_USER_HEADER, problems);
+    let email = header("email", DEFAULT_EMAIL_HEADER, problems);
+    reader.finish(problems);
+    IdentityHeaders { user, email }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn read_provider(path: &str, value: &Value, problems: &mut Problems) -> Option<Provider> {
+    let mut reader = ObjectReader::new(path, value, problems);
+    let issuer = reader.string("issuer", problems);
+    let issuer_url = match &issuer {
+        None => {
+            problems.add(&reader.field_path("issuer"), "is required");
+            None
+        }
+        Some(text) => parse_http_url(text, &reader.field_path("issuer"), problems),
+    };
+    let audiences = reader.string_list("audiences", problems).unwrap_or_default();
+    if audiences.is_empty() {
+        problems.add(&reader.field_path("audiences"), "must list at least one accepted audience");
+    }
+    let algorithms = read_algorithms(&mut reader, problems);
+    let clock_skew_ms = reader.duration_millis("clock_skew", 60_000, problems);
+    let require_expiry = reader.bool("require_expiry", true, problems);
+    let user_claim = reader.string("user_claim", problems).unwrap_or_else(|| "sub".into());
+    let keys = read_key_source(&mut reader, issuer_url.as_ref(), &algorithms, problems);
+    reader.finish(problems);
+    Some(Provider {
+        rules: ClaimRules {
+            issuer: issuer?,
+            audiences,
+            clock_skew_secs: clock_skew_ms / 1000,
+            require_expiry,
+        },
+        algorithms,
+        user_claim,
+        keys: keys?,
+    })
+}
+
+fn read_algorithms(reader: &mut ObjectReader, problems: &mut Problems) -> Vec<Algorithm> {
+    let path = reader.field_path("algorithms");
+    let Some(names) = reader.string_list("algorithms", problems) else {
+        return Algorithm::ALL.to_vec();
+    };
+    let mut algorithms = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match Algorithm::from_name(name) {
+            Some(alg) => algorithms.push(alg),
+            None => problems.add(
+                &format!("{path}[{i}]"),
+                format!("\"{name}\" is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"),
+            ),
+        }
+    }
+    if names.is_empty() {
+        problems.add(&path, "must not be empty");
+    }
+    algorithms
+}
+
+fn read_key_source(
+    reader: &mut ObjectReader,
+    issuer: Option<&Url>,
+    algorithms: &[Algorithm],
+    problems: &mut Problems,
+) -> Option<KeySource> {
+    let discovery = reader.bool("discovery", true, problems);
+    let jwks_uri_path = reader.field_path("jwks_uri");
+    let jwks_uri = reader
+        .string("jwks_uri", problems)
+        .and_then(|text| parse_http_url(&text, &jwks_uri_path, problems));
+    let inline_path = reader.field_path("jwks");
+    let inline = reader.value("jwks");
+    let cluster = reader.string("cluster", problems);
+    let timeout_ms = reader.duration_millis("timeout", 5_000, problems);
+    let refresh_interval_ms = reader.duration_millis("jwks_refresh_interval", 600_000, problems);
+    let min_refetch_interval_ms =
+        reader.duration_millis("jwks_min_refetch_interval", 10_000, problems);
+
+    if let Some(inline) = inline {
+        if jwks_uri.is_some() {
+            problems.add(&inline_path, "give either jwks or jwks_uri, not both");
+        }
+        let parsed = match inline {
+            Value::String(text) => KeySet::parse(text, algorithms),
+            other => KeySet::from_value(other, algorithms),
+        };
+        return match parsed {
+            Ok(keys) => Some(KeySource::Inline(Rc::new(keys))),
+            Err(e) => {
+                problems.add(&inline_path, e);
+                None
+            }
+        };
+    }
+    let locator = match (jwks_uri, discovery) {
+        (Some(uri), _) => Locator::JwksUri(uri),
+        (None, true) => Locator::Discovery(discovery_url(issuer?)?),
+        (None, false) => {
+            problems.add(
+                &reader.field_path("discovery"),
+                "is off, so jwks_uri or jwks is required",
+            );
+            return None;
+        }
+    };
+    let Some(cluster) = cluster.filter(|c| !c.is_empty()) else {
+        problems.add(
+            &reader.field_path("cluster"),
+            "is required to fetch keys (the Envoy cluster that reaches the issuer)",
+        );
+        return None;
+    };
+    if timeout_ms == 0 {
+        problems.add(&reader.field_path("timeout"), "must be above 0");
+    }
+    Some(KeySource::Remote(RemoteKeys {
+        locator,
+        cluster,
+        timeout_ms,
+        refresh_interval_ms,
+        min_refetch_interval_ms,
+    }))
+}
+
+fn parse_http_url(text: &str, path: &str, problems: &mut Problems) -> Option<Url> {
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Some(url)
+        }
+        Ok(_) => {
+            problems.add(path, format!("\"{text}\" is not an http(s) URL"));
+            None
+        }
+        Err(e) => {
+            problems.add(path, format!("\"{text}\" is not a URL: {e}"));
+            None
+        }
+    }
+}
+
+fn discovery_url(issuer: &Url) -> Option<Url> {
+    let base = issuer.as_str().trim_end_matches('/');
+    Url::parse(&format!("{base}/.well-known/openid-configuration")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{"providers":[{"issuer":"https://dex.example.com","audiences":["prometheus"],"cluster":"outbound|443||dex.example.com"}]}"#;
+
+    #[test]
+    fn minimal_config_gets_sensible_defaults() {
+        let settings = Settings::parse(MINIMAL).map_err(|e| e.join("; "));
+        let Ok(settings) = settings else { panic!("{settings:?}") };
+        assert_eq!(settings.max_token_bytes, 16_384);
+        assert_eq!(settings.keys_wait_timeout_ms, 5_000);
+        assert!(settings.forward_authorization);
+        assert_eq!(settings.identity_headers.user, "x-auth-request-user");
+        let provider = &settings.providers[0];
+        assert_eq!(provider.rules.clock_skew_secs, 60);
+        assert!(provider.rules.require_expiry);
+        assert_eq!(provider.user_claim, "sub");
+        assert_eq!(provider.algorithms.len(), 9);
+        let KeySource::Remote(remote) = &provider.keys else { panic!("expected remote keys") };
+        assert_eq!(
+            remote.locator,
+            Locator::Discovery(Url::parse("https://dex.example.com/.well-known/openid-configuration").unwrap())
+        );
+        assert_eq!((remote.timeout_ms, remote.refresh_interval_ms), (5_000, 600_000));
+    }
+
+    fn problems_of(config: &str) -> Vec<String> {
+        Settings::parse(config).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_path() {
+        let config = r#"{
+            "providers": [{
+                "issuer": "dex.example.com",
+                "audiences": [],
+                "algorithms": ["RS256", "HS256"],
+                "clock_skew": "60",
+                "colour": "blue"
+            }],
+            "max_token_size": -1,
+            "identity_headers": {"user": "bad header"},
+            "extra": 1
+        }"#;
+        let problems = problems_of(config);
+        let expected = [
+            "providers[0].issuer: \"dex.example.com\" is not a URL",
+            "providers[0].audiences: must list at least one accepted audience",
+            "providers[0].algorithms[1]: \"HS256\" is not one of",
+            "providers[0].clock_skew: \"60\" has no unit",
+            "providers[0].colour: unknown field",
+            "max_token_size: must be a whole number above 0",
+            "identity_headers.user: \"bad header\" is not a valid header name",
+            "extra: unknown field",
+        ];
+        for fragment in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(fragment)),
+                "missing {fragment:?} in {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_config_fixtures_each_name_their_error() {
+        let cases = [
+            ("not JSON", "{", "configuration is not valid JSON"),
+            ("no providers", "{}", "providers: must be a non-empty list"),
+            ("empty providers", r#"{"providers":[]}"#, "providers: must be a non-empty list"),
+            ("no issuer", r#"{"providers":[{"audiences":["a"],"cluster":"c"}]}"#, "providers[0].issuer: is required"),
+            ("no cluster for remote keys", r#"{"providers":[{"issuer":"https://i","audiences":["a"]}]}"#, "providers[0].cluster: is required"),
+            ("discovery off without keys", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"discovery":false,"cluster":"c"}]}"#, "providers[0].discovery: is off"),
+            ("ftp jwks_uri", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks_uri":"ftp://i/k","cluster":"c"}]}"#, "providers[0].jwks_uri: \"ftp://i/k\" is not an http(s) URL"),
+            ("inline JWKS without keys", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks":{"keys":[]}}]}"#, "providers[0].jwks: JWKS holds no usable signing key"),
+            ("inline JWKS not a set", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks":"[]"}]}"#, "providers[0].jwks: JWKS has no \"keys\" array"),
+            ("duplicate issuers", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c"},{"issuer":"https://i","audiences":["b"],"cluster":"c"}]}"#, "providers[1].issuer: appears twice"),
+            ("timeout zero", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c","timeout":"0s"}]}"#, "providers[0].timeout: must be above 0"),
+            ("wrong type", r#"{"providers":[{"issuer":"https://i","audiences":"a","cluster":"c"}]}"#, "providers[0].audiences: must be a list of strings"),
+            ("bool as string", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c"}],"forward_authorization":"no"}"#, "forward_authorization: must be true or false"),
+        ];
+        for (name, config, expected) in cases {
+            let problems = problems_of(config);
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "case {name}: expected {expected:?} in {problems:#?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Reads a JSON object field by field, collecting every problem with its path instead of
+//! stopping at the first, and reports fields nobody asked for as unknown.
+
+use serde_json::{Map, Value};
+
+use super::duration;
+
+/// All problems found in one configuration, each prefixed with the path of its field.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<String>);
+
+impl Problems {
+    pub fn add(&mut self, path: &str, message: impl std::fmt::Display) {
+        self.0.push(format!("{path}: {message}"));
+    }
+}
+
+/// One JSON object being read; `finish` reports the fields that were never read.
+pub struct ObjectReader<'a> {
+    path: String,
+    object: Option<&'a Map<String, Value>>,
+    read: Vec<&'static str>,
+}
+
+impl<'a> ObjectReader<'a> {
+    pub fn new(path: &str, value: &'a Value, problems: &mut Problems) -> Self {
+        let object = value.as_object();
+        if object.is_none() {
+            problems.add(path, "must be an object");
+        }
+        ObjectReader { path: path.to_string(), object, read: Vec::new() }
+    }
+
+    pub fn field_path(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.path)
+        }
+    }
+
+    /// The raw value of a field, `None` when absent or null.
+    pub fn value(&mut self, name: &'static str) -> Option<&'a Value> {
+        self.read.push(name);
+        self.object?.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn string(&mut self, name: &'static str, problems: &mut Problems) -> Option<String> {
+        let value = self.value(name)?;
+        let text = value.as_str().map(str::to_string);
+        if text.is_none() {
+            problems.add(&self.field_path(name), "must be a string");
+        }
+        text
+    }
+
+    pub fn bool(&mut self, name: &'static str, default: bool, problems: &mut Problems) -> bool {
+        match self.value(name) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                problems.add(&self.field_path(name), "must be true or false");
+                default
+            }
+        }
+    }
+
+    pub fn positive_integer(
+        &mut self,
+        name: &'static str,
+        default: u64,
+        problems: &mut Problems,
+    ) -> u64 {
+        match self.value(name) {
+            None => default,
+            Some(v) => match v.as_u64().filter(|n| *n > 0) {
+                Some(n) => n,
+                None => {
+                    problems.add(&self.field_path(name), "must be a whole number above 0");
+                    default
+                }
+            },
+        }
+    }
+
+    /// A duration such as "5s", in milliseconds.
+    pub fn duration_millis(
+        &mut self,
+        name: &'static str,
+        default: u64,
+        problems: &mut Problems,
+    ) -> u64 {
+        let path = self.field_path(name);
+        match self.string(name, problems) {
+            None => default,
+            Some(text) => duration::parse_millis(&text).unwrap_or_else(|e| {
+                problems.add(&path, e);
+                default
+            }),
+        }
+    }
+
+    pub fn string_list(&mut self, name: &'static str, problems: &mut Problems) -> Option<Vec<String>> {
+        let value = self.value(name)?;
+        let path = self.field_path(name);
+        let Some(items) = value.as_array() else {
+            problems.add(&path, "must be a list of strings");
+            return None;
+        };
+        let mut strings = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str() {
+                Some(s) => strings.push(s.to_string()),
+                None => problems.add(&format!("{path}[{i}]"), "must be a string"),
+            }
+        }
+        Some(strings)
+    }
+
+    pub fn finish(self, problems: &mut Problems) {
+        let Some(object) = self.object else { return };
+        for key in object.keys() {
+            if !self.read.contains(&key.as_str()) {
+                problems.add(&self.field_path(key), "unknown field");
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Why a request is refused, and the one place that turns that into an HTTP answer.
+
+use std::fmt;
+
+/// Every reason the authentication layer refuses a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    MissingToken,
+    NotBearer,
+    TokenTooLarge { max: usize },
+    Malformed { what: &'static str },
+    AlgorithmNotAccepted { alg: String },
+    UntrustedIssuer,
+    MissingClaim { claim: String },
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    WrongAudience,
+    UnknownKey { kid: Option<String> },
+    KeyDoesNotFitAlgorithm { kid: String },
+    BadSignature,
+    ClaimNotHeaderSafe { claim: String },
+    /// No signing keys could be had for the issuer in time: the IdP is down or unreachable.
+    KeysUnavailable,
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::MissingToken => f.write_str("missing bearer token"),
+            AuthError::NotBearer => f.write_str("authorization scheme is not Bearer"),
+            AuthError::TokenTooLarge { max } => write!(f, "token larger than {max} bytes"),
+            AuthError::Malformed { what } => write!(f, "malformed token: {what}"),
+            AuthError::AlgorithmNotAccepted { alg } => write!(f, "algorithm {alg} not accepted"),
+            AuthError::UntrustedIssuer => f.write_str("untrusted issuer"),
+            AuthError::MissingClaim { claim } => write!(f, "missing claim {claim}"),
+            AuthError::Expired => f.write_str("token expired"),
+            AuthError::NotYetValid => f.write_str("token not yet valid"),
+            AuthError::IssuedInFuture => f.write_str("token issued in the future"),
+            AuthError::WrongAudience => f.write_str("wrong audience"),
+            AuthError::UnknownKey { kid: Some(kid) } => write!(f, "unknown signing key {kid}"),
+            AuthError::UnknownKey { kid: None } => f.write_str("no signing key fits the token"),
+            AuthError::KeyDoesNotFitAlgorithm { kid } => {
+                write!(f, "signing key {kid} does not fit the token's algorithm")
+            }
+            AuthError::BadSignature => f.write_str("invalid signature"),
+            AuthError::ClaimNotHeaderSafe { claim } => {
+                write!(f, "claim {claim} cannot be sent as a header")
+            }
+            AuthError::KeysUnavailable => f.write_str("signing keys are not available"),
+        }
+    }
+}
+
+/// A complete HTTP answer for a refused request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+const REALM: &str = "wasm-iap";
+
+impl AuthError {
+    /// RFC 6750 error code; none when the request carried no credentials at all (§3.1).
+    fn oauth_error_code(&self) -> Option<&'static str> {
+        match self {
+            AuthError::MissingToken => None,
+            AuthError::NotBearer => Some("invalid_request"),
+            AuthError::KeysUnavailable => Some("temporarily_unavailable"),
+            _ => Some("invalid_token"),
+        }
+    }
+
+    pub fn rejection(&self) -> Rejection {
+        let description = self.to_string();
+        let code = self.oauth_error_code();
+        let body = serde_json::json!({
+            "error": code.unwrap_or("unauthorized"),
+            "error_description": description,
+        })
+        .to_string();
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if *self == AuthError::KeysUnavailable {
+            headers.push(("retry-after", "5".to_string()));
+            return Rejection { status: 503, headers, body };
+        }
+        let challenge = match code {
+            None => format!("Bearer realm=\"{REALM}\""),
+            Some(code) => format!(
+                "Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{}\"",
+                quoted_string_safe(&description)
+            ),
+        };
+        headers.push(("www-authenticate", challenge));
+        Rejection { status: 401, headers, body }
+    }
+}
+
+/// Descriptions can echo a `kid` from the token: keep the header's quoted-string intact.
+fn quoted_string_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| if c == '"' || c == '\\' || c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(rejection: &'a Rejection, name: &str) -> Option<&'a str> {
+        rejection
+            .headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn expired_token_gets_401_with_rfc6750_challenge_and_json() {
+        let rejection = AuthError::Expired.rejection();
+        assert_eq!(rejection.status, 401);
+        assert_eq!(
+            header(&rejection, "www-authenticate"),
+            Some(r#"Bearer realm="wasm-iap", error="invalid_token", error_description="token expired""#)
+        );
+        let body: serde_json::Value = serde_json::from_str(&rejection.body).unwrap_or_default();
+        assert_eq!(body["error_description"], "token expired");
+    }
+
+    #[test]
+    fn request_without_credentials_gets_a_bare_challenge() {
+        let rejection = AuthError::MissingToken.rejection();
+        assert_eq!(rejection.status, 401);
+        assert_eq!(header(&rejection, "www-authenticate"), Some(r#"Bearer realm="wasm-iap""#));
+    }
+
+    #[test]
+    fn idp_outage_is_503_not_401() {
+        let rejection = AuthError::KeysUnavailable.rejection();
+        assert_eq!(rejection.status, 503);
+        assert_eq!(header(&rejection, "www-authenticate"), None);
+        assert!(header(&rejection, "retry-after").is_some());
+    }
+
+    #[test]
+    fn kid_from_an_attacker_cannot_break_the_header() {
+        let rejection = AuthError::UnknownKey { kid: Some("a\"b\r\nx: y".into()) }.rejection();
+        let challenge = header(&rejection, "www-authenticate").unwrap_or_default();
+        assert!(!challenge.contains('\n') && !challenge.contains("a\"b"));
+    }
+}

@@ -1,0 +1,181 @@
+//! The steps of fetching an issuer's keys: which URL to call, and what a response means.
+
+use serde_json::Value;
+use url::Url;
+
+use super::algorithm::Algorithm;
+use super::config::{Locator, RemoteKeys};
+use super::jwks::KeySet;
+use super::keys_record::{max_age, KeysRecord};
+
+/// Bodies larger than this are not a discovery document or a key set.
+pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Discovery,
+    Jwks,
+}
+
+/// An HTTP GET through an Envoy cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Callout {
+    pub cluster: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub timeout_ms: u64,
+}
+
+/// A response as the host delivers it: no status means the call failed or timed out.
+pub struct CalloutResponse<'a> {
+    pub status: Option<u32>,
+    pub cache_control: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+pub fn callout(url: &Url, remote: &RemoteKeys) -> Callout {
+    let mut path = url.path().to_string();
+    if let Some(query) = url.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    Callout {
+        cluster: remote.cluster.clone(),
+        headers: vec![
+            (":method", "GET".into()),
+            (":path", path),
+            (":authority", authority),
+            (":scheme", url.scheme().into()),
+            ("accept", "application/json".into()),
+            ("user-agent", "wasm-iap".into()),
+        ],
+        timeout_ms: remote.timeout_ms,
+    }
+}
+
+/// Where a fetch starts: the configured `jwks_uri`, a `jwks_uri` discovered earlier, or
+/// discovery.
+pub fn first_step(remote: &RemoteKeys, record: &KeysRecord) -> (Stage, Url) {
+    match &remote.locator {
+        Locator::JwksUri(url) => (Stage::Jwks, url.clone()),
+        Locator::Discovery(discovery) => {
+            match record.jwks_uri.as_deref().and_then(|u| Url::parse(u).ok()) {
+                Some(known) => (Stage::Jwks, known),
+                None => (Stage::Discovery, discovery.clone()),
+            }
+        }
+    }
+}
+
+fn ok_body<'a>(response: &CalloutResponse<'a>, what: &str) -> Result<&'a [u8], String> {
+    match response.status {
+        None => Err(format!("{what} request failed or timed out")),
+        Some(200) if response.body.len() > MAX_DOCUMENT_BYTES => {
+            Err(format!("{what} larger than {MAX_DOCUMENT_BYTES} bytes"))
+        }
+        Some(200) => Ok(response.body),
+        Some(status) => Err(format!("{what} answered HTTP {status}")),
+    }
+}
+
+/// The `jwks_uri` from a discovery document, whose `issuer` must be ours (OIDC Discovery §4.3).
+pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Url, String> {
+    let body = ok_body(response, "discovery")?;
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|_| "discovery document is not JSON".to_string())?;
+    let announced = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
+    if announced != issuer {
+        return Err(format!("discovery document names issuer \"{announced}\", not \"{issuer}\""));
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or("discovery document has no jwks_uri")?;
+    match Url::parse(uri) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+        _ => Err(format!("discovery jwks_uri \"{uri}\" is not an http(s) URL")),
+    }
+}
+
+/// A key set response: the document, once it is known to hold usable keys, and its max-age.
+pub fn read_jwks(
+    response: &CalloutResponse,
+    algorithms: &[Algorithm],
+) -> Result<(String, Option<u64>), String> {
+    let body = ok_body(response, "JWKS")?;
+    let text = std::str::from_utf8(body).map_err(|_| "JWKS is not UTF-8".to_string())?;
+    KeySet::parse(text, algorithms)?;
+    Ok((text.to_string(), response.cache_control.and_then(max_age)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(locator: Locator) -> RemoteKeys {
+        RemoteKeys {
+            locator,
+            cluster: "outbound|443||dex.example.com".into(),
+            timeout_ms: 5000,
+            refresh_interval_ms: 600_000,
+            min_refetch_interval_ms: 10_000,
+        }
+    }
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap_or_else(|_| Url::parse("http://invalid").unwrap())
+    }
+
+    fn ok(body: &str) -> CalloutResponse<'_> {
+        CalloutResponse { status: Some(200), cache_control: None, body: body.as_bytes() }
+    }
+
+    #[test]
+    fn callout_carries_host_path_and_query() {
+        let c = callout(&url("https://dex.example.com:8443/keys?v=2"), &remote(Locator::JwksUri(url("https://x"))));
+        assert_eq!(c.cluster, "outbound|443||dex.example.com");
+        assert!(c.headers.contains(&(":path", "/keys?v=2".into())));
+        assert!(c.headers.contains(&(":authority", "dex.example.com:8443".into())));
+    }
+
+    #[test]
+    fn discovery_is_skipped_once_the_jwks_uri_is_known() {
+        let discovery = remote(Locator::Discovery(url("https://i/.well-known/openid-configuration")));
+        assert_eq!(first_step(&discovery, &KeysRecord::default()).0, Stage::Discovery);
+        let known = KeysRecord { jwks_uri: Some("https://i/keys".into()), ..KeysRecord::default() };
+        assert_eq!(first_step(&discovery, &known), (Stage::Jwks, url("https://i/keys")));
+        let fixed = remote(Locator::JwksUri(url("https://i/fixed")));
+        assert_eq!(first_step(&fixed, &known), (Stage::Jwks, url("https://i/fixed")));
+    }
+
+    #[test]
+    fn discovery_table() {
+        let issuer = "https://i";
+        assert_eq!(
+            read_discovery(&ok(r#"{"issuer":"https://i","jwks_uri":"https://i/keys"}"#), issuer),
+            Ok(url("https://i/keys"))
+        );
+        let failures = [
+            (ok(r#"{"issuer":"https://evil","jwks_uri":"https://i/keys"}"#), "names issuer"),
+            (ok(r#"{"issuer":"https://i"}"#), "has no jwks_uri"),
+            (ok(r#"{"issuer":"https://i","jwks_uri":"file:///etc/passwd"}"#), "is not an http(s) URL"),
+            (ok("<html>"), "is not JSON"),
+            (CalloutResponse { status: Some(500), cache_control: None, body: b"" }, "answered HTTP 500"),
+            (CalloutResponse { status: None, cache_control: None, body: b"" }, "failed or timed out"),
+        ];
+        for (response, expected) in failures {
+            let error = read_discovery(&response, issuer).err().unwrap_or_default();
+            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_jwks_is_an_error_so_old_keys_stay() {
+        assert!(read_jwks(&ok("garbage"), &Algorithm::ALL).is_err());
+        assert!(read_jwks(&ok(r#"{"keys":[]}"#), &Algorithm::ALL).is_err());
+        assert!(read_jwks(&ok(r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","use":"enc"}]}"#), &Algorithm::ALL).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! Splits a compact JWS and decodes its header and claims, before anything is trusted.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::algorithm::Algorithm;
+use super::error::AuthError;
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+}
+
+/// A token whose structure is sound; its signature and claims are not yet checked.
+#[derive(Debug)]
+pub struct UnverifiedToken<'a> {
+    pub compact: &'a str,
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub claims: Map<String, Value>,
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(
+    part: &str,
+    what: &'static str,
+) -> Result<T, AuthError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| AuthError::Malformed { what })?;
+    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed { what })
+}
+
+/// Parses a compact JWS of at most `max_bytes`. Algorithms outside `Algorithm` (`none`,
+/// HMAC, anything unknown) are refused here, before any key is looked at.
+pub fn parse(compact: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, AuthError> {
+    if compact.len() > max_bytes {
+        return Err(AuthError::TokenTooLarge { max: max_bytes });
+    }
+    let mut parts = compact.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed { what: "not three dot-separated parts" });
+    };
+    if signature.is_empty() {
+        return Err(AuthError::Malformed { what: "empty signature" });
+    }
+    let header: RawHeader = decode_json(header, "header is not base64url JSON")?;
+    let alg_name = header.alg.ok_or(AuthError::Malformed { what: "header has no alg" })?;
+    let alg = Algorithm::from_name(&alg_name)
+        .ok_or(AuthError::AlgorithmNotAccepted { alg: alg_name })?;
+    let claims: Map<String, Value> = decode_json(payload, "payload is not base64url JSON")?;
+    Ok(UnverifiedToken { compact, alg, kid: header.kid, claims })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.c2ln", b64(header), b64(payload))
+    }
+
+    #[test]
+    fn reads_alg_kid_and_claims() {
+        let text = token(r#"{"alg":"ES256","kid":"k1"}"#, r#"{"sub":"alice"}"#);
+        let parsed = parse(&text, 4096);
+        let parsed = parsed.as_ref().map(|t| (t.alg, t.kid.as_deref(), t.claims.get("sub")));
+        assert_eq!(parsed, Ok((Algorithm::ES256, Some("k1"), Some(&Value::from("alice")))));
+    }
+
+    #[test]
+    fn structural_attacks_are_refused_with_a_reason() {
+        let cases: &[(&str, String, AuthError)] = &[
+            ("alg none", token(r#"{"alg":"none"}"#, "{}"), AuthError::AlgorithmNotAccepted { alg: "none".into() }),
+            ("HMAC", token(r#"{"alg":"HS256"}"#, "{}"), AuthError::AlgorithmNotAccepted { alg: "HS256".into() }),
+            ("no alg", token(r#"{"kid":"x"}"#, "{}"), AuthError::Malformed { what: "header has no alg" }),
+            ("two parts", "a.b".into(), AuthError::Malformed { what: "not three dot-separated parts" }),
+            ("four parts", "a.b.c.d".into(), AuthError::Malformed { what: "not three dot-separated parts" }),
+            ("unsigned", format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64("{}")), AuthError::Malformed { what: "empty signature" }),
+            ("header not base64", "!!!.e30.c2ln".into(), AuthError::Malformed { what: "header is not base64url JSON" }),
+            ("header not JSON", format!("{}.e30.c2ln", b64("not json")), AuthError::Malformed { what: "header is not base64url JSON" }),
+            ("payload not JSON", format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64("[1,")), AuthError::Malformed { what: "payload is not base64url JSON" }),
+            ("payload an array", token(r#"{"alg":"RS256"}"#, "[]"), AuthError::Malformed { what: "payload is not base64url JSON" }),
+        ];
+        for (name, text, expected) in cases {
+            assert_eq!(parse(text, 4096).err().as_ref(), Some(expected), "case: {name}");
+        }
+    }
+
+    #[test]
+    fn oversized_token_is_refused_before_decoding() {
+        let text = "a".repeat(5000);
+        assert_eq!(parse(&text, 4096).err(), Some(AuthError::TokenTooLarge { max: 4096 }));
+    }
+}
