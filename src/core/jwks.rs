@@ -112,8 +112,8 @@ impl KeySet {
         Ok(KeySet { entries })
     }
 
-    /// Keys that may verify a token with this `alg` and `kid`: with a `kid`, only the key so
-    /// named; without one, every key of the token's algorithm.
+    /// Keys that may verify a token with this `alg` and `kid`: with a `kid`, the key so named
+    /// (and keys published without a `kid`); without one, every key of the token's algorithm.
     pub fn candidates<'a>(
         &'a self,
         alg: Algorithm,
@@ -121,7 +121,7 @@ impl KeySet {
     ) -> impl Iterator<Item = &'a VerifyingKey> + 'a {
         self.entries
             .iter()
-            .filter(move |e| e.alg == alg && (kid.is_none() || e.kid.as_deref() == kid))
+            .filter(move |e| e.alg == alg && (kid.is_none() || e.kid.is_none() || e.kid.as_deref() == kid))
             .map(|e| &e.key)
     }
 
