@@ -21,7 +21,10 @@ pub enum Verdict {
     Deny(AuthError),
     /// The issuer's keys are missing, or lack the token's `kid`: wait for a fetch, and start
     /// one when `refetch` says the rate limit allows it.
-    AwaitKeys { provider: usize, refetch: bool },
+    AwaitKeys {
+        provider: usize,
+        refetch: bool,
+    },
 }
 
 /// One issuer's keys as this VM knows them.
@@ -58,11 +61,18 @@ impl Authenticator {
             .providers
             .iter()
             .map(|p| match &p.keys {
-                KeySource::Inline(keys) => KeyState { keys: Some(Rc::clone(keys)), ..KeyState::default() },
+                KeySource::Inline(keys) => KeyState {
+                    keys: Some(Rc::clone(keys)),
+                    ..KeyState::default()
+                },
                 KeySource::Remote(_) => KeyState::default(),
             })
             .collect();
-        Authenticator { settings, keys, cache: TokenCache::new(TOKEN_CACHE_CAPACITY) }
+        Authenticator {
+            settings,
+            keys,
+            cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -72,13 +82,18 @@ impl Authenticator {
     /// Takes in keys another fetch has published; returns whether they changed. Verified
     /// tokens are forgotten then, so a key removed at the IdP stops working at once.
     pub fn install_record(&mut self, provider: usize, record: &KeysRecord) -> Result<bool, String> {
-        let (Some(state), Some(settings)) =
-            (self.keys.get_mut(provider), self.settings.providers.get(provider))
-        else {
+        let (Some(state), Some(settings)) = (
+            self.keys.get_mut(provider),
+            self.settings.providers.get(provider),
+        ) else {
             return Err(format!("no provider {provider}"));
         };
         state.attempted_at_ms = record.attempted_at_ms;
-        let Some(jwks) = record.jwks.as_ref().filter(|j| state.jwks.as_ref() != Some(*j)) else {
+        let Some(jwks) = record
+            .jwks
+            .as_ref()
+            .filter(|j| state.jwks.as_ref() != Some(*j))
+        else {
             return Ok(false);
         };
         let keys = KeySet::parse(jwks, &settings.algorithms)?;
@@ -94,7 +109,12 @@ impl Authenticator {
 
     /// Decides on a request's `Authorization` header. `after_wait` is set when the request
     /// already waited for a key fetch, so an unknown `kid` is final.
-    pub fn authenticate(&mut self, authorization: Option<&str>, now_ms: u64, after_wait: bool) -> Verdict {
+    pub fn authenticate(
+        &mut self,
+        authorization: Option<&str>,
+        now_ms: u64,
+        after_wait: bool,
+    ) -> Verdict {
         let now_secs = now_ms / 1000;
         let compact = match bearer_token(authorization) {
             Ok(token) => token,
@@ -106,21 +126,30 @@ impl Authenticator {
         match self.verify(compact, now_ms, after_wait) {
             Ok((identity, valid_until)) => {
                 let identity = Rc::new(identity);
-                self.cache.insert(compact, Rc::clone(&identity), valid_until, now_secs);
+                self.cache
+                    .insert(compact, Rc::clone(&identity), valid_until, now_secs);
                 Verdict::Allow(identity)
             }
             Err(verdict) => verdict,
         }
     }
 
-    fn verify(&self, compact: &str, now_ms: u64, after_wait: bool) -> Result<(Identity, Option<u64>), Verdict> {
+    fn verify(
+        &self,
+        compact: &str,
+        now_ms: u64,
+        after_wait: bool,
+    ) -> Result<(Identity, Option<u64>), Verdict> {
         let deny = Verdict::Deny;
         let now_secs = now_ms / 1000;
         let token = token::parse(compact, self.settings.max_token_bytes).map_err(deny)?;
         let (index, provider) = self.provider_for(&token).map_err(deny)?;
-        let expiry = super::claims::check(&token.claims, &provider.rules, now_secs).map_err(deny)?;
+        let expiry =
+            super::claims::check(&token.claims, &provider.rules, now_secs).map_err(deny)?;
         if !provider.algorithms.contains(&token.alg) {
-            return Err(deny(AuthError::AlgorithmNotAccepted { alg: token.alg.name().into() }));
+            return Err(deny(AuthError::AlgorithmNotAccepted {
+                alg: token.alg.name().into(),
+            }));
         }
         let state = &self.keys[index];
         let may_refetch = match &provider.keys {
@@ -130,17 +159,25 @@ impl Authenticator {
             KeySource::Inline(_) => false,
         };
         let Some(keys) = &state.keys else {
-            return Err(Verdict::AwaitKeys { provider: index, refetch: may_refetch });
+            return Err(Verdict::AwaitKeys {
+                provider: index,
+                refetch: may_refetch,
+            });
         };
         let kid = token.kid.as_deref();
         let mut candidates = keys.candidates(token.alg, kid).peekable();
         if candidates.peek().is_none() {
             return Err(match kid {
-                Some(kid) if keys.has_kid(kid) => deny(AuthError::KeyDoesNotFitAlgorithm { kid: kid.into() }),
-                _ if may_refetch && !after_wait && kid.is_some() => {
-                    Verdict::AwaitKeys { provider: index, refetch: true }
+                Some(kid) if keys.has_kid(kid) => {
+                    deny(AuthError::KeyDoesNotFitAlgorithm { kid: kid.into() })
                 }
-                _ => deny(AuthError::UnknownKey { kid: kid.map(str::to_string) }),
+                _ if may_refetch && !after_wait && kid.is_some() => Verdict::AwaitKeys {
+                    provider: index,
+                    refetch: true,
+                },
+                _ => deny(AuthError::UnknownKey {
+                    kid: kid.map(str::to_string),
+                }),
             });
         }
         let options = VerificationOptions {
@@ -162,7 +199,9 @@ impl Authenticator {
             .claims
             .get("iss")
             .and_then(serde_json::Value::as_str)
-            .ok_or(AuthError::MissingClaim { claim: "iss".into() })?;
+            .ok_or(AuthError::MissingClaim {
+                claim: "iss".into(),
+            })?;
         self.settings
             .providers
             .iter()
@@ -183,7 +222,10 @@ mod tests {
         assert_eq!(bearer_token(None), Err(AuthError::MissingToken));
         assert_eq!(bearer_token(Some("")), Err(AuthError::MissingToken));
         assert_eq!(bearer_token(Some("Bearer")), Err(AuthError::MissingToken));
-        assert_eq!(bearer_token(Some("Basic YWxpY2U6cHc=")), Err(AuthError::NotBearer));
+        assert_eq!(
+            bearer_token(Some("Basic YWxpY2U6cHc=")),
+            Err(AuthError::NotBearer)
+        );
         assert_eq!(bearer_token(Some("Bearerabc")), Err(AuthError::NotBearer));
     }
 }

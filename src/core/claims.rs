@@ -21,14 +21,18 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
             .as_f64()
             .filter(|secs| secs.is_finite() && *secs >= 0.0)
             .map(|secs| Some(secs as u64))
-            .ok_or(AuthError::Malformed { what: "time claim is not a number" }),
+            .ok_or(AuthError::Malformed {
+                what: "time claim is not a number",
+            }),
     }
 }
 
 fn audience_matches(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), AuthError> {
     let matches = |aud: &str| accepted.iter().any(|a| a == aud);
     match claims.get("aud") {
-        None => Err(AuthError::MissingClaim { claim: "aud".into() }),
+        None => Err(AuthError::MissingClaim {
+            claim: "aud".into(),
+        }),
         Some(Value::String(aud)) if matches(aud) => Ok(()),
         Some(Value::Array(auds)) if auds.iter().filter_map(Value::as_str).any(matches) => Ok(()),
         Some(_) => Err(AuthError::WrongAudience),
@@ -42,14 +46,22 @@ pub fn check(
     now_secs: u64,
 ) -> Result<Option<u64>, AuthError> {
     match claims.get("iss").and_then(Value::as_str) {
-        None => return Err(AuthError::MissingClaim { claim: "iss".into() }),
+        None => {
+            return Err(AuthError::MissingClaim {
+                claim: "iss".into(),
+            })
+        }
         Some(iss) if iss != rules.issuer => return Err(AuthError::UntrustedIssuer),
         Some(_) => {}
     }
     let skew = rules.clock_skew_secs;
     let exp = numeric_date(claims, "exp")?;
     match exp {
-        None if rules.require_expiry => return Err(AuthError::MissingClaim { claim: "exp".into() }),
+        None if rules.require_expiry => {
+            return Err(AuthError::MissingClaim {
+                claim: "exp".into(),
+            })
+        }
         Some(exp) if now_secs >= exp.saturating_add(skew) => return Err(AuthError::Expired),
         _ => {}
     }
@@ -102,23 +114,95 @@ mod tests {
     fn claim_table() {
         let cases: Vec<(&str, Value, Result<(), AuthError>)> = vec![
             ("valid token", json!({}), Ok(())),
-            ("audience in a list", json!({"aud": ["other", "grafana"]}), Ok(())),
-            ("expired within skew still passes", json!({"exp": NOW - 30}), Ok(())),
-            ("expired beyond skew", json!({"exp": NOW - 61}), Err(AuthError::Expired)),
-            ("expired exactly at skew edge", json!({"exp": NOW - 60}), Err(AuthError::Expired)),
-            ("fractional exp is read", json!({"exp": (NOW + 10) as f64 + 0.5}), Ok(())),
-            ("exp as a string", json!({"exp": "tomorrow"}), Err(AuthError::Malformed { what: "time claim is not a number" })),
-            ("no exp when required", json!({"exp": null}), Err(AuthError::MissingClaim { claim: "exp".into() })),
-            ("nbf in the future", json!({"nbf": NOW + 120}), Err(AuthError::NotYetValid)),
+            (
+                "audience in a list",
+                json!({"aud": ["other", "grafana"]}),
+                Ok(()),
+            ),
+            (
+                "expired within skew still passes",
+                json!({"exp": NOW - 30}),
+                Ok(()),
+            ),
+            (
+                "expired beyond skew",
+                json!({"exp": NOW - 61}),
+                Err(AuthError::Expired),
+            ),
+            (
+                "expired exactly at skew edge",
+                json!({"exp": NOW - 60}),
+                Err(AuthError::Expired),
+            ),
+            (
+                "fractional exp is read",
+                json!({"exp": (NOW + 10) as f64 + 0.5}),
+                Ok(()),
+            ),
+            (
+                "exp as a string",
+                json!({"exp": "tomorrow"}),
+                Err(AuthError::Malformed {
+                    what: "time claim is not a number",
+                }),
+            ),
+            (
+                "no exp when required",
+                json!({"exp": null}),
+                Err(AuthError::MissingClaim {
+                    claim: "exp".into(),
+                }),
+            ),
+            (
+                "nbf in the future",
+                json!({"nbf": NOW + 120}),
+                Err(AuthError::NotYetValid),
+            ),
             ("nbf within skew", json!({"nbf": NOW + 30}), Ok(())),
-            ("iat far in the future", json!({"iat": NOW + 3600}), Err(AuthError::IssuedInFuture)),
-            ("wrong issuer", json!({"iss": "https://evil.example.com"}), Err(AuthError::UntrustedIssuer)),
-            ("issuer with trailing slash is another issuer", json!({"iss": "https://dex.example.com/"}), Err(AuthError::UntrustedIssuer)),
-            ("no issuer", json!({"iss": null}), Err(AuthError::MissingClaim { claim: "iss".into() })),
-            ("wrong audience", json!({"aud": "alertmanager"}), Err(AuthError::WrongAudience)),
-            ("audience list without ours", json!({"aud": ["a", "b"]}), Err(AuthError::WrongAudience)),
-            ("audience of wrong type", json!({"aud": 7}), Err(AuthError::WrongAudience)),
-            ("no audience", json!({"aud": null}), Err(AuthError::MissingClaim { claim: "aud".into() })),
+            (
+                "iat far in the future",
+                json!({"iat": NOW + 3600}),
+                Err(AuthError::IssuedInFuture),
+            ),
+            (
+                "wrong issuer",
+                json!({"iss": "https://evil.example.com"}),
+                Err(AuthError::UntrustedIssuer),
+            ),
+            (
+                "issuer with trailing slash is another issuer",
+                json!({"iss": "https://dex.example.com/"}),
+                Err(AuthError::UntrustedIssuer),
+            ),
+            (
+                "no issuer",
+                json!({"iss": null}),
+                Err(AuthError::MissingClaim {
+                    claim: "iss".into(),
+                }),
+            ),
+            (
+                "wrong audience",
+                json!({"aud": "alertmanager"}),
+                Err(AuthError::WrongAudience),
+            ),
+            (
+                "audience list without ours",
+                json!({"aud": ["a", "b"]}),
+                Err(AuthError::WrongAudience),
+            ),
+            (
+                "audience of wrong type",
+                json!({"aud": 7}),
+                Err(AuthError::WrongAudience),
+            ),
+            (
+                "no audience",
+                json!({"aud": null}),
+                Err(AuthError::MissingClaim {
+                    claim: "aud".into(),
+                }),
+            ),
         ];
         for (name, extra, expected) in cases {
             let result = check(&claims(extra), &rules(), NOW).map(|_| ());
@@ -128,7 +212,13 @@ mod tests {
 
     #[test]
     fn expiry_is_optional_when_configured_so() {
-        let lenient = ClaimRules { require_expiry: false, ..rules() };
-        assert_eq!(check(&claims(json!({"exp": null})), &lenient, NOW), Ok(None));
+        let lenient = ClaimRules {
+            require_expiry: false,
+            ..rules()
+        };
+        assert_eq!(
+            check(&claims(json!({"exp": null})), &lenient, NOW),
+            Ok(None)
+        );
     }
 }

@@ -113,7 +113,10 @@ fn read_settings(value: &Value, problems: &mut Problems) -> Settings {
 
 fn check_unique_issuers(providers: &[Provider], problems: &mut Problems) {
     for (i, p) in providers.iter().enumerate() {
-        if providers[..i].iter().any(|q| q.rules.issuer == p.rules.issuer) {
+        if providers[..i]
+            .iter()
+            .any(|q| q.rules.issuer == p.rules.issuer)
+        {
             problems.add(&format!("providers[{i}].issuer"), "appears twice");
         }
     }
@@ -123,7 +126,9 @@ fn read_identity_headers(value: &Value, problems: &mut Problems) -> IdentityHead
     let mut reader = ObjectReader::new("identity_headers", value, problems);
     let mut header = |name: &'static str, default: &str, problems: &mut Problems| {
         let path = reader.field_path(name);
-        let chosen = reader.string(name, problems).unwrap_or_else(|| default.into());
+        let chosen = reader
+            .string(name, problems)
+            .unwrap_or_else(|| default.into());
         if !is_header_name(&chosen) {
             problems.add(&path, format!("\"{chosen}\" is not a valid header name"));
         }
@@ -152,14 +157,21 @@ fn read_provider(path: &str, value: &Value, problems: &mut Problems) -> Option<P
         }
         Some(text) => parse_http_url(text, &reader.field_path("issuer"), problems),
     };
-    let audiences = reader.string_list("audiences", problems).unwrap_or_default();
+    let audiences = reader
+        .string_list("audiences", problems)
+        .unwrap_or_default();
     if audiences.is_empty() {
-        problems.add(&reader.field_path("audiences"), "must list at least one accepted audience");
+        problems.add(
+            &reader.field_path("audiences"),
+            "must list at least one accepted audience",
+        );
     }
     let algorithms = read_algorithms(&mut reader, problems);
     let clock_skew_ms = reader.duration_millis("clock_skew", 60_000, problems);
     let require_expiry = reader.bool("require_expiry", true, problems);
-    let user_claim = reader.string("user_claim", problems).unwrap_or_else(|| "sub".into());
+    let user_claim = reader
+        .string("user_claim", problems)
+        .unwrap_or_else(|| "sub".into());
     let keys = read_key_source(&mut reader, issuer_url.as_ref(), &algorithms, problems);
     reader.finish(problems);
     Some(Provider {
@@ -291,7 +303,9 @@ mod tests {
     #[test]
     fn minimal_config_gets_sensible_defaults() {
         let settings = Settings::parse(MINIMAL).map_err(|e| e.join("; "));
-        let Ok(settings) = settings else { panic!("{settings:?}") };
+        let Ok(settings) = settings else {
+            panic!("{settings:?}")
+        };
         assert_eq!(settings.max_token_bytes, 16_384);
         assert_eq!(settings.keys_wait_timeout_ms, 5_000);
         assert!(settings.forward_authorization);
@@ -301,12 +315,19 @@ mod tests {
         assert!(provider.rules.require_expiry);
         assert_eq!(provider.user_claim, "sub");
         assert_eq!(provider.algorithms.len(), 9);
-        let KeySource::Remote(remote) = &provider.keys else { panic!("expected remote keys") };
+        let KeySource::Remote(remote) = &provider.keys else {
+            panic!("expected remote keys")
+        };
         assert_eq!(
             remote.locator,
-            Locator::Discovery(Url::parse("https://dex.example.com/.well-known/openid-configuration").unwrap())
+            Locator::Discovery(
+                Url::parse("https://dex.example.com/.well-known/openid-configuration").unwrap()
+            )
         );
-        assert_eq!((remote.timeout_ms, remote.refresh_interval_ms), (5_000, 600_000));
+        assert_eq!(
+            (remote.timeout_ms, remote.refresh_interval_ms),
+            (5_000, 600_000)
+        );
     }
 
     fn problems_of(config: &str) -> Vec<String> {
@@ -351,17 +372,61 @@ mod tests {
         let cases = [
             ("not JSON", "{", "configuration is not valid JSON"),
             ("no providers", "{}", "providers: must be a non-empty list"),
-            ("empty providers", r#"{"providers":[]}"#, "providers: must be a non-empty list"),
-            ("no issuer", r#"{"providers":[{"audiences":["a"],"cluster":"c"}]}"#, "providers[0].issuer: is required"),
-            ("no cluster for remote keys", r#"{"providers":[{"issuer":"https://i","audiences":["a"]}]}"#, "providers[0].cluster: is required"),
-            ("discovery off without keys", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"discovery":false,"cluster":"c"}]}"#, "providers[0].discovery: is off"),
-            ("ftp jwks_uri", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks_uri":"ftp://i/k","cluster":"c"}]}"#, "providers[0].jwks_uri: \"ftp://i/k\" is not an http(s) URL"),
-            ("inline JWKS without keys", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks":{"keys":[]}}]}"#, "providers[0].jwks: JWKS holds no usable signing key"),
-            ("inline JWKS not a set", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks":"[]"}]}"#, "providers[0].jwks: JWKS has no \"keys\" array"),
-            ("duplicate issuers", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c"},{"issuer":"https://i","audiences":["b"],"cluster":"c"}]}"#, "providers[1].issuer: appears twice"),
-            ("timeout zero", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c","timeout":"0s"}]}"#, "providers[0].timeout: must be above 0"),
-            ("wrong type", r#"{"providers":[{"issuer":"https://i","audiences":"a","cluster":"c"}]}"#, "providers[0].audiences: must be a list of strings"),
-            ("bool as string", r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c"}],"forward_authorization":"no"}"#, "forward_authorization: must be true or false"),
+            (
+                "empty providers",
+                r#"{"providers":[]}"#,
+                "providers: must be a non-empty list",
+            ),
+            (
+                "no issuer",
+                r#"{"providers":[{"audiences":["a"],"cluster":"c"}]}"#,
+                "providers[0].issuer: is required",
+            ),
+            (
+                "no cluster for remote keys",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"]}]}"#,
+                "providers[0].cluster: is required",
+            ),
+            (
+                "discovery off without keys",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"],"discovery":false,"cluster":"c"}]}"#,
+                "providers[0].discovery: is off",
+            ),
+            (
+                "ftp jwks_uri",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks_uri":"ftp://i/k","cluster":"c"}]}"#,
+                "providers[0].jwks_uri: \"ftp://i/k\" is not an http(s) URL",
+            ),
+            (
+                "inline JWKS without keys",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks":{"keys":[]}}]}"#,
+                "providers[0].jwks: JWKS holds no usable signing key",
+            ),
+            (
+                "inline JWKS not a set",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"],"jwks":"[]"}]}"#,
+                "providers[0].jwks: JWKS has no \"keys\" array",
+            ),
+            (
+                "duplicate issuers",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c"},{"issuer":"https://i","audiences":["b"],"cluster":"c"}]}"#,
+                "providers[1].issuer: appears twice",
+            ),
+            (
+                "timeout zero",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c","timeout":"0s"}]}"#,
+                "providers[0].timeout: must be above 0",
+            ),
+            (
+                "wrong type",
+                r#"{"providers":[{"issuer":"https://i","audiences":"a","cluster":"c"}]}"#,
+                "providers[0].audiences: must be a list of strings",
+            ),
+            (
+                "bool as string",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c"}],"forward_authorization":"no"}"#,
+                "forward_authorization: must be true or false",
+            ),
         ];
         for (name, config, expected) in cases {
             let problems = problems_of(config);

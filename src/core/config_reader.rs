@@ -28,7 +28,11 @@ impl<'a> ObjectReader<'a> {
         if object.is_none() {
             problems.add(path, "must be an object");
         }
-        ObjectReader { path: path.to_string(), object, read: Vec::new() }
+        ObjectReader {
+            path: path.to_string(),
+            object,
+            read: Vec::new(),
+        }
     }
 
     pub fn field_path(&self, name: &str) -> String {
@@ -100,7 +104,11 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    pub fn string_list(&mut self, name: &'static str, problems: &mut Problems) -> Option<Vec<String>> {
+    pub fn string_list(
+        &mut self,
+        name: &'static str,
+        problems: &mut Problems,
+    ) -> Option<Vec<String>> {
         let value = self.value(name)?;
         let path = self.field_path(name);
         let Some(items) = value.as_array() else {

@@ -15,7 +15,11 @@ pub fn parse_millis(text: &str) -> Result<u64, String> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(format!("\"{text}\" has unknown unit \"{unit}\" (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "\"{text}\" has unknown unit \"{unit}\" (use ms, s, m or h)"
+            ))
+        }
     };
     amount
         .checked_mul(scale)
@@ -37,7 +41,15 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_read() {
-        for bad in ["", "5", "s", "5 sec", "-1s", "1.5s", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 sec",
+            "-1s",
+            "1.5s",
+            "99999999999999999999s",
+        ] {
             assert!(parse_millis(bad).is_err(), "{bad:?} should be rejected");
         }
     }

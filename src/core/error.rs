@@ -7,19 +7,33 @@ use std::fmt;
 pub enum AuthError {
     MissingToken,
     NotBearer,
-    TokenTooLarge { max: usize },
-    Malformed { what: &'static str },
-    AlgorithmNotAccepted { alg: String },
+    TokenTooLarge {
+        max: usize,
+    },
+    Malformed {
+        what: &'static str,
+    },
+    AlgorithmNotAccepted {
+        alg: String,
+    },
     UntrustedIssuer,
-    MissingClaim { claim: String },
+    MissingClaim {
+        claim: String,
+    },
     Expired,
     NotYetValid,
     IssuedInFuture,
     WrongAudience,
-    UnknownKey { kid: Option<String> },
-    KeyDoesNotFitAlgorithm { kid: String },
+    UnknownKey {
+        kid: Option<String>,
+    },
+    KeyDoesNotFitAlgorithm {
+        kid: String,
+    },
     BadSignature,
-    ClaimNotHeaderSafe { claim: String },
+    ClaimNotHeaderSafe {
+        claim: String,
+    },
     /// No signing keys could be had for the issuer in time: the IdP is down or unreachable.
     KeysUnavailable,
 }
@@ -84,7 +98,11 @@ impl AuthError {
         let mut headers = vec![("content-type", "application/json".to_string())];
         if *self == AuthError::KeysUnavailable {
             headers.push(("retry-after", "5".to_string()));
-            return Rejection { status: 503, headers, body };
+            return Rejection {
+                status: 503,
+                headers,
+                body,
+            };
         }
         let challenge = match code {
             None => format!("Bearer realm=\"{REALM}\""),
@@ -94,14 +112,24 @@ impl AuthError {
             ),
         };
         headers.push(("www-authenticate", challenge));
-        Rejection { status: 401, headers, body }
+        Rejection {
+            status: 401,
+            headers,
+            body,
+        }
     }
 }
 
 /// Descriptions can echo a `kid` from the token: keep the header's quoted-string intact.
 fn quoted_string_safe(text: &str) -> String {
     text.chars()
-        .map(|c| if c == '"' || c == '\\' || c.is_control() { '?' } else { c })
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -123,7 +151,9 @@ mod tests {
         assert_eq!(rejection.status, 401);
         assert_eq!(
             header(&rejection, "www-authenticate"),
-            Some(r#"Bearer realm="wasm-iap", error="invalid_token", error_description="token expired""#)
+            Some(
+                r#"Bearer realm="wasm-iap", error="invalid_token", error_description="token expired""#
+            )
         );
         let body: serde_json::Value = serde_json::from_str(&rejection.body).unwrap_or_default();
         assert_eq!(body["error_description"], "token expired");
@@ -133,7 +163,10 @@ mod tests {
     fn request_without_credentials_gets_a_bare_challenge() {
         let rejection = AuthError::MissingToken.rejection();
         assert_eq!(rejection.status, 401);
-        assert_eq!(header(&rejection, "www-authenticate"), Some(r#"Bearer realm="wasm-iap""#));
+        assert_eq!(
+            header(&rejection, "www-authenticate"),
+            Some(r#"Bearer realm="wasm-iap""#)
+        );
     }
 
     #[test]
@@ -146,7 +179,10 @@ mod tests {
 
     #[test]
     fn kid_from_an_attacker_cannot_break_the_header() {
-        let rejection = AuthError::UnknownKey { kid: Some("a\"b\r\nx: y".into()) }.rejection();
+        let rejection = AuthError::UnknownKey {
+            kid: Some("a\"b\r\nx: y".into()),
+        }
+        .rejection();
         let challenge = header(&rejection, "www-authenticate").unwrap_or_default();
         assert!(!challenge.contains('\n') && !challenge.contains("a\"b"));
     }

@@ -14,19 +14,29 @@ pub struct Identity {
 
 impl Identity {
     /// Reads the user claim (required) and `email` (optional) from verified claims.
-    pub fn from_claims(claims: &Map<String, Value>, user_claim: &str) -> Result<Identity, AuthError> {
+    pub fn from_claims(
+        claims: &Map<String, Value>,
+        user_claim: &str,
+    ) -> Result<Identity, AuthError> {
         let user = claims
             .get(user_claim)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| AuthError::MissingClaim { claim: user_claim.to_string() })?;
+            .ok_or_else(|| AuthError::MissingClaim {
+                claim: user_claim.to_string(),
+            })?;
         let email = claims.get("email").and_then(Value::as_str);
         for (claim, value) in [(user_claim, Some(user)), ("email", email)] {
             if value.is_some_and(|v| !header_safe(v)) {
-                return Err(AuthError::ClaimNotHeaderSafe { claim: claim.to_string() });
+                return Err(AuthError::ClaimNotHeaderSafe {
+                    claim: claim.to_string(),
+                });
             }
         }
-        Ok(Identity { user: user.to_string(), email: email.map(str::to_string) })
+        Ok(Identity {
+            user: user.to_string(),
+            email: email.map(str::to_string),
+        })
     }
 
     /// Headers to set upstream.
@@ -47,7 +57,13 @@ fn header_safe(value: &str) -> bool {
 /// Lower case with `_` read as `-`: how proxies behind us may read a header name.
 fn normalized(name: &str) -> String {
     name.chars()
-        .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .collect()
 }
 
@@ -68,27 +84,50 @@ mod tests {
     use serde_json::json;
 
     fn names() -> IdentityHeaders {
-        IdentityHeaders { user: "x-auth-request-user".into(), email: "x-auth-request-email".into() }
+        IdentityHeaders {
+            user: "x-auth-request-user".into(),
+            email: "x-auth-request-email".into(),
+        }
     }
 
     #[test]
     fn spoofed_identity_headers_are_found_in_every_spelling() {
-        let request = ["host", "X-Auth-Request-User", "x_auth_request_email", "X_AUTH-request_USER", "x-auth-request-users", "authorization"];
+        let request = [
+            "host",
+            "X-Auth-Request-User",
+            "x_auth_request_email",
+            "X_AUTH-request_USER",
+            "x-auth-request-users",
+            "authorization",
+        ];
         assert_eq!(
             spoofed(request.into_iter(), &names()),
-            vec!["X-Auth-Request-User", "x_auth_request_email", "X_AUTH-request_USER"]
+            vec![
+                "X-Auth-Request-User",
+                "x_auth_request_email",
+                "X_AUTH-request_USER"
+            ]
         );
     }
 
     #[test]
     fn identity_comes_from_the_configured_claim() {
-        let claims = json!({"sub": "u-1", "preferred_username": "alice", "email": "alice@example.com"});
+        let claims =
+            json!({"sub": "u-1", "preferred_username": "alice", "email": "alice@example.com"});
         let claims = claims.as_object().cloned().unwrap_or_default();
         let identity = Identity::from_claims(&claims, "preferred_username");
-        assert_eq!(identity, Ok(Identity { user: "alice".into(), email: Some("alice@example.com".into()) }));
+        assert_eq!(
+            identity,
+            Ok(Identity {
+                user: "alice".into(),
+                email: Some("alice@example.com".into())
+            })
+        );
         assert_eq!(
             Identity::from_claims(&claims, "upn"),
-            Err(AuthError::MissingClaim { claim: "upn".into() })
+            Err(AuthError::MissingClaim {
+                claim: "upn".into()
+            })
         );
     }
 
@@ -98,7 +137,9 @@ mod tests {
         let claims = claims.as_object().cloned().unwrap_or_default();
         assert_eq!(
             Identity::from_claims(&claims, "sub"),
-            Err(AuthError::ClaimNotHeaderSafe { claim: "sub".into() })
+            Err(AuthError::ClaimNotHeaderSafe {
+                claim: "sub".into()
+            })
         );
     }
 }

@@ -99,7 +99,11 @@ impl KeySet {
                     continue;
                 }
                 if let Some(key) = VerifyingKey::import(alg, &text) {
-                    entries.push(Entry { kid: kid.clone(), alg, key });
+                    entries.push(Entry {
+                        kid: kid.clone(),
+                        alg,
+                        key,
+                    });
                 }
             }
         }
@@ -121,7 +125,9 @@ impl KeySet {
     ) -> impl Iterator<Item = &'a VerifyingKey> + 'a {
         self.entries
             .iter()
-            .filter(move |e| e.alg == alg && (kid.is_none() || e.kid.is_none() || e.kid.as_deref() == kid))
+            .filter(move |e| {
+                e.alg == alg && (kid.is_none() || e.kid.is_none() || e.kid.as_deref() == kid)
+            })
             .map(|e| &e.key)
     }
 

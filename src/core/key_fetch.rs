@@ -86,9 +86,14 @@ pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Url, S
     let body = ok_body(response, "discovery")?;
     let doc: Value =
         serde_json::from_slice(body).map_err(|_| "discovery document is not JSON".to_string())?;
-    let announced = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
+    let announced = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if announced != issuer {
-        return Err(format!("discovery document names issuer \"{announced}\", not \"{issuer}\""));
+        return Err(format!(
+            "discovery document names issuer \"{announced}\", not \"{issuer}\""
+        ));
     }
     let uri = doc
         .get("jwks_uri")
@@ -96,7 +101,9 @@ pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Url, S
         .ok_or("discovery document has no jwks_uri")?;
     match Url::parse(uri) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
-        _ => Err(format!("discovery jwks_uri \"{uri}\" is not an http(s) URL")),
+        _ => Err(format!(
+            "discovery jwks_uri \"{uri}\" is not an http(s) URL"
+        )),
     }
 }
 
@@ -130,45 +137,94 @@ mod tests {
     }
 
     fn ok(body: &str) -> CalloutResponse<'_> {
-        CalloutResponse { status: Some(200), cache_control: None, body: body.as_bytes() }
+        CalloutResponse {
+            status: Some(200),
+            cache_control: None,
+            body: body.as_bytes(),
+        }
     }
 
     #[test]
     fn callout_carries_host_path_and_query() {
-        let c = callout(&url("https://dex.example.com:8443/keys?v=2"), &remote(Locator::JwksUri(url("https://x"))));
+        let c = callout(
+            &url("https://dex.example.com:8443/keys?v=2"),
+            &remote(Locator::JwksUri(url("https://x"))),
+        );
         assert_eq!(c.cluster, "outbound|443||dex.example.com");
         assert!(c.headers.contains(&(":path", "/keys?v=2".into())));
-        assert!(c.headers.contains(&(":authority", "dex.example.com:8443".into())));
+        assert!(c
+            .headers
+            .contains(&(":authority", "dex.example.com:8443".into())));
     }
 
     #[test]
     fn discovery_is_skipped_once_the_jwks_uri_is_known() {
-        let discovery = remote(Locator::Discovery(url("https://i/.well-known/openid-configuration")));
-        assert_eq!(first_step(&discovery, &KeysRecord::default()).0, Stage::Discovery);
-        let known = KeysRecord { jwks_uri: Some("https://i/keys".into()), ..KeysRecord::default() };
-        assert_eq!(first_step(&discovery, &known), (Stage::Jwks, url("https://i/keys")));
+        let discovery = remote(Locator::Discovery(url(
+            "https://i/.well-known/openid-configuration",
+        )));
+        assert_eq!(
+            first_step(&discovery, &KeysRecord::default()).0,
+            Stage::Discovery
+        );
+        let known = KeysRecord {
+            jwks_uri: Some("https://i/keys".into()),
+            ..KeysRecord::default()
+        };
+        assert_eq!(
+            first_step(&discovery, &known),
+            (Stage::Jwks, url("https://i/keys"))
+        );
         let fixed = remote(Locator::JwksUri(url("https://i/fixed")));
-        assert_eq!(first_step(&fixed, &known), (Stage::Jwks, url("https://i/fixed")));
+        assert_eq!(
+            first_step(&fixed, &known),
+            (Stage::Jwks, url("https://i/fixed"))
+        );
     }
 
     #[test]
     fn discovery_table() {
         let issuer = "https://i";
         assert_eq!(
-            read_discovery(&ok(r#"{"issuer":"https://i","jwks_uri":"https://i/keys"}"#), issuer),
+            read_discovery(
+                &ok(r#"{"issuer":"https://i","jwks_uri":"https://i/keys"}"#),
+                issuer
+            ),
             Ok(url("https://i/keys"))
         );
         let failures = [
-            (ok(r#"{"issuer":"https://evil","jwks_uri":"https://i/keys"}"#), "names issuer"),
+            (
+                ok(r#"{"issuer":"https://evil","jwks_uri":"https://i/keys"}"#),
+                "names issuer",
+            ),
             (ok(r#"{"issuer":"https://i"}"#), "has no jwks_uri"),
-            (ok(r#"{"issuer":"https://i","jwks_uri":"file:///etc/passwd"}"#), "is not an http(s) URL"),
+            (
+                ok(r#"{"issuer":"https://i","jwks_uri":"file:///etc/passwd"}"#),
+                "is not an http(s) URL",
+            ),
             (ok("<html>"), "is not JSON"),
-            (CalloutResponse { status: Some(500), cache_control: None, body: b"" }, "answered HTTP 500"),
-            (CalloutResponse { status: None, cache_control: None, body: b"" }, "failed or timed out"),
+            (
+                CalloutResponse {
+                    status: Some(500),
+                    cache_control: None,
+                    body: b"",
+                },
+                "answered HTTP 500",
+            ),
+            (
+                CalloutResponse {
+                    status: None,
+                    cache_control: None,
+                    body: b"",
+                },
+                "failed or timed out",
+            ),
         ];
         for (response, expected) in failures {
             let error = read_discovery(&response, issuer).err().unwrap_or_default();
-            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+            assert!(
+                error.contains(expected),
+                "{error:?} should contain {expected:?}"
+            );
         }
     }
 
@@ -176,6 +232,10 @@ mod tests {
     fn garbage_jwks_is_an_error_so_old_keys_stay() {
         assert!(read_jwks(&ok("garbage"), &Algorithm::ALL).is_err());
         assert!(read_jwks(&ok(r#"{"keys":[]}"#), &Algorithm::ALL).is_err());
-        assert!(read_jwks(&ok(r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","use":"enc"}]}"#), &Algorithm::ALL).is_err());
+        assert!(read_jwks(
+            &ok(r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","use":"enc"}]}"#),
+            &Algorithm::ALL
+        )
+        .is_err());
     }
 }

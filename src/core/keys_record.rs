@@ -50,7 +50,10 @@ impl KeysRecord {
         now_ms: u64,
     ) -> KeysRecord {
         let refresh_ms = max_age_secs
-            .map(|secs| secs.saturating_mul(1000).clamp(MIN_REFRESH_MS, MAX_REFRESH_MS))
+            .map(|secs| {
+                secs.saturating_mul(1000)
+                    .clamp(MIN_REFRESH_MS, MAX_REFRESH_MS)
+            })
             .unwrap_or(default_refresh_ms);
         KeysRecord {
             jwks: Some(jwks),
@@ -120,16 +123,33 @@ mod tests {
     #[test]
     fn refresh_honours_max_age_within_bounds() {
         let record = KeysRecord::default();
-        let at = |max_age| record.succeeded("{}".into(), None, max_age, 600_000, 0, 1_000).refresh_at_ms;
+        let at = |max_age| {
+            record
+                .succeeded("{}".into(), None, max_age, 600_000, 0, 1_000)
+                .refresh_at_ms
+        };
         assert_eq!(at(Some(3600)), 1_000 + 3_600_000);
-        assert_eq!(at(Some(0)), 1_000 + MIN_REFRESH_MS, "max-age=0 must not make us fetch constantly");
-        assert_eq!(at(Some(10_000_000)), 1_000 + MAX_REFRESH_MS, "keys are not kept for months");
-        assert_eq!(at(None), 1_000 + 600_000, "the configured interval applies without max-age");
+        assert_eq!(
+            at(Some(0)),
+            1_000 + MIN_REFRESH_MS,
+            "max-age=0 must not make us fetch constantly"
+        );
+        assert_eq!(
+            at(Some(10_000_000)),
+            1_000 + MAX_REFRESH_MS,
+            "keys are not kept for months"
+        );
+        assert_eq!(
+            at(None),
+            1_000 + 600_000,
+            "the configured interval applies without max-age"
+        );
     }
 
     #[test]
     fn failures_keep_the_last_good_keys_and_back_off() {
-        let good = KeysRecord::default().succeeded("JWKS".into(), Some("u".into()), None, 600_000, 0, 0);
+        let good =
+            KeysRecord::default().succeeded("JWKS".into(), Some("u".into()), None, 600_000, 0, 0);
         let once = good.failed(10, 10);
         assert_eq!(once.jwks.as_deref(), Some("JWKS"));
         assert_eq!(once.jwks_uri, None);
@@ -144,7 +164,10 @@ mod tests {
 
     #[test]
     fn unknown_kid_refetch_is_rate_limited_on_the_last_attempt() {
-        let record = KeysRecord { attempted_at_ms: 10_000, ..KeysRecord::default() };
+        let record = KeysRecord {
+            attempted_at_ms: 10_000,
+            ..KeysRecord::default()
+        };
         assert!(!record.may_refetch(15_000, 10_000));
         assert!(record.may_refetch(20_000, 10_000));
     }
@@ -159,7 +182,14 @@ mod tests {
 
     #[test]
     fn record_survives_shared_data_round_trip() {
-        let record = KeysRecord::default().succeeded("{\"keys\":[]}".into(), Some("https://i/k".into()), Some(60), 1, 2, 3);
+        let record = KeysRecord::default().succeeded(
+            "{\"keys\":[]}".into(),
+            Some("https://i/k".into()),
+            Some(60),
+            1,
+            2,
+            3,
+        );
         assert_eq!(KeysRecord::decode(&record.encode()), Some(record));
         assert_eq!(KeysRecord::decode(b"not json"), None);
     }

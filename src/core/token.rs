@@ -43,17 +43,28 @@ pub fn parse(compact: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Aut
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(AuthError::Malformed { what: "not three dot-separated parts" });
+        return Err(AuthError::Malformed {
+            what: "not three dot-separated parts",
+        });
     };
     if signature.is_empty() {
-        return Err(AuthError::Malformed { what: "empty signature" });
+        return Err(AuthError::Malformed {
+            what: "empty signature",
+        });
     }
     let header: RawHeader = decode_json(header, "header is not base64url JSON")?;
-    let alg_name = header.alg.ok_or(AuthError::Malformed { what: "header has no alg" })?;
-    let alg = Algorithm::from_name(&alg_name)
-        .ok_or(AuthError::AlgorithmNotAccepted { alg: alg_name })?;
+    let alg_name = header.alg.ok_or(AuthError::Malformed {
+        what: "header has no alg",
+    })?;
+    let alg =
+        Algorithm::from_name(&alg_name).ok_or(AuthError::AlgorithmNotAccepted { alg: alg_name })?;
     let claims: Map<String, Value> = decode_json(payload, "payload is not base64url JSON")?;
-    Ok(UnverifiedToken { compact, alg, kid: header.kid, claims })
+    Ok(UnverifiedToken {
+        compact,
+        alg,
+        kid: header.kid,
+        claims,
+    })
 }
 
 #[cfg(test)]
@@ -72,32 +83,102 @@ mod tests {
     fn reads_alg_kid_and_claims() {
         let text = token(r#"{"alg":"ES256","kid":"k1"}"#, r#"{"sub":"alice"}"#);
         let parsed = parse(&text, 4096);
-        let parsed = parsed.as_ref().map(|t| (t.alg, t.kid.as_deref(), t.claims.get("sub")));
-        assert_eq!(parsed, Ok((Algorithm::ES256, Some("k1"), Some(&Value::from("alice")))));
+        let parsed = parsed
+            .as_ref()
+            .map(|t| (t.alg, t.kid.as_deref(), t.claims.get("sub")));
+        assert_eq!(
+            parsed,
+            Ok((Algorithm::ES256, Some("k1"), Some(&Value::from("alice"))))
+        );
     }
 
     #[test]
     fn structural_attacks_are_refused_with_a_reason() {
         let cases: &[(&str, String, AuthError)] = &[
-            ("alg none", token(r#"{"alg":"none"}"#, "{}"), AuthError::AlgorithmNotAccepted { alg: "none".into() }),
-            ("HMAC", token(r#"{"alg":"HS256"}"#, "{}"), AuthError::AlgorithmNotAccepted { alg: "HS256".into() }),
-            ("no alg", token(r#"{"kid":"x"}"#, "{}"), AuthError::Malformed { what: "header has no alg" }),
-            ("two parts", "a.b".into(), AuthError::Malformed { what: "not three dot-separated parts" }),
-            ("four parts", "a.b.c.d".into(), AuthError::Malformed { what: "not three dot-separated parts" }),
-            ("unsigned", format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64("{}")), AuthError::Malformed { what: "empty signature" }),
-            ("header not base64", "!!!.e30.c2ln".into(), AuthError::Malformed { what: "header is not base64url JSON" }),
-            ("header not JSON", format!("{}.e30.c2ln", b64("not json")), AuthError::Malformed { what: "header is not base64url JSON" }),
-            ("payload not JSON", format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64("[1,")), AuthError::Malformed { what: "payload is not base64url JSON" }),
-            ("payload an array", token(r#"{"alg":"RS256"}"#, "[]"), AuthError::Malformed { what: "payload is not base64url JSON" }),
+            (
+                "alg none",
+                token(r#"{"alg":"none"}"#, "{}"),
+                AuthError::AlgorithmNotAccepted { alg: "none".into() },
+            ),
+            (
+                "HMAC",
+                token(r#"{"alg":"HS256"}"#, "{}"),
+                AuthError::AlgorithmNotAccepted {
+                    alg: "HS256".into(),
+                },
+            ),
+            (
+                "no alg",
+                token(r#"{"kid":"x"}"#, "{}"),
+                AuthError::Malformed {
+                    what: "header has no alg",
+                },
+            ),
+            (
+                "two parts",
+                "a.b".into(),
+                AuthError::Malformed {
+                    what: "not three dot-separated parts",
+                },
+            ),
+            (
+                "four parts",
+                "a.b.c.d".into(),
+                AuthError::Malformed {
+                    what: "not three dot-separated parts",
+                },
+            ),
+            (
+                "unsigned",
+                format!("{}.{}.", b64(r#"{"alg":"RS256"}"#), b64("{}")),
+                AuthError::Malformed {
+                    what: "empty signature",
+                },
+            ),
+            (
+                "header not base64",
+                "!!!.e30.c2ln".into(),
+                AuthError::Malformed {
+                    what: "header is not base64url JSON",
+                },
+            ),
+            (
+                "header not JSON",
+                format!("{}.e30.c2ln", b64("not json")),
+                AuthError::Malformed {
+                    what: "header is not base64url JSON",
+                },
+            ),
+            (
+                "payload not JSON",
+                format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64("[1,")),
+                AuthError::Malformed {
+                    what: "payload is not base64url JSON",
+                },
+            ),
+            (
+                "payload an array",
+                token(r#"{"alg":"RS256"}"#, "[]"),
+                AuthError::Malformed {
+                    what: "payload is not base64url JSON",
+                },
+            ),
         ];
         for (name, text, expected) in cases {
-            assert_eq!(parse(text, 4096).err().as_ref(), Some(expected), "case: {name}");
+            assert_eq!(
+                parse(text, 4096).err().as_ref(),
+                Some(expected),
+                "case: {name}"
+            );
         }
     }
 
     #[test]
     fn oversized_token_is_refused_before_decoding() {
         let text = "a".repeat(5000);
-        assert_eq!(parse(&text, 4096).err(), Some(AuthError::TokenTooLarge { max: 4096 }));
+        assert_eq!(
+            parse(&text, 4096).err(),
+            Some(AuthError::TokenTooLarge { max: 4096 })
+        );
     }
 }

@@ -21,7 +21,10 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        TokenCache { entries: HashMap::new(), capacity }
+        TokenCache {
+            entries: HashMap::new(),
+            capacity,
+        }
     }
 
     pub fn get(&self, token: &str, now_secs: u64) -> Option<Rc<Identity>> {
@@ -32,7 +35,13 @@ impl TokenCache {
     }
 
     /// `valid_until_secs` is the first second at which the token no longer passes.
-    pub fn insert(&mut self, token: &str, identity: Rc<Identity>, valid_until: Option<u64>, now_secs: u64) {
+    pub fn insert(
+        &mut self,
+        token: &str,
+        identity: Rc<Identity>,
+        valid_until: Option<u64>,
+        now_secs: u64,
+    ) {
         let valid_until_secs = valid_until.unwrap_or(now_secs.saturating_add(NO_EXPIRY_TTL_SECS));
         if self.entries.len() >= self.capacity {
             self.entries.retain(|_, e| now_secs < e.valid_until_secs);
@@ -40,7 +49,13 @@ impl TokenCache {
         if self.entries.len() >= self.capacity {
             self.entries.clear();
         }
-        self.entries.insert(token.to_string(), Entry { identity, valid_until_secs });
+        self.entries.insert(
+            token.to_string(),
+            Entry {
+                identity,
+                valid_until_secs,
+            },
+        );
     }
 
     pub fn clear(&mut self) {
@@ -61,7 +76,10 @@ mod tests {
     use super::*;
 
     fn alice() -> Rc<Identity> {
-        Rc::new(Identity { user: "alice".into(), email: None })
+        Rc::new(Identity {
+            user: "alice".into(),
+            email: None,
+        })
     }
 
     #[test]

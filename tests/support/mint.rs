@@ -8,11 +8,15 @@ use base64::Engine;
 use jwt_simple::prelude::*;
 use serde_json::{json, Map, Value};
 
-pub const ALGORITHMS: [&str; 9] =
-    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+pub const ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 type SignFn = Box<dyn Fn(JWTClaims<Map<String, Value>>) -> String + Send + Sync>;
@@ -78,21 +82,63 @@ impl KeyRing {
         let es384 = ES384KeyPair::generate().to_bytes();
         let ed25519 = Ed25519KeyPair::generate().to_bytes();
         let signers = vec![
-            signer!(|| RS256KeyPair::from_der(&der).expect("k"), "RS256", kid("RS256")),
-            signer!(|| RS384KeyPair::from_der(&der).expect("k"), "RS384", kid("RS384")),
-            signer!(|| RS512KeyPair::from_der(&der).expect("k"), "RS512", kid("RS512")),
-            signer!(|| PS256KeyPair::from_der(&der).expect("k"), "PS256", kid("PS256")),
-            signer!(|| PS384KeyPair::from_der(&der).expect("k"), "PS384", kid("PS384")),
-            signer!(|| PS512KeyPair::from_der(&der).expect("k"), "PS512", kid("PS512")),
-            signer!(|| ES256KeyPair::from_bytes(&es256).expect("k"), "ES256", kid("ES256")),
-            signer!(|| ES384KeyPair::from_bytes(&es384).expect("k"), "ES384", kid("ES384")),
-            signer!(|| Ed25519KeyPair::from_bytes(&ed25519).expect("k"), "EdDSA", kid("EdDSA")),
+            signer!(
+                || RS256KeyPair::from_der(&der).expect("k"),
+                "RS256",
+                kid("RS256")
+            ),
+            signer!(
+                || RS384KeyPair::from_der(&der).expect("k"),
+                "RS384",
+                kid("RS384")
+            ),
+            signer!(
+                || RS512KeyPair::from_der(&der).expect("k"),
+                "RS512",
+                kid("RS512")
+            ),
+            signer!(
+                || PS256KeyPair::from_der(&der).expect("k"),
+                "PS256",
+                kid("PS256")
+            ),
+            signer!(
+                || PS384KeyPair::from_der(&der).expect("k"),
+                "PS384",
+                kid("PS384")
+            ),
+            signer!(
+                || PS512KeyPair::from_der(&der).expect("k"),
+                "PS512",
+                kid("PS512")
+            ),
+            signer!(
+                || ES256KeyPair::from_bytes(&es256).expect("k"),
+                "ES256",
+                kid("ES256")
+            ),
+            signer!(
+                || ES384KeyPair::from_bytes(&es384).expect("k"),
+                "ES384",
+                kid("ES384")
+            ),
+            signer!(
+                || Ed25519KeyPair::from_bytes(&ed25519).expect("k"),
+                "EdDSA",
+                kid("EdDSA")
+            ),
         ];
-        KeyRing { signers, rsa_public_pem }
+        KeyRing {
+            signers,
+            rsa_public_pem,
+        }
     }
 
     pub fn signer(&self, alg: &str) -> &Signer {
-        self.signers.iter().find(|s| s.alg == alg).expect("known algorithm")
+        self.signers
+            .iter()
+            .find(|s| s.alg == alg)
+            .expect("known algorithm")
     }
 
     pub fn jwks(&self) -> Value {
@@ -156,13 +202,20 @@ pub fn b64(bytes: impl AsRef<[u8]>) -> String {
 
 /// A token with the given header and claims and whatever signature bytes the attack wants.
 pub fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
-    format!("{}.{}.{}", b64(header.to_string()), b64(claims.to_string()), b64(signature))
+    format!(
+        "{}.{}.{}",
+        b64(header.to_string()),
+        b64(claims.to_string()),
+        b64(signature)
+    )
 }
 
 /// The classic algorithm-confusion attack: HS256 keyed with the RSA public key.
 pub fn hs256_with_public_key(keys: &KeyRing, claims: &Value) -> String {
-    let key = HS256Key::from_bytes(keys.rsa_public_pem.as_bytes()).with_key_id(&keys.signer("RS256").kid);
-    let claims: JWTClaims<Map<String, Value>> = serde_json::from_value(claims.clone()).expect("claims");
+    let key =
+        HS256Key::from_bytes(keys.rsa_public_pem.as_bytes()).with_key_id(&keys.signer("RS256").kid);
+    let claims: JWTClaims<Map<String, Value>> =
+        serde_json::from_value(claims.clone()).expect("claims");
     key.authenticate(claims).expect("hmac")
 }
 
@@ -175,7 +228,9 @@ pub fn tamper_payload(token: &str, claims: &Value) -> String {
 /// Flips one bit of the signature.
 pub fn tamper_signature(token: &str) -> String {
     let parts: Vec<&str> = token.split('.').collect();
-    let mut signature = URL_SAFE_NO_PAD.decode(parts[2]).expect("signature is base64url");
+    let mut signature = URL_SAFE_NO_PAD
+        .decode(parts[2])
+        .expect("signature is base64url");
     signature[0] ^= 1;
     format!("{}.{}.{}", parts[0], parts[1], b64(signature))
 }

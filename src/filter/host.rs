@@ -1,0 +1,86 @@
+//! The few host operations the filter performs, as small functions that never panic on
+//! a host error: they log it and go on, so the request still gets a definite answer.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType, Status};
+
+use crate::core::error::Rejection;
+
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, &format!("wasm-iap: {message}"));
+}
+
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t: SystemTime| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn report(what: &str, result: Result<(), Status>) {
+    if let Err(status) = result {
+        log(LogLevel::Error, &format!("{what} failed: {status:?}"));
+    }
+}
+
+pub fn set_request_header(name: &str, value: &str) {
+    report(
+        "setting a request header",
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)),
+    );
+}
+
+pub fn remove_request_header(name: &str) {
+    report(
+        "removing a request header",
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+    );
+}
+
+pub fn reject(rejection: &Rejection) {
+    let headers: Vec<(&str, &str)> = rejection
+        .headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
+    report(
+        "sending a local response",
+        hostcalls::send_http_response(rejection.status, headers, Some(rejection.body.as_bytes())),
+    );
+}
+
+pub fn resume_request() {
+    report("resuming a request", hostcalls::resume_http_request());
+}
+
+/// Makes a paused request's context the one later host calls act on.
+pub fn switch_to(context_id: u32) -> bool {
+    hostcalls::set_effective_context(context_id).is_ok()
+}
+
+pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Writes shared data; with `cas`, only when nobody wrote since it was read.
+pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+}
+
+pub fn dispatch_get(
+    cluster: &str,
+    headers: &[(&'static str, String)],
+    timeout_ms: u64,
+) -> Result<u32, Status> {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    hostcalls::dispatch_http_call(
+        cluster,
+        headers,
+        None,
+        vec![],
+        Duration::from_millis(timeout_ms),
+    )
+}

@@ -1,0 +1,345 @@
+//! The root context of one VM: takes the configuration, and keeps every remote issuer's keys
+//! fresh from `on_tick`, one VM fetching for all through a lease in shared data.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+use super::host;
+use super::http::Request;
+use super::vm::{SharedVm, Vm};
+use crate::core::config::{KeySource, Locator, RemoteKeys, Settings};
+use crate::core::key_fetch::{self, CalloutResponse, Stage};
+use crate::core::keys_record::{lease_available, lease_value, KeysRecord};
+
+const TICK: Duration = Duration::from_millis(100);
+
+/// A remote issuer, with the shared-data keys its record and lease live under.
+struct RemoteIssuer {
+    provider: usize,
+    issuer: String,
+    record_key: String,
+    lease_key: String,
+    record_cas: Option<u32>,
+}
+
+/// A callout this VM has under way.
+struct InFlight {
+    issuer: usize,
+    stage: Stage,
+    started_ms: u64,
+    jwks_uri: Option<String>,
+}
+
+pub struct Root {
+    context_id: u32,
+    vm: SharedVm,
+    settings: Option<Rc<Settings>>,
+    issuers: Vec<RemoteIssuer>,
+    in_flight: HashMap<u32, InFlight>,
+}
+
+impl Root {
+    pub fn new(context_id: u32) -> Self {
+        Root {
+            context_id,
+            vm: SharedVm::default(),
+            settings: None,
+            issuers: Vec::new(),
+            in_flight: HashMap::new(),
+        }
+    }
+
+    fn remote(&self, issuer: usize) -> Option<&RemoteKeys> {
+        let provider = self.issuers.get(issuer)?.provider;
+        match &self.settings.as_ref()?.providers.get(provider)?.keys {
+            KeySource::Remote(remote) => Some(remote),
+            KeySource::Inline(_) => None,
+        }
+    }
+
+    fn read_record(&self, issuer: usize) -> (KeysRecord, Option<u32>) {
+        let Some(remote) = self.issuers.get(issuer) else {
+            return (KeysRecord::default(), None);
+        };
+        let (bytes, cas) = host::shared_data(&remote.record_key);
+        (
+            bytes
+                .and_then(|b| KeysRecord::decode(&b))
+                .unwrap_or_default(),
+            cas,
+        )
+    }
+
+    /// Takes in a record another VM (or this one) published, and settles waiting requests.
+    fn sync_record(&mut self, issuer: usize, now_ms: u64) -> KeysRecord {
+        let (record, cas) = self.read_record(issuer);
+        let Some(entry) = self.issuers.get_mut(issuer) else {
+            return record;
+        };
+        if cas == entry.record_cas {
+            return record;
+        }
+        entry.record_cas = cas;
+        let (provider, name) = (entry.provider, entry.issuer.clone());
+        if let Ok(mut slot) = self.vm.try_borrow_mut() {
+            if let Some(vm) = slot.as_mut() {
+                if let Err(e) = vm.authn.install_record(provider, &record) {
+                    host::log(LogLevel::Warn, &format!("keys for {name} not usable: {e}"));
+                }
+                vm.settle_waiting(Some(provider), now_ms, self.context_id);
+            }
+        }
+        record
+    }
+
+    fn fetch_wanted(&self, provider: usize) -> bool {
+        self.vm
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut slot| {
+                slot.as_mut()
+                    .map(|vm| std::mem::take(&mut vm.fetch_wanted[provider]))
+            })
+            .unwrap_or(false)
+    }
+
+    fn fetching(&self, issuer: usize) -> bool {
+        self.in_flight.values().any(|f| f.issuer == issuer)
+    }
+
+    /// Starts a fetch when this VM wins the lease; others see the result in shared data.
+    fn try_start_fetch(&mut self, issuer: usize, record: &KeysRecord, now_ms: u64) {
+        let (Some(remote), Some(entry)) = (self.remote(issuer), self.issuers.get(issuer)) else {
+            return;
+        };
+        let (lease, cas) = host::shared_data(&entry.lease_key);
+        if !lease_available(lease.as_deref(), now_ms) {
+            return;
+        }
+        let deadline = now_ms + 2 * remote.timeout_ms + 1_000;
+        if !host::set_shared_data(&entry.lease_key, &lease_value(deadline), cas) {
+            return; // another VM took it first
+        }
+        let (stage, url) = key_fetch::first_step(remote, record);
+        self.dispatch(issuer, stage, &url, now_ms, now_ms);
+    }
+
+    fn dispatch(
+        &mut self,
+        issuer: usize,
+        stage: Stage,
+        url: &url::Url,
+        started_ms: u64,
+        now_ms: u64,
+    ) {
+        let Some(remote) = self.remote(issuer) else {
+            return;
+        };
+        let call = key_fetch::callout(url, remote);
+        match host::dispatch_get(&call.cluster, &call.headers, call.timeout_ms) {
+            Ok(token) => {
+                let jwks_uri = (stage == Stage::Jwks).then(|| url.to_string());
+                self.in_flight.insert(
+                    token,
+                    InFlight {
+                        issuer,
+                        stage,
+                        started_ms,
+                        jwks_uri,
+                    },
+                );
+            }
+            Err(status) => {
+                let reason = format!("cannot call cluster \"{}\": {status:?}", call.cluster);
+                self.finish_fetch(issuer, Err(reason), started_ms, now_ms);
+            }
+        }
+    }
+
+    /// Publishes the outcome for all VMs, releases the lease, and applies it here at once.
+    fn finish_fetch(
+        &mut self,
+        issuer: usize,
+        outcome: Result<(String, Option<String>, Option<u64>), String>,
+        started_ms: u64,
+        now_ms: u64,
+    ) {
+        let (record, _) = self.read_record(issuer);
+        let Some(entry) = self.issuers.get(issuer) else {
+            return;
+        };
+        let refresh_ms = self
+            .remote(issuer)
+            .map(|r| r.refresh_interval_ms)
+            .unwrap_or(600_000);
+        let next = match outcome {
+            Ok((jwks, jwks_uri, max_age)) => {
+                let next =
+                    record.succeeded(jwks, jwks_uri, max_age, refresh_ms, started_ms, now_ms);
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "keys for {} fetched; next refresh in {} s",
+                        entry.issuer,
+                        (next.refresh_at_ms - now_ms) / 1000
+                    ),
+                );
+                next
+            }
+            Err(reason) => {
+                let next = record.failed(started_ms, now_ms);
+                let kept = if record.jwks.is_some() {
+                    "keeping the last good keys"
+                } else {
+                    "no keys yet"
+                };
+                host::log(
+                    LogLevel::Warn,
+                    &format!(
+                        "fetching keys for {} failed: {reason}; {kept}; retry in {} s",
+                        entry.issuer,
+                        (next.refresh_at_ms - now_ms) / 1000
+                    ),
+                );
+                next
+            }
+        };
+        host::set_shared_data(&entry.record_key, &next.encode(), None);
+        host::set_shared_data(&entry.lease_key, &lease_value(0), None);
+        self.sync_record(issuer, now_ms);
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(call) = self.in_flight.remove(&token_id) else {
+            return;
+        };
+        let now_ms = host::now_ms();
+        let status = self
+            .get_http_call_response_header(":status")
+            .and_then(|s| s.parse().ok());
+        let cache_control = self.get_http_call_response_header("cache-control");
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
+        let response = CalloutResponse {
+            status,
+            cache_control: cache_control.as_deref(),
+            body: &body,
+        };
+        let (Some(remote), Some(entry)) = (self.remote(call.issuer), self.issuers.get(call.issuer))
+        else {
+            return;
+        };
+        let outcome = match call.stage {
+            Stage::Discovery => match key_fetch::read_discovery(&response, &entry.issuer) {
+                Ok(jwks_uri) => {
+                    return self.dispatch(
+                        call.issuer,
+                        Stage::Jwks,
+                        &jwks_uri,
+                        call.started_ms,
+                        now_ms,
+                    )
+                }
+                Err(reason) => Err(reason),
+            },
+            Stage::Jwks => {
+                let algorithms = self
+                    .settings
+                    .as_ref()
+                    .and_then(|s| s.providers.get(entry.provider))
+                    .map(|p| p.algorithms.clone())
+                    .unwrap_or_default();
+                let discovered = matches!(remote.locator, Locator::Discovery(_))
+                    .then_some(call.jwks_uri)
+                    .flatten();
+                key_fetch::read_jwks(&response, &algorithms)
+                    .map(|(jwks, max_age)| (jwks, discovered, max_age))
+            }
+        };
+        self.finish_fetch(call.issuer, outcome, call.started_ms, now_ms);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let text = self.get_plugin_configuration().unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let settings = match Settings::parse(&text) {
+            Ok(settings) => Rc::new(settings),
+            Err(problems) => {
+                for problem in &problems {
+                    host::log(
+                        LogLevel::Critical,
+                        &format!("configuration rejected: {problem}"),
+                    );
+                }
+                return false;
+            }
+        };
+        self.issuers = settings
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(provider, p)| match &p.keys {
+                KeySource::Remote(remote) => {
+                    let source = match &remote.locator {
+                        Locator::Discovery(url) | Locator::JwksUri(url) => url.as_str(),
+                    };
+                    let id = format!("{}|{source}", p.rules.issuer);
+                    Some(RemoteIssuer {
+                        provider,
+                        issuer: p.rules.issuer.clone(),
+                        record_key: format!("wasm-iap/keys/{id}"),
+                        lease_key: format!("wasm-iap/lease/{id}"),
+                        record_cas: None,
+                    })
+                }
+                KeySource::Inline(_) => None,
+            })
+            .collect();
+        if let Ok(mut slot) = self.vm.try_borrow_mut() {
+            *slot = Some(Vm::new(Rc::clone(&settings)));
+        }
+        self.settings = Some(settings);
+        self.set_tick_period(TICK);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let now_ms = host::now_ms();
+        for issuer in 0..self.issuers.len() {
+            let record = self.sync_record(issuer, now_ms);
+            let provider = self.issuers[issuer].provider;
+            let wanted = self.fetch_wanted(provider);
+            if !self.fetching(issuer) && (wanted || record.refresh_due(now_ms)) {
+                self.try_start_fetch(issuer, &record, now_ms);
+            }
+        }
+        if let Ok(mut slot) = self.vm.try_borrow_mut() {
+            if let Some(vm) = slot.as_mut() {
+                vm.settle_waiting(None, now_ms, self.context_id);
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request::new(context_id, Rc::clone(&self.vm))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,102 @@
+//! What one VM (one worker thread) holds, shared by its root context and its HTTP contexts.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use proxy_wasm::types::LogLevel;
+
+use super::host;
+use crate::core::authn::{Authenticator, Verdict};
+use crate::core::config::Settings;
+use crate::core::error::AuthError;
+use crate::core::secret::Secret;
+
+/// A request paused until its issuer's keys arrive.
+pub struct Waiting {
+    pub context_id: u32,
+    pub provider: usize,
+    pub deadline_ms: u64,
+    pub authorization: Option<Secret>,
+}
+
+pub struct Vm {
+    pub authn: Authenticator,
+    pub waiting: Vec<Waiting>,
+    /// Providers whose keys a request asked to fetch now; the root starts it on its next tick.
+    pub fetch_wanted: Vec<bool>,
+}
+
+pub type SharedVm = Rc<RefCell<Option<Vm>>>;
+
+impl Vm {
+    pub fn new(settings: Rc<Settings>) -> Vm {
+        let providers = settings.providers.len();
+        Vm {
+            authn: Authenticator::new(settings),
+            waiting: Vec::new(),
+            fetch_wanted: vec![false; providers],
+        }
+    }
+
+    /// Carries out a verdict on the current (or effective) request. Returns whether the
+    /// request may go on; `AwaitKeys` is the caller's to handle and is refused here.
+    pub fn carry_out(&self, verdict: &Verdict) -> bool {
+        match verdict {
+            Verdict::Allow(identity) => {
+                let settings = self.authn.settings();
+                for (name, value) in identity.headers(&settings.identity_headers) {
+                    host::set_request_header(name, value);
+                }
+                if !settings.forward_authorization {
+                    host::remove_request_header("authorization");
+                }
+                true
+            }
+            Verdict::Deny(error) => {
+                refuse(error);
+                false
+            }
+            Verdict::AwaitKeys { .. } => {
+                refuse(&AuthError::KeysUnavailable);
+                false
+            }
+        }
+    }
+
+    /// Re-decides paused requests of `provider` after its keys changed, or any whose wait
+    /// ran out; the rest keep waiting. Host calls act on `root_context_id` again afterwards.
+    pub fn settle_waiting(&mut self, provider: Option<usize>, now_ms: u64, root_context_id: u32) {
+        let waiting = std::mem::take(&mut self.waiting);
+        for request in waiting {
+            let keys_changed = provider == Some(request.provider);
+            let timed_out = now_ms >= request.deadline_ms;
+            if !keys_changed && !timed_out {
+                self.waiting.push(request);
+                continue;
+            }
+            let authorization = request.authorization.as_ref().map(Secret::expose);
+            let verdict = self.authn.authenticate(authorization, now_ms, true);
+            if matches!(verdict, Verdict::AwaitKeys { .. }) && !timed_out {
+                self.waiting.push(request);
+                continue;
+            }
+            if !host::switch_to(request.context_id) {
+                continue; // the client went away
+            }
+            if self.carry_out(&verdict) {
+                host::resume_request();
+            }
+            host::switch_to(root_context_id);
+        }
+    }
+
+    pub fn forget(&mut self, context_id: u32) {
+        self.waiting.retain(|w| w.context_id != context_id);
+    }
+}
+
+fn refuse(error: &AuthError) {
+    let rejection = error.rejection();
+    host::log(LogLevel::Info, &format!("{} {}", rejection.status, error));
+    host::reject(&rejection);
+}
