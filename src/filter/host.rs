@@ -8,8 +8,9 @@ use proxy_wasm::types::{LogLevel, MapType, Status};
 
 use crate::core::error::Rejection;
 
+/// Envoy prefixes each line with the plugin name already.
 pub fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, &format!("wasm-iap: {message}"));
+    let _ = hostcalls::log(level, message);
 }
 
 pub fn now_ms() -> u64 {

@@ -124,6 +124,11 @@ impl Root {
         if !host::set_shared_data(&entry.lease_key, &lease_value(deadline), cas) {
             return; // another VM took it first
         }
+        // Another VM may have finished a fetch between our read and our lease.
+        if self.read_record(issuer).1 != entry.record_cas {
+            host::set_shared_data(&entry.lease_key, &lease_value(0), None);
+            return;
+        }
         let (stage, url) = key_fetch::first_step(remote, record);
         self.dispatch(issuer, stage, &url, now_ms, now_ms);
     }

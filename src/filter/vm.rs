@@ -95,8 +95,17 @@ impl Vm {
     }
 }
 
+/// Refusals of bad tokens are routine (debug); running out of keys is an outage (warn).
 fn refuse(error: &AuthError) {
     let rejection = error.rejection();
-    host::log(LogLevel::Info, &format!("{} {}", rejection.status, error));
+    let level = if rejection.status >= 500 {
+        LogLevel::Warn
+    } else {
+        LogLevel::Debug
+    };
+    host::log(
+        level,
+        &format!("refused with {}: {error}", rejection.status),
+    );
     host::reject(&rejection);
 }

@@ -217,7 +217,16 @@ impl Envoy {
 }
 
 impl Drop for Envoy {
+    /// Stops Envoy; a failing test (or WASM_IAP_SHOW_LOGS=1) prints what the filter logged.
     fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("WASM_IAP_SHOW_LOGS").is_some() {
+            let log = self.log();
+            let ours: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("wasm-iap") || l.contains("[critical]"))
+                .collect();
+            eprintln!("--- Envoy log lines of wasm-iap ---\n{}", ours.join("\n"));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
