@@ -3,5 +3,6 @@
 
 pub mod envoy;
 pub mod http;
+pub mod idp;
 pub mod mint;
 pub mod servers;

@@ -1,0 +1,76 @@
+//! The real OpenID provider (npm oidc-provider, envoy-local/idp) as a child process,
+//! stopped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use super::envoy::repo_root;
+use super::http;
+
+pub struct Idp {
+    child: Child,
+    pub issuer: String,
+    pub port: u16,
+}
+
+impl Idp {
+    /// Starts the IdP; `env` sets e.g. REDIRECT_URIS.
+    pub fn start(env: &[(&str, &str)]) -> Idp {
+        let dir = repo_root().join("envoy-local/idp");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "npm packages missing: run ./build.sh test"
+        );
+        let mut command = Command::new("node");
+        command
+            .arg("idp.mjs")
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start node");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("IdP prints its address");
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("IdP did not start: {line:?}")
+        });
+        Idp {
+            child,
+            issuer: ready["issuer"].as_str().expect("issuer").to_string(),
+            port: ready["port"].as_u64().expect("port") as u16,
+        }
+    }
+
+    /// A JWT access token for the `demo-cli` client, by client credentials.
+    pub fn client_credentials_token(&self) -> String {
+        let response = http::request(
+            "POST",
+            &format!("{}/token", self.issuer),
+            &[
+                ("authorization", "Basic ZGVtby1jbGk6ZGVtby1jbGktc2VjcmV0"), // demo-cli:demo-cli-secret
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Some("grant_type=client_credentials&scope=api"),
+        );
+        assert_eq!(response.status, 200, "token endpoint: {response:?}");
+        response.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
