@@ -18,7 +18,17 @@ fn testbed_starts_and_its_printed_curl_flow_works() {
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "testbed self-test failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("curl -i -H \"Authorization: Bearer $TOKEN\""), "{stdout}");
-    assert!(stdout.contains("self-test: with token 200 as demo-cli; without token 401"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "testbed self-test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("curl -i -H \"Authorization: Bearer $TOKEN\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("self-test: with token 200 as demo-cli; without token 401"),
+        "{stdout}"
+    );
 }

@@ -1,0 +1,182 @@
+//! Throughput and latency of bearer-token checks in real Envoy, in one run:
+//! no filter, Envoy's native jwt_authn (without and with its JWT cache), and wasm-iap.
+//! Same RS256 key and token everywhere; routes answer with a direct response so that only
+//! the filters differ. Writes bench/results.json and prints ratios to `no_filter`.
+//!
+//!   ./build.sh bench      (BENCH_SECONDS, BENCH_CONNECTIONS to change the load)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::envoy::{bootstrap, repo_root, wasm_filter, Envoy, Started};
+use support::mint::{claims_with, shared_keys};
+
+const ISSUER: &str = "https://dex.example.com";
+const AUDIENCE: &str = "prometheus";
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The testbed bootstrap with its route answering directly instead of proxying.
+fn direct_response_bootstrap(filters: Vec<Value>) -> Value {
+    let mut config = bootstrap(filters, 1, 1);
+    let route = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0];
+    route.as_object_mut().unwrap().remove("route");
+    route["direct_response"] = json!({ "status": 200, "body": { "inline_string": "ok" } });
+    config
+}
+
+fn jwt_authn(jwks: &Value, cached: bool) -> Value {
+    let mut provider = json!({
+        "issuer": ISSUER,
+        "audiences": [AUDIENCE],
+        "forward": true,
+        "local_jwks": { "inline_string": jwks.to_string() },
+    });
+    if cached {
+        provider["jwt_cache_config"] = json!({ "jwt_cache_size": 1000 });
+    }
+    json!({
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": { "dex": provider },
+            "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "dex" } }]
+        }
+    })
+}
+
+struct Measured {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn millis(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        _ => return None,
+    })
+}
+
+fn parse_wrk(output: &str) -> Option<Measured> {
+    let field = |prefix: &str| {
+        output
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_string)
+    };
+    Some(Measured {
+        rps: field("Requests/sec:")?.parse().ok()?,
+        p50_ms: millis(&field("50%")?)?,
+        p99_ms: millis(&field("99%")?)?,
+    })
+}
+
+fn wrk(url: &str, token: &str, seconds: u64, connections: u64) -> Measured {
+    let output = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(url)
+        .output()
+        .expect("wrk is installed (./build.sh bench installs it)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let measured = parse_wrk(&text).unwrap_or_else(|| panic!("cannot read wrk output:\n{text}"));
+    assert!(
+        !text.contains("Non-2xx"),
+        "requests failed during the run:\n{text}"
+    );
+    measured
+}
+
+fn main() {
+    let seconds = env_number("BENCH_SECONDS", 10);
+    let connections = env_number("BENCH_CONNECTIONS", 16);
+    let signer = shared_keys().signer("RS256");
+    let jwks = shared_keys().jwks_of(&["RS256"]);
+    let token = signer.sign(&claims_with(
+        ISSUER,
+        AUDIENCE,
+        json!({ "exp": support::mint::now_secs() + 3600 }),
+    ));
+    let wasm_config =
+        json!({ "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks }] });
+    let scenarios: Vec<(&str, Vec<Value>)> = vec![
+        ("no_filter", vec![]),
+        ("jwt_authn_native", vec![jwt_authn(&jwks, false)]),
+        ("jwt_authn_native_cached", vec![jwt_authn(&jwks, true)]),
+        ("wasm_iap_bearer", vec![wasm_filter(&wasm_config)]),
+    ];
+    let mut results = Vec::new();
+    for (name, filters) in scenarios {
+        // One worker, so wrk has the other core of a 2-core machine.
+        let envoy = match Envoy::try_start(&direct_response_bootstrap(filters), 1) {
+            Started::Running(envoy) => envoy,
+            Started::Exited(log) => panic!("{name}: Envoy did not start:\n{log}"),
+        };
+        let url = envoy.url("/api/v1/query");
+        let check = support::http::bearer(&url, &token);
+        assert_eq!(
+            check.status, 200,
+            "{name}: the token must pass before measuring: {check:?}"
+        );
+        let refused = support::http::bearer(&url, "not-a-token");
+        assert!(
+            name == "no_filter" || refused.status == 401,
+            "{name}: a bad token must be refused"
+        );
+        wrk(&url, &token, 2, connections); // warm-up
+        let m = wrk(&url, &token, seconds, connections);
+        eprintln!(
+            "{name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+            m.rps, m.p50_ms, m.p99_ms
+        );
+        results.push((name, m));
+    }
+    let baseline = results[0].1.rps;
+    println!(
+        "\n{:<26} {:>10} {:>9} {:>9} {:>10}",
+        "scenario", "req/s", "p50 ms", "p99 ms", "vs no_filter"
+    );
+    for (name, m) in &results {
+        println!(
+            "{name:<26} {:>10.0} {:>9.3} {:>9.3} {:>10.2}",
+            m.rps,
+            m.p50_ms,
+            m.p99_ms,
+            m.rps / baseline
+        );
+    }
+    let json: Vec<Value> = results
+        .iter()
+        .map(|(name, m)| json!({ "scenario": name, "rps": m.rps, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms }))
+        .collect();
+    let path = repo_root().join("bench/results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("write results");
+    println!(
+        "\n{} connections, {seconds} s per scenario; written to {}",
+        connections,
+        path.display()
+    );
+}
