@@ -11,7 +11,8 @@ fn repo(path: &str) -> String {
 
 #[test]
 fn istio_wasmplugin_plugin_config_is_valid() {
-    let manifest: serde_yaml::Value = serde_yaml::from_str(&repo("wasm-manifests/wasmplugin.yaml")).unwrap();
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&repo("wasm-manifests/wasmplugin.yaml")).unwrap();
     let plugin_config = serde_json::to_string(&manifest["spec"]["pluginConfig"]).unwrap();
     let settings = Settings::parse(&plugin_config);
     assert!(settings.is_ok(), "{:?}", settings.err());
@@ -19,7 +20,8 @@ fn istio_wasmplugin_plugin_config_is_valid() {
 
 #[test]
 fn testbed_plugin_config_is_valid() {
-    let text = repo("envoy-local/plugin-config.json").replace("{{ISSUER}}", "http://127.0.0.1:9000");
+    let text =
+        repo("envoy-local/plugin-config.json").replace("{{ISSUER}}", "http://127.0.0.1:9000");
     let settings = Settings::parse(&text);
     assert!(settings.is_ok(), "{:?}", settings.err());
 }
