@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 use support::mint::{self, claims, claims_with, forge, other_keys, shared_keys};
-use wasm_iap::core::authn::{Authenticator, Verdict};
+use wasm_iap::core::authn::{Authenticator, Verdict, WaitReason};
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::error::AuthError;
 use wasm_iap::core::keys_record::KeysRecord;
@@ -287,7 +287,8 @@ fn request_before_keys_waits_then_passes_once_keys_arrive() {
         decide(&mut auth, &token),
         Verdict::AwaitKeys {
             provider: 0,
-            refetch: true
+            refetch: true,
+            reason: WaitReason::NoKeys
         }
     );
     assert_eq!(
@@ -311,7 +312,8 @@ fn rotated_key_triggers_one_rate_limited_refetch() {
         decide(&mut auth, &rotated),
         Verdict::AwaitKeys {
             provider: 0,
-            refetch: true
+            refetch: true,
+            reason: WaitReason::UnknownKid
         }
     );
     // The refetch brought the same keys: after the wait the kid is final.
@@ -332,6 +334,34 @@ fn rotated_key_triggers_one_rate_limited_refetch() {
     auth.install_record(0, &record(other_keys().jwks(), now_ms()))
         .unwrap();
     assert!(matches!(decide(&mut auth, &rotated), Verdict::Allow(_)));
+}
+
+#[test]
+fn token_with_new_kid_that_waited_for_first_keys_still_gets_its_refetch() {
+    let keys = shared_keys();
+    let rotated = other_keys().signer("ES256").sign(&claims(ISSUER, AUDIENCE));
+    let mut auth = remote_authenticator("0s");
+    let first = decide(&mut auth, &rotated);
+    assert_eq!(
+        first,
+        Verdict::AwaitKeys {
+            provider: 0,
+            refetch: true,
+            reason: WaitReason::NoKeys
+        }
+    );
+    // The first keys arrive without the token's kid: it has not had its refetch yet.
+    auth.install_record(0, &record(keys.jwks(), now_ms()))
+        .unwrap();
+    let second = auth.authenticate(Some(&format!("Bearer {rotated}")), now_ms(), false);
+    assert_eq!(
+        second,
+        Verdict::AwaitKeys {
+            provider: 0,
+            refetch: true,
+            reason: WaitReason::UnknownKid
+        }
+    );
 }
 
 #[test]

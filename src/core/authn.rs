@@ -24,7 +24,16 @@ pub enum Verdict {
     AwaitKeys {
         provider: usize,
         refetch: bool,
+        reason: WaitReason,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// No keys were loaded yet for the issuer.
+    NoKeys,
+    /// Keys are loaded but none has the token's `kid`: a rotation, perhaps.
+    UnknownKid,
 }
 
 /// One issuer's keys as this VM knows them.
@@ -108,7 +117,7 @@ impl Authenticator {
     }
 
     /// Decides on a request's `Authorization` header. `after_wait` is set when the request
-    /// already waited for a key fetch, so an unknown `kid` is final.
+    /// already waited for a refetch for its unknown `kid`, which is then final.
     pub fn authenticate(
         &mut self,
         authorization: Option<&str>,
@@ -162,6 +171,7 @@ impl Authenticator {
             return Err(Verdict::AwaitKeys {
                 provider: index,
                 refetch: may_refetch,
+                reason: WaitReason::NoKeys,
             });
         };
         let kid = token.kid.as_deref();
@@ -174,6 +184,7 @@ impl Authenticator {
                 _ if may_refetch && !after_wait && kid.is_some() => Verdict::AwaitKeys {
                     provider: index,
                     refetch: true,
+                    reason: WaitReason::UnknownKid,
                 },
                 _ => deny(AuthError::UnknownKey {
                     kid: kid.map(str::to_string),

@@ -52,18 +52,20 @@ impl HttpContext for Request {
             .map(|(_, v)| v.as_str());
         let now_ms = host::now_ms();
         match vm.authn.authenticate(authorization, now_ms, false) {
-            Verdict::AwaitKeys { provider, refetch } => {
-                if refetch {
-                    vm.fetch_wanted[provider] = true;
-                }
-                let deadline_ms = now_ms + vm.authn.settings().keys_wait_timeout_ms;
-                let authorization = authorization.map(Secret::new);
-                vm.waiting.push(Waiting {
+            Verdict::AwaitKeys {
+                provider,
+                refetch,
+                reason,
+            } => {
+                let mut request = Waiting {
                     context_id: self.context_id,
                     provider,
-                    deadline_ms,
-                    authorization,
-                });
+                    deadline_ms: now_ms + vm.authn.settings().keys_wait_timeout_ms,
+                    authorization: authorization.map(Secret::new),
+                    kid_refetched: false,
+                };
+                vm.await_keys(provider, refetch, reason, &mut request);
+                vm.waiting.push(request);
                 Action::Pause
             }
             verdict if vm.carry_out(&verdict) => Action::Continue,

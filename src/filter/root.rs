@@ -85,6 +85,7 @@ impl Root {
         }
         entry.record_cas = cas;
         let (provider, name) = (entry.provider, entry.issuer.clone());
+        self.clear_fetch_wanted(provider); // waiting requests ask again if they still need one
         if let Ok(mut slot) = self.vm.try_borrow_mut() {
             if let Some(vm) = slot.as_mut() {
                 if let Err(e) = vm.authn.install_record(provider, &record) {
@@ -96,15 +97,22 @@ impl Root {
         record
     }
 
+    /// A request's wish for a fetch stands until this VM starts one or new keys arrive:
+    /// the lease may be held for a moment by a VM that just published.
     fn fetch_wanted(&self, provider: usize) -> bool {
         self.vm
-            .try_borrow_mut()
+            .try_borrow()
             .ok()
-            .and_then(|mut slot| {
-                slot.as_mut()
-                    .map(|vm| std::mem::take(&mut vm.fetch_wanted[provider]))
-            })
+            .and_then(|slot| slot.as_ref().map(|vm| vm.fetch_wanted[provider]))
             .unwrap_or(false)
+    }
+
+    fn clear_fetch_wanted(&self, provider: usize) {
+        if let Ok(mut slot) = self.vm.try_borrow_mut() {
+            if let Some(vm) = slot.as_mut() {
+                vm.fetch_wanted[provider] = false;
+            }
+        }
     }
 
     fn fetching(&self, issuer: usize) -> bool {
@@ -112,25 +120,27 @@ impl Root {
     }
 
     /// Starts a fetch when this VM wins the lease; others see the result in shared data.
-    fn try_start_fetch(&mut self, issuer: usize, record: &KeysRecord, now_ms: u64) {
+    /// Returns whether this VM started the fetch.
+    fn try_start_fetch(&mut self, issuer: usize, record: &KeysRecord, now_ms: u64) -> bool {
         let (Some(remote), Some(entry)) = (self.remote(issuer), self.issuers.get(issuer)) else {
-            return;
+            return false;
         };
         let (lease, cas) = host::shared_data(&entry.lease_key);
         if !lease_available(lease.as_deref(), now_ms) {
-            return;
+            return false;
         }
         let deadline = now_ms + 2 * remote.timeout_ms + 1_000;
         if !host::set_shared_data(&entry.lease_key, &lease_value(deadline), cas) {
-            return; // another VM took it first
+            return false; // another VM took it first
         }
         // Another VM may have finished a fetch between our read and our lease.
         if self.read_record(issuer).1 != entry.record_cas {
             host::set_shared_data(&entry.lease_key, &lease_value(0), None);
-            return;
+            return false;
         }
         let (stage, url) = key_fetch::first_step(remote, record);
         self.dispatch(issuer, stage, &url, now_ms, now_ms);
+        true
     }
 
     fn dispatch(
@@ -329,8 +339,11 @@ impl RootContext for Root {
             let record = self.sync_record(issuer, now_ms);
             let provider = self.issuers[issuer].provider;
             let wanted = self.fetch_wanted(provider);
-            if !self.fetching(issuer) && (wanted || record.refresh_due(now_ms)) {
-                self.try_start_fetch(issuer, &record, now_ms);
+            if !self.fetching(issuer)
+                && (wanted || record.refresh_due(now_ms))
+                && self.try_start_fetch(issuer, &record, now_ms)
+            {
+                self.clear_fetch_wanted(provider);
             }
         }
         if let Ok(mut slot) = self.vm.try_borrow_mut() {

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use proxy_wasm::types::LogLevel;
 
 use super::host;
-use crate::core::authn::{Authenticator, Verdict};
+use crate::core::authn::{Authenticator, Verdict, WaitReason};
 use crate::core::config::Settings;
 use crate::core::error::AuthError;
 use crate::core::secret::Secret;
@@ -17,6 +17,8 @@ pub struct Waiting {
     pub provider: usize,
     pub deadline_ms: u64,
     pub authorization: Option<Secret>,
+    /// Set once a refetch for the token's unknown `kid` was asked for: its next verdict is final.
+    pub kid_refetched: bool,
 }
 
 pub struct Vm {
@@ -67,7 +69,7 @@ impl Vm {
     /// ran out; the rest keep waiting. Host calls act on `root_context_id` again afterwards.
     pub fn settle_waiting(&mut self, provider: Option<usize>, now_ms: u64, root_context_id: u32) {
         let waiting = std::mem::take(&mut self.waiting);
-        for request in waiting {
+        for mut request in waiting {
             let keys_changed = provider == Some(request.provider);
             let timed_out = now_ms >= request.deadline_ms;
             if !keys_changed && !timed_out {
@@ -75,10 +77,20 @@ impl Vm {
                 continue;
             }
             let authorization = request.authorization.as_ref().map(Secret::expose);
-            let verdict = self.authn.authenticate(authorization, now_ms, true);
-            if matches!(verdict, Verdict::AwaitKeys { .. }) && !timed_out {
-                self.waiting.push(request);
-                continue;
+            let verdict = self
+                .authn
+                .authenticate(authorization, now_ms, request.kid_refetched);
+            if let Verdict::AwaitKeys {
+                provider,
+                refetch,
+                reason,
+            } = verdict
+            {
+                if !timed_out {
+                    self.await_keys(provider, refetch, reason, &mut request);
+                    self.waiting.push(request);
+                    continue;
+                }
             }
             if !host::switch_to(request.context_id) {
                 continue; // the client went away
@@ -87,6 +99,24 @@ impl Vm {
                 host::resume_request();
             }
             host::switch_to(root_context_id);
+        }
+    }
+
+    /// Records what a waiting request waits for, and asks the root for a fetch when allowed.
+    pub fn await_keys(
+        &mut self,
+        provider: usize,
+        refetch: bool,
+        reason: WaitReason,
+        request: &mut Waiting,
+    ) {
+        if refetch {
+            if let Some(wanted) = self.fetch_wanted.get_mut(provider) {
+                *wanted = true;
+            }
+        }
+        if reason == WaitReason::UnknownKid {
+            request.kid_refetched = true;
         }
     }
 
