@@ -3,7 +3,8 @@
 //! Same RS256 key and token everywhere; routes answer with a direct response so that only
 //! the filters differ. Writes bench/results.json and prints ratios to `no_filter`.
 //!
-//!   ./build.sh bench      (BENCH_SECONDS, BENCH_CONNECTIONS to change the load)
+//!   ./build.sh bench      (BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS to change the load;
+//!                          BENCH_SCENARIOS=no_filter,wasm_iap_bearer to run only some)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/mod.rs"]
@@ -111,7 +112,8 @@ fn wrk(url: &str, token: &str, seconds: u64, connections: u64) -> Measured {
 }
 
 fn main() {
-    let seconds = env_number("BENCH_SECONDS", 10);
+    let seconds = env_number("BENCH_SECONDS", 5);
+    let rounds = env_number("BENCH_ROUNDS", 3).max(1);
     let connections = env_number("BENCH_CONNECTIONS", 16);
     let signer = shared_keys().signer("RS256");
     let jwks = shared_keys().jwks_of(&["RS256"]);
@@ -128,9 +130,15 @@ fn main() {
         ("jwt_authn_native_cached", vec![jwt_authn(&jwks, true)]),
         ("wasm_iap_bearer", vec![wasm_filter(&wasm_config)]),
     ];
-    let mut results = Vec::new();
-    for (name, filters) in scenarios {
-        // One worker, so wrk has the other core of a 2-core machine.
+    let only = std::env::var("BENCH_SCENARIOS").ok();
+    let chosen = |name: &str| {
+        only.as_deref()
+            .is_none_or(|list| list.split(',').any(|s| s == name))
+    };
+    // All Envoys run at once, one worker each, and rounds interleave the scenarios, so that
+    // the machine's drift hits every scenario alike; each figure is the median over rounds.
+    let mut running = Vec::new();
+    for (name, filters) in scenarios.into_iter().filter(|(name, _)| chosen(name)) {
         let envoy = match Envoy::try_start(&direct_response_bootstrap(filters), 1) {
             Started::Running(envoy) => envoy,
             Started::Exited(log) => panic!("{name}: Envoy did not start:\n{log}"),
@@ -147,13 +155,36 @@ fn main() {
             "{name}: a bad token must be refused"
         );
         wrk(&url, &token, 2, connections); // warm-up
-        let m = wrk(&url, &token, seconds, connections);
-        eprintln!(
-            "{name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
-            m.rps, m.p50_ms, m.p99_ms
-        );
-        results.push((name, m));
+        running.push((name, envoy, url, Vec::new()));
     }
+    for round in 1..=rounds {
+        for (name, _envoy, url, samples) in running.iter_mut() {
+            let m = wrk(url, &token, seconds, connections);
+            eprintln!(
+                "round {round} {name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+                m.rps, m.p50_ms, m.p99_ms
+            );
+            samples.push(m);
+        }
+    }
+    let results: Vec<(&str, Measured)> = running
+        .into_iter()
+        .map(|(name, _envoy, _url, samples)| {
+            let median = |f: fn(&Measured) -> f64| {
+                let mut values: Vec<f64> = samples.iter().map(f).collect();
+                values.sort_by(|a, b| a.total_cmp(b));
+                values[values.len() / 2]
+            };
+            (
+                name,
+                Measured {
+                    rps: median(|m| m.rps),
+                    p50_ms: median(|m| m.p50_ms),
+                    p99_ms: median(|m| m.p99_ms),
+                },
+            )
+        })
+        .collect();
     let baseline = results[0].1.rps;
     println!(
         "\n{:<26} {:>10} {:>9} {:>9} {:>10}",
@@ -175,8 +206,7 @@ fn main() {
     let path = repo_root().join("bench/results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("write results");
     println!(
-        "\n{} connections, {seconds} s per scenario; written to {}",
-        connections,
+        "\nmedians of {rounds} interleaved rounds of {seconds} s, {connections} connections; written to {}",
         path.display()
     );
 }
