@@ -10,6 +10,8 @@ pub mod identity;
 pub mod jwks;
 pub mod key_fetch;
 pub mod keys_record;
+pub mod login;
+pub mod random;
 pub mod secret;
 pub mod token;
 pub mod token_cache;

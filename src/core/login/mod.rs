@@ -1,0 +1,5 @@
+//! Browser sign-in: the OIDC authorization-code flow with PKCE, state and nonce, and the
+//! session kept in sealed cookies.
+pub mod cookies;
+pub mod redirect;
+pub mod seal;
