@@ -2,4 +2,6 @@
 //! session kept in sealed cookies.
 pub mod cookies;
 pub mod redirect;
+pub mod request_kind;
 pub mod seal;
+pub mod session;

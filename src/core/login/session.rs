@@ -1,0 +1,348 @@
+//! The session a browser holds after login: what later requests need, sealed into one or
+//! more cookies (browsers keep about 4 KB per cookie, so large sessions are chunked).
+
+use serde::{Deserialize, Serialize};
+
+use super::cookies::{self, CookieAttributes};
+use super::seal::Sealer;
+use crate::core::identity::Identity;
+use crate::core::random::Random;
+use crate::core::secret::Secret;
+
+/// Longest value put in one cookie; with name and attributes it stays below 4096 bytes.
+pub const CHUNK_BYTES: usize = 3800;
+/// Chunks read at most: a larger session is not ours.
+const MAX_CHUNKS: usize = 8;
+const PURPOSE: &str = "session";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Random id, kept across refreshes: names the session for refresh coordination.
+    pub sid: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// When the session ends whatever happens (cookie lifetime), unix seconds.
+    pub expires_at: u64,
+    /// When the IdP's tokens expire: refresh then, if a refresh token is held.
+    pub refresh_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
+    /// For `id_token_hint` at sign-out, when ending the IdP session is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Secret>,
+}
+
+impl Session {
+    pub fn identity(&self) -> Identity {
+        Identity {
+            user: self.user.clone(),
+            email: self.email.clone(),
+        }
+    }
+
+    pub fn needs_refresh(&self, now_secs: u64) -> bool {
+        now_secs >= self.refresh_at
+    }
+}
+
+/// Whether a cookie name is one of the session cookies named `name`: `name` or `name_<n>`.
+pub fn is_session_cookie(cookie: &str, name: &str) -> bool {
+    cookie == name
+        || cookie
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Reassembles and opens the session from the request's cookies. Tampered, truncated,
+/// foreign or expired sessions are all simply "no session".
+pub fn read(
+    request_cookies: &[(&str, &str)],
+    name: &str,
+    sealer: &Sealer,
+    now_secs: u64,
+) -> Option<Session> {
+    let find = |wanted: &str| {
+        request_cookies
+            .iter()
+            .find(|(n, _)| *n == wanted)
+            .map(|(_, v)| *v)
+    };
+    let sealed = match find(name) {
+        Some(whole) => whole.to_string(),
+        None => {
+            let chunks: Vec<&str> = (0..MAX_CHUNKS)
+                .map_while(|i| find(&format!("{name}_{i}")))
+                .collect();
+            if chunks.is_empty() {
+                return None;
+            }
+            chunks.concat()
+        }
+    };
+    let plain = sealer.open(PURPOSE, &sealed)?;
+    let session: Session = serde_json::from_slice(&plain).ok()?;
+    (now_secs < session.expires_at).then_some(session)
+}
+
+/// `Set-Cookie` values that store `session`, and delete any other session cookie the
+/// browser still has (stale chunks of a larger, older session).
+pub fn write(
+    session: &Session,
+    request_cookies: &[(&str, &str)],
+    name: &str,
+    attributes: &CookieAttributes,
+    sealer: &Sealer,
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Option<Vec<String>> {
+    let plain = serde_json::to_vec(session).ok()?;
+    let sealed = sealer.seal(PURPOSE, &plain, random)?;
+    let max_age = session.expires_at.saturating_sub(now_secs);
+    let chunks: Vec<&str> = sealed
+        .as_bytes()
+        .chunks(CHUNK_BYTES)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    if chunks.len() > MAX_CHUNKS {
+        return None;
+    }
+    let names: Vec<String> = if chunks.len() == 1 {
+        vec![name.to_string()]
+    } else {
+        (0..chunks.len()).map(|i| format!("{name}_{i}")).collect()
+    };
+    let mut headers: Vec<String> = names
+        .iter()
+        .zip(&chunks)
+        .map(|(n, v)| cookies::set_cookie(n, v, attributes, None, max_age))
+        .collect();
+    headers.extend(clear_except(request_cookies, name, attributes, &names));
+    Some(headers)
+}
+
+/// Deletes every session cookie the request carries, except those in `keep`.
+pub fn clear_except(
+    request_cookies: &[(&str, &str)],
+    name: &str,
+    attributes: &CookieAttributes,
+    keep: &[String],
+) -> Vec<String> {
+    request_cookies
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| is_session_cookie(n, name) && !keep.iter().any(|k| k == n))
+        .map(|n| cookies::delete_cookie(n, attributes, None))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::login::cookies::SameSite;
+    use crate::core::random::Seeded;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn sealer() -> Sealer {
+        Sealer::new(&[Secret::new("k".repeat(32))], "prometheus").unwrap()
+    }
+
+    fn attributes() -> CookieAttributes {
+        CookieAttributes {
+            domain: None,
+            path: "/".into(),
+            secure: true,
+            same_site: SameSite::Lax,
+        }
+    }
+
+    fn session(groups: usize) -> Session {
+        Session {
+            sid: "sid-1".into(),
+            user: "alice".into(),
+            email: Some("alice@example.com".into()),
+            groups: (0..groups)
+                .map(|i| format!("team-with-a-long-group-name-{i}"))
+                .collect(),
+            expires_at: NOW + 3600,
+            refresh_at: NOW + 300,
+            refresh_token: Some(Secret::new("rt")),
+            id_token: None,
+        }
+    }
+
+    /// What a browser sends back after storing these Set-Cookie headers.
+    fn browser_cookies(set_cookies: &[String]) -> Vec<(String, String)> {
+        set_cookies
+            .iter()
+            .filter(|h| !h.contains("Max-Age=0"))
+            .filter_map(|h| {
+                h.split(';')
+                    .next()?
+                    .split_once('=')
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    fn as_pairs(cookies: &[(String, String)]) -> Vec<(&str, &str)> {
+        cookies
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn small_session_is_one_cookie_and_round_trips() {
+        let headers = write(
+            &session(1),
+            &[],
+            "_iap",
+            &attributes(),
+            &sealer(),
+            NOW,
+            &mut Seeded(1),
+        )
+        .unwrap();
+        assert_eq!(headers.len(), 1);
+        assert!(headers[0].starts_with("_iap=") && headers[0].contains("Max-Age=3600"));
+        let jar = browser_cookies(&headers);
+        assert_eq!(
+            read(&as_pairs(&jar), "_iap", &sealer(), NOW),
+            Some(session(1))
+        );
+    }
+
+    #[test]
+    fn large_session_is_chunked_below_4kb_and_reassembled() {
+        let big = session(200);
+        let headers = write(
+            &big,
+            &[],
+            "_iap",
+            &attributes(),
+            &sealer(),
+            NOW,
+            &mut Seeded(2),
+        )
+        .unwrap();
+        assert!(headers.len() > 1, "chunked");
+        assert!(
+            headers.iter().all(|h| h.len() < 4096),
+            "every cookie fits a browser"
+        );
+        let jar = browser_cookies(&headers);
+        assert_eq!(jar[0].0, "_iap_0");
+        assert_eq!(read(&as_pairs(&jar), "_iap", &sealer(), NOW), Some(big));
+    }
+
+    #[test]
+    fn stale_chunks_are_cleared_when_the_session_shrinks() {
+        let big = write(
+            &session(200),
+            &[],
+            "_iap",
+            &attributes(),
+            &sealer(),
+            NOW,
+            &mut Seeded(3),
+        )
+        .unwrap();
+        let old_jar = browser_cookies(&big);
+        let mut request = as_pairs(&old_jar);
+        request.push(("other_app", "1"));
+        let small = write(
+            &session(0),
+            &request,
+            "_iap",
+            &attributes(),
+            &sealer(),
+            NOW,
+            &mut Seeded(4),
+        )
+        .unwrap();
+        let deleted: Vec<&String> = small.iter().filter(|h| h.contains("Max-Age=0")).collect();
+        assert_eq!(
+            deleted.len(),
+            old_jar.len(),
+            "every old chunk is deleted: {small:#?}"
+        );
+        assert!(
+            !small.iter().any(|h| h.starts_with("other_app")),
+            "others' cookies untouched"
+        );
+    }
+
+    #[test]
+    fn tampered_truncated_foreign_or_expired_sessions_mean_no_session() {
+        let headers = write(
+            &session(200),
+            &[],
+            "_iap",
+            &attributes(),
+            &sealer(),
+            NOW,
+            &mut Seeded(5),
+        )
+        .unwrap();
+        let jar = browser_cookies(&headers);
+        let pairs = as_pairs(&jar);
+        assert_eq!(
+            read(&pairs[..pairs.len() - 1], "_iap", &sealer(), NOW),
+            None,
+            "a chunk missing"
+        );
+        let mut tampered = jar.clone();
+        let flipped = if &tampered[0].1[10..11] == "A" {
+            "B"
+        } else {
+            "A"
+        };
+        tampered[0].1.replace_range(10..11, flipped);
+        assert_eq!(
+            read(&as_pairs(&tampered), "_iap", &sealer(), NOW),
+            None,
+            "tampered"
+        );
+        let foreign = Sealer::new(&[Secret::new("k".repeat(32))], "alertmanager").unwrap();
+        assert_eq!(
+            read(&pairs, "_iap", &foreign, NOW),
+            None,
+            "another service's cookie"
+        );
+        assert_eq!(read(&pairs, "_iap", &sealer(), NOW + 3600), None, "expired");
+        assert_eq!(
+            read(&[("_iap", "garbage")], "_iap", &sealer(), NOW),
+            None,
+            "garbage"
+        );
+    }
+
+    #[test]
+    fn secrets_in_a_session_never_print() {
+        let printed = format!("{:?}", session(0));
+        assert!(
+            !printed.contains("\"rt\"") && printed.contains("redacted"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn session_cookie_names_are_recognised() {
+        for (cookie, ours) in [
+            ("_iap", true),
+            ("_iap_0", true),
+            ("_iap_12", true),
+            ("_iap_", false),
+            ("_iap_x", false),
+            ("_iapx", false),
+            ("_iap_login_abc", false),
+        ] {
+            assert_eq!(is_session_cookie(cookie, "_iap"), ours, "{cookie}");
+        }
+    }
+}
