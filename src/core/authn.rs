@@ -5,6 +5,9 @@ use std::rc::Rc;
 
 use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
 
+use subtle::ConstantTimeEq;
+
+use super::claims::ClaimRules;
 use super::config::{KeySource, Provider, Settings};
 use super::error::AuthError;
 use super::identity::Identity;
@@ -34,6 +37,14 @@ pub enum WaitReason {
     NoKeys,
     /// Keys are loaded but none has the token's `kid`: a rotation, perhaps.
     UnknownKid,
+}
+
+/// What a verified ID token says about the person who logged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdTokenClaims {
+    pub identity: Identity,
+    pub groups: Vec<String>,
+    pub expires_at: Option<u64>,
 }
 
 /// One issuer's keys as this VM knows them.
@@ -149,18 +160,38 @@ impl Authenticator {
         now_ms: u64,
         after_wait: bool,
     ) -> Result<(Identity, Option<u64>), Verdict> {
+        let token = token::parse(compact, self.settings.max_token_bytes).map_err(Verdict::Deny)?;
+        let (index, provider) = self.provider_for(&token).map_err(Verdict::Deny)?;
+        let expiry = self.check_signed(&token, index, &provider.rules, now_ms, after_wait)?;
+        let identity =
+            Identity::from_claims(&token.claims, &provider.user_claim).map_err(Verdict::Deny)?;
+        let valid_until = expiry.map(|exp| exp.saturating_add(provider.rules.clock_skew_secs));
+        Ok((identity, valid_until))
+    }
+
+    /// Claims under `rules`, the algorithm, the key and the signature of a parsed token from
+    /// provider `index`; returns its expiry.
+    fn check_signed(
+        &self,
+        token: &UnverifiedToken,
+        index: usize,
+        rules: &ClaimRules,
+        now_ms: u64,
+        after_wait: bool,
+    ) -> Result<Option<u64>, Verdict> {
         let deny = Verdict::Deny;
         let now_secs = now_ms / 1000;
-        let token = token::parse(compact, self.settings.max_token_bytes).map_err(deny)?;
-        let (index, provider) = self.provider_for(&token).map_err(deny)?;
-        let expiry =
-            super::claims::check(&token.claims, &provider.rules, now_secs).map_err(deny)?;
+        let (Some(provider), Some(state)) =
+            (self.settings.providers.get(index), self.keys.get(index))
+        else {
+            return Err(deny(AuthError::UntrustedIssuer));
+        };
+        let expiry = super::claims::check(&token.claims, rules, now_secs).map_err(deny)?;
         if !provider.algorithms.contains(&token.alg) {
             return Err(deny(AuthError::AlgorithmNotAccepted {
                 alg: token.alg.name().into(),
             }));
         }
-        let state = &self.keys[index];
         let may_refetch = match &provider.keys {
             KeySource::Remote(remote) => {
                 now_ms.saturating_sub(state.attempted_at_ms) >= remote.min_refetch_interval_ms
@@ -193,16 +224,77 @@ impl Authenticator {
         }
         let options = VerificationOptions {
             artificial_time: Some(UnixTimeStamp::from_secs(now_secs)),
-            time_tolerance: Some(Duration::from_secs(provider.rules.clock_skew_secs)),
+            time_tolerance: Some(Duration::from_secs(rules.clock_skew_secs)),
             max_token_length: Some(self.settings.max_token_bytes),
             ..VerificationOptions::default()
         };
-        if !candidates.any(|key| key.verify_signature(compact, options.clone())) {
+        if !candidates.any(|key| key.verify_signature(token.compact, options.clone())) {
             return Err(deny(AuthError::BadSignature));
         }
-        let identity = Identity::from_claims(&token.claims, &provider.user_claim).map_err(deny)?;
-        let valid_until = expiry.map(|exp| exp.saturating_add(provider.rules.clock_skew_secs));
-        Ok((identity, valid_until))
+        Ok(expiry)
+    }
+
+    /// Verifies an ID token from provider `index` for `client_id` (OIDC Core §3.1.3.7):
+    /// signature and claims as for bearer tokens, `aud` holding the client, `azp` naming it
+    /// when present or when there are several audiences, and `nonce` matching the login's.
+    pub fn verify_id_token(
+        &self,
+        index: usize,
+        id_token: &str,
+        client_id: &str,
+        nonce: Option<&str>,
+        now_ms: u64,
+    ) -> Result<IdTokenClaims, AuthError> {
+        let provider = self
+            .settings
+            .providers
+            .get(index)
+            .ok_or(AuthError::UntrustedIssuer)?;
+        let token = token::parse(id_token, self.settings.max_token_bytes)?;
+        let rules = ClaimRules {
+            audiences: vec![client_id.to_string()],
+            ..provider.rules.clone()
+        };
+        let expiry = self
+            .check_signed(&token, index, &rules, now_ms, true)
+            .map_err(|verdict| match verdict {
+                Verdict::Deny(e) => e,
+                _ => AuthError::KeysUnavailable,
+            })?;
+        let claim = |name: &str| token.claims.get(name).and_then(serde_json::Value::as_str);
+        let several_audiences = token
+            .claims
+            .get("aud")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|a| a.len() > 1);
+        match claim("azp") {
+            Some(azp) if azp != client_id => return Err(AuthError::WrongAuthorizedParty),
+            None if several_audiences => return Err(AuthError::WrongAuthorizedParty),
+            _ => {}
+        }
+        if let Some(expected) = nonce {
+            let matches =
+                claim("nonce").is_some_and(|n| bool::from(n.as_bytes().ct_eq(expected.as_bytes())));
+            if !matches {
+                return Err(AuthError::WrongNonce);
+            }
+        }
+        let identity = Identity::from_claims(&token.claims, &provider.user_claim)?;
+        let groups = token
+            .claims
+            .get("groups")
+            .and_then(serde_json::Value::as_array)
+            .map(|g| {
+                g.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(IdTokenClaims {
+            identity,
+            groups,
+            expires_at: expiry,
+        })
     }
 
     fn provider_for(&self, token: &UnverifiedToken) -> Result<(usize, &Provider), AuthError> {

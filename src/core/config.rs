@@ -9,6 +9,7 @@ use super::algorithm::Algorithm;
 use super::claims::ClaimRules;
 use super::config_reader::{ObjectReader, Problems};
 use super::jwks::KeySet;
+use super::login::settings::{read_service, EnvLookup, LoginService};
 
 pub const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
 pub const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
@@ -60,15 +61,22 @@ pub struct Settings {
     pub keys_wait_timeout_ms: u64,
     pub identity_headers: IdentityHeaders,
     pub forward_authorization: bool,
+    /// Browser sign-in, per protected host; empty when only bearer tokens are accepted.
+    pub login: Vec<LoginService>,
 }
 
 impl Settings {
     /// Parses the plugin configuration; on failure, every problem found, each with its path.
     pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
+        Settings::parse_with_env(text, &|_| None)
+    }
+
+    /// As `parse`, with secrets given as `{"env": "NAME"}` read through `env`.
+    pub fn parse_with_env(text: &str, env: EnvLookup) -> Result<Settings, Vec<String>> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| vec![format!("configuration is not valid JSON: {e}")])?;
         let mut problems = Problems::default();
-        let settings = read_settings(&value, &mut problems);
+        let settings = read_settings(&value, env, &mut problems);
         if problems.0.is_empty() {
             Ok(settings)
         } else {
@@ -77,7 +85,7 @@ impl Settings {
     }
 }
 
-fn read_settings(value: &Value, problems: &mut Problems) -> Settings {
+fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Settings {
     let mut top = ObjectReader::new("", value, problems);
     let providers = match top.value("providers").and_then(Value::as_array) {
         Some(list) if !list.is_empty() => list
@@ -101,6 +109,7 @@ fn read_settings(value: &Value, problems: &mut Problems) -> Settings {
         Some(v) => read_identity_headers(v, problems),
     };
     let forward_authorization = top.bool("forward_authorization", true, problems);
+    let login = read_login(top.value("login"), &providers, env, problems);
     top.finish(problems);
     Settings {
         providers,
@@ -108,7 +117,40 @@ fn read_settings(value: &Value, problems: &mut Problems) -> Settings {
         keys_wait_timeout_ms,
         identity_headers,
         forward_authorization,
+        login,
     }
+}
+
+fn read_login(
+    value: Option<&Value>,
+    providers: &[Provider],
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> Vec<LoginService> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let Some(entries) = value.as_array() else {
+        problems.add("login", "must be a list of services");
+        return Vec::new();
+    };
+    let mut services = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let path = format!("login[{i}]");
+        let Some(service) = read_service(&path, entry, providers, env, problems) else {
+            continue;
+        };
+        let discovers = providers
+            .get(service.provider)
+            .is_some_and(|p| matches!(&p.keys, KeySource::Remote(r) if matches!(r.locator, Locator::Discovery(_))));
+        if !discovers
+            && (service.endpoints.authorization.is_none() || service.endpoints.token.is_none())
+        {
+            problems.add(&path, "the provider does not use discovery: set authorization_endpoint and token_endpoint");
+        }
+        services.push(service);
+    }
+    services
 }
 
 fn check_unique_issuers(providers: &[Provider], problems: &mut Problems) {

@@ -31,6 +31,8 @@ pub enum AuthError {
         kid: String,
     },
     BadSignature,
+    WrongNonce,
+    WrongAuthorizedParty,
     ClaimNotHeaderSafe {
         claim: String,
     },
@@ -58,6 +60,10 @@ impl fmt::Display for AuthError {
                 write!(f, "signing key {kid} does not fit the token's algorithm")
             }
             AuthError::BadSignature => f.write_str("invalid signature"),
+            AuthError::WrongNonce => f.write_str("ID token nonce does not match the login"),
+            AuthError::WrongAuthorizedParty => {
+                f.write_str("ID token was issued to another client (azp)")
+            }
             AuthError::ClaimNotHeaderSafe { claim } => {
                 write!(f, "claim {claim} cannot be sent as a header")
             }

@@ -1,0 +1,409 @@
+//! The `login` section of the configuration: one entry per protected service (host),
+//! each with its own OIDC client, cookie secrets and cookie settings.
+
+use serde_json::Value;
+use url::Url;
+
+use super::cookies::{CookieAttributes, SameSite};
+use super::seal::Sealer;
+use crate::core::config::{KeySource, Provider};
+use crate::core::config_reader::{ObjectReader, Problems};
+use crate::core::secret::Secret;
+
+/// Reads an environment variable of the VM (Istio: `WasmPlugin.spec.vmConfig.env`).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
+}
+
+/// What to do with a request that has no valid session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unauthenticated {
+    /// Browser navigations go to the IdP; everything else gets 401.
+    Auto,
+    Login,
+    Deny,
+}
+
+#[derive(Debug)]
+pub struct RouteRule {
+    pub path_prefix: String,
+    pub methods: Vec<String>,
+    pub unauthenticated: Unauthenticated,
+}
+
+/// Endpoints configured explicitly, for issuers without discovery.
+#[derive(Debug, Default)]
+pub struct EndpointOverrides {
+    pub authorization: Option<Url>,
+    pub token: Option<Url>,
+    pub end_session: Option<Url>,
+}
+
+#[derive(Debug)]
+pub struct LoginService {
+    pub hosts: Vec<String>,
+    pub provider: usize,
+    pub cluster: String,
+    pub timeout_ms: u64,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub client_auth: ClientAuth,
+    pub callback_path: String,
+    pub redirect_url: Option<Url>,
+    pub scopes: Vec<String>,
+    pub sealer: Sealer,
+    pub cookie_name: String,
+    pub cookie: CookieAttributes,
+    pub session_lifetime_secs: u64,
+    pub login_timeout_secs: u64,
+    pub sign_out_path: String,
+    pub end_idp_session: bool,
+    pub post_logout_redirect_url: Option<String>,
+    pub allowed_redirect_hosts: Vec<String>,
+    pub refresh: bool,
+    pub routes: Vec<RouteRule>,
+    pub endpoints: EndpointOverrides,
+}
+
+impl LoginService {
+    /// Whether this service protects `host` (port ignored, case-insensitive; `*` any).
+    pub fn serves(&self, host: &str) -> bool {
+        let host = strip_port(host);
+        self.hosts
+            .iter()
+            .any(|h| h == "*" || h.eq_ignore_ascii_case(host))
+    }
+
+    /// The configured choice for unauthenticated requests to this path and method.
+    pub fn unauthenticated(&self, path: &str, method: &str) -> Unauthenticated {
+        self.routes
+            .iter()
+            .find(|r| {
+                path.starts_with(&r.path_prefix)
+                    && (r.methods.is_empty()
+                        || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            })
+            .map_or(Unauthenticated::Auto, |r| r.unauthenticated)
+    }
+
+    /// The login cookie for one login in flight, named after its state so parallel logins
+    /// (several tabs) do not overwrite each other.
+    pub fn login_cookie_name(&self, state: &str) -> String {
+        let tag: String = state.chars().take(16).collect();
+        format!("{}_login_{tag}", self.cookie_name)
+    }
+
+    /// Every cookie of ours: session chunks and logins in flight.
+    pub fn is_our_cookie(&self, name: &str) -> bool {
+        name.strip_prefix(&self.cookie_name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+    }
+}
+
+pub fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port))
+            if !name.ends_with(']')
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !name.contains(':') =>
+        {
+            name
+        }
+        Some((name, port)) if name.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+fn read_secret(
+    reader: &mut ObjectReader,
+    name: &'static str,
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> Option<Secret> {
+    let path = reader.field_path(name);
+    match reader.value(name) {
+        None => None,
+        Some(Value::String(s)) => Some(Secret::new(s.clone())),
+        Some(Value::Object(o)) if o.len() == 1 && o.get("env").is_some_and(Value::is_string) => {
+            let var = o.get("env").and_then(Value::as_str).unwrap_or_default();
+            let value = env(var).filter(|v| !v.is_empty());
+            if value.is_none() {
+                problems.add(
+                    &path,
+                    format!("environment variable {var} is not set in the VM"),
+                );
+            }
+            value.map(Secret::new)
+        }
+        Some(_) => {
+            problems.add(&path, "must be a string or {\"env\": \"VARIABLE\"}");
+            None
+        }
+    }
+}
+
+fn read_secret_list(
+    reader: &mut ObjectReader,
+    name: &'static str,
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> Vec<Secret> {
+    let path = reader.field_path(name);
+    let Some(items) = reader.value(name).and_then(Value::as_array) else {
+        problems.add(&path, "must list at least one secret of 32 or more bytes");
+        return Vec::new();
+    };
+    let mut secrets = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let wrapper = serde_json::json!({ "s": item });
+        let mut inner = ObjectReader::new(&format!("{path}[{i}]"), &wrapper, problems);
+        if let Some(secret) = read_secret(&mut inner, "s", env, problems) {
+            secrets.push(secret);
+        }
+    }
+    secrets
+}
+
+fn read_url(reader: &mut ObjectReader, name: &'static str, problems: &mut Problems) -> Option<Url> {
+    let path = reader.field_path(name);
+    let text = reader.string(name, problems)?;
+    match Url::parse(&text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+        _ => {
+            problems.add(&path, format!("\"{text}\" is not an http(s) URL"));
+            None
+        }
+    }
+}
+
+fn read_path(
+    reader: &mut ObjectReader,
+    name: &'static str,
+    default: &str,
+    problems: &mut Problems,
+) -> String {
+    let path = reader.field_path(name);
+    let value = reader
+        .string(name, problems)
+        .unwrap_or_else(|| default.into());
+    if !value.starts_with('/') {
+        problems.add(&path, "must start with /");
+    }
+    value
+}
+
+fn read_routes(reader: &mut ObjectReader, problems: &mut Problems) -> Vec<RouteRule> {
+    let path = reader.field_path("routes");
+    let Some(items) = reader.value("routes").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut routes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let mut route = ObjectReader::new(&format!("{path}[{i}]"), item, problems);
+        let path_prefix = read_path(&mut route, "path_prefix", "/", problems);
+        let methods = route.string_list("methods", problems).unwrap_or_default();
+        let choice_path = route.field_path("unauthenticated");
+        let unauthenticated = match route.string("unauthenticated", problems).as_deref() {
+            None | Some("auto") => Unauthenticated::Auto,
+            Some("login") => Unauthenticated::Login,
+            Some("deny") => Unauthenticated::Deny,
+            Some(other) => {
+                problems.add(
+                    &choice_path,
+                    format!("\"{other}\" is not one of auto, login, deny"),
+                );
+                Unauthenticated::Auto
+            }
+        };
+        route.finish(problems);
+        routes.push(RouteRule {
+            path_prefix,
+            methods,
+            unauthenticated,
+        });
+    }
+    routes
+}
+
+/// Reads one `login` entry; `None` when it has problems (they are recorded).
+pub fn read_service(
+    path: &str,
+    value: &Value,
+    providers: &[Provider],
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> Option<LoginService> {
+    let before = problems.0.len();
+    let mut r = ObjectReader::new(path, value, problems);
+    let hosts: Vec<String> = r
+        .string_list("hosts", problems)
+        .unwrap_or_default()
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    if hosts.is_empty() {
+        problems.add(
+            &r.field_path("hosts"),
+            "must list the hosts this login protects (\"*\" for any)",
+        );
+    }
+    let issuer_path = r.field_path("issuer");
+    let issuer = r.string("issuer", problems);
+    let provider = match &issuer {
+        None => {
+            problems.add(&issuer_path, "is required");
+            None
+        }
+        Some(issuer) => {
+            let found = providers.iter().position(|p| &p.rules.issuer == issuer);
+            if found.is_none() {
+                problems.add(
+                    &issuer_path,
+                    format!("\"{issuer}\" is not the issuer of any provider"),
+                );
+            }
+            found
+        }
+    };
+    let client_id = r.string("client_id", problems).unwrap_or_default();
+    if client_id.is_empty() {
+        problems.add(&r.field_path("client_id"), "is required");
+    }
+    let client_secret = read_secret(&mut r, "client_secret", env, problems);
+    if client_secret.is_none() && !problems.0.iter().any(|p| p.contains("client_secret")) {
+        problems.add(&r.field_path("client_secret"), "is required");
+    }
+    let auth_path = r.field_path("client_auth");
+    let client_auth = match r.string("client_auth", problems).as_deref() {
+        None | Some("client_secret_basic") => ClientAuth::Basic,
+        Some("client_secret_post") => ClientAuth::Post,
+        Some(other) => {
+            problems.add(
+                &auth_path,
+                format!("\"{other}\" is not client_secret_basic or client_secret_post"),
+            );
+            ClientAuth::Basic
+        }
+    };
+    let redirect_url = read_url(&mut r, "redirect_url", problems);
+    let mut callback_path = read_path(&mut r, "callback_path", "/oauth2/callback", problems);
+    if let Some(url) = &redirect_url {
+        callback_path = url.path().to_string();
+    }
+    let scopes_path = r.field_path("scopes");
+    let scopes = r
+        .string_list("scopes", problems)
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        problems.add(&scopes_path, "must include openid");
+    }
+    let secrets = read_secret_list(&mut r, "cookie_secrets", env, problems);
+    let cookie_name = r
+        .string("cookie_name", problems)
+        .unwrap_or_else(|| "_wasm_iap".into());
+    if cookie_name.is_empty()
+        || !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        problems.add(
+            &r.field_path("cookie_name"),
+            "may only hold letters, digits, _ and -",
+        );
+    }
+    let cookie_domain = r.string("cookie_domain", problems);
+    let cookie_path = read_path(&mut r, "cookie_path", "/", problems);
+    let secure = r.bool("cookie_secure", true, problems);
+    let samesite_path = r.field_path("cookie_samesite");
+    let same_site = match r.string("cookie_samesite", problems) {
+        None => SameSite::Lax,
+        Some(text) => SameSite::parse(&text).unwrap_or_else(|| {
+            problems.add(
+                &samesite_path,
+                format!("\"{text}\" is not one of Strict, Lax, None"),
+            );
+            SameSite::Lax
+        }),
+    };
+    let session_lifetime_secs =
+        r.duration_millis("session_lifetime", 8 * 3_600_000, problems) / 1000;
+    let login_timeout_secs = r.duration_millis("login_timeout", 600_000, problems) / 1000;
+    let sign_out_path = read_path(&mut r, "sign_out_path", "/oauth2/sign_out", problems);
+    let end_idp_session = r.bool("end_idp_session", false, problems);
+    let post_logout_redirect_url = r.string("post_logout_redirect_url", problems);
+    let allowed_redirect_hosts = r
+        .string_list("allowed_redirect_hosts", problems)
+        .unwrap_or_default();
+    let refresh = r.bool("refresh", true, problems);
+    let routes = read_routes(&mut r, problems);
+    let endpoints = EndpointOverrides {
+        authorization: read_url(&mut r, "authorization_endpoint", problems),
+        token: read_url(&mut r, "token_endpoint", problems),
+        end_session: read_url(&mut r, "end_session_endpoint", problems),
+    };
+    let cluster_override = r.string("cluster", problems);
+    let timeout_override = r.value("timeout").is_some();
+    let timeout_ms = r.duration_millis("timeout", 5_000, problems);
+    let (cluster, timeout_ms) = match provider.and_then(|p| providers.get(p)).map(|p| &p.keys) {
+        Some(KeySource::Remote(remote)) => (
+            cluster_override.unwrap_or_else(|| remote.cluster.clone()),
+            if timeout_override {
+                timeout_ms
+            } else {
+                remote.timeout_ms
+            },
+        ),
+        _ => (cluster_override.unwrap_or_default(), timeout_ms),
+    };
+    if cluster.is_empty() && provider.is_some() {
+        problems.add(&r.field_path("cluster"), "is required: the provider has inline keys, so name the cluster that reaches its token endpoint");
+    }
+    r.finish(problems);
+    let sealer = match Sealer::new(&secrets, &format!("{client_id}\n{cookie_name}")) {
+        Ok(sealer) => Some(sealer),
+        Err(e) => {
+            if !secrets.is_empty() {
+                problems.add(&format!("{path}.cookie_secrets"), e);
+            }
+            None
+        }
+    };
+    if problems.0.len() > before {
+        return None;
+    }
+    Some(LoginService {
+        hosts,
+        provider: provider?,
+        cluster,
+        timeout_ms,
+        client_id,
+        client_secret: client_secret?,
+        client_auth,
+        callback_path,
+        redirect_url,
+        scopes,
+        sealer: sealer?,
+        cookie_name,
+        cookie: CookieAttributes {
+            domain: cookie_domain,
+            path: cookie_path,
+            secure,
+            same_site,
+        },
+        session_lifetime_secs,
+        login_timeout_secs,
+        sign_out_path,
+        end_idp_session,
+        post_logout_redirect_url,
+        allowed_redirect_hosts,
+        refresh,
+        routes,
+        endpoints,
+    })
+}
