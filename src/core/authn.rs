@@ -12,7 +12,7 @@ use super::config::{KeySource, Provider, Settings};
 use super::error::AuthError;
 use super::identity::Identity;
 use super::jwks::KeySet;
-use super::keys_record::KeysRecord;
+use super::keys_record::{Discovery, KeysRecord};
 use super::token::{self, UnverifiedToken};
 use super::token_cache::TokenCache;
 
@@ -47,12 +47,13 @@ pub struct IdTokenClaims {
     pub expires_at: Option<u64>,
 }
 
-/// One issuer's keys as this VM knows them.
+/// One issuer's keys (and discovered endpoints) as this VM knows them.
 #[derive(Default)]
 struct KeyState {
     keys: Option<Rc<KeySet>>,
     jwks: Option<String>,
     attempted_at_ms: u64,
+    discovery: Option<Discovery>,
 }
 
 pub struct Authenticator {
@@ -109,6 +110,7 @@ impl Authenticator {
             return Err(format!("no provider {provider}"));
         };
         state.attempted_at_ms = record.attempted_at_ms;
+        state.discovery.clone_from(&record.discovery);
         let Some(jwks) = record
             .jwks
             .as_ref()
@@ -121,6 +123,11 @@ impl Authenticator {
         state.jwks = Some(jwks.clone());
         self.cache.clear();
         Ok(true)
+    }
+
+    /// The issuer's endpoints, as its discovery document gave them.
+    pub fn discovery(&self, provider: usize) -> Option<&Discovery> {
+        self.keys.get(provider)?.discovery.as_ref()
     }
 
     pub fn has_keys(&self, provider: usize) -> bool {

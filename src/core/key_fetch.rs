@@ -6,7 +6,7 @@ use url::Url;
 use super::algorithm::Algorithm;
 use super::config::{Locator, RemoteKeys};
 use super::jwks::KeySet;
-use super::keys_record::{max_age, KeysRecord};
+use super::keys_record::{max_age, Discovery, KeysRecord};
 
 /// Bodies larger than this are not a discovery document or a key set.
 pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
@@ -62,8 +62,9 @@ pub fn first_step(remote: &RemoteKeys, record: &KeysRecord) -> (Stage, Url) {
     match &remote.locator {
         Locator::JwksUri(url) => (Stage::Jwks, url.clone()),
         Locator::Discovery(discovery) => {
-            match record.jwks_uri.as_deref().and_then(|u| Url::parse(u).ok()) {
-                Some(known) => (Stage::Jwks, known),
+            let known = record.discovery.as_ref().filter(|_| !record.rediscover);
+            match known.and_then(|d| Url::parse(&d.jwks_uri).ok()) {
+                Some(jwks_uri) => (Stage::Jwks, jwks_uri),
                 None => (Stage::Discovery, discovery.clone()),
             }
         }
@@ -81,8 +82,8 @@ fn ok_body<'a>(response: &CalloutResponse<'a>, what: &str) -> Result<&'a [u8], S
     }
 }
 
-/// The `jwks_uri` from a discovery document, whose `issuer` must be ours (OIDC Discovery §4.3).
-pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Url, String> {
+/// The endpoints of a discovery document, whose `issuer` must be ours (OIDC Discovery §4.3).
+pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Discovery, String> {
     let body = ok_body(response, "discovery")?;
     let doc: Value =
         serde_json::from_slice(body).map_err(|_| "discovery document is not JSON".to_string())?;
@@ -95,16 +96,22 @@ pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Url, S
             "discovery document names issuer \"{announced}\", not \"{issuer}\""
         ));
     }
-    let uri = doc
-        .get("jwks_uri")
-        .and_then(Value::as_str)
-        .ok_or("discovery document has no jwks_uri")?;
-    match Url::parse(uri) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
-        _ => Err(format!(
-            "discovery jwks_uri \"{uri}\" is not an http(s) URL"
-        )),
-    }
+    let endpoint = |name: &str| -> Result<Option<String>, String> {
+        match doc.get(name).and_then(Value::as_str) {
+            None => Ok(None),
+            Some(text) => match Url::parse(text) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Some(url.to_string())),
+                _ => Err(format!("discovery {name} \"{text}\" is not an http(s) URL")),
+            },
+        }
+    };
+    let jwks_uri = endpoint("jwks_uri")?.ok_or("discovery document has no jwks_uri")?;
+    Ok(Discovery {
+        jwks_uri,
+        authorization_endpoint: endpoint("authorization_endpoint")?,
+        token_endpoint: endpoint("token_endpoint")?,
+        end_session_endpoint: endpoint("end_session_endpoint")?,
+    })
 }
 
 /// A key set response: the document, once it is known to hold usable keys, and its max-age.
@@ -167,9 +174,17 @@ mod tests {
             Stage::Discovery
         );
         let known = KeysRecord {
-            jwks_uri: Some("https://i/keys".into()),
+            discovery: Some(Discovery {
+                jwks_uri: "https://i/keys".into(),
+                ..Discovery::default()
+            }),
             ..KeysRecord::default()
         };
+        let after_failure = KeysRecord {
+            rediscover: true,
+            ..known.clone()
+        };
+        assert_eq!(first_step(&discovery, &after_failure).0, Stage::Discovery);
         assert_eq!(
             first_step(&discovery, &known),
             (Stage::Jwks, url("https://i/keys"))
@@ -186,10 +201,16 @@ mod tests {
         let issuer = "https://i";
         assert_eq!(
             read_discovery(
-                &ok(r#"{"issuer":"https://i","jwks_uri":"https://i/keys"}"#),
+                &ok(
+                    r#"{"issuer":"https://i","jwks_uri":"https://i/keys","token_endpoint":"https://i/token"}"#
+                ),
                 issuer
             ),
-            Ok(url("https://i/keys"))
+            Ok(Discovery {
+                jwks_uri: "https://i/keys".into(),
+                token_endpoint: Some("https://i/token".into()),
+                ..Discovery::default()
+            })
         );
         let failures = [
             (

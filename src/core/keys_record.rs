@@ -10,12 +10,23 @@ pub const MAX_REFRESH_MS: u64 = 24 * 3_600_000;
 /// After failures, retry after 1 s, 2 s, 4 s, ... up to this.
 pub const MAX_BACKOFF_MS: u64 = 60_000;
 
+/// What OIDC discovery told us about the issuer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovery {
+    pub jwks_uri: String,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub end_session_endpoint: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeysRecord {
     /// The last JWKS document that held usable keys; kept when later fetches fail.
     pub jwks: Option<String>,
-    /// The `jwks_uri` learnt from discovery.
-    pub jwks_uri: Option<String>,
+    /// The last discovery document's findings; kept when later fetches fail.
+    pub discovery: Option<Discovery>,
+    /// Set after a failure: the next fetch starts with discovery again, in case it moved.
+    pub rediscover: bool,
     pub fetched_at_ms: u64,
     /// When the last fetch, good or bad, started: unknown-`kid` refetches are rate-limited on it.
     pub attempted_at_ms: u64,
@@ -43,7 +54,7 @@ impl KeysRecord {
     pub fn succeeded(
         &self,
         jwks: String,
-        jwks_uri: Option<String>,
+        discovery: Option<Discovery>,
         max_age_secs: Option<u64>,
         default_refresh_ms: u64,
         started_ms: u64,
@@ -57,7 +68,8 @@ impl KeysRecord {
             .unwrap_or(default_refresh_ms);
         KeysRecord {
             jwks: Some(jwks),
-            jwks_uri,
+            discovery: discovery.or_else(|| self.discovery.clone()),
+            rediscover: false,
             fetched_at_ms: now_ms,
             attempted_at_ms: started_ms,
             refresh_at_ms: now_ms.saturating_add(refresh_ms),
@@ -65,15 +77,14 @@ impl KeysRecord {
         }
     }
 
-    /// Keeps the last good keys; forgets the discovered `jwks_uri` so the next try
-    /// rediscovers it, in case it moved.
+    /// Keeps the last good keys and endpoints; the next try starts with discovery again.
     pub fn failed(&self, started_ms: u64, now_ms: u64) -> KeysRecord {
         let failures = self.failures.saturating_add(1);
         let backoff = 1000u64
             .saturating_mul(1u64 << failures.saturating_sub(1).min(16))
             .min(MAX_BACKOFF_MS);
         KeysRecord {
-            jwks_uri: None,
+            rediscover: true,
             attempted_at_ms: started_ms,
             refresh_at_ms: now_ms.saturating_add(backoff),
             failures,
@@ -148,11 +159,26 @@ mod tests {
 
     #[test]
     fn failures_keep_the_last_good_keys_and_back_off() {
-        let good =
-            KeysRecord::default().succeeded("JWKS".into(), Some("u".into()), None, 600_000, 0, 0);
+        let discovery = Discovery {
+            jwks_uri: "u".into(),
+            ..Discovery::default()
+        };
+        let good = KeysRecord::default().succeeded(
+            "JWKS".into(),
+            Some(discovery.clone()),
+            None,
+            600_000,
+            0,
+            0,
+        );
         let once = good.failed(10, 10);
         assert_eq!(once.jwks.as_deref(), Some("JWKS"));
-        assert_eq!(once.jwks_uri, None);
+        assert_eq!(
+            once.discovery,
+            Some(discovery),
+            "endpoints stay known for logins"
+        );
+        assert!(once.rediscover);
         assert_eq!(once.refresh_at_ms, 10 + 1_000);
         let thrice = once.failed(20, 20).failed(30, 30);
         assert_eq!(thrice.refresh_at_ms, 30 + 4_000);
@@ -182,9 +208,14 @@ mod tests {
 
     #[test]
     fn record_survives_shared_data_round_trip() {
+        let discovery = Discovery {
+            jwks_uri: "https://i/k".into(),
+            token_endpoint: Some("https://i/t".into()),
+            ..Discovery::default()
+        };
         let record = KeysRecord::default().succeeded(
             "{\"keys\":[]}".into(),
-            Some("https://i/k".into()),
+            Some(discovery),
             Some(60),
             1,
             2,

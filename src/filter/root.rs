@@ -13,7 +13,7 @@ use super::http::Request;
 use super::vm::{SharedVm, Vm};
 use crate::core::config::{KeySource, Locator, RemoteKeys, Settings};
 use crate::core::key_fetch::{self, CalloutResponse, Stage};
-use crate::core::keys_record::{lease_available, lease_value, KeysRecord};
+use crate::core::keys_record::{lease_available, lease_value, Discovery, KeysRecord};
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -31,7 +31,8 @@ struct InFlight {
     issuer: usize,
     stage: Stage,
     started_ms: u64,
-    jwks_uri: Option<String>,
+    /// Found by this fetch's discovery step; `None` when a known `jwks_uri` was used.
+    discovery: Option<Discovery>,
 }
 
 pub struct Root {
@@ -139,7 +140,7 @@ impl Root {
             return false;
         }
         let (stage, url) = key_fetch::first_step(remote, record);
-        self.dispatch(issuer, stage, &url, now_ms, now_ms);
+        self.dispatch(issuer, stage, &url, None, now_ms, now_ms);
         true
     }
 
@@ -148,6 +149,7 @@ impl Root {
         issuer: usize,
         stage: Stage,
         url: &url::Url,
+        discovery: Option<Discovery>,
         started_ms: u64,
         now_ms: u64,
     ) {
@@ -157,14 +159,13 @@ impl Root {
         let call = key_fetch::callout(url, remote);
         match host::dispatch_get(&call.cluster, &call.headers, call.timeout_ms) {
             Ok(token) => {
-                let jwks_uri = (stage == Stage::Jwks).then(|| url.to_string());
                 self.in_flight.insert(
                     token,
                     InFlight {
                         issuer,
                         stage,
                         started_ms,
-                        jwks_uri,
+                        discovery,
                     },
                 );
             }
@@ -179,7 +180,7 @@ impl Root {
     fn finish_fetch(
         &mut self,
         issuer: usize,
-        outcome: Result<(String, Option<String>, Option<u64>), String>,
+        outcome: Result<(String, Option<Discovery>, Option<u64>), String>,
         started_ms: u64,
         now_ms: u64,
     ) {
@@ -192,9 +193,9 @@ impl Root {
             .map(|r| r.refresh_interval_ms)
             .unwrap_or(600_000);
         let next = match outcome {
-            Ok((jwks, jwks_uri, max_age)) => {
+            Ok((jwks, discovery, max_age)) => {
                 let next =
-                    record.succeeded(jwks, jwks_uri, max_age, refresh_ms, started_ms, now_ms);
+                    record.succeeded(jwks, discovery, max_age, refresh_ms, started_ms, now_ms);
                 host::log(
                     LogLevel::Info,
                     &format!(
@@ -253,21 +254,24 @@ impl Context for Root {
             cache_control: cache_control.as_deref(),
             body: &body,
         };
-        let (Some(remote), Some(entry)) = (self.remote(call.issuer), self.issuers.get(call.issuer))
-        else {
+        let Some(entry) = self.issuers.get(call.issuer) else {
             return;
         };
         let outcome = match call.stage {
             Stage::Discovery => match key_fetch::read_discovery(&response, &entry.issuer) {
-                Ok(jwks_uri) => {
-                    return self.dispatch(
-                        call.issuer,
-                        Stage::Jwks,
-                        &jwks_uri,
-                        call.started_ms,
-                        now_ms,
-                    )
-                }
+                Ok(discovery) => match url::Url::parse(&discovery.jwks_uri) {
+                    Ok(jwks_uri) => {
+                        return self.dispatch(
+                            call.issuer,
+                            Stage::Jwks,
+                            &jwks_uri,
+                            Some(discovery),
+                            call.started_ms,
+                            now_ms,
+                        )
+                    }
+                    Err(e) => Err(format!("discovery jwks_uri: {e}")),
+                },
                 Err(reason) => Err(reason),
             },
             Stage::Jwks => {
@@ -277,11 +281,8 @@ impl Context for Root {
                     .and_then(|s| s.providers.get(entry.provider))
                     .map(|p| p.algorithms.clone())
                     .unwrap_or_default();
-                let discovered = matches!(remote.locator, Locator::Discovery(_))
-                    .then_some(call.jwks_uri)
-                    .flatten();
                 key_fetch::read_jwks(&response, &algorithms)
-                    .map(|(jwks, max_age)| (jwks, discovered, max_age))
+                    .map(|(jwks, max_age)| (jwks, call.discovery, max_age))
             }
         };
         self.finish_fetch(call.issuer, outcome, call.started_ms, now_ms);
@@ -292,7 +293,8 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let text = self.get_plugin_configuration().unwrap_or_default();
         let text = String::from_utf8_lossy(&text);
-        let settings = match Settings::parse(&text) {
+        let env = |name: &str| std::env::var(name).ok();
+        let settings = match Settings::parse_with_env(&text, &env) {
             Ok(settings) => Rc::new(settings),
             Err(problems) => {
                 for problem in &problems {
