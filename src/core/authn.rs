@@ -100,6 +100,11 @@ impl Authenticator {
         &self.settings
     }
 
+    /// The settings as a shared handle, for callers that also borrow the authenticator.
+    pub fn settings_rc(&self) -> Rc<Settings> {
+        Rc::clone(&self.settings)
+    }
+
     /// Takes in keys another fetch has published; returns whether they changed. Verified
     /// tokens are forgotten then, so a key removed at the IdP stops working at once.
     pub fn install_record(&mut self, provider: usize, record: &KeysRecord) -> Result<bool, String> {

@@ -32,26 +32,33 @@ pub struct CalloutResponse<'a> {
     pub body: &'a [u8],
 }
 
-pub fn callout(url: &Url, remote: &RemoteKeys) -> Callout {
+/// The pseudo-headers of a request to `url`, for `dispatch_http_call`.
+pub fn request_line(method: &'static str, url: &Url) -> Vec<(&'static str, String)> {
     let mut path = url.path().to_string();
     if let Some(query) = url.query() {
         path.push('?');
         path.push_str(query);
     }
+    let host = url.host_str().unwrap_or_default();
     let authority = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_string(),
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
     };
+    vec![
+        (":method", method.into()),
+        (":path", path),
+        (":authority", authority),
+        (":scheme", url.scheme().into()),
+        ("user-agent", "wasm-iap".into()),
+    ]
+}
+
+pub fn callout(url: &Url, remote: &RemoteKeys) -> Callout {
+    let mut headers = request_line("GET", url);
+    headers.push(("accept", "application/json".into()));
     Callout {
         cluster: remote.cluster.clone(),
-        headers: vec![
-            (":method", "GET".into()),
-            (":path", path),
-            (":authority", authority),
-            (":scheme", url.scheme().into()),
-            ("accept", "application/json".into()),
-            ("user-agent", "wasm-iap".into()),
-        ],
+        headers,
         timeout_ms: remote.timeout_ms,
     }
 }

@@ -7,6 +7,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, Status};
 
 use crate::core::error::Rejection;
+use crate::core::login::reply::Reply;
+use crate::core::random::Random;
 
 /// Envoy prefixes each line with the plugin name already.
 pub fn log(level: LogLevel, message: &str) {
@@ -71,17 +73,53 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> bool {
     hostcalls::set_shared_data(key, Some(value), cas).is_ok()
 }
 
-pub fn dispatch_get(
+pub fn dispatch(
     cluster: &str,
     headers: &[(&'static str, String)],
+    body: Option<&[u8]>,
     timeout_ms: u64,
 ) -> Result<u32, Status> {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     hostcalls::dispatch_http_call(
         cluster,
         headers,
-        None,
+        body,
         vec![],
         Duration::from_millis(timeout_ms),
     )
+}
+
+pub fn add_response_header(name: &str, value: &str) {
+    report(
+        "adding a response header",
+        hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value),
+    );
+}
+
+/// A local answer built by the login flow.
+pub fn send_reply(reply: &Reply) {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    report(
+        "sending a local response",
+        hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())),
+    );
+}
+
+/// The host's randomness; a failure is remembered so the caller can refuse to go on
+/// with predictable values.
+#[derive(Default)]
+pub struct HostRandom {
+    pub failed: bool,
+}
+
+impl Random for HostRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if getrandom::fill(buf).is_err() {
+            self.failed = true;
+        }
+    }
 }

@@ -1,10 +1,12 @@
-//! One request: strip spoofed identity headers, ask the core for a verdict, carry it out.
+//! One request: strip spoofed identity headers, then either the login flow (hosts with a
+//! `login` service) or bearer validation decides, and this context carries the verdict out.
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 use super::host;
-use super::vm::{SharedVm, Waiting};
+use super::login::{self, Phase};
+use super::vm::{SharedVm, Vm, Waiting};
 use crate::core::authn::Verdict;
 use crate::core::error::AuthError;
 use crate::core::identity;
@@ -13,43 +15,19 @@ use crate::core::secret::Secret;
 pub struct Request {
     context_id: u32,
     vm: SharedVm,
+    phase: Phase,
 }
 
 impl Request {
     pub fn new(context_id: u32, vm: SharedVm) -> Self {
-        Request { context_id, vm }
-    }
-}
-
-impl Context for Request {
-    fn on_done(&mut self) -> bool {
-        if let Ok(mut slot) = self.vm.try_borrow_mut() {
-            if let Some(vm) = slot.as_mut() {
-                vm.forget(self.context_id);
-            }
+        Request {
+            context_id,
+            vm,
+            phase: Phase::Deciding,
         }
-        true
     }
-}
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
-        let mut slot = match self.vm.try_borrow_mut() {
-            Ok(slot) => slot,
-            Err(_) => return fail_closed("VM state busy"),
-        };
-        let Some(vm) = slot.as_mut() else {
-            return fail_closed("not configured");
-        };
-        let names = &vm.authn.settings().identity_headers;
-        for spoofed in identity::spoofed(headers.iter().map(|(n, _)| n.as_str()), names) {
-            host::remove_request_header(spoofed);
-        }
-        let authorization = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-            .map(|(_, v)| v.as_str());
+    fn bearer(&self, vm: &mut Vm, authorization: Option<&str>) -> Action {
         let now_ms = host::now_ms();
         match vm.authn.authenticate(authorization, now_ms, false) {
             Verdict::AwaitKeys {
@@ -71,6 +49,79 @@ impl HttpContext for Request {
             verdict if vm.carry_out(&verdict) => Action::Continue,
             _ => Action::Pause,
         }
+    }
+}
+
+impl Context for Request {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let status = self
+            .get_http_call_response_header(":status")
+            .and_then(|s| s.parse().ok());
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
+        let Ok(mut slot) = self.vm.try_borrow_mut() else {
+            return;
+        };
+        let Some(vm) = slot.as_mut() else { return };
+        let phase = std::mem::replace(&mut self.phase, Phase::Deciding);
+        self.phase = login::on_token_response(vm, phase, token_id, status, &body);
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let Ok(mut slot) = self.vm.try_borrow_mut() {
+            if let Some(vm) = slot.as_mut() {
+                vm.forget(self.context_id);
+            }
+        }
+        true
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let headers = self.get_http_request_headers();
+        let Ok(mut slot) = self.vm.try_borrow_mut() else {
+            return fail_closed("VM state busy");
+        };
+        let Some(vm) = slot.as_mut() else {
+            return fail_closed("not configured");
+        };
+        let settings = vm.authn.settings_rc();
+        for spoofed in identity::spoofed(
+            headers.iter().map(|(n, _)| n.as_str()),
+            &settings.identity_headers,
+        ) {
+            host::remove_request_header(spoofed);
+        }
+        let authorization = login::header(&headers, "authorization");
+        let authority = login::header(&headers, ":authority").unwrap_or_default();
+        if let Some(service) = settings.login.iter().position(|s| s.serves(authority)) {
+            let (phase, action) = login::on_request(vm, service, &headers);
+            match phase {
+                Phase::Bearer => {}
+                phase => {
+                    self.phase = phase;
+                    return action;
+                }
+            }
+        }
+        self.bearer(vm, authorization)
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if let Phase::Forwarded { set_cookies } = &self.phase {
+            for cookie in set_cookies {
+                host::add_response_header("set-cookie", cookie);
+            }
+        }
+        Action::Continue
     }
 }
 

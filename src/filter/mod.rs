@@ -1,6 +1,7 @@
 //! The proxy-wasm adapter: registers the root context and logs panics before the VM dies.
 mod host;
 mod http;
+mod login;
 mod root;
 mod vm;
 

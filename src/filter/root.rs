@@ -157,7 +157,7 @@ impl Root {
             return;
         };
         let call = key_fetch::callout(url, remote);
-        match host::dispatch_get(&call.cluster, &call.headers, call.timeout_ms) {
+        match host::dispatch(&call.cluster, &call.headers, None, call.timeout_ms) {
             Ok(token) => {
                 self.in_flight.insert(
                     token,

@@ -1,0 +1,505 @@
+//! The browser sign-in flow for one request to a protected host. `decide` handles, in order:
+//! 1. the callback from the IdP (check state, then exchange the code),
+//! 2. sign-out,
+//! 3. requests with an `Authorization` header (left to bearer validation),
+//! 4. a valid session (forward, or refresh when its tokens expired),
+//! 5. no session (browsers go to the IdP, everything else gets 401).
+//!
+//! `finish_login` and `finish_refresh` continue after the token endpoint answered.
+
+use subtle::ConstantTimeEq;
+use url::{form_urlencoded, Url};
+
+use super::cookies;
+use super::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
+use super::redirect::safe_target;
+use super::reply::{self, Reply};
+use super::request_kind::{is_browser_navigation, RequestHints};
+use super::session::{self, Session};
+use super::settings::{LoginService, Unauthenticated};
+use crate::core::authn::IdTokenClaims;
+use crate::core::error::AuthError;
+use crate::core::identity::Identity;
+use crate::core::keys_record::Discovery;
+use crate::core::random::Random;
+
+const LOGIN_PURPOSE: &str = "login";
+
+/// Verifies an ID token for the service's client, with the login's nonce when there is one.
+pub type VerifyIdToken<'a> = &'a dyn Fn(&str, Option<&str>) -> Result<IdTokenClaims, AuthError>;
+/// Session lifetime when the IdP says nothing about token expiry.
+const DEFAULT_TOKEN_SECS: u64 = 300;
+
+/// The parts of a request the flow reads.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// `https` or `http`, as the client used it (`x-forwarded-proto` behind a balancer).
+    pub scheme: &'a str,
+    pub authority: &'a str,
+    /// Path and query.
+    pub path: &'a str,
+    pub cookie_header: Option<&'a str>,
+    pub has_authorization: bool,
+    pub hints: RequestHints<'a>,
+}
+
+impl Request<'_> {
+    fn path_only(&self) -> &str {
+        self.path.split('?').next().unwrap_or(self.path)
+    }
+
+    fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.path.split_once('?')?.1;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    fn cookies(&self) -> Vec<(&str, &str)> {
+        self.cookie_header.map(cookies::parse).unwrap_or_default()
+    }
+}
+
+/// The IdP endpoints a service uses: configured, or else discovered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorization: Url,
+    pub token: Url,
+    pub end_session: Option<Url>,
+}
+
+impl Endpoints {
+    pub fn resolve(service: &LoginService, discovered: Option<&Discovery>) -> Option<Endpoints> {
+        let found = |configured: &Option<Url>, discovered: Option<&String>| {
+            configured
+                .clone()
+                .or_else(|| discovered.and_then(|d| Url::parse(d).ok()))
+        };
+        Some(Endpoints {
+            authorization: found(
+                &service.endpoints.authorization,
+                discovered.and_then(|d| d.authorization_endpoint.as_ref()),
+            )?,
+            token: found(
+                &service.endpoints.token,
+                discovered.and_then(|d| d.token_endpoint.as_ref()),
+            )?,
+            end_session: found(
+                &service.endpoints.end_session,
+                discovered.and_then(|d| d.end_session_endpoint.as_ref()),
+            ),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub enum Step {
+    /// A valid session: forward with its identity, our cookies removed from the `Cookie`
+    /// header (`None`: remove the header), and these cookies set on the response.
+    Forward {
+        identity: Identity,
+        cookie_header: Option<String>,
+        set_cookies: Vec<String>,
+    },
+    /// The session's tokens expired and a refresh token is held: refresh, then forward.
+    Refresh {
+        session: Session,
+        request: TokenRequest,
+    },
+    /// The IdP sent the browser back with a code: exchange it.
+    Exchange {
+        pending: PendingLogin,
+        request: TokenRequest,
+    },
+    /// Answer here.
+    Respond(Reply),
+    /// No session but an `Authorization` header: bearer validation decides.
+    Bearer,
+}
+
+fn redirect_uri(service: &LoginService, request: &Request) -> String {
+    match &service.redirect_url {
+        Some(url) => url.to_string(),
+        None => format!(
+            "{}://{}{}",
+            request.scheme, request.authority, service.callback_path
+        ),
+    }
+}
+
+fn unavailable() -> Reply {
+    reply::page(
+        503,
+        "Sign-in unavailable",
+        "The identity provider's endpoints are not known yet. Try again in a moment.",
+        vec![],
+    )
+}
+
+pub fn decide(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Step {
+    let path = request.path_only();
+    if path == service.callback_path {
+        return callback(service, request, endpoints);
+    }
+    if path == service.sign_out_path {
+        return Step::Respond(sign_out(service, request, endpoints, now_secs));
+    }
+    let cookies = request.cookies();
+    let session = session::read(&cookies, &service.cookie_name, &service.sealer, now_secs);
+    match session {
+        None if request.has_authorization => Step::Bearer,
+        None => Step::Respond(unauthenticated(
+            service, request, endpoints, now_secs, random,
+        )),
+        Some(session) => {
+            let refresh_token = session.refresh_token.clone().filter(|_| service.refresh);
+            match (refresh_token, endpoints) {
+                (Some(token), Some(endpoints)) if session.needs_refresh(now_secs) => {
+                    Step::Refresh {
+                        request: oidc::refresh(&endpoints.token, service, &token),
+                        session,
+                    }
+                }
+                _ => forward(service, request.cookie_header, &session, Vec::new()),
+            }
+        }
+    }
+}
+
+/// Forwards with the session's identity, our cookies taken out of the request's `Cookie`
+/// header; `set_cookies` go on the response.
+pub fn forward(
+    service: &LoginService,
+    cookie_header: Option<&str>,
+    session: &Session,
+    set_cookies: Vec<String>,
+) -> Step {
+    let cookie_header =
+        cookie_header.and_then(|h| cookies::without(h, |n| service.is_our_cookie(n)));
+    Step::Forward {
+        identity: session.identity(),
+        cookie_header,
+        set_cookies,
+    }
+}
+
+/// No valid session: a browser is sent to log in, anything else gets 401.
+pub fn unauthenticated(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Reply {
+    let cookies = request.cookies();
+    let stale = session::clear_except(&cookies, &service.cookie_name, &service.cookie, &[]);
+    let browser = match service.unauthenticated(request.path_only(), request.method) {
+        Unauthenticated::Login => true,
+        Unauthenticated::Deny => false,
+        Unauthenticated::Auto => is_browser_navigation(&request.hints),
+    };
+    if !browser {
+        return reply::refused(&AuthError::MissingToken, stale);
+    }
+    let Some(endpoints) = endpoints else {
+        return unavailable();
+    };
+    let return_to = safe_target(request.path, &[]).unwrap_or_else(|| "/".into());
+    let pending = PendingLogin::new(return_to, now_secs, service.login_timeout_secs, random);
+    let Some(sealed) = serde_json::to_vec(&pending)
+        .ok()
+        .and_then(|plain| service.sealer.seal(LOGIN_PURPOSE, &plain, random))
+    else {
+        return reply::page(
+            500,
+            "Sign-in failed",
+            "The login state could not be sealed.",
+            vec![],
+        );
+    };
+    let mut set_cookies = stale;
+    set_cookies.push(cookies::set_cookie(
+        &service.login_cookie_name(&pending.state),
+        &sealed,
+        &service.cookie,
+        Some(&service.callback_path),
+        service.login_timeout_secs,
+    ));
+    let location = oidc::authorization_url(
+        &endpoints.authorization,
+        service,
+        &redirect_uri(service, request),
+        &pending,
+    );
+    reply::redirect(&location, set_cookies)
+}
+
+fn delete_login_cookie(service: &LoginService, state: &str) -> String {
+    cookies::delete_cookie(
+        &service.login_cookie_name(state),
+        &service.cookie,
+        Some(&service.callback_path),
+    )
+}
+
+fn callback(service: &LoginService, request: &Request, endpoints: Option<&Endpoints>) -> Step {
+    let state = request.query_param("state").unwrap_or_default();
+    let clear = if state.is_empty() {
+        vec![]
+    } else {
+        vec![delete_login_cookie(service, &state)]
+    };
+    if let Some(error) = request.query_param("error") {
+        let detail = request
+            .query_param("error_description")
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        return Step::Respond(reply::page(
+            403,
+            "Sign-in refused",
+            &format!("The identity provider refused the sign-in: {error}{detail}."),
+            clear,
+        ));
+    }
+    let code = request.query_param("code").unwrap_or_default();
+    if state.is_empty() || code.is_empty() {
+        return Step::Respond(reply::page(
+            400,
+            "Sign-in failed",
+            "The callback carries no code or state.",
+            clear,
+        ));
+    }
+    let cookies = request.cookies();
+    let pending = cookies
+        .iter()
+        .find(|(n, _)| *n == service.login_cookie_name(&state))
+        .and_then(|(_, v)| service.sealer.open(LOGIN_PURPOSE, v))
+        .and_then(|plain| serde_json::from_slice::<PendingLogin>(&plain).ok());
+    let Some(pending) = pending else {
+        return Step::Respond(reply::page(
+            400,
+            "Sign-in expired",
+            "This sign-in has expired or was already completed.",
+            clear,
+        ));
+    };
+    if !bool::from(pending.state.as_bytes().ct_eq(state.as_bytes())) {
+        return Step::Respond(reply::page(
+            400,
+            "Sign-in failed",
+            "The sign-in state does not match.",
+            clear,
+        ));
+    }
+    let Some(endpoints) = endpoints else {
+        return Step::Respond(unavailable());
+    };
+    let request = oidc::code_exchange(
+        &endpoints.token,
+        service,
+        &redirect_uri(service, request),
+        &code,
+        &pending.verifier,
+    );
+    Step::Exchange { pending, request }
+}
+
+/// After the code exchange: a session and a redirect to where the user was going, or an
+/// error page. Never a redirect back into login, so a failure cannot loop.
+pub fn finish_login(
+    service: &LoginService,
+    pending: &PendingLogin,
+    tokens: Result<Tokens, TokenError>,
+    verify: VerifyIdToken,
+    request_cookies: &[(&str, &str)],
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Reply {
+    let clear = vec![delete_login_cookie(service, &pending.state)];
+    if now_secs >= pending.expires_at {
+        return reply::page(
+            400,
+            "Sign-in expired",
+            "The sign-in took too long. Start again.",
+            clear,
+        );
+    }
+    let tokens = match tokens {
+        Ok(tokens) => tokens,
+        Err(TokenError::Refused(why)) => {
+            return reply::page(
+                401,
+                "Sign-in failed",
+                &format!("The identity provider refused the code: {why}."),
+                clear,
+            )
+        }
+        Err(TokenError::Unavailable(why)) => {
+            return reply::page(
+                502,
+                "Sign-in failed",
+                &format!("The identity provider's token endpoint failed: {why}."),
+                clear,
+            )
+        }
+        Err(TokenError::Garbage) => {
+            return reply::page(
+                502,
+                "Sign-in failed",
+                "The identity provider's token endpoint answered garbage.",
+                clear,
+            )
+        }
+    };
+    let Some(id_token) = tokens.id_token.as_ref() else {
+        return reply::page(
+            502,
+            "Sign-in failed",
+            "The identity provider returned no ID token.",
+            clear,
+        );
+    };
+    let claims = match verify(id_token.expose(), Some(&pending.nonce)) {
+        Ok(claims) => claims,
+        Err(e) => {
+            return reply::page(
+                401,
+                "Sign-in failed",
+                &format!("The ID token was rejected: {e}."),
+                clear,
+            )
+        }
+    };
+    let session = Session {
+        sid: random.token(16),
+        user: claims.identity.user,
+        email: claims.identity.email,
+        groups: claims.groups,
+        expires_at: now_secs.saturating_add(service.session_lifetime_secs),
+        refresh_at: token_expiry(claims.expires_at, tokens.expires_in, now_secs),
+        refresh_token: tokens.refresh_token.filter(|_| service.refresh),
+        id_token: service.end_idp_session.then(|| id_token.clone()),
+    };
+    let Some(mut set_cookies) = session::write(
+        &session,
+        request_cookies,
+        &service.cookie_name,
+        &service.cookie,
+        &service.sealer,
+        now_secs,
+        random,
+    ) else {
+        return reply::page(
+            500,
+            "Sign-in failed",
+            "The session could not be stored.",
+            clear,
+        );
+    };
+    set_cookies.extend(clear);
+    reply::redirect(&pending.return_to, set_cookies)
+}
+
+fn token_expiry(id_token_exp: Option<u64>, expires_in: Option<u64>, now_secs: u64) -> u64 {
+    id_token_exp
+        .or_else(|| expires_in.map(|s| now_secs.saturating_add(s)))
+        .unwrap_or(now_secs.saturating_add(DEFAULT_TOKEN_SECS))
+}
+
+#[derive(Debug)]
+pub enum Refreshed {
+    /// New tokens: the renewed session, to forward with and store.
+    Renewed(Session),
+    /// The IdP is unreachable: keep the old session for now and try again later.
+    KeepOld,
+    /// The IdP refused the refresh token (revoked, expired): the session is over.
+    Ended(String),
+}
+
+pub fn finish_refresh(
+    old: &Session,
+    tokens: Result<Tokens, TokenError>,
+    verify: VerifyIdToken,
+    now_secs: u64,
+) -> Refreshed {
+    let tokens = match tokens {
+        Ok(tokens) => tokens,
+        Err(TokenError::Refused(why)) => return Refreshed::Ended(why),
+        Err(TokenError::Unavailable(_) | TokenError::Garbage) => return Refreshed::KeepOld,
+    };
+    let mut session = old.clone();
+    let mut id_exp = None;
+    if let Some(id_token) = &tokens.id_token {
+        match verify(id_token.expose(), None) {
+            Ok(claims) if claims.identity.user == old.user => {
+                id_exp = claims.expires_at;
+                session.email = claims.identity.email;
+                session.groups = claims.groups;
+                if old.id_token.is_some() {
+                    session.id_token = Some(id_token.clone());
+                }
+            }
+            Ok(_) => return Refreshed::Ended("the refreshed ID token names another user".into()),
+            Err(e) => return Refreshed::Ended(format!("refreshed ID token rejected: {e}")),
+        }
+    }
+    session.refresh_at = token_expiry(id_exp, tokens.expires_in, now_secs);
+    if tokens.refresh_token.is_some() {
+        session.refresh_token = tokens.refresh_token;
+    }
+    Refreshed::Renewed(session)
+}
+
+fn sign_out(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    now_secs: u64,
+) -> Reply {
+    let cookies = request.cookies();
+    let session = session::read(&cookies, &service.cookie_name, &service.sealer, now_secs);
+    let clear: Vec<String> = cookies
+        .iter()
+        .filter(|(n, _)| service.is_our_cookie(n))
+        .map(|(n, _)| {
+            let path = n
+                .contains("_login_")
+                .then_some(service.callback_path.as_str());
+            cookies::delete_cookie(n, &service.cookie, path)
+        })
+        .collect();
+    let rd = request
+        .query_param("rd")
+        .and_then(|rd| safe_target(&rd, &service.allowed_redirect_hosts))
+        .unwrap_or_else(|| "/".into());
+    let end_session = endpoints
+        .and_then(|e| e.end_session.as_ref())
+        .filter(|_| service.end_idp_session);
+    let Some(end_session) = end_session else {
+        return reply::redirect(&rd, clear);
+    };
+    let mut url = end_session.clone();
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("client_id", &service.client_id);
+        if let Some(hint) = session.as_ref().and_then(|s| s.id_token.as_ref()) {
+            query.append_pair("id_token_hint", hint.expose());
+        }
+        let after = service.post_logout_redirect_url.clone().unwrap_or_else(|| {
+            if rd.starts_with('/') {
+                format!("{}://{}{rd}", request.scheme, request.authority)
+            } else {
+                rd.clone()
+            }
+        });
+        query.append_pair("post_logout_redirect_uri", &after);
+    }
+    reply::redirect(url.as_str(), clear)
+}
