@@ -7,9 +7,14 @@
 //   REDIRECT_URIS   comma-separated redirect URIs of the browser client "demo"
 //   POST_LOGOUT_REDIRECT_URIS  comma-separated post-logout redirect URIs of "demo"
 //   API_AUDIENCE    audience of client-credentials access tokens (default "demo-upstream")
+//   TOKEN_TTL       lifetime of ID and access tokens in seconds (default 600)
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
+
+// stdout carries only the ready line; whoever started us may stop reading after it.
+console.log = console.info = console.warn = console.error;
+process.stdout.on('error', () => {});
 
 const list = (value) => (value || '').split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -42,6 +47,7 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
   const { port } = server.address();
   const issuer = process.env.IDP_ISSUER || `http://127.0.0.1:${port}`;
   const audience = process.env.API_AUDIENCE || 'demo-upstream';
+  const tokenTtl = Number(process.env.TOKEN_TTL || 600);
   const provider = new Provider(issuer, {
     jwks: signingKeys(),
     findAccount: accounts.findAccount,
@@ -77,13 +83,15 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
         getResourceServerInfo: () => ({
           scope: 'api',
           audience,
-          accessTokenTTL: 10 * 60,
+          accessTokenTTL: tokenTtl,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'RS256' } },
         }),
       },
     },
-    ttl: { IdToken: 10 * 60, AccessToken: 10 * 60 },
+    ttl: { IdToken: tokenTtl, AccessToken: tokenTtl },
+    // The browser client may refresh: give it a refresh token without prompting for offline access.
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   });
   provider.proxy = true;
   server.on('request', provider.callback());

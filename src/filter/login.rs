@@ -16,6 +16,7 @@ use crate::core::login::reply;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
 use crate::core::login::settings::LoginService;
+use crate::core::random::Random;
 
 /// Where a request stands; in-flight data lives in the variant that needs it.
 pub enum Phase {
@@ -214,24 +215,28 @@ fn refresh(
     let value = value
         .map(|v| String::from_utf8_lossy(&v).into_owned())
         .unwrap_or_default();
-    if let Some(sealed) = value.strip_prefix(REFRESH_DONE) {
-        let renewed = service
-            .sealer
-            .open("session", sealed)
-            .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok());
-        if let Some(renewed) = renewed {
-            return adopt(vm, service, &renewed, cookie_header);
-        }
+    if let Some(renewed) = renewed_elsewhere(service, &key) {
+        return adopt(vm, service, &renewed, cookie_header);
     }
     if value == REFRESH_ENDED {
         return ended(service, cookie_header.as_deref(), &return_to, browser);
     }
     let lease_held = value
         .strip_prefix(REFRESH_LEASE)
+        .and_then(|rest| rest.split(':').next())
         .and_then(|d| d.parse::<u64>().ok())
         .is_some_and(|deadline| now_ms < deadline);
-    let lease = format!("{REFRESH_LEASE}{}", now_ms + 2 * service.timeout_ms + 1000);
-    if lease_held || !host::set_shared_data(&key, lease.as_bytes(), cas) {
+    // Shared data cannot create a key only if absent, so a new lease is ours only if it
+    // reads back as written (another worker writing at the same moment wins instead).
+    let marker = HostRandom::default().token(12);
+    let lease = format!(
+        "{REFRESH_LEASE}{}:{marker}",
+        now_ms + 2 * service.timeout_ms + 1000
+    );
+    let ours = !lease_held
+        && host::set_shared_data(&key, lease.as_bytes(), cas)
+        && host::shared_data(&key).0.as_deref() == Some(lease.as_bytes());
+    if !ours {
         return keep_old(vm, service, &session, cookie_header);
     }
     match call_token_endpoint(service, &request) {
@@ -252,6 +257,16 @@ fn refresh(
             keep_old(vm, service, &session, cookie_header)
         }
     }
+}
+
+/// The session another worker published after refreshing, if any.
+fn renewed_elsewhere(service: &LoginService, key: &str) -> Option<Session> {
+    let value = host::shared_data(key).0?;
+    let sealed = std::str::from_utf8(&value)
+        .ok()?
+        .strip_prefix(REFRESH_DONE)?;
+    let plain = service.sealer.open("session", sealed)?;
+    serde_json::from_slice(&plain).ok()
 }
 
 fn keep_old(
@@ -418,14 +433,18 @@ pub fn on_token_response(
                         host::set_shared_data(&lease_key, b"", None);
                         keep_old(vm, svc, &session, cookie_header)
                     }
-                    Refreshed::Ended(why) => {
-                        host::log(
-                            LogLevel::Info,
-                            &format!("session of {} ended: {why}", session.user),
-                        );
-                        host::set_shared_data(&lease_key, REFRESH_ENDED.as_bytes(), None);
-                        ended(svc, cookie_header.as_deref(), &return_to, browser)
-                    }
+                    Refreshed::Ended(why) => match renewed_elsewhere(svc, &lease_key) {
+                        // Another worker refreshed this session first; its result stands.
+                        Some(renewed) => adopt(vm, svc, &renewed, cookie_header),
+                        None => {
+                            host::log(
+                                LogLevel::Info,
+                                &format!("session of {} ended: {why}", session.user),
+                            );
+                            host::set_shared_data(&lease_key, REFRESH_ENDED.as_bytes(), None);
+                            ended(svc, cookie_header.as_deref(), &return_to, browser)
+                        }
+                    },
                 };
             if matches!(action, Action::Continue) {
                 host::resume_request();

@@ -76,6 +76,17 @@ pub fn wasm_filter(plugin_config: &Value) -> Value {
 /// A bootstrap with one listener whose routes go to `upstream`, the given HTTP filters before
 /// the router, and an `idp` cluster for key fetches.
 pub fn bootstrap(filters: Vec<Value>, upstream_port: u16, idp_port: u16) -> Value {
+    bootstrap_on(0, filters, upstream_port, idp_port)
+}
+
+/// As `bootstrap`, with the listener on a given port (0: any), for tests that must know the
+/// public address (OIDC redirect URIs) before Envoy starts.
+pub fn bootstrap_on(
+    listener_port: u16,
+    filters: Vec<Value>,
+    upstream_port: u16,
+    idp_port: u16,
+) -> Value {
     let mut http_filters = filters;
     http_filters.push(json!({
         "name": "envoy.filters.http.router",
@@ -86,7 +97,7 @@ pub fn bootstrap(filters: Vec<Value>, upstream_port: u16, idp_port: u16) -> Valu
         "static_resources": {
             "listeners": [{
                 "name": "main",
-                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": listener_port } },
                 "filter_chains": [{ "filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
@@ -163,7 +174,7 @@ impl Envoy {
             .arg("--concurrency")
             .arg(concurrency.to_string())
             .arg("-l")
-            .arg("info")
+            .arg(std::env::var("WASM_IAP_ENVOY_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .spawn()
@@ -221,6 +232,12 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         if std::thread::panicking() || std::env::var_os("WASM_IAP_SHOW_LOGS").is_some() {
             let log = self.log();
+            if let Ok(dir) = std::env::var("WASM_IAP_KEEP_LOGS") {
+                let _ = std::fs::write(
+                    std::path::Path::new(&dir).join(format!("envoy-{}.log", self.port)),
+                    &log,
+                );
+            }
             let ours: Vec<&str> = log
                 .lines()
                 .filter(|l| l.contains("wasm-iap") || l.contains("[critical]"))

@@ -11,6 +11,7 @@ use super::http;
 
 pub struct Idp {
     child: Child,
+    log: super::envoy::TempDir,
     pub issuer: String,
     pub port: u16,
 }
@@ -23,12 +24,14 @@ impl Idp {
             dir.join("node_modules/oidc-provider").exists(),
             "npm packages missing: run ./build.sh test"
         );
+        let log = super::envoy::TempDir::new("idp");
+        let stderr = std::fs::File::create(log.0.join("idp.log")).expect("idp log");
         let mut command = Command::new("node");
         command
             .arg("idp.mjs")
             .current_dir(&dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::from(stderr));
         for (k, v) in env {
             command.env(k, v);
         }
@@ -44,6 +47,7 @@ impl Idp {
         });
         Idp {
             child,
+            log,
             issuer: ready["issuer"].as_str().expect("issuer").to_string(),
             port: ready["port"].as_u64().expect("port") as u16,
         }
@@ -69,7 +73,13 @@ impl Idp {
 }
 
 impl Drop for Idp {
+    /// Stops the IdP; a failing test prints what it logged.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log.0.join("idp.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("WARNING")).collect();
+            eprintln!("--- IdP log ---\n{}", lines.join("\n"));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -7,37 +7,101 @@ use std::thread::JoinHandle;
 
 use serde_json::{json, Map, Value};
 
-/// A tiny_http server on a thread; stopped and joined on drop.
+/// A request as the test servers see it.
+pub struct Incoming {
+    pub method: String,
+    /// Path and query.
+    pub url: String,
+    /// Header names in lower case, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+type Handler = dyn Fn(&Incoming) -> (u16, Vec<(String, String)>, String) + Send + Sync;
+
+/// A plain HTTP/1.1 server on loopback: a thread per connection, one request per
+/// connection (`Connection: close`), so parallel tests never wait on each other.
+/// Stopped and joined on drop.
 pub struct Served {
-    server: Arc<tiny_http::Server>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub port: u16,
+}
+
+fn read_request(stream: &mut std::net::TcpStream) -> Option<Incoming> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let (method, url) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Incoming {
+        method,
+        url,
+        headers,
+    })
+}
+
+fn respond(stream: &mut std::net::TcpStream, handler: &Handler) {
+    use std::io::Write;
+    let Some(request) = read_request(stream) else {
+        return;
+    };
+    let (status, headers, body) = handler(&request);
+    let mut out = format!(
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    let _ = stream.write_all(out.as_bytes());
+    let _ = stream.flush();
 }
 
 impl Served {
     fn start<F>(port: u16, handle: F) -> Served
     where
-        F: Fn(&mut tiny_http::Request) -> (u16, Vec<(String, String)>, String) + Send + 'static,
+        F: Fn(&Incoming) -> (u16, Vec<(String, String)>, String) + Send + Sync + 'static,
     {
-        let server = Arc::new(tiny_http::Server::http(("127.0.0.1", port)).expect("bind loopback"));
-        let port = server.server_addr().to_ip().expect("ip address").port();
-        let serving = Arc::clone(&server);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind loopback");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let handler: Arc<Handler> = Arc::new(handle);
         let thread = std::thread::spawn(move || {
-            for mut request in serving.incoming_requests() {
-                let (status, headers, body) = handle(&mut request);
-                let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-                for (name, value) in headers {
-                    if let Ok(header) =
-                        tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-                    {
-                        response.add_header(header);
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let handler = Arc::clone(&handler);
+                        std::thread::spawn(move || respond(&mut stream, handler.as_ref()));
                     }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
                 }
-                let _ = request.respond(response);
             }
         });
         Served {
-            server,
+            stop,
             thread: Some(thread),
             port,
         }
@@ -46,7 +110,7 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        self.server.unblock();
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -66,14 +130,13 @@ impl Upstream {
         let served = Served::start(0, move |request| {
             counter.fetch_add(1, Ordering::SeqCst);
             let mut headers = Map::new();
-            for h in request.headers() {
-                let name = h.field.as_str().as_str().to_ascii_lowercase();
-                let entry = headers.entry(name).or_insert_with(|| json!([]));
+            for (name, value) in &request.headers {
+                let entry = headers.entry(name.clone()).or_insert_with(|| json!([]));
                 if let Some(list) = entry.as_array_mut() {
-                    list.push(json!(h.value.as_str()));
+                    list.push(json!(value));
                 }
             }
-            let body = json!({ "method": request.method().as_str(), "path": request.url(), "headers": headers });
+            let body = json!({ "method": request.method, "path": request.url, "headers": headers });
             (
                 200,
                 vec![("content-type".into(), "application/json".into())],
@@ -149,7 +212,7 @@ impl KeyServer {
         let served = Served::start(self.port, move |request| {
             let mut state = state.lock().expect("state");
             let json_type = ("content-type".to_string(), "application/json".to_string());
-            match request.url() {
+            match request.url.as_str() {
                 "/.well-known/openid-configuration" => {
                     state.discovery_fetches += 1;
                     let doc = json!({ "issuer": state.issuer, "jwks_uri": format!("{}/jwks", state.issuer) });
