@@ -5,5 +5,7 @@ pub mod browser;
 pub mod envoy;
 pub mod http;
 pub mod idp;
+pub mod login_bed;
 pub mod mint;
 pub mod servers;
+pub mod webdriver;

@@ -1,0 +1,130 @@
+//! End to end in headless Chromium: the real IdP's login form, typed credentials, the deep
+//! link, reload, XHR, sign-out and a tampered cookie, through real Envoy with the filter.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::json;
+use support::login_bed::{LoginBed, COOKIE};
+use support::webdriver::Chrome;
+
+/// Types the credentials into the IdP's form and accepts the consent page.
+fn log_in(chrome: &Chrome, bed: &LoginBed, user: &str) {
+    chrome.wait_for_url("the IdP login form", |u| u.starts_with(&bed.idp.issuer));
+    chrome.type_into("input[name=login]", user);
+    chrome.type_into("input[name=password]", "demo");
+    chrome.click("button[type=submit]");
+    let url = chrome.wait_for_url("consent or the app", |u| {
+        u.starts_with(&bed.url("/"))
+            || (u.contains("/interaction/")
+                && chrome.has("button[type=submit]")
+                && !chrome.has("input[name=login]"))
+    });
+    if url.contains("/interaction/") {
+        chrome.click("button[type=submit]");
+    }
+}
+
+#[test]
+fn person_signs_in_with_the_browser_and_out_again() {
+    let bed = LoginBed::start(json!({ "end_idp_session": true }), &[]);
+    let chrome = Chrome::start();
+    let deep_link = bed.url("/graph?g0.expr=up&g0.tab=1");
+
+    // First visit: the IdP's login form, then back on exactly the deep link.
+    chrome.go(&deep_link);
+    log_in(&chrome, &bed, "alice@example.com");
+    chrome.wait_for_url("the deep link", |u| u == deep_link);
+    let page = chrome.text();
+    assert!(
+        page.contains("\"path\":\"/graph?g0.expr=up&g0.tab=1\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("\"x-auth-request-user\":[\"alice@example.com\"]"),
+        "{page}"
+    );
+    let session = chrome
+        .cookies()
+        .into_iter()
+        .find(|c| c["name"] == COOKIE)
+        .expect("session cookie");
+    assert_eq!(session["httpOnly"], true);
+
+    // Reload keeps the session: no trip to the IdP, the upstream answers again.
+    let hits = bed.upstream.hits();
+    chrome.go(&deep_link);
+    assert_eq!(chrome.url(), deep_link);
+    assert!(bed.upstream.hits() > hits);
+    assert!(chrome
+        .text()
+        .contains("\"x-auth-request-user\":[\"alice@example.com\"]"));
+
+    // An XHR from the page rides on the session.
+    let status = chrome.run_async("fetch('/api/v1/query', {headers: {'X-Requested-With': 'XMLHttpRequest'}}).then(r => done(r.status))");
+    assert_eq!(status, json!(200));
+
+    // Sign-out ends the session here and at the IdP (which asks for confirmation); back on
+    // the app there is no session, so the browser lands on the IdP's login form.
+    chrome.go(&bed.url("/oauth2/sign_out"));
+    chrome.wait_for_url("the IdP's sign-out page", |u| {
+        u.starts_with(&bed.idp.issuer)
+    });
+    if chrome.has("button[autofocus]") && !chrome.has("input[name=login]") {
+        chrome.click("button[autofocus]");
+    }
+    chrome.wait_for_url("the IdP login form", |u| {
+        u.starts_with(&bed.idp.issuer) && chrome.has("input[name=login]")
+    });
+    assert!(
+        !chrome.cookies().iter().any(|c| c["name"] == COOKIE),
+        "session cookie gone"
+    );
+
+    // Without a session, an XHR from a page of the app gets 401, not a login page.
+    chrome.go(&bed.url("/oauth2/callback"));
+    let status = chrome.run_async("fetch('/api/v1/query', {headers: {'X-Requested-With': 'XMLHttpRequest'}}).then(r => done(r.status))");
+    assert_eq!(status, json!(401));
+
+    // The next visit asks to log in again.
+    chrome.go(&deep_link);
+    chrome.wait_for_url("the IdP login form again", |u| {
+        u.starts_with(&bed.idp.issuer) && chrome.has("input[name=login]")
+    });
+}
+
+#[test]
+fn tampered_session_cookie_in_the_browser_asks_to_log_in_again() {
+    let bed = LoginBed::start(json!({}), &[]);
+    let chrome = Chrome::start();
+    chrome.go(&bed.url("/"));
+    log_in(&chrome, &bed, "bob@example.com");
+    chrome.wait_for_url("the app", |u| u == bed.url("/"));
+
+    let mut cookie = chrome
+        .cookies()
+        .into_iter()
+        .find(|c| c["name"] == COOKIE)
+        .expect("session cookie");
+    let value = cookie["value"].as_str().unwrap().to_string();
+    let flipped = if value.ends_with('A') { 'B' } else { 'A' };
+    cookie["value"] = json!(format!("{}{flipped}", &value[..value.len() - 1]));
+    chrome.set_cookie(
+        json!({ "name": COOKIE, "value": cookie["value"], "path": "/", "httpOnly": true }),
+    );
+    chrome.go(&bed.url("/private"));
+    // The filter sends the browser to log in; the IdP, still signed in, sends it straight
+    // back with a code, so the proof of a fresh login is a brand-new session cookie.
+    chrome.wait_for_url("the app after a fresh login", |u| u == bed.url("/private"));
+    let fresh = chrome
+        .cookies()
+        .into_iter()
+        .find(|c| c["name"] == COOKIE)
+        .expect("a new session");
+    assert_ne!(
+        fresh["value"].as_str(),
+        Some(value.as_str()),
+        "not the old session"
+    );
+    assert_ne!(fresh["value"], cookie["value"], "not the tampered one");
+}

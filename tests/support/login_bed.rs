@@ -1,0 +1,104 @@
+//! Envoy with a login service for 127.0.0.1, the real IdP and an echoing upstream.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::browser::Browser;
+use super::envoy::{bootstrap_on, wasm_filter, Envoy};
+use super::http;
+use super::idp::Idp;
+use super::servers::{free_port, Upstream};
+
+pub const COOKIE: &str = "_wasm_iap";
+pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+/// Envoy with a login service for 127.0.0.1, the real IdP, and an echoing upstream.
+pub struct LoginBed {
+    pub envoy: Envoy,
+    pub upstream: Upstream,
+    pub idp: Idp,
+}
+
+impl LoginBed {
+    pub fn start(login_overrides: Value, idp_env: &[(&str, &str)]) -> LoginBed {
+        let port = free_port();
+        let callback = format!("http://127.0.0.1:{port}/oauth2/callback");
+        let post_logout = format!("http://127.0.0.1/signed-out,http://127.0.0.1:{port}/");
+        let mut env = vec![
+            ("REDIRECT_URIS", callback.as_str()),
+            ("POST_LOGOUT_REDIRECT_URIS", post_logout.as_str()),
+        ];
+        env.extend_from_slice(idp_env);
+        let idp = Idp::start(&env);
+        let upstream = Upstream::start();
+        let mut login = json!({
+            "hosts": ["127.0.0.1"],
+            "issuer": idp.issuer,
+            "client_id": "demo",
+            "client_secret": "demo-secret",
+            "cookie_secrets": [SECRET],
+            "cookie_secure": false,
+            "scopes": ["openid", "email", "profile", "groups"],
+        });
+        for (k, v) in login_overrides.as_object().cloned().unwrap_or_default() {
+            login[k] = v;
+        }
+        let plugin = json!({
+            "providers": [{ "issuer": idp.issuer, "audiences": ["demo-upstream"], "cluster": "idp" }],
+            "login": [login],
+        });
+        let envoy = Envoy::start(&bootstrap_on(
+            port,
+            vec![wasm_filter(&plugin)],
+            upstream.port(),
+            idp.port,
+        ));
+        // Until discovery has answered, sign-in fails closed with 503 and Retry-After.
+        let url = envoy.url("/");
+        let ready = (0..100).any(|_| {
+            let status = http::get(
+                &url,
+                &[("accept", "text/html"), ("sec-fetch-mode", "navigate")],
+            )
+            .status;
+            assert!(
+                status == 302 || status == 503,
+                "unexpected {status} while starting"
+            );
+            status == 302 || {
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            }
+        });
+        assert!(ready, "the login flow never became ready");
+        LoginBed {
+            envoy,
+            upstream,
+            idp,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.envoy.url(path)
+    }
+
+    /// A browser that logged in as `user`, having asked for `path` first.
+    pub fn logged_in(&self, user: &str, path: &str) -> (Browser, http::Response) {
+        let mut browser = Browser::default();
+        let at_idp = browser.get(&self.url(path));
+        assert!(
+            at_idp.0.starts_with(&self.idp.issuer),
+            "sent to the IdP first: {:#?}",
+            browser.history
+        );
+        let (landed, page) = browser.log_in_at_idp(at_idp, user);
+        assert_eq!(
+            landed,
+            self.url(path),
+            "lands on the deep link: {:#?}",
+            browser.history
+        );
+        (browser, page)
+    }
+}
