@@ -1,0 +1,746 @@
+//! Native tests of the login flow: real settings, ID tokens minted in the test, pinned
+//! clock and randomness. No Envoy, no IdP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use support::mint::{self, claims_with, shared_keys};
+use url::Url;
+use wasm_iap::core::authn::Authenticator;
+use wasm_iap::core::config::Settings;
+use wasm_iap::core::error::AuthError;
+use wasm_iap::core::login::flow::{self, Endpoints, Refreshed, Request, Step};
+use wasm_iap::core::login::oidc::{pkce_challenge, PendingLogin, TokenError, Tokens};
+use wasm_iap::core::login::request_kind::RequestHints;
+use wasm_iap::core::login::session::{self, Session};
+use wasm_iap::core::random::Random;
+use wasm_iap::core::secret::Secret;
+
+const ISSUER: &str = "https://dex.example.com";
+const SECRET: &str = "a-cookie-secret-of-at-least-32-bytes!";
+
+struct Counter(u8);
+
+impl Random for Counter {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 = self.0.wrapping_add(1);
+            *b = self.0;
+        }
+    }
+}
+
+fn settings(login: Value) -> Settings {
+    let mut entry = json!({
+        "hosts": ["prometheus.example.com"],
+        "issuer": ISSUER,
+        "client_id": "prometheus",
+        "client_secret": "s3cret",
+        "cookie_secrets": [SECRET],
+        "cluster": "dex",
+        "authorization_endpoint": "https://dex.example.com/auth",
+        "token_endpoint": "https://dex.example.com/token",
+        "end_session_endpoint": "https://dex.example.com/logout",
+    });
+    for (k, v) in login.as_object().cloned().unwrap_or_default() {
+        entry[k] = v;
+    }
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": ["prometheus"], "jwks": shared_keys().jwks() }],
+        "login": [entry],
+    });
+    Settings::parse(&config.to_string()).unwrap_or_else(|e| panic!("{e:#?}"))
+}
+
+fn endpoints() -> Endpoints {
+    Endpoints {
+        authorization: Url::parse("https://dex.example.com/auth").unwrap(),
+        token: Url::parse("https://dex.example.com/token").unwrap(),
+        end_session: Some(Url::parse("https://dex.example.com/logout").unwrap()),
+    }
+}
+
+fn request<'a>(
+    path: &'a str,
+    cookie: Option<&'a str>,
+    accept: &'a str,
+    mode: Option<&'a str>,
+) -> Request<'a> {
+    Request {
+        method: "GET",
+        scheme: "https",
+        authority: "prometheus.example.com",
+        path,
+        cookie_header: cookie,
+        has_authorization: false,
+        hints: RequestHints {
+            method: "GET",
+            accept: Some(accept),
+            sec_fetch_mode: mode,
+            x_requested_with: None,
+        },
+    }
+}
+
+const HTML: &str = "text/html,application/xhtml+xml";
+
+fn respond(step: Step) -> wasm_iap::core::login::reply::Reply {
+    match step {
+        Step::Respond(reply) => reply,
+        other => panic!("expected a local answer, got {other:?}"),
+    }
+}
+
+fn query(url: &str) -> HashMap<String, String> {
+    Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+#[test]
+fn browser_without_session_goes_to_the_idp_with_pkce_state_and_nonce() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let now = mint::now_secs();
+    let reply = respond(flow::decide(
+        service,
+        &request("/graph?g0.expr=up", None, HTML, Some("navigate")),
+        Some(&endpoints()),
+        now,
+        &mut Counter(0),
+    ));
+    assert_eq!(reply.status, 302);
+    let location = reply.header("location").unwrap();
+    assert!(location.starts_with("https://dex.example.com/auth?"));
+    let q = query(location);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], "prometheus");
+    assert_eq!(
+        q["redirect_uri"],
+        "https://prometheus.example.com/oauth2/callback"
+    );
+    assert_eq!(q["scope"], "openid email profile");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["state"].len() >= 43 && q["nonce"].len() >= 43 && q["state"] != q["nonce"]);
+
+    // The login cookie holds state, nonce, verifier and the deep link, sealed, on the callback path.
+    let login_cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
+    assert!(
+        login_cookie.contains("Path=/oauth2/callback")
+            && login_cookie.contains("HttpOnly")
+            && login_cookie.contains("Secure")
+    );
+    let sealed = login_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1;
+    let plain = service
+        .sealer
+        .open("login", sealed)
+        .expect("sealed for this service");
+    let pending: PendingLogin = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(pending.state, q["state"]);
+    assert_eq!(pending.nonce, q["nonce"]);
+    assert_eq!(
+        pkce_challenge(pending.verifier.expose()),
+        q["code_challenge"]
+    );
+    assert_eq!(pending.return_to, "/graph?g0.expr=up");
+    assert!(
+        !login_cookie.contains(&pending.state),
+        "the state is not readable in the cookie"
+    );
+}
+
+#[test]
+fn api_clients_without_session_get_401_and_routes_can_override() {
+    let settings = settings(
+        json!({ "routes": [{ "path_prefix": "/ui/", "unauthenticated": "login" }, { "path_prefix": "/", "methods": ["GET"], "unauthenticated": "deny" }] }),
+    );
+    let service = &settings.login[0];
+    let now = mint::now_secs();
+    let api = respond(flow::decide(
+        service,
+        &request("/ui/x", None, "application/json", None),
+        Some(&endpoints()),
+        now,
+        &mut Counter(0),
+    ));
+    assert_eq!(api.status, 302, "the route says login");
+    let denied = respond(flow::decide(
+        service,
+        &request("/graph", None, HTML, Some("navigate")),
+        Some(&endpoints()),
+        now,
+        &mut Counter(0),
+    ));
+    assert_eq!(
+        denied.status, 401,
+        "the route says deny, even for a browser"
+    );
+    assert_eq!(
+        denied.header("www-authenticate"),
+        Some("Bearer realm=\"wasm-iap\"")
+    );
+}
+
+#[test]
+fn callback_refuses_what_it_cannot_trust() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let now = mint::now_secs();
+    let start = respond(flow::decide(
+        service,
+        &request("/", None, HTML, Some("navigate")),
+        Some(&endpoints()),
+        now,
+        &mut Counter(7),
+    ));
+    let state = query(start.header("location").unwrap())["state"].clone();
+    let cookie = start
+        .set_cookies()
+        .find(|c| c.contains("_login_"))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let ok_path = format!("/oauth2/callback?code=abc&state={state}");
+    match flow::decide(
+        service,
+        &request(&ok_path, Some(&cookie), HTML, Some("navigate")),
+        Some(&endpoints()),
+        now,
+        &mut Counter(0),
+    ) {
+        Step::Exchange { pending, request } => {
+            assert_eq!(pending.state, state);
+            assert_eq!(request.url.as_str(), "https://dex.example.com/token");
+            let body: HashMap<String, String> =
+                url::form_urlencoded::parse(request.body.expose().as_bytes())
+                    .into_owned()
+                    .collect();
+            assert_eq!(body["grant_type"], "authorization_code");
+            assert_eq!(body["code"], "abc");
+            assert_eq!(body["code_verifier"], pending.verifier.expose());
+            assert_eq!(
+                body["redirect_uri"],
+                "https://prometheus.example.com/oauth2/callback"
+            );
+            assert!(request
+                .headers
+                .iter()
+                .any(|(n, v)| *n == "authorization" && v.starts_with("Basic ")));
+            assert!(
+                format!("{request:?}").contains("redacted")
+                    && !format!("{request:?}").contains("abc"),
+                "secrets never print"
+            );
+        }
+        other => panic!("expected a code exchange, got {other:?}"),
+    }
+
+    let other_state = "X".repeat(43);
+    let cases = [
+        (
+            format!("/oauth2/callback?error=access_denied&state={state}"),
+            Some(cookie.clone()),
+            403,
+        ),
+        (
+            format!("/oauth2/callback?state={state}"),
+            Some(cookie.clone()),
+            400,
+        ),
+        (
+            format!("/oauth2/callback?code=abc&state={state}"),
+            None,
+            400,
+        ),
+        (
+            format!("/oauth2/callback?code=abc&state={other_state}"),
+            Some(cookie.replace(&state[..16], &other_state[..16])),
+            400,
+        ),
+        (
+            format!("/oauth2/callback?code=abc&state={state}"),
+            Some(format!("{}x", cookie)),
+            400,
+        ),
+    ];
+    for (path, cookie, status) in cases {
+        let reply = respond(flow::decide(
+            service,
+            &request(&path, cookie.as_deref(), HTML, Some("navigate")),
+            Some(&endpoints()),
+            now,
+            &mut Counter(0),
+        ));
+        assert_eq!(
+            reply.status, status,
+            "{path} with {cookie:?}: {}",
+            reply.body
+        );
+        assert!(
+            reply.header("location").is_none(),
+            "never a redirect from a failed callback"
+        );
+    }
+}
+
+fn authenticator(settings: Settings) -> Authenticator {
+    Authenticator::new(Rc::new(settings))
+}
+
+fn id_token(changes: Value) -> String {
+    let base = claims_with(
+        ISSUER,
+        "prometheus",
+        json!({ "nonce": "n-1", "groups": ["sre", "dev"] }),
+    );
+    let mut claims = base;
+    for (k, v) in changes.as_object().cloned().unwrap_or_default() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(&k);
+        } else {
+            claims[k] = v;
+        }
+    }
+    shared_keys().signer("RS256").sign(&claims)
+}
+
+#[test]
+fn id_token_rules_aud_azp_and_nonce() {
+    let auth = authenticator(settings(json!({})));
+    let now_ms = mint::now_secs() * 1000;
+    let verify = |token: &str, nonce: Option<&str>| {
+        auth.verify_id_token(0, token, "prometheus", nonce, now_ms)
+    };
+    let ok = verify(&id_token(json!({})), Some("n-1")).expect("valid ID token");
+    assert_eq!(ok.identity.user, "alice-id");
+    assert_eq!(ok.groups, vec!["sre", "dev"]);
+    let cases = [
+        (
+            "nonce from another login",
+            id_token(json!({})),
+            Some("n-2"),
+            AuthError::WrongNonce,
+        ),
+        (
+            "no nonce at all",
+            id_token(json!({ "nonce": null })),
+            Some("n-1"),
+            AuthError::WrongNonce,
+        ),
+        (
+            "issued to another client",
+            id_token(json!({ "aud": "grafana" })),
+            Some("n-1"),
+            AuthError::WrongAudience,
+        ),
+        (
+            "azp names another client",
+            id_token(json!({ "azp": "grafana" })),
+            Some("n-1"),
+            AuthError::WrongAuthorizedParty,
+        ),
+        (
+            "several audiences without azp",
+            id_token(json!({ "aud": ["prometheus", "grafana"] })),
+            Some("n-1"),
+            AuthError::WrongAuthorizedParty,
+        ),
+        (
+            "expired",
+            id_token(json!({ "exp": mint::now_secs() - 3600 })),
+            Some("n-1"),
+            AuthError::Expired,
+        ),
+        (
+            "tampered",
+            mint::tamper_signature(&id_token(json!({}))),
+            Some("n-1"),
+            AuthError::BadSignature,
+        ),
+    ];
+    for (name, token, nonce, expected) in cases {
+        assert_eq!(verify(&token, nonce).err(), Some(expected), "{name}");
+    }
+    assert!(verify(
+        &id_token(json!({ "aud": ["prometheus", "grafana"], "azp": "prometheus" })),
+        Some("n-1")
+    )
+    .is_ok());
+}
+
+#[test]
+fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let auth = authenticator(self::settings(json!({})));
+    let now = mint::now_secs();
+    let pending = PendingLogin {
+        state: "s".repeat(43),
+        nonce: "n-1".into(),
+        verifier: Secret::new("v"),
+        return_to: "/graph?x=1".into(),
+        expires_at: now + 600,
+    };
+    let verify = |token: &str, nonce: Option<&str>| {
+        auth.verify_id_token(0, token, "prometheus", nonce, now * 1000)
+    };
+    let tokens = Tokens {
+        id_token: Some(Secret::new(id_token(json!({})))),
+        refresh_token: Some(Secret::new("rt-1")),
+        expires_in: Some(300),
+    };
+    let reply = flow::finish_login(
+        service,
+        &pending,
+        Ok(tokens),
+        &verify,
+        &[],
+        now,
+        &mut Counter(3),
+    );
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (302, Some("/graph?x=1"))
+    );
+    let jar: Vec<(String, String)> = reply
+        .set_cookies()
+        .filter(|c| !c.contains("Max-Age=0"))
+        .filter_map(|c| {
+            c.split(';')
+                .next()?
+                .split_once('=')
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = jar.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let session = session::read(&pairs, "_wasm_iap", &service.sealer, now).expect("session set");
+    assert_eq!(session.user, "alice-id");
+    assert_eq!(session.refresh_token, Some(Secret::new("rt-1")));
+    assert!(
+        reply
+            .set_cookies()
+            .any(|c| c.contains("_login_") && c.contains("Max-Age=0")),
+        "login cookie cleared"
+    );
+
+    let failures = [
+        (
+            Err(TokenError::Refused("HTTP 400: invalid_grant".into())),
+            401,
+        ),
+        (Err(TokenError::Unavailable("HTTP 503".into())), 502),
+        (Err(TokenError::Garbage), 502),
+        (
+            Ok(Tokens {
+                id_token: None,
+                refresh_token: None,
+                expires_in: None,
+            }),
+            502,
+        ),
+        (
+            Ok(Tokens {
+                id_token: Some(Secret::new(id_token(json!({ "nonce": "replayed" })))),
+                refresh_token: None,
+                expires_in: None,
+            }),
+            401,
+        ),
+    ];
+    for (tokens, status) in failures {
+        let reply = flow::finish_login(
+            service,
+            &pending,
+            tokens,
+            &verify,
+            &[],
+            now,
+            &mut Counter(3),
+        );
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert!(
+            !reply.set_cookies().any(|c| c.starts_with("_wasm_iap=")),
+            "no session on failure"
+        );
+    }
+}
+
+fn session_for(now: u64) -> Session {
+    Session {
+        sid: "sid".into(),
+        user: "alice-id".into(),
+        email: None,
+        groups: vec![],
+        expires_at: now + 3600,
+        refresh_at: now - 1,
+        refresh_token: Some(Secret::new("rt-1")),
+        id_token: None,
+    }
+}
+
+#[test]
+fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let auth = authenticator(self::settings(json!({})));
+    let now = mint::now_secs();
+    let old = session_for(now);
+    let written = session::write(
+        &old,
+        &[],
+        "_wasm_iap",
+        &service.cookie,
+        &service.sealer,
+        now,
+        &mut Counter(1),
+    )
+    .unwrap();
+    let cookie = written[0].split(';').next().unwrap().to_string();
+    match flow::decide(
+        service,
+        &request("/x", Some(&cookie), "application/json", None),
+        Some(&endpoints()),
+        now,
+        &mut Counter(0),
+    ) {
+        Step::Refresh { request, .. } => {
+            assert!(request.body.expose().contains("grant_type=refresh_token"))
+        }
+        other => panic!("expected a refresh, got {other:?}"),
+    }
+    let verify = |token: &str, nonce: Option<&str>| {
+        auth.verify_id_token(0, token, "prometheus", nonce, now * 1000)
+    };
+    let renewed = flow::finish_refresh(
+        &old,
+        Ok(Tokens {
+            id_token: Some(Secret::new(id_token(json!({ "nonce": null })))),
+            refresh_token: Some(Secret::new("rt-2")),
+            expires_in: Some(300),
+        }),
+        &verify,
+        now,
+    );
+    let Refreshed::Renewed(new) = renewed else {
+        panic!("{renewed:?}")
+    };
+    assert_eq!(
+        (new.sid.as_str(), new.refresh_token.clone()),
+        ("sid", Some(Secret::new("rt-2")))
+    );
+    assert!(new.refresh_at > now);
+    assert!(matches!(
+        flow::finish_refresh(
+            &old,
+            Err(TokenError::Unavailable("down".into())),
+            &verify,
+            now
+        ),
+        Refreshed::KeepOld
+    ));
+    assert!(matches!(
+        flow::finish_refresh(
+            &old,
+            Err(TokenError::Refused("invalid_grant".into())),
+            &verify,
+            now
+        ),
+        Refreshed::Ended(_)
+    ));
+    let other_user = Tokens {
+        id_token: Some(Secret::new(id_token(
+            json!({ "sub": "mallory", "nonce": null }),
+        ))),
+        refresh_token: None,
+        expires_in: None,
+    };
+    assert!(matches!(
+        flow::finish_refresh(&old, Ok(other_user), &verify, now),
+        Refreshed::Ended(_)
+    ));
+
+    let no_refresh = self::settings(json!({ "refresh": false }));
+    let step = flow::decide(
+        &no_refresh.login[0],
+        &request("/x", Some(&cookie), "application/json", None),
+        Some(&endpoints()),
+        now,
+        &mut Counter(0),
+    );
+    assert!(
+        matches!(step, Step::Forward { .. }),
+        "without refresh the session lasts its lifetime"
+    );
+}
+
+#[test]
+fn forwarded_request_loses_our_cookies_and_keeps_the_apps() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let now = mint::now_secs();
+    let mut fresh = session_for(now);
+    fresh.refresh_at = now + 300;
+    let written = session::write(
+        &fresh,
+        &[],
+        "_wasm_iap",
+        &service.cookie,
+        &service.sealer,
+        now,
+        &mut Counter(1),
+    )
+    .unwrap();
+    let ours = written[0].split(';').next().unwrap();
+    let header = format!("grafana_session=g; {ours}; _wasm_iap_login_abc=x; theme=dark");
+    match flow::decide(
+        service,
+        &request("/d/home", Some(&header), HTML, Some("navigate")),
+        Some(&endpoints()),
+        now,
+        &mut Counter(0),
+    ) {
+        Step::Forward {
+            identity,
+            cookie_header,
+            set_cookies,
+        } => {
+            assert_eq!(identity.user, "alice-id");
+            assert_eq!(
+                cookie_header.as_deref(),
+                Some("grafana_session=g; theme=dark")
+            );
+            assert!(set_cookies.is_empty());
+        }
+        other => panic!("expected forward, got {other:?}"),
+    }
+}
+
+#[test]
+fn sign_out_clears_our_cookies_and_validates_rd() {
+    let settings = settings(json!({ "allowed_redirect_hosts": ["grafana.example.com"] }));
+    let service = &settings.login[0];
+    let header = "_wasm_iap=a; _wasm_iap_1=b; _wasm_iap_login_xyz=c; other=d";
+    for (path, location) in [
+        ("/oauth2/sign_out?rd=%2Fbye", "/bye"),
+        (
+            "/oauth2/sign_out?rd=https%3A%2F%2Fgrafana.example.com%2Fd",
+            "https://grafana.example.com/d",
+        ),
+        ("/oauth2/sign_out?rd=%2F%2Fevil.com", "/"),
+        ("/oauth2/sign_out", "/"),
+    ] {
+        let reply = respond(flow::decide(
+            service,
+            &request(path, Some(header), HTML, Some("navigate")),
+            Some(&endpoints()),
+            mint::now_secs(),
+            &mut Counter(0),
+        ));
+        assert_eq!(reply.header("location"), Some(location), "{path}");
+        let cleared: Vec<&str> = reply.set_cookies().collect();
+        assert_eq!(cleared.len(), 3, "{cleared:?}");
+        assert!(cleared.iter().all(|c| c.contains("Max-Age=0")));
+        assert!(cleared
+            .iter()
+            .any(|c| c.starts_with("_wasm_iap_login_xyz=") && c.contains("Path=/oauth2/callback")));
+        assert!(!cleared.iter().any(|c| c.starts_with("other=")));
+    }
+    let ending = self::settings(json!({ "end_idp_session": true }));
+    let reply = respond(flow::decide(
+        &ending.login[0],
+        &request("/oauth2/sign_out", None, HTML, Some("navigate")),
+        Some(&endpoints()),
+        mint::now_secs(),
+        &mut Counter(0),
+    ));
+    let q = query(reply.header("location").unwrap());
+    assert_eq!(
+        q["post_logout_redirect_uri"],
+        "https://prometheus.example.com/"
+    );
+    assert_eq!(q["client_id"], "prometheus");
+}
+
+#[test]
+fn login_config_problems_are_all_named() {
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": ["a"], "jwks": shared_keys().jwks() }],
+        "login": [{
+            "hosts": [],
+            "issuer": "https://other.example.com",
+            "client_secret": { "env": "NOT_SET" },
+            "cookie_secrets": ["too short"],
+            "cookie_samesite": "sometimes",
+            "scopes": ["email"],
+            "callback_path": "oauth2/callback",
+            "client_auth": "private_key_jwt",
+            "routes": [{ "path_prefix": "/api", "unauthenticated": "maybe" }],
+            "colour": "blue"
+        }]
+    });
+    let problems = Settings::parse(&config.to_string())
+        .err()
+        .unwrap_or_default();
+    for expected in [
+        "login[0].hosts: must list the hosts",
+        "login[0].issuer: \"https://other.example.com\" is not the issuer of any provider",
+        "login[0].client_id: is required",
+        "login[0].client_secret: environment variable NOT_SET is not set",
+        "login[0].cookie_samesite: \"sometimes\" is not one of Strict, Lax, None",
+        "login[0].scopes: must include openid",
+        "login[0].callback_path: must start with /",
+        "login[0].client_auth: \"private_key_jwt\" is not",
+        "login[0].routes[0].unauthenticated: \"maybe\" is not one of auto, login, deny",
+        "login[0].colour: unknown field",
+        "login[0].cookie_secrets: secret 0 is shorter than 32 bytes",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing {expected:?} in {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn secrets_can_come_from_the_vm_environment() {
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": ["a"], "jwks": shared_keys().jwks() }],
+        "login": [{
+            "hosts": ["*"], "issuer": ISSUER, "client_id": "prometheus", "cluster": "dex",
+            "authorization_endpoint": "https://dex.example.com/auth", "token_endpoint": "https://dex.example.com/token",
+            "client_secret": { "env": "PROMETHEUS_CLIENT_SECRET" },
+            "cookie_secrets": [{ "env": "PROMETHEUS_COOKIE_SECRET" }]
+        }]
+    });
+    let env = |name: &str| match name {
+        "PROMETHEUS_CLIENT_SECRET" => Some("from-a-kubernetes-secret".to_string()),
+        "PROMETHEUS_COOKIE_SECRET" => Some("c".repeat(32)),
+        _ => None,
+    };
+    let settings =
+        Settings::parse_with_env(&config.to_string(), &env).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(
+        settings.login[0].client_secret.expose(),
+        "from-a-kubernetes-secret"
+    );
+    assert!(
+        !format!("{:?}", settings.login[0]).contains("from-a-kubernetes-secret"),
+        "never printed"
+    );
+    assert!(settings.login[0].serves("anything.example.com:8443"));
+}
