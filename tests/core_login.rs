@@ -83,6 +83,7 @@ fn request<'a>(
             sec_fetch_mode: mode,
             x_requested_with: None,
         },
+        may_wait: true,
     }
 }
 
@@ -158,6 +159,35 @@ fn browser_without_session_goes_to_the_idp_with_pkce_state_and_nonce() {
     assert!(
         !login_cookie.contains(&pending.state),
         "the state is not readable in the cookie"
+    );
+}
+
+#[test]
+fn browser_waits_for_discovery_once_then_fails_closed() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let now = mint::now_secs();
+    let mut first = request("/graph", None, HTML, Some("navigate"));
+    assert!(matches!(
+        flow::decide(service, &first, None, now, &mut Counter(0)),
+        Step::AwaitEndpoints
+    ));
+    first.may_wait = false;
+    let reply = respond(flow::decide(service, &first, None, now, &mut Counter(0)));
+    assert_eq!(
+        (reply.status, reply.header("retry-after")),
+        (503, Some("1"))
+    );
+    let api = respond(flow::decide(
+        service,
+        &request("/api", None, "application/json", None),
+        None,
+        now,
+        &mut Counter(0),
+    ));
+    assert_eq!(
+        api.status, 401,
+        "API clients never wait for login endpoints"
     );
 }
 

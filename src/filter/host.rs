@@ -36,6 +36,11 @@ pub fn set_request_header(name: &str, value: &str) {
     );
 }
 
+/// The request headers of the current (or effective) context.
+pub fn request_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
 pub fn remove_request_header(name: &str) {
     report(
         "removing a request header",

@@ -6,7 +6,7 @@ use proxy_wasm::types::{Action, LogLevel};
 
 use super::host;
 use super::login::{self, Phase};
-use super::vm::{SharedVm, Vm, Waiting};
+use super::vm::{SharedVm, Vm, Waiting, WaitsFor};
 use crate::core::authn::Verdict;
 use crate::core::error::AuthError;
 use crate::core::identity;
@@ -39,8 +39,10 @@ impl Request {
                     context_id: self.context_id,
                     provider,
                     deadline_ms: now_ms + vm.authn.settings().keys_wait_timeout_ms,
-                    authorization: authorization.map(Secret::new),
-                    kid_refetched: false,
+                    waits_for: WaitsFor::Keys {
+                        authorization: authorization.map(Secret::new),
+                        kid_refetched: false,
+                    },
                 };
                 vm.await_keys(provider, refetch, reason, &mut request);
                 vm.waiting.push(request);
@@ -103,9 +105,23 @@ impl HttpContext for Request {
         let authorization = login::header(&headers, "authorization");
         let authority = login::header(&headers, ":authority").unwrap_or_default();
         if let Some(service) = settings.login.iter().position(|s| s.serves(authority)) {
-            let (phase, action) = login::on_request(vm, service, &headers);
+            let (phase, action) = login::on_request(vm, service, &headers, true);
             match phase {
                 Phase::Bearer => {}
+                Phase::AwaitingEndpoints { provider } => {
+                    let deadline_ms = host::now_ms() + vm.authn.settings().keys_wait_timeout_ms;
+                    if let Some(wanted) = vm.fetch_wanted.get_mut(provider) {
+                        *wanted = true;
+                    }
+                    let waits_for = WaitsFor::Endpoints { service };
+                    vm.waiting.push(Waiting {
+                        context_id: self.context_id,
+                        provider,
+                        deadline_ms,
+                        waits_for,
+                    });
+                    return action;
+                }
                 phase => {
                     self.phase = phase;
                     return action;

@@ -23,6 +23,10 @@ pub enum Phase {
     Deciding,
     /// The login flow left the request to bearer validation.
     Bearer,
+    /// Parked until the provider's discovery document arrives; the root decides again.
+    AwaitingEndpoints {
+        provider: usize,
+    },
     /// Answered locally.
     Answered,
     Exchanging {
@@ -66,7 +70,14 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
-pub fn on_request(vm: &mut Vm, index: usize, headers: &[(String, String)]) -> (Phase, Action) {
+/// Decides and carries out the login flow for a request; `may_wait` lets a browser wait
+/// for the IdP's endpoints (the caller then parks it; see `Phase::AwaitingEndpoints`).
+pub fn on_request(
+    vm: &mut Vm,
+    index: usize,
+    headers: &[(String, String)],
+    may_wait: bool,
+) -> (Phase, Action) {
     let header = |name: &str| header(headers, name);
     let settings = vm.authn.settings_rc();
     let Some(service) = settings.login.get(index) else {
@@ -87,6 +98,7 @@ pub fn on_request(vm: &mut Vm, index: usize, headers: &[(String, String)]) -> (P
             sec_fetch_mode: header("sec-fetch-mode"),
             x_requested_with: header("x-requested-with"),
         },
+        may_wait,
     };
     let endpoints = Endpoints::resolve(service, vm.authn.discovery(service.provider));
     let now_secs = host::now_ms() / 1000;
@@ -108,6 +120,12 @@ pub fn on_request(vm: &mut Vm, index: usize, headers: &[(String, String)]) -> (P
     let cookie_header = request.cookie_header.map(str::to_string);
     match step {
         Step::Bearer => (Phase::Bearer, Action::Continue),
+        Step::AwaitEndpoints => (
+            Phase::AwaitingEndpoints {
+                provider: service.provider,
+            },
+            Action::Pause,
+        ),
         Step::Respond(reply) => {
             host::send_reply(&reply);
             (Phase::Answered, Action::Pause)

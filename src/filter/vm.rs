@@ -6,19 +6,30 @@ use std::rc::Rc;
 use proxy_wasm::types::LogLevel;
 
 use super::host;
+use super::login;
 use crate::core::authn::{Authenticator, Verdict, WaitReason};
 use crate::core::config::Settings;
 use crate::core::error::AuthError;
 use crate::core::secret::Secret;
 
-/// A request paused until its issuer's keys arrive.
+/// A request paused until its issuer's keys (or discovered endpoints) arrive.
 pub struct Waiting {
     pub context_id: u32,
     pub provider: usize,
     pub deadline_ms: u64,
-    pub authorization: Option<Secret>,
-    /// Set once a refetch for the token's unknown `kid` was asked for: its next verdict is final.
-    pub kid_refetched: bool,
+    pub waits_for: WaitsFor,
+}
+
+pub enum WaitsFor {
+    /// A bearer token's verdict.
+    Keys {
+        authorization: Option<Secret>,
+        /// Set once a refetch for the token's unknown `kid` was asked for: the next verdict
+        /// is final.
+        kid_refetched: bool,
+    },
+    /// A browser to be sent to log in at login service `service`.
+    Endpoints { service: usize },
 }
 
 pub struct Vm {
@@ -76,10 +87,35 @@ impl Vm {
                 self.waiting.push(request);
                 continue;
             }
-            let authorization = request.authorization.as_ref().map(Secret::expose);
-            let verdict = self
-                .authn
-                .authenticate(authorization, now_ms, request.kid_refetched);
+            let verdict = match &request.waits_for {
+                WaitsFor::Endpoints { service } => {
+                    if !timed_out && self.authn.discovery(request.provider).is_none() {
+                        self.waiting.push(request);
+                    } else if host::switch_to(request.context_id) {
+                        let service = *service;
+                        let headers = host::request_headers();
+                        // Parked requests have no session: deciding again yields a local
+                        // answer (a redirect, or 503). Anything else cannot be carried out
+                        // from here, so it is refused rather than left hanging.
+                        if !matches!(
+                            login::on_request(self, service, &headers, false).0,
+                            login::Phase::Answered
+                        ) {
+                            refuse(&AuthError::KeysUnavailable);
+                        }
+                        host::switch_to(root_context_id);
+                    }
+                    continue;
+                }
+                WaitsFor::Keys {
+                    authorization,
+                    kid_refetched,
+                } => {
+                    let authorization = authorization.as_ref().map(Secret::expose);
+                    self.authn
+                        .authenticate(authorization, now_ms, *kid_refetched)
+                }
+            };
             if let Verdict::AwaitKeys {
                 provider,
                 refetch,
@@ -115,8 +151,10 @@ impl Vm {
                 *wanted = true;
             }
         }
-        if reason == WaitReason::UnknownKid {
-            request.kid_refetched = true;
+        if let (WaitReason::UnknownKid, WaitsFor::Keys { kid_refetched, .. }) =
+            (reason, &mut request.waits_for)
+        {
+            *kid_refetched = true;
         }
     }
 

@@ -1,7 +1,5 @@
 //! Envoy with a login service for 127.0.0.1, the real IdP and an echoing upstream.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use super::browser::Browser;
@@ -54,24 +52,6 @@ impl LoginBed {
             upstream.port(),
             idp.port,
         ));
-        // Until discovery has answered, sign-in fails closed with 503 and Retry-After.
-        let url = envoy.url("/");
-        let ready = (0..100).any(|_| {
-            let status = http::get(
-                &url,
-                &[("accept", "text/html"), ("sec-fetch-mode", "navigate")],
-            )
-            .status;
-            assert!(
-                status == 302 || status == 503,
-                "unexpected {status} while starting"
-            );
-            status == 302 || {
-                std::thread::sleep(Duration::from_millis(100));
-                false
-            }
-        });
-        assert!(ready, "the login flow never became ready");
         LoginBed {
             envoy,
             upstream,
@@ -89,8 +69,9 @@ impl LoginBed {
         let at_idp = browser.get(&self.url(path));
         assert!(
             at_idp.0.starts_with(&self.idp.issuer),
-            "sent to the IdP first: {:#?}",
-            browser.history
+            "sent to the IdP first: {:#?} {}",
+            browser.history,
+            at_idp.1.body
         );
         let (landed, page) = browser.log_in_at_idp(at_idp, user);
         assert_eq!(

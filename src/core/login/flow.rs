@@ -41,6 +41,9 @@ pub struct Request<'a> {
     pub cookie_header: Option<&'a str>,
     pub has_authorization: bool,
     pub hints: RequestHints<'a>,
+    /// Whether a browser sent to log in may wait for the IdP's endpoints (first seconds after
+    /// start) rather than get 503 at once.
+    pub may_wait: bool,
 }
 
 impl Request<'_> {
@@ -115,6 +118,9 @@ pub enum Step {
     Respond(Reply),
     /// No session but an `Authorization` header: bearer validation decides.
     Bearer,
+    /// A browser must be sent to log in, but the IdP's endpoints are not known yet: wait for
+    /// discovery, then decide again.
+    AwaitEndpoints,
 }
 
 fn redirect_uri(service: &LoginService, request: &Request) -> String {
@@ -127,13 +133,16 @@ fn redirect_uri(service: &LoginService, request: &Request) -> String {
     }
 }
 
+/// Fails closed while discovery has not answered (IdP down, or a wait that ran out).
 fn unavailable() -> Reply {
-    reply::page(
+    let mut page = reply::page(
         503,
         "Sign-in unavailable",
         "The identity provider's endpoints are not known yet. Try again in a moment.",
         vec![],
-    )
+    );
+    page.headers.push(("retry-after".into(), "1".into()));
+    page
 }
 
 pub fn decide(
@@ -154,6 +163,9 @@ pub fn decide(
     let session = session::read(&cookies, &service.cookie_name, &service.sealer, now_secs);
     match session {
         None if request.has_authorization => Step::Bearer,
+        None if endpoints.is_none() && request.may_wait && sends_to_login(service, request) => {
+            Step::AwaitEndpoints
+        }
         None => Step::Respond(unauthenticated(
             service, request, endpoints, now_secs, random,
         )),
@@ -189,6 +201,15 @@ pub fn forward(
     }
 }
 
+/// Whether a request without a session is sent to log in (rather than refused with 401).
+fn sends_to_login(service: &LoginService, request: &Request) -> bool {
+    match service.unauthenticated(request.path_only(), request.method) {
+        Unauthenticated::Login => true,
+        Unauthenticated::Deny => false,
+        Unauthenticated::Auto => is_browser_navigation(&request.hints),
+    }
+}
+
 /// No valid session: a browser is sent to log in, anything else gets 401.
 pub fn unauthenticated(
     service: &LoginService,
@@ -199,12 +220,7 @@ pub fn unauthenticated(
 ) -> Reply {
     let cookies = request.cookies();
     let stale = session::clear_except(&cookies, &service.cookie_name, &service.cookie, &[]);
-    let browser = match service.unauthenticated(request.path_only(), request.method) {
-        Unauthenticated::Login => true,
-        Unauthenticated::Deny => false,
-        Unauthenticated::Auto => is_browser_navigation(&request.hints),
-    };
-    if !browser {
+    if !sends_to_login(service, request) {
         return reply::refused(&AuthError::MissingToken, stale);
     }
     let Some(endpoints) = endpoints else {
