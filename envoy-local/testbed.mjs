@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -113,6 +114,10 @@ An API client gets a token from the IdP and calls the upstream through the filte
 Without a valid token the filter answers 401:
   curl -i ${url}
 
+A person signs in with the browser: open ${url}
+  and log in at the IdP with any user name and password (demo login: alice@example.com / demo).
+  Sign out: ${url}oauth2/sign_out
+
 Ctrl-C stops everything.`);
   if (selfTest) await checkFlow(idp, url);
 }
@@ -128,8 +133,14 @@ async function checkFlow(idp, url) {
   const withToken = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
   const body = await withToken.json();
   const withoutToken = await fetch(url);
-  console.log(`self-test: with token ${withToken.status} as ${body.user}; without token ${withoutToken.status}`);
-  stopAll(withToken.status === 200 && body.user === 'demo-cli' && withoutToken.status === 401 ? 0 : 1);
+  // node:http, not fetch(): fetch sets its own Sec-Fetch-Mode (cors), as a browser's script would.
+  const browser = await new Promise((resolve, reject) => {
+    http.get(url, { headers: { accept: 'text/html', 'sec-fetch-mode': 'navigate' } }, resolve).on('error', reject);
+  });
+  browser.resume();
+  const toLogin = browser.statusCode === 302 && (browser.headers.location || '').startsWith(`${idp.issuer}/auth?`);
+  console.log(`self-test: with token ${withToken.status} as ${body.user}; without token ${withoutToken.status}; browser sent to log in: ${toLogin}`);
+  stopAll(withToken.status === 200 && body.user === 'demo-cli' && withoutToken.status === 401 && toLogin ? 0 : 1);
 }
 
 main().catch((error) => {

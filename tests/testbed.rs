@@ -1,4 +1,5 @@
-//! The README's first command: the local testbed starts and the flow it prints works.
+//! The README's first command: the local testbed starts, and the flows it prints work
+//! (an API client with a token; a browser sent to log in).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -28,7 +29,11 @@ fn testbed_starts_and_its_printed_curl_flow_works() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("self-test: with token 200 as demo-cli; without token 401"),
+        stdout.contains("self-test: with token 200 as demo-cli; without token 401; browser sent to log in: true"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("demo login: alice@example.com / demo"),
         "{stdout}"
     );
 }
