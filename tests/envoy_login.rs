@@ -354,3 +354,27 @@ fn expired_tokens_are_refreshed_once_while_30_parallel_requests_all_pass() {
         "the renewed session needs no refresh yet"
     );
 }
+
+#[test]
+fn client_and_cookie_secrets_can_come_from_the_vm_environment() {
+    let vm_env = [
+        ("DEMO_CLIENT_SECRET", "demo-secret"),
+        (
+            "DEMO_COOKIE_SECRET",
+            "a-cookie-secret-from-a-kubernetes-secret",
+        ),
+    ];
+    let overrides = json!({ "client_secret": { "env": "DEMO_CLIENT_SECRET" }, "cookie_secrets": [{ "env": "DEMO_COOKIE_SECRET" }] });
+    let bed = LoginBed::start_with_vm_env(overrides, &[], &vm_env);
+    let (_, page) = bed.logged_in("ivan@example.com", "/");
+    assert_eq!(
+        echoed(&page, "x-auth-request-user"),
+        json!(["ivan@example.com"])
+    );
+    assert!(
+        !bed.envoy
+            .log()
+            .contains("a-cookie-secret-from-a-kubernetes-secret"),
+        "secrets never logged"
+    );
+}

@@ -14,8 +14,27 @@ fn istio_wasmplugin_plugin_config_is_valid() {
     let manifest: serde_yaml::Value =
         serde_yaml::from_str(&repo("wasm-manifests/wasmplugin.yaml")).unwrap();
     let plugin_config = serde_json::to_string(&manifest["spec"]["pluginConfig"]).unwrap();
-    let settings = Settings::parse(&plugin_config);
+    // What the gateway pod passes into the VM from the Kubernetes Secret.
+    let env = |name: &str| match name {
+        "PROMETHEUS_CLIENT_SECRET" => Some("client-secret".to_string()),
+        "PROMETHEUS_COOKIE_SECRET" => Some("c".repeat(32)),
+        _ => None,
+    };
+    let settings = Settings::parse_with_env(&plugin_config, &env);
     assert!(settings.is_ok(), "{:?}", settings.err());
+    let env_names: Vec<String> = manifest["spec"]["vmConfig"]["env"]
+        .as_sequence()
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        env_names,
+        ["PROMETHEUS_CLIENT_SECRET", "PROMETHEUS_COOKIE_SECRET"],
+        "every secret the config names reaches the VM"
+    );
 }
 
 #[test]

@@ -52,6 +52,22 @@ fn cluster(name: &str, port: u16) -> Value {
 
 /// The Wasm filter entry for `http_filters`, with `plugin_config` as its configuration.
 pub fn wasm_filter(plugin_config: &Value) -> Value {
+    wasm_filter_with_env(plugin_config, &[])
+}
+
+/// As `wasm_filter`, with environment variables for the VM (`vm_config.environment_variables`).
+pub fn wasm_filter_with_env(plugin_config: &Value, env: &[(&str, &str)]) -> Value {
+    let mut filter = wasm_filter_plain(plugin_config);
+    if !env.is_empty() {
+        let values: serde_json::Map<String, Value> =
+            env.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        filter["typed_config"]["config"]["vm_config"]["environment_variables"] =
+            json!({ "key_values": values });
+    }
+    filter
+}
+
+fn wasm_filter_plain(plugin_config: &Value) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {

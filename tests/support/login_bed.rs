@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::browser::Browser;
-use super::envoy::{bootstrap_on, wasm_filter, Envoy};
+use super::envoy::{bootstrap_on, wasm_filter_with_env, Envoy};
 use super::http;
 use super::idp::Idp;
 use super::servers::{free_port, Upstream};
@@ -20,6 +20,15 @@ pub struct LoginBed {
 
 impl LoginBed {
     pub fn start(login_overrides: Value, idp_env: &[(&str, &str)]) -> LoginBed {
+        LoginBed::start_with_vm_env(login_overrides, idp_env, &[])
+    }
+
+    /// As `start`, with environment variables given to the Wasm VM.
+    pub fn start_with_vm_env(
+        login_overrides: Value,
+        idp_env: &[(&str, &str)],
+        vm_env: &[(&str, &str)],
+    ) -> LoginBed {
         let port = free_port();
         let callback = format!("http://127.0.0.1:{port}/oauth2/callback");
         let post_logout = format!("http://127.0.0.1/signed-out,http://127.0.0.1:{port}/");
@@ -48,7 +57,7 @@ impl LoginBed {
         });
         let envoy = Envoy::start(&bootstrap_on(
             port,
-            vec![wasm_filter(&plugin)],
+            vec![wasm_filter_with_env(&plugin, vm_env)],
             upstream.port(),
             idp.port,
         ));
