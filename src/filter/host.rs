@@ -4,9 +4,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
-use crate::core::error::Rejection;
 use crate::core::login::reply::Reply;
 use crate::core::random::Random;
 
@@ -48,18 +47,6 @@ pub fn remove_request_header(name: &str) {
     );
 }
 
-pub fn reject(rejection: &Rejection) {
-    let headers: Vec<(&str, &str)> = rejection
-        .headers
-        .iter()
-        .map(|(n, v)| (*n, v.as_str()))
-        .collect();
-    report(
-        "sending a local response",
-        hostcalls::send_http_response(rejection.status, headers, Some(rejection.body.as_bytes())),
-    );
-}
-
 pub fn resume_request() {
     report("resuming a request", hostcalls::resume_http_request());
 }
@@ -92,6 +79,30 @@ pub fn dispatch(
         vec![],
         Duration::from_millis(timeout_ms),
     )
+}
+
+/// A callout's response, as delivered to `on_http_call_response`.
+pub struct CallResponse {
+    /// `None` when the call failed or timed out.
+    pub status: Option<u32>,
+    pub cache_control: Option<String>,
+    pub body: Vec<u8>,
+}
+
+pub fn call_response(body_size: usize) -> CallResponse {
+    let header = |name: &str| {
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+    };
+    CallResponse {
+        status: header(":status").and_then(|s| s.parse().ok()),
+        cache_control: header("cache-control"),
+        body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    }
 }
 
 pub fn add_response_header(name: &str, value: &str) {

@@ -10,6 +10,7 @@ use super::vm::{SharedVm, Vm, Waiting, WaitsFor};
 use crate::core::authn::Verdict;
 use crate::core::error::AuthError;
 use crate::core::identity;
+use crate::core::login::reply;
 use crate::core::secret::Secret;
 
 pub struct Request {
@@ -62,18 +63,13 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
-        let status = self
-            .get_http_call_response_header(":status")
-            .and_then(|s| s.parse().ok());
-        let body = self
-            .get_http_call_response_body(0, body_size)
-            .unwrap_or_default();
+        let response = host::call_response(body_size);
         let Ok(mut slot) = self.vm.try_borrow_mut() else {
             return;
         };
         let Some(vm) = slot.as_mut() else { return };
         let phase = std::mem::replace(&mut self.phase, Phase::Deciding);
-        self.phase = login::on_token_response(vm, phase, token_id, status, &body);
+        self.phase = login::on_token_response(vm, phase, token_id, response.status, &response.body);
     }
 
     fn on_done(&mut self) -> bool {
@@ -144,6 +140,6 @@ impl HttpContext for Request {
 /// Should never happen; if it does, nobody passes unchecked.
 fn fail_closed(why: &str) -> Action {
     host::log(LogLevel::Error, &format!("refusing request: {why}"));
-    host::reject(&AuthError::KeysUnavailable.rejection());
+    host::send_reply(&reply::refused(&AuthError::KeysUnavailable, Vec::new()));
     Action::Pause
 }

@@ -366,26 +366,30 @@ pub fn on_token_response(
     let settings = vm.authn.settings_rc();
     let now_ms = host::now_ms();
     let tokens = oidc::read_tokens(status, body);
+    let (Phase::Exchanging { token, service, .. } | Phase::Refreshing { token, service, .. }) =
+        &phase
+    else {
+        return phase;
+    };
+    let Some(svc) = settings.login.get(*service).filter(|_| *token == token_id) else {
+        return phase;
+    };
+    let verify = |id_token: &str, nonce: Option<&str>| {
+        vm.authn
+            .verify_id_token(svc.provider, id_token, &svc.client_id, nonce, now_ms)
+    };
     match phase {
         Phase::Exchanging {
-            token,
-            service,
             pending,
             cookie_header,
-        } if token == token_id => {
-            let Some(svc) = settings.login.get(service) else {
-                return Phase::Answered;
-            };
+            ..
+        } => {
             if let Err(e) = &tokens {
                 host::log(
                     LogLevel::Warn,
                     &format!("code exchange for {} failed: {e:?}", svc.client_id),
                 );
             }
-            let verify = |id_token: &str, nonce: Option<&str>| {
-                vm.authn
-                    .verify_id_token(svc.provider, id_token, &svc.client_id, nonce, now_ms)
-            };
             let request_cookies = cookie_header
                 .as_deref()
                 .map(cookies::parse)
@@ -409,21 +413,13 @@ pub fn on_token_response(
             Phase::Answered
         }
         Phase::Refreshing {
-            token,
-            service,
             session,
             lease_key,
             cookie_header,
             return_to,
             browser,
-        } if token == token_id => {
-            let Some(svc) = settings.login.get(service) else {
-                return Phase::Answered;
-            };
-            let verify = |id_token: &str, nonce: Option<&str>| {
-                vm.authn
-                    .verify_id_token(svc.provider, id_token, &svc.client_id, nonce, now_ms)
-            };
+            ..
+        } => {
             let (phase, action) =
                 match flow::finish_refresh(&session, tokens, &verify, now_ms / 1000) {
                     Refreshed::Renewed(renewed) => {

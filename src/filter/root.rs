@@ -242,17 +242,11 @@ impl Context for Root {
             return;
         };
         let now_ms = host::now_ms();
-        let status = self
-            .get_http_call_response_header(":status")
-            .and_then(|s| s.parse().ok());
-        let cache_control = self.get_http_call_response_header("cache-control");
-        let body = self
-            .get_http_call_response_body(0, body_size)
-            .unwrap_or_default();
+        let reply = host::call_response(body_size);
         let response = CalloutResponse {
-            status,
-            cache_control: cache_control.as_deref(),
-            body: &body,
+            status: reply.status,
+            cache_control: reply.cache_control.as_deref(),
+            body: &reply.body,
         };
         let Some(entry) = self.issuers.get(call.issuer) else {
             return;

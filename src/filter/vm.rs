@@ -10,6 +10,7 @@ use super::login;
 use crate::core::authn::{Authenticator, Verdict, WaitReason};
 use crate::core::config::Settings;
 use crate::core::error::AuthError;
+use crate::core::login::reply;
 use crate::core::secret::Secret;
 
 /// A request paused until its issuer's keys (or discovered endpoints) arrive.
@@ -175,5 +176,5 @@ fn refuse(error: &AuthError) {
         level,
         &format!("refused with {}: {error}", rejection.status),
     );
-    host::reject(&rejection);
+    host::send_reply(&reply::refused(error, Vec::new()));
 }
