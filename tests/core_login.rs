@@ -774,3 +774,45 @@ fn secrets_can_come_from_the_vm_environment() {
     );
     assert!(settings.login[0].serves("anything.example.com:8443"));
 }
+
+#[test]
+fn client_secret_post_sends_the_credentials_in_the_body_not_a_header() {
+    let settings = settings(
+        json!({ "client_auth": "client_secret_post", "client_secret": "s3cret/with+chars" }),
+    );
+    let service = &settings.login[0];
+    let now = mint::now_secs();
+    let start = respond(flow::decide(
+        service,
+        &request("/", None, HTML, Some("navigate")),
+        Some(&endpoints()),
+        now,
+        &mut Counter(9),
+    ));
+    let state = query(start.header("location").unwrap())["state"].clone();
+    let cookie = start
+        .set_cookies()
+        .find(|c| c.contains("_login_"))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let path = format!("/oauth2/callback?code=abc&state={state}");
+    let Step::Exchange { request, .. } = flow::decide(
+        service,
+        &request(&path, Some(&cookie), HTML, Some("navigate")),
+        Some(&endpoints()),
+        now,
+        &mut Counter(0),
+    ) else {
+        panic!("expected a code exchange");
+    };
+    let body: HashMap<String, String> =
+        url::form_urlencoded::parse(request.body.expose().as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(body["client_id"], "prometheus");
+    assert_eq!(body["client_secret"], "s3cret/with+chars");
+    assert!(!request.headers.iter().any(|(n, _)| *n == "authorization"));
+}
