@@ -223,11 +223,11 @@ fn api_clients_without_session_get_401_and_routes_can_override() {
     );
 }
 
-#[test]
-fn callback_refuses_what_it_cannot_trust() {
-    let settings = settings(json!({}));
-    let service = &settings.login[0];
-    let now = mint::now_secs();
+/// Starts a login as a browser would; returns its `state` and the `name=value` of its login cookie.
+fn start_login(
+    service: &wasm_iap::core::login::settings::LoginService,
+    now: u64,
+) -> (String, String) {
     let start = respond(flow::decide(
         service,
         &request("/", None, HTML, Some("navigate")),
@@ -244,6 +244,15 @@ fn callback_refuses_what_it_cannot_trust() {
         .next()
         .unwrap()
         .to_string();
+    (state, cookie)
+}
+
+#[test]
+fn callback_refuses_what_it_cannot_trust() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let now = mint::now_secs();
+    let (state, cookie) = start_login(service, now);
 
     let ok_path = format!("/oauth2/callback?code=abc&state={state}");
     match flow::decide(
@@ -782,22 +791,7 @@ fn client_secret_post_sends_the_credentials_in_the_body_not_a_header() {
     );
     let service = &settings.login[0];
     let now = mint::now_secs();
-    let start = respond(flow::decide(
-        service,
-        &request("/", None, HTML, Some("navigate")),
-        Some(&endpoints()),
-        now,
-        &mut Counter(9),
-    ));
-    let state = query(start.header("location").unwrap())["state"].clone();
-    let cookie = start
-        .set_cookies()
-        .find(|c| c.contains("_login_"))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let (state, cookie) = start_login(service, now);
     let path = format!("/oauth2/callback?code=abc&state={state}");
     let Step::Exchange { request, .. } = flow::decide(
         service,
