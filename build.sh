@@ -74,7 +74,15 @@ case "$cmd" in
     setup; build; checks
     export WASM_IAP_ENVOY="$(envoy_binary)"
     log "running every test tier"
-    cargo test --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"
+    mkdir -p target
+    set +e
+    cargo test --no-fail-fast --lib --tests -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee target/test-output.txt
+    status=${PIPESTATUS[0]}
+    set -e
+    # One closing line with the totals of every tier.
+    awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) == "passed;") p += $i; if ($(i+1) == "failed;") f += $i } }
+         END { printf "%d passed, %d failed\n", p, f }' target/test-output.txt
+    exit "$status"
     ;;
   testbed)
     setup; build
