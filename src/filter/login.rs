@@ -54,6 +54,9 @@ pub enum Phase {
 const REFRESH_DONE: &str = "done:";
 const REFRESH_ENDED: &str = "ended";
 const REFRESH_LEASE: &str = "lease:";
+/// How long a published refresh result stays readable for requests still carrying the old
+/// cookie; afterwards its value is blanked (shared data cannot delete keys).
+const REFRESH_RESULT_KEPT_MS: u64 = 10 * 60 * 1000;
 
 fn refresh_key(service: &LoginService, session: &Session) -> String {
     format!(
@@ -433,6 +436,9 @@ pub fn on_token_response(
                                 format!("{REFRESH_DONE}{sealed}").as_bytes(),
                                 None,
                             );
+                            let blank_at_ms = now_ms + REFRESH_RESULT_KEPT_MS;
+                            vm.published_refreshes
+                                .push((lease_key.clone(), blank_at_ms));
                         }
                         adopt(vm, svc, &renewed, cookie_header)
                     }

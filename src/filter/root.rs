@@ -345,6 +345,7 @@ impl RootContext for Root {
         if let Ok(mut slot) = self.vm.try_borrow_mut() {
             if let Some(vm) = slot.as_mut() {
                 vm.settle_waiting(None, now_ms, self.context_id);
+                vm.blank_old_refresh_results(now_ms);
             }
         }
     }

@@ -38,6 +38,8 @@ pub struct Vm {
     pub waiting: Vec<Waiting>,
     /// Providers whose keys a request asked to fetch now; the root starts it on its next tick.
     pub fetch_wanted: Vec<bool>,
+    /// Refresh results this VM published in shared data, and when to blank them.
+    pub published_refreshes: Vec<(String, u64)>,
 }
 
 pub type SharedVm = Rc<RefCell<Option<Vm>>>;
@@ -49,6 +51,7 @@ impl Vm {
             authn: Authenticator::new(settings),
             waiting: Vec::new(),
             fetch_wanted: vec![false; providers],
+            published_refreshes: Vec::new(),
         }
     }
 
@@ -157,6 +160,18 @@ impl Vm {
         {
             *kid_refetched = true;
         }
+    }
+
+    /// Blanks refresh results whose grace period is over, so that sessions refreshing over
+    /// months do not pile up sealed copies in shared memory.
+    pub fn blank_old_refresh_results(&mut self, now_ms: u64) {
+        self.published_refreshes.retain(|(key, blank_at_ms)| {
+            if now_ms < *blank_at_ms {
+                return true;
+            }
+            host::set_shared_data(key, b"", None);
+            false
+        });
     }
 
     pub fn forget(&mut self, context_id: u32) {
