@@ -135,10 +135,6 @@ impl Authenticator {
         self.keys.get(provider)?.discovery.as_ref()
     }
 
-    pub fn has_keys(&self, provider: usize) -> bool {
-        self.keys.get(provider).is_some_and(|k| k.keys.is_some())
-    }
-
     /// Decides on a request's `Authorization` header. `after_wait` is set when the request
     /// already waited for a refetch for its unknown `kid`, which is then final.
     pub fn authenticate(

@@ -134,12 +134,4 @@ impl KeySet {
     pub fn has_kid(&self, kid: &str) -> bool {
         self.entries.iter().any(|e| e.kid.as_deref() == Some(kid))
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }

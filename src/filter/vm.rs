@@ -181,15 +181,12 @@ impl Vm {
 
 /// Refusals of bad tokens are routine (debug); running out of keys is an outage (warn).
 fn refuse(error: &AuthError) {
-    let rejection = error.rejection();
-    let level = if rejection.status >= 500 {
+    let answer = reply::refused(error, Vec::new());
+    let level = if answer.status >= 500 {
         LogLevel::Warn
     } else {
         LogLevel::Debug
     };
-    host::log(
-        level,
-        &format!("refused with {}: {error}", rejection.status),
-    );
-    host::send_reply(&reply::refused(error, Vec::new()));
+    host::log(level, &format!("refused with {}: {error}", answer.status));
+    host::send_reply(&answer);
 }
