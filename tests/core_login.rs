@@ -13,7 +13,7 @@ use url::Url;
 use wasm_iap::core::authn::Authenticator;
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::error::AuthError;
-use wasm_iap::core::login::flow::{self, Endpoints, Refreshed, Request, Step};
+use wasm_iap::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Request, Step};
 use wasm_iap::core::login::oidc::{pkce_challenge, PendingLogin, TokenError, Tokens};
 use wasm_iap::core::login::request_kind::RequestHints;
 use wasm_iap::core::login::session::{self, Session};
@@ -622,7 +622,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
         &mut Counter(0),
     );
     assert!(
-        matches!(step, Step::Forward { .. }),
+        matches!(step, Step::Forward(_)),
         "without refresh the session lasts its lifetime"
     );
 }
@@ -653,11 +653,11 @@ fn forwarded_request_loses_our_cookies_and_keeps_the_apps() {
         now,
         &mut Counter(0),
     ) {
-        Step::Forward {
+        Step::Forward(Forwarding {
             identity,
             cookie_header,
             set_cookies,
-        } => {
+        }) => {
             assert_eq!(identity.user, "alice-id");
             assert_eq!(
                 cookie_header.as_deref(),

@@ -10,7 +10,7 @@ use super::vm::Vm;
 use crate::core::authn::Verdict;
 use crate::core::key_fetch::request_line;
 use crate::core::login::cookies;
-use crate::core::login::flow::{self, Endpoints, Refreshed, Step};
+use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Step};
 use crate::core::login::oidc::{self, PendingLogin, TokenRequest};
 use crate::core::login::reply;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
@@ -133,11 +133,7 @@ pub fn on_request(
             host::send_reply(&reply);
             (Phase::Answered, Action::Pause)
         }
-        Step::Forward {
-            identity,
-            cookie_header,
-            set_cookies,
-        } => forward(vm, identity, cookie_header, set_cookies),
+        Step::Forward(forwarding) => forward(vm, forwarding),
         Step::Exchange { pending, request } => match call_token_endpoint(service, &request) {
             Some(token) => (
                 Phase::Exchanging {
@@ -169,18 +165,18 @@ pub fn on_request(
     }
 }
 
-fn forward(
-    vm: &Vm,
-    identity: crate::core::identity::Identity,
-    cookie_header: Option<String>,
-    set_cookies: Vec<String>,
-) -> (Phase, Action) {
-    vm.carry_out(&Verdict::Allow(Rc::new(identity)));
-    match cookie_header {
+fn forward(vm: &Vm, forwarding: Forwarding) -> (Phase, Action) {
+    vm.carry_out(&Verdict::Allow(Rc::new(forwarding.identity)));
+    match forwarding.cookie_header {
         Some(value) => host::set_request_header("cookie", &value),
         None => host::remove_request_header("cookie"),
     }
-    (Phase::Forwarded { set_cookies }, Action::Continue)
+    (
+        Phase::Forwarded {
+            set_cookies: forwarding.set_cookies,
+        },
+        Action::Continue,
+    )
 }
 
 fn call_token_endpoint(service: &LoginService, request: &TokenRequest) -> Option<u32> {
@@ -296,15 +292,10 @@ fn keep_old(
     session: &Session,
     cookie_header: Option<String>,
 ) -> (Phase, Action) {
-    let Step::Forward {
-        identity,
-        cookie_header,
-        set_cookies,
-    } = flow::forward(service, cookie_header.as_deref(), session, Vec::new())
-    else {
-        return (Phase::Answered, Action::Pause);
-    };
-    forward(vm, identity, cookie_header, set_cookies)
+    forward(
+        vm,
+        flow::forward(service, cookie_header.as_deref(), session, Vec::new()),
+    )
 }
 
 /// Forwards with a renewed session and stores it in the browser.
@@ -329,15 +320,10 @@ fn adopt(
         &mut HostRandom::default(),
     )
     .unwrap_or_default();
-    let Step::Forward {
-        identity,
-        cookie_header,
-        set_cookies,
-    } = flow::forward(service, cookie_header.as_deref(), renewed, set_cookies)
-    else {
-        return (Phase::Answered, Action::Pause);
-    };
-    forward(vm, identity, cookie_header, set_cookies)
+    forward(
+        vm,
+        flow::forward(service, cookie_header.as_deref(), renewed, set_cookies),
+    )
 }
 
 /// The IdP refused the refresh: the session is over. Browsers are sent back to the page

@@ -95,15 +95,19 @@ impl Endpoints {
     }
 }
 
+/// A request that goes upstream under a session: with its identity, our cookies removed from
+/// the `Cookie` header (`None`: remove the header), and these cookies set on the response.
+#[derive(Debug)]
+pub struct Forwarding {
+    pub identity: Identity,
+    pub cookie_header: Option<String>,
+    pub set_cookies: Vec<String>,
+}
+
 #[derive(Debug)]
 pub enum Step {
-    /// A valid session: forward with its identity, our cookies removed from the `Cookie`
-    /// header (`None`: remove the header), and these cookies set on the response.
-    Forward {
-        identity: Identity,
-        cookie_header: Option<String>,
-        set_cookies: Vec<String>,
-    },
+    /// A valid session: forward.
+    Forward(Forwarding),
     /// The session's tokens expired and a refresh token is held: refresh, then forward.
     Refresh {
         session: Session,
@@ -178,7 +182,12 @@ pub fn decide(
                         session,
                     }
                 }
-                _ => forward(service, request.cookie_header, &session, Vec::new()),
+                _ => Step::Forward(forward(
+                    service,
+                    request.cookie_header,
+                    &session,
+                    Vec::new(),
+                )),
             }
         }
     }
@@ -191,10 +200,10 @@ pub fn forward(
     cookie_header: Option<&str>,
     session: &Session,
     set_cookies: Vec<String>,
-) -> Step {
+) -> Forwarding {
     let cookie_header =
         cookie_header.and_then(|h| cookies::without(h, |n| service.is_our_cookie(n)));
-    Step::Forward {
+    Forwarding {
         identity: session.identity(),
         cookie_header,
         set_cookies,
