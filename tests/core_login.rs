@@ -137,13 +137,7 @@ fn browser_without_session_goes_to_the_idp_with_pkce_state_and_nonce() {
             && login_cookie.contains("HttpOnly")
             && login_cookie.contains("Secure")
     );
-    let sealed = login_cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1;
+    let sealed = support::cookie_value(login_cookie);
     let plain = service
         .sealer
         .open("login", sealed)
@@ -236,14 +230,8 @@ fn start_login(
         &mut Counter(7),
     ));
     let state = query(start.header("location").unwrap())["state"].clone();
-    let cookie = start
-        .set_cookies()
-        .find(|c| c.contains("_login_"))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let login_cookie = start.set_cookies().find(|c| c.contains("_login_")).unwrap();
+    let cookie = support::sent_back(login_cookie).to_string();
     (state, cookie)
 }
 
@@ -460,8 +448,7 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         .set_cookies()
         .filter(|c| !c.contains("Max-Age=0"))
         .filter_map(|c| {
-            c.split(';')
-                .next()?
+            support::sent_back(c)
                 .split_once('=')
                 .map(|(n, v)| (n.to_string(), v.to_string()))
         })
@@ -549,7 +536,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
         &mut Counter(1),
     )
     .unwrap();
-    let cookie = written[0].split(';').next().unwrap().to_string();
+    let cookie = support::sent_back(&written[0]).to_string();
     match flow::decide(
         service,
         &request("/x", Some(&cookie), "application/json", None),
@@ -644,7 +631,7 @@ fn forwarded_request_loses_our_cookies_and_keeps_the_apps() {
         &mut Counter(1),
     )
     .unwrap();
-    let ours = written[0].split(';').next().unwrap();
+    let ours = support::sent_back(&written[0]);
     let header = format!("grafana_session=g; {ours}; _wasm_iap_login_abc=x; theme=dark");
     match flow::decide(
         service,

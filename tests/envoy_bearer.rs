@@ -23,6 +23,15 @@ fn plugin_config(issuer: &str, extra: Value) -> Value {
     json!({ "providers": [provider], "keys_wait_timeout": "2s", "max_token_size": 8192 })
 }
 
+/// A key server publishing `jwks`, an echoing upstream, and Envoy with the filter trusting
+/// that issuer (`extra` merged into its provider).
+fn bed(jwks: Value, extra: Value) -> (KeyServer, Upstream, Envoy) {
+    let idp = KeyServer::start(0, jwks);
+    let upstream = Upstream::start();
+    let envoy = start_envoy(&plugin_config(&idp.issuer(), extra), &upstream, idp.port);
+    (idp, upstream, envoy)
+}
+
 fn start_envoy(plugin: &Value, upstream: &Upstream, idp_port: u16) -> Envoy {
     Envoy::start(&bootstrap(
         vec![wasm_filter(plugin)],
@@ -77,13 +86,7 @@ fn assert_rejected(response: &Response, description: &str, case: &str) {
 #[test]
 fn valid_tokens_of_every_algorithm_reach_the_upstream_with_identity_headers() {
     let keys = shared_keys();
-    let idp = KeyServer::start(0, keys.jwks());
-    let upstream = Upstream::start();
-    let envoy = start_envoy(
-        &plugin_config(&idp.issuer(), json!({})),
-        &upstream,
-        idp.port,
-    );
+    let (idp, _upstream, envoy) = bed(keys.jwks(), json!({}));
     for alg in mint::ALGORITHMS {
         let token = keys.signer(alg).sign(&claims(&idp.issuer(), AUDIENCE));
         let response = http::get(
@@ -127,13 +130,7 @@ fn valid_tokens_of_every_algorithm_reach_the_upstream_with_identity_headers() {
 #[test]
 fn every_bad_token_gets_401_with_its_reason_and_never_reaches_the_upstream() {
     let keys = shared_keys();
-    let idp = KeyServer::start(0, keys.jwks());
-    let upstream = Upstream::start();
-    let envoy = start_envoy(
-        &plugin_config(&idp.issuer(), json!({})),
-        &upstream,
-        idp.port,
-    );
+    let (idp, upstream, envoy) = bed(keys.jwks(), json!({}));
     let issuer = idp.issuer();
     let rs = keys.signer("RS256");
     let good = rs.sign(&claims(&issuer, AUDIENCE));
@@ -239,10 +236,10 @@ fn every_bad_token_gets_401_with_its_reason_and_never_reaches_the_upstream() {
 #[test]
 fn key_rotated_at_the_idp_is_picked_up_on_the_first_token_that_uses_it() {
     let keys = shared_keys();
-    let idp = KeyServer::start(0, keys.jwks_of(&["RS256"]));
-    let upstream = Upstream::start();
-    let config = plugin_config(&idp.issuer(), json!({ "jwks_min_refetch_interval": "0s" }));
-    let envoy = start_envoy(&config, &upstream, idp.port);
+    let (idp, _upstream, envoy) = bed(
+        keys.jwks_of(&["RS256"]),
+        json!({ "jwks_min_refetch_interval": "0s" }),
+    );
     let old = keys.signer("RS256").sign(&claims(&idp.issuer(), AUDIENCE));
     assert_eq!(http::bearer(&envoy.url("/"), &old).status, 200);
 
@@ -271,10 +268,7 @@ fn key_rotated_at_the_idp_is_picked_up_on_the_first_token_that_uses_it() {
 #[test]
 fn unknown_kid_refetches_are_rate_limited() {
     let keys = shared_keys();
-    let idp = KeyServer::start(0, keys.jwks());
-    let upstream = Upstream::start();
-    let config = plugin_config(&idp.issuer(), json!({ "jwks_min_refetch_interval": "1h" }));
-    let envoy = start_envoy(&config, &upstream, idp.port);
+    let (idp, _upstream, envoy) = bed(keys.jwks(), json!({ "jwks_min_refetch_interval": "1h" }));
     let good = keys.signer("ES256").sign(&claims(&idp.issuer(), AUDIENCE));
     assert_eq!(http::bearer(&envoy.url("/"), &good).status, 200);
     let fetches = idp.jwks_fetches();
@@ -329,10 +323,7 @@ fn idp_down_at_start_answers_503_after_a_bounded_wait_then_recovers() {
 #[test]
 fn idp_down_later_keeps_the_cached_keys_working() {
     let keys = shared_keys();
-    let mut idp = KeyServer::start(0, keys.jwks());
-    let upstream = Upstream::start();
-    let config = plugin_config(&idp.issuer(), json!({ "jwks_refresh_interval": "1s" }));
-    let envoy = start_envoy(&config, &upstream, idp.port);
+    let (mut idp, _upstream, envoy) = bed(keys.jwks(), json!({ "jwks_refresh_interval": "1s" }));
     let issuer = idp.issuer();
     let first = keys.signer("EdDSA").sign(&claims(&issuer, AUDIENCE));
     assert_eq!(http::bearer(&envoy.url("/"), &first).status, 200);

@@ -333,13 +333,7 @@ fn expired_tokens_are_refreshed_once_while_30_parallel_requests_all_pass() {
         !renewed.is_empty(),
         "the refreshed session is handed to the browser"
     );
-    let new_value = renewed[0]
-        .split(';')
-        .next()
-        .unwrap()
-        .split_once('=')
-        .unwrap()
-        .1;
+    let new_value = support::cookie_value(renewed[0]);
     assert_ne!(new_value, old);
     let with_new = http::get(
         &url,

@@ -9,3 +9,15 @@ pub mod login_bed;
 pub mod mint;
 pub mod servers;
 pub mod webdriver;
+
+/// What a browser sends back for a `Set-Cookie` header: its `name=value` part.
+pub fn sent_back(set_cookie: &str) -> &str {
+    set_cookie.split(';').next().unwrap_or_default()
+}
+
+/// The value a `Set-Cookie` header sets.
+pub fn cookie_value(set_cookie: &str) -> &str {
+    sent_back(set_cookie)
+        .split_once('=')
+        .map_or("", |(_, value)| value)
+}

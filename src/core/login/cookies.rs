@@ -92,10 +92,11 @@ pub fn delete_cookie(name: &str, attributes: &CookieAttributes, path: Option<&st
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn attributes() -> CookieAttributes {
+    /// The defaults a service gets: host-only, `/`, `Secure`, `SameSite=Lax`.
+    pub(crate) fn attributes() -> CookieAttributes {
         CookieAttributes {
             domain: None,
             path: "/".into(),

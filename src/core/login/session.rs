@@ -142,22 +142,13 @@ pub fn clear_except(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::login::cookies::SameSite;
+    use crate::core::login::cookies::tests::attributes;
     use crate::core::random::Seeded;
 
     const NOW: u64 = 1_800_000_000;
 
     fn sealer() -> Sealer {
         Sealer::new(&[Secret::new("k".repeat(32))], "prometheus").unwrap()
-    }
-
-    fn attributes() -> CookieAttributes {
-        CookieAttributes {
-            domain: None,
-            path: "/".into(),
-            secure: true,
-            same_site: SameSite::Lax,
-        }
     }
 
     fn session(groups: usize) -> Session {
