@@ -172,7 +172,12 @@ impl Authenticator {
         let (index, provider) = self.provider_for(&token).map_err(Verdict::Deny)?;
         let expiry = self.check_signed(&token, index, &provider.rules, now_ms, after_wait)?;
         let identity =
-            Identity::from_claims(&token.claims, &provider.user_claim).map_err(Verdict::Deny)?;
+            Identity::from_claims(
+            &token.claims,
+            &provider.user_claim,
+            provider.email_verification,
+        )
+        .map_err(Verdict::Deny)?;
         let valid_until = expiry.map(|exp| exp.saturating_add(provider.rules.clock_skew_secs));
         Ok((identity, valid_until))
     }
@@ -200,36 +205,13 @@ impl Authenticator {
                 alg: token.alg.name().into(),
             }));
         }
-        let may_refetch = match &provider.keys {
-            KeySource::Remote(remote) => {
-                now_ms.saturating_sub(state.attempted_at_ms) >= remote.min_refetch_interval_ms
-            }
-            KeySource::Inline(_) => false,
-        };
-        let Some(keys) = &state.keys else {
-            return Err(Verdict::AwaitKeys {
-                provider: index,
-                refetch: may_refetch,
-                reason: WaitReason::NoKeys,
-            });
-        };
-        let kid = token.kid.as_deref();
-        let mut candidates = keys.candidates(token.alg, kid).peekable();
-        if candidates.peek().is_none() {
-            return Err(match kid {
-                Some(kid) if keys.has_kid(kid) => {
-                    deny(AuthError::KeyDoesNotFitAlgorithm { kid: kid.into() })
-                }
-                _ if may_refetch && !after_wait && kid.is_some() => Verdict::AwaitKeys {
-                    provider: index,
-                    refetch: true,
-                    reason: WaitReason::UnknownKid,
-                },
-                _ => deny(AuthError::UnknownKey {
-                    kid: kid.map(str::to_string),
-                }),
-            });
+        if let Some(verdict) = self.missing_key(token, index, now_ms, after_wait) {
+            return Err(verdict);
         }
+        let Some(keys) = &state.keys else {
+            return Err(deny(AuthError::KeysUnavailable));
+        };
+        let mut candidates = keys.candidates(token.alg, token.kid.as_deref());
         let options = VerificationOptions {
             artificial_time: Some(UnixTimeStamp::from_secs(now_secs)),
             time_tolerance: Some(Duration::from_secs(rules.clock_skew_secs)),
@@ -240,6 +222,62 @@ impl Authenticator {
             return Err(deny(AuthError::BadSignature));
         }
         Ok(expiry)
+    }
+
+    /// Why no key of provider `index` can check `token`: keys not loaded yet or the `kid`
+    /// unknown (wait, refetching when the rate limit allows), or no key fits (deny).
+    /// `None` when a candidate key exists.
+    fn missing_key(
+        &self,
+        token: &UnverifiedToken,
+        index: usize,
+        now_ms: u64,
+        after_wait: bool,
+    ) -> Option<Verdict> {
+        let provider = self.settings.providers.get(index)?;
+        let state = self.keys.get(index)?;
+        let may_refetch = match &provider.keys {
+            KeySource::Remote(remote) => {
+                now_ms.saturating_sub(state.attempted_at_ms) >= remote.min_refetch_interval_ms
+            }
+            KeySource::Inline(_) => false,
+        };
+        let Some(keys) = &state.keys else {
+            return Some(Verdict::AwaitKeys {
+                provider: index,
+                refetch: may_refetch,
+                reason: WaitReason::NoKeys,
+            });
+        };
+        let kid = token.kid.as_deref();
+        if keys.candidates(token.alg, kid).next().is_some() {
+            return None;
+        }
+        Some(match kid {
+            Some(kid) if keys.has_kid(kid) => {
+                Verdict::Deny(AuthError::KeyDoesNotFitAlgorithm { kid: kid.into() })
+            }
+            _ if may_refetch && !after_wait && kid.is_some() => Verdict::AwaitKeys {
+                provider: index,
+                refetch: true,
+                reason: WaitReason::UnknownKid,
+            },
+            _ => Verdict::Deny(AuthError::UnknownKey {
+                kid: kid.map(str::to_string),
+            }),
+        })
+    }
+
+    /// Whether an ID token of provider `index` is signed with a key this VM does not have
+    /// (a rotation at the IdP) and a refetch may be made: the caller waits for the keys
+    /// before verifying, so sign-in does not fail until the next periodic refresh.
+    pub fn id_token_awaits_keys(&self, index: usize, id_token: &str, now_ms: u64) -> bool {
+        token::parse(id_token, self.settings.max_token_bytes).is_ok_and(|token| {
+            matches!(
+                self.missing_key(&token, index, now_ms, false),
+                Some(Verdict::AwaitKeys { .. })
+            )
+        })
     }
 
     /// Verifies an ID token from provider `index` for `client_id` (OIDC Core §3.1.3.7):
@@ -261,6 +299,8 @@ impl Authenticator {
         let token = token::parse(id_token, self.settings.max_token_bytes)?;
         let rules = ClaimRules {
             audiences: vec![client_id.to_string()],
+            require_expiry: true,
+            require_issued_at: true,
             ..provider.rules.clone()
         };
         let expiry = self
@@ -287,7 +327,11 @@ impl Authenticator {
                 return Err(AuthError::WrongNonce);
             }
         }
-        let identity = Identity::from_claims(&token.claims, &provider.user_claim)?;
+        let identity = Identity::from_claims(
+            &token.claims,
+            &provider.user_claim,
+            provider.email_verification,
+        )?;
         let groups = token
             .claims
             .get("groups")

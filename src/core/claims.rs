@@ -11,6 +11,8 @@ pub struct ClaimRules {
     pub audiences: Vec<String>,
     pub clock_skew_secs: u64,
     pub require_expiry: bool,
+    /// ID tokens must carry `iat` (OIDC Core §2); access tokens need not.
+    pub require_issued_at: bool,
 }
 
 /// A NumericDate: seconds since the epoch, fractions allowed and dropped.
@@ -68,8 +70,14 @@ pub fn check(
     if numeric_date(claims, "nbf")?.is_some_and(|nbf| nbf > now_secs.saturating_add(skew)) {
         return Err(AuthError::NotYetValid);
     }
-    if numeric_date(claims, "iat")?.is_some_and(|iat| iat > now_secs.saturating_add(skew)) {
-        return Err(AuthError::IssuedInFuture);
+    match numeric_date(claims, "iat")? {
+        None if rules.require_issued_at => {
+            return Err(AuthError::MissingClaim {
+                claim: "iat".into(),
+            })
+        }
+        Some(iat) if iat > now_secs.saturating_add(skew) => return Err(AuthError::IssuedInFuture),
+        _ => {}
     }
     audience_matches(claims, &rules.audiences)?;
     Ok(exp)
@@ -88,6 +96,7 @@ mod tests {
             audiences: vec!["prometheus".into(), "grafana".into()],
             clock_skew_secs: 60,
             require_expiry: true,
+            require_issued_at: false,
         }
     }
 
@@ -208,6 +217,21 @@ mod tests {
             let result = check(&claims(extra), &rules(), NOW).map(|_| ());
             assert_eq!(result, expected, "case: {name}");
         }
+    }
+
+    #[test]
+    fn id_token_without_iat_is_refused() {
+        let id_token_rules = ClaimRules {
+            require_issued_at: true,
+            ..rules()
+        };
+        assert_eq!(
+            check(&claims(json!({"iat": null})), &id_token_rules, NOW),
+            Err(AuthError::MissingClaim {
+                claim: "iat".into()
+            })
+        );
+        assert!(check(&claims(json!({"iat": null})), &rules(), NOW).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use url::Url;
 use super::algorithm::Algorithm;
 use super::claims::ClaimRules;
 use super::config_reader::{ObjectReader, Problems};
+use super::identity::{EmailVerification, StrippedHeaders};
 use super::jwks::KeySet;
 use super::login::settings::{read_service, EnvLookup, LoginService};
 
@@ -45,6 +46,7 @@ pub struct Provider {
     pub rules: ClaimRules,
     pub algorithms: Vec<Algorithm>,
     pub user_claim: String,
+    pub email_verification: EmailVerification,
     pub keys: KeySource,
 }
 
@@ -60,6 +62,8 @@ pub struct Settings {
     pub max_token_bytes: usize,
     pub keys_wait_timeout_ms: u64,
     pub identity_headers: IdentityHeaders,
+    /// Request headers no client may send: identity families and `strip_request_headers`.
+    pub stripped_headers: StrippedHeaders,
     pub forward_authorization: bool,
     /// Browser sign-in, per protected host; empty when only bearer tokens are accepted.
     pub login: Vec<LoginService>,
@@ -109,12 +113,27 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         Some(v) => read_identity_headers(v, problems),
     };
     let forward_authorization = top.bool("forward_authorization", true, problems);
+    let strip_path = top.field_path("strip_request_headers");
+    let strip = top
+        .string_list("strip_request_headers", problems)
+        .unwrap_or_default();
+    for (i, entry) in strip.iter().enumerate() {
+        let name = entry.strip_suffix('*').unwrap_or(entry);
+        if !is_header_name(name) {
+            problems.add(
+                &format!("{strip_path}[{i}]"),
+                format!("\"{entry}\" is not a header name (or a prefix ending in *)"),
+            );
+        }
+    }
+    let stripped_headers = StrippedHeaders::new(&identity_headers, &strip);
     let login = read_login(top.value("login"), &providers, env, problems);
     top.finish(problems);
     Settings {
         providers,
         max_token_bytes,
         keys_wait_timeout_ms,
+        stripped_headers,
         identity_headers,
         forward_authorization,
         login,
@@ -214,6 +233,18 @@ fn read_provider(path: &str, value: &Value, problems: &mut Problems) -> Option<P
     let user_claim = reader
         .string("user_claim", problems)
         .unwrap_or_else(|| "sub".into());
+    let email_path = reader.field_path("email_verified");
+    let email_verification = match reader.string("email_verified", problems).as_deref() {
+        None | Some("required") => EmailVerification::Required,
+        Some("when_present") => EmailVerification::WhenPresent,
+        Some(other) => {
+            problems.add(
+                &email_path,
+                format!("\"{other}\" is not one of required, when_present"),
+            );
+            EmailVerification::Required
+        }
+    };
     let keys = read_key_source(&mut reader, issuer_url.as_ref(), &algorithms, problems);
     reader.finish(problems);
     Some(Provider {
@@ -222,9 +253,11 @@ fn read_provider(path: &str, value: &Value, problems: &mut Problems) -> Option<P
             audiences,
             clock_skew_secs: clock_skew_ms / 1000,
             require_expiry,
+            require_issued_at: false,
         },
         algorithms,
         user_claim,
+        email_verification,
         keys: keys?,
     })
 }

@@ -36,6 +36,10 @@ pub enum AuthError {
     ClaimNotHeaderSafe {
         claim: String,
     },
+    /// The user claim is `email`, and the IdP does not say it is verified.
+    EmailNotVerified,
+    /// The `Authorization` header is not text (non-UTF-8 bytes).
+    HeaderNotText,
     /// No signing keys could be had for the issuer in time: the IdP is down or unreachable.
     KeysUnavailable,
 }
@@ -67,6 +71,8 @@ impl fmt::Display for AuthError {
             AuthError::ClaimNotHeaderSafe { claim } => {
                 write!(f, "claim {claim} cannot be sent as a header")
             }
+            AuthError::EmailNotVerified => f.write_str("email is not verified"),
+            AuthError::HeaderNotText => f.write_str("authorization header is not text"),
             AuthError::KeysUnavailable => f.write_str("signing keys are not available"),
         }
     }
@@ -87,7 +93,7 @@ impl AuthError {
     fn oauth_error_code(&self) -> Option<&'static str> {
         match self {
             AuthError::MissingToken => None,
-            AuthError::NotBearer => Some("invalid_request"),
+            AuthError::NotBearer | AuthError::HeaderNotText => Some("invalid_request"),
             AuthError::KeysUnavailable => Some("temporarily_unavailable"),
             _ => Some("invalid_token"),
         }

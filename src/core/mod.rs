@@ -12,6 +12,7 @@ pub mod key_fetch;
 pub mod keys_record;
 pub mod login;
 pub mod random;
+pub mod request_headers;
 pub mod secret;
 pub mod token;
 pub mod token_cache;

@@ -1,14 +1,20 @@
-//! Randomness, injected: the filter uses the host's, tests use a seeded one.
+//! Randomness, injected: the filter uses the host's, tests use a seeded one. A source that
+//! fails says so, and callers refuse to go on: nothing is ever sealed or named with a
+//! predictable fallback.
+
+/// The host could not provide random bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoRandomness;
 
 pub trait Random {
-    fn fill(&mut self, buf: &mut [u8]);
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness>;
 
     /// `bytes` random bytes as unpadded base64url: states, nonces, verifiers, session ids.
-    fn token(&mut self, bytes: usize) -> String {
+    fn token(&mut self, bytes: usize) -> Option<String> {
         use base64::Engine;
         let mut buf = vec![0u8; bytes];
-        self.fill(&mut buf);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+        self.fill(&mut buf).ok()?;
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
     }
 }
 
@@ -18,12 +24,24 @@ pub struct Seeded(pub u64);
 
 #[cfg(test)]
 impl Random for Seeded {
-    fn fill(&mut self, buf: &mut [u8]) {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
         for byte in buf {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             *byte = self.0 as u8;
         }
+        Ok(())
+    }
+}
+
+/// A source that always fails, to test that callers refuse to go on.
+#[cfg(test)]
+pub struct Broken;
+
+#[cfg(test)]
+impl Random for Broken {
+    fn fill(&mut self, _buf: &mut [u8]) -> Result<(), NoRandomness> {
+        Err(NoRandomness)
     }
 }

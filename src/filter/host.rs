@@ -6,8 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
-use crate::core::login::reply::Reply;
-use crate::core::random::Random;
+use crate::core::key_fetch::MAX_DOCUMENT_BYTES;
+use crate::core::login::reply::{header_name_safe, header_value_safe, Reply};
+use crate::core::random::{NoRandomness, Random};
+use crate::core::request_headers::RequestHeaders;
 
 /// Envoy prefixes each line with the plugin name already.
 pub fn log(level: LogLevel, message: &str) {
@@ -28,16 +30,53 @@ fn report(what: &str, result: Result<(), Status>) {
     }
 }
 
+/// Sets a request header; a value that could split the header (control characters) is
+/// never written, whatever the core decided, and the header is removed instead.
 pub fn set_request_header(name: &str, value: &str) {
+    if !header_name_safe(name) || !header_value_safe(value) {
+        log(
+            LogLevel::Error,
+            &format!("refusing to write unsafe request header {name:?}; removing it"),
+        );
+        remove_request_header(name);
+        return;
+    }
     report(
         "setting a request header",
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)),
     );
 }
 
-/// The request headers of the current (or effective) context.
-pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+// The SDK's map getters turn names (and, in `get_map`, values) into `String` with
+// `unwrap`: one non-UTF-8 byte from a client would trap the VM. So the map is fetched
+// here and decoded by the core, which never assumes UTF-8.
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+const HTTP_REQUEST_HEADERS: u32 = MapType::HttpRequestHeaders as u32;
+const STATUS_OK: u32 = Status::Ok as u32;
+
+/// The request headers of the current (or effective) context, as bytes.
+pub fn request_headers() -> RequestHeaders {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated through the SDK's
+    // `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes), which we own.
+    let status = unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+    if status != STATUS_OK || data.is_null() {
+        return RequestHeaders::default();
+    }
+    // SAFETY: see above; the buffer is `size` bytes long and ours from here on.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    RequestHeaders::decode(bytes).unwrap_or_else(|| {
+        log(LogLevel::Error, "request headers from the host do not decode");
+        RequestHeaders::default()
+    })
 }
 
 pub fn remove_request_header(name: &str) {
@@ -89,16 +128,21 @@ pub struct CallResponse {
     pub body: Vec<u8>,
 }
 
+/// Reads a callout's response without trusting it: headers as bytes (a non-UTF-8 value is
+/// as if absent), and never more body than any document of ours may have, so a 10 MB answer
+/// costs no 10 MB copy (the core refuses a body over the limit).
 pub fn call_response(body_size: usize) -> CallResponse {
     let header = |name: &str| {
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
             .ok()
             .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
     };
+    let wanted = body_size.min(MAX_DOCUMENT_BYTES + 1);
     CallResponse {
         status: header(":status").and_then(|s| s.parse().ok()),
         cache_control: header("cache-control"),
-        body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, wanted)
             .ok()
             .flatten()
             .unwrap_or_default(),
@@ -106,14 +150,25 @@ pub fn call_response(body_size: usize) -> CallResponse {
 }
 
 pub fn add_response_header(name: &str, value: &str) {
+    if !header_name_safe(name) || !header_value_safe(value) {
+        log(
+            LogLevel::Error,
+            &format!("refusing to write unsafe response header {name:?}"),
+        );
+        return;
+    }
     report(
         "adding a response header",
         hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value),
     );
 }
 
-/// A local answer built by the login flow.
-pub fn send_reply(reply: &Reply) {
+/// A local answer, written only when every header is safe (else a plain 500).
+pub fn send_reply(reply: Reply) {
+    let reply = reply.checked();
+    if let Some(reason) = reply.reason.as_deref().filter(|_| reply.status == 500) {
+        log(LogLevel::Error, reason);
+    }
     let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
@@ -125,17 +180,14 @@ pub fn send_reply(reply: &Reply) {
     );
 }
 
-/// The host's randomness; a failure is remembered so the caller can refuse to go on
-/// with predictable values.
-#[derive(Default)]
-pub struct HostRandom {
-    pub failed: bool,
-}
+/// The host's randomness (WASI `random_get`).
+pub struct HostRandom;
 
 impl Random for HostRandom {
-    fn fill(&mut self, buf: &mut [u8]) {
-        if getrandom::fill(buf).is_err() {
-            self.failed = true;
-        }
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
+        getrandom::fill(buf).map_err(|_| {
+            log(LogLevel::Critical, "no randomness from the host");
+            NoRandomness
+        })
     }
 }

@@ -11,6 +11,7 @@ use crate::core::authn::Verdict;
 use crate::core::error::AuthError;
 use crate::core::identity;
 use crate::core::login::reply;
+use crate::core::request_headers::RequestHeaders;
 use crate::core::secret::Secret;
 
 pub struct Request {
@@ -28,8 +29,18 @@ impl Request {
         }
     }
 
-    fn bearer(&self, vm: &mut Vm, authorization: Option<&str>) -> Action {
+    fn bearer(&self, vm: &mut Vm, headers: &RequestHeaders) -> Action {
         let now_ms = host::now_ms();
+        let authorization = match headers.get("authorization") {
+            None => None,
+            Some(value) => match std::str::from_utf8(value) {
+                Ok(text) => Some(text),
+                Err(_) => {
+                    vm.carry_out(&Verdict::Deny(AuthError::HeaderNotText));
+                    return Action::Pause;
+                }
+            },
+        };
         match vm.authn.authenticate(authorization, now_ms, false) {
             Verdict::AwaitKeys {
                 provider,
@@ -69,7 +80,14 @@ impl Context for Request {
         };
         let Some(vm) = slot.as_mut() else { return };
         let phase = std::mem::replace(&mut self.phase, Phase::Deciding);
-        self.phase = login::on_token_response(vm, phase, token_id, response.status, &response.body);
+        self.phase = login::on_token_response(
+            vm,
+            self.context_id,
+            phase,
+            token_id,
+            response.status,
+            &response.body,
+        );
     }
 
     fn on_done(&mut self) -> bool {
@@ -84,7 +102,9 @@ impl Context for Request {
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
+        #[cfg(feature = "crash-probe")]
+        super::crash_probe::maybe_crash();
+        let headers = host::request_headers();
         let Ok(mut slot) = self.vm.try_borrow_mut() else {
             return fail_closed("VM state busy");
         };
@@ -92,15 +112,12 @@ impl HttpContext for Request {
             return fail_closed("not configured");
         };
         let settings = vm.authn.settings_rc();
-        for spoofed in identity::spoofed(
-            headers.iter().map(|(n, _)| n.as_str()),
-            &settings.identity_headers,
-        ) {
+        for spoofed in identity::spoofed(headers.iter().map(|(n, _)| n), &settings.stripped_headers)
+        {
             host::remove_request_header(spoofed);
         }
-        let authorization = login::header(&headers, "authorization");
-        let authority = login::header(&headers, ":authority").unwrap_or_default();
-        if let Some(service) = settings.login.iter().position(|s| s.serves(authority)) {
+        let authority = headers.lossy(":authority").unwrap_or_default();
+        if let Some(service) = settings.login.iter().position(|s| s.serves(&authority)) {
             let (phase, action) = login::on_request(vm, service, &headers, true);
             match phase {
                 Phase::Bearer => {}
@@ -124,14 +141,28 @@ impl HttpContext for Request {
                 }
             }
         }
-        self.bearer(vm, authorization)
+        self.bearer(vm, &headers)
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        if let Phase::Forwarded { set_cookies } = &self.phase {
-            for cookie in set_cookies {
-                host::add_response_header("set-cookie", cookie);
-            }
+        let deferred = match &self.phase {
+            Phase::AwaitingIdTokenKeys => self
+                .vm
+                .try_borrow_mut()
+                .ok()
+                .and_then(|mut slot| {
+                    slot.as_mut()
+                        .map(|vm| vm.take_deferred_cookies(self.context_id))
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let set_cookies = match &self.phase {
+            Phase::Forwarded { set_cookies } => set_cookies.as_slice(),
+            _ => deferred.as_slice(),
+        };
+        for cookie in set_cookies {
+            host::add_response_header("set-cookie", cookie);
         }
         Action::Continue
     }
@@ -140,6 +171,6 @@ impl HttpContext for Request {
 /// Should never happen; if it does, nobody passes unchecked.
 fn fail_closed(why: &str) -> Action {
     host::log(LogLevel::Error, &format!("refusing request: {why}"));
-    host::send_reply(&reply::refused(&AuthError::KeysUnavailable, Vec::new()));
+    host::send_reply(reply::refused(&AuthError::KeysUnavailable, Vec::new()));
     Action::Pause
 }

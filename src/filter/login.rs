@@ -6,17 +6,19 @@ use std::rc::Rc;
 use proxy_wasm::types::{Action, LogLevel};
 
 use super::host::{self, HostRandom};
-use super::vm::Vm;
+use super::vm::{Vm, Waiting, WaitsFor};
 use crate::core::authn::Verdict;
 use crate::core::key_fetch::request_line;
 use crate::core::login::cookies;
+use crate::core::login::error::LoginError;
 use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Step};
-use crate::core::login::oidc::{self, PendingLogin, TokenRequest};
-use crate::core::login::reply;
+use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
+use crate::core::login::refresh_slots::{self, Generation, Plan};
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
 use crate::core::login::settings::LoginService;
 use crate::core::random::Random;
+use crate::core::request_headers::RequestHeaders;
 
 /// Where a request stands; in-flight data lives in the variant that needs it.
 pub enum Phase {
@@ -24,9 +26,7 @@ pub enum Phase {
     /// The login flow left the request to bearer validation.
     Bearer,
     /// Parked until the provider's discovery document arrives; the root decides again.
-    AwaitingEndpoints {
-        provider: usize,
-    },
+    AwaitingEndpoints { provider: usize },
     /// Answered locally.
     Answered,
     Exchanging {
@@ -39,38 +39,17 @@ pub enum Phase {
         token: u32,
         service: usize,
         session: Session,
-        lease_key: String,
+        slot_key: String,
+        generation: Generation,
         cookie_header: Option<String>,
-        return_to: String,
+        path: String,
         browser: bool,
     },
+    /// The token endpoint answered with an ID token signed by a key this VM does not have
+    /// yet; the root finishes once the keys are fetched (or the wait runs out).
+    AwaitingIdTokenKeys,
     /// Forwarded upstream; these cookies go on the response.
-    Forwarded {
-        set_cookies: Vec<String>,
-    },
-}
-
-/// Refresh coordination values in shared data, under one key per session generation.
-const REFRESH_DONE: &str = "done:";
-const REFRESH_ENDED: &str = "ended";
-const REFRESH_LEASE: &str = "lease:";
-/// How long a published refresh result stays readable for requests still carrying the old
-/// cookie; afterwards its value is blanked (shared data cannot delete keys).
-const REFRESH_RESULT_KEPT_MS: u64 = 10 * 60 * 1000;
-
-fn refresh_key(service: &LoginService, session: &Session) -> String {
-    format!(
-        "wasm-iap/refresh/{}/{}/{}",
-        service.client_id, session.sid, session.refresh_at
-    )
-}
-
-/// A request header's value; names from the host are lower case already.
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    Forwarded { set_cookies: Vec<String> },
 }
 
 /// Decides and carries out the login flow for a request; `may_wait` lets a browser wait
@@ -78,48 +57,48 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 pub fn on_request(
     vm: &mut Vm,
     index: usize,
-    headers: &[(String, String)],
+    headers: &RequestHeaders,
     may_wait: bool,
 ) -> (Phase, Action) {
-    let header = |name: &str| header(headers, name);
     let settings = vm.authn.settings_rc();
     let Some(service) = settings.login.get(index) else {
         return (Phase::Bearer, Action::Continue);
     };
+    let path = headers.lossy(":path");
+    let authority = headers.lossy(":authority");
+    let method = headers.text(":method").unwrap_or("GET");
+    let forwarded_proto = headers
+        .text("x-forwarded-proto")
+        .filter(|_| service.trust_forwarded_proto);
+    let scheme = forwarded_proto
+        .or_else(|| headers.text(":scheme"))
+        .filter(|s| matches!(*s, "http" | "https"))
+        .unwrap_or("https");
     let request = flow::Request {
-        method: header(":method").unwrap_or("GET"),
-        scheme: header("x-forwarded-proto")
-            .or_else(|| header(":scheme"))
-            .unwrap_or("https"),
-        authority: header(":authority").unwrap_or_default(),
-        path: header(":path").unwrap_or("/"),
-        cookie_header: header("cookie"),
-        has_authorization: header("authorization").is_some(),
+        method,
+        scheme,
+        authority: authority.as_deref().unwrap_or_default(),
+        path: path.as_deref().unwrap_or("/"),
+        // A `Cookie` header that is not text holds no session of ours: not signed in.
+        cookie_header: headers.text("cookie"),
+        has_authorization: headers.get("authorization").is_some(),
         hints: RequestHints {
-            method: header(":method").unwrap_or("GET"),
-            accept: header("accept"),
-            sec_fetch_mode: header("sec-fetch-mode"),
-            x_requested_with: header("x-requested-with"),
+            method,
+            accept: headers.text("accept"),
+            sec_fetch_mode: headers.text("sec-fetch-mode"),
+            x_requested_with: headers.text("x-requested-with"),
         },
         may_wait,
     };
     let endpoints = Endpoints::resolve(service, vm.authn.discovery(service.provider));
     let now_secs = host::now_ms() / 1000;
-    let mut random = HostRandom::default();
-    let step = flow::decide(service, &request, endpoints.as_ref(), now_secs, &mut random);
-    if random.failed {
-        host::log(
-            LogLevel::Critical,
-            "no randomness from the host: refusing to start a login",
-        );
-        host::send_reply(&reply::page(
-            500,
-            "Sign-in unavailable",
-            "No randomness available.",
-            vec![],
-        ));
-        return (Phase::Answered, Action::Pause);
-    }
+    let step = flow::decide(
+        service,
+        &request,
+        endpoints.as_ref(),
+        now_secs,
+        &mut HostRandom,
+    );
     let cookie_header = request.cookie_header.map(str::to_string);
     match step {
         Step::Bearer => (Phase::Bearer, Action::Continue),
@@ -129,10 +108,7 @@ pub fn on_request(
             },
             Action::Pause,
         ),
-        Step::Respond(reply) => {
-            host::send_reply(&reply);
-            (Phase::Answered, Action::Pause)
-        }
+        Step::Respond(reply) => answer(service, reply),
         Step::Forward(forwarding) => forward(vm, forwarding),
         Step::Exchange { pending, request } => match call_token_endpoint(service, &request) {
             Some(token) => (
@@ -144,13 +120,17 @@ pub fn on_request(
                 },
                 Action::Pause,
             ),
-            None => answer_unreachable(),
+            None => answer(
+                service,
+                LoginError::TokenEndpointUnreachable.reply(vec![flow::forget_login(service, &pending)]),
+            ),
         },
         Step::Refresh {
             session,
             request: token_request,
         } => {
             let browser = is_browser_navigation(&request.hints);
+            let path = request.path.to_string();
             refresh(
                 vm,
                 index,
@@ -158,15 +138,38 @@ pub fn on_request(
                 session,
                 token_request,
                 cookie_header,
-                request.path.to_string(),
+                path,
                 browser,
             )
         }
     }
 }
 
+/// Sends a local answer; a failed sign-in is logged with its reason.
+fn answer(service: &LoginService, reply: crate::core::login::reply::Reply) -> (Phase, Action) {
+    if reply.status >= 400 {
+        if let Some(reason) = &reply.reason {
+            let level = if reply.status >= 500 {
+                LogLevel::Warn
+            } else {
+                LogLevel::Info
+            };
+            host::log(
+                level,
+                &format!(
+                    "login for {} failed with {}: {reason}",
+                    service.client_id, reply.status
+                ),
+            );
+        }
+    }
+    host::send_reply(reply);
+    (Phase::Answered, Action::Pause)
+}
+
 fn forward(vm: &Vm, forwarding: Forwarding) -> (Phase, Action) {
     vm.carry_out(&Verdict::Allow(Rc::new(forwarding.identity)));
+    host::remove_request_header("authorization");
     match forwarding.cookie_header {
         Some(value) => host::set_request_header("cookie", &value),
         None => host::remove_request_header("cookie"),
@@ -202,19 +205,9 @@ fn call_token_endpoint(service: &LoginService, request: &TokenRequest) -> Option
     }
 }
 
-fn answer_unreachable() -> (Phase, Action) {
-    host::send_reply(&reply::page(
-        502,
-        "Sign-in failed",
-        "The identity provider's token endpoint cannot be reached.",
-        vec![],
-    ));
-    (Phase::Answered, Action::Pause)
-}
-
 /// One refresh per session generation across all workers: the first request takes a lease
-/// and refreshes; the others go on with the still-valid old session meanwhile, and later
-/// ones carrying the old cookie pick up the published result instead of refreshing again.
+/// in a shared-data slot and refreshes; the others go on with the still-valid old session
+/// meanwhile, and later ones carrying the old cookie pick up the published result.
 #[allow(clippy::too_many_arguments)]
 fn refresh(
     vm: &Vm,
@@ -223,36 +216,41 @@ fn refresh(
     session: Session,
     request: TokenRequest,
     cookie_header: Option<String>,
-    return_to: String,
+    path: String,
     browser: bool,
 ) -> (Phase, Action) {
-    let key = refresh_key(service, &session);
+    let generation = Generation::new(&service.client_id, &session.sid, session.refresh_at);
+    let keys = generation.slot_keys(&service.client_id);
     let now_ms = host::now_ms();
-    let (value, cas) = host::shared_data(&key);
-    let value = value
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .unwrap_or_default();
-    if let Some(renewed) = renewed_elsewhere(service, &key) {
-        return adopt(vm, service, &renewed, cookie_header);
-    }
-    if value == REFRESH_ENDED {
-        return ended(service, cookie_header.as_deref(), &return_to, browser);
-    }
-    let lease_held = value
-        .strip_prefix(REFRESH_LEASE)
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|d| d.parse::<u64>().ok())
-        .is_some_and(|deadline| now_ms < deadline);
-    // Shared data cannot create a key only if absent, so a new lease is ours only if it
-    // reads back as written (another worker writing at the same moment wins instead).
-    let marker = HostRandom::default().token(12);
-    let lease = format!(
-        "{REFRESH_LEASE}{}:{marker}",
-        now_ms + 2 * service.timeout_ms + 1000
-    );
-    let ours = !lease_held
-        && host::set_shared_data(&key, lease.as_bytes(), cas)
-        && host::shared_data(&key).0.as_deref() == Some(lease.as_bytes());
+    let values: Vec<(Option<Vec<u8>>, Option<u32>)> =
+        keys.iter().map(|k| host::shared_data(k)).collect();
+    let slots: Vec<_> = values
+        .iter()
+        .map(|(v, _)| refresh_slots::read(v.as_deref(), &generation, now_ms))
+        .collect();
+    let slot = match refresh_slots::plan(&slots) {
+        Plan::Adopt(sealed) => match open_session(service, sealed) {
+            Some(renewed) => return adopt(vm, service, &renewed, cookie_header),
+            None => return keep_old(vm, service, &session, cookie_header),
+        },
+        Plan::Ended => return answer(
+            service,
+            flow::session_ended(service, cookie_header.as_deref(), &path, browser),
+        ),
+        Plan::KeepOld => return keep_old(vm, service, &session, cookie_header),
+        Plan::Lease(slot) => slot,
+    };
+    let (Some(key), Some((_, cas))) = (keys.get(slot), values.get(slot)) else {
+        return keep_old(vm, service, &session, cookie_header);
+    };
+    // Shared data cannot create a key only if absent, so a lease is ours only if it reads
+    // back as written (another worker writing at the same moment wins instead).
+    let Some(marker) = HostRandom.token(12) else {
+        return keep_old(vm, service, &session, cookie_header);
+    };
+    let lease = generation.lease(now_ms + 2 * service.timeout_ms + 1000, &marker);
+    let ours = host::set_shared_data(key, &lease, *cas)
+        && host::shared_data(key).0.as_deref() == Some(lease.as_slice());
     if !ours {
         return keep_old(vm, service, &session, cookie_header);
     }
@@ -262,28 +260,33 @@ fn refresh(
                 token,
                 service: index,
                 session,
-                lease_key: key,
+                slot_key: key.clone(),
+                generation,
                 cookie_header,
-                return_to,
+                path,
                 browser,
             },
             Action::Pause,
         ),
         None => {
-            host::set_shared_data(&key, b"", None);
+            host::set_shared_data(key, b"", None);
             keep_old(vm, service, &session, cookie_header)
         }
     }
 }
 
-/// The session another worker published after refreshing, if any.
-fn renewed_elsewhere(service: &LoginService, key: &str) -> Option<Session> {
-    let value = host::shared_data(key).0?;
-    let sealed = std::str::from_utf8(&value)
-        .ok()?
-        .strip_prefix(REFRESH_DONE)?;
+fn open_session(service: &LoginService, sealed: &str) -> Option<Session> {
     let plain = service.sealer.open("session", sealed)?;
     serde_json::from_slice(&plain).ok()
+}
+
+/// The session another worker published for this generation, if any.
+fn renewed_elsewhere(service: &LoginService, key: &str, generation: &Generation) -> Option<Session> {
+    let value = host::shared_data(key).0;
+    match refresh_slots::read(value.as_deref(), generation, host::now_ms()) {
+        refresh_slots::Slot::Done(sealed) => open_session(service, sealed),
+        _ => None,
+    }
 }
 
 fn keep_old(
@@ -317,7 +320,7 @@ fn adopt(
         &service.cookie,
         &service.sealer,
         now_secs,
-        &mut HostRandom::default(),
+        &mut HostRandom,
     )
     .unwrap_or_default();
     forward(
@@ -326,41 +329,59 @@ fn adopt(
     )
 }
 
-/// The IdP refused the refresh: the session is over. Browsers are sent back to the page
-/// (with the session cleared, so they log in); others get 401.
-fn ended(
-    service: &LoginService,
-    cookie_header: Option<&str>,
-    return_to: &str,
-    browser: bool,
-) -> (Phase, Action) {
-    let request_cookies = cookie_header.map(cookies::parse).unwrap_or_default();
-    let clear = session::clear_except(&request_cookies, &service.cookie_name, &service.cookie, &[]);
-    let answer = if browser {
-        reply::redirect(return_to, clear)
-    } else {
-        reply::refused(&crate::core::error::AuthError::MissingToken, clear)
-    };
-    host::send_reply(&answer);
-    (Phase::Answered, Action::Pause)
-}
-
+/// The token endpoint answered a request of this context. When its ID token needs keys
+/// this VM lacks, the request waits for them (the root finishes it); otherwise it is
+/// finished here.
 pub fn on_token_response(
     vm: &mut Vm,
+    context_id: u32,
     phase: Phase,
     token_id: u32,
     status: Option<u32>,
     body: &[u8],
 ) -> Phase {
     let settings = vm.authn.settings_rc();
-    let now_ms = host::now_ms();
-    let tokens = oidc::read_tokens(status, body);
     let (Phase::Exchanging { token, service, .. } | Phase::Refreshing { token, service, .. }) =
         &phase
     else {
         return phase;
     };
     let Some(svc) = settings.login.get(*service).filter(|_| *token == token_id) else {
+        return phase;
+    };
+    let now_ms = host::now_ms();
+    let tokens = oidc::read_tokens(status, body);
+    let id_token = tokens.as_ref().ok().and_then(|t| t.id_token.as_ref());
+    if id_token.is_some_and(|t| vm.authn.id_token_awaits_keys(svc.provider, t.expose(), now_ms)) {
+        if let Some(wanted) = vm.fetch_wanted.get_mut(svc.provider) {
+            *wanted = true;
+        }
+        vm.waiting.push(Waiting {
+            context_id,
+            provider: svc.provider,
+            deadline_ms: now_ms + vm.authn.settings().keys_wait_timeout_ms,
+            waits_for: WaitsFor::IdTokenKeys {
+                phase: Box::new(phase),
+                tokens,
+            },
+        });
+        return Phase::AwaitingIdTokenKeys;
+    }
+    finish_token_response(vm, phase, tokens)
+}
+
+/// Finishes a login or a refresh with the token endpoint's answer (ID token verified here).
+pub fn finish_token_response(
+    vm: &mut Vm,
+    phase: Phase,
+    tokens: Result<Tokens, TokenError>,
+) -> Phase {
+    let settings = vm.authn.settings_rc();
+    let now_ms = host::now_ms();
+    let (Phase::Exchanging { service, .. } | Phase::Refreshing { service, .. }) = &phase else {
+        return phase;
+    };
+    let Some(svc) = settings.login.get(*service) else {
         return phase;
     };
     let verify = |id_token: &str, nonce: Option<&str>| {
@@ -373,58 +394,52 @@ pub fn on_token_response(
             cookie_header,
             ..
         } => {
-            if let Err(e) = &tokens {
-                host::log(
-                    LogLevel::Warn,
-                    &format!("code exchange for {} failed: {e:?}", svc.client_id),
-                );
-            }
             let request_cookies = cookie_header
                 .as_deref()
                 .map(cookies::parse)
                 .unwrap_or_default();
-            let answer = flow::finish_login(
+            let reply = flow::finish_login(
                 svc,
                 &pending,
                 tokens,
                 &verify,
                 &request_cookies,
                 now_ms / 1000,
-                &mut HostRandom::default(),
+                &mut HostRandom,
             );
-            if answer.status != 302 {
-                host::log(
-                    LogLevel::Warn,
-                    &format!("login for {} failed with {}", svc.client_id, answer.status),
-                );
-            }
-            host::send_reply(&answer);
-            Phase::Answered
+            answer(svc, reply).0
         }
         Phase::Refreshing {
             session,
-            lease_key,
+            slot_key,
+            generation,
             cookie_header,
-            return_to,
+            path,
             browser,
             ..
         } => {
             let (phase, action) =
                 match flow::finish_refresh(&session, tokens, &verify, now_ms / 1000) {
                     Refreshed::Renewed(renewed) => {
-                        let sealed = serde_json::to_vec(&renewed).ok().and_then(|plain| {
-                            svc.sealer
-                                .seal("session", &plain, &mut HostRandom::default())
-                        });
-                        if let Some(sealed) = sealed {
-                            host::set_shared_data(
-                                &lease_key,
-                                format!("{REFRESH_DONE}{sealed}").as_bytes(),
-                                None,
-                            );
-                            let blank_at_ms = now_ms + REFRESH_RESULT_KEPT_MS;
-                            vm.published_refreshes
-                                .push((lease_key.clone(), blank_at_ms));
+                        let sealed = serde_json::to_vec(&renewed)
+                            .ok()
+                            .and_then(|plain| svc.sealer.seal("session", &plain, &mut HostRandom));
+                        match sealed {
+                            Some(sealed) => {
+                                host::set_shared_data(
+                                    &slot_key,
+                                    &generation.done(now_ms, &sealed),
+                                    None,
+                                );
+                                vm.published_refreshes.push((
+                                    slot_key,
+                                    generation,
+                                    now_ms + refresh_slots::RESULT_KEPT_MS,
+                                ));
+                            }
+                            None => {
+                                host::set_shared_data(&slot_key, b"", None);
+                            }
                         }
                         adopt(vm, svc, &renewed, cookie_header)
                     }
@@ -436,19 +451,24 @@ pub fn on_token_response(
                                 svc.client_id
                             ),
                         );
-                        host::set_shared_data(&lease_key, b"", None);
+                        host::set_shared_data(&slot_key, b"", None);
                         keep_old(vm, svc, &session, cookie_header)
                     }
-                    Refreshed::Ended(why) => match renewed_elsewhere(svc, &lease_key) {
+                    Refreshed::Ended(why) => match renewed_elsewhere(svc, &slot_key, &generation) {
                         // Another worker refreshed this session first; its result stands.
                         Some(renewed) => adopt(vm, svc, &renewed, cookie_header),
                         None => {
+                            // The user's name is personal data: the session id says enough.
+                            let sid: String = session.sid.chars().take(8).collect();
                             host::log(
-                                LogLevel::Info,
-                                &format!("session of {} ended: {why}", session.user),
+                                LogLevel::Debug,
+                                &format!("session {sid}… of {} ended: {why}", svc.client_id),
                             );
-                            host::set_shared_data(&lease_key, REFRESH_ENDED.as_bytes(), None);
-                            ended(svc, cookie_header.as_deref(), &return_to, browser)
+                            host::set_shared_data(&slot_key, &generation.ended(now_ms), None);
+                            answer(
+                                svc,
+                                flow::session_ended(svc, cookie_header.as_deref(), &path, browser),
+                            )
                         }
                     },
                 };

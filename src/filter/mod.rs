@@ -1,4 +1,6 @@
 //! The proxy-wasm adapter: registers the root context and logs panics before the VM dies.
+#[cfg(feature = "crash-probe")]
+mod crash_probe;
 mod host;
 mod http;
 mod login;

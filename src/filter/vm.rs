@@ -10,6 +10,8 @@ use super::login;
 use crate::core::authn::{Authenticator, Verdict, WaitReason};
 use crate::core::config::Settings;
 use crate::core::error::AuthError;
+use crate::core::login::oidc::{TokenError, Tokens};
+use crate::core::login::refresh_slots::Generation;
 use crate::core::login::reply;
 use crate::core::secret::Secret;
 
@@ -31,6 +33,11 @@ pub enum WaitsFor {
     },
     /// A browser to be sent to log in at login service `service`.
     Endpoints { service: usize },
+    /// A login or refresh whose ID token names a key not fetched yet.
+    IdTokenKeys {
+        phase: Box<login::Phase>,
+        tokens: Result<Tokens, TokenError>,
+    },
 }
 
 pub struct Vm {
@@ -39,7 +46,9 @@ pub struct Vm {
     /// Providers whose keys a request asked to fetch now; the root starts it on its next tick.
     pub fetch_wanted: Vec<bool>,
     /// Refresh results this VM published in shared data, and when to blank them.
-    pub published_refreshes: Vec<(String, u64)>,
+    pub published_refreshes: Vec<(String, Generation, u64)>,
+    /// Cookies for the responses of requests the root finished (after waiting for keys).
+    pub deferred_cookies: Vec<(u32, Vec<String>)>,
 }
 
 pub type SharedVm = Rc<RefCell<Option<Vm>>>;
@@ -52,6 +61,7 @@ impl Vm {
             waiting: Vec::new(),
             fetch_wanted: vec![false; providers],
             published_refreshes: Vec::new(),
+            deferred_cookies: Vec::new(),
         }
     }
 
@@ -91,12 +101,21 @@ impl Vm {
                 self.waiting.push(request);
                 continue;
             }
-            let verdict = match &request.waits_for {
+            let verdict = match request.waits_for {
+                WaitsFor::IdTokenKeys { phase, tokens } => {
+                    if host::switch_to(request.context_id) {
+                        let phase = login::finish_token_response(self, *phase, tokens);
+                        if let login::Phase::Forwarded { set_cookies } = phase {
+                            self.deferred_cookies.push((request.context_id, set_cookies));
+                        }
+                        host::switch_to(root_context_id);
+                    }
+                    continue;
+                }
                 WaitsFor::Endpoints { service } => {
                     if !timed_out && self.authn.discovery(request.provider).is_none() {
                         self.waiting.push(request);
                     } else if host::switch_to(request.context_id) {
-                        let service = *service;
                         let headers = host::request_headers();
                         // Parked requests have no session: deciding again yields a local
                         // answer (a redirect, or 503). Anything else cannot be carried out
@@ -112,12 +131,12 @@ impl Vm {
                     continue;
                 }
                 WaitsFor::Keys {
-                    authorization,
+                    ref authorization,
                     kid_refetched,
                 } => {
                     let authorization = authorization.as_ref().map(Secret::expose);
                     self.authn
-                        .authenticate(authorization, now_ms, *kid_refetched)
+                        .authenticate(authorization, now_ms, kid_refetched)
                 }
             };
             if let Verdict::AwaitKeys {
@@ -164,18 +183,36 @@ impl Vm {
 
     /// Blanks refresh results whose grace period is over, so that sessions refreshing over
     /// months do not pile up sealed copies in shared memory.
+    /// The slot may have been taken over by another session since: only ours is blanked.
     pub fn blank_old_refresh_results(&mut self, now_ms: u64) {
-        self.published_refreshes.retain(|(key, blank_at_ms)| {
-            if now_ms < *blank_at_ms {
-                return true;
-            }
-            host::set_shared_data(key, b"", None);
-            false
-        });
+        self.published_refreshes
+            .retain(|(key, generation, blank_at_ms)| {
+                if now_ms < *blank_at_ms {
+                    return true;
+                }
+                let (value, cas) = host::shared_data(key);
+                if value.is_some_and(|v| generation.owns(&v)) {
+                    host::set_shared_data(key, b"", cas);
+                }
+                false
+            });
+    }
+
+    /// Cookies the root decided for this request's response, if any.
+    pub fn take_deferred_cookies(&mut self, context_id: u32) -> Vec<String> {
+        match self
+            .deferred_cookies
+            .iter()
+            .position(|(id, _)| *id == context_id)
+        {
+            Some(at) => self.deferred_cookies.swap_remove(at).1,
+            None => Vec::new(),
+        }
     }
 
     pub fn forget(&mut self, context_id: u32) {
         self.waiting.retain(|w| w.context_id != context_id);
+        self.deferred_cookies.retain(|(id, _)| *id != context_id);
     }
 }
 
@@ -188,5 +225,5 @@ fn refuse(error: &AuthError) {
         LogLevel::Debug
     };
     host::log(level, &format!("refused with {}: {error}", answer.status));
-    host::send_reply(&answer);
+    host::send_reply(answer);
 }

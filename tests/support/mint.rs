@@ -177,6 +177,7 @@ pub fn claims(issuer: &str, audience: &str) -> Value {
         "aud": audience,
         "sub": "alice-id",
         "email": "alice@example.com",
+        "email_verified": true,
         "iat": now,
         "nbf": now,
         "exp": now + 300,

@@ -10,7 +10,8 @@
 use subtle::ConstantTimeEq;
 use url::{form_urlencoded, Url};
 
-use super::cookies;
+use super::cookies::{self, CookieAttributes, SameSite};
+use super::error::LoginError;
 use super::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
 use super::redirect::safe_target;
 use super::reply::{self, Reply};
@@ -97,6 +98,8 @@ impl Endpoints {
 
 /// A request that goes upstream under a session: with its identity, our cookies removed from
 /// the `Cookie` header (`None`: remove the header), and these cookies set on the response.
+/// Its `Authorization` header is always removed: the session is the identity, and a bearer
+/// token nobody checked must not reach the upstream beside it.
 #[derive(Debug)]
 pub struct Forwarding {
     pub identity: Identity,
@@ -139,14 +142,28 @@ fn redirect_uri(service: &LoginService, request: &Request) -> String {
 
 /// Fails closed while discovery has not answered (IdP down, or a wait that ran out).
 fn unavailable() -> Reply {
-    let mut page = reply::page(
-        503,
-        "Sign-in unavailable",
-        "The identity provider's endpoints are not known yet. Try again in a moment.",
-        vec![],
-    );
-    page.headers.push(("retry-after".into(), "1".into()));
-    page
+    LoginError::EndpointsUnknown.reply(vec![])
+}
+
+/// Longest deep link kept for after login: the sealed login cookie must stay below the 4 KB
+/// browsers keep. A longer one keeps its path only, or else goes to `/`.
+const MAX_RETURN_TO: usize = 2048;
+
+fn return_target(path_and_query: &str) -> String {
+    let safe = |target: &str| safe_target(target, &[]).filter(|t| t.len() <= MAX_RETURN_TO);
+    safe(path_and_query)
+        .or_else(|| safe(path_and_query.split('?').next().unwrap_or_default()))
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Attributes of the short-lived login cookie: the IdP sends the browser back cross-site,
+/// so `SameSite=Strict` would hide the cookie from the callback; `__Host-` names need `/`.
+fn login_cookie_attributes(service: &LoginService) -> CookieAttributes {
+    let mut attributes = service.cookie.clone();
+    if attributes.same_site == SameSite::Strict {
+        attributes.same_site = SameSite::Lax;
+    }
+    attributes
 }
 
 pub fn decide(
@@ -235,25 +252,24 @@ pub fn unauthenticated(
     let Some(endpoints) = endpoints else {
         return unavailable();
     };
-    let return_to = safe_target(request.path, &[]).unwrap_or_else(|| "/".into());
-    let pending = PendingLogin::new(return_to, now_secs, service.login_timeout_secs, random);
+    let return_to = return_target(request.path);
+    let Some(pending) =
+        PendingLogin::new(return_to, now_secs, service.login_timeout_secs, random)
+    else {
+        return LoginError::NoRandomness.reply(vec![]);
+    };
     let Some(sealed) = serde_json::to_vec(&pending)
         .ok()
         .and_then(|plain| service.sealer.seal(LOGIN_PURPOSE, &plain, random))
     else {
-        return reply::page(
-            500,
-            "Sign-in failed",
-            "The login state could not be sealed.",
-            vec![],
-        );
+        return LoginError::LoginStateNotSealed.reply(vec![]);
     };
     let mut set_cookies = stale;
     set_cookies.push(cookies::set_cookie(
         &service.login_cookie_name(&pending.state),
         &sealed,
-        &service.cookie,
-        Some(&service.callback_path),
+        &login_cookie_attributes(service),
+        Some(service.login_cookie_path()),
         service.login_timeout_secs,
     ));
     let location = oidc::authorization_url(
@@ -265,41 +281,41 @@ pub fn unauthenticated(
     reply::redirect(&location, set_cookies)
 }
 
+/// Deletes the login cookie of a login that cannot go on.
+pub fn forget_login(service: &LoginService, pending: &PendingLogin) -> String {
+    delete_login_cookie(service, &pending.state)
+}
+
+/// Deletes the login cookie of `state`, which must be well formed (it names the cookie).
 fn delete_login_cookie(service: &LoginService, state: &str) -> String {
     cookies::delete_cookie(
         &service.login_cookie_name(state),
-        &service.cookie,
-        Some(&service.callback_path),
+        &login_cookie_attributes(service),
+        Some(service.login_cookie_path()),
     )
 }
 
 fn callback(service: &LoginService, request: &Request, endpoints: Option<&Endpoints>) -> Step {
+    let fail = |error: LoginError, clear: Vec<String>| Step::Respond(error.reply(clear));
     let state = request.query_param("state").unwrap_or_default();
-    let clear = if state.is_empty() {
-        vec![]
-    } else {
+    // Only a state of our own shape is ever used, so nothing a client puts there reaches a
+    // cookie name or any other header.
+    let well_formed = oidc::is_well_formed_state(&state);
+    let clear = if well_formed {
         vec![delete_login_cookie(service, &state)]
+    } else {
+        vec![]
     };
     if let Some(error) = request.query_param("error") {
-        let detail = request
-            .query_param("error_description")
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
-        return Step::Respond(reply::page(
-            403,
-            "Sign-in refused",
-            &format!("The identity provider refused the sign-in: {error}{detail}."),
-            clear,
-        ));
+        let description = request.query_param("error_description");
+        return fail(LoginError::IdpRefused { error, description }, clear);
     }
     let code = request.query_param("code").unwrap_or_default();
     if state.is_empty() || code.is_empty() {
-        return Step::Respond(reply::page(
-            400,
-            "Sign-in failed",
-            "The callback carries no code or state.",
-            clear,
-        ));
+        return fail(LoginError::MissingCodeOrState, clear);
+    }
+    if !well_formed {
+        return fail(LoginError::MalformedState, clear);
     }
     let cookies = request.cookies();
     let pending = cookies
@@ -308,20 +324,10 @@ fn callback(service: &LoginService, request: &Request, endpoints: Option<&Endpoi
         .and_then(|(_, v)| service.sealer.open(LOGIN_PURPOSE, v))
         .and_then(|plain| serde_json::from_slice::<PendingLogin>(&plain).ok());
     let Some(pending) = pending else {
-        return Step::Respond(reply::page(
-            400,
-            "Sign-in expired",
-            "This sign-in has expired or was already completed.",
-            clear,
-        ));
+        return fail(LoginError::UnknownState, clear);
     };
     if !bool::from(pending.state.as_bytes().ct_eq(state.as_bytes())) {
-        return Step::Respond(reply::page(
-            400,
-            "Sign-in failed",
-            "The sign-in state does not match.",
-            clear,
-        ));
+        return fail(LoginError::StateMismatch, clear);
     }
     let Some(endpoints) = endpoints else {
         return Step::Respond(unavailable());
@@ -348,62 +354,46 @@ pub fn finish_login(
     random: &mut dyn Random,
 ) -> Reply {
     let clear = vec![delete_login_cookie(service, &pending.state)];
-    if now_secs >= pending.expires_at {
-        return reply::page(
-            400,
-            "Sign-in expired",
-            "The sign-in took too long. Start again.",
-            clear,
-        );
+    match login_session(
+        service,
+        pending,
+        tokens,
+        verify,
+        request_cookies,
+        now_secs,
+        random,
+    ) {
+        Ok(mut set_cookies) => {
+            set_cookies.extend(clear);
+            reply::redirect(&pending.return_to, set_cookies)
+        }
+        Err(error) => error.reply(clear),
     }
-    let tokens = match tokens {
-        Ok(tokens) => tokens,
-        Err(TokenError::Refused(why)) => {
-            return reply::page(
-                401,
-                "Sign-in failed",
-                &format!("The identity provider refused the code: {why}."),
-                clear,
-            )
-        }
-        Err(TokenError::Unavailable(why)) => {
-            return reply::page(
-                502,
-                "Sign-in failed",
-                &format!("The identity provider's token endpoint failed: {why}."),
-                clear,
-            )
-        }
-        Err(TokenError::Garbage) => {
-            return reply::page(
-                502,
-                "Sign-in failed",
-                "The identity provider's token endpoint answered garbage.",
-                clear,
-            )
-        }
-    };
-    let Some(id_token) = tokens.id_token.as_ref() else {
-        return reply::page(
-            502,
-            "Sign-in failed",
-            "The identity provider returned no ID token.",
-            clear,
-        );
-    };
-    let claims = match verify(id_token.expose(), Some(&pending.nonce)) {
-        Ok(claims) => claims,
-        Err(e) => {
-            return reply::page(
-                401,
-                "Sign-in failed",
-                &format!("The ID token was rejected: {e}."),
-                clear,
-            )
-        }
-    };
+}
+
+/// The cookies of the session a successful code exchange starts.
+fn login_session(
+    service: &LoginService,
+    pending: &PendingLogin,
+    tokens: Result<Tokens, TokenError>,
+    verify: VerifyIdToken,
+    request_cookies: &[(&str, &str)],
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Result<Vec<String>, LoginError> {
+    if now_secs >= pending.expires_at {
+        return Err(LoginError::TookTooLong);
+    }
+    let tokens = tokens.map_err(|e| match e {
+        TokenError::Refused(why) => LoginError::CodeRefused(why),
+        TokenError::Unavailable(why) => LoginError::TokenEndpointFailed(why),
+        TokenError::Garbage => LoginError::TokenEndpointGarbage,
+    })?;
+    let id_token = tokens.id_token.as_ref().ok_or(LoginError::NoIdToken)?;
+    let claims =
+        verify(id_token.expose(), Some(&pending.nonce)).map_err(LoginError::IdTokenRejected)?;
     let session = Session {
-        sid: random.token(16),
+        sid: random.token(16).ok_or(LoginError::NoRandomness)?,
         user: claims.identity.user,
         email: claims.identity.email,
         groups: claims.groups,
@@ -412,7 +402,7 @@ pub fn finish_login(
         refresh_token: tokens.refresh_token.filter(|_| service.refresh),
         id_token: service.end_idp_session.then(|| id_token.clone()),
     };
-    let Some(mut set_cookies) = session::write(
+    session::write(
         &session,
         request_cookies,
         &service.cookie_name,
@@ -420,22 +410,32 @@ pub fn finish_login(
         &service.sealer,
         now_secs,
         random,
-    ) else {
-        return reply::page(
-            500,
-            "Sign-in failed",
-            "The session could not be stored.",
-            clear,
-        );
-    };
-    set_cookies.extend(clear);
-    reply::redirect(&pending.return_to, set_cookies)
+    )
+    .ok_or(LoginError::SessionNotStored)
 }
 
 fn token_expiry(id_token_exp: Option<u64>, expires_in: Option<u64>, now_secs: u64) -> u64 {
     id_token_exp
         .or_else(|| expires_in.map(|s| now_secs.saturating_add(s)))
         .unwrap_or(now_secs.saturating_add(DEFAULT_TOKEN_SECS))
+}
+
+/// The IdP refused a refresh: the session is over. A browser is sent back to the page it
+/// asked for (through the redirect guard, so `//evil.example` cannot become a `Location`),
+/// with the session cleared so it logs in again; anything else gets 401.
+pub fn session_ended(
+    service: &LoginService,
+    cookie_header: Option<&str>,
+    path_and_query: &str,
+    browser: bool,
+) -> Reply {
+    let request_cookies = cookie_header.map(cookies::parse).unwrap_or_default();
+    let clear = session::clear_except(&request_cookies, &service.cookie_name, &service.cookie, &[]);
+    if browser {
+        reply::redirect(&return_target(path_and_query), clear)
+    } else {
+        reply::refused(&AuthError::MissingToken, clear)
+    }
 }
 
 #[derive(Debug)]
@@ -490,16 +490,21 @@ fn sign_out(
 ) -> Reply {
     let cookies = request.cookies();
     let session = session::read(&cookies, &service.cookie_name, &service.sealer, now_secs);
-    let clear: Vec<String> = cookies
-        .iter()
-        .filter(|(n, _)| service.is_our_cookie(n))
-        .map(|(n, _)| {
-            let path = n
-                .contains("_login_")
-                .then_some(service.callback_path.as_str());
-            cookies::delete_cookie(n, &service.cookie, path)
-        })
-        .collect();
+    // Every session cookie name, carried or not: the browser may hold chunks this request
+    // did not send. Logins in flight are cleared when the request names them.
+    let mut clear = session::delete_all(&service.cookie_name, &service.cookie);
+    clear.extend(
+        cookies
+            .iter()
+            .filter(|(n, _)| service.is_login_cookie(n))
+            .map(|(n, _)| {
+                cookies::delete_cookie(
+                    n,
+                    &login_cookie_attributes(service),
+                    Some(service.login_cookie_path()),
+                )
+            }),
+    );
     let rd = request
         .query_param("rd")
         .and_then(|rd| safe_target(&rd, &service.allowed_redirect_hosts))

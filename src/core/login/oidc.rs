@@ -24,20 +24,35 @@ pub struct PendingLogin {
 }
 
 impl PendingLogin {
+    /// `None` when the host has no randomness: a login must never start with guessable
+    /// state, nonce or verifier.
     pub fn new(
         return_to: String,
         now_secs: u64,
         timeout_secs: u64,
         random: &mut dyn Random,
-    ) -> Self {
-        PendingLogin {
-            state: random.token(32),
-            nonce: random.token(32),
-            verifier: Secret::new(random.token(32)),
+    ) -> Option<Self> {
+        Some(PendingLogin {
+            state: random.token(STATE_BYTES)?,
+            nonce: random.token(32)?,
+            verifier: Secret::new(random.token(32)?),
             return_to,
             expires_at: now_secs.saturating_add(timeout_secs),
-        }
+        })
     }
+}
+
+/// Random bytes in a `state`; as base64url without padding it is `STATE_CHARS` long.
+const STATE_BYTES: usize = 32;
+const STATE_CHARS: usize = 43;
+
+/// Whether `state` has exactly the shape `PendingLogin::new` makes. Anything else is refused
+/// before it is used anywhere, a cookie name included.
+pub fn is_well_formed_state(state: &str) -> bool {
+    state.len() == STATE_CHARS
+        && state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `BASE64URL(SHA256(verifier))`, the S256 challenge.
@@ -64,12 +79,30 @@ pub fn authorization_url(
     url.to_string()
 }
 
-/// A POST to the token endpoint; the body holds secrets and is never logged.
-#[derive(Debug)]
+/// A POST to the token endpoint; the body and the `Authorization` header hold secrets and
+/// are never logged.
 pub struct TokenRequest {
     pub url: Url,
     pub headers: Vec<(&'static str, String)>,
     pub body: Secret,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| match *name {
+                "authorization" => (*name, "[redacted]"),
+                _ => (*name, value.as_str()),
+            })
+            .collect();
+        f.debug_struct("TokenRequest")
+            .field("url", &self.url.as_str())
+            .field("headers", &headers)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 fn token_request(endpoint: &Url, service: &LoginService, params: &[(&str, &str)]) -> TokenRequest {
@@ -161,8 +194,19 @@ pub enum TokenError {
 struct RawTokens {
     id_token: Option<String>,
     refresh_token: Option<String>,
-    expires_in: Option<u64>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
     error: Option<String>,
+}
+
+/// `expires_in` as a number, or as a numeric string (Azure AD v1 sends `"3599"`); anything
+/// else is as if absent.
+fn seconds(value: Option<serde_json::Value>) -> Option<u64> {
+    match value? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 /// Reads a token endpoint response (`status` is `None` when the call failed).
@@ -177,7 +221,7 @@ pub fn read_tokens(status: Option<u32>, body: &[u8]) -> Result<Tokens, TokenErro
             Ok(Tokens {
                 id_token: raw.id_token.map(Secret::new),
                 refresh_token: raw.refresh_token.map(Secret::new),
-                expires_in: raw.expires_in,
+                expires_in: seconds(raw.expires_in),
             })
         }
         Some(status @ 400..=499) => {
@@ -201,6 +245,36 @@ mod tests {
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
+    }
+
+    #[test]
+    fn expires_in_as_a_string_is_read_like_azure_ad_v1_sends_it() {
+        let tokens = read_tokens(Some(200), br#"{"id_token":"a.b.c","expires_in":"3599"}"#);
+        assert_eq!(tokens.map(|t| t.expires_in), Ok(Some(3599)));
+        let odd = read_tokens(Some(200), br#"{"id_token":"a.b.c","expires_in":[1]}"#);
+        assert_eq!(odd.map(|t| t.expires_in), Ok(None));
+    }
+
+    #[test]
+    fn token_request_debug_hides_the_client_secret() {
+        let request = TokenRequest {
+            url: Url::parse("https://idp.example/token").unwrap(),
+            headers: vec![("authorization", "Basic ZGVtbzpzM2NyZXQ=".into())],
+            body: Secret::new("client_secret=s3cret&code=c0de"),
+        };
+        let printed = format!("{request:?}");
+        assert!(
+            !printed.contains("ZGVtbzpzM2NyZXQ") && !printed.contains("s3cret") && !printed.contains("c0de"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn only_states_of_our_own_shape_are_well_formed() {
+        assert!(is_well_formed_state(&"A".repeat(43)));
+        for bad in ["", "short", &"A".repeat(44), &format!("{}\r\nx", "A".repeat(40)), &format!("{}%0D", "A".repeat(40)), &format!("{}=", "A".repeat(42))] {
+            assert!(!is_well_formed_state(bad), "{bad:?}");
+        }
     }
 
     #[test]

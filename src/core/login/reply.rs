@@ -7,9 +7,47 @@ pub struct Reply {
     pub status: u32,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// Why the filter answered so, for the log line; never sent.
+    pub reason: Option<String>,
+}
+
+/// A header name we may write: an RFC 9110 token.
+pub fn header_name_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header value we may write: no control character at all (Envoy passes CR/LF on), so
+/// nothing a client or an IdP sent can end a header or start another.
+pub fn header_value_safe(value: &str) -> bool {
+    !value.chars().any(char::is_control)
 }
 
 impl Reply {
+    /// This reply if every header is safe to write; otherwise a plain 500, so a bug that
+    /// lets input into a header can never split the response.
+    pub fn checked(self) -> Reply {
+        let unsafe_header = self
+            .headers
+            .iter()
+            .find(|(n, v)| !header_name_safe(n) || !header_value_safe(v));
+        match unsafe_header {
+            None => self,
+            Some((name, _)) => {
+                let mut refused = page(
+                    500,
+                    "Request failed",
+                    "The answer to this request could not be written safely.",
+                    vec![],
+                );
+                refused.reason = Some(format!("refused to write unsafe header {:?}", name));
+                refused
+            }
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -43,6 +81,7 @@ pub fn redirect(location: &str, set_cookies: Vec<String>) -> Reply {
         status: 302,
         headers: with_cookies(vec![("location".into(), location.into())], set_cookies),
         body: String::new(),
+        reason: None,
     }
 }
 
@@ -60,6 +99,7 @@ pub fn page(status: u32, title: &str, message: &str, set_cookies: Vec<String>) -
             set_cookies,
         ),
         body,
+        reason: None,
     }
 }
 
@@ -75,6 +115,7 @@ pub fn refused(error: &AuthError, set_cookies: Vec<String>) -> Reply {
         status: rejection.status,
         headers: with_cookies(headers, set_cookies),
         body: rejection.body,
+        reason: None,
     }
 }
 
@@ -105,5 +146,23 @@ mod tests {
         );
         assert!(!reply.body.contains("<script>") && reply.body.contains("&lt;script&gt;"));
         assert_eq!(reply.header("cache-control"), Some("no-store"));
+    }
+
+    #[test]
+    fn a_reply_with_an_injected_header_is_never_written() {
+        for (name, value) in [
+            ("location", "/\r\nset-cookie: a=b"),
+            ("set-cookie", "a=b\nx"),
+            ("x\r\ny", "v"),
+            ("location", "/\u{0}"),
+        ] {
+            let reply = redirect("/", vec![]);
+            let mut bad = reply.clone();
+            bad.headers.push((name.into(), value.into()));
+            assert_eq!(reply.clone().checked(), reply);
+            let checked = bad.checked();
+            assert_eq!(checked.status, 500, "{name:?}: {value:?}");
+            assert!(checked.headers.iter().all(|(n, v)| header_name_safe(n) && header_value_safe(v)));
+        }
     }
 }

@@ -64,7 +64,7 @@ impl Sealer {
     pub fn seal(&self, purpose: &str, plaintext: &[u8], random: &mut dyn Random) -> Option<String> {
         let cipher = self.ciphers.first()?;
         let mut nonce = [0u8; NONCE_BYTES];
-        random.fill(&mut nonce);
+        random.fill(&mut nonce).ok()?;
         let aad = self.aad(purpose);
         let sealed = cipher
             .encrypt(

@@ -124,6 +124,14 @@ pub fn write(
     Some(headers)
 }
 
+/// Deletes every cookie a session named `name` can be stored in, carried or not.
+pub fn delete_all(name: &str, attributes: &CookieAttributes) -> Vec<String> {
+    std::iter::once(name.to_string())
+        .chain((0..MAX_CHUNKS).map(|i| format!("{name}_{i}")))
+        .map(|n| cookies::delete_cookie(&n, attributes, None))
+        .collect()
+}
+
 /// Deletes every session cookie the request carries, except those in `keep`.
 pub fn clear_except(
     request_cookies: &[(&str, &str)],

@@ -65,6 +65,9 @@ pub struct LoginService {
     pub post_logout_redirect_url: Option<String>,
     pub allowed_redirect_hosts: Vec<String>,
     pub refresh: bool,
+    /// Whether `X-Forwarded-Proto` is believed when building the `redirect_uri` (only behind a
+    /// proxy that sets it); otherwise Envoy's `:scheme` is used.
+    pub trust_forwarded_proto: bool,
     pub routes: Vec<RouteRule>,
     pub endpoints: EndpointOverrides,
 }
@@ -91,10 +94,26 @@ impl LoginService {
     }
 
     /// The login cookie for one login in flight, named after its state so parallel logins
-    /// (several tabs) do not overwrite each other.
+    /// (several tabs) do not overwrite each other. Only well-formed states (base64url) get
+    /// here, so the name is always a valid cookie name.
     pub fn login_cookie_name(&self, state: &str) -> String {
         let tag: String = state.chars().take(16).collect();
         format!("{}_login_{tag}", self.cookie_name)
+    }
+
+    pub fn is_login_cookie(&self, name: &str) -> bool {
+        name.strip_prefix(&self.cookie_name)
+            .is_some_and(|rest| rest.starts_with("_login_"))
+    }
+
+    /// Login cookies live on the callback path only, except for `__Host-` names, which
+    /// browsers accept only with `Path=/`.
+    pub fn login_cookie_path(&self) -> &str {
+        if self.cookie_name.starts_with("__Host-") {
+            "/"
+        } else {
+            &self.callback_path
+        }
     }
 
     /// Every cookie of ours: session chunks and logins in flight.
@@ -320,6 +339,19 @@ pub fn read_service(
     let cookie_domain = r.string("cookie_domain", problems);
     let cookie_path = read_path(&mut r, "cookie_path", "/", problems);
     let secure = r.bool("cookie_secure", true, problems);
+    // Browsers drop cookies with these prefixes unless their rules hold (RFC 6265bis §4.1.3).
+    let prefix_path = r.field_path("cookie_name");
+    if cookie_name.starts_with("__Host-")
+        && (!secure || cookie_domain.is_some() || cookie_path != "/")
+    {
+        problems.add(
+            &prefix_path,
+            "a __Host- cookie needs cookie_secure true, no cookie_domain and cookie_path /",
+        );
+    }
+    if cookie_name.starts_with("__Secure-") && !secure {
+        problems.add(&prefix_path, "a __Secure- cookie needs cookie_secure true");
+    }
     let samesite_path = r.field_path("cookie_samesite");
     let same_site = match r.string("cookie_samesite", problems) {
         None => SameSite::Lax,
@@ -341,6 +373,7 @@ pub fn read_service(
         .string_list("allowed_redirect_hosts", problems)
         .unwrap_or_default();
     let refresh = r.bool("refresh", true, problems);
+    let trust_forwarded_proto = r.bool("trust_forwarded_proto", false, problems);
     let routes = read_routes(&mut r, problems);
     let endpoints = EndpointOverrides {
         authorization: read_url(&mut r, "authorization_endpoint", problems),
@@ -403,6 +436,7 @@ pub fn read_service(
         post_logout_redirect_url,
         allowed_redirect_hosts,
         refresh,
+        trust_forwarded_proto,
         routes,
         endpoints,
     })

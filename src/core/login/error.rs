@@ -1,0 +1,191 @@
+//! Why a sign-in failed, and the one place that turns that into the page a person sees.
+//! `Display` is the log line (never a secret); `reply` is the answer.
+
+use std::fmt;
+
+use super::reply::{self, Reply};
+use crate::core::error::AuthError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginError {
+    /// The IdP sent the browser back with `error=` (the user said no, or a setup problem).
+    IdpRefused {
+        error: String,
+        description: Option<String>,
+    },
+    MissingCodeOrState,
+    /// `state` is not of the shape we generate: forged, truncated or injected.
+    MalformedState,
+    /// No login cookie for this state: expired, replayed, or another browser's login.
+    UnknownState,
+    StateMismatch,
+    TookTooLong,
+    CodeRefused(String),
+    TokenEndpointFailed(String),
+    TokenEndpointGarbage,
+    TokenEndpointUnreachable,
+    NoIdToken,
+    IdTokenRejected(AuthError),
+    /// The host gave no randomness: nothing may be sealed or named with guessable values.
+    NoRandomness,
+    LoginStateNotSealed,
+    SessionNotStored,
+    /// Discovery has not answered yet (IdP down, or a wait that ran out).
+    EndpointsUnknown,
+}
+
+impl fmt::Display for LoginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoginError::IdpRefused { error, description } => {
+                write!(f, "the IdP refused the sign-in: {}", printable(error))?;
+                match description {
+                    Some(d) => write!(f, " ({})", printable(d)),
+                    None => Ok(()),
+                }
+            }
+            LoginError::MissingCodeOrState => f.write_str("callback without code or state"),
+            LoginError::MalformedState => f.write_str("callback state is malformed"),
+            LoginError::UnknownState => {
+                f.write_str("no login in flight for this state (expired, replayed or foreign)")
+            }
+            LoginError::StateMismatch => f.write_str("callback state does not match the login"),
+            LoginError::TookTooLong => f.write_str("the login took longer than login_timeout"),
+            LoginError::CodeRefused(why) => write!(f, "the IdP refused the code: {why}"),
+            LoginError::TokenEndpointFailed(why) => write!(f, "token endpoint failed: {why}"),
+            LoginError::TokenEndpointGarbage => f.write_str("token endpoint answered garbage"),
+            LoginError::TokenEndpointUnreachable => {
+                f.write_str("token endpoint cannot be reached")
+            }
+            LoginError::NoIdToken => f.write_str("the IdP returned no ID token"),
+            LoginError::IdTokenRejected(e) => write!(f, "ID token rejected: {e}"),
+            LoginError::NoRandomness => f.write_str("no randomness from the host"),
+            LoginError::LoginStateNotSealed => f.write_str("the login state could not be sealed"),
+            LoginError::SessionNotStored => f.write_str("the session could not be sealed"),
+            LoginError::EndpointsUnknown => f.write_str("the IdP's endpoints are not known yet"),
+        }
+    }
+}
+
+/// What the IdP sent us goes into a log line: no control characters, bounded length.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl LoginError {
+    pub fn status(&self) -> u32 {
+        match self {
+            LoginError::IdpRefused { .. } => 403,
+            LoginError::MissingCodeOrState
+            | LoginError::MalformedState
+            | LoginError::UnknownState
+            | LoginError::StateMismatch
+            | LoginError::TookTooLong => 400,
+            LoginError::CodeRefused(_) | LoginError::IdTokenRejected(_) => 401,
+            LoginError::TokenEndpointFailed(_)
+            | LoginError::TokenEndpointGarbage
+            | LoginError::TokenEndpointUnreachable
+            | LoginError::NoIdToken => 502,
+            LoginError::NoRandomness
+            | LoginError::LoginStateNotSealed
+            | LoginError::SessionNotStored => 500,
+            LoginError::EndpointsUnknown => 503,
+        }
+    }
+
+    /// The page a person sees: a terminal page, never a redirect, so a failure cannot loop.
+    pub fn reply(&self, set_cookies: Vec<String>) -> Reply {
+        let (title, message) = match self {
+            LoginError::IdpRefused { error, description } => (
+                "Sign-in refused",
+                format!(
+                    "The identity provider refused the sign-in: {error}{}.",
+                    description
+                        .as_ref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                ),
+            ),
+            LoginError::MissingCodeOrState => (
+                "Sign-in failed",
+                "The callback carries no code or state.".into(),
+            ),
+            LoginError::MalformedState | LoginError::UnknownState => (
+                "Sign-in expired",
+                "This sign-in has expired or was already completed.".into(),
+            ),
+            LoginError::StateMismatch => {
+                ("Sign-in failed", "The sign-in state does not match.".into())
+            }
+            LoginError::TookTooLong => (
+                "Sign-in expired",
+                "The sign-in took too long. Start again.".into(),
+            ),
+            LoginError::CodeRefused(why) => (
+                "Sign-in failed",
+                format!("The identity provider refused the code: {why}."),
+            ),
+            LoginError::TokenEndpointFailed(why) => (
+                "Sign-in failed",
+                format!("The identity provider's token endpoint failed: {why}."),
+            ),
+            LoginError::TokenEndpointGarbage => (
+                "Sign-in failed",
+                "The identity provider's token endpoint answered garbage.".into(),
+            ),
+            LoginError::TokenEndpointUnreachable => (
+                "Sign-in failed",
+                "The identity provider's token endpoint cannot be reached.".into(),
+            ),
+            LoginError::NoIdToken => (
+                "Sign-in failed",
+                "The identity provider returned no ID token.".into(),
+            ),
+            LoginError::IdTokenRejected(e) => {
+                ("Sign-in failed", format!("The ID token was rejected: {e}."))
+            }
+            LoginError::NoRandomness => (
+                "Sign-in unavailable",
+                "No randomness available.".into(),
+            ),
+            LoginError::LoginStateNotSealed => (
+                "Sign-in failed",
+                "The login state could not be sealed.".into(),
+            ),
+            LoginError::SessionNotStored => (
+                "Sign-in failed",
+                "The session could not be stored.".into(),
+            ),
+            LoginError::EndpointsUnknown => (
+                "Sign-in unavailable",
+                "The identity provider's endpoints are not known yet. Try again in a moment."
+                    .into(),
+            ),
+        };
+        let mut page = reply::page(self.status(), title, &message, set_cookies);
+        if *self == LoginError::EndpointsUnknown {
+            page.headers.push(("retry-after".into(), "1".into()));
+        }
+        page.reason = Some(self.to_string());
+        page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_idp_sent_cannot_break_the_log_line() {
+        let error = LoginError::IdpRefused {
+            error: "access_denied\r\nforged: line".into(),
+            description: Some("x".repeat(1000)),
+        };
+        let line = error.to_string();
+        assert!(!line.contains('\n') && !line.contains('\r') && line.len() < 500);
+        assert_eq!(error.reply(vec![]).status, 403);
+    }
+}
