@@ -5,6 +5,7 @@
 #   test     setup + build + every test tier
 #   testbed  setup + build + run the local testbed (Envoy, filter, IdP, demo upstream)
 #   bench    setup + build + benchmark against Envoy without the filter and its native jwt_authn
+#   soak     setup + build + 5 minutes of mixed (valid, expired, forged, hostile) load
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -59,6 +60,13 @@ build() {
   ls -l target/wasm32-wasip1/release/wasm_iap.wasm >&2
 }
 
+# Test-only build whose VM can be killed on purpose (feature crash-probe), to test that the
+# shipped failure policy brings a dead VM back. Never shipped.
+build_crash_probe() {
+  log "building the crash-probe filter (tests only)"
+  cargo build --target wasm32-wasip1 --release --features crash-probe --target-dir target/crash-probe
+}
+
 checks() {
   log "cargo fmt --check and clippy"
   cargo fmt --check
@@ -71,7 +79,7 @@ case "$cmd" in
   build) build ;;
   setup) setup ;;
   test)
-    setup; build; checks
+    setup; build; build_crash_probe; checks
     export WASM_IAP_ENVOY="$(envoy_binary)"
     log "running every test tier"
     mkdir -p target
@@ -94,5 +102,10 @@ case "$cmd" in
     export WASM_IAP_ENVOY="$(envoy_binary)"
     cargo bench --bench envoy
     ;;
-  *) echo "usage: $0 [build|setup|test|testbed|bench]" >&2; exit 2 ;;
+  soak)
+    setup; build
+    export WASM_IAP_ENVOY="$(envoy_binary)"
+    cargo bench --bench soak
+    ;;
+  *) echo "usage: $0 [build|setup|test|testbed|bench|soak]" >&2; exit 2 ;;
 esac

@@ -15,8 +15,10 @@ use wasm_iap::core::config::Settings;
 use wasm_iap::core::error::AuthError;
 use wasm_iap::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Request, Step};
 use wasm_iap::core::login::oidc::{pkce_challenge, PendingLogin, TokenError, Tokens};
+use wasm_iap::core::login::reply::Reply;
 use wasm_iap::core::login::request_kind::RequestHints;
 use wasm_iap::core::login::session::{self, Session};
+use wasm_iap::core::login::settings::LoginService;
 use wasm_iap::core::random::{NoRandomness, Random};
 use wasm_iap::core::secret::Secret;
 
@@ -393,6 +395,14 @@ fn id_token_rules_aud_azp_and_nonce() {
             id_token(json!({ "exp": mint::now_secs() - 3600 })),
             Some("n-1"),
             AuthError::Expired,
+        ),
+        (
+            "no iat (OIDC Core 3.1.3.7)",
+            id_token(json!({ "iat": null })),
+            Some("n-1"),
+            AuthError::MissingClaim {
+                claim: "iat".into(),
+            },
         ),
         (
             "tampered",
@@ -805,4 +815,194 @@ fn client_secret_post_sends_the_credentials_in_the_body_not_a_header() {
     assert_eq!(body["client_id"], "prometheus");
     assert_eq!(body["client_secret"], "s3cret/with+chars");
     assert!(!request.headers.iter().any(|(n, _)| *n == "authorization"));
+}
+
+/// A browser's request to `path` on the protected host, answered locally.
+fn answer_to(service: &LoginService, path: &str, cookie: Option<&str>) -> Reply {
+    respond(flow::decide(
+        service,
+        &request(path, cookie, HTML, Some("navigate")),
+        Some(&endpoints()),
+        mint::now_secs(),
+        &mut Counter(9),
+    ))
+}
+
+fn assert_no_control_characters(reply: &Reply, context: &str) {
+    for (name, value) in &reply.headers {
+        assert!(
+            !name.chars().chain(value.chars()).any(char::is_control),
+            "{context}: header {name}: {value:?}"
+        );
+    }
+}
+
+#[test]
+fn callback_state_with_crlf_cannot_split_the_response() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let attacks = [
+        "/oauth2/callback?code=x&state=%0D%0ASet-Cookie:a=b",
+        "/oauth2/callback?error=x&state=%0D%0A%0D%0A%3Cscript%3Ex",
+        "/oauth2/callback?error=x%0D%0Ay&error_description=%0D%0Ainjected:1&state=abc",
+        "/oauth2/callback?code=x&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%00",
+        "/oauth2/callback?code=x&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3B",
+    ];
+    for path in attacks {
+        let reply = answer_to(service, path, None);
+        assert!(
+            (400..500).contains(&reply.status),
+            "{path}: {}",
+            reply.status
+        );
+        assert_no_control_characters(&reply, path);
+        assert!(
+            reply
+                .set_cookies()
+                .all(|c| c.starts_with("_wasm_iap_login_")),
+            "{path}: only our own cookie names: {:?}",
+            reply.headers
+        );
+        assert!(!reply.body.contains("<script>"), "{path}");
+    }
+}
+
+#[test]
+fn deep_link_too_long_for_a_cookie_still_logs_in_within_4kb() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let long_query = format!("/graph?g0.expr={}", "x".repeat(6000));
+    let long_path = format!("/{}", "p".repeat(6000));
+    for (path, kept) in [(long_query.as_str(), "/graph"), (long_path.as_str(), "/")] {
+        let reply = answer_to(service, path, None);
+        assert_eq!(reply.status, 302);
+        let login_cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
+        assert!(login_cookie.len() < 4000, "{} bytes", login_cookie.len());
+        let pending = open_login_cookie(service, login_cookie);
+        assert_eq!(pending.return_to, kept);
+    }
+}
+
+fn open_login_cookie(service: &LoginService, set_cookie: &str) -> PendingLogin {
+    let plain = service
+        .sealer
+        .open("login", support::cookie_value(set_cookie))
+        .expect("our login cookie opens");
+    serde_json::from_slice(&plain).unwrap()
+}
+
+#[test]
+fn strict_samesite_never_hides_the_login_cookie_from_the_idp_callback() {
+    let settings = settings(json!({ "cookie_samesite": "Strict" }));
+    let service = &settings.login[0];
+    let reply = answer_to(service, "/", None);
+    let login_cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
+    assert!(login_cookie.contains("SameSite=Lax"), "{login_cookie}");
+}
+
+#[test]
+fn host_prefixed_cookie_names_are_usable_or_refused() {
+    let settings = settings(json!({ "cookie_name": "__Host-iap" }));
+    let reply = answer_to(&settings.login[0], "/", None);
+    let login_cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
+    assert!(
+        login_cookie.contains("Path=/;")
+            && login_cookie.contains("Secure")
+            && !login_cookie.contains("Domain"),
+        "browsers keep __Host- cookies only so: {login_cookie}"
+    );
+    for (overrides, problem) in [
+        (
+            json!({ "cookie_name": "__Host-iap", "cookie_domain": ".example.com" }),
+            "__Host-",
+        ),
+        (
+            json!({ "cookie_name": "__Host-iap", "cookie_path": "/app" }),
+            "__Host-",
+        ),
+        (
+            json!({ "cookie_name": "__Host-iap", "cookie_secure": false }),
+            "__Host-",
+        ),
+        (
+            json!({ "cookie_name": "__Secure-iap", "cookie_secure": false }),
+            "__Secure-",
+        ),
+    ] {
+        let problems = login_problems(overrides.clone());
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("login[0].cookie_name") && p.contains(problem)),
+            "{overrides}: {problems:#?}"
+        );
+    }
+}
+
+fn login_problems(login: Value) -> Vec<String> {
+    let mut entry = json!({
+        "hosts": ["prometheus.example.com"], "issuer": ISSUER, "client_id": "prometheus",
+        "client_secret": "s3cret", "cookie_secrets": [SECRET], "cluster": "dex",
+        "authorization_endpoint": "https://dex.example.com/auth",
+        "token_endpoint": "https://dex.example.com/token",
+    });
+    for (k, v) in login.as_object().cloned().unwrap_or_default() {
+        entry[k] = v;
+    }
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": ["prometheus"], "jwks": shared_keys().jwks() }],
+        "login": [entry],
+    });
+    Settings::parse(&config.to_string())
+        .err()
+        .unwrap_or_default()
+}
+
+struct NoEntropy;
+
+impl Random for NoEntropy {
+    fn fill(&mut self, _buf: &mut [u8]) -> Result<(), NoRandomness> {
+        Err(NoRandomness)
+    }
+}
+
+#[test]
+fn failed_randomness_never_starts_a_login_or_a_session() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    let reply = respond(flow::decide(
+        service,
+        &request("/", None, HTML, Some("navigate")),
+        Some(&endpoints()),
+        mint::now_secs(),
+        &mut NoEntropy,
+    ));
+    assert_eq!(reply.status, 500);
+    assert_eq!(
+        reply.set_cookies().count(),
+        0,
+        "nothing sealed: {:?}",
+        reply.headers
+    );
+    assert!(service
+        .sealer
+        .seal("session", b"x", &mut NoEntropy)
+        .is_none());
+}
+
+#[test]
+fn refused_refresh_sends_the_browser_only_to_a_path_on_this_host() {
+    let settings = settings(json!({}));
+    let service = &settings.login[0];
+    for (path, location) in [
+        ("//evil.example/landing", "/"),
+        ("/%2F%2Fevil.example", "/"),
+        ("/graph?x=1", "/graph?x=1"),
+    ] {
+        let reply = flow::session_ended(service, Some("_wasm_iap=old"), path, true);
+        assert_eq!(reply.header("location"), Some(location), "{path}");
+        assert!(reply.set_cookies().any(|c| c.starts_with("_wasm_iap=;")));
+    }
+    let api = flow::session_ended(service, None, "//evil.example", false);
+    assert_eq!((api.status, api.header("location")), (401, None));
 }

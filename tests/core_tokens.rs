@@ -395,3 +395,64 @@ fn cached_token_is_refused_once_expired() {
         Some(AuthError::Expired)
     );
 }
+
+#[test]
+fn unverified_email_is_never_passed_on_as_identity() {
+    let keys = shared_keys();
+    let rs = keys.signer("RS256");
+    let mut auth = inline_authenticator(keys.jwks());
+    let unverified = rs.sign(&claims_with(
+        ISSUER,
+        AUDIENCE,
+        json!({ "email": "admin@corp.example", "email_verified": false }),
+    ));
+    match decide(&mut auth, &unverified) {
+        Verdict::Allow(identity) => assert_eq!(identity.email, None, "no email header"),
+        other => panic!("the token itself is fine: {other:?}"),
+    }
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": keys.jwks(), "user_claim": "email" }],
+    });
+    let mut by_email = Authenticator::new(Rc::new(Settings::parse(&config.to_string()).unwrap()));
+    assert_eq!(
+        denied_because(decide(&mut by_email, &unverified)),
+        Some(AuthError::EmailNotVerified)
+    );
+}
+
+#[test]
+fn id_token_signed_with_an_unknown_key_waits_for_a_refetch_not_a_refusal() {
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "cluster": "idp",
+                        "jwks_min_refetch_interval": "10s" }],
+    });
+    let mut auth = Authenticator::new(Rc::new(Settings::parse(&config.to_string()).unwrap()));
+    let old = shared_keys();
+    let rotated = other_keys();
+    let id_token = rotated.signer("RS256").sign(&claims(ISSUER, AUDIENCE));
+    assert!(
+        auth.id_token_awaits_keys(0, &id_token, now_ms()),
+        "no keys yet: wait"
+    );
+    let record = KeysRecord {
+        jwks: Some(old.jwks().to_string()),
+        attempted_at_ms: now_ms() - 60_000,
+        ..KeysRecord::default()
+    };
+    auth.install_record(0, &record).unwrap();
+    assert!(
+        auth.id_token_awaits_keys(0, &id_token, now_ms()),
+        "kid unknown and a refetch allowed: wait"
+    );
+    let just_fetched = KeysRecord {
+        attempted_at_ms: now_ms(),
+        ..record
+    };
+    auth.install_record(0, &just_fetched).unwrap();
+    assert!(
+        !auth.id_token_awaits_keys(0, &id_token, now_ms()),
+        "rate limit: verify now (and fail) rather than wait"
+    );
+    let known = old.signer("RS256").sign(&claims(ISSUER, AUDIENCE));
+    assert!(!auth.id_token_awaits_keys(0, &known, now_ms()));
+}

@@ -171,8 +171,7 @@ impl Authenticator {
         let token = token::parse(compact, self.settings.max_token_bytes).map_err(Verdict::Deny)?;
         let (index, provider) = self.provider_for(&token).map_err(Verdict::Deny)?;
         let expiry = self.check_signed(&token, index, &provider.rules, now_ms, after_wait)?;
-        let identity =
-            Identity::from_claims(
+        let identity = Identity::from_claims(
             &token.claims,
             &provider.user_claim,
             provider.email_verification,

@@ -217,21 +217,29 @@ mod tests {
             }
             base.as_object().cloned().unwrap_or_default()
         };
-        let email = |c: &Map<String, Value>, rule| {
-            Identity::from_claims(c, "sub", rule).map(|i| i.email)
-        };
+        let email =
+            |c: &Map<String, Value>, rule| Identity::from_claims(c, "sub", rule).map(|i| i.email);
         let required = EmailVerification::Required;
         let when_present = EmailVerification::WhenPresent;
         let verified = claims(json!({"email_verified": true}));
         let unverified = claims(json!({"email_verified": false}));
         let as_string = claims(json!({"email_verified": "true"}));
         let omitted = claims(json!({}));
-        assert_eq!(email(&verified, required), Ok(Some("admin@corp.example".into())));
-        assert_eq!(email(&as_string, required), Ok(Some("admin@corp.example".into())));
+        assert_eq!(
+            email(&verified, required),
+            Ok(Some("admin@corp.example".into()))
+        );
+        assert_eq!(
+            email(&as_string, required),
+            Ok(Some("admin@corp.example".into()))
+        );
         assert_eq!(email(&unverified, required), Ok(None));
         assert_eq!(email(&unverified, when_present), Ok(None));
         assert_eq!(email(&omitted, required), Ok(None));
-        assert_eq!(email(&omitted, when_present), Ok(Some("admin@corp.example".into())));
+        assert_eq!(
+            email(&omitted, when_present),
+            Ok(Some("admin@corp.example".into()))
+        );
         assert_eq!(
             Identity::from_claims(&unverified, "email", when_present),
             Err(AuthError::EmailNotVerified)
@@ -241,10 +249,10 @@ mod tests {
 
     #[test]
     fn identity_comes_from_the_configured_claim() {
-        let claims =
-            json!({"sub": "u-1", "preferred_username": "alice", "email": "alice@example.com", "email_verified": true});
+        let claims = json!({"sub": "u-1", "preferred_username": "alice", "email": "alice@example.com", "email_verified": true});
         let claims = claims.as_object().cloned().unwrap_or_default();
-        let identity = Identity::from_claims(&claims, "preferred_username", EmailVerification::Required);
+        let identity =
+            Identity::from_claims(&claims, "preferred_username", EmailVerification::Required);
         assert_eq!(
             identity,
             Ok(Identity {

@@ -74,7 +74,10 @@ pub fn request_headers() -> RequestHeaders {
     // SAFETY: see above; the buffer is `size` bytes long and ours from here on.
     let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
     RequestHeaders::decode(bytes).unwrap_or_else(|| {
-        log(LogLevel::Error, "request headers from the host do not decode");
+        log(
+            LogLevel::Error,
+            "request headers from the host do not decode",
+        );
         RequestHeaders::default()
     })
 }

@@ -26,7 +26,9 @@ pub enum Phase {
     /// The login flow left the request to bearer validation.
     Bearer,
     /// Parked until the provider's discovery document arrives; the root decides again.
-    AwaitingEndpoints { provider: usize },
+    AwaitingEndpoints {
+        provider: usize,
+    },
     /// Answered locally.
     Answered,
     Exchanging {
@@ -49,7 +51,9 @@ pub enum Phase {
     /// yet; the root finishes once the keys are fetched (or the wait runs out).
     AwaitingIdTokenKeys,
     /// Forwarded upstream; these cookies go on the response.
-    Forwarded { set_cookies: Vec<String> },
+    Forwarded {
+        set_cookies: Vec<String>,
+    },
 }
 
 /// Decides and carries out the login flow for a request; `may_wait` lets a browser wait
@@ -67,11 +71,11 @@ pub fn on_request(
     let path = headers.lossy(":path");
     let authority = headers.lossy(":authority");
     let method = headers.text(":method").unwrap_or("GET");
-    let forwarded_proto = headers
-        .text("x-forwarded-proto")
-        .filter(|_| service.trust_forwarded_proto);
-    let scheme = forwarded_proto
-        .or_else(|| headers.text(":scheme"))
+    // Envoy's `:scheme`, never the client's `X-Forwarded-Proto`: Envoy derives it from the
+    // connection, or from X-Forwarded-Proto only as far as its own trust settings allow
+    // (`use_remote_address`, `xff_num_trusted_hops`).
+    let scheme = headers
+        .text(":scheme")
         .filter(|s| matches!(*s, "http" | "https"))
         .unwrap_or("https");
     let request = flow::Request {
@@ -122,7 +126,8 @@ pub fn on_request(
             ),
             None => answer(
                 service,
-                LoginError::TokenEndpointUnreachable.reply(vec![flow::forget_login(service, &pending)]),
+                LoginError::TokenEndpointUnreachable
+                    .reply(vec![flow::forget_login(service, &pending)]),
             ),
         },
         Step::Refresh {
@@ -233,10 +238,12 @@ fn refresh(
             Some(renewed) => return adopt(vm, service, &renewed, cookie_header),
             None => return keep_old(vm, service, &session, cookie_header),
         },
-        Plan::Ended => return answer(
-            service,
-            flow::session_ended(service, cookie_header.as_deref(), &path, browser),
-        ),
+        Plan::Ended => {
+            return answer(
+                service,
+                flow::session_ended(service, cookie_header.as_deref(), &path, browser),
+            )
+        }
         Plan::KeepOld => return keep_old(vm, service, &session, cookie_header),
         Plan::Lease(slot) => slot,
     };
@@ -281,7 +288,11 @@ fn open_session(service: &LoginService, sealed: &str) -> Option<Session> {
 }
 
 /// The session another worker published for this generation, if any.
-fn renewed_elsewhere(service: &LoginService, key: &str, generation: &Generation) -> Option<Session> {
+fn renewed_elsewhere(
+    service: &LoginService,
+    key: &str,
+    generation: &Generation,
+) -> Option<Session> {
     let value = host::shared_data(key).0;
     match refresh_slots::read(value.as_deref(), generation, host::now_ms()) {
         refresh_slots::Slot::Done(sealed) => open_session(service, sealed),
@@ -352,7 +363,10 @@ pub fn on_token_response(
     let now_ms = host::now_ms();
     let tokens = oidc::read_tokens(status, body);
     let id_token = tokens.as_ref().ok().and_then(|t| t.id_token.as_ref());
-    if id_token.is_some_and(|t| vm.authn.id_token_awaits_keys(svc.provider, t.expose(), now_ms)) {
+    if id_token.is_some_and(|t| {
+        vm.authn
+            .id_token_awaits_keys(svc.provider, t.expose(), now_ms)
+    }) {
         if let Some(wanted) = vm.fetch_wanted.get_mut(svc.provider) {
             *wanted = true;
         }

@@ -106,7 +106,8 @@ impl Vm {
                     if host::switch_to(request.context_id) {
                         let phase = login::finish_token_response(self, *phase, tokens);
                         if let login::Phase::Forwarded { set_cookies } = phase {
-                            self.deferred_cookies.push((request.context_id, set_cookies));
+                            self.deferred_cookies
+                                .push((request.context_id, set_cookies));
                         }
                         host::switch_to(root_context_id);
                     }

@@ -13,8 +13,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The built filter; `WASM_IAP_WASM` names another build (e.g. a copy kept aside while the
+/// tree is being rebuilt).
 pub fn wasm_path() -> PathBuf {
-    let path = repo_root().join("target/wasm32-wasip1/release/wasm_iap.wasm");
+    let path = std::env::var_os("WASM_IAP_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/wasm_iap.wasm"));
     assert!(
         path.exists(),
         "{} is missing: run ./build.sh test",
@@ -119,6 +123,8 @@ pub fn bootstrap_on(
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "ingress",
+                        // An edge proxy: Envoy, not the client, says how the request arrived.
+                        "use_remote_address": true,
                         "route_config": { "virtual_hosts": [{
                             "name": "all", "domains": ["*"],
                             "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "upstream" } }]

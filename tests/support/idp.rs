@@ -53,6 +53,13 @@ impl Idp {
         }
     }
 
+    /// Stops this IdP, then starts another with `env` (give `IDP_PORT` to keep the issuer).
+    pub fn restart(&mut self, env: &[(&str, &str)]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Idp::start(env);
+    }
+
     /// A JWT access token for the `demo-cli` client, by client credentials.
     pub fn client_credentials_token(&self) -> String {
         let response = http::request(

@@ -16,6 +16,7 @@ pub struct LoginBed {
     pub envoy: Envoy,
     pub upstream: Upstream,
     pub idp: Idp,
+    idp_env: Vec<(String, String)>,
 }
 
 impl LoginBed {
@@ -25,6 +26,16 @@ impl LoginBed {
 
     /// As `start`, with environment variables given to the Wasm VM.
     pub fn start_with_vm_env(
+        login_overrides: Value,
+        idp_env: &[(&str, &str)],
+        vm_env: &[(&str, &str)],
+    ) -> LoginBed {
+        LoginBed::start_full(json!({}), login_overrides, idp_env, vm_env)
+    }
+
+    /// As `start_with_vm_env`, with `provider_overrides` merged into the provider.
+    pub fn start_full(
+        provider_overrides: Value,
         login_overrides: Value,
         idp_env: &[(&str, &str)],
         vm_env: &[(&str, &str)],
@@ -51,21 +62,41 @@ impl LoginBed {
         for (k, v) in login_overrides.as_object().cloned().unwrap_or_default() {
             login[k] = v;
         }
-        let plugin = json!({
-            "providers": [{ "issuer": idp.issuer, "audiences": ["demo-upstream"], "cluster": "idp" }],
-            "login": [login],
-        });
+        let mut provider =
+            json!({ "issuer": idp.issuer, "audiences": ["demo-upstream"], "cluster": "idp" });
+        for (k, v) in provider_overrides.as_object().cloned().unwrap_or_default() {
+            provider[k] = v;
+        }
+        let plugin = json!({ "providers": [provider], "login": [login] });
         let envoy = Envoy::start(&bootstrap_on(
             port,
             vec![wasm_filter_with_env(&plugin, vm_env)],
             upstream.port(),
             idp.port,
         ));
+        let idp_env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         LoginBed {
             envoy,
             upstream,
             idp,
+            idp_env,
         }
+    }
+
+    /// Replaces the IdP by a fresh one on the same issuer: new signing keys, and every code,
+    /// refresh token and IdP session of the old one forgotten.
+    pub fn restart_idp(&mut self) {
+        let port = self.idp.port.to_string();
+        let mut env: Vec<(&str, &str)> = self
+            .idp_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.push(("IDP_PORT", &port));
+        self.idp.restart(&env);
     }
 
     pub fn url(&self, path: &str) -> String {

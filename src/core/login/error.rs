@@ -54,9 +54,7 @@ impl fmt::Display for LoginError {
             LoginError::CodeRefused(why) => write!(f, "the IdP refused the code: {why}"),
             LoginError::TokenEndpointFailed(why) => write!(f, "token endpoint failed: {why}"),
             LoginError::TokenEndpointGarbage => f.write_str("token endpoint answered garbage"),
-            LoginError::TokenEndpointUnreachable => {
-                f.write_str("token endpoint cannot be reached")
-            }
+            LoginError::TokenEndpointUnreachable => f.write_str("token endpoint cannot be reached"),
             LoginError::NoIdToken => f.write_str("the IdP returned no ID token"),
             LoginError::IdTokenRejected(e) => write!(f, "ID token rejected: {e}"),
             LoginError::NoRandomness => f.write_str("no randomness from the host"),
@@ -147,18 +145,14 @@ impl LoginError {
             LoginError::IdTokenRejected(e) => {
                 ("Sign-in failed", format!("The ID token was rejected: {e}."))
             }
-            LoginError::NoRandomness => (
-                "Sign-in unavailable",
-                "No randomness available.".into(),
-            ),
+            LoginError::NoRandomness => ("Sign-in unavailable", "No randomness available.".into()),
             LoginError::LoginStateNotSealed => (
                 "Sign-in failed",
                 "The login state could not be sealed.".into(),
             ),
-            LoginError::SessionNotStored => (
-                "Sign-in failed",
-                "The session could not be stored.".into(),
-            ),
+            LoginError::SessionNotStored => {
+                ("Sign-in failed", "The session could not be stored.".into())
+            }
             LoginError::EndpointsUnknown => (
                 "Sign-in unavailable",
                 "The identity provider's endpoints are not known yet. Try again in a moment."

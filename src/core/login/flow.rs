@@ -34,7 +34,7 @@ const DEFAULT_TOKEN_SECS: u64 = 300;
 /// The parts of a request the flow reads.
 pub struct Request<'a> {
     pub method: &'a str,
-    /// `https` or `http`, as the client used it (`x-forwarded-proto` behind a balancer).
+    /// `https` or `http`: Envoy's `:scheme` (never a client's `X-Forwarded-Proto`).
     pub scheme: &'a str,
     pub authority: &'a str,
     /// Path and query.
@@ -253,8 +253,7 @@ pub fn unauthenticated(
         return unavailable();
     };
     let return_to = return_target(request.path);
-    let Some(pending) =
-        PendingLogin::new(return_to, now_secs, service.login_timeout_secs, random)
+    let Some(pending) = PendingLogin::new(return_to, now_secs, service.login_timeout_secs, random)
     else {
         return LoginError::NoRandomness.reply(vec![]);
     };

@@ -264,7 +264,9 @@ mod tests {
         };
         let printed = format!("{request:?}");
         assert!(
-            !printed.contains("ZGVtbzpzM2NyZXQ") && !printed.contains("s3cret") && !printed.contains("c0de"),
+            !printed.contains("ZGVtbzpzM2NyZXQ")
+                && !printed.contains("s3cret")
+                && !printed.contains("c0de"),
             "{printed}"
         );
     }
@@ -272,7 +274,14 @@ mod tests {
     #[test]
     fn only_states_of_our_own_shape_are_well_formed() {
         assert!(is_well_formed_state(&"A".repeat(43)));
-        for bad in ["", "short", &"A".repeat(44), &format!("{}\r\nx", "A".repeat(40)), &format!("{}%0D", "A".repeat(40)), &format!("{}=", "A".repeat(42))] {
+        for bad in [
+            "",
+            "short",
+            &"A".repeat(44),
+            &format!("{}\r\nx", "A".repeat(40)),
+            &format!("{}%0D", "A".repeat(40)),
+            &format!("{}=", "A".repeat(42)),
+        ] {
             assert!(!is_well_formed_state(bad), "{bad:?}");
         }
     }

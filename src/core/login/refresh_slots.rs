@@ -34,7 +34,12 @@ impl Generation {
     /// The shared-data keys this generation may use, in probing order.
     pub fn slot_keys(&self, client_id: &str) -> Vec<String> {
         (0..PROBES)
-            .map(|p| format!("wasm-iap/refresh/{client_id}/{}", (self.first_slot + p) % SLOTS))
+            .map(|p| {
+                format!(
+                    "wasm-iap/refresh/{client_id}/{}",
+                    (self.first_slot + p) % SLOTS
+                )
+            })
             .collect()
     }
 
@@ -157,13 +162,23 @@ mod tests {
         assert_eq!(read(Some(&ended), &mine, NOW), Slot::Ended);
         assert_eq!(read(Some(&done), &other, NOW), Slot::Foreign);
         assert!(mine.owns(&done) && !other.owns(&done));
-        assert_eq!(read(Some(&lease), &mine, NOW + 5_000), Slot::Free, "lease ran out");
+        assert_eq!(
+            read(Some(&lease), &mine, NOW + 5_000),
+            Slot::Free,
+            "lease ran out"
+        );
         assert_eq!(
             read(Some(&done), &other, NOW + RESULT_KEPT_MS),
             Slot::Free,
             "expired results are reusable by anyone"
         );
-        for junk in [&b""[..], b"\xff\xfe", b"tag", b"tag notanumber done x", b"t 9 what"] {
+        for junk in [
+            &b""[..],
+            b"\xff\xfe",
+            b"tag",
+            b"tag notanumber done x",
+            b"t 9 what",
+        ] {
             assert_eq!(read(Some(junk), &mine, NOW), Slot::Free, "{junk:?}");
         }
         assert_eq!(read(None, &mine, NOW), Slot::Free);

@@ -85,11 +85,21 @@ pub fn redirect(location: &str, set_cookies: Vec<String>) -> Reply {
     }
 }
 
+/// Small, inline and phone-readable: the only style a person ever sees from us.
+const PAGE_STYLE: &str =
+    "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}\
+main{max-width:32rem;margin:12vh auto;padding:1.5rem;background:#fff;border-radius:8px;\
+box-shadow:0 1px 3px #0002}h1{font-size:1.3rem;margin:0 0 .5rem}p{margin:.5rem 0}\
+a{color:#1f5fbf}small{color:#6b7280}";
+
 /// A terminal HTML page: never redirects on its own, so a failure cannot loop.
 pub fn page(status: u32, title: &str, message: &str, set_cookies: Vec<String>) -> Reply {
     let body = format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>{title}</title>\
-         <h1>{title}</h1><p>{}</p><p><a href=\"/\">Start again</a></p>\n",
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title}</title><style>{PAGE_STYLE}</style><main><h1>{title}</h1><p>{}</p>\
+         <p><a href=\"/\">Start again</a></p><p><small>wasm-iap · HTTP {status}</small></p>\
+         </main></html>\n",
         escape(message)
     );
     Reply {
@@ -162,7 +172,10 @@ mod tests {
             assert_eq!(reply.clone().checked(), reply);
             let checked = bad.checked();
             assert_eq!(checked.status, 500, "{name:?}: {value:?}");
-            assert!(checked.headers.iter().all(|(n, v)| header_name_safe(n) && header_value_safe(v)));
+            assert!(checked
+                .headers
+                .iter()
+                .all(|(n, v)| header_name_safe(n) && header_value_safe(v)));
         }
     }
 }

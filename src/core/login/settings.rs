@@ -65,9 +65,6 @@ pub struct LoginService {
     pub post_logout_redirect_url: Option<String>,
     pub allowed_redirect_hosts: Vec<String>,
     pub refresh: bool,
-    /// Whether `X-Forwarded-Proto` is believed when building the `redirect_uri` (only behind a
-    /// proxy that sets it); otherwise Envoy's `:scheme` is used.
-    pub trust_forwarded_proto: bool,
     pub routes: Vec<RouteRule>,
     pub endpoints: EndpointOverrides,
 }
@@ -373,7 +370,6 @@ pub fn read_service(
         .string_list("allowed_redirect_hosts", problems)
         .unwrap_or_default();
     let refresh = r.bool("refresh", true, problems);
-    let trust_forwarded_proto = r.bool("trust_forwarded_proto", false, problems);
     let routes = read_routes(&mut r, problems);
     let endpoints = EndpointOverrides {
         authorization: read_url(&mut r, "authorization_endpoint", problems),
@@ -436,7 +432,6 @@ pub fn read_service(
         post_logout_redirect_url,
         allowed_redirect_hosts,
         refresh,
-        trust_forwarded_proto,
         routes,
         endpoints,
     })
