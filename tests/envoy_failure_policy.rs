@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::envoy::{bootstrap, repo_root, wasm_filter, Envoy};
+use support::envoy::{bootstrap, repo_root, wasm_filter, Envoy, Started};
 use support::http;
 use support::mint::{claims, shared_keys};
 use support::servers::{KeyServer, Upstream};
@@ -48,55 +48,110 @@ fn shipped_configs_never_fail_open_and_reload_a_dead_vm() {
     );
 }
 
+/// One worker (so one VM) with the crash-probe build under `failure_policy` (`None`:
+/// Envoy's default), a key server and an upstream; the VM killed once after a valid token
+/// passed.
+struct Crashed {
+    envoy: Envoy,
+    token: String,
+    killed_at: Instant,
+    _idp: KeyServer,
+    _upstream: Upstream,
+}
+
+impl Crashed {
+    fn start(failure_policy: Option<&str>) -> Crashed {
+        let keys = shared_keys();
+        let idp = KeyServer::start(0, keys.jwks());
+        let upstream = Upstream::start();
+        let plugin = json!({
+            "providers": [{ "issuer": idp.issuer(), "audiences": ["prometheus"], "cluster": "idp" }],
+        });
+        let mut filter: Value = wasm_filter(&plugin);
+        let config = &mut filter["typed_config"]["config"];
+        config["vm_config"]["code"]["local"]["filename"] = json!(crash_probe_wasm());
+        if let Some(policy) = failure_policy {
+            config["failure_policy"] = json!(policy);
+        }
+        let bootstrap = bootstrap(vec![filter], upstream.port(), idp.port);
+        let Started::Running(envoy) = Envoy::try_start(&bootstrap, 1) else {
+            panic!("Envoy did not start")
+        };
+        let token = keys
+            .signer("RS256")
+            .sign(&claims(&idp.issuer(), "prometheus"));
+        let mut crashed = Crashed {
+            envoy,
+            token,
+            killed_at: Instant::now(),
+            _idp: idp,
+            _upstream: upstream,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crashed.valid() != 200 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(crashed.valid(), 200, "works before the crash");
+        let probe = http::get(&crashed.envoy.url("/"), &[("x-wasm-iap-crash-probe", "1")]);
+        crashed.killed_at = Instant::now();
+        assert_ne!(probe.status, 200, "the probe itself never passes");
+        assert!(
+            crashed.envoy.log().contains("crash probe"),
+            "the VM really died"
+        );
+        crashed
+    }
+
+    fn valid(&self) -> u16 {
+        http::bearer(&self.envoy.url("/"), &self.token).status
+    }
+
+    fn unauthenticated(&self) -> u16 {
+        http::get(&self.envoy.url("/"), &[]).status
+    }
+}
+
+#[test]
+fn without_reload_a_dead_vm_fails_every_request_for_good() {
+    let crashed = Crashed::start(None);
+    for _ in 0..20 {
+        assert_ne!(
+            crashed.valid(),
+            200,
+            "the default policy keeps a dead VM dead"
+        );
+        assert_ne!(crashed.unauthenticated(), 200, "and never fails open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_vm_that_dies_is_replaced_and_traffic_fails_closed_meanwhile() {
-    let keys = shared_keys();
-    let idp = KeyServer::start(0, keys.jwks());
-    let upstream = Upstream::start();
-    let plugin = json!({
-        "providers": [{ "issuer": idp.issuer(), "audiences": ["prometheus"], "cluster": "idp" }],
-    });
-    let mut filter: Value = wasm_filter(&plugin);
-    let config = &mut filter["typed_config"]["config"];
-    config["vm_config"]["code"]["local"]["filename"] = json!(crash_probe_wasm());
-    config["failure_policy"] = json!(shipped_envoy_failure_policy());
-    let envoy = Envoy::start(&bootstrap(vec![filter], upstream.port(), idp.port));
-    let token = keys
-        .signer("RS256")
-        .sign(&claims(&idp.issuer(), "prometheus"));
-    let valid = || http::bearer(&envoy.url("/"), &token).status;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while valid() != 200 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(valid(), 200, "works before the crash");
-
-    let crashed = http::get(&envoy.url("/"), &[("x-wasm-iap-crash-probe", "1")]);
-    let killed_at = Instant::now();
-    assert_ne!(crashed.status, 200, "the probe itself never passes");
-    // Until the new VM is up, nothing passes unauthenticated, and a valid token is not
-    // let through unchecked either: every answer is a refusal or the real upstream's 200.
+    let crashed = Crashed::start(Some(&shipped_envoy_failure_policy()));
+    // Until the new VM is up, nothing passes unauthenticated: every answer to a valid
+    // token is a refusal or, once the VM is back, the real upstream's 200.
     let mut statuses = Vec::new();
     let recovered = loop {
-        let unauthenticated = http::get(&envoy.url("/"), &[]).status;
-        assert_ne!(unauthenticated, 200, "a broken VM must never fail open");
-        let status = valid();
+        assert_ne!(
+            crashed.unauthenticated(),
+            200,
+            "a broken VM must never fail open"
+        );
+        let status = crashed.valid();
         statuses.push(status);
         if status == 200 {
-            break Some(killed_at.elapsed());
+            break Some(crashed.killed_at.elapsed());
         }
-        if killed_at.elapsed() > Duration::from_secs(20) {
+        if crashed.killed_at.elapsed() > Duration::from_secs(20) {
             break None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let log = envoy.log();
-    assert!(log.contains("crash probe"), "the VM really died: {log}");
     let recovered = recovered.unwrap_or_else(|| panic!("VM never came back: {statuses:?}"));
     eprintln!(
-        "VM replaced after {} ms; statuses meanwhile: {:?}",
-        recovered.as_millis(),
-        statuses
+        "VM replaced after {} ms; statuses meanwhile: {statuses:?}",
+        recovered.as_millis()
     );
-    assert_eq!(valid(), 200, "the new VM keeps authenticating");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(crashed.valid(), 200, "the new VM keeps authenticating");
 }

@@ -44,22 +44,10 @@ impl RequestHeaders {
         Some(RequestHeaders { buf, spans })
     }
 
-    /// Builds headers from pairs, as the host would hand them over (tests, and the test host).
+    /// Builds headers from pairs, as the host would hand them over (tests).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
         let pairs: Vec<(&str, &[u8])> = pairs.into_iter().collect();
-        let mut buf = Vec::new();
-        buf.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-        for (name, value) in &pairs {
-            buf.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        }
-        for (name, value) in &pairs {
-            buf.extend_from_slice(name.as_bytes());
-            buf.push(0);
-            buf.extend_from_slice(value);
-            buf.push(0);
-        }
-        RequestHeaders::decode(buf).unwrap_or_default()
+        RequestHeaders::decode(serialize(&pairs)).unwrap_or_default()
     }
 
     /// Every (name, value) pair, in order.
@@ -87,6 +75,24 @@ impl RequestHeaders {
     pub fn lossy(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
         self.get(name).map(String::from_utf8_lossy)
     }
+}
+
+/// Header pairs in the proxy-wasm map serialization, as the host reads them (local replies).
+pub fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    let size: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 10).sum();
+    let mut buf = Vec::with_capacity(4 + size);
+    buf.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        buf.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        buf.extend_from_slice(name.as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(value);
+        buf.push(0);
+    }
+    buf
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 use crate::core::key_fetch::MAX_DOCUMENT_BYTES;
 use crate::core::login::reply::{header_name_safe, header_value_safe, Reply};
 use crate::core::random::{NoRandomness, Random};
-use crate::core::request_headers::RequestHeaders;
+use crate::core::request_headers::{self, RequestHeaders};
+
+use super::abi;
 
 /// Envoy prefixes each line with the plugin name already.
 pub fn log(level: LogLevel, message: &str) {
@@ -24,7 +26,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn report(what: &str, result: Result<(), Status>) {
+fn report<E: std::fmt::Debug>(what: &str, result: Result<(), E>) {
     if let Err(status) = result {
         log(LogLevel::Error, &format!("{what} failed: {status:?}"));
     }
@@ -43,36 +45,23 @@ pub fn set_request_header(name: &str, value: &str) {
     }
     report(
         "setting a request header",
-        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)),
+        abi::replace_header(MapType::HttpRequestHeaders, name, value),
     );
 }
 
-// The SDK's map getters turn names (and, in `get_map`, values) into `String` with
-// `unwrap`: one non-UTF-8 byte from a client would trap the VM. So the map is fetched
-// here and decoded by the core, which never assumes UTF-8.
-extern "C" {
-    fn proxy_get_header_map_pairs(
-        map_type: u32,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> u32;
-}
-
-const HTTP_REQUEST_HEADERS: u32 = MapType::HttpRequestHeaders as u32;
-const STATUS_OK: u32 = Status::Ok as u32;
-
-/// The request headers of the current (or effective) context, as bytes.
+/// The request headers of the current (or effective) context, as bytes: decoded by the
+/// core, which never assumes UTF-8.
 pub fn request_headers() -> RequestHeaders {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a buffer it allocated through the SDK's
-    // `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes), which we own.
-    let status = unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
-    if status != STATUS_OK || data.is_null() {
-        return RequestHeaders::default();
-    }
-    // SAFETY: see above; the buffer is `size` bytes long and ours from here on.
-    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    let bytes = match abi::header_map(MapType::HttpRequestHeaders) {
+        Ok(bytes) => bytes,
+        Err(status) => {
+            log(
+                LogLevel::Error,
+                &format!("reading request headers failed: {status:?}"),
+            );
+            return RequestHeaders::default();
+        }
+    };
     RequestHeaders::decode(bytes).unwrap_or_else(|| {
         log(
             LogLevel::Error,
@@ -85,17 +74,17 @@ pub fn request_headers() -> RequestHeaders {
 pub fn remove_request_header(name: &str) {
     report(
         "removing a request header",
-        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+        abi::remove_header(MapType::HttpRequestHeaders, name),
     );
 }
 
 pub fn resume_request() {
-    report("resuming a request", hostcalls::resume_http_request());
+    report("resuming a request", abi::resume_request());
 }
 
 /// Makes a paused request's context the one later host calls act on.
 pub fn switch_to(context_id: u32) -> bool {
-    hostcalls::set_effective_context(context_id).is_ok()
+    abi::set_effective_context(context_id).is_ok()
 }
 
 pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -136,9 +125,7 @@ pub struct CallResponse {
 /// costs no 10 MB copy (the core refuses a body over the limit).
 pub fn call_response(body_size: usize) -> CallResponse {
     let header = |name: &str| {
-        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
-            .ok()
-            .flatten()
+        abi::header_value(MapType::HttpCallResponseHeaders, name)
             .and_then(|v| String::from_utf8(v).ok())
     };
     let wanted = body_size.min(MAX_DOCUMENT_BYTES + 1);
@@ -162,7 +149,7 @@ pub fn add_response_header(name: &str, value: &str) {
     }
     report(
         "adding a response header",
-        hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value),
+        abi::add_header(MapType::HttpResponseHeaders, name, value),
     );
 }
 
@@ -172,14 +159,18 @@ pub fn send_reply(reply: Reply) {
     if let Some(reason) = reply.reason.as_deref().filter(|_| reply.status == 500) {
         log(LogLevel::Error, reason);
     }
-    let headers: Vec<(&str, &str)> = reply
+    let headers: Vec<(&str, &[u8])> = reply
         .headers
         .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
         .collect();
     report(
         "sending a local response",
-        hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes())),
+        abi::send_local_response(
+            reply.status,
+            &request_headers::serialize(&headers),
+            reply.body.as_bytes(),
+        ),
     );
 }
 

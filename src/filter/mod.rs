@@ -1,4 +1,5 @@
 //! The proxy-wasm adapter: registers the root context and logs panics before the VM dies.
+mod abi;
 #[cfg(feature = "crash-probe")]
 mod crash_probe;
 mod host;

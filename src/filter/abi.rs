@@ -1,0 +1,153 @@
+//! The Proxy-Wasm host calls that see request data, called directly rather than through the
+//! SDK: the SDK `unwrap`s UTF-8 in its map getters and `panic!`s on any status it does not
+//! expect, and either traps the VM. Here every call returns the host's status instead.
+
+use proxy_wasm::types::{MapType, Status, StreamType};
+
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+const OK: u32 = Status::Ok as u32;
+
+/// The host's status when it is not `Ok`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+fn checked(status: u32) -> Result<(), HostStatus> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(HostStatus(status))
+    }
+}
+
+/// Takes ownership of a buffer the host allocated through the SDK's
+/// `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes).
+fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: `data` points to `size` bytes the host allocated for us and no one else holds.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// A whole header map in the host's serialization (empty when the host has none).
+pub fn header_map(map: MapType) -> Result<Vec<u8>, HostStatus> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size into our two locals.
+    checked(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
+    Ok(take(data, size).unwrap_or_default())
+}
+
+/// One header's value as bytes; `None` when absent or when the host cannot say.
+pub fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: `name` outlives the call; the host writes into our two locals.
+    let status = unsafe {
+        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    checked(status).ok()?;
+    take(data, size)
+}
+
+pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatus> {
+    // SAFETY: both slices outlive the call; the host copies them.
+    checked(unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatus> {
+    // SAFETY: both slices outlive the call; the host copies them.
+    checked(unsafe {
+        proxy_add_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+pub fn remove_header(map: MapType, name: &str) -> Result<(), HostStatus> {
+    // SAFETY: `name` outlives the call.
+    checked(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
+}
+
+/// A local response; `headers` in the host's map serialization.
+pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: every slice outlives the call; the host copies them. -1: not a gRPC answer.
+    checked(unsafe {
+        proxy_send_local_response(
+            status,
+            std::ptr::null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
+
+/// Lets a paused request go on.
+pub fn resume_request() -> Result<(), HostStatus> {
+    // SAFETY: no pointers.
+    checked(unsafe { proxy_continue_stream(StreamType::HttpRequest as u32) })
+}
+
+/// Makes `context_id` the context later calls act on (fails when it is gone).
+pub fn set_effective_context(context_id: u32) -> Result<(), HostStatus> {
+    // SAFETY: no pointers.
+    checked(unsafe { proxy_set_effective_context(context_id) })
+}
