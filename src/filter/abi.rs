@@ -1,8 +1,10 @@
-//! The Proxy-Wasm host calls that see request data, called directly rather than through the
-//! SDK: the SDK `unwrap`s UTF-8 in its map getters and `panic!`s on any status it does not
-//! expect, and either traps the VM. Here every call returns the host's status instead.
+//! The Proxy-Wasm host calls the filter makes, called directly rather than through the SDK:
+//! the SDK `unwrap`s UTF-8 in its map getters and `panic!`s on any status it does not expect,
+//! and either traps the VM. Here every call returns the host's status instead. (Logging, the
+//! clock and `dispatch_http_call`, which registers the callout with the SDK's dispatcher,
+//! still go through the SDK.)
 
-use proxy_wasm::types::{MapType, Status, StreamType};
+use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
 extern "C" {
     fn proxy_get_header_map_pairs(
@@ -32,6 +34,28 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     #[allow(clippy::too_many_arguments)]
@@ -150,4 +174,48 @@ pub fn resume_request() -> Result<(), HostStatus> {
 pub fn set_effective_context(context_id: u32) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
     checked(unsafe { proxy_set_effective_context(context_id) })
+}
+
+/// Up to `max_size` bytes of a buffer (a callout's body, the plugin configuration).
+pub fn buffer(buffer: BufferType, max_size: usize) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size into our two locals.
+    let status =
+        unsafe { proxy_get_buffer_bytes(buffer as u32, 0, max_size, &mut data, &mut size) };
+    checked(status).ok()?;
+    take(data, size)
+}
+
+/// A shared-data value and its CAS token (`None`, `None` when absent or unreadable).
+pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    // SAFETY: `key` outlives the call; the host writes into our three locals.
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    if checked(status).is_err() {
+        return (None, None);
+    }
+    (take(data, size), (cas != 0).then_some(cas))
+}
+
+/// Writes shared data; with `cas`, only when nobody wrote since it was read.
+pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostStatus> {
+    // SAFETY: both slices outlive the call; the host copies them.
+    checked(unsafe {
+        proxy_set_shared_data(
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+            cas.unwrap_or(0),
+        )
+    })
+}
+
+pub fn set_tick_period(period_ms: u32) -> Result<(), HostStatus> {
+    // SAFETY: no pointers.
+    checked(unsafe { proxy_set_tick_period_milliseconds(period_ms) })
 }

@@ -88,12 +88,12 @@ pub fn switch_to(context_id: u32) -> bool {
 }
 
 pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
+    abi::shared_data(key)
 }
 
 /// Writes shared data; with `cas`, only when nobody wrote since it was read.
 pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> bool {
-    hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    abi::set_shared_data(key, value, cas).is_ok()
 }
 
 pub fn dispatch(
@@ -132,10 +132,7 @@ pub fn call_response(body_size: usize) -> CallResponse {
     CallResponse {
         status: header(":status").and_then(|s| s.parse().ok()),
         cache_control: header("cache-control"),
-        body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, wanted)
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
+        body: abi::buffer(BufferType::HttpCallResponseBody, wanted).unwrap_or_default(),
     }
 }
 
@@ -151,6 +148,16 @@ pub fn add_response_header(name: &str, value: &str) {
         "adding a response header",
         abi::add_header(MapType::HttpResponseHeaders, name, value),
     );
+}
+
+/// The plugin configuration, as bytes.
+pub fn plugin_configuration() -> Vec<u8> {
+    abi::buffer(BufferType::PluginConfiguration, usize::MAX).unwrap_or_default()
+}
+
+pub fn set_tick_period(period: Duration) {
+    let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    report("setting the tick period", abi::set_tick_period(millis));
 }
 
 /// A local answer, written only when every header is safe (else a plain 500).

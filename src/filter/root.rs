@@ -285,7 +285,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let text = self.get_plugin_configuration().unwrap_or_default();
+        let text = host::plugin_configuration();
         let text = String::from_utf8_lossy(&text);
         let env = |name: &str| std::env::var(name).ok();
         let settings = match Settings::parse_with_env(&text, &env) {
@@ -325,7 +325,7 @@ impl RootContext for Root {
             *slot = Some(Vm::new(Rc::clone(&settings)));
         }
         self.settings = Some(settings);
-        self.set_tick_period(TICK);
+        host::set_tick_period(TICK);
         true
     }
 
