@@ -52,7 +52,12 @@ pub fn parse(compact: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Aut
             what: "empty signature",
         });
     }
-    let header: RawHeader = decode_json(header, "header is not base64url JSON")?;
+    // A JOSE header is a JSON object (RFC 7515 §5.2); serde would also take an array.
+    let header: Map<String, Value> = decode_json(header, "header is not base64url JSON")?;
+    let header: RawHeader =
+        serde_json::from_value(Value::Object(header)).map_err(|_| AuthError::Malformed {
+            what: "header is not base64url JSON",
+        })?;
     let alg_name = header.alg.ok_or(AuthError::Malformed {
         what: "header has no alg",
     })?;
@@ -70,6 +75,17 @@ pub fn parse(compact: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Aut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_that_is_an_array_is_not_a_jose_header() {
+        let array_header = format!("{}.{}.c2ln", b64(r#"["RS256",""]"#), b64("{}"));
+        assert_eq!(
+            parse(&array_header, 4096).err(),
+            Some(AuthError::Malformed {
+                what: "header is not base64url JSON"
+            })
+        );
+    }
 
     fn b64(json: &str) -> String {
         URL_SAFE_NO_PAD.encode(json)

@@ -45,11 +45,11 @@ fn host_matches(host: &str, allowed: &str) -> bool {
     }
 }
 
+/// Every `%XX` decoded, and nothing else changed (`&`, `+` and `=` are just characters).
 fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -88,6 +88,9 @@ mod tests {
             "/\r\nSet-Cookie: x=y",
             "/%0D%0ASet-Cookie:%20x=y",
             "/%0a/evil.com",
+            "/&%5C",
+            "/a&%0D%0ASet-Cookie:x",
+            "/&%09",
             "",
         ];
         for attack in attacks {
