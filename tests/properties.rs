@@ -1011,7 +1011,6 @@ fn login_json() -> BoxedStrategy<Value> {
             string_lists(&[".example.com", "x"]),
         ),
         field("refresh", 0.1, pick(bools())),
-        field("trust_forwarded_proto", 0.1, pick(bools())),
         field("routes", 0.3, list_of(route_json(), 3)),
         field("authorization_endpoint", 0.3, endpoints()),
         field("token_endpoint", 0.3, endpoints()),
