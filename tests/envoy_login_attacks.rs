@@ -91,8 +91,16 @@ fn id_token_signed_with_a_key_rotated_after_start_still_signs_in() {
 }
 
 #[test]
-fn refused_login_logs_its_reason() {
+fn refused_login_logs_its_reason_but_forged_callbacks_cannot_flood_the_log() {
     let bed = LoginBed::start(json!({}), &[]);
+    for _ in 0..20 {
+        let forged = http::get(&bed.url("/oauth2/callback?code=x&state=forged"), &[]);
+        assert_eq!(forged.status, 400);
+    }
+    assert!(
+        !bed.envoy.log().contains("callback state is malformed"),
+        "what any client can send is logged at debug only"
+    );
     let response = http::get(
         &bed.url("/oauth2/callback?error=access_denied&error_description=user%0Asaid%20no"),
         &[("accept", "text/html")],

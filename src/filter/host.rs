@@ -7,11 +7,21 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use crate::core::key_fetch::MAX_DOCUMENT_BYTES;
-use crate::core::login::reply::{header_name_safe, header_value_safe, Reply};
+use crate::core::login::reply::{header_name_safe, header_value_safe, Reply, Severity};
 use crate::core::random::{NoRandomness, Random};
 use crate::core::request_headers::{self, RequestHeaders};
 
 use super::abi;
+
+/// The host's log level for a core severity.
+pub fn level(severity: Severity) -> LogLevel {
+    match severity {
+        Severity::Debug => LogLevel::Debug,
+        Severity::Info => LogLevel::Info,
+        Severity::Warn => LogLevel::Warn,
+        Severity::Error => LogLevel::Error,
+    }
+}
 
 /// Envoy prefixes each line with the plugin name already.
 pub fn log(level: LogLevel, message: &str) {
@@ -162,10 +172,12 @@ pub fn set_tick_period(period: Duration) {
 
 /// A local answer, written only when every header is safe (else a plain 500).
 pub fn send_reply(reply: Reply) {
-    let reply = reply.checked();
-    if let Some(reason) = reply.reason.as_deref().filter(|_| reply.status == 500) {
-        log(LogLevel::Error, reason);
-    }
+    let reply = reply.checked().unwrap_or_else(|refused| {
+        if let Some(note) = &refused.reason {
+            log(level(note.severity), &note.text);
+        }
+        refused
+    });
     let headers: Vec<(&str, &[u8])> = reply
         .headers
         .iter()

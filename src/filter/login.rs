@@ -14,6 +14,7 @@ use crate::core::login::error::LoginError;
 use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Step};
 use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
 use crate::core::login::refresh_slots::{self, Generation, Plan};
+use crate::core::login::reply::Reply;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
 use crate::core::login::settings::LoginService;
@@ -151,22 +152,15 @@ pub fn on_request(
 }
 
 /// Sends a local answer; a failed sign-in is logged with its reason.
-fn answer(service: &LoginService, reply: crate::core::login::reply::Reply) -> (Phase, Action) {
-    if reply.status >= 400 {
-        if let Some(reason) = &reply.reason {
-            let level = if reply.status >= 500 {
-                LogLevel::Warn
-            } else {
-                LogLevel::Info
-            };
-            host::log(
-                level,
-                &format!(
-                    "login for {} failed with {}: {reason}",
-                    service.client_id, reply.status
-                ),
-            );
-        }
+fn answer(service: &LoginService, reply: Reply) -> (Phase, Action) {
+    if let Some(note) = &reply.reason {
+        host::log(
+            host::level(note.severity),
+            &format!(
+                "login for {} failed with {}: {}",
+                service.client_id, reply.status, note.text
+            ),
+        );
     }
     host::send_reply(reply);
     (Phase::Answered, Action::Pause)

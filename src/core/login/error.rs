@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::reply::{self, Reply};
+use super::reply::{self, LogNote, Reply, Severity};
 use crate::core::error::AuthError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +94,27 @@ impl LoginError {
         }
     }
 
+    /// How loud the log line is: a client can send bad callbacks at will.
+    pub fn severity(&self) -> Severity {
+        match self {
+            LoginError::MissingCodeOrState
+            | LoginError::MalformedState
+            | LoginError::UnknownState
+            | LoginError::StateMismatch
+            | LoginError::TookTooLong => Severity::Debug,
+            LoginError::IdpRefused { .. } | LoginError::CodeRefused(_) => Severity::Info,
+            LoginError::TokenEndpointFailed(_)
+            | LoginError::TokenEndpointGarbage
+            | LoginError::TokenEndpointUnreachable
+            | LoginError::NoIdToken
+            | LoginError::IdTokenRejected(_)
+            | LoginError::EndpointsUnknown => Severity::Warn,
+            LoginError::NoRandomness
+            | LoginError::LoginStateNotSealed
+            | LoginError::SessionNotStored => Severity::Error,
+        }
+    }
+
     /// The page a person sees: a terminal page, never a redirect, so a failure cannot loop.
     pub fn reply(&self, set_cookies: Vec<String>) -> Reply {
         let (title, message) = match self {
@@ -163,7 +184,10 @@ impl LoginError {
         if *self == LoginError::EndpointsUnknown {
             page.headers.push(("retry-after".into(), "1".into()));
         }
-        page.reason = Some(self.to_string());
+        page.reason = Some(LogNote {
+            severity: self.severity(),
+            text: self.to_string(),
+        });
         page
     }
 }

@@ -8,7 +8,24 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: String,
     /// Why the filter answered so, for the log line; never sent.
-    pub reason: Option<String>,
+    pub reason: Option<LogNote>,
+}
+
+/// A log line about an answer, and how loud it should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogNote {
+    pub severity: Severity,
+    pub text: String,
+}
+
+/// Anyone can send bad callbacks: what a client caused is `Debug`, so it cannot flood the
+/// log; what the IdP or the setup caused is `Info` or `Warn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Debug,
+    Info,
+    Warn,
+    Error,
 }
 
 /// A header name we may write: an RFC 9110 token.
@@ -26,15 +43,15 @@ pub fn header_value_safe(value: &str) -> bool {
 }
 
 impl Reply {
-    /// This reply if every header is safe to write; otherwise a plain 500, so a bug that
-    /// lets input into a header can never split the response.
-    pub fn checked(self) -> Reply {
+    /// This reply if every header is safe to write; otherwise (`Err`) a plain 500 to send
+    /// instead, so a bug that lets input into a header can never split the response.
+    pub fn checked(self) -> Result<Reply, Reply> {
         let unsafe_header = self
             .headers
             .iter()
             .find(|(n, v)| !header_name_safe(n) || !header_value_safe(v));
         match unsafe_header {
-            None => self,
+            None => Ok(self),
             Some((name, _)) => {
                 let mut refused = page(
                     500,
@@ -42,8 +59,11 @@ impl Reply {
                     "The answer to this request could not be written safely.",
                     vec![],
                 );
-                refused.reason = Some(format!("refused to write unsafe header {:?}", name));
-                refused
+                refused.reason = Some(LogNote {
+                    severity: Severity::Error,
+                    text: format!("refused to write unsafe header {name:?}"),
+                });
+                Err(refused)
             }
         }
     }
@@ -169,8 +189,8 @@ mod tests {
             let reply = redirect("/", vec![]);
             let mut bad = reply.clone();
             bad.headers.push((name.into(), value.into()));
-            assert_eq!(reply.clone().checked(), reply);
-            let checked = bad.checked();
+            assert_eq!(reply.clone().checked(), Ok(reply));
+            let checked = bad.checked().expect_err("refused");
             assert_eq!(checked.status, 500, "{name:?}: {value:?}");
             assert!(checked
                 .headers
