@@ -671,7 +671,8 @@ fn forwarded_request_loses_our_cookies_and_keeps_the_apps() {
 fn sign_out_clears_our_cookies_and_validates_rd() {
     let settings = settings(json!({ "allowed_redirect_hosts": ["grafana.example.com"] }));
     let service = &settings.login[0];
-    let header = "_wasm_iap=a; _wasm_iap_1=b; _wasm_iap_login_xyz=c; other=d";
+    let header = "_wasm_iap=a; _wasm_iap_1=b; _wasm_iap_login_AbCdEfGh-_012345=c; \
+                  _wasm_iap_login_<script>=e; other=d";
     for (path, location) in [
         ("/oauth2/sign_out?rd=%2Fbye", "/bye"),
         (
@@ -702,7 +703,12 @@ fn sign_out_clears_our_cookies_and_validates_rd() {
         assert!(cleared.iter().all(|c| c.contains("Max-Age=0")));
         assert!(cleared
             .iter()
-            .any(|c| c.starts_with("_wasm_iap_login_xyz=") && c.contains("Path=/oauth2/callback")));
+            .any(|c| c.starts_with("_wasm_iap_login_AbCdEfGh-_012345=")
+                && c.contains("Path=/oauth2/callback")));
+        assert!(
+            !cleared.iter().any(|c| c.contains("<script>")),
+            "names we never make are never written back"
+        );
         assert!(!cleared.iter().any(|c| c.starts_with("other=")));
     }
     let ending = self::settings(json!({ "end_idp_session": true }));

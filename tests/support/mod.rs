@@ -3,10 +3,13 @@
 
 pub mod browser;
 pub mod envoy;
+pub mod fault_idp;
+pub mod gateway_bed;
 pub mod http;
 pub mod idp;
 pub mod login_bed;
 pub mod mint;
+pub mod raw;
 pub mod servers;
 pub mod webdriver;
 

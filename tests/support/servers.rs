@@ -30,14 +30,20 @@ pub struct Served {
 fn read_request(stream: &mut std::net::TcpStream) -> Option<Incoming> {
     use std::io::{BufRead, BufReader, Read};
     let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
+    // Lines are read as bytes and decoded lossily: a header value that is not UTF-8 (which
+    // Envoy passes on as HTTP allows) must still get an answer, with U+FFFD in the echo.
+    let read_line = |reader: &mut BufReader<std::net::TcpStream>| -> Option<(usize, String)> {
+        let mut raw = Vec::new();
+        let n = reader.read_until(b'\n', &mut raw).ok()?;
+        Some((n, String::from_utf8_lossy(&raw).into_owned()))
+    };
+    let (_, line) = read_line(&mut reader)?;
     let mut parts = line.split_whitespace();
     let (method, url) = (parts.next()?.to_string(), parts.next()?.to_string());
     let mut headers = Vec::new();
     loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 || header.trim().is_empty() {
+        let (n, header) = read_line(&mut reader)?;
+        if n == 0 || header.trim().is_empty() {
             break;
         }
         if let Some((name, value)) = header.split_once(':') {

@@ -25,6 +25,8 @@ use crate::core::keys_record::Discovery;
 use crate::core::random::Random;
 
 const LOGIN_PURPOSE: &str = "login";
+/// Login cookies sign-out deletes at most.
+const MAX_LOGINS_CLEARED: usize = 8;
 
 /// Verifies an ID token for the service's client, with the login's nonce when there is one.
 pub type VerifyIdToken<'a> = &'a dyn Fn(&str, Option<&str>) -> Result<IdTokenClaims, AuthError>;
@@ -492,18 +494,21 @@ fn sign_out(
     // Every session cookie name, carried or not: the browser may hold chunks this request
     // did not send. Logins in flight are cleared when the request names them.
     let mut clear = session::delete_all(&service.cookie_name, &service.cookie);
-    clear.extend(
-        cookies
-            .iter()
-            .filter(|(n, _)| service.is_login_cookie(n))
-            .map(|(n, _)| {
-                cookies::delete_cookie(
-                    n,
-                    &login_cookie_attributes(service),
-                    Some(service.login_cookie_path()),
-                )
-            }),
-    );
+    let mut logins: Vec<&str> = cookies
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| service.is_login_cookie(n))
+        .collect();
+    logins.sort_unstable();
+    logins.dedup();
+    // A few logins in flight at most (tabs); more are expired leftovers or made up.
+    clear.extend(logins.into_iter().take(MAX_LOGINS_CLEARED).map(|n| {
+        cookies::delete_cookie(
+            n,
+            &login_cookie_attributes(service),
+            Some(service.login_cookie_path()),
+        )
+    }));
     let rd = request
         .query_param("rd")
         .and_then(|rd| safe_target(&rd, &service.allowed_redirect_hosts))

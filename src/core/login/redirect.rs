@@ -1,6 +1,7 @@
 //! Where a browser may be sent after login or sign-out: a path on this host, or a URL on an
 //! allowed host. Everything else is refused, so the filter is never an open redirect.
 
+use percent_encoding::CONTROLS;
 use url::Url;
 
 /// `target` when it is safe to redirect to from `host`, else `None`.
@@ -24,7 +25,8 @@ pub fn safe_target(target: &str, allowed_hosts: &[String]) -> Option<String> {
         if rest.starts_with('/') || decoded_rest.starts_with('/') {
             return None;
         }
-        return Some(target.to_string());
+        // A `Location` is ASCII: anything else is sent percent-encoded, as browsers would.
+        return Some(percent_encoding::utf8_percent_encode(target, CONTROLS).to_string());
     }
     let url = Url::parse(target).ok()?;
     let host = url.host_str()?;
@@ -112,6 +114,7 @@ mod tests {
             ("/graph?g0.expr=up&g0.tab=1", "/graph?g0.expr=up&g0.tab=1"),
             ("/", "/"),
             ("/a/b%20c", "/a/b%20c"),
+            ("/caf\u{e9}/\u{fffd}", "/caf%C3%A9/%EF%BF%BD"),
             (
                 "https://grafana.example.com/d/abc",
                 "https://grafana.example.com/d/abc",

@@ -98,9 +98,17 @@ impl LoginService {
         format!("{}_login_{tag}", self.cookie_name)
     }
 
+    /// A login cookie of the shape `login_cookie_name` makes (16 base64url characters after
+    /// the prefix): only such names are ever written back, to delete them.
     pub fn is_login_cookie(&self, name: &str) -> bool {
         name.strip_prefix(&self.cookie_name)
-            .is_some_and(|rest| rest.starts_with("_login_"))
+            .and_then(|rest| rest.strip_prefix("_login_"))
+            .is_some_and(|tag| {
+                tag.len() == 16
+                    && tag
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
     }
 
     /// Login cookies live on the callback path only, except for `__Host-` names, which
