@@ -107,7 +107,7 @@ pub fn redirect(location: &str, set_cookies: Vec<String>) -> Reply {
 
 /// Small, inline and phone-readable: the only style a person ever sees from us.
 const PAGE_STYLE: &str =
-    "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}\
+    "body{font:16px/1.5 system-ui,sans-serif;margin:0;padding:0 1rem;background:#f5f6f8;color:#1d2330}\
 main{max-width:32rem;margin:12vh auto;padding:1.5rem;background:#fff;border-radius:8px;\
 box-shadow:0 1px 3px #0002}h1{font-size:1.3rem;margin:0 0 .5rem}p{margin:.5rem 0}\
 a{color:#1f5fbf}small{color:#6b7280}";
