@@ -1012,3 +1012,20 @@ fn refused_refresh_sends_the_browser_only_to_a_path_on_this_host() {
     let api = flow::session_ended(service, None, "//evil.example", false);
     assert_eq!((api.status, api.header("location")), (401, None));
 }
+
+#[test]
+fn a_printed_forwarding_never_shows_cookies() {
+    let forwarding = Forwarding {
+        identity: wasm_iap::core::identity::Identity {
+            user: "alice".into(),
+            email: None,
+        },
+        cookie_header: Some("grafana_session=SECRETGRAFANA".into()),
+        set_cookies: vec!["_wasm_iap=SEALEDSESSION; Path=/".into()],
+    };
+    let printed = format!("{forwarding:?}");
+    assert!(
+        !printed.contains("SECRETGRAFANA") && !printed.contains("SEALEDSESSION"),
+        "{printed}"
+    );
+}

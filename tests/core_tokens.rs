@@ -430,29 +430,34 @@ fn id_token_signed_with_an_unknown_key_waits_for_a_refetch_not_a_refusal() {
     let old = shared_keys();
     let rotated = other_keys();
     let id_token = rotated.signer("RS256").sign(&claims(ISSUER, AUDIENCE));
-    assert!(
-        auth.id_token_awaits_keys(0, &id_token, now_ms()),
-        "no keys yet: wait"
-    );
+    assert!(auth.id_token_awaits_keys(0, &id_token), "no keys yet: wait");
     let record = KeysRecord {
         jwks: Some(old.jwks().to_string()),
         attempted_at_ms: now_ms() - 60_000,
         ..KeysRecord::default()
     };
     auth.install_record(0, &record).unwrap();
-    assert!(
-        auth.id_token_awaits_keys(0, &id_token, now_ms()),
-        "kid unknown and a refetch allowed: wait"
-    );
+    assert!(auth.id_token_awaits_keys(0, &id_token), "kid unknown: wait");
+    assert!(auth.may_refetch(0, now_ms()), "and ask for a fetch now");
     let just_fetched = KeysRecord {
         attempted_at_ms: now_ms(),
         ..record
     };
     auth.install_record(0, &just_fetched).unwrap();
     assert!(
-        !auth.id_token_awaits_keys(0, &id_token, now_ms()),
-        "rate limit: verify now (and fail) rather than wait"
+        auth.id_token_awaits_keys(0, &id_token),
+        "still wait within the rate limit"
     );
+    assert!(
+        !auth.may_refetch(0, now_ms()),
+        "but ask for the fetch only once the rate limit allows"
+    );
+    assert!(auth.may_refetch(0, now_ms() + 10_000));
     let known = old.signer("RS256").sign(&claims(ISSUER, AUDIENCE));
-    assert!(!auth.id_token_awaits_keys(0, &known, now_ms()));
+    assert!(!auth.id_token_awaits_keys(0, &known));
+    let inline = inline_authenticator(old.jwks());
+    assert!(
+        !inline.id_token_awaits_keys(0, &id_token),
+        "inline keys never change"
+    );
 }

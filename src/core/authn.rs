@@ -233,14 +233,8 @@ impl Authenticator {
         now_ms: u64,
         after_wait: bool,
     ) -> Option<Verdict> {
-        let provider = self.settings.providers.get(index)?;
         let state = self.keys.get(index)?;
-        let may_refetch = match &provider.keys {
-            KeySource::Remote(remote) => {
-                now_ms.saturating_sub(state.attempted_at_ms) >= remote.min_refetch_interval_ms
-            }
-            KeySource::Inline(_) => false,
-        };
+        let may_refetch = self.may_refetch(index, now_ms);
         let Some(keys) = &state.keys else {
             return Some(Verdict::AwaitKeys {
                 provider: index,
@@ -267,16 +261,44 @@ impl Authenticator {
         })
     }
 
+    /// Whether the rate limit (`jwks_min_refetch_interval`) lets a request of provider
+    /// `index` ask for its keys to be fetched again now; never for inline keys.
+    pub fn may_refetch(&self, index: usize, now_ms: u64) -> bool {
+        let (Some(provider), Some(state)) =
+            (self.settings.providers.get(index), self.keys.get(index))
+        else {
+            return false;
+        };
+        match &provider.keys {
+            KeySource::Remote(remote) => {
+                now_ms.saturating_sub(state.attempted_at_ms) >= remote.min_refetch_interval_ms
+            }
+            KeySource::Inline(_) => false,
+        }
+    }
+
     /// Whether an ID token of provider `index` is signed with a key this VM does not have
-    /// (a rotation at the IdP) and a refetch may be made: the caller waits for the keys
-    /// before verifying, so sign-in does not fail until the next periodic refresh.
-    pub fn id_token_awaits_keys(&self, index: usize, id_token: &str, now_ms: u64) -> bool {
-        token::parse(id_token, self.settings.max_token_bytes).is_ok_and(|token| {
-            matches!(
-                self.missing_key(&token, index, now_ms, false),
-                Some(Verdict::AwaitKeys { .. })
-            )
-        })
+    /// (no keys yet, or a rotation at the IdP). The caller waits for a fetch (asking for one
+    /// as soon as the rate limit allows) before verifying, so a sign-in does not fail until
+    /// the next periodic refresh. Inline keys never change: nothing to wait for.
+    pub fn id_token_awaits_keys(&self, index: usize, id_token: &str) -> bool {
+        let remote = self
+            .settings
+            .providers
+            .get(index)
+            .is_some_and(|p| matches!(p.keys, KeySource::Remote(_)));
+        let Ok(token) = token::parse(id_token, self.settings.max_token_bytes) else {
+            return false;
+        };
+        let Some(state) = self.keys.get(index).filter(|_| remote) else {
+            return false;
+        };
+        let Some(keys) = &state.keys else {
+            return true;
+        };
+        let kid = token.kid.as_deref();
+        keys.candidates(token.alg, kid).next().is_none()
+            && kid.is_some_and(|kid| !keys.has_kid(kid))
     }
 
     /// Verifies an ID token from provider `index` for `client_id` (OIDC Core §3.1.3.7):

@@ -70,6 +70,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// How often provider `index`'s keys may be refetched on demand (0 for inline keys).
+    pub fn min_refetch_interval_ms(&self, index: usize) -> u64 {
+        match self.providers.get(index).map(|p| &p.keys) {
+            Some(KeySource::Remote(remote)) => remote.min_refetch_interval_ms,
+            _ => 0,
+        }
+    }
+
     /// Parses the plugin configuration; on failure, every problem found, each with its path.
     pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         Settings::parse_with_env(text, &|_| None)

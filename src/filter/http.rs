@@ -122,10 +122,11 @@ impl HttpContext for Request {
             match phase {
                 Phase::Bearer => {}
                 Phase::AwaitingEndpoints { provider } => {
-                    let deadline_ms = host::now_ms() + vm.authn.settings().keys_wait_timeout_ms;
-                    if let Some(wanted) = vm.fetch_wanted.get_mut(provider) {
-                        *wanted = true;
-                    }
+                    let now_ms = host::now_ms();
+                    let deadline_ms = now_ms + vm.authn.settings().keys_wait_timeout_ms;
+                    // Rate-limited like bearer refetches: browsers must not hammer an IdP
+                    // that is down (the root retries with backoff anyway).
+                    vm.ask_for_keys(provider, now_ms);
                     let waits_for = WaitsFor::Endpoints { service };
                     vm.waiting.push(Waiting {
                         context_id: self.context_id,

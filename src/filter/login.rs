@@ -241,17 +241,16 @@ fn refresh(
         Plan::KeepOld => return keep_old(vm, service, &session, cookie_header),
         Plan::Lease(slot) => slot,
     };
-    let (Some(key), Some((_, cas))) = (keys.get(slot), values.get(slot)) else {
+    // Every slot was written at start, so the lease is a compare-and-swap against what was
+    // read; a slot without a version (never written) is not taken.
+    let (Some(key), Some((_, Some(cas)))) = (keys.get(slot), values.get(slot)) else {
         return keep_old(vm, service, &session, cookie_header);
     };
-    // Shared data cannot create a key only if absent, so a lease is ours only if it reads
-    // back as written (another worker writing at the same moment wins instead).
     let Some(marker) = HostRandom.token(12) else {
         return keep_old(vm, service, &session, cookie_header);
     };
     let lease = generation.lease(now_ms + 2 * service.timeout_ms + 1000, &marker);
-    let ours = host::set_shared_data(key, &lease, *cas)
-        && host::shared_data(key).0.as_deref() == Some(lease.as_slice());
+    let ours = host::set_shared_data(key, &lease, Some(*cas));
     if !ours {
         return keep_old(vm, service, &session, cookie_header);
     }
@@ -357,20 +356,20 @@ pub fn on_token_response(
     let now_ms = host::now_ms();
     let tokens = oidc::read_tokens(status, body);
     let id_token = tokens.as_ref().ok().and_then(|t| t.id_token.as_ref());
-    if id_token.is_some_and(|t| {
-        vm.authn
-            .id_token_awaits_keys(svc.provider, t.expose(), now_ms)
-    }) {
-        if let Some(wanted) = vm.fetch_wanted.get_mut(svc.provider) {
-            *wanted = true;
-        }
+    if id_token.is_some_and(|t| vm.authn.id_token_awaits_keys(svc.provider, t.expose())) {
+        // The fetch is asked for now, or (rate limit) by the root as soon as it may be.
+        let fetch_asked = vm.ask_for_keys(svc.provider, now_ms);
+        let settings = vm.authn.settings();
+        let wait_ms =
+            settings.keys_wait_timeout_ms + settings.min_refetch_interval_ms(svc.provider);
         vm.waiting.push(Waiting {
             context_id,
             provider: svc.provider,
-            deadline_ms: now_ms + vm.authn.settings().keys_wait_timeout_ms,
+            deadline_ms: now_ms + wait_ms,
             waits_for: WaitsFor::IdTokenKeys {
                 phase: Box::new(phase),
                 tokens,
+                fetch_asked,
             },
         });
         return Phase::AwaitingIdTokenKeys;

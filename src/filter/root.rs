@@ -14,6 +14,7 @@ use super::vm::{SharedVm, Vm};
 use crate::core::config::{KeySource, Locator, RemoteKeys, Settings};
 use crate::core::key_fetch::{self, CalloutResponse, Stage};
 use crate::core::keys_record::{lease_available, lease_value, Discovery, KeysRecord};
+use crate::core::login::refresh_slots;
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -321,6 +322,13 @@ impl RootContext for Root {
                 KeySource::Inline(_) => None,
             })
             .collect();
+        for service in &settings.login {
+            for key in refresh_slots::all_slot_keys(&service.client_id) {
+                if host::shared_data(&key).0.is_none() {
+                    host::set_shared_data(&key, b"", None);
+                }
+            }
+        }
         if let Ok(mut slot) = self.vm.try_borrow_mut() {
             *slot = Some(Vm::new(Rc::clone(&settings)));
         }

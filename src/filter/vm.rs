@@ -37,6 +37,8 @@ pub enum WaitsFor {
     IdTokenKeys {
         phase: Box<login::Phase>,
         tokens: Result<Tokens, TokenError>,
+        /// Whether a fetch was asked for; until then the root asks once the rate limit allows.
+        fetch_asked: bool,
     },
 }
 
@@ -97,12 +99,19 @@ impl Vm {
         for mut request in waiting {
             let keys_changed = provider == Some(request.provider);
             let timed_out = now_ms >= request.deadline_ms;
+            if let WaitsFor::IdTokenKeys {
+                fetch_asked: asked @ false,
+                ..
+            } = &mut request.waits_for
+            {
+                *asked = self.ask_for_keys(request.provider, now_ms);
+            }
             if !keys_changed && !timed_out {
                 self.waiting.push(request);
                 continue;
             }
             let verdict = match request.waits_for {
-                WaitsFor::IdTokenKeys { phase, tokens } => {
+                WaitsFor::IdTokenKeys { phase, tokens, .. } => {
                     if host::switch_to(request.context_id) {
                         let phase = login::finish_token_response(self, *phase, tokens);
                         if let login::Phase::Forwarded { set_cookies } = phase {
@@ -160,6 +169,18 @@ impl Vm {
             }
             host::switch_to(root_context_id);
         }
+    }
+
+    /// Asks the root for a fetch of `provider`'s keys when the rate limit allows it now;
+    /// returns whether it asked.
+    pub fn ask_for_keys(&mut self, provider: usize, now_ms: u64) -> bool {
+        if !self.authn.may_refetch(provider, now_ms) {
+            return false;
+        }
+        if let Some(wanted) = self.fetch_wanted.get_mut(provider) {
+            *wanted = true;
+        }
+        true
     }
 
     /// Records what a waiting request waits for, and asks the root for a fetch when allowed.

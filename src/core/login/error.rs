@@ -12,13 +12,16 @@ pub enum LoginError {
     IdpRefused {
         error: String,
         description: Option<String>,
+        /// Whether the callback carries the state of a login this browser started (else
+        /// anyone may have sent it, and it is not worth a log line at info).
+        started_here: bool,
     },
     MissingCodeOrState,
     /// `state` is not of the shape we generate: forged, truncated or injected.
     MalformedState,
-    /// No login cookie for this state: expired, replayed, or another browser's login.
+    /// No login cookie for this state (or one sealed for another state): expired, replayed,
+    /// or another browser's login.
     UnknownState,
-    StateMismatch,
     TookTooLong,
     CodeRefused(String),
     TokenEndpointFailed(String),
@@ -37,7 +40,9 @@ pub enum LoginError {
 impl fmt::Display for LoginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoginError::IdpRefused { error, description } => {
+            LoginError::IdpRefused {
+                error, description, ..
+            } => {
                 write!(f, "the IdP refused the sign-in: {}", printable(error))?;
                 match description {
                     Some(d) => write!(f, " ({})", printable(d)),
@@ -49,7 +54,6 @@ impl fmt::Display for LoginError {
             LoginError::UnknownState => {
                 f.write_str("no login in flight for this state (expired, replayed or foreign)")
             }
-            LoginError::StateMismatch => f.write_str("callback state does not match the login"),
             LoginError::TookTooLong => f.write_str("the login took longer than login_timeout"),
             LoginError::CodeRefused(why) => write!(f, "the IdP refused the code: {why}"),
             LoginError::TokenEndpointFailed(why) => write!(f, "token endpoint failed: {why}"),
@@ -80,7 +84,6 @@ impl LoginError {
             LoginError::MissingCodeOrState
             | LoginError::MalformedState
             | LoginError::UnknownState
-            | LoginError::StateMismatch
             | LoginError::TookTooLong => 400,
             LoginError::CodeRefused(_) | LoginError::IdTokenRejected(_) => 401,
             LoginError::TokenEndpointFailed(_)
@@ -100,9 +103,15 @@ impl LoginError {
             LoginError::MissingCodeOrState
             | LoginError::MalformedState
             | LoginError::UnknownState
-            | LoginError::StateMismatch
-            | LoginError::TookTooLong => Severity::Debug,
-            LoginError::IdpRefused { .. } | LoginError::CodeRefused(_) => Severity::Info,
+            | LoginError::TookTooLong
+            | LoginError::IdpRefused {
+                started_here: false,
+                ..
+            } => Severity::Debug,
+            LoginError::IdpRefused {
+                started_here: true, ..
+            }
+            | LoginError::CodeRefused(_) => Severity::Info,
             LoginError::TokenEndpointFailed(_)
             | LoginError::TokenEndpointGarbage
             | LoginError::TokenEndpointUnreachable
@@ -118,7 +127,9 @@ impl LoginError {
     /// The page a person sees: a terminal page, never a redirect, so a failure cannot loop.
     pub fn reply(&self, set_cookies: Vec<String>) -> Reply {
         let (title, message) = match self {
-            LoginError::IdpRefused { error, description } => (
+            LoginError::IdpRefused {
+                error, description, ..
+            } => (
                 "Sign-in refused",
                 format!(
                     "The identity provider refused the sign-in: {error}{}.",
@@ -136,9 +147,6 @@ impl LoginError {
                 "Sign-in expired",
                 "This sign-in has expired or was already completed.".into(),
             ),
-            LoginError::StateMismatch => {
-                ("Sign-in failed", "The sign-in state does not match.".into())
-            }
             LoginError::TookTooLong => (
                 "Sign-in expired",
                 "The sign-in took too long. Start again.".into(),
@@ -201,6 +209,7 @@ mod tests {
         let error = LoginError::IdpRefused {
             error: "access_denied\r\nforged: line".into(),
             description: Some("x".repeat(1000)),
+            started_here: true,
         };
         let line = error.to_string();
         assert!(!line.contains('\n') && !line.contains('\r') && line.len() < 500);

@@ -102,11 +102,24 @@ impl Endpoints {
 /// the `Cookie` header (`None`: remove the header), and these cookies set on the response.
 /// Its `Authorization` header is always removed: the session is the identity, and a bearer
 /// token nobody checked must not reach the upstream beside it.
-#[derive(Debug)]
 pub struct Forwarding {
     pub identity: Identity,
     pub cookie_header: Option<String>,
     pub set_cookies: Vec<String>,
+}
+
+/// Cookies hold sessions (ours and the upstream's): never printed.
+impl std::fmt::Debug for Forwarding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarding")
+            .field("identity", &self.identity)
+            .field(
+                "cookie_header",
+                &self.cookie_header.as_ref().map(|_| "[redacted]"),
+            )
+            .field("set_cookies", &self.set_cookies.len())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -147,14 +160,27 @@ fn unavailable() -> Reply {
     LoginError::EndpointsUnknown.reply(vec![])
 }
 
-/// Longest deep link kept for after login: the sealed login cookie must stay below the 4 KB
-/// browsers keep. A longer one keeps its path only, or else goes to `/`.
-const MAX_RETURN_TO: usize = 2048;
+/// Browsers keep cookies of up to 4096 bytes (name, value and attributes).
+const MAX_COOKIE_BYTES: usize = 4000;
 
+/// Where to return after login, in order of preference: the deep link as asked, its path
+/// alone, `/`. Each is safe; the caller takes the first whose login cookie fits a browser.
+fn return_targets(path_and_query: &str) -> Vec<String> {
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    let mut targets: Vec<String> = [path_and_query, path]
+        .into_iter()
+        .filter_map(|t| safe_target(t, &[]))
+        .collect();
+    targets.dedup();
+    targets.push("/".into());
+    targets
+}
+
+/// Where a browser whose session ended goes: the page it asked for when that is safe.
 fn return_target(path_and_query: &str) -> String {
-    let safe = |target: &str| safe_target(target, &[]).filter(|t| t.len() <= MAX_RETURN_TO);
-    safe(path_and_query)
-        .or_else(|| safe(path_and_query.split('?').next().unwrap_or_default()))
+    return_targets(path_and_query)
+        .into_iter()
+        .next()
         .unwrap_or_else(|| "/".into())
 }
 
@@ -254,25 +280,38 @@ pub fn unauthenticated(
     let Some(endpoints) = endpoints else {
         return unavailable();
     };
-    let return_to = return_target(request.path);
-    let Some(pending) = PendingLogin::new(return_to, now_secs, service.login_timeout_secs, random)
+    let Some(mut pending) =
+        PendingLogin::new(String::new(), now_secs, service.login_timeout_secs, random)
     else {
         return LoginError::NoRandomness.reply(vec![]);
     };
-    let Some(sealed) = serde_json::to_vec(&pending)
-        .ok()
-        .and_then(|plain| service.sealer.seal(LOGIN_PURPOSE, &plain, random))
-    else {
+    // The deep link as asked, else its path, else `/`: the first whose sealed cookie fits.
+    let mut login_cookie = None;
+    for return_to in return_targets(request.path) {
+        pending.return_to = return_to;
+        let Some(sealed) = serde_json::to_vec(&pending)
+            .ok()
+            .and_then(|plain| service.sealer.seal(LOGIN_PURPOSE, &plain, random))
+        else {
+            return LoginError::LoginStateNotSealed.reply(vec![]);
+        };
+        let cookie = cookies::set_cookie(
+            &service.login_cookie_name(&pending.state),
+            &sealed,
+            &login_cookie_attributes(service),
+            Some(service.login_cookie_path()),
+            service.login_timeout_secs,
+        );
+        if cookie.len() <= MAX_COOKIE_BYTES {
+            login_cookie = Some(cookie);
+            break;
+        }
+    }
+    let Some(login_cookie) = login_cookie else {
         return LoginError::LoginStateNotSealed.reply(vec![]);
     };
     let mut set_cookies = stale;
-    set_cookies.push(cookies::set_cookie(
-        &service.login_cookie_name(&pending.state),
-        &sealed,
-        &login_cookie_attributes(service),
-        Some(service.login_cookie_path()),
-        service.login_timeout_secs,
-    ));
+    set_cookies.push(login_cookie);
     let location = oidc::authorization_url(
         &endpoints.authorization,
         service,
@@ -307,9 +346,25 @@ fn callback(service: &LoginService, request: &Request, endpoints: Option<&Endpoi
     } else {
         vec![]
     };
+    let cookies = request.cookies();
+    let pending = cookies
+        .iter()
+        .filter(|_| well_formed)
+        .find(|(n, _)| *n == service.login_cookie_name(&state))
+        .and_then(|(_, v)| service.sealer.open(LOGIN_PURPOSE, v))
+        .and_then(|plain| serde_json::from_slice::<PendingLogin>(&plain).ok())
+        .filter(|p| bool::from(p.state.as_bytes().ct_eq(state.as_bytes())));
     if let Some(error) = request.query_param("error") {
         let description = request.query_param("error_description");
-        return fail(LoginError::IdpRefused { error, description }, clear);
+        let started_here = pending.is_some();
+        return fail(
+            LoginError::IdpRefused {
+                error,
+                description,
+                started_here,
+            },
+            clear,
+        );
     }
     let code = request.query_param("code").unwrap_or_default();
     if state.is_empty() || code.is_empty() {
@@ -318,18 +373,9 @@ fn callback(service: &LoginService, request: &Request, endpoints: Option<&Endpoi
     if !well_formed {
         return fail(LoginError::MalformedState, clear);
     }
-    let cookies = request.cookies();
-    let pending = cookies
-        .iter()
-        .find(|(n, _)| *n == service.login_cookie_name(&state))
-        .and_then(|(_, v)| service.sealer.open(LOGIN_PURPOSE, v))
-        .and_then(|plain| serde_json::from_slice::<PendingLogin>(&plain).ok());
     let Some(pending) = pending else {
         return fail(LoginError::UnknownState, clear);
     };
-    if !bool::from(pending.state.as_bytes().ct_eq(state.as_bytes())) {
-        return fail(LoginError::StateMismatch, clear);
-    }
     let Some(endpoints) = endpoints else {
         return Step::Respond(unavailable());
     };

@@ -224,6 +224,8 @@ pub fn read_tokens(status: Option<u32>, body: &[u8]) -> Result<Tokens, TokenErro
                 expires_in: seconds(raw.expires_in),
             })
         }
+        // Throttled or timed out: try again later, the code or refresh token still stands.
+        Some(status @ (408 | 429)) => Err(TokenError::Unavailable(format!("HTTP {status}"))),
         Some(status @ 400..=499) => {
             let error = parsed
                 .and_then(|r| r.error)
@@ -317,5 +319,14 @@ mod tests {
             Err(TokenError::Unavailable(_))
         ));
         assert_eq!(read_tokens(Some(200), b"<html>"), Err(TokenError::Garbage));
+        for throttled in [408, 429] {
+            assert!(
+                matches!(
+                    read_tokens(Some(throttled), b""),
+                    Err(TokenError::Unavailable(_))
+                ),
+                "{throttled} must not end a session"
+            );
+        }
     }
 }

@@ -12,6 +12,16 @@ pub const PROBES: u64 = 4;
 /// How long a published result stays readable for requests still carrying the old cookie.
 pub const RESULT_KEPT_MS: u64 = 10 * 60 * 1000;
 
+fn slot_key(client_id: &str, slot: u64) -> String {
+    format!("wasm-iap/refresh/{client_id}/{slot}")
+}
+
+/// Every slot of a client. Each VM writes the absent ones (blank) at start, so that taking
+/// a lease is always a compare-and-swap: shared data has no "create if absent".
+pub fn all_slot_keys(client_id: &str) -> impl Iterator<Item = String> + '_ {
+    (0..SLOTS).map(move |slot| slot_key(client_id, slot))
+}
+
 /// One session generation (a session id and the token expiry it refreshes at).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Generation {
@@ -148,6 +158,11 @@ mod tests {
             keys.extend(generation(refresh_at).slot_keys("grafana"));
         }
         assert!(keys.len() as u64 <= SLOTS, "{}", keys.len());
+        let all: std::collections::HashSet<String> = all_slot_keys("grafana").collect();
+        assert!(
+            keys.is_subset(&all),
+            "every probed slot is one written at start"
+        );
     }
 
     #[test]

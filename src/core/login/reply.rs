@@ -2,7 +2,7 @@
 
 use crate::core::error::AuthError;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u32,
     pub headers: Vec<(String, String)>,
@@ -26,6 +26,26 @@ pub enum Severity {
     Info,
     Warn,
     Error,
+}
+
+/// `Set-Cookie` values hold sealed sessions: printed as their names only.
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| match n.as_str() {
+                "set-cookie" => (n.as_str(), v.split('=').next().unwrap_or_default()),
+                _ => (n.as_str(), v.as_str()),
+            })
+            .collect();
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("headers", &headers)
+            .field("body", &self.body)
+            .field("reason", &self.reason)
+            .finish()
+    }
 }
 
 /// A header name we may write: an RFC 9110 token.
@@ -176,6 +196,16 @@ mod tests {
         );
         assert!(!reply.body.contains("<script>") && reply.body.contains("&lt;script&gt;"));
         assert_eq!(reply.header("cache-control"), Some("no-store"));
+    }
+
+    #[test]
+    fn a_printed_reply_never_shows_a_sealed_session() {
+        let reply = redirect("/", vec!["_wasm_iap=SEALEDVALUE; Path=/".into()]);
+        let printed = format!("{reply:?}");
+        assert!(
+            printed.contains("_wasm_iap") && !printed.contains("SEALEDVALUE"),
+            "{printed}"
+        );
     }
 
     #[test]
