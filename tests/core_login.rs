@@ -38,6 +38,11 @@ impl Random for Counter {
 }
 
 fn settings(login: Value) -> Settings {
+    Settings::parse(&config_with(login).to_string()).unwrap_or_else(|e| panic!("{e:#?}"))
+}
+
+/// A plugin configuration with one login service, `login` merged into it.
+fn config_with(login: Value) -> Value {
     let mut entry = json!({
         "hosts": ["prometheus.example.com"],
         "issuer": ISSUER,
@@ -52,11 +57,10 @@ fn settings(login: Value) -> Settings {
     for (k, v) in login.as_object().cloned().unwrap_or_default() {
         entry[k] = v;
     }
-    let config = json!({
+    json!({
         "providers": [{ "issuer": ISSUER, "audiences": ["prometheus"], "jwks": shared_keys().jwks() }],
         "login": [entry],
-    });
-    Settings::parse(&config.to_string()).unwrap_or_else(|e| panic!("{e:#?}"))
+    })
 }
 
 fn endpoints() -> Endpoints {
@@ -946,20 +950,7 @@ fn host_prefixed_cookie_names_are_usable_or_refused() {
 }
 
 fn login_problems(login: Value) -> Vec<String> {
-    let mut entry = json!({
-        "hosts": ["prometheus.example.com"], "issuer": ISSUER, "client_id": "prometheus",
-        "client_secret": "s3cret", "cookie_secrets": [SECRET], "cluster": "dex",
-        "authorization_endpoint": "https://dex.example.com/auth",
-        "token_endpoint": "https://dex.example.com/token",
-    });
-    for (k, v) in login.as_object().cloned().unwrap_or_default() {
-        entry[k] = v;
-    }
-    let config = json!({
-        "providers": [{ "issuer": ISSUER, "audiences": ["prometheus"], "jwks": shared_keys().jwks() }],
-        "login": [entry],
-    });
-    Settings::parse(&config.to_string())
+    Settings::parse(&config_with(login).to_string())
         .err()
         .unwrap_or_default()
 }

@@ -2,6 +2,8 @@
 //! each parser keeps the promise its documentation makes. Cases: 256, or `PROPTEST_CASES`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,6 +13,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
+use support::props::config;
 use url::Url;
 use wasm_iap::core::algorithm::Algorithm;
 use wasm_iap::core::claims::{self, ClaimRules};
@@ -41,21 +44,6 @@ const ISSUER: &str = "https://dex.example.com";
 const NOW: u64 = 1_800_000_000;
 const SECRET: &str = "a-cookie-secret-of-at-least-32-bytes!";
 const DEPTHS: [usize; 3] = [129, 1_000, 10_000];
-
-/// `cases` test cases per property, unless `PROPTEST_CASES` says otherwise. Failures are
-/// not persisted to a file: the shrunk input is in the test's output.
-fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default(); // already holds PROPTEST_CASES when set
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            default.cases
-        } else {
-            cases
-        },
-        failure_persistence: None,
-        ..default
-    }
-}
 
 /// Xorshift: the deterministic randomness the core asks for (nonces, session ids).
 struct Xorshift(u64);

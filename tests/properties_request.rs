@@ -7,6 +7,7 @@ mod support;
 
 use proptest::prelude::*;
 use serde_json::json;
+use support::props::config;
 use url::Url;
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::identity::StrippedHeaders;
@@ -18,19 +19,6 @@ use wasm_iap::core::random::{NoRandomness, Random};
 use wasm_iap::core::request_headers::{serialize, RequestHeaders};
 
 const ISSUER: &str = "https://dex.example.com";
-
-fn config(cases: u32) -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            default.cases
-        } else {
-            cases
-        },
-        failure_persistence: None,
-        ..default
-    }
-}
 
 struct Counter(u8);
 

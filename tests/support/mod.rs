@@ -9,6 +9,7 @@ pub mod http;
 pub mod idp;
 pub mod login_bed;
 pub mod mint;
+pub mod props;
 pub mod raw;
 pub mod servers;
 pub mod webdriver;
