@@ -10,16 +10,16 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use support::mint::{self, claims_with, shared_keys};
 use url::Url;
-use wasm_iap::core::authn::Authenticator;
+use wasm_iap::core::bearer::authenticator::Authenticator;
+use wasm_iap::core::bearer::error::AuthError;
+use wasm_iap::core::config::login::LoginService;
 use wasm_iap::core::config::Settings;
-use wasm_iap::core::error::AuthError;
 use wasm_iap::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Request, Step};
 use wasm_iap::core::login::oidc::{pkce_challenge, PendingLogin, TokenError, Tokens};
-use wasm_iap::core::login::reply::Reply;
 use wasm_iap::core::login::request_kind::RequestHints;
 use wasm_iap::core::login::session::{self, Session};
-use wasm_iap::core::login::settings::LoginService;
 use wasm_iap::core::random::{NoRandomness, Random};
+use wasm_iap::core::reply::Reply;
 use wasm_iap::core::secret::Secret;
 
 const ISSUER: &str = "https://dex.example.com";
@@ -96,7 +96,7 @@ fn request<'a>(
 
 const HTML: &str = "text/html,application/xhtml+xml";
 
-fn respond(step: Step) -> wasm_iap::core::login::reply::Reply {
+fn respond(step: Step) -> wasm_iap::core::reply::Reply {
     match step {
         Step::Respond(reply) => reply,
         other => panic!("expected a local answer, got {other:?}"),
@@ -226,7 +226,7 @@ fn api_clients_without_session_get_401_and_routes_can_override() {
 
 /// Starts a login as a browser would; returns its `state` and the `name=value` of its login cookie.
 fn start_login(
-    service: &wasm_iap::core::login::settings::LoginService,
+    service: &wasm_iap::core::config::login::LoginService,
     now: u64,
 ) -> (String, String) {
     let start = respond(flow::decide(

@@ -7,10 +7,10 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 use support::mint::{self, claims, claims_with, forge, other_keys, shared_keys};
-use wasm_iap::core::authn::{Authenticator, Verdict, WaitReason};
+use wasm_iap::core::bearer::authenticator::{Authenticator, Verdict, WaitReason};
+use wasm_iap::core::bearer::error::AuthError;
 use wasm_iap::core::config::Settings;
-use wasm_iap::core::error::AuthError;
-use wasm_iap::core::keys_record::KeysRecord;
+use wasm_iap::core::keys::record::KeysRecord;
 
 const ISSUER: &str = "https://dex.example.com";
 const AUDIENCE: &str = "prometheus";

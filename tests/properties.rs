@@ -15,26 +15,26 @@ use proptest::test_runner::TestCaseError;
 use serde_json::{json, Map, Value};
 use support::props::config;
 use url::Url;
-use wasm_iap::core::algorithm::Algorithm;
-use wasm_iap::core::claims::{self, ClaimRules};
+use wasm_iap::core::bearer::claims::{self, ClaimRules};
+use wasm_iap::core::bearer::error::AuthError;
+use wasm_iap::core::bearer::token;
+use wasm_iap::core::config::duration;
+use wasm_iap::core::config::login::strip_port;
 use wasm_iap::core::config::Settings;
-use wasm_iap::core::duration;
-use wasm_iap::core::error::AuthError;
-use wasm_iap::core::jwks::KeySet;
-use wasm_iap::core::key_fetch::{read_discovery, read_jwks, CalloutResponse, MAX_DOCUMENT_BYTES};
-use wasm_iap::core::keys_record::{lease_available, lease_value, max_age, Discovery, KeysRecord};
-use wasm_iap::core::login::cookies::{self, CookieAttributes, SameSite};
+use wasm_iap::core::cookies::{self, CookieAttributes, SameSite};
+use wasm_iap::core::keys::algorithm::Algorithm;
+use wasm_iap::core::keys::fetch::{read_discovery, read_jwks, CalloutResponse, MAX_DOCUMENT_BYTES};
+use wasm_iap::core::keys::jwks::KeySet;
+use wasm_iap::core::keys::record::{lease_available, lease_value, max_age, Discovery, KeysRecord};
 use wasm_iap::core::login::oidc::{
     is_well_formed_state, read_tokens, PendingLogin, TokenError, Tokens,
 };
 use wasm_iap::core::login::redirect::safe_target;
 use wasm_iap::core::login::request_kind::{is_browser_navigation, RequestHints};
-use wasm_iap::core::login::seal::Sealer;
 use wasm_iap::core::login::session::{self, is_session_cookie, Session};
-use wasm_iap::core::login::settings::strip_port;
 use wasm_iap::core::random::{NoRandomness, Random};
+use wasm_iap::core::seal::Sealer;
 use wasm_iap::core::secret::Secret;
-use wasm_iap::core::token;
 
 // ---------------------------------------------------------------------------------------
 // Shared helpers and strategies
@@ -188,7 +188,7 @@ fn percent_decoded(text: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// core::token::parse
+// core::bearer::token::parse
 // ---------------------------------------------------------------------------------------
 
 const ALG_NAMES: &[&str] = &[
@@ -342,7 +342,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// core::login::cookies
+// core::cookies
 // ---------------------------------------------------------------------------------------
 
 const COOKIE_BITS: &[&str] = &[
@@ -418,7 +418,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// core::login::seal
+// core::seal
 // ---------------------------------------------------------------------------------------
 
 const BASE64URL: &[char] = &[
@@ -1195,7 +1195,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// core::jwks::KeySet::parse
+// core::keys::jwks::KeySet::parse
 // ---------------------------------------------------------------------------------------
 
 fn jwk_json() -> BoxedStrategy<Value> {
@@ -1272,7 +1272,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// core::key_fetch::read_discovery and read_jwks
+// core::keys::fetch::read_discovery and read_jwks
 // ---------------------------------------------------------------------------------------
 
 fn status() -> BoxedStrategy<Option<u32>> {
@@ -1576,7 +1576,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// core::keys_record: max_age, KeysRecord::decode, lease_available
+// core::keys::record: max_age, KeysRecord::decode, lease_available
 // ---------------------------------------------------------------------------------------
 
 fn arb_record() -> BoxedStrategy<KeysRecord> {
@@ -1743,7 +1743,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// core::claims::check
+// core::bearer::claims::check
 // ---------------------------------------------------------------------------------------
 
 /// A NumericDate near `NOW`, mostly within `offsets` of it, sometimes anything odd.

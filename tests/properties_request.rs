@@ -13,9 +13,9 @@ use wasm_iap::core::config::Settings;
 use wasm_iap::core::identity::StrippedHeaders;
 use wasm_iap::core::login::flow::{self, Endpoints, Request, Step};
 use wasm_iap::core::login::refresh_slots::{self, Generation};
-use wasm_iap::core::login::reply::{header_name_safe, header_value_safe, Reply};
 use wasm_iap::core::login::request_kind::RequestHints;
 use wasm_iap::core::random::{NoRandomness, Random};
+use wasm_iap::core::reply::{header_name_safe, header_value_safe, Reply};
 use wasm_iap::core::request_headers::{serialize, RequestHeaders};
 
 const ISSUER: &str = "https://dex.example.com";
@@ -187,7 +187,7 @@ proptest! {
     fn a_checked_reply_is_always_safe_to_write(
         headers in proptest::collection::vec(("\\PC{0,12}", "[\\PC\r\n\0]{0,30}"), 0..6),
     ) {
-        let mut reply = wasm_iap::core::login::reply::redirect("/", vec![]);
+        let mut reply = wasm_iap::core::reply::redirect("/", vec![]);
         reply.headers.extend(headers);
         let checked = reply.checked().unwrap_or_else(|refused| refused);
         assert_safe(&checked)?;

@@ -3,8 +3,14 @@
 
 use serde_json::{Map, Value};
 
-use super::config::IdentityHeaders;
-use super::error::AuthError;
+use crate::core::bearer::error::AuthError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+/// The names of the headers that carry the identity upstream.
+pub struct IdentityHeaders {
+    pub user: String,
+    pub email: String,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {

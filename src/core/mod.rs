@@ -1,18 +1,18 @@
 //! Everything wasm-iap decides, as plain Rust: no proxy-wasm, time and randomness passed in.
-pub mod algorithm;
-pub mod authn;
-pub mod claims;
+//!
+//! - `config`: the plugin configuration, parsed and checked once;
+//! - `keys`: issuers' signing keys (algorithms, JWKS, the shared record, fetching);
+//! - `bearer`: bearer tokens (parsing, claims, the authenticator, its cache, its errors);
+//! - `login`: browser sign-in (the flow, OIDC messages, sessions, refresh slots);
+//! - shared: identity, replies, sealed cookies, secrets, randomness, request headers.
+pub mod bearer;
 pub mod config;
-pub mod config_reader;
-pub mod duration;
-pub mod error;
+pub mod cookies;
 pub mod identity;
-pub mod jwks;
-pub mod key_fetch;
-pub mod keys_record;
+pub mod keys;
 pub mod login;
 pub mod random;
+pub mod reply;
 pub mod request_headers;
+pub mod seal;
 pub mod secret;
-pub mod token;
-pub mod token_cache;

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
-use crate::core::key_fetch::MAX_DOCUMENT_BYTES;
-use crate::core::login::reply::{header_name_safe, header_value_safe, Reply, Severity};
+use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
 use crate::core::random::{NoRandomness, Random};
+use crate::core::reply::{header_name_safe, header_value_safe, Reply, Severity};
 use crate::core::request_headers::{self, RequestHeaders};
 
 use super::abi;

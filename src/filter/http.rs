@@ -7,10 +7,9 @@ use proxy_wasm::types::{Action, LogLevel};
 use super::host;
 use super::login::{self, Phase};
 use super::vm::{SharedVm, Vm, Waiting, WaitsFor};
-use crate::core::authn::Verdict;
-use crate::core::error::AuthError;
+use crate::core::bearer::authenticator::Verdict;
+use crate::core::bearer::error::AuthError;
 use crate::core::identity;
-use crate::core::login::reply;
 use crate::core::request_headers::RequestHeaders;
 use crate::core::secret::Secret;
 
@@ -172,6 +171,6 @@ impl HttpContext for Request {
 /// Should never happen; if it does, nobody passes unchecked.
 fn fail_closed(why: &str) -> Action {
     host::log(LogLevel::Error, &format!("refusing request: {why}"));
-    host::send_reply(reply::refused(&AuthError::KeysUnavailable, Vec::new()));
+    host::send_reply(AuthError::KeysUnavailable.reply(Vec::new()));
     Action::Pause
 }

@@ -7,18 +7,18 @@ use proxy_wasm::types::{Action, LogLevel};
 
 use super::host::{self, HostRandom};
 use super::vm::{Vm, Waiting, WaitsFor};
-use crate::core::authn::Verdict;
-use crate::core::key_fetch::request_line;
-use crate::core::login::cookies;
+use crate::core::bearer::authenticator::Verdict;
+use crate::core::config::login::LoginService;
+use crate::core::cookies;
+use crate::core::keys::fetch::request_line;
 use crate::core::login::error::LoginError;
 use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Step};
 use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
 use crate::core::login::refresh_slots::{self, Generation, Plan};
-use crate::core::login::reply::Reply;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
-use crate::core::login::settings::LoginService;
 use crate::core::random::Random;
+use crate::core::reply::Reply;
 use crate::core::request_headers::RequestHeaders;
 
 /// Where a request stands; in-flight data lives in the variant that needs it.

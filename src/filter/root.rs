@@ -12,8 +12,8 @@ use super::host;
 use super::http::Request;
 use super::vm::{SharedVm, Vm};
 use crate::core::config::{KeySource, Locator, RemoteKeys, Settings};
-use crate::core::key_fetch::{self, CalloutResponse, Stage};
-use crate::core::keys_record::{lease_available, lease_value, Discovery, KeysRecord};
+use crate::core::keys::fetch::{self, CalloutResponse, Stage};
+use crate::core::keys::record::{lease_available, lease_value, Discovery, KeysRecord};
 use crate::core::login::refresh_slots;
 
 const TICK: Duration = Duration::from_millis(100);
@@ -140,7 +140,7 @@ impl Root {
             host::set_shared_data(&entry.lease_key, &lease_value(0), None);
             return false;
         }
-        let (stage, url) = key_fetch::first_step(remote, record);
+        let (stage, url) = fetch::first_step(remote, record);
         self.dispatch(issuer, stage, &url, None, now_ms, now_ms);
         true
     }
@@ -157,7 +157,7 @@ impl Root {
         let Some(remote) = self.remote(issuer) else {
             return;
         };
-        let call = key_fetch::callout(url, remote);
+        let call = fetch::callout(url, remote);
         match host::dispatch(&call.cluster, &call.headers, None, call.timeout_ms) {
             Ok(token) => {
                 self.in_flight.insert(
@@ -253,7 +253,7 @@ impl Context for Root {
             return;
         };
         let outcome = match call.stage {
-            Stage::Discovery => match key_fetch::read_discovery(&response, &entry.issuer) {
+            Stage::Discovery => match fetch::read_discovery(&response, &entry.issuer) {
                 Ok(discovery) => match url::Url::parse(&discovery.jwks_uri) {
                     Ok(jwks_uri) => {
                         return self.dispatch(
@@ -276,7 +276,7 @@ impl Context for Root {
                     .and_then(|s| s.providers.get(entry.provider))
                     .map(|p| p.algorithms.clone())
                     .unwrap_or_default();
-                key_fetch::read_jwks(&response, &algorithms)
+                fetch::read_jwks(&response, &algorithms)
                     .map(|(jwks, max_age)| (jwks, call.discovery, max_age))
             }
         };

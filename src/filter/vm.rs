@@ -7,12 +7,11 @@ use proxy_wasm::types::LogLevel;
 
 use super::host;
 use super::login;
-use crate::core::authn::{Authenticator, Verdict, WaitReason};
+use crate::core::bearer::authenticator::{Authenticator, Verdict, WaitReason};
+use crate::core::bearer::error::AuthError;
 use crate::core::config::Settings;
-use crate::core::error::AuthError;
 use crate::core::login::oidc::{TokenError, Tokens};
 use crate::core::login::refresh_slots::Generation;
-use crate::core::login::reply;
 use crate::core::secret::Secret;
 
 /// A request paused until its issuer's keys (or discovered endpoints) arrive.
@@ -240,7 +239,7 @@ impl Vm {
 
 /// Refusals of bad tokens are routine (debug); running out of keys is an outage (warn).
 fn refuse(error: &AuthError) {
-    let answer = reply::refused(error, Vec::new());
+    let answer = error.reply(Vec::new());
     let level = if answer.status >= 500 {
         LogLevel::Warn
     } else {

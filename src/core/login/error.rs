@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use super::reply::{self, LogNote, Reply, Severity};
-use crate::core::error::AuthError;
+use crate::core::bearer::error::AuthError;
+use crate::core::reply::{self, LogNote, Reply, Severity};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoginError {

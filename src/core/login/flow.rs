@@ -10,19 +10,19 @@
 use subtle::ConstantTimeEq;
 use url::{form_urlencoded, Url};
 
-use super::cookies::{self, CookieAttributes, SameSite};
-use super::error::LoginError;
-use super::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
-use super::redirect::safe_target;
-use super::reply::{self, Reply};
-use super::request_kind::{is_browser_navigation, RequestHints};
-use super::session::{self, Session};
-use super::settings::{LoginService, Unauthenticated};
-use crate::core::authn::IdTokenClaims;
-use crate::core::error::AuthError;
+use crate::core::bearer::authenticator::IdTokenClaims;
+use crate::core::bearer::error::AuthError;
+use crate::core::config::login::{LoginService, Unauthenticated};
+use crate::core::cookies::{self, CookieAttributes, SameSite};
 use crate::core::identity::Identity;
-use crate::core::keys_record::Discovery;
+use crate::core::keys::record::Discovery;
+use crate::core::login::error::LoginError;
+use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
+use crate::core::login::redirect::safe_target;
+use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
+use crate::core::login::session::{self, Session};
 use crate::core::random::Random;
+use crate::core::reply::{self, Reply};
 
 const LOGIN_PURPOSE: &str = "login";
 /// Login cookies sign-out deletes at most.
@@ -275,7 +275,7 @@ pub fn unauthenticated(
     let cookies = request.cookies();
     let stale = session::clear_except(&cookies, &service.cookie_name, &service.cookie, &[]);
     if !sends_to_login(service, request) {
-        return reply::refused(&AuthError::MissingToken, stale);
+        return AuthError::MissingToken.reply(stale);
     }
     let Some(endpoints) = endpoints else {
         return unavailable();
@@ -481,7 +481,7 @@ pub fn session_ended(
     if browser {
         reply::redirect(&return_target(path_and_query), clear)
     } else {
-        reply::refused(&AuthError::MissingToken, clear)
+        AuthError::MissingToken.reply(clear)
     }
 }
 

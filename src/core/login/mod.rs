@@ -1,13 +1,9 @@
 //! Browser sign-in: the OIDC authorization-code flow with PKCE, state and nonce, and the
 //! session kept in sealed cookies.
-pub mod cookies;
 pub mod error;
 pub mod flow;
 pub mod oidc;
 pub mod redirect;
 pub mod refresh_slots;
-pub mod reply;
 pub mod request_kind;
-pub mod seal;
 pub mod session;
-pub mod settings;

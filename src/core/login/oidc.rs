@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use url::form_urlencoded;
 use url::Url;
 
-use super::settings::{ClientAuth, LoginService};
+use crate::core::config::login::{ClientAuth, LoginService};
 use crate::core::random::Random;
 use crate::core::secret::Secret;
 

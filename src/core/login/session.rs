@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cookies::{self, CookieAttributes};
-use super::seal::Sealer;
+use crate::core::cookies::{self, CookieAttributes};
 use crate::core::identity::Identity;
 use crate::core::random::Random;
+use crate::core::seal::Sealer;
 use crate::core::secret::Secret;
 
 /// Longest value put in one cookie; with name and attributes it stays below 4096 bytes.
@@ -154,7 +154,7 @@ fn session_cookie_names(name: &str) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::login::cookies::tests::attributes;
+    use crate::core::cookies::tests::attributes;
     use crate::core::random::Seeded;
 
     const NOW: u64 = 1_800_000_000;

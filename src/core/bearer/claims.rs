@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::error::AuthError;
+use crate::core::bearer::error::AuthError;
 
 /// What one issuer's tokens must satisfy.
 #[derive(Clone, Debug)]

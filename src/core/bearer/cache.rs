@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::identity::Identity;
+use crate::core::identity::Identity;
 
 /// How long a token without `exp` may be served from the cache.
 const NO_EXPIRY_TTL_SECS: u64 = 60;

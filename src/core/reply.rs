@@ -1,6 +1,5 @@
-//! Answers the filter gives itself during login: redirects, error pages, 401 for APIs.
-
-use crate::core::error::AuthError;
+//! Answers the filter gives itself: redirects, pages and refusals, checked before they are
+//! written.
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -103,10 +102,22 @@ impl Reply {
     }
 }
 
-fn with_cookies(
-    mut headers: Vec<(String, String)>,
+/// A reply with these headers and body, never cached, with `set_cookies`.
+pub fn with_cookies(
+    status: u32,
+    headers: Vec<(String, String)>,
+    body: String,
     set_cookies: Vec<String>,
-) -> Vec<(String, String)> {
+) -> Reply {
+    Reply {
+        status,
+        headers: no_store(headers, set_cookies),
+        body,
+        reason: None,
+    }
+}
+
+fn no_store(mut headers: Vec<(String, String)>, set_cookies: Vec<String>) -> Vec<(String, String)> {
     headers.push(("cache-control".into(), "no-store".into()));
     headers.extend(
         set_cookies
@@ -119,7 +130,7 @@ fn with_cookies(
 pub fn redirect(location: &str, set_cookies: Vec<String>) -> Reply {
     Reply {
         status: 302,
-        headers: with_cookies(vec![("location".into(), location.into())], set_cookies),
+        headers: no_store(vec![("location".into(), location.into())], set_cookies),
         body: String::new(),
         reason: None,
     }
@@ -144,27 +155,11 @@ pub fn page(status: u32, title: &str, message: &str, set_cookies: Vec<String>) -
     );
     Reply {
         status,
-        headers: with_cookies(
+        headers: no_store(
             vec![("content-type".into(), "text/html; charset=utf-8".into())],
             set_cookies,
         ),
         body,
-        reason: None,
-    }
-}
-
-/// The bearer layer's 401 (or 503), with cookies to clear.
-pub fn refused(error: &AuthError, set_cookies: Vec<String>) -> Reply {
-    let rejection = error.rejection();
-    let headers = rejection
-        .headers
-        .into_iter()
-        .map(|(n, v)| (n.to_string(), v))
-        .collect();
-    Reply {
-        status: rejection.status,
-        headers: with_cookies(headers, set_cookies),
-        body: rejection.body,
         reason: None,
     }
 }

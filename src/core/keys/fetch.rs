@@ -3,10 +3,10 @@
 use serde_json::Value;
 use url::Url;
 
-use super::algorithm::Algorithm;
-use super::config::{Locator, RemoteKeys};
-use super::jwks::KeySet;
-use super::keys_record::{max_age, Discovery, KeysRecord};
+use crate::core::config::provider::{Locator, RemoteKeys};
+use crate::core::keys::algorithm::Algorithm;
+use crate::core::keys::jwks::KeySet;
+use crate::core::keys::record::{max_age, Discovery, KeysRecord};
 
 /// Bodies larger than this are not a discovery document or a key set.
 pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;

@@ -3,7 +3,7 @@
 use jwt_simple::prelude::*;
 use serde_json::Value;
 
-use super::algorithm::Algorithm;
+use crate::core::keys::algorithm::Algorithm;
 
 /// One public key, ready to verify tokens of exactly one algorithm.
 pub enum VerifyingKey {

@@ -5,8 +5,8 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::algorithm::Algorithm;
-use super::error::AuthError;
+use crate::core::bearer::error::AuthError;
+use crate::core::keys::algorithm::Algorithm;
 
 #[derive(Deserialize)]
 struct RawHeader {

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::duration;
+use crate::core::config::duration;
 
 /// All problems found in one configuration, each prefixed with the path of its field.
 #[derive(Debug, Default)]

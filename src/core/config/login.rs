@@ -4,10 +4,10 @@
 use serde_json::Value;
 use url::Url;
 
-use super::cookies::{CookieAttributes, SameSite};
-use super::seal::Sealer;
-use crate::core::config::{KeySource, Provider};
-use crate::core::config_reader::{ObjectReader, Problems};
+use crate::core::config::provider::{KeySource, Provider};
+use crate::core::config::reader::{ObjectReader, Problems};
+use crate::core::cookies::{CookieAttributes, SameSite};
+use crate::core::seal::Sealer;
 use crate::core::secret::Secret;
 
 /// Reads an environment variable of the VM (Istio: `WasmPlugin.spec.vmConfig.env`).

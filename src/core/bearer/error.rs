@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::core::reply::{self, Reply};
+
 /// Every reason the authentication layer refuses a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthError {
@@ -78,14 +80,6 @@ impl fmt::Display for AuthError {
     }
 }
 
-/// A complete HTTP answer for a refused request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    pub status: u32,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: String,
-}
-
 const REALM: &str = "wasm-iap";
 
 impl AuthError {
@@ -99,7 +93,9 @@ impl AuthError {
         }
     }
 
-    pub fn rejection(&self) -> Rejection {
+    /// The answer to a refused request: `401` with an RFC 6750 challenge and a JSON body, or
+    /// `503` with `Retry-After` when keys are missing; `set_cookies` go along.
+    pub fn reply(&self, set_cookies: Vec<String>) -> Reply {
         let description = self.to_string();
         let code = self.oauth_error_code();
         let body = serde_json::json!({
@@ -107,14 +103,10 @@ impl AuthError {
             "error_description": description,
         })
         .to_string();
-        let mut headers = vec![("content-type", "application/json".to_string())];
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if *self == AuthError::KeysUnavailable {
-            headers.push(("retry-after", "5".to_string()));
-            return Rejection {
-                status: 503,
-                headers,
-                body,
-            };
+            headers.push(("retry-after".into(), "5".into()));
+            return reply::with_cookies(503, headers, body, set_cookies);
         }
         let challenge = match code {
             None => format!("Bearer realm=\"{REALM}\""),
@@ -123,12 +115,8 @@ impl AuthError {
                 quoted_string_safe(&description)
             ),
         };
-        headers.push(("www-authenticate", challenge));
-        Rejection {
-            status: 401,
-            headers,
-            body,
-        }
+        headers.push(("www-authenticate".into(), challenge));
+        reply::with_cookies(401, headers, body, set_cookies)
     }
 }
 
@@ -149,17 +137,13 @@ fn quoted_string_safe(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn header<'a>(rejection: &'a Rejection, name: &str) -> Option<&'a str> {
-        rejection
-            .headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+    fn header<'a>(rejection: &'a Reply, name: &str) -> Option<&'a str> {
+        rejection.header(name)
     }
 
     #[test]
     fn expired_token_gets_401_with_rfc6750_challenge_and_json() {
-        let rejection = AuthError::Expired.rejection();
+        let rejection = AuthError::Expired.reply(vec![]);
         assert_eq!(rejection.status, 401);
         assert_eq!(
             header(&rejection, "www-authenticate"),
@@ -173,7 +157,7 @@ mod tests {
 
     #[test]
     fn request_without_credentials_gets_a_bare_challenge() {
-        let rejection = AuthError::MissingToken.rejection();
+        let rejection = AuthError::MissingToken.reply(vec![]);
         assert_eq!(rejection.status, 401);
         assert_eq!(
             header(&rejection, "www-authenticate"),
@@ -183,7 +167,7 @@ mod tests {
 
     #[test]
     fn idp_outage_is_503_not_401() {
-        let rejection = AuthError::KeysUnavailable.rejection();
+        let rejection = AuthError::KeysUnavailable.reply(vec![]);
         assert_eq!(rejection.status, 503);
         assert_eq!(header(&rejection, "www-authenticate"), None);
         assert!(header(&rejection, "retry-after").is_some());
@@ -194,7 +178,7 @@ mod tests {
         let rejection = AuthError::UnknownKey {
             kid: Some("a\"b\r\nx: y".into()),
         }
-        .rejection();
+        .reply(vec![]);
         let challenge = header(&rejection, "www-authenticate").unwrap_or_default();
         assert!(!challenge.contains('\n') && !challenge.contains("a\"b"));
     }

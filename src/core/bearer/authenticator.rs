@@ -7,14 +7,14 @@ use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
 
 use subtle::ConstantTimeEq;
 
-use super::claims::ClaimRules;
-use super::config::{KeySource, Provider, Settings};
-use super::error::AuthError;
-use super::identity::Identity;
-use super::jwks::KeySet;
-use super::keys_record::{Discovery, KeysRecord};
-use super::token::{self, UnverifiedToken};
-use super::token_cache::TokenCache;
+use crate::core::bearer::cache::TokenCache;
+use crate::core::bearer::claims::ClaimRules;
+use crate::core::bearer::error::AuthError;
+use crate::core::bearer::token::{self, UnverifiedToken};
+use crate::core::config::{KeySource, Provider, Settings};
+use crate::core::identity::Identity;
+use crate::core::keys::jwks::KeySet;
+use crate::core::keys::record::{Discovery, KeysRecord};
 
 const TOKEN_CACHE_CAPACITY: usize = 2048;
 
@@ -198,7 +198,8 @@ impl Authenticator {
         else {
             return Err(deny(AuthError::UntrustedIssuer));
         };
-        let expiry = super::claims::check(&token.claims, rules, now_secs).map_err(deny)?;
+        let expiry =
+            crate::core::bearer::claims::check(&token.claims, rules, now_secs).map_err(deny)?;
         if !provider.algorithms.contains(&token.alg) {
             return Err(deny(AuthError::AlgorithmNotAccepted {
                 alg: token.alg.name().into(),
