@@ -4,7 +4,8 @@
 //! - `keys`: issuers' signing keys (algorithms, JWKS, the shared record, fetching);
 //! - `bearer`: bearer tokens (parsing, claims, the authenticator, its cache, its errors);
 //! - `login`: browser sign-in (the flow, OIDC messages, sessions, refresh slots);
-//! - shared: identity, replies, sealed cookies, secrets, randomness, request headers.
+//! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
+//!   the shared data all workers see.
 pub mod bearer;
 pub mod config;
 pub mod cookies;
@@ -16,3 +17,4 @@ pub mod reply;
 pub mod request_headers;
 pub mod seal;
 pub mod secret;
+pub mod shared_data;

@@ -10,6 +10,7 @@ use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
 use crate::core::random::{NoRandomness, Random};
 use crate::core::reply::{header_name_safe, header_value_safe, Reply, Severity};
 use crate::core::request_headers::{self, RequestHeaders};
+use crate::core::shared_data::SharedData;
 
 use super::abi;
 
@@ -191,6 +192,19 @@ pub fn send_reply(reply: Reply) {
             reply.body.as_bytes(),
         ),
     );
+}
+
+/// Envoy's shared data, for the core's coordination across workers.
+pub struct HostShared;
+
+impl SharedData for HostShared {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        shared_data(key)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        set_shared_data(key, value, cas)
+    }
 }
 
 /// The host's randomness (WASI `random_get`).

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use proxy_wasm::types::{Action, LogLevel};
 
-use super::host::{self, HostRandom};
+use super::host::{self, HostRandom, HostShared};
 use super::vm::{Vm, Waiting, WaitsFor};
 use crate::core::bearer::authenticator::Verdict;
 use crate::core::config::login::LoginService;
@@ -14,10 +14,10 @@ use crate::core::keys::fetch::request_line;
 use crate::core::login::error::LoginError;
 use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Step};
 use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
-use crate::core::login::refresh_slots::{self, Generation, Plan};
+use crate::core::login::refresh::{self, Claim, Lease};
+use crate::core::login::refresh_slots;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
-use crate::core::random::Random;
 use crate::core::reply::Reply;
 use crate::core::request_headers::RequestHeaders;
 
@@ -42,8 +42,7 @@ pub enum Phase {
         token: u32,
         service: usize,
         session: Session,
-        slot_key: String,
-        generation: Generation,
+        lease: Lease,
         cookie_header: Option<String>,
         path: String,
         browser: bool,
@@ -204,9 +203,9 @@ fn call_token_endpoint(service: &LoginService, request: &TokenRequest) -> Option
     }
 }
 
-/// One refresh per session generation across all workers: the first request takes a lease
-/// in a shared-data slot and refreshes; the others go on with the still-valid old session
-/// meanwhile, and later ones carrying the old cookie pick up the published result.
+/// Refreshes the session when this worker wins the generation's lease (see
+/// `core::login::refresh`); otherwise goes on with the old session, the published one, or
+/// ends it.
 #[allow(clippy::too_many_arguments)]
 fn refresh(
     vm: &Vm,
@@ -218,50 +217,30 @@ fn refresh(
     path: String,
     browser: bool,
 ) -> (Phase, Action) {
-    let generation = Generation::new(&service.client_id, &session.sid, session.refresh_at);
-    let keys = generation.slot_keys(&service.client_id);
-    let now_ms = host::now_ms();
-    let values: Vec<(Option<Vec<u8>>, Option<u32>)> =
-        keys.iter().map(|k| host::shared_data(k)).collect();
-    let slots: Vec<_> = values
-        .iter()
-        .map(|(v, _)| refresh_slots::read(v.as_deref(), &generation, now_ms))
-        .collect();
-    let slot = match refresh_slots::plan(&slots) {
-        Plan::Adopt(sealed) => match open_session(service, sealed) {
-            Some(renewed) => return adopt(vm, service, &renewed, cookie_header),
-            None => return keep_old(vm, service, &session, cookie_header),
-        },
-        Plan::Ended => {
+    let lease = match refresh::claim(
+        &mut HostShared,
+        service,
+        &session,
+        host::now_ms(),
+        &mut HostRandom,
+    ) {
+        Claim::Refresh(lease) => lease,
+        Claim::Adopt(renewed) => return adopt(vm, service, &renewed, cookie_header),
+        Claim::Ended => {
             return answer(
                 service,
                 flow::session_ended(service, cookie_header.as_deref(), &path, browser),
             )
         }
-        Plan::KeepOld => return keep_old(vm, service, &session, cookie_header),
-        Plan::Lease(slot) => slot,
+        Claim::KeepOld => return keep_old(vm, service, &session, cookie_header),
     };
-    // Every slot was written at start, so the lease is a compare-and-swap against what was
-    // read; a slot without a version (never written) is not taken.
-    let (Some(key), Some((_, Some(cas)))) = (keys.get(slot), values.get(slot)) else {
-        return keep_old(vm, service, &session, cookie_header);
-    };
-    let Some(marker) = HostRandom.token(12) else {
-        return keep_old(vm, service, &session, cookie_header);
-    };
-    let lease = generation.lease(now_ms + 2 * service.timeout_ms + 1000, &marker);
-    let ours = host::set_shared_data(key, &lease, Some(*cas));
-    if !ours {
-        return keep_old(vm, service, &session, cookie_header);
-    }
     match call_token_endpoint(service, &request) {
         Some(token) => (
             Phase::Refreshing {
                 token,
                 service: index,
                 session,
-                slot_key: key.clone(),
-                generation,
+                lease,
                 cookie_header,
                 path,
                 browser,
@@ -269,27 +248,9 @@ fn refresh(
             Action::Pause,
         ),
         None => {
-            host::set_shared_data(key, b"", None);
+            refresh::release(&mut HostShared, &lease);
             keep_old(vm, service, &session, cookie_header)
         }
-    }
-}
-
-fn open_session(service: &LoginService, sealed: &str) -> Option<Session> {
-    let plain = service.sealer.open("session", sealed)?;
-    serde_json::from_slice(&plain).ok()
-}
-
-/// The session another worker published for this generation, if any.
-fn renewed_elsewhere(
-    service: &LoginService,
-    key: &str,
-    generation: &Generation,
-) -> Option<Session> {
-    let value = host::shared_data(key).0;
-    match refresh_slots::read(value.as_deref(), generation, host::now_ms()) {
-        refresh_slots::Slot::Done(sealed) => open_session(service, sealed),
-        _ => None,
     }
 }
 
@@ -418,8 +379,7 @@ pub fn finish_token_response(
         }
         Phase::Refreshing {
             session,
-            slot_key,
-            generation,
+            lease,
             cookie_header,
             path,
             browser,
@@ -428,25 +388,17 @@ pub fn finish_token_response(
             let (phase, action) =
                 match flow::finish_refresh(&session, tokens, &verify, now_ms / 1000) {
                     Refreshed::Renewed(renewed) => {
-                        let sealed = serde_json::to_vec(&renewed)
-                            .ok()
-                            .and_then(|plain| svc.sealer.seal("session", &plain, &mut HostRandom));
-                        match sealed {
-                            Some(sealed) => {
-                                host::set_shared_data(
-                                    &slot_key,
-                                    &generation.done(now_ms, &sealed),
-                                    None,
-                                );
-                                vm.published_refreshes.push((
-                                    slot_key,
-                                    generation,
-                                    now_ms + refresh_slots::RESULT_KEPT_MS,
-                                ));
-                            }
-                            None => {
-                                host::set_shared_data(&slot_key, b"", None);
-                            }
+                        let published = refresh::publish_renewed(
+                            &mut HostShared,
+                            &lease,
+                            svc,
+                            &renewed,
+                            now_ms,
+                            &mut HostRandom,
+                        );
+                        if published {
+                            let blank_at_ms = now_ms + refresh_slots::RESULT_KEPT_MS;
+                            vm.published_refreshes.push((lease, blank_at_ms));
                         }
                         adopt(vm, svc, &renewed, cookie_header)
                     }
@@ -458,26 +410,33 @@ pub fn finish_token_response(
                                 svc.client_id
                             ),
                         );
-                        host::set_shared_data(&slot_key, b"", None);
+                        refresh::release(&mut HostShared, &lease);
                         keep_old(vm, svc, &session, cookie_header)
                     }
-                    Refreshed::Ended(why) => match renewed_elsewhere(svc, &slot_key, &generation) {
-                        // Another worker refreshed this session first; its result stands.
-                        Some(renewed) => adopt(vm, svc, &renewed, cookie_header),
-                        None => {
-                            // The user's name is personal data: the session id says enough.
-                            let sid: String = session.sid.chars().take(8).collect();
-                            host::log(
-                                LogLevel::Debug,
-                                &format!("session {sid}… of {} ended: {why}", svc.client_id),
-                            );
-                            host::set_shared_data(&slot_key, &generation.ended(now_ms), None);
-                            answer(
-                                svc,
-                                flow::session_ended(svc, cookie_header.as_deref(), &path, browser),
-                            )
+                    Refreshed::Ended(why) => {
+                        match refresh::renewed_elsewhere(&HostShared, &lease, svc, now_ms) {
+                            // Another worker refreshed this session first; its result stands.
+                            Some(renewed) => adopt(vm, svc, &renewed, cookie_header),
+                            None => {
+                                // The user's name is personal data: the session id says enough.
+                                let sid: String = session.sid.chars().take(8).collect();
+                                host::log(
+                                    LogLevel::Debug,
+                                    &format!("session {sid}… of {} ended: {why}", svc.client_id),
+                                );
+                                refresh::publish_ended(&mut HostShared, &lease, now_ms);
+                                answer(
+                                    svc,
+                                    flow::session_ended(
+                                        svc,
+                                        cookie_header.as_deref(),
+                                        &path,
+                                        browser,
+                                    ),
+                                )
+                            }
                         }
-                    },
+                    }
                 };
             if matches!(action, Action::Continue) {
                 host::resume_request();

@@ -14,7 +14,7 @@ use super::vm::{SharedVm, Vm};
 use crate::core::config::{KeySource, Locator, RemoteKeys, Settings};
 use crate::core::keys::fetch::{self, CalloutResponse, Stage};
 use crate::core::keys::record::{lease_available, lease_value, Discovery, KeysRecord};
-use crate::core::login::refresh_slots;
+use crate::core::login::refresh;
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -323,11 +323,7 @@ impl RootContext for Root {
             })
             .collect();
         for service in &settings.login {
-            for key in refresh_slots::all_slot_keys(&service.client_id) {
-                if host::shared_data(&key).0.is_none() {
-                    host::set_shared_data(&key, b"", None);
-                }
-            }
+            refresh::init_slots(&mut host::HostShared, &service.client_id);
         }
         if let Ok(mut slot) = self.vm.try_borrow_mut() {
             *slot = Some(Vm::new(Rc::clone(&settings)));

@@ -5,13 +5,13 @@ use std::rc::Rc;
 
 use proxy_wasm::types::LogLevel;
 
-use super::host;
+use super::host::{self, HostShared};
 use super::login;
 use crate::core::bearer::authenticator::{Authenticator, Verdict, WaitReason};
 use crate::core::bearer::error::AuthError;
 use crate::core::config::Settings;
 use crate::core::login::oidc::{TokenError, Tokens};
-use crate::core::login::refresh_slots::Generation;
+use crate::core::login::refresh::{self, Lease};
 use crate::core::secret::Secret;
 
 /// A request paused until its issuer's keys (or discovered endpoints) arrive.
@@ -47,7 +47,7 @@ pub struct Vm {
     /// Providers whose keys a request asked to fetch now; the root starts it on its next tick.
     pub fetch_wanted: Vec<bool>,
     /// Refresh results this VM published in shared data, and when to blank them.
-    pub published_refreshes: Vec<(String, Generation, u64)>,
+    pub published_refreshes: Vec<(Lease, u64)>,
     /// Cookies for the responses of requests the root finished (after waiting for keys).
     pub deferred_cookies: Vec<(u32, Vec<String>)>,
 }
@@ -204,19 +204,16 @@ impl Vm {
 
     /// Blanks refresh results whose grace period is over, so that sessions refreshing over
     /// months do not pile up sealed copies in shared memory.
-    /// The slot may have been taken over by another session since: only ours is blanked.
+    /// Blanks refresh results whose grace period is over (`refresh::forget` leaves a slot
+    /// another session took over since).
     pub fn blank_old_refresh_results(&mut self, now_ms: u64) {
-        self.published_refreshes
-            .retain(|(key, generation, blank_at_ms)| {
-                if now_ms < *blank_at_ms {
-                    return true;
-                }
-                let (value, cas) = host::shared_data(key);
-                if value.is_some_and(|v| generation.owns(&v)) {
-                    host::set_shared_data(key, b"", cas);
-                }
-                false
-            });
+        self.published_refreshes.retain(|(lease, blank_at_ms)| {
+            if now_ms < *blank_at_ms {
+                return true;
+            }
+            refresh::forget(&mut HostShared, lease);
+            false
+        });
     }
 
     /// Cookies the root decided for this request's response, if any.

@@ -12,6 +12,7 @@ pub mod mint;
 pub mod props;
 pub mod raw;
 pub mod servers;
+pub mod shared;
 pub mod webdriver;
 
 /// What a browser sends back for a `Set-Cookie` header: its `name=value` part.

@@ -4,6 +4,7 @@ pub mod error;
 pub mod flow;
 pub mod oidc;
 pub mod redirect;
+pub mod refresh;
 pub mod refresh_slots;
 pub mod request_kind;
 pub mod session;
