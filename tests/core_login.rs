@@ -13,7 +13,7 @@ use url::Url;
 use wasm_iap::core::bearer::authenticator::Authenticator;
 use wasm_iap::core::bearer::error::AuthError;
 use wasm_iap::core::config::login::LoginService;
-use wasm_iap::core::config::Settings;
+use wasm_iap::core::config::{ProviderId, Settings};
 use wasm_iap::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Request, Step};
 use wasm_iap::core::login::oidc::{pkce_challenge, PendingLogin, TokenError, Tokens};
 use wasm_iap::core::login::request_kind::RequestHints;
@@ -358,7 +358,7 @@ fn id_token_rules_aud_azp_and_nonce() {
     let auth = authenticator(settings(json!({})));
     let now_ms = mint::now_secs() * 1000;
     let verify = |token: &str, nonce: Option<&str>| {
-        auth.verify_id_token(0, token, "prometheus", nonce, now_ms)
+        auth.verify_id_token(ProviderId(0), token, "prometheus", nonce, now_ms)
     };
     let ok = verify(&id_token(json!({})), Some("n-1")).expect("valid ID token");
     assert_eq!(ok.identity.user, "alice-id");
@@ -439,7 +439,7 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         expires_at: now + 600,
     };
     let verify = |token: &str, nonce: Option<&str>| {
-        auth.verify_id_token(0, token, "prometheus", nonce, now * 1000)
+        auth.verify_id_token(ProviderId(0), token, "prometheus", nonce, now * 1000)
     };
     let tokens = Tokens {
         id_token: Some(Secret::new(id_token(json!({})))),
@@ -565,7 +565,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
         other => panic!("expected a refresh, got {other:?}"),
     }
     let verify = |token: &str, nonce: Option<&str>| {
-        auth.verify_id_token(0, token, "prometheus", nonce, now * 1000)
+        auth.verify_id_token(ProviderId(0), token, "prometheus", nonce, now * 1000)
     };
     let renewed = flow::finish_refresh(
         &old,

@@ -70,7 +70,7 @@ fn workers() -> (Worker, Worker, Worker) {
 }
 
 fn claim(worker: &mut dyn wasm_iap::core::shared_data::SharedData, s: &Session, now: u64) -> Claim {
-    refresh::claim(worker, service(), s, now, &mut Counter(7))
+    refresh::claim(worker, service(), s, now, "marker")
 }
 
 #[test]
@@ -144,13 +144,12 @@ fn a_renewed_session_is_adopted_by_requests_with_the_old_cookie_until_forgotten(
         panic!("A refreshes")
     };
     let renewed = session("sid-renewed", 1_800_000_300);
+    let sealed = refresh::seal(service(), &renewed, &mut Counter(3));
     assert!(refresh::publish_renewed(
         &mut a,
         &lease,
-        service(),
-        &renewed,
-        NOW_MS + 50,
-        &mut Counter(3)
+        sealed.as_deref(),
+        NOW_MS + 50
     ));
     assert_eq!(
         claim(&mut b, &old, NOW_MS + 60),
@@ -212,7 +211,8 @@ fn refreshes_over_months_never_grow_shared_data_past_the_ring_and_restarts_keep_
         let now = NOW_MS + i * 60_000;
         if let Claim::Refresh(lease) = claim(&mut a, &old, now) {
             let renewed = session(&old.sid, old.refresh_at + 300);
-            refresh::publish_renewed(&mut a, &lease, service(), &renewed, now, &mut Counter(1));
+            let sealed = refresh::seal(service(), &renewed, &mut Counter(1));
+            refresh::publish_renewed(&mut a, &lease, sealed.as_deref(), now);
             live = Some((lease, old, now));
         }
     }

@@ -7,9 +7,9 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 use support::mint::{self, claims, claims_with, forge, other_keys, shared_keys};
-use wasm_iap::core::bearer::authenticator::{Authenticator, Verdict, WaitReason};
+use wasm_iap::core::bearer::authenticator::{Authenticator, KidRefetch, Verdict, WaitReason};
 use wasm_iap::core::bearer::error::AuthError;
-use wasm_iap::core::config::Settings;
+use wasm_iap::core::config::{ProviderId, Settings};
 use wasm_iap::core::keys::record::KeysRecord;
 
 const ISSUER: &str = "https://dex.example.com";
@@ -29,7 +29,11 @@ fn inline_authenticator(jwks: Value) -> Authenticator {
 }
 
 fn decide(auth: &mut Authenticator, token: &str) -> Verdict {
-    auth.authenticate(Some(&format!("Bearer {token}")), now_ms(), false)
+    auth.authenticate(
+        Some(&format!("Bearer {token}")),
+        now_ms(),
+        KidRefetch::Allowed,
+    )
 }
 
 fn denied_because(verdict: Verdict) -> Option<AuthError> {
@@ -198,11 +202,15 @@ fn every_rejection_reason_is_named() {
 fn missing_or_non_bearer_header_is_refused() {
     let mut auth = inline_authenticator(shared_keys().jwks());
     assert_eq!(
-        denied_because(auth.authenticate(None, now_ms(), false)),
+        denied_because(auth.authenticate(None, now_ms(), KidRefetch::Allowed)),
         Some(AuthError::MissingToken)
     );
     assert_eq!(
-        denied_because(auth.authenticate(Some("Basic YWxpY2U6c2VjcmV0"), now_ms(), false)),
+        denied_because(auth.authenticate(
+            Some("Basic YWxpY2U6c2VjcmV0"),
+            now_ms(),
+            KidRefetch::Allowed
+        )),
         Some(AuthError::NotBearer)
     );
 }
@@ -286,17 +294,21 @@ fn request_before_keys_waits_then_passes_once_keys_arrive() {
     assert_eq!(
         decide(&mut auth, &token),
         Verdict::AwaitKeys {
-            provider: 0,
+            provider: ProviderId(0),
             refetch: true,
             reason: WaitReason::NoKeys
         }
     );
     assert_eq!(
-        auth.install_record(0, &record(keys.jwks(), now_ms())),
+        auth.install_record(ProviderId(0), &record(keys.jwks(), now_ms())),
         Ok(true)
     );
     assert!(matches!(
-        auth.authenticate(Some(&format!("Bearer {token}")), now_ms(), true),
+        auth.authenticate(
+            Some(&format!("Bearer {token}")),
+            now_ms(),
+            KidRefetch::AlreadyWaited
+        ),
         Verdict::Allow(_)
     ));
 }
@@ -306,32 +318,36 @@ fn rotated_key_triggers_one_rate_limited_refetch() {
     let keys = shared_keys();
     let rotated = other_keys().signer("RS256").sign(&claims(ISSUER, AUDIENCE));
     let mut auth = remote_authenticator("10s");
-    auth.install_record(0, &record(keys.jwks(), now_ms() - 60_000))
+    auth.install_record(ProviderId(0), &record(keys.jwks(), now_ms() - 60_000))
         .unwrap();
     assert_eq!(
         decide(&mut auth, &rotated),
         Verdict::AwaitKeys {
-            provider: 0,
+            provider: ProviderId(0),
             refetch: true,
             reason: WaitReason::UnknownKid
         }
     );
     // The refetch brought the same keys: after the wait the kid is final.
     assert_eq!(
-        denied_because(auth.authenticate(Some(&format!("Bearer {rotated}")), now_ms(), true)),
+        denied_because(auth.authenticate(
+            Some(&format!("Bearer {rotated}")),
+            now_ms(),
+            KidRefetch::AlreadyWaited
+        )),
         Some(AuthError::UnknownKey {
             kid: Some(other_keys().signer("RS256").kid.clone())
         })
     );
     // A refetch happened just now: the next unknown kid is refused without another.
-    auth.install_record(0, &record(keys.jwks(), now_ms()))
+    auth.install_record(ProviderId(0), &record(keys.jwks(), now_ms()))
         .unwrap();
     assert!(matches!(
         decide(&mut auth, &rotated),
         Verdict::Deny(AuthError::UnknownKey { .. })
     ));
     // The IdP published the new key: it works.
-    auth.install_record(0, &record(other_keys().jwks(), now_ms()))
+    auth.install_record(ProviderId(0), &record(other_keys().jwks(), now_ms()))
         .unwrap();
     assert!(matches!(decide(&mut auth, &rotated), Verdict::Allow(_)));
 }
@@ -345,19 +361,23 @@ fn token_with_new_kid_that_waited_for_first_keys_still_gets_its_refetch() {
     assert_eq!(
         first,
         Verdict::AwaitKeys {
-            provider: 0,
+            provider: ProviderId(0),
             refetch: true,
             reason: WaitReason::NoKeys
         }
     );
     // The first keys arrive without the token's kid: it has not had its refetch yet.
-    auth.install_record(0, &record(keys.jwks(), now_ms()))
+    auth.install_record(ProviderId(0), &record(keys.jwks(), now_ms()))
         .unwrap();
-    let second = auth.authenticate(Some(&format!("Bearer {rotated}")), now_ms(), false);
+    let second = auth.authenticate(
+        Some(&format!("Bearer {rotated}")),
+        now_ms(),
+        KidRefetch::Allowed,
+    );
     assert_eq!(
         second,
         Verdict::AwaitKeys {
-            provider: 0,
+            provider: ProviderId(0),
             refetch: true,
             reason: WaitReason::UnknownKid
         }
@@ -369,13 +389,17 @@ fn key_removed_at_the_idp_stops_cached_tokens() {
     let keys = shared_keys();
     let token = keys.signer("EdDSA").sign(&claims(ISSUER, AUDIENCE));
     let mut auth = remote_authenticator("0s");
-    auth.install_record(0, &record(keys.jwks(), now_ms()))
+    auth.install_record(ProviderId(0), &record(keys.jwks(), now_ms()))
         .unwrap();
     assert!(matches!(decide(&mut auth, &token), Verdict::Allow(_)));
-    auth.install_record(0, &record(keys.jwks_of(&["RS256"]), now_ms()))
+    auth.install_record(ProviderId(0), &record(keys.jwks_of(&["RS256"]), now_ms()))
         .unwrap();
     assert!(matches!(
-        auth.authenticate(Some(&format!("Bearer {token}")), now_ms(), true),
+        auth.authenticate(
+            Some(&format!("Bearer {token}")),
+            now_ms(),
+            KidRefetch::AlreadyWaited
+        ),
         Verdict::Deny(AuthError::UnknownKey { .. })
     ));
 }
@@ -391,7 +415,11 @@ fn cached_token_is_refused_once_expired() {
     assert!(matches!(decide(&mut auth, &token), Verdict::Allow(_)));
     let after_skew = (exp + 61) * 1000;
     assert_eq!(
-        denied_because(auth.authenticate(Some(&format!("Bearer {token}")), after_skew, false)),
+        denied_because(auth.authenticate(
+            Some(&format!("Bearer {token}")),
+            after_skew,
+            KidRefetch::Allowed
+        )),
         Some(AuthError::Expired)
     );
 }
@@ -430,34 +458,43 @@ fn id_token_signed_with_an_unknown_key_waits_for_a_refetch_not_a_refusal() {
     let old = shared_keys();
     let rotated = other_keys();
     let id_token = rotated.signer("RS256").sign(&claims(ISSUER, AUDIENCE));
-    assert!(auth.id_token_awaits_keys(0, &id_token), "no keys yet: wait");
+    assert!(
+        auth.id_token_awaits_keys(ProviderId(0), &id_token),
+        "no keys yet: wait"
+    );
     let record = KeysRecord {
         jwks: Some(old.jwks().to_string()),
         attempted_at_ms: now_ms() - 60_000,
         ..KeysRecord::default()
     };
-    auth.install_record(0, &record).unwrap();
-    assert!(auth.id_token_awaits_keys(0, &id_token), "kid unknown: wait");
-    assert!(auth.may_refetch(0, now_ms()), "and ask for a fetch now");
+    auth.install_record(ProviderId(0), &record).unwrap();
+    assert!(
+        auth.id_token_awaits_keys(ProviderId(0), &id_token),
+        "kid unknown: wait"
+    );
+    assert!(
+        auth.may_refetch(ProviderId(0), now_ms()),
+        "and ask for a fetch now"
+    );
     let just_fetched = KeysRecord {
         attempted_at_ms: now_ms(),
         ..record
     };
-    auth.install_record(0, &just_fetched).unwrap();
+    auth.install_record(ProviderId(0), &just_fetched).unwrap();
     assert!(
-        auth.id_token_awaits_keys(0, &id_token),
+        auth.id_token_awaits_keys(ProviderId(0), &id_token),
         "still wait within the rate limit"
     );
     assert!(
-        !auth.may_refetch(0, now_ms()),
+        !auth.may_refetch(ProviderId(0), now_ms()),
         "but ask for the fetch only once the rate limit allows"
     );
-    assert!(auth.may_refetch(0, now_ms() + 10_000));
+    assert!(auth.may_refetch(ProviderId(0), now_ms() + 10_000));
     let known = old.signer("RS256").sign(&claims(ISSUER, AUDIENCE));
-    assert!(!auth.id_token_awaits_keys(0, &known));
+    assert!(!auth.id_token_awaits_keys(ProviderId(0), &known));
     let inline = inline_authenticator(old.jwks());
     assert!(
-        !inline.id_token_awaits_keys(0, &id_token),
+        !inline.id_token_awaits_keys(ProviderId(0), &id_token),
         "inline keys never change"
     );
 }

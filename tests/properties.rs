@@ -1149,7 +1149,7 @@ fn check_settings(text: &str) -> Result<(), TestCaseError> {
                     .all(|q| q.rules.issuer != p.rules.issuer));
             }
             for service in &settings.login {
-                prop_assert!(service.provider < settings.providers.len());
+                prop_assert!(service.provider.0 < settings.providers.len());
                 prop_assert!(!service.hosts.is_empty() && !service.client_id.is_empty());
                 prop_assert!(service.scopes.iter().any(|s| s == "openid"));
             }

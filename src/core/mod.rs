@@ -4,11 +4,14 @@
 //! - `keys`: issuers' signing keys (algorithms, JWKS, the shared record, fetching);
 //! - `bearer`: bearer tokens (parsing, claims, the authenticator, its cache, its errors);
 //! - `login`: browser sign-in (the flow, OIDC messages, sessions, refresh slots);
+//! - `gateway`: one worker's decision about a request, in order, behind the `host` trait;
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
 pub mod bearer;
 pub mod config;
 pub mod cookies;
+pub mod gateway;
+pub mod host;
 pub mod identity;
 pub mod keys;
 pub mod login;

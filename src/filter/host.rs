@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
+use crate::core::host::Host;
+use crate::core::keys::fetch::request_line;
 use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
+use crate::core::login::oidc::TokenRequest;
 use crate::core::random::{NoRandomness, Random};
 use crate::core::reply::{header_name_safe, header_value_safe, Reply, Severity};
 use crate::core::request_headers::{self, RequestHeaders};
@@ -194,10 +197,11 @@ pub fn send_reply(reply: Reply) {
     );
 }
 
-/// Envoy's shared data, for the core's coordination across workers.
-pub struct HostShared;
+/// The host as the core sees it: shared data, randomness (WASI `random_get`), the clock,
+/// token-endpoint callouts and the log.
+pub struct ProxyHost;
 
-impl SharedData for HostShared {
+impl SharedData for ProxyHost {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         shared_data(key)
     }
@@ -207,14 +211,39 @@ impl SharedData for HostShared {
     }
 }
 
-/// The host's randomness (WASI `random_get`).
-pub struct HostRandom;
-
-impl Random for HostRandom {
+impl Random for ProxyHost {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
         getrandom::fill(buf).map_err(|_| {
             log(LogLevel::Critical, "no randomness from the host");
             NoRandomness
         })
+    }
+}
+
+impl Host for ProxyHost {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn call(&mut self, cluster: &str, request: &TokenRequest, timeout_ms: u64) -> Option<u32> {
+        let mut headers = request_line("POST", &request.url);
+        headers.extend(request.headers.iter().cloned());
+        let body = request.body.expose().as_bytes();
+        match dispatch(cluster, &headers, Some(body), timeout_ms) {
+            Ok(token) => Some(token),
+            Err(status) => {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "cannot call the token endpoint through cluster \"{cluster}\": {status:?}"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn log(&self, severity: Severity, message: &str) {
+        log(level(severity), message);
     }
 }

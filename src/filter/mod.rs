@@ -1,12 +1,11 @@
 //! The proxy-wasm adapter: registers the root context and logs panics before the VM dies.
 mod abi;
+mod apply;
 #[cfg(feature = "crash-probe")]
 mod crash_probe;
 mod host;
 mod http;
-mod login;
 mod root;
-mod vm;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

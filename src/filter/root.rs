@@ -8,10 +8,14 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
+use super::apply;
 use super::host;
+use super::host::ProxyHost;
 use super::http::Request;
-use super::vm::{SharedVm, Vm};
-use crate::core::config::{KeySource, Locator, RemoteKeys, Settings};
+use super::http::SharedGateway;
+use crate::core::config::{KeySource, Locator, ProviderId, RemoteKeys, Settings};
+use crate::core::gateway::Decision;
+use crate::core::gateway::Gateway;
 use crate::core::keys::fetch::{self, CalloutResponse, Stage};
 use crate::core::keys::record::{lease_available, lease_value, Discovery, KeysRecord};
 use crate::core::login::refresh;
@@ -20,7 +24,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// A remote issuer, with the shared-data keys its record and lease live under.
 struct RemoteIssuer {
-    provider: usize,
+    provider: ProviderId,
     issuer: String,
     record_key: String,
     lease_key: String,
@@ -38,7 +42,7 @@ struct InFlight {
 
 pub struct Root {
     context_id: u32,
-    vm: SharedVm,
+    gateway: SharedGateway,
     settings: Option<Rc<Settings>>,
     issuers: Vec<RemoteIssuer>,
     in_flight: HashMap<u32, InFlight>,
@@ -48,7 +52,7 @@ impl Root {
     pub fn new(context_id: u32) -> Self {
         Root {
             context_id,
-            vm: SharedVm::default(),
+            gateway: SharedGateway::default(),
             settings: None,
             issuers: Vec::new(),
             in_flight: HashMap::new(),
@@ -57,7 +61,7 @@ impl Root {
 
     fn remote(&self, issuer: usize) -> Option<&RemoteKeys> {
         let provider = self.issuers.get(issuer)?.provider;
-        match &self.settings.as_ref()?.providers.get(provider)?.keys {
+        match &self.settings.as_ref()?.providers.get(provider.0)?.keys {
             KeySource::Remote(remote) => Some(remote),
             KeySource::Inline(_) => None,
         }
@@ -77,7 +81,7 @@ impl Root {
     }
 
     /// Takes in a record another VM (or this one) published, and settles waiting requests.
-    fn sync_record(&mut self, issuer: usize, now_ms: u64) -> KeysRecord {
+    fn sync_record(&mut self, issuer: usize) -> KeysRecord {
         let (record, cas) = self.read_record(issuer);
         let Some(entry) = self.issuers.get_mut(issuer) else {
             return record;
@@ -88,31 +92,47 @@ impl Root {
         entry.record_cas = cas;
         let (provider, name) = (entry.provider, entry.issuer.clone());
         self.clear_fetch_wanted(provider); // waiting requests ask again if they still need one
-        if let Ok(mut slot) = self.vm.try_borrow_mut() {
-            if let Some(vm) = slot.as_mut() {
-                if let Err(e) = vm.authn.install_record(provider, &record) {
-                    host::log(LogLevel::Warn, &format!("keys for {name} not usable: {e}"));
+        let decided = match self.gateway.try_borrow_mut() {
+            Ok(mut slot) => match slot.as_mut() {
+                Some(gateway) => {
+                    if let Err(e) = gateway.authn.install_record(provider, &record) {
+                        host::log(LogLevel::Warn, &format!("keys for {name} not usable: {e}"));
+                    }
+                    gateway.settle(&mut ProxyHost, Some(provider))
                 }
-                vm.settle_waiting(Some(provider), now_ms, self.context_id);
+                None => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
+        self.carry_out_settled(decided);
+        record
+    }
+
+    /// Carries out decisions on parked requests, each in its own context.
+    fn carry_out_settled(&self, decided: Vec<(u32, Decision)>) {
+        for (context_id, decision) in decided {
+            if host::switch_to(context_id) {
+                // A token call the decision made answers to the root: nothing is held.
+                let _ = apply::carry_out_paused(decision);
             }
         }
-        record
+        host::switch_to(self.context_id);
     }
 
     /// A request's wish for a fetch stands until this VM starts one or new keys arrive:
     /// the lease may be held for a moment by a VM that just published.
-    fn fetch_wanted(&self, provider: usize) -> bool {
-        self.vm
+    fn fetch_wanted(&self, provider: ProviderId) -> bool {
+        self.gateway
             .try_borrow()
             .ok()
-            .and_then(|slot| slot.as_ref().map(|vm| vm.fetch_wanted[provider]))
+            .and_then(|slot| slot.as_ref().map(|g| g.fetch_wanted(provider)))
             .unwrap_or(false)
     }
 
-    fn clear_fetch_wanted(&self, provider: usize) {
-        if let Ok(mut slot) = self.vm.try_borrow_mut() {
-            if let Some(vm) = slot.as_mut() {
-                vm.fetch_wanted[provider] = false;
+    fn clear_fetch_wanted(&self, provider: ProviderId) {
+        if let Ok(mut slot) = self.gateway.try_borrow_mut() {
+            if let Some(gateway) = slot.as_mut() {
+                gateway.clear_fetch_wanted(provider);
             }
         }
     }
@@ -227,7 +247,7 @@ impl Root {
         };
         host::set_shared_data(&entry.record_key, &next.encode(), None);
         host::set_shared_data(&entry.lease_key, &lease_value(0), None);
-        self.sync_record(issuer, now_ms);
+        self.sync_record(issuer);
     }
 }
 
@@ -240,6 +260,20 @@ impl Context for Root {
         _trailers: usize,
     ) {
         let Some(call) = self.in_flight.remove(&token_id) else {
+            // A token call made while settling a parked request.
+            let response = host::call_response(body_size);
+            let decided = match self.gateway.try_borrow_mut() {
+                Ok(mut slot) => slot.as_mut().and_then(|gateway| {
+                    gateway.on_settled_call_response(
+                        &mut ProxyHost,
+                        token_id,
+                        response.status,
+                        &response.body,
+                    )
+                }),
+                Err(_) => None,
+            };
+            self.carry_out_settled(decided.into_iter().collect());
             return;
         };
         let now_ms = host::now_ms();
@@ -273,7 +307,7 @@ impl Context for Root {
                 let algorithms = self
                     .settings
                     .as_ref()
-                    .and_then(|s| s.providers.get(entry.provider))
+                    .and_then(|s| s.providers.get(entry.provider.0))
                     .map(|p| p.algorithms.clone())
                     .unwrap_or_default();
                 fetch::read_jwks(&response, &algorithms)
@@ -312,7 +346,7 @@ impl RootContext for Root {
                     };
                     let id = format!("{}|{source}", p.rules.issuer);
                     Some(RemoteIssuer {
-                        provider,
+                        provider: ProviderId(provider),
                         issuer: p.rules.issuer.clone(),
                         record_key: format!("wasm-iap/keys/{id}"),
                         lease_key: format!("wasm-iap/lease/{id}"),
@@ -323,10 +357,10 @@ impl RootContext for Root {
             })
             .collect();
         for service in &settings.login {
-            refresh::init_slots(&mut host::HostShared, &service.client_id);
+            refresh::init_slots(&mut ProxyHost, &service.client_id);
         }
-        if let Ok(mut slot) = self.vm.try_borrow_mut() {
-            *slot = Some(Vm::new(Rc::clone(&settings)));
+        if let Ok(mut slot) = self.gateway.try_borrow_mut() {
+            *slot = Some(Gateway::new(Rc::clone(&settings)));
         }
         self.settings = Some(settings);
         host::set_tick_period(TICK);
@@ -336,7 +370,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let now_ms = host::now_ms();
         for issuer in 0..self.issuers.len() {
-            let record = self.sync_record(issuer, now_ms);
+            let record = self.sync_record(issuer);
             let provider = self.issuers[issuer].provider;
             let wanted = self.fetch_wanted(provider);
             if !self.fetching(issuer)
@@ -346,16 +380,21 @@ impl RootContext for Root {
                 self.clear_fetch_wanted(provider);
             }
         }
-        if let Ok(mut slot) = self.vm.try_borrow_mut() {
-            if let Some(vm) = slot.as_mut() {
-                vm.settle_waiting(None, now_ms, self.context_id);
-                vm.blank_old_refresh_results(now_ms);
-            }
-        }
+        let decided = match self.gateway.try_borrow_mut() {
+            Ok(mut slot) => match slot.as_mut() {
+                Some(gateway) => {
+                    gateway.tick(&mut ProxyHost);
+                    gateway.settle(&mut ProxyHost, None)
+                }
+                None => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
+        self.carry_out_settled(decided);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request::new(context_id, Rc::clone(&self.vm))))
+        Some(Box::new(Request::new(context_id, Rc::clone(&self.gateway))))
     }
 
     fn get_type(&self) -> Option<ContextType> {

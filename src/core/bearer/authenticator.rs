@@ -11,7 +11,7 @@ use crate::core::bearer::cache::TokenCache;
 use crate::core::bearer::claims::ClaimRules;
 use crate::core::bearer::error::AuthError;
 use crate::core::bearer::token::{self, UnverifiedToken};
-use crate::core::config::{KeySource, Provider, Settings};
+use crate::core::config::{KeySource, Provider, ProviderId, Settings};
 use crate::core::identity::Identity;
 use crate::core::keys::jwks::KeySet;
 use crate::core::keys::record::{Discovery, KeysRecord};
@@ -25,10 +25,18 @@ pub enum Verdict {
     /// The issuer's keys are missing, or lack the token's `kid`: wait for a fetch, and start
     /// one when `refetch` says the rate limit allows it.
     AwaitKeys {
-        provider: usize,
+        provider: ProviderId,
         refetch: bool,
         reason: WaitReason,
     },
+}
+
+/// Whether a token whose `kid` is unknown may wait for a refetch of the keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KidRefetch {
+    Allowed,
+    /// The request already waited for one: the verdict is final.
+    AlreadyWaited,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,12 +115,16 @@ impl Authenticator {
 
     /// Takes in keys another fetch has published; returns whether they changed. Verified
     /// tokens are forgotten then, so a key removed at the IdP stops working at once.
-    pub fn install_record(&mut self, provider: usize, record: &KeysRecord) -> Result<bool, String> {
+    pub fn install_record(
+        &mut self,
+        provider: ProviderId,
+        record: &KeysRecord,
+    ) -> Result<bool, String> {
         let (Some(state), Some(settings)) = (
-            self.keys.get_mut(provider),
-            self.settings.providers.get(provider),
+            self.keys.get_mut(provider.0),
+            self.settings.providers.get(provider.0),
         ) else {
-            return Err(format!("no provider {provider}"));
+            return Err(format!("no provider {}", provider.0));
         };
         state.attempted_at_ms = record.attempted_at_ms;
         state.discovery.clone_from(&record.discovery);
@@ -131,17 +143,18 @@ impl Authenticator {
     }
 
     /// The issuer's endpoints, as its discovery document gave them.
-    pub fn discovery(&self, provider: usize) -> Option<&Discovery> {
-        self.keys.get(provider)?.discovery.as_ref()
+    pub fn discovery(&self, provider: ProviderId) -> Option<&Discovery> {
+        self.keys.get(provider.0)?.discovery.as_ref()
     }
 
-    /// Decides on a request's `Authorization` header. `after_wait` is set when the request
-    /// already waited for a refetch for its unknown `kid`, which is then final.
+    /// Decides on a request's `Authorization` header. `kid` says whether an unknown `kid`
+    /// may still make the request wait for a refetch, or whether it already did (then the
+    /// verdict is final).
     pub fn authenticate(
         &mut self,
         authorization: Option<&str>,
         now_ms: u64,
-        after_wait: bool,
+        kid_refetch: KidRefetch,
     ) -> Verdict {
         let now_secs = now_ms / 1000;
         let compact = match bearer_token(authorization) {
@@ -151,7 +164,7 @@ impl Authenticator {
         if let Some(identity) = self.cache.get(compact, now_secs) {
             return Verdict::Allow(identity);
         }
-        match self.verify(compact, now_ms, after_wait) {
+        match self.verify(compact, now_ms, kid_refetch) {
             Ok((identity, valid_until)) => {
                 let identity = Rc::new(identity);
                 self.cache
@@ -166,11 +179,11 @@ impl Authenticator {
         &self,
         compact: &str,
         now_ms: u64,
-        after_wait: bool,
+        kid_refetch: KidRefetch,
     ) -> Result<(Identity, Option<u64>), Verdict> {
         let token = token::parse(compact, self.settings.max_token_bytes).map_err(Verdict::Deny)?;
         let (index, provider) = self.provider_for(&token).map_err(Verdict::Deny)?;
-        let expiry = self.check_signed(&token, index, &provider.rules, now_ms, after_wait)?;
+        let expiry = self.check_signed(&token, index, &provider.rules, now_ms, kid_refetch)?;
         let identity = Identity::from_claims(
             &token.claims,
             &provider.user_claim,
@@ -186,15 +199,15 @@ impl Authenticator {
     fn check_signed(
         &self,
         token: &UnverifiedToken,
-        index: usize,
+        index: ProviderId,
         rules: &ClaimRules,
         now_ms: u64,
-        after_wait: bool,
+        kid_refetch: KidRefetch,
     ) -> Result<Option<u64>, Verdict> {
         let deny = Verdict::Deny;
         let now_secs = now_ms / 1000;
         let (Some(provider), Some(state)) =
-            (self.settings.providers.get(index), self.keys.get(index))
+            (self.settings.providers.get(index.0), self.keys.get(index.0))
         else {
             return Err(deny(AuthError::UntrustedIssuer));
         };
@@ -205,7 +218,7 @@ impl Authenticator {
                 alg: token.alg.name().into(),
             }));
         }
-        if let Some(verdict) = self.missing_key(token, index, now_ms, after_wait) {
+        if let Some(verdict) = self.missing_key(token, index, now_ms, kid_refetch) {
             return Err(verdict);
         }
         let Some(keys) = &state.keys else {
@@ -230,11 +243,11 @@ impl Authenticator {
     fn missing_key(
         &self,
         token: &UnverifiedToken,
-        index: usize,
+        index: ProviderId,
         now_ms: u64,
-        after_wait: bool,
+        kid_refetch: KidRefetch,
     ) -> Option<Verdict> {
-        let state = self.keys.get(index)?;
+        let state = self.keys.get(index.0)?;
         let may_refetch = self.may_refetch(index, now_ms);
         let Some(keys) = &state.keys else {
             return Some(Verdict::AwaitKeys {
@@ -251,11 +264,13 @@ impl Authenticator {
             Some(kid) if keys.has_kid(kid) => {
                 Verdict::Deny(AuthError::KeyDoesNotFitAlgorithm { kid: kid.into() })
             }
-            _ if may_refetch && !after_wait && kid.is_some() => Verdict::AwaitKeys {
-                provider: index,
-                refetch: true,
-                reason: WaitReason::UnknownKid,
-            },
+            _ if may_refetch && kid_refetch == KidRefetch::Allowed && kid.is_some() => {
+                Verdict::AwaitKeys {
+                    provider: index,
+                    refetch: true,
+                    reason: WaitReason::UnknownKid,
+                }
+            }
             _ => Verdict::Deny(AuthError::UnknownKey {
                 kid: kid.map(str::to_string),
             }),
@@ -264,9 +279,9 @@ impl Authenticator {
 
     /// Whether the rate limit (`jwks_min_refetch_interval`) lets a request of provider
     /// `index` ask for its keys to be fetched again now; never for inline keys.
-    pub fn may_refetch(&self, index: usize, now_ms: u64) -> bool {
+    pub fn may_refetch(&self, index: ProviderId, now_ms: u64) -> bool {
         let (Some(provider), Some(state)) =
-            (self.settings.providers.get(index), self.keys.get(index))
+            (self.settings.providers.get(index.0), self.keys.get(index.0))
         else {
             return false;
         };
@@ -282,16 +297,16 @@ impl Authenticator {
     /// (no keys yet, or a rotation at the IdP). The caller waits for a fetch (asking for one
     /// as soon as the rate limit allows) before verifying, so a sign-in does not fail until
     /// the next periodic refresh. Inline keys never change: nothing to wait for.
-    pub fn id_token_awaits_keys(&self, index: usize, id_token: &str) -> bool {
+    pub fn id_token_awaits_keys(&self, index: ProviderId, id_token: &str) -> bool {
         let remote = self
             .settings
             .providers
-            .get(index)
+            .get(index.0)
             .is_some_and(|p| matches!(p.keys, KeySource::Remote(_)));
         let Ok(token) = token::parse(id_token, self.settings.max_token_bytes) else {
             return false;
         };
-        let Some(state) = self.keys.get(index).filter(|_| remote) else {
+        let Some(state) = self.keys.get(index.0).filter(|_| remote) else {
             return false;
         };
         let Some(keys) = &state.keys else {
@@ -307,7 +322,7 @@ impl Authenticator {
     /// when present or when there are several audiences, and `nonce` matching the login's.
     pub fn verify_id_token(
         &self,
-        index: usize,
+        index: ProviderId,
         id_token: &str,
         client_id: &str,
         nonce: Option<&str>,
@@ -316,7 +331,7 @@ impl Authenticator {
         let provider = self
             .settings
             .providers
-            .get(index)
+            .get(index.0)
             .ok_or(AuthError::UntrustedIssuer)?;
         let token = token::parse(id_token, self.settings.max_token_bytes)?;
         let rules = ClaimRules {
@@ -326,7 +341,7 @@ impl Authenticator {
             ..provider.rules.clone()
         };
         let expiry = self
-            .check_signed(&token, index, &rules, now_ms, true)
+            .check_signed(&token, index, &rules, now_ms, KidRefetch::AlreadyWaited)
             .map_err(|verdict| match verdict {
                 Verdict::Deny(e) => e,
                 _ => AuthError::KeysUnavailable,
@@ -371,7 +386,7 @@ impl Authenticator {
         })
     }
 
-    fn provider_for(&self, token: &UnverifiedToken) -> Result<(usize, &Provider), AuthError> {
+    fn provider_for(&self, token: &UnverifiedToken) -> Result<(ProviderId, &Provider), AuthError> {
         let issuer = token
             .claims
             .get("iss")
@@ -384,6 +399,7 @@ impl Authenticator {
             .iter()
             .enumerate()
             .find(|(_, p)| p.rules.issuer == issuer)
+            .map(|(i, p)| (ProviderId(i), p))
             .ok_or(AuthError::UntrustedIssuer)
     }
 }

@@ -6,6 +6,7 @@ use url::Url;
 
 use crate::core::config::provider::{KeySource, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
+use crate::core::config::ProviderId;
 use crate::core::cookies::{CookieAttributes, SameSite};
 use crate::core::seal::Sealer;
 use crate::core::secret::Secret;
@@ -46,7 +47,7 @@ pub struct EndpointOverrides {
 #[derive(Debug)]
 pub struct LoginService {
     pub hosts: Vec<String>,
-    pub provider: usize,
+    pub provider: ProviderId,
     pub cluster: String,
     pub timeout_ms: u64,
     pub client_id: String,
@@ -416,7 +417,7 @@ pub fn read_service(
     }
     Some(LoginService {
         hosts,
-        provider: provider?,
+        provider: ProviderId(provider?),
         cluster,
         timeout_ms,
         client_id,

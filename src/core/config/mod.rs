@@ -15,6 +15,14 @@ use crate::core::identity::{IdentityHeaders, StrippedHeaders};
 pub const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
 pub const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
 
+/// A provider: its place in `Settings::providers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProviderId(pub usize);
+
+/// A login service: its place in `Settings::login`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceId(pub usize);
+
 #[derive(Debug)]
 pub struct Settings {
     pub providers: Vec<Provider>,
@@ -30,8 +38,8 @@ pub struct Settings {
 
 impl Settings {
     /// How often provider `index`'s keys may be refetched on demand (0 for inline keys).
-    pub fn min_refetch_interval_ms(&self, index: usize) -> u64 {
-        match self.providers.get(index).map(|p| &p.keys) {
+    pub fn min_refetch_interval_ms(&self, provider: ProviderId) -> u64 {
+        match self.providers.get(provider.0).map(|p| &p.keys) {
             Some(KeySource::Remote(remote)) => remote.min_refetch_interval_ms,
             _ => 0,
         }
@@ -127,7 +135,7 @@ fn read_login(
             continue;
         };
         let discovers = providers
-            .get(service.provider)
+            .get(service.provider.0)
             .is_some_and(|p| matches!(&p.keys, KeySource::Remote(r) if matches!(r.locator, Locator::Discovery(_))));
         if !discovers
             && (service.endpoints.authorization.is_none() || service.endpoints.token.is_none())

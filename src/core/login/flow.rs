@@ -5,6 +5,9 @@
 //! 4. a valid session (forward, or refresh when its tokens expired),
 //! 5. no session (browsers go to the IdP, everything else gets 401).
 //!
+//! A callback or a login start before the IdP's endpoints are known waits for them
+//! (`Step::AwaitEndpoints`) when the request may wait.
+//!
 //! `finish_login` and `finish_refresh` continue after the token endpoint answered.
 
 use subtle::ConstantTimeEq;
@@ -376,8 +379,14 @@ fn callback(service: &LoginService, request: &Request, endpoints: Option<&Endpoi
     let Some(pending) = pending else {
         return fail(LoginError::UnknownState, clear);
     };
+    // A callback right after a restart, before discovery answered: wait for the endpoints
+    // rather than fail a login the user just completed at the IdP.
     let Some(endpoints) = endpoints else {
-        return Step::Respond(unavailable());
+        return if request.may_wait {
+            Step::AwaitEndpoints
+        } else {
+            Step::Respond(unavailable())
+        };
     };
     let request = oidc::code_exchange(
         &endpoints.token,

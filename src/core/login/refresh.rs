@@ -48,13 +48,14 @@ fn open(service: &LoginService, sealed: &str) -> Option<Session> {
     serde_json::from_slice(&plain).ok()
 }
 
-/// Decides, for a request carrying `session` whose tokens expired, who refreshes.
+/// Decides, for a request carrying `session` whose tokens expired, who refreshes; `marker`
+/// (random) tells this worker's lease from another's.
 pub fn claim(
     shared: &mut dyn SharedData,
     service: &LoginService,
     session: &Session,
     now_ms: u64,
-    random: &mut dyn Random,
+    marker: &str,
 ) -> Claim {
     let generation = Generation::new(&service.client_id, &session.sid, session.refresh_at);
     let keys = generation.slot_keys(&service.client_id);
@@ -76,11 +77,8 @@ pub fn claim(
     let (Some(key), Some((_, Some(cas)))) = (keys.get(index), values.get(index)) else {
         return Claim::KeepOld;
     };
-    let Some(marker) = random.token(12) else {
-        return Claim::KeepOld;
-    };
     let deadline_ms = now_ms + 2 * service.timeout_ms + 1000;
-    if !shared.set(key, &generation.lease(deadline_ms, &marker), Some(*cas)) {
+    if !shared.set(key, &generation.lease(deadline_ms, marker), Some(*cas)) {
         return Claim::KeepOld;
     }
     Claim::Refresh(Lease {
@@ -89,21 +87,22 @@ pub fn claim(
     })
 }
 
-/// Publishes a renewed session for the requests still carrying the old cookie; returns
-/// whether it was published (it cannot be when sealing fails: the slot is freed instead).
+/// A renewed session sealed for publishing (`None` when there is no randomness).
+pub fn seal(service: &LoginService, renewed: &Session, random: &mut dyn Random) -> Option<String> {
+    let plain = serde_json::to_vec(renewed).ok()?;
+    service.sealer.seal(PURPOSE, &plain, random)
+}
+
+/// Publishes a renewed session (sealed by `seal`) for the requests still carrying the old
+/// cookie; returns whether it was published (without a sealed session the slot is freed).
 pub fn publish_renewed(
     shared: &mut dyn SharedData,
     lease: &Lease,
-    service: &LoginService,
-    renewed: &Session,
+    sealed: Option<&str>,
     now_ms: u64,
-    random: &mut dyn Random,
 ) -> bool {
-    let sealed = serde_json::to_vec(renewed)
-        .ok()
-        .and_then(|plain| service.sealer.seal(PURPOSE, &plain, random));
     match sealed {
-        Some(sealed) => shared.set(&lease.key, &lease.generation.done(now_ms, &sealed), None),
+        Some(sealed) => shared.set(&lease.key, &lease.generation.done(now_ms, sealed), None),
         None => {
             release(shared, lease);
             false

@@ -1,0 +1,768 @@
+//! One worker's decisions about requests. `decide` takes a request from its headers to a
+//! decision the adapter only carries out, in this order:
+//! 1. strip what clients may not send (identity and impersonation headers, every spelling);
+//! 2. find the login service by host; on a login host:
+//!    a. our own endpoints: the callback (exchange the code), sign-out;
+//!    b. a session cookie: forward with its identity (refreshing first when its tokens
+//!    expired: one refresh per session across workers);
+//!    c. an `Authorization` header: on to 3;
+//!    d. no credential: a browser goes to log in, anything else gets `401`;
+//!    a callback or a login start waits for the IdP's endpoints when they are not known yet;
+//! 3. a bearer token: forward with its identity, refuse, or wait for the issuer's keys;
+//! 4. identity headers for the upstream, set from the token or the session.
+//!
+//! Parked requests are decided again by `settle` (keys or endpoints arrived, or the wait ran
+//! out); token-endpoint answers come back through `on_token_response`.
+
+use std::rc::Rc;
+
+use crate::core::bearer::authenticator::{Authenticator, KidRefetch, Verdict, WaitReason};
+use crate::core::bearer::error::AuthError;
+use crate::core::config::login::LoginService;
+use crate::core::config::{ProviderId, ServiceId, Settings};
+use crate::core::cookies;
+use crate::core::host::Host;
+use crate::core::identity::{self, Identity};
+use crate::core::login::error::LoginError;
+use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Step};
+use crate::core::login::oidc::{self, PendingLogin, TokenError, Tokens};
+use crate::core::login::refresh::{self, Claim, Lease};
+use crate::core::login::refresh_slots::RESULT_KEPT_MS;
+use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
+use crate::core::login::session::{self, Session};
+use crate::core::reply::{Reply, Severity};
+use crate::core::request_headers::RequestHeaders;
+use crate::core::secret::Secret;
+
+/// Header edits for a request that goes upstream, and cookies for its response.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Forward {
+    pub set_headers: Vec<(String, String)>,
+    pub remove_headers: Vec<String>,
+    pub response_cookies: Vec<String>,
+}
+
+/// A token-endpoint call under way, with what finishing it needs.
+#[derive(Debug)]
+pub enum Pending {
+    Exchange {
+        token: u32,
+        service: ServiceId,
+        login: PendingLogin,
+        cookie_header: Option<String>,
+    },
+    Refresh {
+        token: u32,
+        service: ServiceId,
+        session: Session,
+        lease: Lease,
+        cookie_header: Option<String>,
+        path: String,
+        browser: bool,
+    },
+}
+
+impl Pending {
+    fn token(&self) -> u32 {
+        match self {
+            Pending::Exchange { token, .. } | Pending::Refresh { token, .. } => *token,
+        }
+    }
+}
+
+/// What the adapter does with a request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Let it go upstream with these edits.
+    Forward(Forward),
+    /// Answer it here.
+    Respond(Reply),
+    /// A token-endpoint call is under way: hand its answer to `on_token_response`.
+    Calling(Pending),
+    /// Parked in the gateway: `settle` decides it again.
+    Parked,
+}
+
+/// The decision on a request, and the client-sent headers to remove whatever it is.
+#[derive(Debug)]
+pub struct Outcome {
+    pub strip: Vec<String>,
+    pub decision: Decision,
+}
+
+/// What a parked request waits for.
+enum WaitsFor {
+    /// A bearer token's verdict.
+    Keys {
+        authorization: Option<Secret>,
+        kid: KidRefetch,
+    },
+    /// A browser request on a login host (login start or callback): the IdP's endpoints.
+    Endpoints {
+        service: ServiceId,
+        headers: RequestHeaders,
+    },
+    /// A login or refresh whose ID token names a key not fetched yet.
+    IdTokenKeys {
+        pending: Box<Pending>,
+        tokens: Result<Tokens, TokenError>,
+        /// Whether a fetch was asked for; until then `settle` asks once the rate limit allows.
+        fetch_asked: bool,
+    },
+}
+
+struct Parked {
+    context_id: u32,
+    provider: ProviderId,
+    deadline_ms: u64,
+    waits_for: WaitsFor,
+}
+
+pub struct Gateway {
+    settings: Rc<Settings>,
+    pub authn: Authenticator,
+    parked: Vec<Parked>,
+    /// Providers whose keys a request asked to fetch; the root starts it on its next tick.
+    fetch_wanted: Vec<bool>,
+    /// Refresh results this worker published, and when to forget them.
+    published: Vec<(Lease, u64)>,
+    /// Cookies for the responses of requests `settle` forwarded.
+    response_cookies: Vec<(u32, Vec<String>)>,
+    /// Token calls made while settling parked requests: their answers reach the root.
+    settled_calls: Vec<(u32, Pending)>,
+}
+
+/// Refusals of bad tokens are routine (debug); running out of keys is an outage (warn).
+fn refusal(host: &dyn Host, error: &AuthError) -> Decision {
+    let reply = error.reply(Vec::new());
+    let severity = if reply.status >= 500 {
+        Severity::Warn
+    } else {
+        Severity::Debug
+    };
+    host.log(severity, &format!("refused with {}: {error}", reply.status));
+    Decision::Respond(reply)
+}
+
+/// A local answer of the login flow, logged with its reason when it has one.
+fn answer(host: &dyn Host, service: &LoginService, reply: Reply) -> Decision {
+    if let Some(note) = &reply.reason {
+        host.log(
+            note.severity,
+            &format!(
+                "login for {} failed with {}: {}",
+                service.client_id, reply.status, note.text
+            ),
+        );
+    }
+    Decision::Respond(reply)
+}
+
+impl Gateway {
+    pub fn new(settings: Rc<Settings>) -> Gateway {
+        let providers = settings.providers.len();
+        Gateway {
+            authn: Authenticator::new(Rc::clone(&settings)),
+            settings,
+            parked: Vec::new(),
+            fetch_wanted: vec![false; providers],
+            published: Vec::new(),
+            response_cookies: Vec::new(),
+            settled_calls: Vec::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Decides a request from its headers (see the order at the top of this file).
+    pub fn decide(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &RequestHeaders,
+    ) -> Outcome {
+        let settings = Rc::clone(&self.settings);
+        let strip = identity::spoofed(headers.iter().map(|(n, _)| n), &settings.stripped_headers)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let authority = headers.lossy(":authority").unwrap_or_default();
+        let service = settings.login.iter().position(|s| s.serves(&authority));
+        let decision = match service {
+            Some(service) => self.login(host, context_id, ServiceId(service), headers, true),
+            None => None,
+        };
+        let decision = decision.unwrap_or_else(|| self.bearer(host, context_id, headers));
+        Outcome { strip, decision }
+    }
+
+    /// Step 3: the request's bearer token.
+    fn bearer(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &RequestHeaders,
+    ) -> Decision {
+        let authorization = match headers.get("authorization").map(std::str::from_utf8) {
+            None => None,
+            Some(Ok(text)) => Some(text),
+            Some(Err(_)) => return refusal(host, &AuthError::HeaderNotText),
+        };
+        let now_ms = host.now_ms();
+        let verdict = self
+            .authn
+            .authenticate(authorization, now_ms, KidRefetch::Allowed);
+        if let Verdict::AwaitKeys {
+            provider,
+            refetch,
+            reason,
+        } = verdict
+        {
+            self.park(
+                context_id,
+                provider,
+                now_ms + self.settings.keys_wait_timeout_ms,
+                WaitsFor::Keys {
+                    authorization: authorization.map(Secret::new),
+                    kid: KidRefetch::Allowed,
+                },
+                refetch,
+                reason,
+            );
+            return Decision::Parked;
+        }
+        self.carry(host, verdict)
+    }
+
+    /// A bearer verdict as a decision; `AwaitKeys` here means the wait is over: 503.
+    fn carry(&self, host: &dyn Host, verdict: Verdict) -> Decision {
+        match verdict {
+            Verdict::Allow(identity) => Decision::Forward(self.identity_forward(&identity)),
+            Verdict::Deny(error) => refusal(host, &error),
+            Verdict::AwaitKeys { .. } => refusal(host, &AuthError::KeysUnavailable),
+        }
+    }
+
+    /// Step 4: identity headers for the upstream.
+    fn identity_forward(&self, identity: &Identity) -> Forward {
+        let set_headers = identity
+            .headers(&self.settings.identity_headers)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let remove_headers = if self.settings.forward_authorization {
+            Vec::new()
+        } else {
+            vec!["authorization".to_string()]
+        };
+        Forward {
+            set_headers,
+            remove_headers,
+            response_cookies: Vec::new(),
+        }
+    }
+
+    /// A session's request: its identity, never an unchecked `Authorization` beside it, and
+    /// our cookies out of the upstream's sight.
+    fn session_forward(&self, forwarding: Forwarding) -> Forward {
+        let mut forward = self.identity_forward(&forwarding.identity);
+        forward.remove_headers.retain(|h| h != "authorization");
+        forward.remove_headers.push("authorization".into());
+        match forwarding.cookie_header {
+            Some(value) => forward.set_headers.push(("cookie".into(), value)),
+            None => forward.remove_headers.push("cookie".into()),
+        }
+        forward.response_cookies = forwarding.set_cookies;
+        forward
+    }
+
+    /// Step 2 on a login host; `None` leaves the request to bearer validation.
+    fn login(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        id: ServiceId,
+        headers: &RequestHeaders,
+        may_wait: bool,
+    ) -> Option<Decision> {
+        let settings = Rc::clone(&self.settings);
+        let service = settings.login.get(id.0)?;
+        let path = headers.lossy(":path");
+        let authority = headers.lossy(":authority");
+        let method = headers.text(":method").unwrap_or("GET");
+        // Envoy's `:scheme`, never the client's `X-Forwarded-Proto`: Envoy derives it from
+        // the connection, or from X-Forwarded-Proto only as far as its own trust settings
+        // allow (`use_remote_address`, `xff_num_trusted_hops`).
+        let scheme = headers
+            .text(":scheme")
+            .filter(|s| matches!(*s, "http" | "https"))
+            .unwrap_or("https");
+        let request = flow::Request {
+            method,
+            scheme,
+            authority: authority.as_deref().unwrap_or_default(),
+            path: path.as_deref().unwrap_or("/"),
+            // A `Cookie` header that is not text holds no session of ours: not signed in.
+            cookie_header: headers.text("cookie"),
+            has_authorization: headers.get("authorization").is_some(),
+            hints: RequestHints {
+                method,
+                accept: headers.text("accept"),
+                sec_fetch_mode: headers.text("sec-fetch-mode"),
+                x_requested_with: headers.text("x-requested-with"),
+            },
+            may_wait,
+        };
+        let endpoints = Endpoints::resolve(service, self.authn.discovery(service.provider));
+        let now_ms = host.now_ms();
+        let step = flow::decide(service, &request, endpoints.as_ref(), now_ms / 1000, host);
+        let cookie_header = request.cookie_header.map(str::to_string);
+        Some(match step {
+            Step::Bearer => return None,
+            Step::AwaitEndpoints => {
+                // Rate-limited like bearer refetches: browsers must not hammer an IdP that
+                // is down (the root retries with backoff anyway).
+                let refetch = self.authn.may_refetch(service.provider, now_ms);
+                self.park(
+                    context_id,
+                    service.provider,
+                    now_ms + self.settings.keys_wait_timeout_ms,
+                    WaitsFor::Endpoints {
+                        service: id,
+                        headers: headers.clone(),
+                    },
+                    refetch,
+                    WaitReason::NoKeys,
+                );
+                Decision::Parked
+            }
+            Step::Respond(reply) => answer(host, service, reply),
+            Step::Forward(forwarding) => Decision::Forward(self.session_forward(forwarding)),
+            Step::Exchange { pending, request } => {
+                match host.call(&service.cluster, &request, service.timeout_ms) {
+                    Some(token) => Decision::Calling(Pending::Exchange {
+                        token,
+                        service: id,
+                        login: pending,
+                        cookie_header,
+                    }),
+                    None => answer(
+                        host,
+                        service,
+                        LoginError::TokenEndpointUnreachable
+                            .reply(vec![flow::forget_login(service, &pending)]),
+                    ),
+                }
+            }
+            Step::Refresh {
+                session,
+                request: token_request,
+            } => {
+                let browser = is_browser_navigation(&request.hints);
+                let Some(marker) = host.token(12) else {
+                    return Some(self.keep_old(service, &session, cookie_header));
+                };
+                let lease = match refresh::claim(host, service, &session, now_ms, &marker) {
+                    Claim::Refresh(lease) => lease,
+                    Claim::Adopt(renewed) => {
+                        return Some(self.adopt(host, service, &renewed, cookie_header))
+                    }
+                    Claim::Ended => {
+                        return Some(answer(
+                            host,
+                            service,
+                            flow::session_ended(
+                                service,
+                                cookie_header.as_deref(),
+                                request.path,
+                                browser,
+                            ),
+                        ))
+                    }
+                    Claim::KeepOld => return Some(self.keep_old(service, &session, cookie_header)),
+                };
+                match host.call(&service.cluster, &token_request, service.timeout_ms) {
+                    Some(token) => Decision::Calling(Pending::Refresh {
+                        token,
+                        service: id,
+                        session,
+                        lease,
+                        cookie_header,
+                        path: request.path.to_string(),
+                        browser,
+                    }),
+                    None => {
+                        refresh::release(host, &lease);
+                        self.keep_old(service, &session, cookie_header)
+                    }
+                }
+            }
+        })
+    }
+
+    fn keep_old(
+        &self,
+        service: &LoginService,
+        session: &Session,
+        cookie_header: Option<String>,
+    ) -> Decision {
+        let forwarding = flow::forward(service, cookie_header.as_deref(), session, Vec::new());
+        Decision::Forward(self.session_forward(forwarding))
+    }
+
+    /// Forwards with a renewed session and stores it in the browser.
+    fn adopt(
+        &self,
+        host: &mut dyn Host,
+        service: &LoginService,
+        renewed: &Session,
+        cookie_header: Option<String>,
+    ) -> Decision {
+        let request_cookies = cookie_header
+            .as_deref()
+            .map(cookies::parse)
+            .unwrap_or_default();
+        let set_cookies = session::write(
+            renewed,
+            &request_cookies,
+            &service.cookie_name,
+            &service.cookie,
+            &service.sealer,
+            host.now_ms() / 1000,
+            host,
+        )
+        .unwrap_or_default();
+        let forwarding = flow::forward(service, cookie_header.as_deref(), renewed, set_cookies);
+        Decision::Forward(self.session_forward(forwarding))
+    }
+
+    /// The token endpoint answered the call `pending` is waiting on. When its ID token is
+    /// signed with a key this worker lacks, the request is parked until the keys arrive.
+    pub fn on_token_response(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        pending: Pending,
+        token_id: u32,
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Decision {
+        if pending.token() != token_id {
+            return Decision::Calling(pending);
+        }
+        let tokens = oidc::read_tokens(status, body);
+        let provider = self.service_of(&pending).map(|s| s.provider);
+        let id_token = tokens.as_ref().ok().and_then(|t| t.id_token.as_ref());
+        if let (Some(provider), Some(id_token)) = (provider, id_token) {
+            if self.authn.id_token_awaits_keys(provider, id_token.expose()) {
+                let now_ms = host.now_ms();
+                // The fetch is asked for now, or (rate limit) by `settle` once it may be.
+                let fetch_asked = self.ask_for_keys(provider, now_ms);
+                let wait_ms = self.settings.keys_wait_timeout_ms
+                    + self.settings.min_refetch_interval_ms(provider);
+                self.parked.push(Parked {
+                    context_id,
+                    provider,
+                    deadline_ms: now_ms + wait_ms,
+                    waits_for: WaitsFor::IdTokenKeys {
+                        pending: Box::new(pending),
+                        tokens,
+                        fetch_asked,
+                    },
+                });
+                return Decision::Parked;
+            }
+        }
+        self.finish(host, pending, tokens)
+    }
+
+    /// An answer to a token call made while settling (it reached the root): the request it
+    /// belongs to and what to do with it.
+    pub fn on_settled_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        token_id: u32,
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Option<(u32, Decision)> {
+        let at = self
+            .settled_calls
+            .iter()
+            .position(|(_, p)| p.token() == token_id)?;
+        let (context_id, pending) = self.settled_calls.swap_remove(at);
+        let decision = self.on_token_response(host, context_id, pending, token_id, status, body);
+        Some((context_id, self.settle_calls(context_id, decision)))
+    }
+
+    fn service_of(&self, pending: &Pending) -> Option<&LoginService> {
+        let (Pending::Exchange { service, .. } | Pending::Refresh { service, .. }) = pending;
+        self.settings.login.get(service.0)
+    }
+
+    /// Finishes a login or a refresh with the token endpoint's answer.
+    fn finish(
+        &mut self,
+        host: &mut dyn Host,
+        pending: Pending,
+        tokens: Result<Tokens, TokenError>,
+    ) -> Decision {
+        let settings = Rc::clone(&self.settings);
+        let (Pending::Exchange { service, .. } | Pending::Refresh { service, .. }) = &pending;
+        let Some(svc) = settings.login.get(service.0) else {
+            return refusal(host, &AuthError::KeysUnavailable);
+        };
+        let now_ms = host.now_ms();
+        let authn = &self.authn;
+        let verify = |id_token: &str, nonce: Option<&str>| {
+            authn.verify_id_token(svc.provider, id_token, &svc.client_id, nonce, now_ms)
+        };
+        match pending {
+            Pending::Exchange {
+                login,
+                cookie_header,
+                ..
+            } => {
+                let request_cookies = cookie_header
+                    .as_deref()
+                    .map(cookies::parse)
+                    .unwrap_or_default();
+                let reply = flow::finish_login(
+                    svc,
+                    &login,
+                    tokens,
+                    &verify,
+                    &request_cookies,
+                    now_ms / 1000,
+                    host,
+                );
+                answer(host, svc, reply)
+            }
+            Pending::Refresh {
+                session,
+                lease,
+                cookie_header,
+                path,
+                browser,
+                ..
+            } => match flow::finish_refresh(&session, tokens, &verify, now_ms / 1000) {
+                Refreshed::Renewed(renewed) => {
+                    let sealed = refresh::seal(svc, &renewed, host);
+                    if refresh::publish_renewed(host, &lease, sealed.as_deref(), now_ms) {
+                        self.published.push((lease, now_ms + RESULT_KEPT_MS));
+                    }
+                    self.adopt(host, svc, &renewed, cookie_header)
+                }
+                Refreshed::KeepOld => {
+                    host.log(
+                        Severity::Warn,
+                        &format!(
+                            "refresh for {} failed; keeping the session for now",
+                            svc.client_id
+                        ),
+                    );
+                    refresh::release(host, &lease);
+                    self.keep_old(svc, &session, cookie_header)
+                }
+                Refreshed::Ended(why) => {
+                    match refresh::renewed_elsewhere(host, &lease, svc, now_ms) {
+                        // Another worker refreshed this session first; its result stands.
+                        Some(renewed) => self.adopt(host, svc, &renewed, cookie_header),
+                        None => {
+                            // The user's name is personal data: the session id says enough.
+                            let sid: String = session.sid.chars().take(8).collect();
+                            host.log(
+                                Severity::Debug,
+                                &format!("session {sid}… of {} ended: {why}", svc.client_id),
+                            );
+                            refresh::publish_ended(host, &lease, now_ms);
+                            let reply =
+                                flow::session_ended(svc, cookie_header.as_deref(), &path, browser);
+                            answer(host, svc, reply)
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    /// Parks a request, asking for a fetch when the verdict allows one now.
+    fn park(
+        &mut self,
+        context_id: u32,
+        provider: ProviderId,
+        deadline_ms: u64,
+        mut waits_for: WaitsFor,
+        refetch: bool,
+        reason: WaitReason,
+    ) {
+        if refetch {
+            self.want_fetch(provider);
+        }
+        if let (WaitReason::UnknownKid, WaitsFor::Keys { kid, .. }) = (reason, &mut waits_for) {
+            *kid = KidRefetch::AlreadyWaited;
+        }
+        self.parked.push(Parked {
+            context_id,
+            provider,
+            deadline_ms,
+            waits_for,
+        });
+    }
+
+    fn want_fetch(&mut self, provider: ProviderId) {
+        if let Some(wanted) = self.fetch_wanted.get_mut(provider.0) {
+            *wanted = true;
+        }
+    }
+
+    /// Asks for a fetch of `provider`'s keys when the rate limit allows it now.
+    fn ask_for_keys(&mut self, provider: ProviderId, now_ms: u64) -> bool {
+        let allowed = self.authn.may_refetch(provider, now_ms);
+        if allowed {
+            self.want_fetch(provider);
+        }
+        allowed
+    }
+
+    /// Whether a request asked for `provider`'s keys to be fetched.
+    pub fn fetch_wanted(&self, provider: ProviderId) -> bool {
+        self.fetch_wanted.get(provider.0).copied().unwrap_or(false)
+    }
+
+    pub fn clear_fetch_wanted(&mut self, provider: ProviderId) {
+        if let Some(wanted) = self.fetch_wanted.get_mut(provider.0) {
+            *wanted = false;
+        }
+    }
+
+    /// Decides parked requests again: those of `changed` (its keys or endpoints arrived),
+    /// and any whose wait ran out. Returns what to do with each, by context.
+    pub fn settle(
+        &mut self,
+        host: &mut dyn Host,
+        changed: Option<ProviderId>,
+    ) -> Vec<(u32, Decision)> {
+        let now_ms = host.now_ms();
+        let mut decided = Vec::new();
+        for mut parked in std::mem::take(&mut self.parked) {
+            let keys_changed = changed == Some(parked.provider);
+            let timed_out = now_ms >= parked.deadline_ms;
+            if let WaitsFor::IdTokenKeys {
+                fetch_asked: asked @ false,
+                ..
+            } = &mut parked.waits_for
+            {
+                *asked = self.authn.may_refetch(parked.provider, now_ms);
+                if *asked {
+                    self.want_fetch(parked.provider);
+                }
+            }
+            if !keys_changed && !timed_out {
+                self.parked.push(parked);
+                continue;
+            }
+            let context_id = parked.context_id;
+            let decision = match parked.waits_for {
+                WaitsFor::IdTokenKeys {
+                    pending, tokens, ..
+                } => self.finish(host, *pending, tokens),
+                WaitsFor::Endpoints { service, headers } => {
+                    if !timed_out && self.authn.discovery(parked.provider).is_none() {
+                        self.parked.push(Parked {
+                            waits_for: WaitsFor::Endpoints { service, headers },
+                            ..parked
+                        });
+                        continue;
+                    }
+                    match self.login(host, context_id, service, &headers, false) {
+                        Some(decision) => decision,
+                        None => self.bearer(host, context_id, &headers),
+                    }
+                }
+                WaitsFor::Keys { authorization, kid } => {
+                    let verdict = self.authn.authenticate(
+                        authorization.as_ref().map(Secret::expose),
+                        now_ms,
+                        kid,
+                    );
+                    match verdict {
+                        Verdict::AwaitKeys {
+                            provider,
+                            refetch,
+                            reason,
+                        } if !timed_out => {
+                            self.park(
+                                context_id,
+                                provider,
+                                parked.deadline_ms,
+                                WaitsFor::Keys { authorization, kid },
+                                refetch,
+                                reason,
+                            );
+                            continue;
+                        }
+                        verdict => self.carry(host, verdict),
+                    }
+                }
+            };
+            decided.push((context_id, self.settle_calls(context_id, decision)));
+        }
+        decided
+    }
+
+    /// A decision made outside the request's own context: a token call's answer will reach
+    /// the root, so its state is kept here; cookies for the response wait for the adapter.
+    fn settle_calls(&mut self, context_id: u32, decision: Decision) -> Decision {
+        match decision {
+            Decision::Calling(pending) => {
+                self.settled_calls.push((context_id, pending));
+                Decision::Parked
+            }
+            Decision::Forward(mut forward) => {
+                let cookies = std::mem::take(&mut forward.response_cookies);
+                if !cookies.is_empty() {
+                    self.response_cookies.push((context_id, cookies));
+                }
+                Decision::Forward(forward)
+            }
+            other => other,
+        }
+    }
+
+    /// Cookies decided for this request's response while it was parked, if any.
+    pub fn take_response_cookies(&mut self, context_id: u32) -> Vec<String> {
+        match self
+            .response_cookies
+            .iter()
+            .position(|(id, _)| *id == context_id)
+        {
+            Some(at) => self.response_cookies.swap_remove(at).1,
+            None => Vec::new(),
+        }
+    }
+
+    /// Forgets published refresh results whose grace period is over.
+    pub fn tick(&mut self, host: &mut dyn Host) {
+        let now_ms = host.now_ms();
+        let (over, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.published)
+            .into_iter()
+            .partition(|(_, until)| now_ms >= *until);
+        self.published = kept;
+        for (lease, _) in over {
+            refresh::forget(host, &lease);
+        }
+    }
+
+    /// The request is gone: nothing of it stays parked.
+    pub fn forget(&mut self, context_id: u32) {
+        self.parked.retain(|p| p.context_id != context_id);
+        self.response_cookies.retain(|(id, _)| *id != context_id);
+    }
+
+    /// How many requests are parked (for tests and metrics).
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+}
