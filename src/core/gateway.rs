@@ -172,6 +172,14 @@ impl Gateway {
         }
     }
 
+    /// Writes what every worker expects in shared data (the refresh slots); each VM does it
+    /// once at start, before deciding requests.
+    pub fn prepare(&self, host: &mut dyn Host) {
+        for service in &self.settings.login {
+            refresh::init_slots(host, &service.client_id);
+        }
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

@@ -18,7 +18,6 @@ use crate::core::gateway::Decision;
 use crate::core::gateway::Gateway;
 use crate::core::keys::fetch::{self, CalloutResponse, Stage};
 use crate::core::keys::record::{lease_available, lease_value, Discovery, KeysRecord};
-use crate::core::login::refresh;
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -356,11 +355,10 @@ impl RootContext for Root {
                 KeySource::Inline(_) => None,
             })
             .collect();
-        for service in &settings.login {
-            refresh::init_slots(&mut ProxyHost, &service.client_id);
-        }
+        let gateway = Gateway::new(Rc::clone(&settings));
+        gateway.prepare(&mut ProxyHost);
         if let Ok(mut slot) = self.gateway.try_borrow_mut() {
-            *slot = Some(Gateway::new(Rc::clone(&settings)));
+            *slot = Some(gateway);
         }
         self.settings = Some(settings);
         host::set_tick_period(TICK);

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod envoy;
 pub mod fault_idp;
 pub mod gateway_bed;
+pub mod host;
 pub mod http;
 pub mod idp;
 pub mod login_bed;
