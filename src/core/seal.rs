@@ -24,6 +24,26 @@ pub struct Sealer {
     binding: String,
 }
 
+/// Why cookie secrets cannot seal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SealerError {
+    ShortSecret { index: usize },
+    NoSecret,
+    KeyDerivation,
+}
+
+impl std::fmt::Display for SealerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealerError::ShortSecret { index } => {
+                write!(f, "secret {index} is shorter than {MIN_SECRET_BYTES} bytes")
+            }
+            SealerError::NoSecret => f.write_str("at least one secret is required"),
+            SealerError::KeyDerivation => f.write_str("key derivation failed"),
+        }
+    }
+}
+
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Sealer({} keys, [redacted])", self.ciphers.len())
@@ -31,24 +51,21 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    pub fn new(secrets: &[Secret], binding: &str) -> Result<Sealer, String> {
+    pub fn new(secrets: &[Secret], binding: &str) -> Result<Sealer, SealerError> {
         let mut ciphers = Vec::new();
         for (i, secret) in secrets.iter().enumerate() {
             let ikm = secret.expose().as_bytes();
             if ikm.len() < MIN_SECRET_BYTES {
-                return Err(format!(
-                    "secret {i} is shorter than {MIN_SECRET_BYTES} bytes"
-                ));
+                return Err(SealerError::ShortSecret { index: i });
             }
             let mut key = [0u8; 32];
             Hkdf::<Sha256>::new(Some(SALT), ikm)
                 .expand(b"aes-256-gcm key", &mut key)
-                .map_err(|_| "key derivation failed".to_string())?;
-            ciphers
-                .push(Aes256Gcm::new_from_slice(&key).map_err(|_| "bad key length".to_string())?);
+                .map_err(|_| SealerError::KeyDerivation)?;
+            ciphers.push(Aes256Gcm::new_from_slice(&key).map_err(|_| SealerError::KeyDerivation)?);
         }
         if ciphers.is_empty() {
-            return Err("at least one secret is required".into());
+            return Err(SealerError::NoSecret);
         }
         Ok(Sealer {
             ciphers,

@@ -16,6 +16,7 @@ use super::http::SharedGateway;
 use crate::core::config::{KeySource, Locator, ProviderId, RemoteKeys, Settings};
 use crate::core::gateway::Decision;
 use crate::core::gateway::Gateway;
+use crate::core::keys::error::KeysError;
 use crate::core::keys::fetch::{self, CalloutResponse, Stage};
 use crate::core::keys::record::{lease_available, lease_value, Discovery, KeysRecord};
 
@@ -190,7 +191,10 @@ impl Root {
                 );
             }
             Err(status) => {
-                let reason = format!("cannot call cluster \"{}\": {status:?}", call.cluster);
+                let reason = KeysError::Unreachable {
+                    cluster: call.cluster.clone(),
+                    detail: format!("{status:?}"),
+                };
                 self.finish_fetch(issuer, Err(reason), started_ms, now_ms);
             }
         }
@@ -200,7 +204,7 @@ impl Root {
     fn finish_fetch(
         &mut self,
         issuer: usize,
-        outcome: Result<(String, Option<Discovery>, Option<u64>), String>,
+        outcome: Result<(String, Option<Discovery>, Option<u64>), KeysError>,
         started_ms: u64,
         now_ms: u64,
     ) {
@@ -298,7 +302,10 @@ impl Context for Root {
                             now_ms,
                         )
                     }
-                    Err(e) => Err(format!("discovery jwks_uri: {e}")),
+                    Err(_) => Err(KeysError::NotHttpUrl {
+                        field: "jwks_uri".into(),
+                        value: discovery.jwks_uri.clone(),
+                    }),
                 },
                 Err(reason) => Err(reason),
             },

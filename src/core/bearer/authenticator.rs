@@ -13,6 +13,7 @@ use crate::core::bearer::error::AuthError;
 use crate::core::bearer::token::{self, UnverifiedToken};
 use crate::core::config::{KeySource, Provider, ProviderId, Settings};
 use crate::core::identity::Identity;
+use crate::core::keys::error::KeysError;
 use crate::core::keys::jwks::KeySet;
 use crate::core::keys::record::{Discovery, KeysRecord};
 
@@ -119,12 +120,12 @@ impl Authenticator {
         &mut self,
         provider: ProviderId,
         record: &KeysRecord,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, KeysError> {
         let (Some(state), Some(settings)) = (
             self.keys.get_mut(provider.0),
             self.settings.providers.get(provider.0),
         ) else {
-            return Err(format!("no provider {}", provider.0));
+            return Err(KeysError::UnknownProvider);
         };
         state.attempted_at_ms = record.attempted_at_ms;
         state.discovery.clone_from(&record.discovery);

@@ -5,6 +5,7 @@ use url::Url;
 
 use crate::core::config::provider::{Locator, RemoteKeys};
 use crate::core::keys::algorithm::Algorithm;
+use crate::core::keys::error::{Document, KeysError};
 use crate::core::keys::jwks::KeySet;
 use crate::core::keys::record::{max_age, Discovery, KeysRecord};
 
@@ -78,41 +79,44 @@ pub fn first_step(remote: &RemoteKeys, record: &KeysRecord) -> (Stage, Url) {
     }
 }
 
-fn ok_body<'a>(response: &CalloutResponse<'a>, what: &str) -> Result<&'a [u8], String> {
+fn ok_body<'a>(response: &CalloutResponse<'a>, document: Document) -> Result<&'a [u8], KeysError> {
     match response.status {
-        None => Err(format!("{what} request failed or timed out")),
+        None => Err(KeysError::NoAnswer { document }),
         Some(200) if response.body.len() > MAX_DOCUMENT_BYTES => {
-            Err(format!("{what} larger than {MAX_DOCUMENT_BYTES} bytes"))
+            Err(KeysError::TooLarge { document })
         }
         Some(200) => Ok(response.body),
-        Some(status) => Err(format!("{what} answered HTTP {status}")),
+        Some(status) => Err(KeysError::Status { document, status }),
     }
 }
 
 /// The endpoints of a discovery document, whose `issuer` must be ours (OIDC Discovery §4.3).
-pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Discovery, String> {
-    let body = ok_body(response, "discovery")?;
-    let doc: Value =
-        serde_json::from_slice(body).map_err(|_| "discovery document is not JSON".to_string())?;
+pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Discovery, KeysError> {
+    let body = ok_body(response, Document::Discovery)?;
+    let doc: Value = serde_json::from_slice(body).map_err(|_| KeysError::DiscoveryNotJson)?;
     let announced = doc
         .get("issuer")
         .and_then(Value::as_str)
         .unwrap_or_default();
     if announced != issuer {
-        return Err(format!(
-            "discovery document names issuer \"{announced}\", not \"{issuer}\""
-        ));
+        return Err(KeysError::WrongIssuer {
+            announced: announced.to_string(),
+            expected: issuer.to_string(),
+        });
     }
-    let endpoint = |name: &str| -> Result<Option<String>, String> {
+    let endpoint = |name: &str| -> Result<Option<String>, KeysError> {
         match doc.get(name).and_then(Value::as_str) {
             None => Ok(None),
             Some(text) => match Url::parse(text) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Some(url.to_string())),
-                _ => Err(format!("discovery {name} \"{text}\" is not an http(s) URL")),
+                _ => Err(KeysError::NotHttpUrl {
+                    field: name.to_string(),
+                    value: text.to_string(),
+                }),
             },
         }
     };
-    let jwks_uri = endpoint("jwks_uri")?.ok_or("discovery document has no jwks_uri")?;
+    let jwks_uri = endpoint("jwks_uri")?.ok_or(KeysError::NoJwksUri)?;
     Ok(Discovery {
         jwks_uri,
         authorization_endpoint: endpoint("authorization_endpoint")?,
@@ -125,9 +129,9 @@ pub fn read_discovery(response: &CalloutResponse, issuer: &str) -> Result<Discov
 pub fn read_jwks(
     response: &CalloutResponse,
     algorithms: &[Algorithm],
-) -> Result<(String, Option<u64>), String> {
-    let body = ok_body(response, "JWKS")?;
-    let text = std::str::from_utf8(body).map_err(|_| "JWKS is not UTF-8".to_string())?;
+) -> Result<(String, Option<u64>), KeysError> {
+    let body = ok_body(response, Document::Jwks)?;
+    let text = std::str::from_utf8(body).map_err(|_| KeysError::JwksNotUtf8)?;
     KeySet::parse(text, algorithms)?;
     Ok((text.to_string(), response.cache_control.and_then(max_age)))
 }
@@ -248,7 +252,10 @@ mod tests {
             ),
         ];
         for (response, expected) in failures {
-            let error = read_discovery(&response, issuer).err().unwrap_or_default();
+            let error = read_discovery(&response, issuer)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(
                 error.contains(expected),
                 "{error:?} should contain {expected:?}"

@@ -4,6 +4,7 @@ use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::core::keys::algorithm::Algorithm;
+use crate::core::keys::error::KeysError;
 
 /// One public key, ready to verify tokens of exactly one algorithm.
 pub enum VerifyingKey {
@@ -76,17 +77,18 @@ impl std::fmt::Debug for KeySet {
 
 impl KeySet {
     /// Parses a JWKS document; an error when it is not one or holds no usable key.
-    pub fn parse(document: &str, allowed: &[Algorithm]) -> Result<KeySet, String> {
-        let value: Value =
-            serde_json::from_str(document).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    pub fn parse(document: &str, allowed: &[Algorithm]) -> Result<KeySet, KeysError> {
+        let value: Value = serde_json::from_str(document).map_err(|e| KeysError::JwksNotJson {
+            detail: e.to_string(),
+        })?;
         Self::from_value(&value, allowed)
     }
 
-    pub fn from_value(value: &Value, allowed: &[Algorithm]) -> Result<KeySet, String> {
+    pub fn from_value(value: &Value, allowed: &[Algorithm]) -> Result<KeySet, KeysError> {
         let keys = value
             .get("keys")
             .and_then(Value::as_array)
-            .ok_or("JWKS has no \"keys\" array")?;
+            .ok_or(KeysError::NoKeysArray)?;
         let mut entries = Vec::new();
         for jwk in keys {
             let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or("");
@@ -108,10 +110,7 @@ impl KeySet {
             }
         }
         if entries.is_empty() {
-            return Err(format!(
-                "JWKS holds no usable signing key ({} keys, none fit the allowed algorithms)",
-                keys.len()
-            ));
+            return Err(KeysError::NoUsableKey { keys: keys.len() });
         }
         Ok(KeySet { entries })
     }
