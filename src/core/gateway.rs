@@ -21,11 +21,12 @@ use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
 use crate::core::config::{ProviderId, ServiceId, Settings};
 use crate::core::cookies;
-use crate::core::host::Host;
+use crate::core::host::{Callout, Host};
 use crate::core::identity::{self, Identity};
+use crate::core::keys::fetch::request_line;
 use crate::core::login::error::LoginError;
 use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Step};
-use crate::core::login::oidc::{self, PendingLogin, TokenError, Tokens};
+use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
 use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
@@ -130,6 +131,18 @@ pub struct Gateway {
     response_cookies: Vec<(u32, Vec<String>)>,
     /// Token calls made while settling parked requests: their answers reach the root.
     settled_calls: Vec<(u32, Pending)>,
+}
+
+/// A POST to the service's token endpoint, through the service's cluster.
+fn token_call(service: &LoginService, request: &TokenRequest) -> Callout {
+    let mut headers = request_line("POST", &request.url);
+    headers.extend(request.headers.iter().cloned());
+    Callout {
+        cluster: service.cluster.clone(),
+        headers,
+        body: Some(request.body.clone()),
+        timeout_ms: service.timeout_ms,
+    }
 }
 
 /// Refusals of bad tokens are routine (debug); running out of keys is an outage (warn).
@@ -349,7 +362,7 @@ impl Gateway {
             Step::Respond(reply) => answer(host, service, reply),
             Step::Forward(forwarding) => Decision::Forward(self.session_forward(forwarding)),
             Step::Exchange { pending, request } => {
-                match host.call(&service.cluster, &request, service.timeout_ms) {
+                match host.call(&token_call(service, &request)) {
                     Some(token) => Decision::Calling(Pending::Exchange {
                         token,
                         service: id,
@@ -391,7 +404,7 @@ impl Gateway {
                     }
                     Claim::KeepOld => return Some(self.keep_old(service, &session, cookie_header)),
                 };
-                match host.call(&service.cluster, &token_request, service.timeout_ms) {
+                match host.call(&token_call(service, &token_request)) {
                     Some(token) => Decision::Calling(Pending::Refresh {
                         token,
                         service: id,

@@ -6,10 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
-use crate::core::host::Host;
-use crate::core::keys::fetch::request_line;
+use crate::core::host::{Callout, Host};
 use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
-use crate::core::login::oidc::TokenRequest;
 use crate::core::random::{NoRandomness, Random};
 use crate::core::reply::{header_name_safe, header_value_safe, Reply, Severity};
 use crate::core::request_headers::{self, RequestHeaders};
@@ -225,18 +223,14 @@ impl Host for ProxyHost {
         now_ms()
     }
 
-    fn call(&mut self, cluster: &str, request: &TokenRequest, timeout_ms: u64) -> Option<u32> {
-        let mut headers = request_line("POST", &request.url);
-        headers.extend(request.headers.iter().cloned());
-        let body = request.body.expose().as_bytes();
-        match dispatch(cluster, &headers, Some(body), timeout_ms) {
+    fn call(&mut self, call: &Callout) -> Option<u32> {
+        let body = call.body.as_ref().map(|b| b.expose().as_bytes());
+        match dispatch(&call.cluster, &call.headers, body, call.timeout_ms) {
             Ok(token) => Some(token),
             Err(status) => {
                 log(
                     LogLevel::Warn,
-                    &format!(
-                        "cannot call the token endpoint through cluster \"{cluster}\": {status:?}"
-                    ),
+                    &format!("cannot call cluster \"{}\": {status:?}", call.cluster),
                 );
                 None
             }

@@ -5,8 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use wasm_iap::core::host::Host;
-use wasm_iap::core::login::oidc::TokenRequest;
+use wasm_iap::core::host::{Callout, Host};
 use wasm_iap::core::random::{NoRandomness, Random};
 use wasm_iap::core::reply::Severity;
 use wasm_iap::core::shared_data::SharedData;
@@ -93,13 +92,29 @@ impl Host for FakeHost {
         self.clock.get()
     }
 
-    fn call(&mut self, cluster: &str, request: &TokenRequest, _timeout_ms: u64) -> Option<u32> {
+    fn call(&mut self, call: &Callout) -> Option<u32> {
         self.next_token += 1;
+        let header = |name: &str| {
+            call.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
         self.calls.push(Call {
             token: self.next_token,
-            cluster: cluster.to_string(),
-            url: request.url.to_string(),
-            body: request.body.expose().to_string(),
+            cluster: call.cluster.clone(),
+            url: format!(
+                "{}://{}{}",
+                header(":scheme"),
+                header(":authority"),
+                header(":path")
+            ),
+            body: call
+                .body
+                .as_ref()
+                .map(|b| b.expose().to_string())
+                .unwrap_or_default(),
         });
         Some(self.next_token)
     }

@@ -4,6 +4,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::core::config::provider::{Locator, RemoteKeys};
+use crate::core::host::Callout;
 use crate::core::keys::algorithm::Algorithm;
 use crate::core::keys::error::{Document, KeysError};
 use crate::core::keys::jwks::KeySet;
@@ -20,12 +21,6 @@ pub enum Stage {
 
 /// An HTTP GET through an Envoy cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Callout {
-    pub cluster: String,
-    pub headers: Vec<(&'static str, String)>,
-    pub timeout_ms: u64,
-}
-
 /// A response as the host delivers it: no status means the call failed or timed out.
 pub struct CalloutResponse<'a> {
     pub status: Option<u32>,
@@ -60,6 +55,7 @@ pub fn callout(url: &Url, remote: &RemoteKeys) -> Callout {
     Callout {
         cluster: remote.cluster.clone(),
         headers,
+        body: None,
         timeout_ms: remote.timeout_ms,
     }
 }

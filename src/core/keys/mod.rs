@@ -1,7 +1,8 @@
 //! An issuer's signing keys: accepted algorithms, the JWKS, the record shared by all
-//! workers, and fetching them (discovery and JWKS callouts).
+//! workers, fetching them (discovery and JWKS callouts), and keeping them fresh.
 pub mod algorithm;
 pub mod error;
 pub mod fetch;
+pub mod fetcher;
 pub mod jwks;
 pub mod record;
