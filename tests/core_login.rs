@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 use support::mint::{self, claims_with, shared_keys};
+use support::random::Counter;
 use url::Url;
 use wasm_iap::core::bearer::authenticator::Authenticator;
 use wasm_iap::core::bearer::error::AuthError;
@@ -24,18 +25,6 @@ use wasm_iap::core::secret::Secret;
 
 const ISSUER: &str = "https://dex.example.com";
 const SECRET: &str = "a-cookie-secret-of-at-least-32-bytes!";
-
-struct Counter(u8);
-
-impl Random for Counter {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
-        for b in buf {
-            self.0 = self.0.wrapping_add(1);
-            *b = self.0;
-        }
-        Ok(())
-    }
-}
 
 fn settings(login: Value) -> Settings {
     Settings::parse(&config_with(login).to_string()).unwrap_or_else(|e| panic!("{e:#?}"))

@@ -9,27 +9,15 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::json;
+use support::random::Counter;
 use support::shared::{OnStore, Worker};
 use wasm_iap::core::config::login::LoginService;
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::login::refresh::{self, Claim};
 use wasm_iap::core::login::refresh_slots::{RESULT_KEPT_MS, SLOTS};
 use wasm_iap::core::login::session::Session;
-use wasm_iap::core::random::{NoRandomness, Random};
 
 const NOW_MS: u64 = 1_800_000_000_000;
-
-struct Counter(u8);
-
-impl Random for Counter {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
-        for b in buf {
-            self.0 = self.0.wrapping_add(1);
-            *b = self.0;
-        }
-        Ok(())
-    }
-}
 
 /// A login service (token endpoint timeout 5 s: a lease lasts 11 s), for the whole test.
 fn service() -> &'static LoginService {

@@ -8,29 +8,17 @@ mod support;
 use proptest::prelude::*;
 use serde_json::json;
 use support::props::config;
+use support::random::Counter;
 use url::Url;
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::identity::StrippedHeaders;
 use wasm_iap::core::login::flow::{self, Endpoints, Request, Step};
 use wasm_iap::core::login::refresh_slots::{self, Generation};
 use wasm_iap::core::login::request_kind::RequestHints;
-use wasm_iap::core::random::{NoRandomness, Random};
 use wasm_iap::core::reply::{header_name_safe, header_value_safe, Reply};
 use wasm_iap::core::request_headers::{serialize, RequestHeaders};
 
 const ISSUER: &str = "https://dex.example.com";
-
-struct Counter(u8);
-
-impl Random for Counter {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
-        for b in buf {
-            self.0 = self.0.wrapping_add(13);
-            *b = self.0;
-        }
-        Ok(())
-    }
-}
 
 thread_local! {
     static SETTINGS: &'static Settings = Box::leak(Box::new(parse_settings()));

@@ -11,6 +11,7 @@ pub mod idp;
 pub mod login_bed;
 pub mod mint;
 pub mod props;
+pub mod random;
 pub mod raw;
 pub mod servers;
 pub mod shared;
