@@ -267,7 +267,7 @@ fn an_id_token_signed_with_a_key_rotated_in_waits_for_the_keys_then_signs_in() {
     };
     let token = host.calls.last().unwrap().token;
     let answer = token_response(shared_keys(), &nonce, 300);
-    let decision = gateway.on_token_response(&mut host, 5, pending, token, Some(200), &answer);
+    let decision = gateway.on_token_response(&mut host, 5, *pending, token, Some(200), &answer);
     assert!(
         matches!(decision, Decision::Parked),
         "waits for the rotated key"
@@ -320,7 +320,7 @@ fn signed_in() -> (FakeHost, FakeHost, Gateway, Gateway, String) {
     let reply = responded(a.on_token_response(
         &mut a_host,
         6,
-        pending,
+        *pending,
         token,
         Some(200),
         answer.as_bytes(),
@@ -356,7 +356,8 @@ fn a_refresh_refused_while_other_requests_wait_ends_the_session_on_every_worker(
         .contains(&"authorization".to_string()));
     // The IdP refuses the refresh token: the session is over, for everyone carrying it.
     let refused = br#"{"error":"invalid_grant"}"#;
-    let reply = responded(a.on_token_response(&mut a_host, 10, pending, token, Some(400), refused));
+    let reply =
+        responded(a.on_token_response(&mut a_host, 10, *pending, token, Some(400), refused));
     assert_eq!(
         (reply.status, reply.header("location")),
         (302, Some("/d/abc"))
@@ -400,7 +401,7 @@ fn a_refresh_is_made_once_and_its_result_adopted_by_the_other_workers() {
     let forward = forwarded(a.on_token_response(
         &mut a_host,
         20,
-        pending,
+        *pending,
         token,
         Some(200),
         renewed.as_bytes(),
@@ -427,5 +428,41 @@ fn a_refresh_is_made_once_and_its_result_adopted_by_the_other_workers() {
     assert!(
         forward.response_cookies.is_empty(),
         "the renewed session needs no refresh"
+    );
+}
+
+#[test]
+fn a_refresh_whose_id_token_waits_for_keys_is_never_made_twice() {
+    let (mut a_host, mut b_host, mut a, mut b, session) = signed_in();
+    a_host.advance(61_000);
+    let api = headers(
+        "/api/search",
+        &[("cookie", session.as_str()), ("accept", "application/json")],
+    );
+    let Decision::Calling(pending) = a.decide(&mut a_host, 30, &api).decision else {
+        panic!("refresh")
+    };
+    let token = a_host.calls.last().unwrap().token;
+    let mut claims = mint::claims_with(ISSUER, "grafana", json!({}));
+    claims["exp"] = json!(mint::now_secs() + 3600);
+    // Signed with a key the workers do not have yet (a rotation at the IdP).
+    let id_token = other_keys().signer("RS256").sign(&claims);
+    let renewed = json!({ "id_token": id_token, "refresh_token": "rt-2" }).to_string();
+    let decision = a.on_token_response(
+        &mut a_host,
+        30,
+        *pending,
+        token,
+        Some(200),
+        renewed.as_bytes(),
+    );
+    assert!(matches!(decision, Decision::Parked));
+    // Past the lease's first deadline (2 x 5 s + 1 s), another worker still leaves it alone.
+    a_host.advance(12_000);
+    let forward = forwarded(b.decide(&mut b_host, 31, &api).decision);
+    assert!(forward.response_cookies.is_empty(), "kept the old session");
+    assert!(
+        b_host.calls.is_empty(),
+        "no second refresh with the same token"
     );
 }

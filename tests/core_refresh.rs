@@ -13,9 +13,10 @@ use support::random::Counter;
 use support::shared::{OnStore, Worker};
 use wasm_iap::core::config::login::LoginService;
 use wasm_iap::core::config::Settings;
-use wasm_iap::core::login::refresh::{self, Claim};
+use wasm_iap::core::login::refresh::{self, Claim, Lease};
 use wasm_iap::core::login::refresh_slots::{RESULT_KEPT_MS, SLOTS};
 use wasm_iap::core::login::session::Session;
+use wasm_iap::core::shared_data::SharedData;
 
 const NOW_MS: u64 = 1_800_000_000_000;
 
@@ -57,8 +58,28 @@ fn workers() -> (Worker, Worker, Worker) {
     (a.clone(), a.sibling(), a.sibling())
 }
 
-fn claim(worker: &mut dyn wasm_iap::core::shared_data::SharedData, s: &Session, now: u64) -> Claim {
-    refresh::claim(worker, service(), s, now, "marker")
+/// What a request whose session expired does, on `worker`: like the gateway, it claims and,
+/// when a slot is free, takes it.
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    Refresh(Lease),
+    Adopt(Session),
+    Ended,
+    KeepOld,
+}
+
+fn claim(worker: &mut dyn SharedData, s: &Session, now: u64) -> Got {
+    match refresh::claim(worker, service(), s, now) {
+        Claim::Free(candidate) => {
+            match refresh::take(worker, candidate, service(), now, format!("m{now}")) {
+                Some(lease) => Got::Refresh(lease),
+                None => Got::KeepOld,
+            }
+        }
+        Claim::Adopt(session) => Got::Adopt(session),
+        Claim::Ended => Got::Ended,
+        Claim::KeepOld => Got::KeepOld,
+    }
 }
 
 #[test]
@@ -75,14 +96,14 @@ fn two_workers_racing_for_one_expired_session_refresh_it_once() {
     let b_claim = b_claim.borrow_mut().take().unwrap();
     let refreshing = [&a_claim, &b_claim]
         .iter()
-        .filter(|c| matches!(c, Claim::Refresh(_)))
+        .filter(|c| matches!(c, Got::Refresh(_)))
         .count();
     assert_eq!(
         refreshing, 1,
         "exactly one refresh: {a_claim:?} / {b_claim:?}"
     );
     assert!(
-        matches!(a_claim, Claim::KeepOld),
+        matches!(a_claim, Got::KeepOld),
         "the loser keeps the old session"
     );
 }
@@ -91,15 +112,15 @@ fn two_workers_racing_for_one_expired_session_refresh_it_once() {
 fn requests_during_a_refresh_keep_the_old_session_and_a_lease_that_runs_out_is_taken_over() {
     let (mut a, mut b, _) = workers();
     let old = session("sid-lease", 1_799_999_000);
-    let Claim::Refresh(_) = claim(&mut a, &old, NOW_MS) else {
+    let Got::Refresh(_) = claim(&mut a, &old, NOW_MS) else {
         panic!("the first request refreshes")
     };
-    assert_eq!(claim(&mut b, &old, NOW_MS + 1_000), Claim::KeepOld);
+    assert_eq!(claim(&mut b, &old, NOW_MS + 1_000), Got::KeepOld);
     // A's worker died with the lease (2 x 5 s timeout + 1 s): after it, B refreshes.
-    assert_eq!(claim(&mut b, &old, NOW_MS + 10_999), Claim::KeepOld);
+    assert_eq!(claim(&mut b, &old, NOW_MS + 10_999), Got::KeepOld);
     assert!(matches!(
         claim(&mut b, &old, NOW_MS + 11_000),
-        Claim::Refresh(_)
+        Got::Refresh(_)
     ));
 }
 
@@ -107,17 +128,17 @@ fn requests_during_a_refresh_keep_the_old_session_and_a_lease_that_runs_out_is_t
 fn a_refused_refresh_ends_the_session_for_every_request_still_carrying_it() {
     let (mut a, mut b, mut c) = workers();
     let old = session("sid-ended", 1_799_999_000);
-    let Claim::Refresh(lease) = claim(&mut a, &old, NOW_MS) else {
+    let Got::Refresh(lease) = claim(&mut a, &old, NOW_MS) else {
         panic!("A refreshes")
     };
     assert_eq!(
         claim(&mut b, &old, NOW_MS + 10),
-        Claim::KeepOld,
+        Got::KeepOld,
         "B waits on A"
     );
     refresh::publish_ended(&mut a, &lease, NOW_MS + 20);
-    assert_eq!(claim(&mut b, &old, NOW_MS + 30), Claim::Ended);
-    assert_eq!(claim(&mut c, &old, NOW_MS + 40), Claim::Ended);
+    assert_eq!(claim(&mut b, &old, NOW_MS + 30), Got::Ended);
+    assert_eq!(claim(&mut c, &old, NOW_MS + 40), Got::Ended);
     assert_eq!(
         refresh::renewed_elsewhere(&b, &lease, service(), NOW_MS + 40),
         None
@@ -128,7 +149,7 @@ fn a_refused_refresh_ends_the_session_for_every_request_still_carrying_it() {
 fn a_renewed_session_is_adopted_by_requests_with_the_old_cookie_until_forgotten() {
     let (mut a, mut b, _) = workers();
     let old = session("sid-renewed", 1_799_999_000);
-    let Claim::Refresh(lease) = claim(&mut a, &old, NOW_MS) else {
+    let Got::Refresh(lease) = claim(&mut a, &old, NOW_MS) else {
         panic!("A refreshes")
     };
     let renewed = session("sid-renewed", 1_800_000_300);
@@ -141,7 +162,7 @@ fn a_renewed_session_is_adopted_by_requests_with_the_old_cookie_until_forgotten(
     ));
     assert_eq!(
         claim(&mut b, &old, NOW_MS + 60),
-        Claim::Adopt(renewed.clone())
+        Got::Adopt(renewed.clone())
     );
     assert_eq!(
         refresh::renewed_elsewhere(&b, &lease, service(), NOW_MS + 60),
@@ -151,7 +172,7 @@ fn a_renewed_session_is_adopted_by_requests_with_the_old_cookie_until_forgotten(
     refresh::forget(&mut a, &lease);
     assert!(matches!(
         claim(&mut b, &old, NOW_MS + 60 + RESULT_KEPT_MS),
-        Claim::Refresh(_)
+        Got::Refresh(_)
     ));
 }
 
@@ -181,11 +202,11 @@ fn a_crowded_ring_delays_a_refresh_but_never_overwrites_another_session() {
         if other_keys[0] != target_keys[refreshes] {
             continue;
         }
-        assert!(matches!(claim(&mut a, &other, NOW_MS), Claim::Refresh(_)));
+        assert!(matches!(claim(&mut a, &other, NOW_MS), Got::Refresh(_)));
         refreshes += 1;
     }
     assert_eq!(refreshes, 4, "found sessions for every probe slot");
-    assert_eq!(claim(&mut a, &target, NOW_MS), Claim::KeepOld);
+    assert_eq!(claim(&mut a, &target, NOW_MS), Got::KeepOld);
 }
 
 #[test]
@@ -197,7 +218,7 @@ fn refreshes_over_months_never_grow_shared_data_past_the_ring_and_restarts_keep_
     for i in 0..5_000u64 {
         let old = session(&format!("sid-{}", i % 300), 1_799_000_000 + i);
         let now = NOW_MS + i * 60_000;
-        if let Claim::Refresh(lease) = claim(&mut a, &old, now) {
+        if let Got::Refresh(lease) = claim(&mut a, &old, now) {
             let renewed = session(&old.sid, old.refresh_at + 300);
             let sealed = refresh::seal(service(), &renewed, &mut Counter(1));
             refresh::publish_renewed(&mut a, &lease, sealed.as_deref(), now);
@@ -209,5 +230,45 @@ fn refreshes_over_months_never_grow_shared_data_past_the_ring_and_restarts_keep_
     refresh::init_slots(&mut a, "grafana");
     let (lease, old, now) = live.unwrap();
     assert!(refresh::renewed_elsewhere(&a, &lease, service(), now).is_some());
-    assert!(matches!(claim(&mut a, &old, now), Claim::Adopt(_)));
+    assert!(matches!(claim(&mut a, &old, now), Got::Adopt(_)));
+}
+
+#[test]
+fn a_refresh_waiting_for_keys_keeps_its_lease_and_a_late_worker_never_overwrites_the_slot() {
+    let (mut a, mut b, _) = workers();
+    let old = session("sid-extend", 1_799_999_000);
+    let Got::Refresh(lease) = claim(&mut a, &old, NOW_MS) else {
+        panic!("A refreshes")
+    };
+    // A's refreshed ID token waits for keys: it keeps the lease past its first deadline.
+    assert!(refresh::extend(&mut a, &lease, NOW_MS + 30_000));
+    assert_eq!(
+        claim(&mut b, &old, NOW_MS + 20_000),
+        Got::KeepOld,
+        "no second refresh"
+    );
+    // Without an extension the lease runs out and B takes over; A, late, writes nothing.
+    let Got::Refresh(b_lease) = claim(&mut b, &old, NOW_MS + 30_000) else {
+        panic!("B takes over once A's lease ran out")
+    };
+    assert!(
+        !refresh::extend(&mut a, &lease, NOW_MS + 60_000),
+        "A's lease is gone"
+    );
+    refresh::publish_ended(&mut a, &lease, NOW_MS + 30_001);
+    refresh::release(&mut a, &lease);
+    assert_eq!(
+        claim(&mut a, &old, NOW_MS + 30_002),
+        Got::KeepOld,
+        "B's lease still stands"
+    );
+    let renewed = session("sid-extend", 1_800_000_600);
+    let sealed = refresh::seal(service(), &renewed, &mut Counter(9));
+    assert!(refresh::publish_renewed(
+        &mut b,
+        &b_lease,
+        sealed.as_deref(),
+        NOW_MS + 30_003
+    ));
+    assert_eq!(claim(&mut a, &old, NOW_MS + 30_004), Got::Adopt(renewed));
 }

@@ -35,16 +35,40 @@ use crate::core::reply::{Reply, Severity};
 use crate::core::request_headers::RequestHeaders;
 use crate::core::secret::Secret;
 
+/// What deciding a login host's request reads: all a parked one keeps of its headers.
+const LOGIN_HEADERS: [&str; 9] = [
+    ":authority",
+    ":path",
+    ":method",
+    ":scheme",
+    "cookie",
+    "authorization",
+    "accept",
+    "sec-fetch-mode",
+    "x-requested-with",
+];
+
 /// Header edits for a request that goes upstream, and cookies for its response.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default, PartialEq, Eq)]
 pub struct Forward {
     pub set_headers: Vec<(String, String)>,
     pub remove_headers: Vec<String>,
     pub response_cookies: Vec<String>,
 }
 
+/// Values hold cookies and sessions: printed as names only.
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set: Vec<&str> = self.set_headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Forward")
+            .field("set_headers", &set)
+            .field("remove_headers", &self.remove_headers)
+            .field("response_cookies", &self.response_cookies.len())
+            .finish()
+    }
+}
+
 /// A token-endpoint call under way, with what finishing it needs.
-#[derive(Debug)]
 pub enum Pending {
     Exchange {
         token: u32,
@@ -63,6 +87,24 @@ pub enum Pending {
     },
 }
 
+/// The session and cookies it carries are never printed.
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pending::Exchange { token, service, .. } => f
+                .debug_struct("Exchange")
+                .field("token", token)
+                .field("service", service)
+                .finish_non_exhaustive(),
+            Pending::Refresh { token, service, .. } => f
+                .debug_struct("Refresh")
+                .field("token", token)
+                .field("service", service)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
 impl Pending {
     fn token(&self) -> u32 {
         match self {
@@ -79,7 +121,7 @@ pub enum Decision {
     /// Answer it here.
     Respond(Reply),
     /// A token-endpoint call is under way: hand its answer to `on_token_response`.
-    Calling(Pending),
+    Calling(Box<Pending>),
     /// Parked in the gateway: `settle` decides it again.
     Parked,
 }
@@ -352,7 +394,7 @@ impl Gateway {
                     now_ms + self.settings.keys_wait_timeout_ms,
                     WaitsFor::Endpoints {
                         service: id,
-                        headers: headers.clone(),
+                        headers: headers.only(&LOGIN_HEADERS),
                     },
                     refetch,
                     WaitReason::NoKeys,
@@ -363,12 +405,12 @@ impl Gateway {
             Step::Forward(forwarding) => Decision::Forward(self.session_forward(forwarding)),
             Step::Exchange { pending, request } => {
                 match host.call(&token_call(service, &request)) {
-                    Some(token) => Decision::Calling(Pending::Exchange {
+                    Some(token) => Decision::Calling(Box::new(Pending::Exchange {
                         token,
                         service: id,
                         login: pending,
                         cookie_header,
-                    }),
+                    })),
                     None => answer(
                         host,
                         service,
@@ -382,11 +424,8 @@ impl Gateway {
                 request: token_request,
             } => {
                 let browser = is_browser_navigation(&request.hints);
-                let Some(marker) = host.token(12) else {
-                    return Some(self.keep_old(service, &session, cookie_header));
-                };
-                let lease = match refresh::claim(host, service, &session, now_ms, &marker) {
-                    Claim::Refresh(lease) => lease,
+                let candidate = match refresh::claim(host, service, &session, now_ms) {
+                    Claim::Free(candidate) => candidate,
                     Claim::Adopt(renewed) => {
                         return Some(self.adopt(host, service, &renewed, cookie_header))
                     }
@@ -404,8 +443,14 @@ impl Gateway {
                     }
                     Claim::KeepOld => return Some(self.keep_old(service, &session, cookie_header)),
                 };
+                let lease = host
+                    .token(12)
+                    .and_then(|marker| refresh::take(host, candidate, service, now_ms, marker));
+                let Some(lease) = lease else {
+                    return Some(self.keep_old(service, &session, cookie_header));
+                };
                 match host.call(&token_call(service, &token_request)) {
-                    Some(token) => Decision::Calling(Pending::Refresh {
+                    Some(token) => Decision::Calling(Box::new(Pending::Refresh {
                         token,
                         service: id,
                         session,
@@ -413,7 +458,7 @@ impl Gateway {
                         cookie_header,
                         path: request.path.to_string(),
                         browser,
-                    }),
+                    })),
                     None => {
                         refresh::release(host, &lease);
                         self.keep_old(service, &session, cookie_header)
@@ -471,7 +516,7 @@ impl Gateway {
         body: &[u8],
     ) -> Decision {
         if pending.token() != token_id {
-            return Decision::Calling(pending);
+            return Decision::Calling(Box::new(pending));
         }
         let tokens = oidc::read_tokens(status, body);
         let provider = self.service_of(&pending).map(|s| s.provider);
@@ -483,6 +528,15 @@ impl Gateway {
                 let fetch_asked = self.ask_for_keys(provider, now_ms);
                 let wait_ms = self.settings.keys_wait_timeout_ms
                     + self.settings.min_refetch_interval_ms(provider);
+                if let Pending::Refresh { lease, service, .. } = &pending {
+                    // Nobody else may spend the refresh token while this one waits.
+                    let timeout_ms = self
+                        .settings
+                        .login
+                        .get(service.0)
+                        .map_or(0, |s| s.timeout_ms);
+                    refresh::extend(host, lease, now_ms + wait_ms + timeout_ms);
+                }
                 self.parked.push(Parked {
                     context_id,
                     provider,
@@ -738,7 +792,7 @@ impl Gateway {
     fn settle_calls(&mut self, context_id: u32, decision: Decision) -> Decision {
         match decision {
             Decision::Calling(pending) => {
-                self.settled_calls.push((context_id, pending));
+                self.settled_calls.push((context_id, *pending));
                 Decision::Parked
             }
             Decision::Forward(mut forward) => {
@@ -776,10 +830,13 @@ impl Gateway {
         }
     }
 
-    /// The request is gone: nothing of it stays parked.
+    /// The request is gone: nothing of it stays parked. A refresh it started from the root
+    /// still finishes, so its result is published for the session's other requests.
     pub fn forget(&mut self, context_id: u32) {
         self.parked.retain(|p| p.context_id != context_id);
         self.response_cookies.retain(|(id, _)| *id != context_id);
+        self.settled_calls
+            .retain(|(id, p)| *id != context_id || matches!(p, Pending::Refresh { .. }));
     }
 
     /// How many requests are parked (for tests and metrics).

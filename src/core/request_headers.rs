@@ -50,6 +50,21 @@ impl RequestHeaders {
         RequestHeaders::decode(serialize(&pairs)).unwrap_or_default()
     }
 
+    /// Only the headers named in `names` (for a request kept while it waits: nothing more
+    /// than deciding it again needs).
+    pub fn only(&self, names: &[&str]) -> RequestHeaders {
+        let kept: Vec<(&str, &[u8])> = self
+            .iter()
+            .filter_map(|(n, v)| {
+                let name = names
+                    .iter()
+                    .find(|w| n.eq_ignore_ascii_case(w.as_bytes()))?;
+                Some((*name, v))
+            })
+            .collect();
+        RequestHeaders::decode(serialize(&kept)).unwrap_or_default()
+    }
+
     /// Every (name, value) pair, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.spans.iter().filter_map(|(name, value)| {
@@ -111,6 +126,19 @@ mod tests {
         assert_eq!(headers.text("accept"), Some("text/html"));
         assert_eq!(headers.text(":path"), Some("/a"));
         assert_eq!(headers.iter().count(), 3);
+    }
+
+    #[test]
+    fn a_kept_request_holds_only_the_headers_named() {
+        let headers = RequestHeaders::from_pairs([
+            (":path", &b"/a"[..]),
+            ("X-Big", &[b'x'; 1000][..]),
+            ("Cookie", &b"a=1"[..]),
+        ]);
+        let kept = headers.only(&[":path", "cookie"]);
+        assert_eq!(kept.iter().count(), 2);
+        assert_eq!(kept.text("cookie"), Some("a=1"));
+        assert_eq!(kept.get("x-big"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub enum Held {
     /// Cookies for the response of a forwarded request.
     ResponseCookies(Vec<String>),
     /// A token call under way: its answer comes back to this context.
-    Calling(Pending),
+    Calling(Box<Pending>),
 }
 
 /// Applies `decision`; `Action::Continue` when the request goes upstream.

@@ -18,7 +18,7 @@ pub struct Request {
     context_id: u32,
     gateway: SharedGateway,
     /// A token call this request waits on.
-    calling: Option<Pending>,
+    calling: Option<Box<Pending>>,
     response_cookies: Vec<String>,
 }
 
@@ -58,7 +58,7 @@ impl Context for Request {
                 Some(gateway) => gateway.on_token_response(
                     &mut ProxyHost,
                     self.context_id,
-                    pending,
+                    *pending,
                     token_id,
                     response.status,
                     &response.body,

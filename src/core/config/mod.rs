@@ -167,6 +167,11 @@ fn read_identity_headers(value: &Value, problems: &mut Problems) -> IdentityHead
             .unwrap_or_else(|| default.into());
         if !is_header_name(&chosen) {
             problems.add(&path, format!("\"{chosen}\" is not a valid header name"));
+        } else if RESERVED_HEADERS.contains(&chosen.to_ascii_lowercase().as_str()) {
+            problems.add(
+                &path,
+                format!("\"{chosen}\" is a header the filter or HTTP itself uses"),
+            );
         }
         chosen.to_ascii_lowercase()
     };
@@ -175,6 +180,20 @@ fn read_identity_headers(value: &Value, problems: &mut Problems) -> IdentityHead
     reader.finish(problems);
     IdentityHeaders { user, email }
 }
+
+/// Headers an identity header may not be named after: the filter edits them itself, or
+/// HTTP gives them a meaning.
+const RESERVED_HEADERS: [&str; 9] = [
+    "authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+];
 
 fn is_header_name(name: &str) -> bool {
     !name.is_empty()
@@ -311,6 +330,11 @@ mod tests {
                 "wrong type",
                 r#"{"providers":[{"issuer":"https://i","audiences":"a","cluster":"c"}]}"#,
                 "providers[0].audiences: must be a list of strings",
+            ),
+            (
+                "identity header named like one the filter edits",
+                r#"{"providers":[{"issuer":"https://i","audiences":["a"],"cluster":"c"}],"identity_headers":{"user":"Authorization"}}"#,
+                "identity_headers.user: \"Authorization\" is a header the filter or HTTP itself uses",
             ),
             (
                 "bool as string",

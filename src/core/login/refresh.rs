@@ -11,18 +11,30 @@ use crate::core::shared_data::SharedData;
 
 const PURPOSE: &str = "session";
 
-/// A slot this worker holds while it refreshes one generation.
+/// A slot this worker holds while it refreshes one generation; `marker` tells its lease
+/// from one another worker took after this one ran out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
     pub key: String,
     pub generation: Generation,
+    marker: String,
+}
+
+/// A free slot a request may lease to refresh: taking it needs a random marker, asked for
+/// only now (`take`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Candidate {
+    key: String,
+    cas: u32,
+    generation: Generation,
 }
 
 /// What a request whose session needs refreshing does.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// Refresh now (call the token endpoint); publish the outcome under the lease.
-    Refresh(Lease),
+    /// A slot is free: `take` it, then refresh (call the token endpoint) and publish the
+    /// outcome under the lease.
+    Free(Candidate),
     /// Another worker refreshed this generation: go on with its session (and store it).
     Adopt(Session),
     /// The IdP refused this generation's refresh: the session is over.
@@ -48,14 +60,12 @@ fn open(service: &LoginService, sealed: &str) -> Option<Session> {
     serde_json::from_slice(&plain).ok()
 }
 
-/// Decides, for a request carrying `session` whose tokens expired, who refreshes; `marker`
-/// (random) tells this worker's lease from another's.
+/// Decides, for a request carrying `session` whose tokens expired, who refreshes.
 pub fn claim(
-    shared: &mut dyn SharedData,
+    shared: &dyn SharedData,
     service: &LoginService,
     session: &Session,
     now_ms: u64,
-    marker: &str,
 ) -> Claim {
     let generation = Generation::new(&service.client_id, &session.sid, session.refresh_at);
     let keys = generation.slot_keys(&service.client_id);
@@ -74,17 +84,53 @@ pub fn claim(
     };
     // Every slot was written at start (`init_slots`): the lease is a compare-and-swap
     // against the version read, so of two workers racing for it exactly one wins.
-    let (Some(key), Some((_, Some(cas)))) = (keys.get(index), values.get(index)) else {
-        return Claim::KeepOld;
-    };
-    let deadline_ms = now_ms + 2 * service.timeout_ms + 1000;
-    if !shared.set(key, &generation.lease(deadline_ms, marker), Some(*cas)) {
-        return Claim::KeepOld;
+    match (keys.get(index), values.get(index)) {
+        (Some(key), Some((_, Some(cas)))) => Claim::Free(Candidate {
+            key: key.clone(),
+            cas: *cas,
+            generation,
+        }),
+        _ => Claim::KeepOld,
     }
-    Claim::Refresh(Lease {
-        key: key.clone(),
-        generation,
-    })
+}
+
+/// Takes a free slot until the token call can have timed out twice; `None` when another
+/// worker wrote it first (go on with the old session).
+pub fn take(
+    shared: &mut dyn SharedData,
+    candidate: Candidate,
+    service: &LoginService,
+    now_ms: u64,
+    marker: String,
+) -> Option<Lease> {
+    let deadline_ms = now_ms + 2 * service.timeout_ms + 1000;
+    let value = candidate.generation.lease(deadline_ms, &marker);
+    shared
+        .set(&candidate.key, &value, Some(candidate.cas))
+        .then_some(Lease {
+            key: candidate.key,
+            generation: candidate.generation,
+            marker,
+        })
+}
+
+/// Keeps the lease until `until_ms` (a refreshed ID token waiting for keys must not let
+/// another worker spend the same refresh token); `false` when it is no longer ours.
+pub fn extend(shared: &mut dyn SharedData, lease: &Lease, until_ms: u64) -> bool {
+    let (value, cas) = shared.get(&lease.key);
+    if !value.is_some_and(|v| lease.generation.is_lease(&v, &lease.marker)) {
+        return false;
+    }
+    let extended = lease.generation.lease(until_ms, &lease.marker);
+    shared.set(&lease.key, &extended, cas)
+}
+
+/// Writes the outcome into the slot only while it still holds this lease: a worker whose
+/// lease ran out never overwrites what another worker (or session) put there since.
+fn write_if_ours(shared: &mut dyn SharedData, lease: &Lease, value: &[u8]) -> bool {
+    let (current, cas) = shared.get(&lease.key);
+    current.is_some_and(|v| lease.generation.is_lease(&v, &lease.marker))
+        && shared.set(&lease.key, value, cas)
 }
 
 /// A renewed session sealed for publishing (`None` when there is no randomness).
@@ -102,7 +148,7 @@ pub fn publish_renewed(
     now_ms: u64,
 ) -> bool {
     match sealed {
-        Some(sealed) => shared.set(&lease.key, &lease.generation.done(now_ms, sealed), None),
+        Some(sealed) => write_if_ours(shared, lease, &lease.generation.done(now_ms, sealed)),
         None => {
             release(shared, lease);
             false
@@ -112,12 +158,12 @@ pub fn publish_renewed(
 
 /// The IdP refused the refresh: every request with this generation's cookie learns it.
 pub fn publish_ended(shared: &mut dyn SharedData, lease: &Lease, now_ms: u64) {
-    shared.set(&lease.key, &lease.generation.ended(now_ms), None);
+    write_if_ours(shared, lease, &lease.generation.ended(now_ms));
 }
 
 /// The refresh could not be made (IdP unreachable): free the slot, so a later request tries.
 pub fn release(shared: &mut dyn SharedData, lease: &Lease) {
-    shared.set(&lease.key, b"", None);
+    write_if_ours(shared, lease, b"");
 }
 
 /// The session another worker published for this lease's generation, if any (a refresh that

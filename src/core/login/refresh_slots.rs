@@ -67,6 +67,19 @@ impl Generation {
         format!("{} {until} ended", self.tag).into_bytes()
     }
 
+    /// Whether `value` is the lease with `marker` of this generation: the one a worker
+    /// took, still unexpired or not.
+    pub fn is_lease(&self, value: &[u8], marker: &str) -> bool {
+        let Ok(text) = std::str::from_utf8(value) else {
+            return false;
+        };
+        let mut parts = text.splitn(4, ' ');
+        parts.next() == Some(self.tag.as_str())
+            && parts.next().is_some()
+            && parts.next() == Some("lease")
+            && parts.next() == Some(marker)
+    }
+
     /// Whether a slot still holds an entry of this generation (so blanking it is ours to do).
     pub fn owns(&self, value: &[u8]) -> bool {
         value.starts_with(self.tag.as_bytes()) && value.get(self.tag.len()) == Some(&b' ')
