@@ -4,9 +4,9 @@
 use serde_json::Value;
 use url::Url;
 
+use crate::core::config::ids::ProviderId;
 use crate::core::config::provider::{KeySource, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
-use crate::core::config::ProviderId;
 use crate::core::cookies::{CookieAttributes, SameSite};
 use crate::core::seal::Sealer;
 use crate::core::secret::Secret;

@@ -1,11 +1,13 @@
 //! The plugin configuration: parsed, validated and compiled once, in `on_configure`.
 pub mod duration;
+pub mod ids;
 pub mod login;
 pub mod provider;
 pub mod reader;
 
 use serde_json::Value;
 
+pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{read_service, EnvLookup, LoginService};
 use crate::core::config::provider::read_provider;
 pub use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
@@ -14,14 +16,6 @@ use crate::core::identity::{IdentityHeaders, StrippedHeaders};
 
 pub const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
 pub const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
-
-/// A provider: its place in `Settings::providers`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProviderId(pub usize);
-
-/// A login service: its place in `Settings::login`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServiceId(pub usize);
 
 #[derive(Debug)]
 pub struct Settings {

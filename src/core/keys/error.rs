@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
-
 /// Which document of the IdP a fetch asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Document {
@@ -36,6 +34,7 @@ pub enum KeysError {
     },
     TooLarge {
         document: Document,
+        max: usize,
     },
     Status {
         document: Document,
@@ -72,8 +71,8 @@ impl fmt::Display for KeysError {
             KeysError::NoAnswer { document } => {
                 write!(f, "{document} request failed or timed out")
             }
-            KeysError::TooLarge { document } => {
-                write!(f, "{document} larger than {MAX_DOCUMENT_BYTES} bytes")
+            KeysError::TooLarge { document, max } => {
+                write!(f, "{document} larger than {max} bytes")
             }
             KeysError::Status { document, status } => {
                 write!(f, "{document} answered HTTP {status}")

@@ -78,9 +78,10 @@ pub fn first_step(remote: &RemoteKeys, record: &KeysRecord) -> (Stage, Url) {
 fn ok_body<'a>(response: &CalloutResponse<'a>, document: Document) -> Result<&'a [u8], KeysError> {
     match response.status {
         None => Err(KeysError::NoAnswer { document }),
-        Some(200) if response.body.len() > MAX_DOCUMENT_BYTES => {
-            Err(KeysError::TooLarge { document })
-        }
+        Some(200) if response.body.len() > MAX_DOCUMENT_BYTES => Err(KeysError::TooLarge {
+            document,
+            max: MAX_DOCUMENT_BYTES,
+        }),
         Some(200) => Ok(response.body),
         Some(status) => Err(KeysError::Status { document, status }),
     }
