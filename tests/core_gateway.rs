@@ -12,6 +12,7 @@ use support::host::FakeHost;
 use support::mint::{self, other_keys, shared_keys, KeyRing};
 use wasm_iap::core::config::{ProviderId, Settings};
 use wasm_iap::core::gateway::{Decision, Forward, Gateway};
+use wasm_iap::core::host::Metric;
 use wasm_iap::core::keys::record::{Discovery, KeysRecord};
 use wasm_iap::core::login::oidc::PendingLogin;
 use wasm_iap::core::reply::Reply;
@@ -326,6 +327,7 @@ fn signed_in() -> (FakeHost, FakeHost, Gateway, Gateway, String) {
         answer.as_bytes(),
     ));
     assert_eq!(reply.status, 302, "{reply:?}");
+    assert_eq!(a_host.count_of(Metric::SignedIn), 1);
     let cookies: Vec<String> = reply.set_cookies().map(str::to_string).collect();
     (a_host, b_host, a, b, jar(&cookies))
 }

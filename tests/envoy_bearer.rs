@@ -380,3 +380,34 @@ fn bad_plugin_config_makes_envoy_refuse_it_with_a_readable_log() {
         assert!(log.contains(expected), "missing {expected:?} in:\n{log}");
     }
 }
+
+#[test]
+fn envoy_stats_count_allowed_and_refused_requests() {
+    let keys = shared_keys();
+    let (idp, _upstream, envoy) = bed(keys.jwks(), json!({}));
+    let token = keys.signer("ES256").sign(&claims(&idp.issuer(), AUDIENCE));
+    assert!(eventually(Duration::from_secs(5), || {
+        http::bearer(&envoy.url("/"), &token).status == 200
+    }));
+    let counter = |name: &str| -> u64 {
+        let stats = http::get(
+            &format!(
+                "http://127.0.0.1:{}/stats?filter=wasmcustom",
+                envoy.admin_port
+            ),
+            &[],
+        );
+        stats
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("wasmcustom.{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let refused_before = counter("wasm_iap_requests_refused");
+    for _ in 0..3 {
+        assert_eq!(http::get(&envoy.url("/"), &[]).status, 401);
+    }
+    assert!(counter("wasm_iap_requests_allowed") >= 1);
+    assert_eq!(counter("wasm_iap_requests_refused") - refused_before, 3);
+}

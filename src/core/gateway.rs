@@ -21,7 +21,7 @@ use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
 use crate::core::config::{ProviderId, ServiceId, Settings};
 use crate::core::cookies;
-use crate::core::host::{Callout, Host};
+use crate::core::host::{Callout, Host, Metric};
 use crate::core::identity::{self, Identity};
 use crate::core::keys::fetch::request_line;
 use crate::core::login::error::LoginError;
@@ -187,6 +187,21 @@ fn token_call(service: &LoginService, request: &TokenRequest) -> Callout {
     }
 }
 
+/// Counts a decision by its kind (a parked request is counted again when it is decided).
+fn counted(host: &mut dyn Host, decision: Decision) -> Decision {
+    let metric = match &decision {
+        Decision::Forward(_) => Some(Metric::Allowed),
+        Decision::Respond(reply) if (300..400).contains(&reply.status) => Some(Metric::Redirected),
+        Decision::Respond(_) => Some(Metric::Refused),
+        Decision::Parked => Some(Metric::Parked),
+        Decision::Calling(_) => None,
+    };
+    if let Some(metric) = metric {
+        host.count(metric);
+    }
+    decision
+}
+
 /// Refusals of bad tokens are routine (debug); running out of keys is an outage (warn).
 fn refusal(host: &dyn Host, error: &AuthError) -> Decision {
     let reply = error.reply(Vec::new());
@@ -258,7 +273,10 @@ impl Gateway {
             None => None,
         };
         let decision = decision.unwrap_or_else(|| self.bearer(host, context_id, headers));
-        Outcome { strip, decision }
+        Outcome {
+            strip,
+            decision: counted(host, decision),
+        }
     }
 
     /// Step 3: the request's bearer token.
@@ -550,7 +568,8 @@ impl Gateway {
                 return Decision::Parked;
             }
         }
-        self.finish(host, pending, tokens)
+        let decision = self.finish(host, pending, tokens);
+        counted(host, decision)
     }
 
     /// An answer to a token call made while settling (it reached the root): the request it
@@ -612,6 +631,9 @@ impl Gateway {
                     now_ms / 1000,
                     host,
                 );
+                if reply.status == 302 {
+                    host.count(Metric::SignedIn);
+                }
                 answer(host, svc, reply)
             }
             Pending::Refresh {
@@ -623,6 +645,7 @@ impl Gateway {
                 ..
             } => match flow::finish_refresh(&session, tokens, &verify, now_ms / 1000) {
                 Refreshed::Renewed(renewed) => {
+                    host.count(Metric::Refreshed);
                     let sealed = refresh::seal(svc, &renewed, host);
                     if refresh::publish_renewed(host, &lease, sealed.as_deref(), now_ms) {
                         self.published.push((lease, now_ms + RESULT_KEPT_MS));
@@ -782,6 +805,7 @@ impl Gateway {
                     }
                 }
             };
+            let decision = counted(host, decision);
             decided.push((context_id, self.settle_calls(context_id, decision)));
         }
         decided

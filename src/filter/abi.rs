@@ -4,7 +4,7 @@
 //! clock and `dispatch_http_call`, which registers the callout with the SDK's dispatcher,
 //! still go through the SDK.)
 
-use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status, StreamType};
 
 extern "C" {
     fn proxy_get_header_map_pairs(
@@ -57,6 +57,13 @@ extern "C" {
     ) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
@@ -218,4 +225,24 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), 
 pub fn set_tick_period(period_ms: u32) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
     checked(unsafe { proxy_set_tick_period_milliseconds(period_ms) })
+}
+
+/// Defines a counter; its id.
+pub fn define_counter(name: &str) -> Option<u32> {
+    let mut id: u32 = 0;
+    // SAFETY: `name` outlives the call; the host writes the id into our local.
+    let status = unsafe {
+        proxy_define_metric(
+            MetricType::Counter as u32,
+            name.as_ptr(),
+            name.len(),
+            &mut id,
+        )
+    };
+    checked(status).ok().map(|_| id)
+}
+
+pub fn increment(metric_id: u32) -> Result<(), HostStatus> {
+    // SAFETY: no pointers.
+    checked(unsafe { proxy_increment_metric(metric_id, 1) })
 }

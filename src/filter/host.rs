@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
-use crate::core::host::{Callout, Host};
+use crate::core::host::{Callout, Host, Metric};
 use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
 use crate::core::random::{NoRandomness, Random};
 use crate::core::reply::{header_name_safe, header_value_safe, Reply, Severity};
@@ -195,8 +195,22 @@ pub fn send_reply(reply: Reply) {
     );
 }
 
+thread_local! {
+    /// This VM's counter ids, by `Metric::ALL` order (each worker thread has its own VM).
+    static COUNTERS: std::cell::RefCell<Vec<Option<u32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Defines the gateway's counters; once per VM, at configure time.
+pub fn define_counters() {
+    let ids = Metric::ALL
+        .iter()
+        .map(|m| abi::define_counter(m.name()))
+        .collect();
+    COUNTERS.with(|c| *c.borrow_mut() = ids);
+}
+
 /// The host as the core sees it: shared data, randomness (WASI `random_get`), the clock,
-/// token-endpoint callouts and the log.
+/// callouts, the log and counters.
 pub struct ProxyHost;
 
 impl SharedData for ProxyHost {
@@ -239,5 +253,13 @@ impl Host for ProxyHost {
 
     fn log(&self, severity: Severity, message: &str) {
         log(level(severity), message);
+    }
+
+    fn count(&mut self, metric: Metric) {
+        let at = Metric::ALL.iter().position(|m| *m == metric);
+        let id = COUNTERS.with(|c| at.and_then(|at| c.borrow().get(at).copied().flatten()));
+        if let Some(id) = id {
+            let _ = abi::increment(id);
+        }
     }
 }

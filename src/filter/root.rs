@@ -114,6 +114,7 @@ impl RootContext for Root {
         };
         let gateway = Gateway::new(Rc::clone(&settings));
         gateway.prepare(&mut ProxyHost);
+        host::define_counters();
         if let Ok(mut slot) = self.gateway.try_borrow_mut() {
             *slot = Some(gateway);
         }

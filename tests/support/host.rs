@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use wasm_iap::core::host::{Callout, Host};
+use wasm_iap::core::host::{Callout, Host, Metric};
 use wasm_iap::core::random::{NoRandomness, Random};
 use wasm_iap::core::reply::Severity;
 use wasm_iap::core::shared_data::SharedData;
@@ -28,6 +28,7 @@ pub struct FakeHost {
     next_token: u32,
     pub calls: Vec<Call>,
     pub log: RefCell<Vec<(Severity, String)>>,
+    pub counted: Vec<Metric>,
 }
 
 impl FakeHost {
@@ -40,6 +41,7 @@ impl FakeHost {
             next_token: 1,
             calls: Vec::new(),
             log: RefCell::default(),
+            counted: Vec::new(),
         }
     }
 
@@ -52,11 +54,16 @@ impl FakeHost {
             next_token: 1000 * u32::from(seed),
             calls: Vec::new(),
             log: RefCell::default(),
+            counted: Vec::new(),
         }
     }
 
     pub fn advance(&self, ms: u64) {
         self.clock.set(self.clock.get() + ms);
+    }
+
+    pub fn count_of(&self, metric: Metric) -> usize {
+        self.counted.iter().filter(|m| **m == metric).count()
     }
 
     pub fn logged(&self, text: &str) -> bool {
@@ -121,5 +128,9 @@ impl Host for FakeHost {
 
     fn log(&self, severity: Severity, message: &str) {
         self.log.borrow_mut().push((severity, message.to_string()));
+    }
+
+    fn count(&mut self, metric: Metric) {
+        self.counted.push(metric);
     }
 }
