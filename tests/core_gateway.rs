@@ -332,21 +332,51 @@ fn signed_in() -> (FakeHost, FakeHost, Gateway, Gateway, String) {
     (a_host, b_host, a, b, jar(&cookies))
 }
 
+/// A request whose session expired: it waits while the root sends the refresh on its next
+/// tick (so a client that goes away cannot lose the answer). The call's token.
+fn refresh_sent(
+    gateway: &mut Gateway,
+    host: &mut FakeHost,
+    context: u32,
+    request: &RequestHeaders,
+) -> u32 {
+    let decision = gateway.decide(host, context, request).decision;
+    assert!(matches!(decision, Decision::Parked), "{decision:?}");
+    assert!(
+        gateway.settle(host, None).is_empty(),
+        "sent, not decided yet"
+    );
+    let call = host.calls.last().unwrap();
+    assert!(
+        call.body.contains("grant_type=refresh_token"),
+        "{}",
+        call.body
+    );
+    call.token
+}
+
+/// The token endpoint's answer to a call the root sent, for request `context`.
+fn answered(
+    gateway: &mut Gateway,
+    host: &mut FakeHost,
+    token: u32,
+    status: u32,
+    body: &[u8],
+    context: u32,
+) -> Decision {
+    let (id, decision) = gateway
+        .on_settled_call_response(host, token, Some(status), body)
+        .unwrap();
+    assert_eq!(id, context);
+    decision
+}
+
 #[test]
 fn a_refresh_refused_while_other_requests_wait_ends_the_session_on_every_worker() {
     let (mut a_host, mut b_host, mut a, mut b, session) = signed_in();
     a_host.advance(61_000);
     let page = headers("/d/abc", &browser_with(&session));
-    let Decision::Calling(pending) = a.decide(&mut a_host, 10, &page).decision else {
-        panic!("the first request after expiry refreshes")
-    };
-    let token = a_host.calls.last().unwrap().token;
-    assert!(a_host
-        .calls
-        .last()
-        .unwrap()
-        .body
-        .contains("grant_type=refresh_token"));
+    let token = refresh_sent(&mut a, &mut a_host, 10, &page);
     // Meanwhile, another worker goes on with the still-valid session.
     let forward = forwarded(b.decide(&mut b_host, 11, &page).decision);
     assert_eq!(
@@ -358,8 +388,7 @@ fn a_refresh_refused_while_other_requests_wait_ends_the_session_on_every_worker(
         .contains(&"authorization".to_string()));
     // The IdP refuses the refresh token: the session is over, for everyone carrying it.
     let refused = br#"{"error":"invalid_grant"}"#;
-    let reply =
-        responded(a.on_token_response(&mut a_host, 10, *pending, token, Some(400), refused));
+    let reply = responded(answered(&mut a, &mut a_host, token, 400, refused, 10));
     assert_eq!(
         (reply.status, reply.header("location")),
         (302, Some("/d/abc"))
@@ -392,24 +421,22 @@ fn a_refresh_is_made_once_and_its_result_adopted_by_the_other_workers() {
         "/api/search",
         &[("cookie", session.as_str()), ("accept", "application/json")],
     );
-    let Decision::Calling(pending) = a.decide(&mut a_host, 20, &api).decision else {
-        panic!("refresh")
-    };
-    let token = a_host.calls.last().unwrap().token;
+    let token = refresh_sent(&mut a, &mut a_host, 20, &api);
     let mut claims = mint::claims_with(ISSUER, "grafana", json!({}));
     claims["exp"] = json!(mint::now_secs() + 3600);
     let id_token = shared_keys().signer("RS256").sign(&claims);
     let renewed = json!({ "id_token": id_token, "refresh_token": "rt-2" }).to_string();
-    let forward = forwarded(a.on_token_response(
+    forwarded(answered(
+        &mut a,
         &mut a_host,
-        20,
-        *pending,
         token,
-        Some(200),
+        200,
         renewed.as_bytes(),
+        20,
     ));
+    let renewed_cookies = a.take_response_cookies(20);
     assert!(
-        !forward.response_cookies.is_empty(),
+        !renewed_cookies.is_empty(),
         "the browser gets the renewed session"
     );
     let adopted = forwarded(b.decide(&mut b_host, 21, &api).decision);
@@ -418,7 +445,7 @@ fn a_refresh_is_made_once_and_its_result_adopted_by_the_other_workers() {
         "adopted, not refreshed again"
     );
     assert_eq!(b_host.calls.len(), 0);
-    let renewed_jar = jar(&forward.response_cookies);
+    let renewed_jar = jar(&renewed_cookies);
     let fresh = headers(
         "/api/search",
         &[
@@ -441,23 +468,16 @@ fn a_refresh_whose_id_token_waits_for_keys_is_never_made_twice() {
         "/api/search",
         &[("cookie", session.as_str()), ("accept", "application/json")],
     );
-    let Decision::Calling(pending) = a.decide(&mut a_host, 30, &api).decision else {
-        panic!("refresh")
-    };
-    let token = a_host.calls.last().unwrap().token;
+    let token = refresh_sent(&mut a, &mut a_host, 30, &api);
     let mut claims = mint::claims_with(ISSUER, "grafana", json!({}));
     claims["exp"] = json!(mint::now_secs() + 3600);
     // Signed with a key the workers do not have yet (a rotation at the IdP).
     let id_token = other_keys().signer("RS256").sign(&claims);
     let renewed = json!({ "id_token": id_token, "refresh_token": "rt-2" }).to_string();
-    let decision = a.on_token_response(
-        &mut a_host,
-        30,
-        *pending,
-        token,
-        Some(200),
-        renewed.as_bytes(),
-    );
+    let decision = a
+        .on_settled_call_response(&mut a_host, token, Some(200), renewed.as_bytes())
+        .unwrap()
+        .1;
     assert!(matches!(decision, Decision::Parked));
     // Past the lease's first deadline (2 x 5 s + 1 s), another worker still leaves it alone.
     a_host.advance(12_000);
@@ -466,5 +486,28 @@ fn a_refresh_whose_id_token_waits_for_keys_is_never_made_twice() {
     assert!(
         b_host.calls.is_empty(),
         "no second refresh with the same token"
+    );
+}
+
+#[test]
+fn a_refresh_whose_client_went_away_still_renews_the_session_for_its_other_requests() {
+    let (mut a_host, mut b_host, mut a, mut b, session) = signed_in();
+    a_host.advance(61_000);
+    let api = headers(
+        "/api/search",
+        &[("cookie", session.as_str()), ("accept", "application/json")],
+    );
+    let token = refresh_sent(&mut a, &mut a_host, 40, &api);
+    a.forget(40); // the tab was closed while the IdP answered
+    let mut claims = mint::claims_with(ISSUER, "grafana", json!({}));
+    claims["exp"] = json!(mint::now_secs() + 3600);
+    let id_token = shared_keys().signer("RS256").sign(&claims);
+    let renewed = json!({ "id_token": id_token, "refresh_token": "rt-2" }).to_string();
+    answered(&mut a, &mut a_host, token, 200, renewed.as_bytes(), 40);
+    let adopted = forwarded(b.decide(&mut b_host, 41, &api).decision);
+    assert!(!adopted.response_cookies.is_empty(), "the renewed session");
+    assert!(
+        b_host.calls.is_empty(),
+        "the old refresh token is never sent again"
     );
 }

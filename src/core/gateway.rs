@@ -4,7 +4,8 @@
 //! 2. find the login service by host; on a login host:
 //!    a. our own endpoints: the callback (exchange the code), sign-out;
 //!    b. a session cookie: forward with its identity (refreshing first when its tokens
-//!    expired: one refresh per session across workers);
+//!    expired: one refresh per session across workers, sent by the root so its answer is
+//!    never lost with the client);
 //!    c. an `Authorization` header: on to 3;
 //!    d. no credential: a browser goes to log in, anything else gets `401`;
 //!    a callback or a login start waits for the IdP's endpoints when they are not known yet;
@@ -173,6 +174,8 @@ pub struct Gateway {
     response_cookies: Vec<(u32, Vec<String>)>,
     /// Token calls made while settling parked requests: their answers reach the root.
     settled_calls: Vec<(u32, Pending)>,
+    /// Refreshes leased by a request, for the root to send on its next tick.
+    queued_refreshes: Vec<(u32, Callout, Pending)>,
 }
 
 /// A POST to the service's token endpoint, through the service's cluster.
@@ -239,6 +242,7 @@ impl Gateway {
             published: Vec::new(),
             response_cookies: Vec::new(),
             settled_calls: Vec::new(),
+            queued_refreshes: Vec::new(),
         }
     }
 
@@ -467,21 +471,23 @@ impl Gateway {
                 let Some(lease) = lease else {
                     return Some(self.keep_old(service, &session, cookie_header));
                 };
-                match host.call(&token_call(service, &token_request)) {
-                    Some(token) => Decision::Calling(Box::new(Pending::Refresh {
-                        token,
+                // The root sends the refresh on its next tick: its answer is then taken in,
+                // and published for the session's other requests, even when this client goes
+                // away (an IdP that rotates refresh tokens would refuse the old one again).
+                self.queued_refreshes.push((
+                    context_id,
+                    token_call(service, &token_request),
+                    Pending::Refresh {
+                        token: 0,
                         service: id,
                         session,
                         lease,
                         cookie_header,
                         path: request.path.to_string(),
                         browser,
-                    })),
-                    None => {
-                        refresh::release(host, &lease);
-                        self.keep_old(service, &session, cookie_header)
-                    }
-                }
+                    },
+                ));
+                Decision::Parked
             }
         })
     }
@@ -743,7 +749,7 @@ impl Gateway {
         changed: Option<ProviderId>,
     ) -> Vec<(u32, Decision)> {
         let now_ms = host.now_ms();
-        let mut decided = Vec::new();
+        let mut decided = self.send_queued_refreshes(host);
         for mut parked in std::mem::take(&mut self.parked) {
             let keys_changed = changed == Some(parked.provider);
             let timed_out = now_ms >= parked.deadline_ms;
@@ -807,6 +813,40 @@ impl Gateway {
             };
             let decision = counted(host, decision);
             decided.push((context_id, self.settle_calls(context_id, decision)));
+        }
+        decided
+    }
+
+    /// Sends the refreshes requests leased (from the root, so the answers reach it).
+    fn send_queued_refreshes(&mut self, host: &mut dyn Host) -> Vec<(u32, Decision)> {
+        let mut decided = Vec::new();
+        for (context_id, call, mut pending) in std::mem::take(&mut self.queued_refreshes) {
+            match host.call(&call) {
+                Some(token) => {
+                    if let Pending::Refresh { token: sent, .. } = &mut pending {
+                        *sent = token;
+                    }
+                    self.settled_calls.push((context_id, pending));
+                }
+                None => {
+                    let Pending::Refresh {
+                        service,
+                        session,
+                        lease,
+                        cookie_header,
+                        ..
+                    } = pending
+                    else {
+                        continue;
+                    };
+                    refresh::release(host, &lease);
+                    let settings = Rc::clone(&self.settings);
+                    if let Some(svc) = settings.login.get(service.0) {
+                        let decision = self.keep_old(svc, &session, cookie_header);
+                        decided.push((context_id, counted(host, decision)));
+                    }
+                }
+            }
         }
         decided
     }
