@@ -15,6 +15,7 @@ use wasm_iap::core::identity::StrippedHeaders;
 use wasm_iap::core::login::flow::{self, Endpoints, Request, Step};
 use wasm_iap::core::login::refresh_slots::{self, Generation};
 use wasm_iap::core::login::request_kind::RequestHints;
+use wasm_iap::core::policy::path;
 use wasm_iap::core::reply::{header_name_safe, header_value_safe, Reply};
 use wasm_iap::core::request_headers::{serialize, RequestHeaders};
 
@@ -179,5 +180,25 @@ proptest! {
         reply.headers.extend(headers);
         let checked = reply.checked().unwrap_or_else(|refused| refused);
         assert_safe(&checked)?;
+    }
+
+    #[test]
+    fn normalised_paths_are_canonical_and_normalising_twice_changes_nothing(
+        raw in prop_oneof![
+            "\\PC{0,40}",
+            "(/|//|/\\.|/\\.\\.|/%2[eE]|/%2[fF]|;|%[0-9a-fA-F]{2}|[a-z]{1,3}|\\?|#){0,12}",
+        ],
+    ) {
+        if let Ok(normalised) = path::normalize(&raw) {
+            prop_assert!(normalised.starts_with('/'), "{raw:?} -> {normalised:?}");
+            prop_assert!(normalised.is_ascii(), "{raw:?} -> {normalised:?}");
+            prop_assert!(!normalised.contains("//"), "{raw:?} -> {normalised:?}");
+            prop_assert!(
+                !normalised.split('/').any(|s| s == "." || s == ".."),
+                "{raw:?} -> {normalised:?}"
+            );
+            prop_assert!(!normalised.contains(';') && !normalised.contains('?'));
+            prop_assert_eq!(path::normalize(&normalised), Ok(normalised.clone()));
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! - `bearer`: bearer tokens (parsing, claims, the authenticator, its cache, its errors);
 //! - `login`: browser sign-in (the flow, OIDC messages, sessions, refresh slots);
 //! - `gateway`: one worker's decision about a request, in order, behind the `host` trait;
+//! - `policy`: who may pass (so far: the normalised path rules match against);
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
 pub mod bearer;
@@ -15,6 +16,7 @@ pub mod host;
 pub mod identity;
 pub mod keys;
 pub mod login;
+pub mod policy;
 pub mod random;
 pub mod reply;
 pub mod request_headers;

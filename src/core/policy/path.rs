@@ -1,0 +1,209 @@
+//! The path a rule is matched against: the request's path as the upstream will resolve it,
+//! so that no encoding trick makes a rule for one path apply to another. The query is never
+//! part of it; matching is case-sensitive, like the upstreams we protect.
+//!
+//! In order: split off the query; refuse what is ambiguous (an encoded `/`, `\` or NUL, a raw
+//! `\`, a `#`, control characters, broken `%` escapes); decode escapes of unreserved characters
+//! (`%2e` is a dot) and spell the others in upper case; drop `;` parameters from each segment
+//! (Tomcat and Jetty ignore them, so `..;` is `..`); merge `//`; resolve `.` and `..` (never
+//! above the root). A trailing `/` is kept: `/admin/` and `/admin` are different paths.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// Not an origin-form path (`*`, an absolute URL, empty).
+    NotAPath,
+    /// `%2F`, `%5C` or `%00`: upstreams disagree on what they mean.
+    AmbiguousEncoding(&'static str),
+    /// A raw `\`, `#` or control character, or a broken `%` escape.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::NotAPath => f.write_str("the request target is not a path"),
+            PathError::AmbiguousEncoding(what) => write!(f, "the path encodes {what}"),
+            PathError::Malformed(what) => write!(f, "the path holds {what}"),
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Decodes what may be decoded and refuses what is ambiguous; the result is ASCII.
+fn canonical_escapes(path: &str) -> Result<String, PathError> {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).and_then(|b| hex(*b)),
+                    bytes.get(i + 2).and_then(|b| hex(*b)),
+                ) else {
+                    return Err(PathError::Malformed("a broken % escape"));
+                };
+                let decoded = h * 16 + l;
+                match decoded {
+                    b'/' => return Err(PathError::AmbiguousEncoding("a slash (%2F)")),
+                    b'\\' => return Err(PathError::AmbiguousEncoding("a backslash (%5C)")),
+                    0 => return Err(PathError::AmbiguousEncoding("a NUL (%00)")),
+                    d if unreserved(d) => out.push(char::from(d)),
+                    d => out.push_str(&format!("%{d:02X}")),
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Malformed("a backslash")),
+            b'#' => return Err(PathError::Malformed("a fragment (#)")),
+            b if b < 0x20 || b == 0x7f => return Err(PathError::Malformed("a control character")),
+            b if b >= 0x80 => {
+                out.push_str(&format!("%{b:02X}"));
+                i += 1;
+            }
+            b => {
+                out.push(char::from(b));
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The path part of `path_and_query`, normalised for matching.
+pub fn normalize(path_and_query: &str) -> Result<String, PathError> {
+    let path = path_and_query
+        .split_once('?')
+        .map_or(path_and_query, |(p, _)| p);
+    if !path.starts_with('/') {
+        return Err(PathError::NotAPath);
+    }
+    let canonical = canonical_escapes(path)?;
+    let mut segments: Vec<&str> = Vec::new();
+    let raw: Vec<&str> = canonical.split('/').skip(1).collect();
+    let last = raw.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, segment) in raw.iter().enumerate() {
+        // `;` parameters are not part of the path an upstream serves.
+        let name = segment.split(';').next().unwrap_or_default();
+        match name {
+            "" | "." => trailing_slash = i == last,
+            ".." => {
+                segments.pop();
+                trailing_slash = i == last;
+            }
+            name => {
+                segments.push(name);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut normalised = String::with_capacity(canonical.len());
+    for segment in &segments {
+        normalised.push('/');
+        normalised.push_str(segment);
+    }
+    if normalised.is_empty() || trailing_slash {
+        normalised.push('/');
+    }
+    Ok(normalised)
+}
+
+/// Whether normalised `path` is under `prefix` at a segment boundary: `/public` covers
+/// `/public` and `/public/x`, not `/publicity`; `/public/` covers `/public/x` only.
+pub fn under(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tricks_that_try_to_leave_a_public_prefix_land_outside_it_or_are_refused() {
+        let cases: [(&str, Result<&str, ()>); 24] = [
+            ("/public/../admin", Ok("/admin")),
+            ("/public/%2e%2e/admin", Ok("/admin")),
+            ("/public/%2E%2E/admin", Ok("/admin")),
+            ("/public/.%2e/admin", Ok("/admin")),
+            ("/public/..;/admin", Ok("/admin")),
+            ("/public;x=1/../admin", Ok("/admin")),
+            ("/public/./../admin", Ok("/admin")),
+            ("//admin", Ok("/admin")),
+            ("///public/../admin", Ok("/admin")),
+            ("/PUBLIC/../admin", Ok("/admin")),
+            ("/admin?/public/", Ok("/admin")),
+            ("/../../admin", Ok("/admin")),
+            ("/public%2F..%2Fadmin", Err(())),
+            ("/public%2f..%2fadmin", Err(())),
+            ("/public/..%5Cadmin", Err(())),
+            ("/public/..\\admin", Err(())),
+            ("/public/%00/../admin", Err(())),
+            ("/public/#/../admin", Err(())),
+            ("/public/\t/admin", Err(())),
+            ("/public/%zz", Err(())),
+            ("/public/%2", Err(())),
+            ("admin", Err(())),
+            ("*", Err(())),
+            ("", Err(())),
+        ];
+        for (path, expected) in cases {
+            let got = normalize(path);
+            match expected {
+                Ok(normalised) => assert_eq!(got.as_deref(), Ok(normalised), "{path:?}"),
+                Err(()) => assert!(got.is_err(), "{path:?} must be refused, got {got:?}"),
+            }
+            if let Ok(normalised) = &got {
+                assert!(
+                    !under(normalised, "/public/"),
+                    "{path:?} escaped as {normalised}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_paths_keep_their_meaning() {
+        for (path, normalised) in [
+            ("/", "/"),
+            ("/public/", "/public/"),
+            ("/public/app.js", "/public/app.js"),
+            ("/api/v1/query?query=up", "/api/v1/query"),
+            ("/a/b/", "/a/b/"),
+            ("/a/./b/.", "/a/b/"),
+            ("/a/b/..", "/a/"),
+            ("/%7Euser/%61", "/~user/a"),
+            ("/a%20b/%3b/%3F", "/a%20b/%3B/%3F"),
+            ("/caf\u{e9}", "/caf%C3%A9"),
+            ("/a;jsessionid=1/b", "/a/b"),
+        ] {
+            assert_eq!(normalize(path).as_deref(), Ok(normalised), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn prefixes_match_at_segment_boundaries() {
+        assert!(under("/public", "/public"));
+        assert!(under("/public/x", "/public"));
+        assert!(!under("/publicity", "/public"));
+        assert!(under("/public/x", "/public/"));
+        assert!(!under("/public", "/public/"));
+        assert!(under("/anything", "/"));
+    }
+}
