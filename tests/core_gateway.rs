@@ -277,6 +277,15 @@ fn an_id_token_signed_with_a_key_rotated_in_waits_for_the_keys_then_signs_in() {
         !gateway.fetch_wanted(P0),
         "not before the rate limit allows"
     );
+    // The record changes without a fetch since the wait began: the wait goes on.
+    gateway
+        .authn
+        .install_record(P0, &record(other_keys(), now - 1))
+        .unwrap();
+    assert!(
+        gateway.settle(&mut host, Some(P0)).is_empty(),
+        "still waiting"
+    );
     host.advance(10_000);
     assert!(gateway.settle(&mut host, None).is_empty());
     assert!(gateway.fetch_wanted(P0), "asked as soon as it may");

@@ -152,6 +152,8 @@ enum WaitsFor {
         tokens: Result<Tokens, TokenError>,
         /// Whether a fetch was asked for; until then `settle` asks once the rate limit allows.
         fetch_asked: bool,
+        /// When it was parked: only a fetch attempted since then may end the wait.
+        since_ms: u64,
     },
 }
 
@@ -569,6 +571,7 @@ impl Gateway {
                         pending: Box::new(pending),
                         tokens,
                         fetch_asked,
+                        since_ms: now_ms,
                     },
                 });
                 return Decision::Parked;
@@ -767,6 +770,10 @@ impl Gateway {
                 self.parked.push(parked);
                 continue;
             }
+            if !timed_out && self.still_waits_for_a_fetch(&parked) {
+                self.parked.push(parked);
+                continue;
+            }
             let context_id = parked.context_id;
             let decision = match parked.waits_for {
                 WaitsFor::IdTokenKeys {
@@ -815,6 +822,20 @@ impl Gateway {
             decided.push((context_id, self.settle_calls(context_id, decision)));
         }
         decided
+    }
+
+    /// An ID token whose key is still unknown, and no fetch was attempted since it parked
+    /// (the record changed for another reason): finishing now would refuse the sign-in.
+    fn still_waits_for_a_fetch(&self, parked: &Parked) -> bool {
+        let WaitsFor::IdTokenKeys {
+            tokens, since_ms, ..
+        } = &parked.waits_for
+        else {
+            return false;
+        };
+        let id_token = tokens.as_ref().ok().and_then(|t| t.id_token.as_ref());
+        id_token.is_some_and(|t| self.authn.id_token_awaits_keys(parked.provider, t.expose()))
+            && self.authn.attempted_at_ms(parked.provider) < *since_ms
     }
 
     /// Sends the refreshes requests leased (from the root, so the answers reach it).

@@ -278,6 +278,13 @@ impl Authenticator {
         })
     }
 
+    /// When the last fetch of provider `index`'s keys was attempted (0: never).
+    pub fn attempted_at_ms(&self, index: ProviderId) -> u64 {
+        self.keys
+            .get(index.0)
+            .map_or(0, |state| state.attempted_at_ms)
+    }
+
     /// Whether the rate limit (`jwks_min_refetch_interval`) lets a request of provider
     /// `index` ask for its keys to be fetched again now; never for inline keys.
     pub fn may_refetch(&self, index: ProviderId, now_ms: u64) -> bool {
