@@ -94,7 +94,7 @@ fn claim_has(value: &Value, accepted: &[String]) -> bool {
             Value::Bool(_) | Value::Number(_) => v.to_string(),
             _ => return false,
         };
-        accepted.iter().any(|a| *a == text)
+        accepted.contains(&text)
     };
     match value {
         Value::Array(items) => items.iter().any(is),
