@@ -186,7 +186,8 @@ fn a_browser_and_a_callback_arriving_before_discovery_wait_for_the_endpoints() {
     let now = mint::now_secs() * 1000;
     let mut host = FakeHost::new(now);
     let mut gateway = Gateway::new(settings());
-    let parked = gateway.decide(&mut host, 3, &headers("/d/abc?orgId=1", &BROWSER));
+    let deep_link = headers("/d/abc?orgId=1", &BROWSER);
+    let parked = gateway.decide(&mut host, 3, &deep_link);
     assert!(matches!(parked.decision, Decision::Parked));
     gateway
         .authn

@@ -127,10 +127,11 @@ pub enum Decision {
     Parked,
 }
 
-/// The decision on a request, and the client-sent headers to remove whatever it is.
+/// The decision on a request, and the client-sent headers (named as the request names
+/// them) to remove whatever it is.
 #[derive(Debug)]
-pub struct Outcome {
-    pub strip: Vec<String>,
+pub struct Outcome<'a> {
+    pub strip: Vec<&'a str>,
     pub decision: Decision,
 }
 
@@ -261,17 +262,14 @@ impl Gateway {
     }
 
     /// Decides a request from its headers (see the order at the top of this file).
-    pub fn decide(
+    pub fn decide<'a>(
         &mut self,
         host: &mut dyn Host,
         context_id: u32,
-        headers: &RequestHeaders,
-    ) -> Outcome {
+        headers: &'a RequestHeaders,
+    ) -> Outcome<'a> {
         let settings = Rc::clone(&self.settings);
-        let strip = identity::spoofed(headers.iter().map(|(n, _)| n), &settings.stripped_headers)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let strip = identity::spoofed(headers.iter().map(|(n, _)| n), &settings.stripped_headers);
         let authority = headers.lossy(":authority").unwrap_or_default();
         let service = settings.login.iter().position(|s| s.serves(&authority));
         let decision = match service {
@@ -355,8 +353,9 @@ impl Gateway {
     /// our cookies out of the upstream's sight.
     fn session_forward(&self, forwarding: Forwarding) -> Forward {
         let mut forward = self.identity_forward(&forwarding.identity);
-        forward.remove_headers.retain(|h| h != "authorization");
-        forward.remove_headers.push("authorization".into());
+        if !forward.remove_headers.iter().any(|h| h == "authorization") {
+            forward.remove_headers.push("authorization".into());
+        }
         match forwarding.cookie_header {
             Some(value) => forward.set_headers.push(("cookie".into(), value)),
             None => forward.remove_headers.push("cookie".into()),
@@ -761,10 +760,7 @@ impl Gateway {
                 ..
             } = &mut parked.waits_for
             {
-                *asked = self.authn.may_refetch(parked.provider, now_ms);
-                if *asked {
-                    self.want_fetch(parked.provider);
-                }
+                *asked = self.ask_for_keys(parked.provider, now_ms);
             }
             if !keys_changed && !timed_out {
                 self.parked.push(parked);

@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::core::reply::header_value_safe;
+
 use crate::core::bearer::error::AuthError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +58,8 @@ impl Identity {
             .and_then(Value::as_str)
             .filter(|_| email_trusted);
         for (claim, value) in [(user_claim, Some(user)), ("email", email)] {
-            if value.is_some_and(|v| !header_safe(v)) {
+            // Free of control characters, so a claim can never split a header.
+            if value.is_some_and(|v| !header_value_safe(v)) {
                 return Err(AuthError::ClaimNotHeaderSafe {
                     claim: claim.to_string(),
                 });
@@ -76,11 +79,6 @@ impl Identity {
         }
         headers
     }
-}
-
-/// Printable and free of control characters, so a claim can never split a header.
-fn header_safe(value: &str) -> bool {
-    value.chars().all(|c| !c.is_control())
 }
 
 /// Header families that upstreams built for oauth2-proxy, Pomerium or kube-oidc-proxy trust

@@ -53,20 +53,19 @@ impl Context for Request {
             return;
         };
         let response = host::call_response(body_size);
-        let decision = match self.gateway.try_borrow_mut() {
-            Ok(mut slot) => match slot.as_mut() {
-                Some(gateway) => gateway.on_token_response(
-                    &mut ProxyHost,
-                    self.context_id,
-                    *pending,
-                    token_id,
-                    response.status,
-                    &response.body,
-                ),
-                None => Decision::Respond(AuthError::KeysUnavailable.reply(Vec::new())),
-            },
-            Err(_) => Decision::Respond(AuthError::KeysUnavailable.reply(Vec::new())),
+        let mut slot = self.gateway.try_borrow_mut().ok();
+        let decision = match slot.as_mut().and_then(|slot| slot.as_mut()) {
+            Some(gateway) => gateway.on_token_response(
+                &mut ProxyHost,
+                self.context_id,
+                *pending,
+                token_id,
+                response.status,
+                &response.body,
+            ),
+            None => Decision::Respond(AuthError::KeysUnavailable.reply(Vec::new())),
         };
+        drop(slot);
         let held = apply::carry_out_paused(decision);
         self.hold(held);
     }

@@ -13,6 +13,7 @@ use crate::core::config::provider::read_provider;
 pub use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::identity::{IdentityHeaders, StrippedHeaders};
+use crate::core::reply::header_name_safe;
 
 pub const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
 pub const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
@@ -88,7 +89,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         .unwrap_or_default();
     for (i, entry) in strip.iter().enumerate() {
         let name = entry.strip_suffix('*').unwrap_or(entry);
-        if !is_header_name(name) {
+        if !header_name_safe(name) {
             problems.add(
                 &format!("{strip_path}[{i}]"),
                 format!("\"{entry}\" is not a header name (or a prefix ending in *)"),
@@ -159,7 +160,7 @@ fn read_identity_headers(value: &Value, problems: &mut Problems) -> IdentityHead
         let chosen = reader
             .string(name, problems)
             .unwrap_or_else(|| default.into());
-        if !is_header_name(&chosen) {
+        if !header_name_safe(&chosen) {
             problems.add(&path, format!("\"{chosen}\" is not a valid header name"));
         } else if RESERVED_HEADERS.contains(&chosen.to_ascii_lowercase().as_str()) {
             problems.add(
@@ -188,13 +189,6 @@ const RESERVED_HEADERS: [&str; 9] = [
     "te",
     "upgrade",
 ];
-
-fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
 
 #[cfg(test)]
 mod tests {
