@@ -290,6 +290,7 @@ pub fn unauthenticated(
     };
     // The deep link as asked, else its path, else `/`: the first whose sealed cookie fits.
     let mut login_cookie = None;
+    let attributes = login_cookie_attributes(service);
     for return_to in return_targets(request.path) {
         pending.return_to = return_to;
         let Some(sealed) = serde_json::to_vec(&pending)
@@ -301,7 +302,7 @@ pub fn unauthenticated(
         let cookie = cookies::set_cookie(
             &service.login_cookie_name(&pending.state),
             &sealed,
-            &login_cookie_attributes(service),
+            &attributes,
             Some(service.login_cookie_path()),
             service.login_timeout_secs,
         );
@@ -350,10 +351,10 @@ fn callback(service: &LoginService, request: &Request, endpoints: Option<&Endpoi
         vec![]
     };
     let cookies = request.cookies();
+    let cookie_name = well_formed.then(|| service.login_cookie_name(&state));
     let pending = cookies
         .iter()
-        .filter(|_| well_formed)
-        .find(|(n, _)| *n == service.login_cookie_name(&state))
+        .find(|(n, _)| cookie_name.as_deref() == Some(*n))
         .and_then(|(_, v)| service.sealer.open(LOGIN_PURPOSE, v))
         .and_then(|plain| serde_json::from_slice::<PendingLogin>(&plain).ok())
         .filter(|p| bool::from(p.state.as_bytes().ct_eq(state.as_bytes())));
