@@ -48,6 +48,7 @@ fn session(sid: &str, refresh_at: u64) -> Session {
         refresh_at,
         refresh_token: None,
         id_token: None,
+        ..Session::default()
     }
 }
 

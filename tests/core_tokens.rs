@@ -104,9 +104,9 @@ fn every_rejection_reason_is_named() {
             },
         ),
         (
-            "no subject",
+            "no subject (valid but nameless: 403, as kube-oidc-proxy)",
             rs.sign(&claims_with(ISSUER, AUDIENCE, json!({"sub": null}))),
-            AuthError::MissingClaim {
+            AuthError::UserClaimMissing {
                 claim: "sub".into(),
             },
         ),

@@ -509,6 +509,7 @@ fn arb_session() -> BoxedStrategy<Session> {
                 refresh_at,
                 refresh_token: rt.map(Secret::new),
                 id_token: idt.map(Secret::new),
+                ..Session::default()
             },
         )
         .boxed()
@@ -1434,7 +1435,7 @@ proptest! {
         prop_assert!(read_jwks(&response, &Algorithm::ALL).is_err());
         // Unknown fields are skipped without building them (serde_json does so without
         // recursion), so a deep but well-formed object reads as "no tokens".
-        let no_tokens = Tokens { id_token: None, refresh_token: None, expires_in: None };
+        let no_tokens = Tokens::default();
         let tokens = read_tokens(Some(200), body.as_bytes());
         prop_assert!(matches!(&tokens, Err(TokenError::Garbage)) || tokens == Ok(no_tokens), "{tokens:?}");
     }

@@ -10,6 +10,7 @@ use serde_json::json;
 use support::props::config;
 use support::random::Counter;
 use url::Url;
+use wasm_iap::core::config::login::Unauthenticated;
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::identity::StrippedHeaders;
 use wasm_iap::core::login::flow::{self, Endpoints, Request, Step};
@@ -144,10 +145,11 @@ proptest! {
                 sec_fetch_mode: mode.as_deref(),
                 x_requested_with: None,
             },
+            unauthenticated: Unauthenticated::Auto,
             may_wait: false,
         };
         match flow::decide(service, &request, Some(&endpoints()), 1_800_000_000, &mut Counter(1)) {
-            Step::Respond(reply) => assert_safe(&reply)?,
+            Step::Respond(reply) | Step::StartLogin(reply) => assert_safe(&reply)?,
             Step::Forward(forwarding) => {
                 if let Some(cookie) = &forwarding.cookie_header {
                     prop_assert!(header_value_safe(cookie) || cookie.contains('\t'));

@@ -10,7 +10,9 @@
 //!    d. no credential: a browser goes to log in, anything else gets `401`;
 //!    a callback or a login start waits for the IdP's endpoints when they are not known yet;
 //! 3. a bearer token: forward with its identity, refuse, or wait for the issuer's keys;
-//! 4. identity headers for the upstream, set from the token or the session.
+//! 4. authorization: the rules of the service and route (found once, from the normalised
+//!    path, before anything else; a public route skips 2b-3), `403` when they refuse;
+//! 5. identity headers for the upstream, set from the token or the session.
 //!
 //! Parked requests are decided again by `settle` (keys or endpoints arrived, or the wait ran
 //! out); token-endpoint answers come back through `on_token_response`.
@@ -32,7 +34,8 @@ use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
-use crate::core::reply::{Reply, Severity};
+use crate::core::policy::gate::{Gate, Target};
+use crate::core::reply::{header_value_safe, Reply, Severity};
 use crate::core::request_headers::RequestHeaders;
 use crate::core::secret::Secret;
 
@@ -80,11 +83,11 @@ pub enum Pending {
     Refresh {
         token: u32,
         service: ServiceId,
-        session: Session,
+        session: Box<Session>,
         lease: Lease,
         cookie_header: Option<String>,
         path: String,
-        browser: bool,
+        gate: Gate,
     },
 }
 
@@ -141,6 +144,7 @@ enum WaitsFor {
     Keys {
         authorization: Option<Secret>,
         kid: KidRefetch,
+        gate: Gate,
     },
     /// A browser request on a login host (login start or callback): the IdP's endpoints.
     Endpoints {
@@ -193,17 +197,20 @@ fn token_call(service: &LoginService, request: &TokenRequest) -> Callout {
     }
 }
 
-/// Counts a decision by its kind (a parked request is counted again when it is decided).
+/// Counts a decision by its kind (a parked request is counted again when it is decided);
+/// every error also counts as `Refused`.
 fn counted(host: &mut dyn Host, decision: Decision) -> Decision {
-    let metric = match &decision {
-        Decision::Forward(_) => Some(Metric::Allowed),
-        Decision::Respond(reply) if (300..400).contains(&reply.status) => Some(Metric::Redirected),
-        Decision::Respond(_) => Some(Metric::Refused),
-        Decision::Parked => Some(Metric::Parked),
-        Decision::Calling(_) => None,
-    };
-    if let Some(metric) = metric {
-        host.count(metric);
+    match &decision {
+        Decision::Forward(_) => host.count(Metric::Allowed),
+        Decision::Respond(reply) => {
+            let metric = Metric::of_reply(reply);
+            if metric != Metric::Redirected {
+                host.count(Metric::Refused);
+            }
+            host.count(metric);
+        }
+        Decision::Parked => host.count(Metric::Parked),
+        Decision::Calling(_) => {}
     }
     decision
 }
@@ -220,18 +227,43 @@ fn refusal(host: &dyn Host, error: &AuthError) -> Decision {
     Decision::Respond(reply)
 }
 
-/// A local answer of the login flow, logged with its reason when it has one.
-fn answer(host: &dyn Host, service: &LoginService, reply: Reply) -> Decision {
+/// A local answer of the login flow, logged with its reason when it has one (a refused
+/// sign-in at info at least, whoever caused it: operators need to see them).
+fn answer(host: &mut dyn Host, service: &LoginService, reply: Reply) -> Decision {
     if let Some(note) = &reply.reason {
+        let severity = note.severity.max(Severity::Info);
         host.log(
-            note.severity,
+            severity,
             &format!(
                 "login for {} failed with {}: {}",
                 service.client_id, reply.status, note.text
             ),
         );
+        if reply.status >= 400 {
+            host.count(Metric::LoginsFailed);
+        }
     }
     Decision::Respond(reply)
+}
+
+/// The request as the gate reads it.
+fn target<'h>(headers: &'h RequestHeaders, authority: &'h str, path: &'h str) -> Target<'h> {
+    let method = headers.text(":method").unwrap_or("GET");
+    Target {
+        authority,
+        path_and_query: path,
+        method,
+        browser: is_browser_navigation(&hints(headers, method)),
+    }
+}
+
+fn hints<'h>(headers: &'h RequestHeaders, method: &'h str) -> RequestHints<'h> {
+    RequestHints {
+        method,
+        accept: headers.text("accept"),
+        sec_fetch_mode: headers.text("sec-fetch-mode"),
+        x_requested_with: headers.text("x-requested-with"),
+    }
 }
 
 impl Gateway {
@@ -270,17 +302,53 @@ impl Gateway {
     ) -> Outcome<'a> {
         let settings = Rc::clone(&self.settings);
         let strip = identity::spoofed(headers.iter().map(|(n, _)| n), &settings.stripped_headers);
-        let authority = headers.lossy(":authority").unwrap_or_default();
-        let service = settings.login.iter().position(|s| s.serves(&authority));
-        let decision = match service {
-            Some(service) => self.login(host, context_id, ServiceId(service), headers, true),
-            None => None,
-        };
-        let decision = decision.unwrap_or_else(|| self.bearer(host, context_id, headers));
+        let decision = self.decide_unstripped(host, context_id, headers);
         Outcome {
             strip,
             decision: counted(host, decision),
         }
+    }
+
+    fn decide_unstripped(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &RequestHeaders,
+    ) -> Decision {
+        let settings = Rc::clone(&self.settings);
+        let authority = headers.lossy(":authority").unwrap_or_default();
+        let path = headers.lossy(":path").unwrap_or_default();
+        let login = settings
+            .login
+            .iter()
+            .position(|s| s.serves(&authority))
+            .map(ServiceId);
+        let gate = match Gate::find(&settings, login, &target(headers, &authority, &path)) {
+            Ok(gate) => gate,
+            Err(reply) => return Decision::Respond(reply),
+        };
+        if gate.public {
+            return Decision::Forward(self.public_forward(login, headers));
+        }
+        let decision = match login {
+            Some(id) => self.login(host, context_id, id, headers, &gate, true),
+            None => None,
+        };
+        decision.unwrap_or_else(|| self.bearer(host, context_id, headers, gate))
+    }
+
+    /// A public route: nothing to check or add; on a login host our cookies stay ours.
+    fn public_forward(&self, login: Option<ServiceId>, headers: &RequestHeaders) -> Forward {
+        let mut forward = Forward::default();
+        let service = login.and_then(|id| self.settings.login.get(id.0));
+        if let (Some(service), Some(cookie)) = (service, headers.text("cookie")) {
+            match cookies::without(cookie, |n| service.is_our_cookie(n)) {
+                Some(kept) if kept != cookie => forward.set_headers.push(("cookie".into(), kept)),
+                Some(_) => {}
+                None => forward.remove_headers.push("cookie".into()),
+            }
+        }
+        forward
     }
 
     /// Step 3: the request's bearer token.
@@ -289,6 +357,7 @@ impl Gateway {
         host: &mut dyn Host,
         context_id: u32,
         headers: &RequestHeaders,
+        gate: Gate,
     ) -> Decision {
         let authorization = match headers.get("authorization").map(std::str::from_utf8) {
             None => None,
@@ -312,31 +381,54 @@ impl Gateway {
                 WaitsFor::Keys {
                     authorization: authorization.map(Secret::new),
                     kid: KidRefetch::Allowed,
+                    gate,
                 },
                 refetch,
                 reason,
             );
             return Decision::Parked;
         }
-        self.carry(host, verdict)
+        self.carry(host, verdict, &gate)
     }
 
     /// A bearer verdict as a decision; `AwaitKeys` here means the wait is over: 503.
-    fn carry(&self, host: &dyn Host, verdict: Verdict) -> Decision {
+    fn carry(&self, host: &dyn Host, verdict: Verdict, gate: &Gate) -> Decision {
         match verdict {
-            Verdict::Allow(identity) => Decision::Forward(self.identity_forward(&identity)),
+            Verdict::Allow(identity) => {
+                self.admit(host, gate, &identity, self.identity_forward(&identity))
+            }
             Verdict::Deny(error) => refusal(host, &error),
             Verdict::AwaitKeys { .. } => refusal(host, &AuthError::KeysUnavailable),
         }
     }
 
-    /// Step 4: identity headers for the upstream.
+    /// Step 4: the caller is known; the rules say whether `forward` happens or a `403`
+    /// (with any cookies `forward` would have set, such as a renewed session).
+    fn admit(
+        &self,
+        host: &dyn Host,
+        gate: &Gate,
+        identity: &Identity,
+        forward: Forward,
+    ) -> Decision {
+        match gate.check(&self.settings, identity) {
+            Ok(()) => Decision::Forward(forward),
+            Err((mut reply, line)) => {
+                host.log(Severity::Info, &line);
+                reply.headers.extend(
+                    forward
+                        .response_cookies
+                        .into_iter()
+                        .map(|c| ("set-cookie".to_string(), c)),
+                );
+                Decision::Respond(reply)
+            }
+        }
+    }
+
+    /// Step 5: identity headers for the upstream.
     fn identity_forward(&self, identity: &Identity) -> Forward {
-        let set_headers = identity
-            .headers(&self.settings.identity_headers)
-            .into_iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
+        let set_headers = identity.headers(&self.settings.identity_headers);
         let remove_headers = if self.settings.forward_authorization {
             Vec::new()
         } else {
@@ -349,19 +441,42 @@ impl Gateway {
         }
     }
 
-    /// A session's request: its identity, never an unchecked `Authorization` beside it, and
-    /// our cookies out of the upstream's sight.
-    fn session_forward(&self, forwarding: Forwarding) -> Forward {
+    /// A session's request, when the rules let it pass: its identity (and the tokens the
+    /// service passes on), never an unchecked `Authorization` beside it, and our cookies out
+    /// of the upstream's sight.
+    fn session_forward(&self, host: &dyn Host, gate: &Gate, forwarding: Forwarding) -> Decision {
         let mut forward = self.identity_forward(&forwarding.identity);
-        if !forward.remove_headers.iter().any(|h| h == "authorization") {
-            forward.remove_headers.push("authorization".into());
+        let bearer = forwarding
+            .id_token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.expose()))
+            .filter(|v| header_value_safe(v));
+        match bearer {
+            Some(value) => {
+                forward.remove_headers.retain(|h| h != "authorization");
+                forward.set_headers.push(("authorization".into(), value));
+            }
+            None if !forward.remove_headers.iter().any(|h| h == "authorization") => {
+                forward.remove_headers.push("authorization".into());
+            }
+            None => {}
+        }
+        if let Some(token) = forwarding
+            .access_token
+            .as_ref()
+            .filter(|t| header_value_safe(t.expose()))
+        {
+            forward.set_headers.push((
+                "x-auth-request-access-token".into(),
+                token.expose().to_string(),
+            ));
         }
         match forwarding.cookie_header {
             Some(value) => forward.set_headers.push(("cookie".into(), value)),
             None => forward.remove_headers.push("cookie".into()),
         }
         forward.response_cookies = forwarding.set_cookies;
-        forward
+        self.admit(host, gate, &forwarding.identity, forward)
     }
 
     /// Step 2 on a login host; `None` leaves the request to bearer validation.
@@ -371,6 +486,7 @@ impl Gateway {
         context_id: u32,
         id: ServiceId,
         headers: &RequestHeaders,
+        gate: &Gate,
         may_wait: bool,
     ) -> Option<Decision> {
         let settings = Rc::clone(&self.settings);
@@ -393,12 +509,8 @@ impl Gateway {
             // A `Cookie` header that is not text holds no session of ours: not signed in.
             cookie_header: headers.text("cookie"),
             has_authorization: headers.get("authorization").is_some(),
-            hints: RequestHints {
-                method,
-                accept: headers.text("accept"),
-                sec_fetch_mode: headers.text("sec-fetch-mode"),
-                x_requested_with: headers.text("x-requested-with"),
-            },
+            hints: hints(headers, method),
+            unauthenticated: gate.unauthenticated(&settings),
             may_wait,
         };
         let endpoints = Endpoints::resolve(service, self.authn.discovery(service.provider));
@@ -425,7 +537,11 @@ impl Gateway {
                 Decision::Parked
             }
             Step::Respond(reply) => answer(host, service, reply),
-            Step::Forward(forwarding) => Decision::Forward(self.session_forward(forwarding)),
+            Step::StartLogin(reply) => {
+                host.count(Metric::LoginsStarted);
+                Decision::Respond(reply)
+            }
+            Step::Forward(forwarding) => self.session_forward(host, gate, forwarding),
             Step::Exchange { pending, request } => {
                 match host.call(&token_call(service, &request)) {
                     Some(token) => Decision::Calling(Box::new(Pending::Exchange {
@@ -446,11 +562,10 @@ impl Gateway {
                 session,
                 request: token_request,
             } => {
-                let browser = is_browser_navigation(&request.hints);
                 let candidate = match refresh::claim(host, service, &session, now_ms) {
                     Claim::Free(candidate) => candidate,
                     Claim::Adopt(renewed) => {
-                        return Some(self.adopt(host, service, &renewed, cookie_header))
+                        return Some(self.adopt(host, service, &renewed, cookie_header, gate))
                     }
                     Claim::Ended => {
                         return Some(answer(
@@ -460,17 +575,19 @@ impl Gateway {
                                 service,
                                 cookie_header.as_deref(),
                                 request.path,
-                                browser,
+                                gate.browser,
                             ),
                         ))
                     }
-                    Claim::KeepOld => return Some(self.keep_old(service, &session, cookie_header)),
+                    Claim::KeepOld => {
+                        return Some(self.keep_old(host, service, &session, cookie_header, gate))
+                    }
                 };
                 let lease = host
                     .token(12)
                     .and_then(|marker| refresh::take(host, candidate, service, now_ms, marker));
                 let Some(lease) = lease else {
-                    return Some(self.keep_old(service, &session, cookie_header));
+                    return Some(self.keep_old(host, service, &session, cookie_header, gate));
                 };
                 // The root sends the refresh on its next tick: its answer is then taken in,
                 // and published for the session's other requests, even when this client goes
@@ -481,11 +598,11 @@ impl Gateway {
                     Pending::Refresh {
                         token: 0,
                         service: id,
-                        session,
+                        session: Box::new(session),
                         lease,
                         cookie_header,
                         path: request.path.to_string(),
-                        browser,
+                        gate: gate.clone(),
                     },
                 ));
                 Decision::Parked
@@ -495,12 +612,14 @@ impl Gateway {
 
     fn keep_old(
         &self,
+        host: &dyn Host,
         service: &LoginService,
         session: &Session,
         cookie_header: Option<String>,
+        gate: &Gate,
     ) -> Decision {
         let forwarding = flow::forward(service, cookie_header.as_deref(), session, Vec::new());
-        Decision::Forward(self.session_forward(forwarding))
+        self.session_forward(host, gate, forwarding)
     }
 
     /// Forwards with a renewed session and stores it in the browser.
@@ -510,6 +629,7 @@ impl Gateway {
         service: &LoginService,
         renewed: &Session,
         cookie_header: Option<String>,
+        gate: &Gate,
     ) -> Decision {
         let request_cookies = cookie_header
             .as_deref()
@@ -526,7 +646,7 @@ impl Gateway {
         )
         .unwrap_or_default();
         let forwarding = flow::forward(service, cookie_header.as_deref(), renewed, set_cookies);
-        Decision::Forward(self.session_forward(forwarding))
+        self.session_forward(host, gate, forwarding)
     }
 
     /// The token endpoint answered the call `pending` is waiting on. When its ID token is
@@ -649,7 +769,7 @@ impl Gateway {
                 lease,
                 cookie_header,
                 path,
-                browser,
+                gate,
                 ..
             } => match flow::finish_refresh(&session, tokens, &verify, now_ms / 1000) {
                 Refreshed::Renewed(renewed) => {
@@ -658,7 +778,7 @@ impl Gateway {
                     if refresh::publish_renewed(host, &lease, sealed.as_deref(), now_ms) {
                         self.published.push((lease, now_ms + RESULT_KEPT_MS));
                     }
-                    self.adopt(host, svc, &renewed, cookie_header)
+                    self.adopt(host, svc, &renewed, cookie_header, &gate)
                 }
                 Refreshed::KeepOld => {
                     host.log(
@@ -669,12 +789,12 @@ impl Gateway {
                         ),
                     );
                     refresh::release(host, &lease);
-                    self.keep_old(svc, &session, cookie_header)
+                    self.keep_old(host, svc, &session, cookie_header, &gate)
                 }
                 Refreshed::Ended(why) => {
                     match refresh::renewed_elsewhere(host, &lease, svc, now_ms) {
                         // Another worker refreshed this session first; its result stands.
-                        Some(renewed) => self.adopt(host, svc, &renewed, cookie_header),
+                        Some(renewed) => self.adopt(host, svc, &renewed, cookie_header, &gate),
                         None => {
                             // The user's name is personal data: the session id says enough.
                             let sid: String = session.sid.chars().take(8).collect();
@@ -683,8 +803,12 @@ impl Gateway {
                                 &format!("session {sid}… of {} ended: {why}", svc.client_id),
                             );
                             refresh::publish_ended(host, &lease, now_ms);
-                            let reply =
-                                flow::session_ended(svc, cookie_header.as_deref(), &path, browser);
+                            let reply = flow::session_ended(
+                                svc,
+                                cookie_header.as_deref(),
+                                &path,
+                                gate.browser,
+                            );
                             answer(host, svc, reply)
                         }
                     }
@@ -783,12 +907,13 @@ impl Gateway {
                         });
                         continue;
                     }
-                    match self.login(host, context_id, service, &headers, false) {
-                        Some(decision) => decision,
-                        None => self.bearer(host, context_id, &headers),
-                    }
+                    self.decide_parked_login(host, context_id, service, &headers)
                 }
-                WaitsFor::Keys { authorization, kid } => {
+                WaitsFor::Keys {
+                    authorization,
+                    kid,
+                    gate,
+                } => {
                     let verdict = self.authn.authenticate(
                         authorization.as_ref().map(Secret::expose),
                         now_ms,
@@ -804,13 +929,17 @@ impl Gateway {
                                 context_id,
                                 provider,
                                 parked.deadline_ms,
-                                WaitsFor::Keys { authorization, kid },
+                                WaitsFor::Keys {
+                                    authorization,
+                                    kid,
+                                    gate,
+                                },
                                 refetch,
                                 reason,
                             );
                             continue;
                         }
-                        verdict => self.carry(host, verdict),
+                        verdict => self.carry(host, verdict, &gate),
                     }
                 }
             };
@@ -851,6 +980,7 @@ impl Gateway {
                         session,
                         lease,
                         cookie_header,
+                        gate,
                         ..
                     } = pending
                     else {
@@ -859,7 +989,7 @@ impl Gateway {
                     refresh::release(host, &lease);
                     let settings = Rc::clone(&self.settings);
                     if let Some(svc) = settings.login.get(service.0) {
-                        let decision = self.keep_old(svc, &session, cookie_header);
+                        let decision = self.keep_old(host, svc, &session, cookie_header, &gate);
                         decided.push((context_id, counted(host, decision)));
                     }
                 }
@@ -899,8 +1029,42 @@ impl Gateway {
         }
     }
 
-    /// Forgets published refresh results whose grace period is over.
+    /// A browser request that waited for the IdP's endpoints, decided again from the
+    /// headers it kept (its rules are found again the same way).
+    fn decide_parked_login(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        service: ServiceId,
+        headers: &RequestHeaders,
+    ) -> Decision {
+        let settings = Rc::clone(&self.settings);
+        let authority = headers.lossy(":authority").unwrap_or_default();
+        let path = headers.lossy(":path").unwrap_or_default();
+        let gate = match Gate::find(
+            &settings,
+            Some(service),
+            &target(headers, &authority, &path),
+        ) {
+            Ok(gate) => gate,
+            Err(reply) => return Decision::Respond(reply),
+        };
+        match self.login(host, context_id, service, headers, &gate, false) {
+            Some(decision) => decision,
+            None => self.bearer(host, context_id, headers, gate),
+        }
+    }
+
+    /// Forgets published refresh results whose grace period is over; reports the token
+    /// cache's hits and misses (once a tick rather than a host call per request).
     pub fn tick(&mut self, host: &mut dyn Host) {
+        let (hits, misses) = self.authn.take_lookups();
+        if hits > 0 {
+            host.add(Metric::TokenCacheHits, hits);
+        }
+        if misses > 0 {
+            host.add(Metric::TokenCacheMisses, misses);
+        }
         let now_ms = host.now_ms();
         let (over, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.published)
             .into_iter()

@@ -3,7 +3,7 @@
 //! (`filter/host.rs`) and once in memory for native tests of several workers.
 
 use crate::core::random::Random;
-use crate::core::reply::Severity;
+use crate::core::reply::{Reply, Severity};
 use crate::core::secret::Secret;
 use crate::core::shared_data::SharedData;
 
@@ -18,42 +18,103 @@ pub struct Callout {
     pub timeout_ms: u64,
 }
 
-/// Counters the gateway keeps, one per kind of outcome (Envoy shows them as
-/// `wasmcustom.wasm_iap_<name>` in its stats).
+/// Counters the gateway keeps (Envoy shows them as `wasmcustom.wasm_iap_<name>` in its
+/// stats, and as `envoy_wasmcustom_wasm_iap_<name>` at `/stats/prometheus`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// Requests that went upstream.
     Allowed,
-    /// Requests answered with an error (401, 403, 4xx pages, 503).
+    /// Requests answered with an error (every 4xx and 5xx; the reasons below add up to it).
     Refused,
+    /// No credential at all (`401` without an error code, or a login host's API path).
+    DeniedNoCredential,
+    /// A bad token (`401 invalid_token` / `invalid_request`).
+    DeniedInvalidToken,
+    /// A valid caller the rules refuse (`403`).
+    DeniedForbidden,
+    /// A path no rule can be matched against safely (`400`), or another client error.
+    DeniedBadRequest,
+    /// Keys or the IdP unavailable (`5xx`).
+    DeniedUnavailable,
     /// Requests answered with a redirect (login starts, sign-outs, completed sign-ins).
     Redirected,
     /// Requests parked until keys or endpoints arrive.
     Parked,
+    /// Browsers sent to the IdP to sign in.
+    LoginsStarted,
     /// Sign-ins that ended in a session.
     SignedIn,
+    /// Sign-ins refused at the callback (bad state, IdP error, rejected ID token, ...).
+    LoginsFailed,
     /// Sessions refreshed at the token endpoint.
     Refreshed,
+    /// Key fetches started (discovery and JWKS callouts, counted per fetch).
+    KeyFetches,
+    /// Key fetches that failed.
+    KeyFetchFailures,
+    /// Bearer tokens found already verified on this worker.
+    TokenCacheHits,
+    /// Bearer tokens that needed a signature check.
+    TokenCacheMisses,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 17] = [
         Metric::Allowed,
         Metric::Refused,
+        Metric::DeniedNoCredential,
+        Metric::DeniedInvalidToken,
+        Metric::DeniedForbidden,
+        Metric::DeniedBadRequest,
+        Metric::DeniedUnavailable,
         Metric::Redirected,
         Metric::Parked,
+        Metric::LoginsStarted,
         Metric::SignedIn,
+        Metric::LoginsFailed,
         Metric::Refreshed,
+        Metric::KeyFetches,
+        Metric::KeyFetchFailures,
+        Metric::TokenCacheHits,
+        Metric::TokenCacheMisses,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Metric::Allowed => "wasm_iap_requests_allowed",
             Metric::Refused => "wasm_iap_requests_refused",
+            Metric::DeniedNoCredential => "wasm_iap_requests_denied_no_credential",
+            Metric::DeniedInvalidToken => "wasm_iap_requests_denied_invalid_token",
+            Metric::DeniedForbidden => "wasm_iap_requests_denied_forbidden",
+            Metric::DeniedBadRequest => "wasm_iap_requests_denied_bad_request",
+            Metric::DeniedUnavailable => "wasm_iap_requests_denied_unavailable",
             Metric::Redirected => "wasm_iap_requests_redirected",
             Metric::Parked => "wasm_iap_requests_parked",
+            Metric::LoginsStarted => "wasm_iap_logins_started",
             Metric::SignedIn => "wasm_iap_sign_ins",
+            Metric::LoginsFailed => "wasm_iap_logins_failed",
             Metric::Refreshed => "wasm_iap_sessions_refreshed",
+            Metric::KeyFetches => "wasm_iap_key_fetches",
+            Metric::KeyFetchFailures => "wasm_iap_key_fetch_failures",
+            Metric::TokenCacheHits => "wasm_iap_token_cache_hits",
+            Metric::TokenCacheMisses => "wasm_iap_token_cache_misses",
+        }
+    }
+
+    /// What an answer given here counts as, besides `Refused` for every error.
+    pub fn of_reply(reply: &Reply) -> Metric {
+        match reply.status {
+            300..=399 => Metric::Redirected,
+            401 if reply
+                .header("www-authenticate")
+                .is_some_and(|c| c.contains("error=")) =>
+            {
+                Metric::DeniedInvalidToken
+            }
+            401 => Metric::DeniedNoCredential,
+            403 => Metric::DeniedForbidden,
+            500..=599 => Metric::DeniedUnavailable,
+            _ => Metric::DeniedBadRequest,
         }
     }
 }
@@ -68,6 +129,11 @@ pub trait Host: SharedData + Random {
 
     fn log(&self, severity: Severity, message: &str);
 
+    /// Adds `by` to a counter.
+    fn add(&mut self, metric: Metric, by: u64);
+
     /// Adds one to a counter.
-    fn count(&mut self, metric: Metric);
+    fn count(&mut self, metric: Metric) {
+        self.add(metric, 1);
+    }
 }

@@ -2,22 +2,38 @@
 //! and client-sent copies of them removed in every spelling.
 
 use serde_json::{Map, Value};
-
-use crate::core::reply::header_value_safe;
+use sha2::{Digest, Sha256};
 
 use crate::core::bearer::error::AuthError;
+use crate::core::policy::access::{claim, scopes_of, Subject};
+use crate::core::reply::header_value_safe;
 
+/// The headers that carry the identity upstream (names lower case), and which optional
+/// ones are sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
-/// The names of the headers that carry the identity upstream.
 pub struct IdentityHeaders {
     pub user: String,
     pub email: String,
+    pub groups: String,
+    pub preferred_username: String,
+    /// `X-Forwarded-User` and `X-Forwarded-Email` too (oauth2-proxy's `pass_user_headers`).
+    pub pass_user_headers: bool,
+    /// `(header, claim)`: a claim's value (dotted name for nested claims) as a header.
+    pub claim_headers: Vec<(String, String)>,
 }
 
+/// A verified caller: from a token's claims, or from a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub user: String,
     pub email: Option<String>,
+    pub preferred_username: Option<String>,
+    pub groups: Vec<String>,
+    /// From `scope` or `scp` (bearer tokens).
+    pub scopes: Vec<String>,
+    pub issuer: String,
+    /// Only the claims rules and claim headers read; nothing else is kept.
+    pub claims: Map<String, Value>,
 }
 
 /// When an `email` claim may be used (as identity, in the email header, in rules).
@@ -29,35 +45,63 @@ pub enum EmailVerification {
     WhenPresent,
 }
 
+/// Where an identity is read from in a provider's claims.
+pub struct ClaimNames<'a> {
+    pub user: &'a str,
+    pub groups: &'a str,
+    pub email: EmailVerification,
+    /// Top-level claims to keep for rules and claim headers.
+    pub kept: &'a [String],
+}
+
+/// A claim as text for a header: strings as they are, numbers and booleans printed, lists
+/// of those joined with `,`; `None` for anything else or anything not header-safe.
+fn header_text(value: &Value) -> Option<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    };
+    let text = match value {
+        Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()?
+            .join(","),
+        other => scalar(other)?,
+    };
+    header_value_safe(&text).then_some(text)
+}
+
 impl Identity {
-    /// Reads the user claim (required) and `email` (optional, and only when verified) from
-    /// verified claims.
+    /// Reads the user claim (required: without it the caller is known but nameless, `403`
+    /// as kube-oidc-proxy answers), `email` (only when verified), groups, scopes and the
+    /// kept claims from verified claims.
     pub fn from_claims(
         claims: &Map<String, Value>,
-        user_claim: &str,
-        email_rule: EmailVerification,
+        names: &ClaimNames,
     ) -> Result<Identity, AuthError> {
         let email_trusted = match claims.get("email_verified") {
             Some(Value::Bool(verified)) => *verified,
             Some(Value::String(verified)) => verified == "true",
-            None | Some(Value::Null) => email_rule == EmailVerification::WhenPresent,
+            None | Some(Value::Null) => names.email == EmailVerification::WhenPresent,
             Some(_) => false,
         };
-        if user_claim == "email" && !email_trusted {
+        if names.user == "email" && !email_trusted {
             return Err(AuthError::EmailNotVerified);
         }
         let user = claims
-            .get(user_claim)
+            .get(names.user)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| AuthError::MissingClaim {
-                claim: user_claim.to_string(),
+            .ok_or_else(|| AuthError::UserClaimMissing {
+                claim: names.user.to_string(),
             })?;
         let email = claims
             .get("email")
             .and_then(Value::as_str)
             .filter(|_| email_trusted);
-        for (claim, value) in [(user_claim, Some(user)), ("email", email)] {
+        for (claim, value) in [(names.user, Some(user)), ("email", email)] {
             // Free of control characters, so a claim can never split a header.
             if value.is_some_and(|v| !header_value_safe(v)) {
                 return Err(AuthError::ClaimNotHeaderSafe {
@@ -65,17 +109,77 @@ impl Identity {
                 });
             }
         }
+        let text = |v: &Value| {
+            v.as_str()
+                .filter(|s| header_value_safe(s))
+                .map(str::to_string)
+        };
+        let groups = match claims.get(names.groups) {
+            Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
+            Some(single) => text(single).into_iter().collect(),
+            None => Vec::new(),
+        };
+        let kept = names
+            .kept
+            .iter()
+            .filter_map(|name| Some((name.clone(), claims.get(name)?.clone())))
+            .collect();
         Ok(Identity {
             user: user.to_string(),
             email: email.map(str::to_string),
+            preferred_username: claims.get("preferred_username").and_then(text),
+            groups,
+            scopes: scopes_of(claims),
+            issuer: claims.get("iss").and_then(text).unwrap_or_default(),
+            claims: kept,
         })
     }
 
-    /// Headers to set upstream.
-    pub fn headers<'a>(&'a self, names: &'a IdentityHeaders) -> Vec<(&'a str, &'a str)> {
-        let mut headers = vec![(names.user.as_str(), self.user.as_str())];
+    /// What rules see of this caller.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            user: &self.user,
+            email: self.email.as_deref(),
+            groups: &self.groups,
+            scopes: &self.scopes,
+            issuer: &self.issuer,
+            claims: &self.claims,
+        }
+    }
+
+    /// A name for log lines that is not personal data: the same caller always gets the
+    /// same reference, and it does not spell out who they are.
+    pub fn reference(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(self.issuer.as_bytes())
+            .chain_update(b"\n")
+            .chain_update(self.user.as_bytes())
+            .finalize();
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Headers to set upstream (every value header-safe).
+    pub fn headers(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
+        let mut headers = vec![(names.user.clone(), self.user.clone())];
         if let Some(email) = &self.email {
-            headers.push((names.email.as_str(), email.as_str()));
+            headers.push((names.email.clone(), email.clone()));
+        }
+        if !self.groups.is_empty() {
+            headers.push((names.groups.clone(), self.groups.join(",")));
+        }
+        if let Some(name) = &self.preferred_username {
+            headers.push((names.preferred_username.clone(), name.clone()));
+        }
+        if names.pass_user_headers {
+            headers.push(("x-forwarded-user".into(), self.user.clone()));
+            if let Some(email) = &self.email {
+                headers.push(("x-forwarded-email".into(), email.clone()));
+            }
+        }
+        for (header, name) in &names.claim_headers {
+            if let Some(value) = claim(&self.claims, name).and_then(header_text) {
+                headers.push((header.clone(), value));
+            }
         }
         headers
     }
@@ -117,8 +221,15 @@ fn folded(name: &str) -> String {
 impl StrippedHeaders {
     pub fn new(identity: &IdentityHeaders, configured: &[String]) -> Self {
         let mut names: Vec<String> = STRIPPED_NAMES.iter().map(|n| n.to_string()).collect();
-        names.push(folded(&identity.user));
-        names.push(folded(&identity.email));
+        for ours in [
+            &identity.user,
+            &identity.email,
+            &identity.groups,
+            &identity.preferred_username,
+        ] {
+            names.push(folded(ours));
+        }
+        names.extend(identity.claim_headers.iter().map(|(h, _)| folded(h)));
         let mut prefixes: Vec<String> = STRIPPED_PREFIXES.iter().map(|p| p.to_string()).collect();
         for entry in configured {
             match entry.strip_suffix('*') {
@@ -163,7 +274,27 @@ mod tests {
         IdentityHeaders {
             user: "x-auth-request-user".into(),
             email: "x-auth-request-email".into(),
+            groups: "x-auth-request-groups".into(),
+            preferred_username: "x-auth-request-preferred-username".into(),
+            pass_user_headers: false,
+            claim_headers: Vec::new(),
         }
+    }
+
+    fn read(
+        claims: &Map<String, Value>,
+        user: &str,
+        email: EmailVerification,
+    ) -> Result<Identity, AuthError> {
+        Identity::from_claims(
+            claims,
+            &ClaimNames {
+                user,
+                groups: "groups",
+                email,
+                kept: &[],
+            },
+        )
     }
 
     #[test]
@@ -204,10 +335,13 @@ mod tests {
         let custom = IdentityHeaders {
             user: "X-Remote-User".into(),
             email: "x-remote-email".into(),
+            claim_headers: vec![("x-tenant".into(), "tenant".into())],
+            ..names()
         };
         let stripped = StrippedHeaders::new(&custom, &[]);
         assert!(stripped.matches(b"x_remote_user"));
         assert!(stripped.matches(b"X-REMOTE-EMAIL"));
+        assert!(stripped.matches(b"X_Tenant"), "claim headers are ours too");
         assert!(!stripped.matches(b"x-remote-address"));
         assert!(!stripped.matches(b"\xff-user"));
     }
@@ -221,8 +355,7 @@ mod tests {
             }
             base.as_object().cloned().unwrap_or_default()
         };
-        let email =
-            |c: &Map<String, Value>, rule| Identity::from_claims(c, "sub", rule).map(|i| i.email);
+        let email = |c: &Map<String, Value>, rule| read(c, "sub", rule).map(|i| i.email);
         let required = EmailVerification::Required;
         let when_present = EmailVerification::WhenPresent;
         let verified = claims(json!({"email_verified": true}));
@@ -245,28 +378,25 @@ mod tests {
             Ok(Some("admin@corp.example".into()))
         );
         assert_eq!(
-            Identity::from_claims(&unverified, "email", when_present),
+            read(&unverified, "email", when_present),
             Err(AuthError::EmailNotVerified)
         );
-        assert!(Identity::from_claims(&verified, "email", required).is_ok());
+        assert!(read(&verified, "email", required).is_ok());
     }
 
     #[test]
     fn identity_comes_from_the_configured_claim() {
         let claims = json!({"sub": "u-1", "preferred_username": "alice", "email": "alice@example.com", "email_verified": true});
         let claims = claims.as_object().cloned().unwrap_or_default();
-        let identity =
-            Identity::from_claims(&claims, "preferred_username", EmailVerification::Required);
+        let identity = read(&claims, "preferred_username", EmailVerification::Required);
+        assert_eq!(identity.as_ref().map(|i| i.user.as_str()), Ok("alice"));
         assert_eq!(
-            identity,
-            Ok(Identity {
-                user: "alice".into(),
-                email: Some("alice@example.com".into())
-            })
+            identity.map(|i| i.email),
+            Ok(Some("alice@example.com".into()))
         );
         assert_eq!(
-            Identity::from_claims(&claims, "upn", EmailVerification::Required),
-            Err(AuthError::MissingClaim {
+            read(&claims, "upn", EmailVerification::Required),
+            Err(AuthError::UserClaimMissing {
                 claim: "upn".into()
             })
         );
@@ -277,10 +407,58 @@ mod tests {
         let claims = json!({"sub": "alice\r\nx-admin: true"});
         let claims = claims.as_object().cloned().unwrap_or_default();
         assert_eq!(
-            Identity::from_claims(&claims, "sub", EmailVerification::Required),
+            read(&claims, "sub", EmailVerification::Required),
             Err(AuthError::ClaimNotHeaderSafe {
                 claim: "sub".into()
             })
         );
+    }
+
+    #[test]
+    fn groups_scopes_and_kept_claims_reach_rules_and_headers() {
+        let claims = json!({
+            "iss": "https://dex.example.com",
+            "sub": "u-1",
+            "preferred_username": "alice",
+            "groups": ["myorg:sre", "bad\r\ngroup", 7],
+            "scope": "read write",
+            "tenant": {"id": "t-9"},
+            "secret_claim": "not kept",
+        });
+        let claims = claims.as_object().cloned().unwrap_or_default();
+        let kept = vec!["tenant".to_string()];
+        let claim_names = ClaimNames {
+            user: "sub",
+            groups: "groups",
+            email: EmailVerification::Required,
+            kept: &kept,
+        };
+        let Ok(identity) = Identity::from_claims(&claims, &claim_names) else {
+            panic!("identity expected");
+        };
+        assert_eq!(identity.groups, vec!["myorg:sre".to_string()]);
+        assert_eq!(
+            identity.scopes,
+            vec!["read".to_string(), "write".to_string()]
+        );
+        assert_eq!(identity.issuer, "https://dex.example.com");
+        assert_eq!(identity.claims.len(), 1, "only claims rules read are kept");
+        let headers = identity.headers(&IdentityHeaders {
+            pass_user_headers: true,
+            claim_headers: vec![("x-tenant".into(), "tenant.id".into())],
+            ..names()
+        });
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(h, _)| h == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("x-auth-request-groups"), Some("myorg:sre"));
+        assert_eq!(get("x-auth-request-preferred-username"), Some("alice"));
+        assert_eq!(get("x-forwarded-user"), Some("u-1"));
+        assert_eq!(get("x-tenant"), Some("t-9"));
+        assert_eq!(identity.reference().len(), 12);
+        assert!(!identity.reference().contains("u-1"));
     }
 }

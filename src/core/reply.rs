@@ -19,7 +19,7 @@ pub struct LogNote {
 
 /// Anyone can send bad callbacks: what a client caused is `Debug`, so it cannot flood the
 /// log; what the IdP or the setup caused is `Info` or `Warn`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Debug,
     Info,
@@ -145,11 +145,26 @@ a{color:#1f5fbf}small{color:#6b7280}";
 
 /// A terminal HTML page: never redirects on its own, so a failure cannot loop.
 pub fn page(status: u32, title: &str, message: &str, set_cookies: Vec<String>) -> Reply {
+    page_with_links(status, title, message, &[("/", "Start again")], set_cookies)
+}
+
+/// A page as `page`, with these links (`href`, text) as the ways forward.
+pub fn page_with_links(
+    status: u32,
+    title: &str,
+    message: &str,
+    links: &[(&str, &str)],
+    set_cookies: Vec<String>,
+) -> Reply {
+    let links: String = links
+        .iter()
+        .map(|(href, text)| format!("<p><a href=\"{}\">{}</a></p>", escape(href), escape(text)))
+        .collect();
     let body = format!(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{title}</title><style>{PAGE_STYLE}</style><main><h1>{title}</h1><p>{}</p>\
-         <p><a href=\"/\">Start again</a></p><p><small>wasm-iap · HTTP {status}</small></p>\
+         {links}<p><small>wasm-iap · HTTP {status}</small></p>\
          </main></html>\n",
         escape(message)
     );

@@ -242,7 +242,7 @@ pub fn define_counter(name: &str) -> Option<u32> {
     checked(status).ok().map(|_| id)
 }
 
-pub fn increment(metric_id: u32) -> Result<(), HostStatus> {
+pub fn increment(metric_id: u32, by: i64) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
-    checked(unsafe { proxy_increment_metric(metric_id, 1) })
+    checked(unsafe { proxy_increment_metric(metric_id, by) })
 }

@@ -255,11 +255,11 @@ impl Host for ProxyHost {
         log(level(severity), message);
     }
 
-    fn count(&mut self, metric: Metric) {
+    fn add(&mut self, metric: Metric, by: u64) {
         let at = Metric::ALL.iter().position(|m| *m == metric);
         let id = COUNTERS.with(|c| at.and_then(|at| c.borrow().get(at).copied().flatten()));
         if let Some(id) = id {
-            let _ = abi::increment(id);
+            let _ = abi::increment(id, i64::try_from(by).unwrap_or(i64::MAX));
         }
     }
 }

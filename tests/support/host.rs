@@ -130,7 +130,9 @@ impl Host for FakeHost {
         self.log.borrow_mut().push((severity, message.to_string()));
     }
 
-    fn count(&mut self, metric: Metric) {
-        self.counted.push(metric);
+    fn add(&mut self, metric: Metric, by: u64) {
+        for _ in 0..by {
+            self.counted.push(metric);
+        }
     }
 }

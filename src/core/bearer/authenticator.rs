@@ -12,7 +12,7 @@ use crate::core::bearer::claims::ClaimRules;
 use crate::core::bearer::error::AuthError;
 use crate::core::bearer::token::{self, UnverifiedToken};
 use crate::core::config::{KeySource, Provider, ProviderId, Settings};
-use crate::core::identity::Identity;
+use crate::core::identity::{ClaimNames, Identity};
 use crate::core::keys::error::KeysError;
 use crate::core::keys::jwks::KeySet;
 use crate::core::keys::record::{Discovery, KeysRecord};
@@ -52,7 +52,6 @@ pub enum WaitReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdTokenClaims {
     pub identity: Identity,
-    pub groups: Vec<String>,
     pub expires_at: Option<u64>,
 }
 
@@ -69,6 +68,8 @@ pub struct Authenticator {
     settings: Rc<Settings>,
     keys: Vec<KeyState>,
     cache: TokenCache,
+    /// Cache lookups since the root last reported them: (hits, misses).
+    lookups: (u64, u64),
 }
 
 /// The token from an `Authorization: Bearer` header (RFC 6750 §2.1; scheme case-insensitive).
@@ -102,7 +103,13 @@ impl Authenticator {
             settings,
             keys,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
+            lookups: (0, 0),
         }
+    }
+
+    /// Token-cache hits and misses since the last call (counted per tick, not per request).
+    pub fn take_lookups(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.lookups)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -163,8 +170,10 @@ impl Authenticator {
             Err(e) => return Verdict::Deny(e),
         };
         if let Some(identity) = self.cache.get(compact, now_secs) {
+            self.lookups.0 += 1;
             return Verdict::Allow(identity);
         }
+        self.lookups.1 += 1;
         match self.verify(compact, now_ms, kid_refetch) {
             Ok((identity, valid_until)) => {
                 let identity = Rc::new(identity);
@@ -185,12 +194,8 @@ impl Authenticator {
         let token = token::parse(compact, self.settings.max_token_bytes).map_err(Verdict::Deny)?;
         let (index, provider) = self.provider_for(&token).map_err(Verdict::Deny)?;
         let expiry = self.check_signed(&token, index, &provider.rules, now_ms, kid_refetch)?;
-        let identity = Identity::from_claims(
-            &token.claims,
-            &provider.user_claim,
-            provider.email_verification,
-        )
-        .map_err(Verdict::Deny)?;
+        let identity = Identity::from_claims(&token.claims, &self.claim_names(provider))
+            .map_err(Verdict::Deny)?;
         let valid_until = expiry.map(|exp| exp.saturating_add(provider.rules.clock_skew_secs));
         Ok((identity, valid_until))
     }
@@ -372,26 +377,20 @@ impl Authenticator {
                 return Err(AuthError::WrongNonce);
             }
         }
-        let identity = Identity::from_claims(
-            &token.claims,
-            &provider.user_claim,
-            provider.email_verification,
-        )?;
-        let groups = token
-            .claims
-            .get("groups")
-            .and_then(serde_json::Value::as_array)
-            .map(|g| {
-                g.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let identity = Identity::from_claims(&token.claims, &self.claim_names(provider))?;
         Ok(IdTokenClaims {
             identity,
-            groups,
             expires_at: expiry,
         })
+    }
+
+    fn claim_names<'a>(&'a self, provider: &'a Provider) -> ClaimNames<'a> {
+        ClaimNames {
+            user: &provider.user_claim,
+            groups: &provider.groups_claim,
+            email: provider.email_verification,
+            kept: &self.settings.kept_claims,
+        }
     }
 
     fn provider_for(&self, token: &UnverifiedToken) -> Result<(ProviderId, &Provider), AuthError> {

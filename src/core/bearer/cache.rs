@@ -79,6 +79,11 @@ mod tests {
         Rc::new(Identity {
             user: "alice".into(),
             email: None,
+            preferred_username: None,
+            groups: Vec::new(),
+            scopes: Vec::new(),
+            issuer: String::new(),
+            claims: serde_json::Map::new(),
         })
     }
 

@@ -38,6 +38,15 @@ pub enum AuthError {
     ClaimNotHeaderSafe {
         claim: String,
     },
+    /// A valid token without the user claim: known but nameless (`403`, as kube-oidc-proxy).
+    UserClaimMissing {
+        claim: String,
+    },
+    /// Valid, but the rules do not let this caller pass (`403`); `missing_scopes` when
+    /// scopes were all that was missing (RFC 6750 §3.1 `insufficient_scope`).
+    Forbidden {
+        missing_scopes: Vec<String>,
+    },
     /// The user claim is `email`, and the IdP does not say it is verified.
     EmailNotVerified,
     /// The `Authorization` header is not text (non-UTF-8 bytes).
@@ -73,6 +82,13 @@ impl fmt::Display for AuthError {
             AuthError::ClaimNotHeaderSafe { claim } => {
                 write!(f, "claim {claim} cannot be sent as a header")
             }
+            AuthError::UserClaimMissing { claim } => {
+                write!(f, "the token has no {claim} claim to name the user")
+            }
+            AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {
+                write!(f, "the token lacks the scopes {}", missing_scopes.join(" "))
+            }
+            AuthError::Forbidden { .. } => f.write_str("access to this resource is not allowed"),
             AuthError::EmailNotVerified => f.write_str("email is not verified"),
             AuthError::HeaderNotText => f.write_str("authorization header is not text"),
             AuthError::KeysUnavailable => f.write_str("signing keys are not available"),
@@ -89,12 +105,18 @@ impl AuthError {
             AuthError::MissingToken => None,
             AuthError::NotBearer | AuthError::HeaderNotText => Some("invalid_request"),
             AuthError::KeysUnavailable => Some("temporarily_unavailable"),
+            AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {
+                Some("insufficient_scope")
+            }
+            AuthError::Forbidden { .. } | AuthError::UserClaimMissing { .. } => Some("forbidden"),
             _ => Some("invalid_token"),
         }
     }
 
-    /// The answer to a refused request: `401` with an RFC 6750 challenge and a JSON body, or
-    /// `503` with `Retry-After` when keys are missing; `set_cookies` go along.
+    /// The answer to a refused request: `401` with an RFC 6750 challenge and a JSON body;
+    /// `403` for a valid caller who may not pass (with an `insufficient_scope` challenge
+    /// naming the scopes when they were what was missing); `503` with `Retry-After` when
+    /// keys are missing; `set_cookies` go along.
     pub fn reply(&self, set_cookies: Vec<String>) -> Reply {
         let description = self.to_string();
         let code = self.oauth_error_code();
@@ -107,6 +129,23 @@ impl AuthError {
         if *self == AuthError::KeysUnavailable {
             headers.push(("retry-after".into(), "5".into()));
             return reply::with_cookies(503, headers, body, set_cookies);
+        }
+        match self {
+            AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {
+                // Scope names come from the config; quoted anyway, so nothing breaks out.
+                headers.push((
+                    "www-authenticate".into(),
+                    format!(
+                        "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                        quoted_string_safe(&missing_scopes.join(" "))
+                    ),
+                ));
+                return reply::with_cookies(403, headers, body, set_cookies);
+            }
+            AuthError::Forbidden { .. } | AuthError::UserClaimMissing { .. } => {
+                return reply::with_cookies(403, headers, body, set_cookies);
+            }
+            _ => {}
         }
         let challenge = match code {
             None => format!("Bearer realm=\"{REALM}\""),

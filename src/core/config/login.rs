@@ -5,9 +5,12 @@ use serde_json::Value;
 use url::Url;
 
 use crate::core::config::ids::ProviderId;
+use crate::core::config::policy::read_policy;
 use crate::core::config::provider::{KeySource, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::cookies::{CookieAttributes, SameSite};
+use crate::core::policy::route::ServicePolicy;
+pub use crate::core::policy::route::Unauthenticated;
 use crate::core::seal::Sealer;
 use crate::core::secret::Secret;
 
@@ -18,22 +21,6 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub enum ClientAuth {
     Basic,
     Post,
-}
-
-/// What to do with a request that has no valid session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unauthenticated {
-    /// Browser navigations go to the IdP; everything else gets 401.
-    Auto,
-    Login,
-    Deny,
-}
-
-#[derive(Debug)]
-pub struct RouteRule {
-    pub path_prefix: String,
-    pub methods: Vec<String>,
-    pub unauthenticated: Unauthenticated,
 }
 
 /// Endpoints configured explicitly, for issuers without discovery.
@@ -48,6 +35,8 @@ pub struct EndpointOverrides {
 pub struct LoginService {
     pub hosts: Vec<String>,
     pub provider: ProviderId,
+    /// The provider's issuer, which signed every session's ID token.
+    pub issuer: String,
     pub cluster: String,
     pub timeout_ms: u64,
     pub client_id: String,
@@ -66,7 +55,12 @@ pub struct LoginService {
     pub post_logout_redirect_url: Option<String>,
     pub allowed_redirect_hosts: Vec<String>,
     pub refresh: bool,
-    pub routes: Vec<RouteRule>,
+    /// Who may pass, per route.
+    pub policy: ServicePolicy,
+    /// The session's access token to the upstream (`X-Auth-Request-Access-Token`).
+    pub pass_access_token: bool,
+    /// `Authorization: Bearer <ID token>` to the upstream (Grafana's JWT auth reads it).
+    pub set_authorization_header: bool,
     pub endpoints: EndpointOverrides,
 }
 
@@ -77,18 +71,6 @@ impl LoginService {
         self.hosts
             .iter()
             .any(|h| h == "*" || h.eq_ignore_ascii_case(host))
-    }
-
-    /// The configured choice for unauthenticated requests to this path and method.
-    pub fn unauthenticated(&self, path: &str, method: &str) -> Unauthenticated {
-        self.routes
-            .iter()
-            .find(|r| {
-                path.starts_with(&r.path_prefix)
-                    && (r.methods.is_empty()
-                        || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-            })
-            .map_or(Unauthenticated::Auto, |r| r.unauthenticated)
     }
 
     /// The login cookie for one login in flight, named after its state so parallel logins
@@ -223,39 +205,6 @@ fn read_path(
     value
 }
 
-fn read_routes(reader: &mut ObjectReader, problems: &mut Problems) -> Vec<RouteRule> {
-    let path = reader.field_path("routes");
-    let Some(items) = reader.value("routes").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    let mut routes = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let mut route = ObjectReader::new(&format!("{path}[{i}]"), item, problems);
-        let path_prefix = read_path(&mut route, "path_prefix", "/", problems);
-        let methods = route.string_list("methods", problems).unwrap_or_default();
-        let choice_path = route.field_path("unauthenticated");
-        let unauthenticated = match route.string("unauthenticated", problems).as_deref() {
-            None | Some("auto") => Unauthenticated::Auto,
-            Some("login") => Unauthenticated::Login,
-            Some("deny") => Unauthenticated::Deny,
-            Some(other) => {
-                problems.add(
-                    &choice_path,
-                    format!("\"{other}\" is not one of auto, login, deny"),
-                );
-                Unauthenticated::Auto
-            }
-        };
-        route.finish(problems);
-        routes.push(RouteRule {
-            path_prefix,
-            methods,
-            unauthenticated,
-        });
-    }
-    routes
-}
-
 /// Reads one `login` entry; `None` when it has problems (they are recorded).
 pub fn read_service(
     path: &str,
@@ -379,7 +328,9 @@ pub fn read_service(
         .string_list("allowed_redirect_hosts", problems)
         .unwrap_or_default();
     let refresh = r.bool("refresh", true, problems);
-    let routes = read_routes(&mut r, problems);
+    let policy = read_policy(&mut r, problems);
+    let pass_access_token = r.bool("pass_access_token", false, problems);
+    let set_authorization_header = r.bool("set_authorization_header", false, problems);
     let endpoints = EndpointOverrides {
         authorization: read_url(&mut r, "authorization_endpoint", problems),
         token: read_url(&mut r, "token_endpoint", problems),
@@ -418,6 +369,7 @@ pub fn read_service(
     Some(LoginService {
         hosts,
         provider: ProviderId(provider?),
+        issuer: issuer?,
         cluster,
         timeout_ms,
         client_id,
@@ -441,7 +393,9 @@ pub fn read_service(
         post_logout_redirect_url,
         allowed_redirect_hosts,
         refresh,
-        routes,
+        policy,
+        pass_access_token,
+        set_authorization_header,
         endpoints,
     })
 }

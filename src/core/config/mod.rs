@@ -2,6 +2,7 @@
 pub mod duration;
 pub mod ids;
 pub mod login;
+pub mod policy;
 pub mod provider;
 pub mod reader;
 
@@ -9,14 +10,18 @@ use serde_json::Value;
 
 pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{read_service, EnvLookup, LoginService};
+use crate::core::config::policy::{read_api_services, ApiService};
 use crate::core::config::provider::read_provider;
 pub use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::identity::{IdentityHeaders, StrippedHeaders};
+use crate::core::policy::route::Action;
 use crate::core::reply::header_name_safe;
 
 pub const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
 pub const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
+pub const DEFAULT_GROUPS_HEADER: &str = "x-auth-request-groups";
+pub const DEFAULT_PREFERRED_USERNAME_HEADER: &str = "x-auth-request-preferred-username";
 
 #[derive(Debug)]
 pub struct Settings {
@@ -29,6 +34,11 @@ pub struct Settings {
     pub forward_authorization: bool,
     /// Browser sign-in, per protected host; empty when only bearer tokens are accepted.
     pub login: Vec<LoginService>,
+    /// Hosts without browser login that have rules of their own; a host under no service
+    /// admits any valid token.
+    pub services: Vec<ApiService>,
+    /// Top-level claims identities keep, because rules or claim headers read them.
+    pub kept_claims: Vec<String>,
 }
 
 impl Settings {
@@ -75,13 +85,9 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     check_unique_issuers(&providers, problems);
     let max_token_bytes = top.positive_integer("max_token_size", 16_384, problems) as usize;
     let keys_wait_timeout_ms = top.duration_millis("keys_wait_timeout", 5_000, problems);
-    let identity_headers = match top.value("identity_headers") {
-        None => IdentityHeaders {
-            user: DEFAULT_USER_HEADER.into(),
-            email: DEFAULT_EMAIL_HEADER.into(),
-        },
-        Some(v) => read_identity_headers(v, problems),
-    };
+    let mut identity_headers = read_identity_headers(top.value("identity_headers"), problems);
+    identity_headers.pass_user_headers = top.bool("pass_user_headers", false, problems);
+    identity_headers.claim_headers = read_claim_headers(&mut top, problems);
     let forward_authorization = top.bool("forward_authorization", true, problems);
     let strip_path = top.field_path("strip_request_headers");
     let strip = top
@@ -98,6 +104,9 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     }
     let stripped_headers = StrippedHeaders::new(&identity_headers, &strip);
     let login = read_login(top.value("login"), &providers, env, problems);
+    let services = read_api_services(top.value("services"), problems);
+    check_hosts_unique(&login, &services, problems);
+    let kept_claims = kept_claims(&login, &services, &identity_headers);
     top.finish(problems);
     Settings {
         providers,
@@ -107,7 +116,112 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         identity_headers,
         forward_authorization,
         login,
+        services,
+        kept_claims,
     }
+}
+
+/// A host served twice would have two policies, and which one applies would be luck.
+fn check_hosts_unique(login: &[LoginService], services: &[ApiService], problems: &mut Problems) {
+    let mut seen: Vec<String> = Vec::new();
+    let hosts = login
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s.hosts
+                .iter()
+                .map(move |h| (format!("login[{i}].hosts"), h))
+        })
+        .chain(services.iter().enumerate().flat_map(|(i, s)| {
+            s.hosts
+                .iter()
+                .map(move |h| (format!("services[{i}].hosts"), h))
+        }));
+    for (path, host) in hosts {
+        let host = host.to_ascii_lowercase();
+        if seen.contains(&host) {
+            problems.add(
+                &path,
+                format!("\"{host}\" is served by an earlier service too"),
+            );
+        } else {
+            seen.push(host);
+        }
+    }
+}
+
+/// The top-level claims rules and claim headers read: what identities and sessions keep.
+fn kept_claims(
+    login: &[LoginService],
+    services: &[ApiService],
+    headers: &IdentityHeaders,
+) -> Vec<String> {
+    let policies = login
+        .iter()
+        .map(|s| &s.policy)
+        .chain(services.iter().map(|s| &s.policy));
+    let mut kept: Vec<String> = Vec::new();
+    let from_rules = policies.flat_map(|p| {
+        p.routes
+            .iter()
+            .filter_map(|r| match &r.action {
+                Action::Protected(Some(access)) => Some(access),
+                _ => None,
+            })
+            .chain(std::iter::once(&p.default))
+            .flat_map(|a| a.claim_names())
+    });
+    let from_headers = headers
+        .claim_headers
+        .iter()
+        .filter_map(|(_, claim)| claim.split('.').next());
+    for name in from_rules.chain(from_headers) {
+        if !kept.iter().any(|k| k == name) {
+            kept.push(name.to_string());
+        }
+    }
+    kept
+}
+
+/// `claim_headers`: header name to claim name (dotted for nested claims).
+fn read_claim_headers(top: &mut ObjectReader, problems: &mut Problems) -> Vec<(String, String)> {
+    let path = top.field_path("claim_headers");
+    let Some(value) = top.value("claim_headers") else {
+        return Vec::new();
+    };
+    let Some(map) = value.as_object() else {
+        problems.add(&path, "must map header names to claim names");
+        return Vec::new();
+    };
+    let mut headers = Vec::new();
+    for (header, claim) in map {
+        let field = format!("{path}.{header}");
+        match claim.as_str() {
+            Some(claim) if !claim.is_empty() => {
+                if check_header_name(&field, header, problems) {
+                    headers.push((header.to_ascii_lowercase(), claim.to_string()));
+                }
+            }
+            _ => problems.add(&field, "must be a claim name"),
+        }
+    }
+    headers
+}
+
+/// Whether `name` may carry identity: a header name nothing else gives a meaning.
+fn check_header_name(path: &str, name: &str, problems: &mut Problems) -> bool {
+    if !header_name_safe(name) {
+        problems.add(path, format!("\"{name}\" is not a valid header name"));
+        return false;
+    }
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        problems.add(
+            path,
+            format!("\"{name}\" is a header the filter or HTTP itself uses"),
+        );
+        return false;
+    }
+    true
 }
 
 fn read_login(
@@ -153,27 +267,34 @@ fn check_unique_issuers(providers: &[Provider], problems: &mut Problems) {
     }
 }
 
-fn read_identity_headers(value: &Value, problems: &mut Problems) -> IdentityHeaders {
-    let mut reader = ObjectReader::new("identity_headers", value, problems);
+fn read_identity_headers(value: Option<&Value>, problems: &mut Problems) -> IdentityHeaders {
+    let empty = Value::Object(serde_json::Map::new());
+    let mut reader = ObjectReader::new("identity_headers", value.unwrap_or(&empty), problems);
     let mut header = |name: &'static str, default: &str, problems: &mut Problems| {
         let path = reader.field_path(name);
         let chosen = reader
             .string(name, problems)
             .unwrap_or_else(|| default.into());
-        if !header_name_safe(&chosen) {
-            problems.add(&path, format!("\"{chosen}\" is not a valid header name"));
-        } else if RESERVED_HEADERS.contains(&chosen.to_ascii_lowercase().as_str()) {
-            problems.add(
-                &path,
-                format!("\"{chosen}\" is a header the filter or HTTP itself uses"),
-            );
-        }
+        check_header_name(&path, &chosen, problems);
         chosen.to_ascii_lowercase()
     };
     let user = header("user", DEFAULT_USER_HEADER, problems);
     let email = header("email", DEFAULT_EMAIL_HEADER, problems);
+    let groups = header("groups", DEFAULT_GROUPS_HEADER, problems);
+    let preferred_username = header(
+        "preferred_username",
+        DEFAULT_PREFERRED_USERNAME_HEADER,
+        problems,
+    );
     reader.finish(problems);
-    IdentityHeaders { user, email }
+    IdentityHeaders {
+        user,
+        email,
+        groups,
+        preferred_username,
+        pass_user_headers: false,
+        claim_headers: Vec::new(),
+    }
 }
 
 /// Headers an identity header may not be named after: the filter edits them itself, or

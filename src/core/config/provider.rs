@@ -42,6 +42,8 @@ pub struct Provider {
     pub rules: ClaimRules,
     pub algorithms: Vec<Algorithm>,
     pub user_claim: String,
+    /// Where groups are read from (Dex, Keycloak: `groups`).
+    pub groups_claim: String,
     pub email_verification: EmailVerification,
     pub keys: KeySource,
 }
@@ -71,6 +73,9 @@ pub fn read_provider(path: &str, value: &Value, problems: &mut Problems) -> Opti
     let user_claim = reader
         .string("user_claim", problems)
         .unwrap_or_else(|| "sub".into());
+    let groups_claim = reader
+        .string("groups_claim", problems)
+        .unwrap_or_else(|| "groups".into());
     let email_path = reader.field_path("email_verified");
     let email_verification = match reader.string("email_verified", problems).as_deref() {
         None | Some("required") => EmailVerification::Required,
@@ -95,6 +100,7 @@ pub fn read_provider(path: &str, value: &Value, problems: &mut Problems) -> Opti
         },
         algorithms,
         user_claim,
+        groups_claim,
         email_verification,
         keys: keys?,
     })

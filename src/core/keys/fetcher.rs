@@ -9,7 +9,7 @@ use url::Url;
 
 use crate::core::config::{KeySource, Locator, ProviderId, RemoteKeys, Settings};
 use crate::core::gateway::{Decision, Gateway};
-use crate::core::host::Host;
+use crate::core::host::{Host, Metric};
 use crate::core::keys::error::KeysError;
 use crate::core::keys::fetch::{self, CalloutResponse, Stage};
 use crate::core::keys::record::{lease_available, lease_value, Discovery, KeysRecord};
@@ -169,6 +169,7 @@ impl KeyFetcher {
             return false;
         }
         let (stage, url) = fetch::first_step(remote, record);
+        host.count(Metric::KeyFetches);
         self.dispatch(host, gateway, issuer, stage, &url, None, now_ms, decided);
         true
     }
@@ -299,6 +300,7 @@ impl KeyFetcher {
                 next
             }
             Err(reason) => {
+                host.count(Metric::KeyFetchFailures);
                 let next = record.failed(started_ms, now_ms);
                 let kept = if record.jwks.is_some() {
                     "keeping the last good keys"

@@ -26,6 +26,7 @@ use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
 use crate::core::random::Random;
 use crate::core::reply::{self, Reply};
+use crate::core::secret::Secret;
 
 const LOGIN_PURPOSE: &str = "login";
 /// Login cookies sign-out deletes at most.
@@ -47,6 +48,8 @@ pub struct Request<'a> {
     pub cookie_header: Option<&'a str>,
     pub has_authorization: bool,
     pub hints: RequestHints<'a>,
+    /// What the route says about requests without a session.
+    pub unauthenticated: Unauthenticated,
     /// Whether a browser sent to log in may wait for the IdP's endpoints (first seconds after
     /// start) rather than get 503 at once.
     pub may_wait: bool,
@@ -109,6 +112,10 @@ pub struct Forwarding {
     pub identity: Identity,
     pub cookie_header: Option<String>,
     pub set_cookies: Vec<String>,
+    /// For `X-Auth-Request-Access-Token`, when the service passes it.
+    pub access_token: Option<Secret>,
+    /// For `Authorization: Bearer`, when the service sets it.
+    pub id_token: Option<Secret>,
 }
 
 /// Cookies hold sessions (ours and the upstream's): never printed.
@@ -141,6 +148,8 @@ pub enum Step {
     },
     /// Answer here.
     Respond(Reply),
+    /// No session: the browser goes to the IdP to sign in (this redirect).
+    StartLogin(Reply),
     /// No session but an `Authorization` header: bearer validation decides.
     Bearer,
     /// A browser must be sent to log in, but the IdP's endpoints are not known yet: wait for
@@ -215,12 +224,18 @@ pub fn decide(
     let session = session::read(&cookies, &service.cookie_name, &service.sealer, now_secs);
     match session {
         None if request.has_authorization => Step::Bearer,
-        None if endpoints.is_none() && request.may_wait && sends_to_login(service, request) => {
+        None if endpoints.is_none() && request.may_wait && sends_to_login(request) => {
             Step::AwaitEndpoints
         }
-        None => Step::Respond(unauthenticated(
-            service, request, endpoints, now_secs, random,
-        )),
+        None => {
+            let reply = unauthenticated(service, request, endpoints, now_secs, random);
+            // Only the way to the IdP is a redirect here; the rest are refusals.
+            if reply.status == 302 {
+                Step::StartLogin(reply)
+            } else {
+                Step::Respond(reply)
+            }
+        }
         Some(session) => {
             let refresh_token = session.refresh_token.clone().filter(|_| service.refresh);
             match (refresh_token, endpoints) {
@@ -252,15 +267,23 @@ pub fn forward(
     let cookie_header =
         cookie_header.and_then(|h| cookies::without(h, |n| service.is_our_cookie(n)));
     Forwarding {
-        identity: session.identity(),
+        identity: session.identity(&service.issuer),
         cookie_header,
         set_cookies,
+        access_token: session
+            .access_token
+            .clone()
+            .filter(|_| service.pass_access_token),
+        id_token: session
+            .id_token
+            .clone()
+            .filter(|_| service.set_authorization_header),
     }
 }
 
 /// Whether a request without a session is sent to log in (rather than refused with 401).
-fn sends_to_login(service: &LoginService, request: &Request) -> bool {
-    match service.unauthenticated(request.path_only(), request.method) {
+fn sends_to_login(request: &Request) -> bool {
+    match request.unauthenticated {
         Unauthenticated::Login => true,
         Unauthenticated::Deny => false,
         Unauthenticated::Auto => is_browser_navigation(&request.hints),
@@ -277,7 +300,7 @@ pub fn unauthenticated(
 ) -> Reply {
     let cookies = request.cookies();
     let stale = session::clear_except(&cookies, &service.cookie_name, &service.cookie, &[]);
-    if !sends_to_login(service, request) {
+    if !sends_to_login(request) {
         return AuthError::MissingToken.reply(stale);
     }
     let Some(endpoints) = endpoints else {
@@ -449,15 +472,21 @@ fn login_session(
     let id_token = tokens.id_token.as_ref().ok_or(LoginError::NoIdToken)?;
     let claims =
         verify(id_token.expose(), Some(&pending.nonce)).map_err(LoginError::IdTokenRejected)?;
+    let identity = claims.identity;
     let session = Session {
         sid: random.token(16).ok_or(LoginError::NoRandomness)?,
-        user: claims.identity.user,
-        email: claims.identity.email,
-        groups: claims.groups,
+        user: identity.user,
+        email: identity.email,
+        preferred_username: identity.preferred_username,
+        groups: identity.groups,
+        scopes: granted_scopes(tokens.scope.as_deref()),
+        claims: identity.claims,
         expires_at: now_secs.saturating_add(service.session_lifetime_secs),
         refresh_at: token_expiry(claims.expires_at, tokens.expires_in, now_secs),
         refresh_token: tokens.refresh_token.filter(|_| service.refresh),
-        id_token: service.end_idp_session.then(|| id_token.clone()),
+        id_token: (service.end_idp_session || service.set_authorization_header)
+            .then(|| id_token.clone()),
+        access_token: tokens.access_token.filter(|_| service.pass_access_token),
     };
     session::write(
         &session,
@@ -469,6 +498,13 @@ fn login_session(
         random,
     )
     .ok_or(LoginError::SessionNotStored)
+}
+
+/// The scopes a token response grants (space-separated).
+fn granted_scopes(scope: Option<&str>) -> Vec<String> {
+    scope
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 fn token_expiry(id_token_exp: Option<u64>, expires_in: Option<u64>, now_secs: u64) -> u64 {
@@ -498,7 +534,7 @@ pub fn session_ended(
 #[derive(Debug)]
 pub enum Refreshed {
     /// New tokens: the renewed session, to forward with and store.
-    Renewed(Session),
+    Renewed(Box<Session>),
     /// The IdP is unreachable: keep the old session for now and try again later.
     KeepOld,
     /// The IdP refused the refresh token (revoked, expired): the session is over.
@@ -522,8 +558,7 @@ pub fn finish_refresh(
         match verify(id_token.expose(), None) {
             Ok(claims) if claims.identity.user == old.user => {
                 id_exp = claims.expires_at;
-                session.email = claims.identity.email;
-                session.groups = claims.groups;
+                session.learn(claims.identity);
                 if old.id_token.is_some() {
                     session.id_token = Some(id_token.clone());
                 }
@@ -536,7 +571,13 @@ pub fn finish_refresh(
     if tokens.refresh_token.is_some() {
         session.refresh_token = tokens.refresh_token;
     }
-    Refreshed::Renewed(session)
+    if old.access_token.is_some() && tokens.access_token.is_some() {
+        session.access_token = tokens.access_token;
+    }
+    if tokens.scope.is_some() {
+        session.scopes = granted_scopes(tokens.scope.as_deref());
+    }
+    Refreshed::Renewed(Box::new(session))
 }
 
 fn sign_out(

@@ -174,11 +174,14 @@ pub fn refresh(endpoint: &Url, service: &LoginService, refresh_token: &Secret) -
     )
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Tokens {
     pub id_token: Option<Secret>,
+    pub access_token: Option<Secret>,
     pub refresh_token: Option<Secret>,
     pub expires_in: Option<u64>,
+    /// The scopes granted, when the IdP says (RFC 6749 §5.1).
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -193,6 +196,11 @@ pub enum TokenError {
 #[derive(Deserialize)]
 struct RawTokens {
     id_token: Option<String>,
+    /// Only used when configured: a malformed one must not fail the sign-in.
+    #[serde(default)]
+    access_token: Option<serde_json::Value>,
+    #[serde(default)]
+    scope: Option<serde_json::Value>,
     refresh_token: Option<String>,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
@@ -209,6 +217,13 @@ fn seconds(value: Option<serde_json::Value>) -> Option<u64> {
     }
 }
 
+fn text(value: Option<serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// Reads a token endpoint response (`status` is `None` when the call failed).
 pub fn read_tokens(status: Option<u32>, body: &[u8]) -> Result<Tokens, TokenError> {
     let parsed: Option<RawTokens> = serde_json::from_slice(body).ok();
@@ -220,8 +235,10 @@ pub fn read_tokens(status: Option<u32>, body: &[u8]) -> Result<Tokens, TokenErro
             let raw = parsed.ok_or(TokenError::Garbage)?;
             Ok(Tokens {
                 id_token: raw.id_token.map(Secret::new),
+                access_token: text(raw.access_token).map(Secret::new),
                 refresh_token: raw.refresh_token.map(Secret::new),
                 expires_in: seconds(raw.expires_in),
+                scope: text(raw.scope),
             })
         }
         // Throttled or timed out: try again later, the code or refresh token still stands.
@@ -292,14 +309,16 @@ mod tests {
     fn token_responses_are_classified() {
         let ok = read_tokens(
             Some(200),
-            br#"{"id_token":"a.b.c","refresh_token":"r","expires_in":300,"access_token":"x"}"#,
+            br#"{"id_token":"a.b.c","refresh_token":"r","expires_in":300,"access_token":"x","scope":"openid groups"}"#,
         );
         assert_eq!(
             ok,
             Ok(Tokens {
                 id_token: Some(Secret::new("a.b.c")),
+                access_token: Some(Secret::new("x")),
                 refresh_token: Some(Secret::new("r")),
-                expires_in: Some(300)
+                expires_in: Some(300),
+                scope: Some("openid groups".into()),
             })
         );
         assert_eq!(

@@ -15,32 +15,60 @@ pub const CHUNK_BYTES: usize = 3800;
 const MAX_CHUNKS: usize = 8;
 const PURPOSE: &str = "session";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Random id, kept across refreshes: names the session for refresh coordination.
     pub sid: String,
     pub user: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Granted at login (the token response's `scope`), for scope rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The ID token's claims that rules and claim headers read, and no others.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub claims: serde_json::Map<String, serde_json::Value>,
     /// When the session ends whatever happens (cookie lifetime), unix seconds.
     pub expires_at: u64,
     /// When the IdP's tokens expire: refresh then, if a refresh token is held.
     pub refresh_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<Secret>,
-    /// For `id_token_hint` at sign-out, when ending the IdP session is configured.
+    /// For `id_token_hint` at sign-out (`end_idp_session`) and for the upstream's
+    /// `Authorization` header (`set_authorization_header`), when either is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<Secret>,
+    /// For the upstream (`pass_access_token`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Secret>,
 }
 
 impl Session {
-    pub fn identity(&self) -> Identity {
+    /// Who the session's user is, as rules and identity headers see it; `issuer` is the
+    /// service's provider (the ID token was checked against it at login).
+    pub fn identity(&self, issuer: &str) -> Identity {
         Identity {
             user: self.user.clone(),
             email: self.email.clone(),
+            preferred_username: self.preferred_username.clone(),
+            groups: self.groups.clone(),
+            scopes: self.scopes.clone(),
+            issuer: issuer.to_string(),
+            claims: self.claims.clone(),
         }
+    }
+
+    /// Takes in what a verified ID token says of the user (at login and on refresh).
+    pub fn learn(&mut self, identity: Identity) {
+        self.user = identity.user;
+        self.email = identity.email;
+        self.preferred_username = identity.preferred_username;
+        self.groups = identity.groups;
+        self.claims = identity.claims;
     }
 
     pub fn needs_refresh(&self, now_secs: u64) -> bool {
@@ -175,6 +203,7 @@ mod tests {
             refresh_at: NOW + 300,
             refresh_token: Some(Secret::new("rt")),
             id_token: None,
+            ..Session::default()
         }
     }
 

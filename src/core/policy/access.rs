@@ -78,7 +78,7 @@ fn domain_allowed(domain: &str, allowed: &str) -> bool {
 }
 
 /// A claim by dotted name: `realm_access.roles` is `claims["realm_access"]["roles"]`.
-fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     let mut parts = name.split('.');
     let mut value = claims.get(parts.next()?)?;
     for part in parts {
@@ -148,6 +148,19 @@ impl Rule {
 }
 
 impl Access {
+    /// The top-level claims these rules read (`realm_access.roles` reads `realm_access`):
+    /// what a session must keep for them.
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.allow
+            .iter()
+            .chain(&self.deny)
+            .flat_map(|rule| &rule.0)
+            .filter_map(|criterion| match criterion {
+                Criterion::Claim { name, .. } => name.split('.').next(),
+                _ => None,
+            })
+    }
+
     pub fn decide(&self, subject: &Subject) -> Verdict {
         if self.deny.iter().any(|rule| rule.holds(subject)) {
             return Verdict::Forbidden {

@@ -1,0 +1,134 @@
+//! Which rules a request answers to: found once from its host, normalised path and method,
+//! and kept while the request waits for keys or a refresh; then the check of the caller.
+
+use crate::core::config::{ServiceId, Settings};
+use crate::core::identity::Identity;
+use crate::core::policy::access::Verdict;
+use crate::core::policy::denial;
+use crate::core::policy::path::normalize;
+use crate::core::policy::route::{ServicePolicy, Unauthenticated};
+use crate::core::reply::Reply;
+
+/// Whose rules apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyOf {
+    /// A host under no service: any valid token passes.
+    Open,
+    Login(ServiceId),
+    /// An entry of `services` (bearer tokens only).
+    Api(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct Gate {
+    pub policy: PolicyOf,
+    /// The route that matched, if any.
+    pub route: Option<usize>,
+    /// A public route: no credential needed.
+    pub public: bool,
+    /// A person's browser asked: refusals are pages.
+    pub browser: bool,
+    /// For log lines: the host and the normalised path (query left out).
+    pub host: String,
+    pub path: String,
+}
+
+/// The request as the gate reads it.
+pub struct Target<'a> {
+    pub authority: &'a str,
+    pub path_and_query: &'a str,
+    pub method: &'a str,
+    pub browser: bool,
+}
+
+impl Gate {
+    /// The rules for `target`; `Err` with a `400` when a service's path cannot be matched
+    /// safely (an encoded `/`, `\` or NUL, a broken escape).
+    pub fn find(
+        settings: &Settings,
+        login: Option<ServiceId>,
+        target: &Target,
+    ) -> Result<Gate, Reply> {
+        let policy = match login {
+            Some(id) => PolicyOf::Login(id),
+            None => settings
+                .services
+                .iter()
+                .position(|s| s.serves(target.authority))
+                .map_or(PolicyOf::Open, PolicyOf::Api),
+        };
+        let mut gate = Gate {
+            policy,
+            route: None,
+            public: false,
+            browser: target.browser,
+            host: target.authority.to_string(),
+            path: String::new(),
+        };
+        let Some(rules) = gate.rules(settings) else {
+            gate.path = target
+                .path_and_query
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return Ok(gate);
+        };
+        let path =
+            normalize(target.path_and_query).map_err(|e| denial::bad_path(&e, target.browser))?;
+        gate.route = rules.route(&path, target.method, target.authority);
+        // The sign-in endpoints of a login host are ours, whatever a route says.
+        let own = login
+            .and_then(|id| settings.login.get(id.0))
+            .is_some_and(|s| {
+                let raw = target.path_and_query.split('?').next().unwrap_or_default();
+                raw == s.callback_path || raw == s.sign_out_path
+            });
+        gate.public = !own && rules.is_public(gate.route);
+        gate.path = path;
+        Ok(gate)
+    }
+
+    fn rules<'a>(&self, settings: &'a Settings) -> Option<&'a ServicePolicy> {
+        match self.policy {
+            PolicyOf::Open => None,
+            PolicyOf::Login(id) => settings.login.get(id.0).map(|s| &s.policy),
+            PolicyOf::Api(i) => settings.services.get(i).map(|s| &s.policy),
+        }
+    }
+
+    /// What a request without a credential gets on this route (login hosts).
+    pub fn unauthenticated(&self, settings: &Settings) -> Unauthenticated {
+        self.rules(settings)
+            .map_or(Unauthenticated::Auto, |r| r.unauthenticated(self.route))
+    }
+
+    /// Whether `identity` may pass; `Err` with the `403` to send and the log line.
+    pub fn check(&self, settings: &Settings, identity: &Identity) -> Result<(), (Reply, String)> {
+        let Some(rules) = self.rules(settings) else {
+            return Ok(());
+        };
+        let Verdict::Forbidden { missing_scopes } =
+            rules.access(self.route).decide(&identity.subject())
+        else {
+            return Ok(());
+        };
+        let why = if missing_scopes.is_empty() {
+            "no rule allows the caller".to_string()
+        } else {
+            format!("missing scopes {}", missing_scopes.join(" "))
+        };
+        let line = format!(
+            "403 for user {} on {}{}: {why}",
+            identity.reference(),
+            self.host,
+            self.path
+        );
+        let sign_out = match self.policy {
+            PolicyOf::Login(id) => settings.login.get(id.0).map(|s| s.sign_out_path.as_str()),
+            _ => None,
+        };
+        let reply = denial::forbidden(identity, missing_scopes, self.browser, sign_out);
+        Err((reply, line))
+    }
+}

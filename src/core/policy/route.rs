@@ -1,0 +1,112 @@
+//! A service's routes: which requests a rule covers (normalised path, method, host) and what
+//! it says. The first matching route decides; no match means the service's own rules.
+
+use regex_lite::Regex;
+
+use crate::core::config::login::strip_port;
+use crate::core::policy::access::Access;
+use crate::core::policy::path::under;
+
+/// What to do with a request that has no valid credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unauthenticated {
+    /// Browser navigations go to the IdP; everything else gets 401.
+    Auto,
+    Login,
+    /// `401`, never a login (APIs on a login host).
+    Deny,
+}
+
+#[derive(Debug)]
+pub enum PathMatch {
+    Any,
+    /// At a segment boundary: `/api` covers `/api` and `/api/x`, not `/apix`.
+    Prefix(String),
+    Exact(String),
+    /// Compiled at configure time, anchored at both ends.
+    Regex(Regex),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Prefix(prefix) => under(path, prefix),
+            PathMatch::Exact(exact) => path == exact,
+            PathMatch::Regex(regex) => regex.is_match(path),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Action {
+    /// No credential needed at all (health checks, static assets, CORS preflight).
+    Public,
+    /// A credential, and these rules; `None` means the service's rules.
+    Protected(Option<Access>),
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub path: PathMatch,
+    /// Empty: every method. Compared without regard to case, so a rule on `POST` also
+    /// covers `post` whatever the upstream makes of it.
+    pub methods: Vec<String>,
+    /// Empty: every host of the service.
+    pub hosts: Vec<String>,
+    pub action: Action,
+    pub unauthenticated: Unauthenticated,
+}
+
+impl Route {
+    fn matches(&self, path: &str, method: &str, host: &str) -> bool {
+        let host = strip_port(host);
+        self.path.matches(path)
+            && (self.methods.is_empty()
+                || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && (self.hosts.is_empty()
+                || self
+                    .hosts
+                    .iter()
+                    .any(|h| h == "*" || h.eq_ignore_ascii_case(host)))
+    }
+}
+
+/// The rules of one service (a set of hosts).
+#[derive(Debug, Default)]
+pub struct ServicePolicy {
+    pub routes: Vec<Route>,
+    /// The service-wide rules (`allowed_groups`, `email_domains`, ...; any signed-in user
+    /// when none is set), for requests no route covers and routes without their own.
+    pub default: Access,
+}
+
+impl ServicePolicy {
+    /// The first route covering this normalised path, method and host.
+    pub fn route(&self, path: &str, method: &str, host: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|r| r.matches(path, method, host))
+    }
+
+    /// The rules for a request that matched `route` (or none).
+    pub fn access(&self, route: Option<usize>) -> &Access {
+        match route.and_then(|i| self.routes.get(i)).map(|r| &r.action) {
+            Some(Action::Protected(Some(access))) => access,
+            _ => &self.default,
+        }
+    }
+
+    pub fn is_public(&self, route: Option<usize>) -> bool {
+        matches!(
+            route.and_then(|i| self.routes.get(i)).map(|r| &r.action),
+            Some(Action::Public)
+        )
+    }
+
+    pub fn unauthenticated(&self, route: Option<usize>) -> Unauthenticated {
+        route
+            .and_then(|i| self.routes.get(i))
+            .map_or(Unauthenticated::Auto, |r| r.unauthenticated)
+    }
+}
