@@ -8,6 +8,13 @@
 //   POST_LOGOUT_REDIRECT_URIS  comma-separated post-logout redirect URIs of "demo"
 //   API_AUDIENCE    audience of client-credentials access tokens (default "demo-upstream")
 //   TOKEN_TTL       lifetime of ID and access tokens in seconds (default 600)
+//   IDP_USERS       JSON object: user name -> claims to set or override, e.g.
+//                   {"bob@other.com": {"groups": ["myorg:dev"]}, "eve": {"email_verified": false}}
+//                   (default claims: email from the name, email_verified true, groups ["demo-users"])
+//   EXTRA_CLIENTS   JSON list of further browser clients: {client_id, client_secret, redirect_uris}
+//
+// Client-credentials clients: "demo-cli" may ask for scopes api, read and write;
+// "reader-cli" (secret "reader-cli-secret") only for api and read.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -29,18 +36,27 @@ function signingKeys() {
   };
 }
 
-// The demo user; the development login form accepts any user name and password.
+// Any user name logs in (the development login form takes any name and password); IDP_USERS
+// gives some of them other claims.
+const users = JSON.parse(process.env.IDP_USERS || '{}');
 const accounts = {
   async findAccount(ctx, sub) {
     return {
       accountId: sub,
       async claims() {
         const name = sub.split('@')[0];
-        return { sub, email: sub.includes('@') ? sub : `${sub}@example.com`, email_verified: true, name, groups: ['demo-users'] };
+        const email = sub.includes('@') ? sub : `${sub}@example.com`;
+        return { sub, email, email_verified: true, name, preferred_username: name, groups: ['demo-users'], ...(users[sub] || {}) };
       },
     };
   },
 };
+const extraClients = JSON.parse(process.env.EXTRA_CLIENTS || '[]').map((c) => ({
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'client_secret_basic',
+  ...c,
+}));
 
 const server = http.createServer();
 server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.0.1', () => {
@@ -51,8 +67,8 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
   const provider = new Provider(issuer, {
     jwks: signingKeys(),
     findAccount: accounts.findAccount,
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
-    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'api'],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups'] },
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'api', 'read', 'write'],
     clients: [
       {
         // Scripts and API clients: client credentials give a JWT access token.
@@ -61,7 +77,15 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
         grant_types: ['client_credentials'],
         response_types: [],
         redirect_uris: [],
-        scope: 'api',
+        scope: 'api read write',
+      },
+      {
+        client_id: 'reader-cli',
+        client_secret: 'reader-cli-secret',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: 'api read',
       },
       {
         // Browsers: the authorization-code flow through the filter.
@@ -73,6 +97,7 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
         post_logout_redirect_uris: list(process.env.POST_LOGOUT_REDIRECT_URIS),
         token_endpoint_auth_method: 'client_secret_basic',
       },
+      ...extraClients,
     ],
     features: {
       clientCredentials: { enabled: true },
@@ -81,7 +106,7 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
         defaultResource: () => 'urn:wasm-iap:demo-upstream',
         useGrantedResource: () => true,
         getResourceServerInfo: () => ({
-          scope: 'api',
+          scope: 'api read write',
           audience,
           accessTokenTTL: tokenTtl,
           accessTokenFormat: 'jwt',

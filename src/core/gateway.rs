@@ -227,19 +227,19 @@ fn refusal(host: &dyn Host, error: &AuthError) -> Decision {
     Decision::Respond(reply)
 }
 
-/// A local answer of the login flow, logged with its reason when it has one (a refused
-/// sign-in at info at least, whoever caused it: operators need to see them).
+/// A local answer of the login flow, logged with its reason when it has one. A sign-in
+/// this browser started and that failed is logged at info or louder and counted; what any
+/// client can forge (a callback with a made-up state) stays at debug, so it cannot flood.
 fn answer(host: &mut dyn Host, service: &LoginService, reply: Reply) -> Decision {
     if let Some(note) = &reply.reason {
-        let severity = note.severity.max(Severity::Info);
         host.log(
-            severity,
+            note.severity,
             &format!(
                 "login for {} failed with {}: {}",
                 service.client_id, reply.status, note.text
             ),
         );
-        if reply.status >= 400 {
+        if reply.status >= 400 && note.severity >= Severity::Info {
             host.count(Metric::LoginsFailed);
         }
     }

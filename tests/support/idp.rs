@@ -62,14 +62,24 @@ impl Idp {
 
     /// A JWT access token for the `demo-cli` client, by client credentials.
     pub fn client_credentials_token(&self) -> String {
+        self.client_credentials_token_for("demo-cli", "demo-cli-secret", "api")
+    }
+
+    /// A JWT access token for `client` (`demo-cli`: scopes api, read, write; `reader-cli`:
+    /// api, read) with the space-separated `scope`, by client credentials.
+    pub fn client_credentials_token_for(&self, client: &str, secret: &str, scope: &str) -> String {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
+        let authorization = format!("Basic {basic}");
+        let body = format!("grant_type=client_credentials&scope={}", scope.replace(' ', "+"));
         let response = http::request(
             "POST",
             &format!("{}/token", self.issuer),
             &[
-                ("authorization", "Basic ZGVtby1jbGk6ZGVtby1jbGktc2VjcmV0"), // demo-cli:demo-cli-secret
+                ("authorization", authorization.as_str()),
                 ("content-type", "application/x-www-form-urlencoded"),
             ],
-            Some("grant_type=client_credentials&scope=api"),
+            Some(&body),
         );
         assert_eq!(response.status, 200, "token endpoint: {response:?}");
         response.json()["access_token"]
