@@ -1,9 +1,19 @@
-//! The configurations we ship as examples are accepted by the filter as they stand.
+//! The configurations we ship as examples are accepted by the filter as they stand, and do
+//! what their comments say.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+mod support;
 
-use wasm_iap::core::config::Settings;
+use std::path::Path;
+use std::rc::Rc;
+
+use serde_json::json;
+use support::host::FakeHost;
+use support::mint::{claims_with, shared_keys};
+use wasm_iap::core::config::{ProviderId, Settings};
+use wasm_iap::core::gateway::{Decision, Gateway};
+use wasm_iap::core::keys::record::KeysRecord;
+use wasm_iap::core::request_headers::RequestHeaders;
 
 fn repo(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect(path)
@@ -13,14 +23,7 @@ fn repo(path: &str) -> String {
 fn istio_wasmplugin_plugin_config_is_valid() {
     let manifest: serde_yaml::Value =
         serde_yaml::from_str(&repo("wasm-manifests/wasmplugin.yaml")).unwrap();
-    let plugin_config = serde_json::to_string(&manifest["spec"]["pluginConfig"]).unwrap();
-    // What the gateway pod passes into the VM from the Kubernetes Secret.
-    let env = |name: &str| match name {
-        "PROMETHEUS_CLIENT_SECRET" => Some("client-secret".to_string()),
-        "PROMETHEUS_COOKIE_SECRET" => Some("c".repeat(32)),
-        _ => None,
-    };
-    let settings = Settings::parse_with_env(&plugin_config, &env);
+    let settings = wasmplugin_settings(&manifest);
     assert!(settings.is_ok(), "{:?}", settings.err());
     let env_names: Vec<String> = manifest["spec"]["vmConfig"]["env"]
         .as_sequence()
@@ -32,9 +35,113 @@ fn istio_wasmplugin_plugin_config_is_valid() {
         .unwrap_or_default();
     assert_eq!(
         env_names,
-        ["PROMETHEUS_CLIENT_SECRET", "PROMETHEUS_COOKIE_SECRET"],
+        [
+            "PROMETHEUS_CLIENT_SECRET",
+            "PROMETHEUS_COOKIE_SECRET",
+            "ALERTMANAGER_CLIENT_SECRET",
+            "ALERTMANAGER_COOKIE_SECRET"
+        ],
         "every secret the config names reaches the VM"
     );
+}
+
+/// The manifest's plugin config, with the secrets the gateway pod passes into the VM.
+fn wasmplugin_settings(manifest: &serde_yaml::Value) -> Result<Settings, Vec<String>> {
+    let plugin_config = serde_json::to_string(&manifest["spec"]["pluginConfig"]).unwrap();
+    let env = |name: &str| match name {
+        "PROMETHEUS_CLIENT_SECRET" | "ALERTMANAGER_CLIENT_SECRET" => {
+            Some("client-secret".to_string())
+        }
+        "PROMETHEUS_COOKIE_SECRET" => Some("p".repeat(32)),
+        "ALERTMANAGER_COOKIE_SECRET" => Some("a".repeat(32)),
+        _ => None,
+    };
+    Settings::parse_with_env(&plugin_config, &env)
+}
+
+#[test]
+fn istio_wasmplugin_admits_the_sre_team_to_prometheus_and_alertmanager_only() {
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&repo("wasm-manifests/wasmplugin.yaml")).unwrap();
+    let settings = Rc::new(wasmplugin_settings(&manifest).unwrap());
+    let issuer = settings.providers[0].rules.issuer.clone();
+    let mut gateway = Gateway::new(Rc::clone(&settings));
+    let mut host = FakeHost::new(support::mint::now_secs() * 1000);
+    let record = KeysRecord {
+        jwks: Some(shared_keys().jwks().to_string()),
+        ..KeysRecord::default()
+    };
+    gateway
+        .authn
+        .install_record(ProviderId(0), &record)
+        .unwrap();
+    let token = |email: &str, group: &str| {
+        shared_keys().signer("RS256").sign(&claims_with(
+            &issuer,
+            "prometheus",
+            json!({"email": email, "email_verified": true, "groups": [group]}),
+        ))
+    };
+    let status = |gateway: &mut Gateway,
+                  host: &mut FakeHost,
+                  site: &str,
+                  path: &str,
+                  token: Option<&str>| {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        let mut pairs: Vec<(&str, &[u8])> = vec![
+            (":authority", site.as_bytes()),
+            (":path", path.as_bytes()),
+            (":method", b"GET"),
+            (":scheme", b"https"),
+            ("accept", b"application/json"),
+        ];
+        if let Some(a) = &authorization {
+            pairs.push(("authorization", a.as_bytes()));
+        }
+        match gateway
+            .decide(host, 1, &RequestHeaders::from_pairs(pairs))
+            .decision
+        {
+            Decision::Forward(_) => 200,
+            Decision::Respond(reply) => reply.status,
+            other => panic!("{other:?}"),
+        }
+    };
+    let sre = token("ops@myorg.example", "myorg:sre");
+    let dev = token("dev@myorg.example", "myorg:dev");
+    for site in ["prometheus.example.com", "alertmanager.example.com"] {
+        assert_eq!(
+            status(&mut gateway, &mut host, site, "/api/v1/query", Some(&sre)),
+            200,
+            "{site}"
+        );
+        assert_eq!(
+            status(&mut gateway, &mut host, site, "/api/v1/query", Some(&dev)),
+            403,
+            "{site}"
+        );
+        assert_eq!(
+            status(&mut gateway, &mut host, site, "/api/v1/query", None),
+            401,
+            "{site}"
+        );
+        assert_eq!(
+            status(&mut gateway, &mut host, site, "/-/healthy", None),
+            200,
+            "{site} probe"
+        );
+        assert_eq!(
+            status(
+                &mut gateway,
+                &mut host,
+                site,
+                "/-/healthy/../api/v1/query",
+                None
+            ),
+            401,
+            "{site}: the probe path opens nothing else"
+        );
+    }
 }
 
 #[test]
