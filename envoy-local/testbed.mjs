@@ -83,6 +83,7 @@ async function main() {
   const idp = await startNode(path.join(here, 'idp', 'idp.mjs'), {
     REDIRECT_URIS: `http://127.0.0.1:${envoyPort}/oauth2/callback`,
     POST_LOGOUT_REDIRECT_URIS: `http://127.0.0.1:${envoyPort}/`,
+    IDP_USERS: JSON.stringify({ 'admin@example.com': { groups: ['admins', 'demo-users'] } }),
   });
   const upstream = await startNode(path.join(here, 'upstream.mjs'), {});
   const pluginConfig = render(fs.readFileSync(path.join(here, 'plugin-config.json'), 'utf8'), { ISSUER: idp.issuer });
@@ -117,12 +118,15 @@ Without a valid token the filter answers 401:
 A person signs in with the browser: open ${url}
   and log in at the IdP with any user name and password (demo login: alice@example.com / demo).
   Sign out: ${url}oauth2/sign_out
+  Only members of the group "admins" (log in as admin@example.com) may open ${url}admin/;
+  anyone else signed in sees the 403 page there. ${url}healthz needs no sign-in.
 
 Ctrl-C stops everything.`);
   if (selfTest) await checkFlow(idp, url);
 }
 
-/** What the printed lines promise, done once: token -> 200 with identity, no token -> 401. */
+/** What the printed lines promise, done once: token -> 200 with identity, no token -> 401,
+ * /admin/ outside the group -> 403, /healthz -> 200 without a token. */
 async function checkFlow(idp, url) {
   const tokenResponse = await fetch(`${idp.issuer}/token`, {
     method: 'POST',
@@ -139,8 +143,11 @@ async function checkFlow(idp, url) {
   });
   browser.resume();
   const toLogin = browser.statusCode === 302 && (browser.headers.location || '').startsWith(`${idp.issuer}/auth?`);
-  console.log(`self-test: with token ${withToken.status} as ${body.user}; without token ${withoutToken.status}; browser sent to log in: ${toLogin}`);
-  stopAll(withToken.status === 200 && body.user === 'demo-cli' && withoutToken.status === 401 && toLogin ? 0 : 1);
+  const admin = await fetch(`${url}admin/`, { headers: { authorization: `Bearer ${token}` } });
+  const health = await fetch(`${url}healthz`);
+  console.log(`self-test: with token ${withToken.status} as ${body.user}; without token ${withoutToken.status}; browser sent to log in: ${toLogin}; /admin/ outside the group ${admin.status}; /healthz without token ${health.status}`);
+  const ok = withToken.status === 200 && body.user === 'demo-cli' && withoutToken.status === 401 && toLogin && admin.status === 403 && health.status === 200;
+  stopAll(ok ? 0 : 1);
 }
 
 main().catch((error) => {
