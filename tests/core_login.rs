@@ -1038,3 +1038,38 @@ fn a_printed_forwarding_never_shows_cookies() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_session_with_hundreds_of_groups_keeps_the_ones_rules_name_and_still_fits() {
+    let settings = settings(json!({ "allowed_groups": ["myorg:sre"] }));
+    let service = &settings.login[0];
+    let now = mint::now_secs();
+    let mut groups: Vec<String> = (0..3000)
+        .map(|i| format!("myorg:a-rather-long-team-name-number-{i}"))
+        .collect();
+    groups.push("myorg:sre".into());
+    let mut session = Session {
+        sid: "sid".into(),
+        user: "alice".into(),
+        groups,
+        expires_at: now + 3600,
+        refresh_at: now + 300,
+        ..Session::default()
+    };
+    let cookies = flow::store_session(service, &mut session, &[], now, &mut Counter(0))
+        .expect("the trimmed session fits");
+    assert_eq!(session.groups, vec!["myorg:sre".to_string()]);
+    let sent: Vec<(String, String)> = cookies
+        .iter()
+        .filter_map(|c| c.split(';').next()?.split_once('='))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = sent.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let read = session::read(&pairs, &service.cookie_name, &service.sealer, now)
+        .expect("the browser's cookies hold the session");
+    assert_eq!(
+        read.groups,
+        vec!["myorg:sre".to_string()],
+        "and rules still see the group"
+    );
+}

@@ -33,7 +33,7 @@ use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tok
 use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
-use crate::core::login::session::{self, Session};
+use crate::core::login::session::Session;
 use crate::core::policy::gate::{Gate, Target};
 use crate::core::reply::{header_value_safe, Reply, Severity};
 use crate::core::request_headers::RequestHeaders;
@@ -635,16 +635,11 @@ impl Gateway {
             .as_deref()
             .map(cookies::parse)
             .unwrap_or_default();
-        let set_cookies = session::write(
-            renewed,
-            &request_cookies,
-            &service.cookie_name,
-            &service.cookie,
-            &service.sealer,
-            host.now_ms() / 1000,
-            host,
-        )
-        .unwrap_or_default();
+        let mut stored = renewed.clone();
+        let now_secs = host.now_ms() / 1000;
+        let set_cookies =
+            flow::store_session(service, &mut stored, &request_cookies, now_secs, host)
+                .unwrap_or_default();
         let forwarding = flow::forward(service, cookie_header.as_deref(), renewed, set_cookies);
         self.session_forward(host, gate, forwarding)
     }

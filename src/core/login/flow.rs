@@ -473,7 +473,7 @@ fn login_session(
     let claims =
         verify(id_token.expose(), Some(&pending.nonce)).map_err(LoginError::IdTokenRejected)?;
     let identity = claims.identity;
-    let session = Session {
+    let mut session = Session {
         sid: random.token(16).ok_or(LoginError::NoRandomness)?,
         user: identity.user,
         email: identity.email,
@@ -488,16 +488,40 @@ fn login_session(
             .then(|| id_token.clone()),
         access_token: tokens.access_token.filter(|_| service.pass_access_token),
     };
-    session::write(
-        &session,
-        request_cookies,
-        &service.cookie_name,
-        &service.cookie,
-        &service.sealer,
-        now_secs,
-        random,
-    )
-    .ok_or(LoginError::SessionNotStored)
+    store_session(service, &mut session, request_cookies, now_secs, random)
+        .ok_or(LoginError::SessionNotStored)
+}
+
+/// `Set-Cookie` values that store `session`. A session too large for the cookie chunks
+/// (hundreds of groups) keeps only the groups the service's rules name.
+pub fn store_session(
+    service: &LoginService,
+    session: &mut Session,
+    request_cookies: &[(&str, &str)],
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Option<Vec<String>> {
+    let mut write = |session: &Session| {
+        session::write(
+            session,
+            request_cookies,
+            &service.cookie_name,
+            &service.cookie,
+            &service.sealer,
+            now_secs,
+            random,
+        )
+    };
+    if let Some(cookies) = write(session) {
+        return Some(cookies);
+    }
+    let named = service.policy.group_names();
+    let before = session.groups.len();
+    session.groups.retain(|g| named.contains(&g.as_str()));
+    if session.groups.len() == before {
+        return None;
+    }
+    write(session)
 }
 
 /// The scopes a token response grants (space-separated).

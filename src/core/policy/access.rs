@@ -161,6 +161,19 @@ impl Access {
             })
     }
 
+    /// The groups these rules name: all a session must keep of its groups for them.
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.allow
+            .iter()
+            .chain(&self.deny)
+            .flat_map(|rule| &rule.0)
+            .flat_map(|criterion| match criterion {
+                Criterion::Groups(groups) => groups.as_slice(),
+                _ => &[],
+            })
+            .map(String::as_str)
+    }
+
     pub fn decide(&self, subject: &Subject) -> Verdict {
         if self.deny.iter().any(|rule| rule.holds(subject)) {
             return Verdict::Forbidden {

@@ -97,6 +97,19 @@ impl ServicePolicy {
         }
     }
 
+    /// Every group a rule of this service names.
+    pub fn group_names(&self) -> Vec<&str> {
+        self.routes
+            .iter()
+            .filter_map(|r| match &r.action {
+                Action::Protected(Some(access)) => Some(access),
+                _ => None,
+            })
+            .chain(std::iter::once(&self.default))
+            .flat_map(Access::group_names)
+            .collect()
+    }
+
     pub fn is_public(&self, route: Option<usize>) -> bool {
         matches!(
             route.and_then(|i| self.routes.get(i)).map(|r| &r.action),
