@@ -50,7 +50,8 @@ pub enum Action {
 pub struct Route {
     pub path: PathMatch,
     /// Empty: every method. Compared without regard to case, so a rule on `POST` also
-    /// covers `post` whatever the upstream makes of it.
+    /// covers `post` whatever the upstream makes of it; `GET` covers `HEAD`, which most
+    /// upstreams answer with their `GET` handler.
     pub methods: Vec<String>,
     /// Empty: every host of the service.
     pub hosts: Vec<String>,
@@ -58,12 +59,17 @@ pub struct Route {
     pub unauthenticated: Unauthenticated,
 }
 
+/// Whether a route's method covers the request's.
+fn covers(route_method: &str, method: &str) -> bool {
+    route_method.eq_ignore_ascii_case(method)
+        || (route_method == "GET" && method.eq_ignore_ascii_case("HEAD"))
+}
+
 impl Route {
     fn matches(&self, path: &str, method: &str, host: &str) -> bool {
         let host = strip_port(host);
         self.path.matches(path)
-            && (self.methods.is_empty()
-                || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| covers(m, method)))
             && (self.hosts.is_empty()
                 || self
                     .hosts
@@ -121,5 +127,31 @@ impl ServicePolicy {
         route
             .and_then(|i| self.routes.get(i))
             .map_or(Unauthenticated::Auto, |r| r.unauthenticated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(methods: &[&str]) -> Route {
+        Route {
+            path: PathMatch::Any,
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            hosts: Vec::new(),
+            action: Action::Public,
+            unauthenticated: Unauthenticated::Auto,
+        }
+    }
+
+    #[test]
+    fn a_get_rule_also_covers_head_and_any_spelling() {
+        let get = route(&["GET"]);
+        for method in ["GET", "get", "HEAD", "head"] {
+            assert!(get.matches("/x", method, "h"), "{method}");
+        }
+        assert!(!get.matches("/x", "POST", "h"));
+        let head = route(&["HEAD"]);
+        assert!(!head.matches("/x", "GET", "h"), "HEAD does not cover GET");
     }
 }
