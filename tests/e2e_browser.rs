@@ -128,3 +128,120 @@ fn tampered_session_cookie_in_the_browser_asks_to_log_in_again() {
     );
     assert_ne!(fresh["value"], cookie["value"], "not the tampered one");
 }
+
+#[test]
+fn person_without_the_group_sees_access_denied_and_switches_accounts() {
+    let users = r#"{"dana@example.com": {"groups": ["myorg:dev"]}, "sam@example.com": {"groups": ["myorg:sre"]}}"#;
+    let bed = LoginBed::start(
+        json!({ "allowed_groups": ["myorg:sre"], "end_idp_session": true }),
+        &[("IDP_USERS", users)],
+    );
+    let chrome = Chrome::start();
+    // A phone: the whole journey, and the 403 page in particular, in a 390 x 844 viewport.
+    chrome.set_viewport_size(390, 844);
+    let deep_link = bed.url("/graph?g0.expr=up&g0.tab=1");
+    let status = "return performance.getEntriesByType('navigation')[0].responseStatus";
+
+    // Dana logs in and comes back to the deep link, where the policy refuses her: a page
+    // that names her account, not her groups, and never reaches the upstream.
+    let hits = bed.upstream.hits();
+    chrome.go(&deep_link);
+    log_in(&chrome, &bed, "dana@example.com");
+    chrome.wait_for_url("the deep link", |u| u == deep_link);
+    assert_eq!(chrome.run(status), json!(403));
+    assert_eq!(chrome.run("return document.title"), json!("Access denied"));
+    assert_eq!(chrome.text_of("h1"), "Access denied");
+    let page = chrome.text();
+    assert!(page.contains("dana@example.com"), "{page}");
+    assert!(
+        !page.contains("myorg"),
+        "groups and policy are not shown: {page}"
+    );
+    assert_eq!(bed.upstream.hits(), hits, "the upstream never saw Dana");
+    assert!(
+        chrome.cookies().iter().any(|c| c["name"] == COOKIE),
+        "Dana is signed in"
+    );
+
+    // Laid out for the phone: no sideways scrolling, the way out on screen.
+    let link = "main a[href='/oauth2/sign_out']";
+    assert_eq!(chrome.text_of(link), "Sign out to switch accounts");
+    assert!(chrome.displayed(link));
+    let layout = chrome.run(
+        "const a = document.querySelector(\"main a[href='/oauth2/sign_out']\").getBoundingClientRect();
+         return { scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+                  innerHeight: window.innerHeight,
+                  link: [a.left, a.top, a.right, a.bottom] };",
+    );
+    let inner = layout["inner"].as_f64().unwrap();
+    assert_eq!(
+        (&layout["inner"], &layout["innerHeight"]),
+        (&json!(390), &json!(844)),
+        "a phone's viewport"
+    );
+    assert!(
+        layout["scroll"].as_f64().unwrap() <= inner,
+        "no horizontal scroll: {layout}"
+    );
+    let rect: Vec<f64> = layout["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        rect[0] >= 0.0
+            && rect[1] >= 0.0
+            && rect[2] <= inner
+            && rect[3] <= layout["innerHeight"].as_f64().unwrap()
+            && rect[2] > rect[0]
+            && rect[3] > rect[1],
+        "the link is within the first screen: {layout}"
+    );
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = chrome.screenshot();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(shots.join("forbidden-phone.png"), png).unwrap();
+
+    // The link signs her out here and at the IdP (which asks for confirmation); back on
+    // the app without a session, the browser is at the IdP's login form again.
+    chrome.click(link);
+    chrome.wait_for_url("the IdP's sign-out page", |u| {
+        u.starts_with(&bed.idp.issuer)
+    });
+    if chrome.has("button[autofocus]") && !chrome.has("input[name=login]") {
+        chrome.click("button[autofocus]");
+    }
+    chrome.wait_for_url("the IdP login form", |u| {
+        u.starts_with(&bed.idp.issuer) && chrome.has("input[name=login]")
+    });
+    assert!(
+        !chrome.cookies().iter().any(|c| c["name"] == COOKIE),
+        "session cookie gone"
+    );
+
+    // Sam, in the group, signs in on the same browser and reaches the upstream.
+    log_in(&chrome, &bed, "sam@example.com");
+    chrome.wait_for_url("the app", |u| u == bed.url("/"));
+    assert_eq!(chrome.run(status), json!(200));
+    let page = chrome.text();
+    assert!(
+        page.contains("\"x-auth-request-email\":[\"sam@example.com\"]"),
+        "{page}"
+    );
+    assert!(
+        page.contains("\"x-auth-request-groups\":[\"myorg:sre\"]"),
+        "{page}"
+    );
+    chrome.go(&deep_link);
+    assert_eq!(chrome.url(), deep_link);
+    assert_eq!(chrome.run(status), json!(200));
+    assert!(
+        chrome
+            .text()
+            .contains("\"path\":\"/graph?g0.expr=up&g0.tab=1\""),
+        "{}",
+        chrome.text()
+    );
+}

@@ -148,6 +148,67 @@ impl Chrome {
         );
     }
 
+    /// Whether the element `css` finds is shown (WebDriver's "displayed" check).
+    pub fn displayed(&self, css: &str) -> bool {
+        let element = self.find(css);
+        call(
+            "GET",
+            &format!("{}/element/{element}/displayed", self.base),
+            None,
+        ) == json!(true)
+    }
+
+    /// The rendered text of the element `css` finds.
+    pub fn text_of(&self, css: &str) -> String {
+        let element = self.find(css);
+        call(
+            "GET",
+            &format!("{}/element/{element}/text", self.base),
+            None,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    /// Resizes the window (in headless Chromium, the viewport) to `width` x `height`.
+    pub fn set_window_size(&self, width: u32, height: u32) {
+        call(
+            "POST",
+            &format!("{}/window/rect", self.base),
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
+    /// Resizes the window so that the page's viewport is `width` x `height` CSS pixels
+    /// (the window's own bars are added), as on a phone of that size.
+    pub fn set_viewport_size(&self, width: u32, height: u32) {
+        self.set_window_size(width, height);
+        let inner = self.run("return [window.innerWidth, window.innerHeight]");
+        let extra = |i: usize, want: u32| {
+            want.saturating_sub(inner[i].as_u64().unwrap_or(u64::from(want)) as u32)
+        };
+        self.set_window_size(width + extra(0, width), height + extra(1, height));
+    }
+
+    /// A PNG of the viewport.
+    pub fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine;
+        let encoded = call("GET", &format!("{}/screenshot", self.base), None);
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("base64 screenshot"))
+            .expect("a base64 PNG")
+    }
+
+    /// Runs `script` in the page and returns what it returns.
+    pub fn run(&self, script: &str) -> Value {
+        call(
+            "POST",
+            &format!("{}/execute/sync", self.base),
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
     /// Runs `script` in the page; it must call `done(result)`.
     pub fn run_async(&self, script: &str) -> Value {
         let wrapped = format!("const done = arguments[arguments.length - 1]; {script}");
