@@ -19,7 +19,7 @@ pub struct Callout {
 }
 
 /// Counters the gateway keeps (Envoy shows them as `wasmcustom.wasm_iap_<name>` in its
-/// stats, and as `envoy_wasmcustom_wasm_iap_<name>` at `/stats/prometheus`).
+/// stats, and as `wasm_iap_<name>` at `/stats/prometheus`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// Requests that went upstream.

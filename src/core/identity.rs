@@ -186,15 +186,20 @@ impl Identity {
 }
 
 /// Header families that upstreams built for oauth2-proxy, Pomerium or kube-oidc-proxy trust
-/// as identity: a client must never be able to send them.
+/// as identity, and method overrides: a client must never be able to send them.
 const STRIPPED_PREFIXES: [&str; 2] = ["x-auth-request-", "impersonate-"];
-const STRIPPED_NAMES: [&str; 6] = [
+const STRIPPED_NAMES: [&str; 9] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
     "x-forwarded-access-token",
     "gap-auth",
+    // Rules decide on the method: an upstream that honours an override would act on a
+    // method no rule was asked about (a `read` GET turned into a DELETE).
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Which request headers a client may not send: our identity headers, the families above,
@@ -317,6 +322,9 @@ mod tests {
             "impersonate_group",
             "Impersonate-Extra-Scopes",
             "GAP-Auth",
+            "X-HTTP-Method-Override",
+            "x_http_method",
+            "X-Method-Override",
             "x-internal-role",
             "x-tenant",
             "authorization",
@@ -327,7 +335,7 @@ mod tests {
             "x-auth-request",
         ];
         let found = spoofed(request.iter().map(|n| n.as_bytes()), &stripped);
-        assert_eq!(found, request[1..18].to_vec());
+        assert_eq!(found, request[1..21].to_vec());
     }
 
     #[test]

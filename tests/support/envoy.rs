@@ -248,6 +248,33 @@ impl Envoy {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// A metric of the admin's `/stats/prometheus` (its Prometheus name, e.g.
+    /// `envoy_http_downstream_rq_total`, or `wasm_iap_requests_allowed` for the filter's
+    /// `wasmcustom.` stats), summed over its label sets; `None` when Envoy does not list it.
+    pub fn prometheus_metric(&self, name: &str) -> Option<u64> {
+        let stats = http::get(
+            &format!("http://127.0.0.1:{}/stats/prometheus", self.admin_port),
+            &[],
+        );
+        let values: Vec<u64> = stats
+            .body
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let value = if rest.starts_with('{') {
+                    rest.rsplit_once('}')?.1
+                } else if rest.starts_with(' ') {
+                    rest
+                } else {
+                    return None;
+                };
+                value.trim().parse::<f64>().ok().map(|v| v as u64)
+            })
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+
     /// The Envoy process's id (e.g. to read its memory use from `/proc/<pid>/status`).
     pub fn pid(&self) -> u32 {
         self.child.id()

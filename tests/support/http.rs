@@ -22,10 +22,26 @@ impl Response {
     }
 }
 
+/// Names under `.localhost` are loopback (RFC 6761), as browsers resolve them; the system
+/// resolver here does not know them, so name-based virtual hosts (`prometheus.localhost`)
+/// are reached on 127.0.0.1 with their own `Host` header.
+fn resolve(netloc: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    if let Some((name, port)) = netloc.rsplit_once(':') {
+        if name.to_ascii_lowercase().ends_with(".localhost") {
+            if let Ok(port) = port.parse::<u16>() {
+                return Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))]);
+            }
+        }
+    }
+    netloc.to_socket_addrs().map(Iterator::collect)
+}
+
 fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(20))
         .redirects(0)
+        .resolver(resolve)
         .build()
 }
 

@@ -71,7 +71,10 @@ impl Idp {
         use base64::Engine;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
         let authorization = format!("Basic {basic}");
-        let body = format!("grant_type=client_credentials&scope={}", scope.replace(' ', "+"));
+        let body = format!(
+            "grant_type=client_credentials&scope={}",
+            scope.replace(' ', "+")
+        );
         let response = http::request(
             "POST",
             &format!("{}/token", self.issuer),

@@ -40,7 +40,39 @@ impl LoginBed {
         idp_env: &[(&str, &str)],
         vm_env: &[(&str, &str)],
     ) -> LoginBed {
-        let port = free_port();
+        LoginBed::start_plugin(free_port(), idp_env, vm_env, |issuer| {
+            let mut login = json!({
+                "hosts": ["127.0.0.1"],
+                "issuer": issuer,
+                "client_id": "demo",
+                "client_secret": "demo-secret",
+                "cookie_secrets": [SECRET],
+                "cookie_secure": false,
+                "scopes": ["openid", "email", "profile", "groups"],
+            });
+            for (k, v) in login_overrides.as_object().cloned().unwrap_or_default() {
+                login[k] = v;
+            }
+            let mut provider =
+                json!({ "issuer": issuer, "audiences": ["demo-upstream"], "cluster": "idp" });
+            for (k, v) in provider_overrides.as_object().cloned().unwrap_or_default() {
+                provider[k] = v;
+            }
+            json!({ "providers": [provider], "login": [login] })
+        })
+    }
+
+    /// Envoy listening on `port` (from `free_port`, so that redirect URIs can name it before
+    /// anything starts) with the whole plugin configuration `plugin(issuer)`, the real IdP
+    /// (its `demo` client redirecting to `http://127.0.0.1:<port>/oauth2/callback`; `idp_env`
+    /// adds e.g. `EXTRA_CLIENTS` or `IDP_USERS`), and an echoing upstream. Envoy's `idp`
+    /// cluster reaches the IdP.
+    pub fn start_plugin(
+        port: u16,
+        idp_env: &[(&str, &str)],
+        vm_env: &[(&str, &str)],
+        plugin: impl FnOnce(&str) -> Value,
+    ) -> LoginBed {
         let callback = format!("http://127.0.0.1:{port}/oauth2/callback");
         let post_logout = format!("http://127.0.0.1/signed-out,http://127.0.0.1:{port}/");
         let mut env = vec![
@@ -50,24 +82,7 @@ impl LoginBed {
         env.extend_from_slice(idp_env);
         let idp = Idp::start(&env);
         let upstream = Upstream::start();
-        let mut login = json!({
-            "hosts": ["127.0.0.1"],
-            "issuer": idp.issuer,
-            "client_id": "demo",
-            "client_secret": "demo-secret",
-            "cookie_secrets": [SECRET],
-            "cookie_secure": false,
-            "scopes": ["openid", "email", "profile", "groups"],
-        });
-        for (k, v) in login_overrides.as_object().cloned().unwrap_or_default() {
-            login[k] = v;
-        }
-        let mut provider =
-            json!({ "issuer": idp.issuer, "audiences": ["demo-upstream"], "cluster": "idp" });
-        for (k, v) in provider_overrides.as_object().cloned().unwrap_or_default() {
-            provider[k] = v;
-        }
-        let plugin = json!({ "providers": [provider], "login": [login] });
+        let plugin = plugin(&idp.issuer);
         let envoy = Envoy::start(&bootstrap_on(
             port,
             vec![wasm_filter_with_env(&plugin, vm_env)],

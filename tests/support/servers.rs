@@ -127,14 +127,21 @@ impl Drop for Served {
 pub struct Upstream {
     pub served: Served,
     pub hits: Arc<AtomicUsize>,
+    /// Every request that reached it, as `METHOD path-and-query`, in order.
+    pub seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl Upstream {
     pub fn start() -> Upstream {
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&hits);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Arc::clone(&seen);
         let served = Served::start(0, move |request| {
             counter.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut seen) = recorder.lock() {
+                seen.push(format!("{} {}", request.method, request.url));
+            }
             let mut headers = Map::new();
             for (name, value) in &request.headers {
                 let entry = headers.entry(name.clone()).or_insert_with(|| json!([]));
@@ -149,7 +156,12 @@ impl Upstream {
                 body.to_string(),
             )
         });
-        Upstream { served, hits }
+        Upstream { served, hits, seen }
+    }
+
+    /// The requests that reached it so far (`METHOD path-and-query`).
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("seen").clone()
     }
 
     pub fn port(&self) -> u16 {

@@ -67,10 +67,7 @@ pub struct LoginService {
 impl LoginService {
     /// Whether this service protects `host` (port ignored, case-insensitive; `*` any).
     pub fn serves(&self, host: &str) -> bool {
-        let host = strip_port(host);
-        self.hosts
-            .iter()
-            .any(|h| h == "*" || h.eq_ignore_ascii_case(host))
+        host_listed(&self.hosts, host)
     }
 
     /// The login cookie for one login in flight, named after its state so parallel logins
@@ -109,6 +106,37 @@ impl LoginService {
         name.strip_prefix(&self.cookie_name)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
     }
+}
+
+/// The host an `:authority` names, without its port and a trailing dot (`a.example.` is
+/// `a.example` to DNS and to a catch-all virtual host), so no spelling of a name escapes the
+/// service that serves it. `None` when it is neither a host name nor an IP literal.
+pub fn host_name(authority: &str) -> Option<&str> {
+    let host = strip_port(authority);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let well_formed = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ip) => {
+            !ip.is_empty()
+                && ip
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+    };
+    well_formed.then_some(host)
+}
+
+/// Whether `authority` is one of `hosts` (`*`: any), compared as `host_name` reads it.
+pub fn host_listed(hosts: &[String], authority: &str) -> bool {
+    let name = host_name(authority);
+    hosts
+        .iter()
+        .any(|h| h == "*" || name.is_some_and(|n| h.eq_ignore_ascii_case(n)))
 }
 
 pub fn strip_port(host: &str) -> &str {

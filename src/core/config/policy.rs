@@ -285,10 +285,7 @@ pub struct ApiService {
 
 impl ApiService {
     pub fn serves(&self, host: &str) -> bool {
-        let host = crate::core::config::login::strip_port(host);
-        self.hosts
-            .iter()
-            .any(|h| h == "*" || h.eq_ignore_ascii_case(host))
+        crate::core::config::login::host_listed(&self.hosts, host)
     }
 }
 

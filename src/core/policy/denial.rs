@@ -37,17 +37,22 @@ pub fn forbidden(
 
 /// `400` for a path no rule can be matched against safely.
 pub fn bad_path(error: &PathError, browser: bool) -> Reply {
+    bad_request(&error.to_string(), browser)
+}
+
+/// `400` for an address no rule can be matched against safely.
+pub fn bad_request(why: &str, browser: bool) -> Reply {
     if browser {
         return reply::page(
             400,
             "Bad address",
-            &format!("This address cannot be opened: {error}."),
+            &format!("This address cannot be opened: {why}."),
             Vec::new(),
         );
     }
     let body = serde_json::json!({
         "error": "invalid_request",
-        "error_description": error.to_string(),
+        "error_description": why,
     })
     .to_string();
     reply::with_cookies(

@@ -1,6 +1,7 @@
 //! Which rules a request answers to: found once from its host, normalised path and method,
 //! and kept while the request waits for keys or a refresh; then the check of the caller.
 
+use crate::core::config::login::host_name;
 use crate::core::config::{ServiceId, Settings};
 use crate::core::identity::Identity;
 use crate::core::policy::access::Verdict;
@@ -49,6 +50,15 @@ impl Gate {
         login: Option<ServiceId>,
         target: &Target,
     ) -> Result<Gate, Reply> {
+        // A name no service could list (`[login.test]`, `a.test:80:80`) must not fall to
+        // the hosts under no service: refused wherever services have rules.
+        let has_services = !settings.login.is_empty() || !settings.services.is_empty();
+        if has_services && host_name(target.authority).is_none() {
+            return Err(denial::bad_request(
+                "the Host is not a host name",
+                target.browser,
+            ));
+        }
         let policy = match login {
             Some(id) => PolicyOf::Login(id),
             None => settings

@@ -3,7 +3,7 @@
 
 use regex_lite::Regex;
 
-use crate::core::config::login::strip_port;
+use crate::core::config::login::host_listed;
 use crate::core::policy::access::Access;
 use crate::core::policy::path::under;
 
@@ -67,14 +67,9 @@ fn covers(route_method: &str, method: &str) -> bool {
 
 impl Route {
     fn matches(&self, path: &str, method: &str, host: &str) -> bool {
-        let host = strip_port(host);
         self.path.matches(path)
             && (self.methods.is_empty() || self.methods.iter().any(|m| covers(m, method)))
-            && (self.hosts.is_empty()
-                || self
-                    .hosts
-                    .iter()
-                    .any(|h| h == "*" || h.eq_ignore_ascii_case(host)))
+            && (self.hosts.is_empty() || host_listed(&self.hosts, host))
     }
 }
 
