@@ -198,7 +198,7 @@ fn api_clients_without_session_get_401_and_routes_can_override() {
             method: "GET",
             browser: mode.is_some(),
         };
-        let gate = Gate::find(&settings, Some(ServiceId(0)), &target).map_err(|r| r.status);
+        let gate = Gate::find(&settings, &target).map_err(|r| r.status);
         let mut request = request(path, None, accept, mode);
         request.unauthenticated =
             gate.map_or(Unauthenticated::Auto, |g| g.unauthenticated(&settings));

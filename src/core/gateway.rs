@@ -318,15 +318,11 @@ impl Gateway {
         let settings = Rc::clone(&self.settings);
         let authority = headers.lossy(":authority").unwrap_or_default();
         let path = headers.lossy(":path").unwrap_or_default();
-        let login = settings
-            .login
-            .iter()
-            .position(|s| s.serves(&authority))
-            .map(ServiceId);
-        let gate = match Gate::find(&settings, login, &target(headers, &authority, &path)) {
+        let gate = match Gate::find(&settings, &target(headers, &authority, &path)) {
             Ok(gate) => gate,
             Err(reply) => return Decision::Respond(reply),
         };
+        let login = gate.login();
         if gate.public {
             return Decision::Forward(self.public_forward(login, headers));
         }
@@ -1036,11 +1032,7 @@ impl Gateway {
         let settings = Rc::clone(&self.settings);
         let authority = headers.lossy(":authority").unwrap_or_default();
         let path = headers.lossy(":path").unwrap_or_default();
-        let gate = match Gate::find(
-            &settings,
-            Some(service),
-            &target(headers, &authority, &path),
-        ) {
+        let gate = match Gate::find(&settings, &target(headers, &authority, &path)) {
             Ok(gate) => gate,
             Err(reply) => return Decision::Respond(reply),
         };

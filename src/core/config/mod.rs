@@ -106,6 +106,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     let login = read_login(top.value("login"), &providers, env, problems);
     let services = read_api_services(top.value("services"), problems);
     check_hosts_unique(&login, &services, problems);
+    check_route_hosts(&login, &services, problems);
     let kept_claims = kept_claims(&login, &services, &identity_headers);
     top.finish(problems);
     Settings {
@@ -146,6 +147,36 @@ fn check_hosts_unique(login: &[LoginService], services: &[ApiService], problems:
             );
         } else {
             seen.push(host);
+        }
+    }
+}
+
+/// A route's `hosts` must be hosts of its service: a typo would make the route match
+/// nothing, and its requests fall to the service's looser rules.
+fn check_route_hosts(login: &[LoginService], services: &[ApiService], problems: &mut Problems) {
+    let each = login
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("login[{i}]"), &s.hosts, &s.policy))
+        .chain(
+            services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("services[{i}]"), &s.hosts, &s.policy)),
+        );
+    for (path, hosts, policy) in each {
+        if hosts.iter().any(|h| h == "*") {
+            continue;
+        }
+        for (r, route) in policy.routes.iter().enumerate() {
+            for (k, host) in route.hosts.iter().enumerate() {
+                if host != "*" && !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+                    problems.add(
+                        &format!("{path}.routes[{r}].hosts[{k}]"),
+                        format!("\"{host}\" is not one of the service's hosts"),
+                    );
+                }
+            }
         }
     }
 }

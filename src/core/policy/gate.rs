@@ -42,14 +42,38 @@ pub struct Target<'a> {
     pub browser: bool,
 }
 
+/// Whose rules a host answers to: a service listing the name itself comes first (login
+/// services, then `services`), then one listing `*`; a host under none is `Open`.
+pub fn policy_for(settings: &Settings, authority: &str) -> PolicyOf {
+    let name = host_name(authority);
+    let named =
+        |hosts: &[String]| name.is_some_and(|n| hosts.iter().any(|h| h.eq_ignore_ascii_case(n)));
+    let any = |hosts: &[String]| hosts.iter().any(|h| h == "*");
+    let login = |listed: &dyn Fn(&[String]) -> bool| {
+        settings
+            .login
+            .iter()
+            .position(|s| listed(&s.hosts))
+            .map(|i| PolicyOf::Login(ServiceId(i)))
+    };
+    let api = |listed: &dyn Fn(&[String]) -> bool| {
+        settings
+            .services
+            .iter()
+            .position(|s| listed(&s.hosts))
+            .map(PolicyOf::Api)
+    };
+    login(&named)
+        .or_else(|| api(&named))
+        .or_else(|| login(&any))
+        .or_else(|| api(&any))
+        .unwrap_or(PolicyOf::Open)
+}
+
 impl Gate {
     /// The rules for `target`; `Err` with a `400` when a service's path cannot be matched
     /// safely (an encoded `/`, `\` or NUL, a broken escape).
-    pub fn find(
-        settings: &Settings,
-        login: Option<ServiceId>,
-        target: &Target,
-    ) -> Result<Gate, Reply> {
+    pub fn find(settings: &Settings, target: &Target) -> Result<Gate, Reply> {
         // A name no service could list (`[login.test]`, `a.test:80:80`) must not fall to
         // the hosts under no service: refused wherever services have rules.
         let has_services = !settings.login.is_empty() || !settings.services.is_empty();
@@ -59,14 +83,7 @@ impl Gate {
                 target.browser,
             ));
         }
-        let policy = match login {
-            Some(id) => PolicyOf::Login(id),
-            None => settings
-                .services
-                .iter()
-                .position(|s| s.serves(target.authority))
-                .map_or(PolicyOf::Open, PolicyOf::Api),
-        };
+        let policy = policy_for(settings, target.authority);
         let mut gate = Gate {
             policy,
             route: None,
@@ -88,7 +105,8 @@ impl Gate {
             normalize(target.path_and_query).map_err(|e| denial::bad_path(&e, target.browser))?;
         gate.route = rules.route(&path, target.method, target.authority);
         // The sign-in endpoints of a login host are ours, whatever a route says.
-        let own = login
+        let own = gate
+            .login()
             .and_then(|id| settings.login.get(id.0))
             .is_some_and(|s| {
                 let raw = target.path_and_query.split('?').next().unwrap_or_default();
@@ -97,6 +115,14 @@ impl Gate {
         gate.public = !own && rules.is_public(gate.route);
         gate.path = path;
         Ok(gate)
+    }
+
+    /// The login service, when the host has one.
+    pub fn login(&self) -> Option<ServiceId> {
+        match self.policy {
+            PolicyOf::Login(id) => Some(id),
+            _ => None,
+        }
     }
 
     fn rules<'a>(&self, settings: &'a Settings) -> Option<&'a ServicePolicy> {
