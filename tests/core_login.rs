@@ -14,7 +14,7 @@ use url::Url;
 use wasm_iap::core::bearer::authenticator::Authenticator;
 use wasm_iap::core::bearer::error::AuthError;
 use wasm_iap::core::config::login::{LoginService, Unauthenticated};
-use wasm_iap::core::config::{ProviderId, ServiceId, Settings};
+use wasm_iap::core::config::{ProviderId, Settings};
 use wasm_iap::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Request, Step};
 use wasm_iap::core::login::oidc::{pkce_challenge, PendingLogin, TokenError, Tokens};
 use wasm_iap::core::login::request_kind::RequestHints;
