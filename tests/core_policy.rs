@@ -231,7 +231,7 @@ fn every_policy_mistake_is_reported_at_once_with_its_path() {
         "services[0].email_domains[1]: \"a@b\" is not a domain",
         "services[0].routes[0].path: give at most one of path, path_prefix and path_regex",
         "services[0].routes[1].path_regex: is not a valid regular expression",
-        "services[0].routes[2].path_prefix: \"/a/../b\" is matched against normalised paths: write \"/b\"",
+        "services[0].routes[2].path_prefix: \"/a/../b\": the path holds a . or .. segment",
         "services[0].routes[3]: a public route needs no credential",
         "services[0].routes[4].allow[0]: a rule needs at least one criterion",
         "services[0].routes[5].allow[0].group: unknown field",
@@ -375,28 +375,33 @@ fn public_bed() -> Bed {
 
 /// Paths that name a public path but are not under one, and what a caller without a
 /// credential gets: 401, or 400 when the path cannot be matched safely.
-const BYPASS_ATTEMPTS: [(&str, &str, u32); 17] = [
-    ("dot-dot out of the public prefix", "/public/../admin", 401),
-    ("percent-encoded dot-dot", "/public/%2e%2e/admin", 401),
+const BYPASS_ATTEMPTS: [(&str, &str, u32); 18] = [
+    ("dot-dot out of the public prefix", "/public/../admin", 400),
+    ("percent-encoded dot-dot", "/public/%2e%2e/admin", 400),
     (
         "upper-case percent-encoded dot-dot",
         "/public/%2E%2E/admin",
-        401,
+        400,
     ),
-    ("half-encoded dot-dot", "/public/.%2e/admin", 401),
+    ("half-encoded dot-dot", "/public/.%2e/admin", 400),
     ("encoded slashes", "/public%2F..%2Fadmin", 400),
     ("encoded backslash", "/public/..%5Cadmin", 400),
     ("raw backslash", "/public/..\\admin", 400),
     ("encoded NUL", "/public/%00/../admin", 400),
     ("fragment", "/public/#/../admin", 400),
     ("double slash", "//admin", 401),
-    ("upper-case prefix", "/PUBLIC/../admin", 401),
+    ("upper-case prefix", "/PUBLIC/admin", 401),
     ("public prefix in the query", "/admin?/public/", 401),
-    ("Tomcat path parameter dot-dot", "/public/..;/admin", 401),
+    ("Tomcat path parameter dot-dot", "/public/..;/admin", 400),
+    (
+        "dot-dot after a path parameter",
+        "/admin/%2e%2e;/public/x",
+        400,
+    ),
     (
         "dot-dot out of a public exact path",
         "/healthz/../admin",
-        401,
+        400,
     ),
     ("below a public exact path", "/healthz/x", 401),
     ("public prefix without its trailing slash", "/public", 401),
@@ -410,7 +415,7 @@ fn public_paths_open_without_a_credential() {
         for path in [
             "/public/app.js",
             "/public/",
-            "/public/css/../app.js",
+            "/public//css/app.js",
             "/healthz",
             "/healthz?probe=1",
         ] {
@@ -476,13 +481,11 @@ fn a_refused_path_gets_a_page_in_the_browser() {
         "{reply:?}"
     );
     assert_eq!(reply.header("location"), None, "not sent to log in");
-    // A browser on a trick that resolves to a protected path goes to log in, like for the
-    // protected path itself.
+    // A dot segment gets the same page: browsers never send one, and upstreams disagree on
+    // what it means.
     let reply = responded(bed.get(WEB, "/public/../admin", &BROWSER));
-    assert_eq!(reply.status, 302);
-    assert!(reply
-        .header("location")
-        .is_some_and(|l| l.starts_with(&format!("{ISSUER}/auth?"))));
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.header("location"), None, "not sent to log in");
 }
 
 #[test]
@@ -923,10 +926,6 @@ fn kyma_a_rule_on_a_nested_claim() {
             json!({ "realm_access": { "roles": ["viewer"] } }),
         ),
         (
-            "the role at the top level",
-            json!({ "realm_access.roles": ["auditor"] }),
-        ),
-        (
             "the role as a top-level claim",
             json!({ "roles": ["auditor"] }),
         ),
@@ -1237,7 +1236,7 @@ fn a_403_is_logged_with_a_reference_to_the_user_but_not_their_name_or_token() {
     let authorization = bearer(&raw);
     let reply = responded(bed.get(
         API,
-        "/admin/../admin/users?secret=s3cr3t",
+        "//admin/users?secret=s3cr3t",
         &with_bearer(&authorization),
     ));
     assert_eq!(reply.status, 403);
@@ -1551,21 +1550,10 @@ fn a_path_regex_must_match_the_whole_normalised_path() {
             "routes": [{ "path_regex": "/v[0-9]+/status", "public": true }],
         }],
     }));
-    for path in [
-        "/v1/status",
-        "/v42/status?x=1",
-        "/v1/./status",
-        "/x/../v2/status",
-    ] {
+    for path in ["/v1/status", "/v42/status?x=1", "//v1//status"] {
         forwarded(bed.get(API, path, &[JSON]));
     }
-    for path in [
-        "/v1/status/x",
-        "/x/v1/status",
-        "/v1/status/",
-        "/vx/status",
-        "/v1/status/..",
-    ] {
+    for path in ["/v1/status/x", "/x/v1/status", "/v1/status/", "/vx/status"] {
         let reply = responded(bed.get(API, path, &[JSON]));
         assert_eq!(reply.status, 401, "{path}");
     }

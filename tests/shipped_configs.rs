@@ -138,7 +138,7 @@ fn istio_wasmplugin_admits_the_sre_team_to_prometheus_and_alertmanager_only() {
                 "/-/healthy/../api/v1/query",
                 None
             ),
-            401,
+            400,
             "{site}: the probe path opens nothing else"
         );
     }

@@ -63,9 +63,10 @@ fn header_text(value: &Value) -> Option<String> {
         _ => None,
     };
     let text = match value {
+        // A comma inside an item would read as two items upstream: no header then.
         Value::Array(items) => items
             .iter()
-            .map(scalar)
+            .map(|v| scalar(v).filter(|s| !s.contains(',')))
             .collect::<Option<Vec<_>>>()?
             .join(","),
         other => scalar(other)?,
@@ -114,7 +115,7 @@ impl Identity {
                 .filter(|s| header_value_safe(s))
                 .map(str::to_string)
         };
-        let groups = match claims.get(names.groups) {
+        let groups = match claim(claims, names.groups) {
             Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
             Some(single) => text(single).into_iter().collect(),
             None => Vec::new(),
@@ -164,8 +165,15 @@ impl Identity {
         if let Some(email) = &self.email {
             headers.push((names.email.clone(), email.clone()));
         }
-        if !self.groups.is_empty() {
-            headers.push((names.groups.clone(), self.groups.join(",")));
+        // A comma inside a group name would read as two groups upstream.
+        let groups: Vec<&str> = self
+            .groups
+            .iter()
+            .map(String::as_str)
+            .filter(|g| !g.contains(','))
+            .collect();
+        if !groups.is_empty() {
+            headers.push((names.groups.clone(), groups.join(",")));
         }
         if let Some(name) = &self.preferred_username {
             headers.push((names.preferred_username.clone(), name.clone()));
@@ -187,7 +195,7 @@ impl Identity {
 
 /// Header families that upstreams built for oauth2-proxy, Pomerium or kube-oidc-proxy trust
 /// as identity, and method overrides: a client must never be able to send them.
-const STRIPPED_PREFIXES: [&str; 2] = ["x-auth-request-", "impersonate-"];
+const STRIPPED_PREFIXES: [&str; 3] = ["x-auth-request-", "impersonate-", "x-pomerium-"];
 const STRIPPED_NAMES: [&str; 9] = [
     "x-forwarded-user",
     "x-forwarded-email",

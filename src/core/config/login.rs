@@ -57,6 +57,9 @@ pub struct LoginService {
     pub refresh: bool,
     /// Who may pass, per route.
     pub policy: ServicePolicy,
+    /// Groups any service's rules name: what a session too large for its cookies keeps
+    /// (any service sharing this one's client and cookie can open its sessions).
+    pub kept_groups: Vec<String>,
     /// The session's access token to the upstream (`X-Auth-Request-Access-Token`).
     pub pass_access_token: bool,
     /// `Authorization: Bearer <ID token>` to the upstream (Grafana's JWT auth reads it).
@@ -121,12 +124,13 @@ pub fn host_name(authority: &str) -> Option<&str> {
                     .bytes()
                     .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         }
-        None => {
-            !host.is_empty()
-                && host
+        // Every label non-empty: `a.test..` and `.a.test` are no names.
+        None => host.split('.').all(|label| {
+            !label.is_empty()
+                && label
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        }
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        }),
     };
     well_formed.then_some(host)
 }
@@ -422,6 +426,7 @@ pub fn read_service(
         allowed_redirect_hosts,
         refresh,
         policy,
+        kept_groups: Vec::new(),
         pass_access_token,
         set_authorization_header,
         endpoints,

@@ -9,7 +9,7 @@ pub mod reader;
 use serde_json::Value;
 
 pub use crate::core::config::ids::{ProviderId, ServiceId};
-use crate::core::config::login::{read_service, EnvLookup, LoginService};
+use crate::core::config::login::{host_name, read_service, EnvLookup, LoginService};
 use crate::core::config::policy::{read_api_services, ApiService};
 use crate::core::config::provider::read_provider;
 pub use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
@@ -103,11 +103,21 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         }
     }
     let stripped_headers = StrippedHeaders::new(&identity_headers, &strip);
-    let login = read_login(top.value("login"), &providers, env, problems);
+    let mut login = read_login(top.value("login"), &providers, env, problems);
     let services = read_api_services(top.value("services"), problems);
     check_hosts_unique(&login, &services, problems);
     check_route_hosts(&login, &services, problems);
     let kept_claims = kept_claims(&login, &services, &identity_headers);
+    let rule_groups: Vec<String> = login
+        .iter()
+        .map(|s| &s.policy)
+        .chain(services.iter().map(|s| &s.policy))
+        .flat_map(|p| p.group_names())
+        .map(str::to_string)
+        .collect();
+    for service in &mut login {
+        service.kept_groups = rule_groups.clone();
+    }
     top.finish(problems);
     Settings {
         providers,
@@ -139,6 +149,14 @@ fn check_hosts_unique(login: &[LoginService], services: &[ApiService], problems:
                 .map(move |h| (format!("services[{i}].hosts"), h))
         }));
     for (path, host) in hosts {
+        // A port, a trailing dot or a pattern would never match: the service's rules would
+        // be silently off.
+        if host != "*" && host_name(host) != Some(host.as_str()) {
+            problems.add(
+                &path,
+                format!("\"{host}\" is not a host name (no port, no trailing dot, no patterns; \"*\" for any)"),
+            );
+        }
         let host = host.to_ascii_lowercase();
         if seen.contains(&host) {
             problems.add(
@@ -205,10 +223,13 @@ fn kept_claims(
     let from_headers = headers
         .claim_headers
         .iter()
-        .filter_map(|(_, claim)| claim.split('.').next());
+        .map(|(_, claim)| claim.as_str());
+    // A dotted name is a claim of that name, or a path into its first part's object.
     for name in from_rules.chain(from_headers) {
-        if !kept.iter().any(|k| k == name) {
-            kept.push(name.to_string());
+        for kept_name in [Some(name), name.split('.').next()].into_iter().flatten() {
+            if !kept.iter().any(|k| k == kept_name) {
+                kept.push(kept_name.to_string());
+            }
         }
     }
     kept

@@ -493,7 +493,7 @@ fn login_session(
 }
 
 /// `Set-Cookie` values that store `session`. A session too large for the cookie chunks
-/// (hundreds of groups) keeps only the groups the service's rules name.
+/// (hundreds of groups) keeps only the groups rules name.
 pub fn store_session(
     service: &LoginService,
     session: &mut Session,
@@ -515,9 +515,8 @@ pub fn store_session(
     if let Some(cookies) = write(session) {
         return Some(cookies);
     }
-    let named = service.policy.group_names();
     let before = session.groups.len();
-    session.groups.retain(|g| named.contains(&g.as_str()));
+    session.groups.retain(|g| service.kept_groups.contains(g));
     if session.groups.len() == before {
         return None;
     }

@@ -77,8 +77,13 @@ fn domain_allowed(domain: &str, allowed: &str) -> bool {
     }
 }
 
-/// A claim by dotted name: `realm_access.roles` is `claims["realm_access"]["roles"]`.
+/// A claim by name: the claim of that very name when there is one (namespaced claims such
+/// as `https://corp.example/role` hold dots), else by dotted path: `realm_access.roles` is
+/// `claims["realm_access"]["roles"]`.
 pub fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(value) = claims.get(name) {
+        return Some(value);
+    }
     let mut parts = name.split('.');
     let mut value = claims.get(parts.next()?)?;
     for part in parts {
@@ -148,15 +153,15 @@ impl Rule {
 }
 
 impl Access {
-    /// The top-level claims these rules read (`realm_access.roles` reads `realm_access`):
-    /// what a session must keep for them.
+    /// The claims these rules name (a dotted name may be a claim of that name, or a path
+    /// into its first part's object: the caller keeps both).
     pub fn claim_names(&self) -> impl Iterator<Item = &str> {
         self.allow
             .iter()
             .chain(&self.deny)
             .flat_map(|rule| &rule.0)
             .filter_map(|criterion| match criterion {
-                Criterion::Claim { name, .. } => name.split('.').next(),
+                Criterion::Claim { name, .. } => Some(name.as_str()),
                 _ => None,
             })
     }

@@ -5,7 +5,7 @@ use regex_lite::Regex;
 
 use crate::core::config::login::host_listed;
 use crate::core::policy::access::Access;
-use crate::core::policy::path::under;
+use crate::core::policy::path::{same_loosely, under, under_loosely};
 
 /// What to do with a request that has no valid credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,10 +28,13 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
-    fn matches(&self, path: &str) -> bool {
+    /// `loosely`: without regard to case and a trailing `/` (see `Route::matches`).
+    fn matches(&self, path: &str, loosely: bool) -> bool {
         match self {
             PathMatch::Any => true,
+            PathMatch::Prefix(prefix) if loosely => under_loosely(path, prefix),
             PathMatch::Prefix(prefix) => under(path, prefix),
+            PathMatch::Exact(exact) if loosely => same_loosely(path, exact),
             PathMatch::Exact(exact) => path == exact,
             PathMatch::Regex(regex) => regex.is_match(path),
         }
@@ -66,8 +69,13 @@ fn covers(route_method: &str, method: &str) -> bool {
 }
 
 impl Route {
+    /// A public route matches its paths exactly; a protected one also matches them in
+    /// another case or with(out) a trailing `/`, as many upstreams serve them: whichever
+    /// way the upstream reads a path, a restriction is never stepped around, and a public
+    /// path never opens more than it names.
     fn matches(&self, path: &str, method: &str, host: &str) -> bool {
-        self.path.matches(path)
+        let loosely = !matches!(self.action, Action::Public);
+        self.path.matches(path, loosely)
             && (self.methods.is_empty() || self.methods.iter().any(|m| covers(m, method)))
             && (self.hosts.is_empty() || host_listed(&self.hosts, host))
     }
