@@ -147,10 +147,7 @@ enum WaitsFor {
         gate: Gate,
     },
     /// A browser request on a login host (login start or callback): the IdP's endpoints.
-    Endpoints {
-        service: ServiceId,
-        headers: RequestHeaders,
-    },
+    Endpoints { headers: RequestHeaders },
     /// A login or refresh whose ID token names a key not fetched yet.
     IdTokenKeys {
         pending: Box<Pending>,
@@ -302,23 +299,25 @@ impl Gateway {
     ) -> Outcome<'a> {
         let settings = Rc::clone(&self.settings);
         let strip = identity::spoofed(headers.iter().map(|(n, _)| n), &settings.stripped_headers);
-        let decision = self.decide_unstripped(host, context_id, headers);
+        let decision = self.decide_unstripped(host, context_id, headers, true);
         Outcome {
             strip,
             decision: counted(host, decision),
         }
     }
 
+    /// Steps 2-5; `may_wait`: a browser sent to log in may wait for the IdP's endpoints
+    /// (not when it already waited: parked requests are decided again here).
     fn decide_unstripped(
         &mut self,
         host: &mut dyn Host,
         context_id: u32,
         headers: &RequestHeaders,
+        may_wait: bool,
     ) -> Decision {
-        let settings = Rc::clone(&self.settings);
         let authority = headers.lossy(":authority").unwrap_or_default();
         let path = headers.lossy(":path").unwrap_or_default();
-        let gate = match Gate::find(&settings, &target(headers, &authority, &path)) {
+        let gate = match Gate::find(&self.settings, &target(headers, &authority, &path)) {
             Ok(gate) => gate,
             Err(reply) => return Decision::Respond(reply),
         };
@@ -327,7 +326,7 @@ impl Gateway {
             return Decision::Forward(self.public_forward(login, headers));
         }
         let decision = match login {
-            Some(id) => self.login(host, context_id, id, headers, &gate, true),
+            Some(id) => self.login(host, context_id, id, headers, &gate, may_wait),
             None => None,
         };
         decision.unwrap_or_else(|| self.bearer(host, context_id, headers, gate))
@@ -524,7 +523,6 @@ impl Gateway {
                     service.provider,
                     now_ms + self.settings.keys_wait_timeout_ms,
                     WaitsFor::Endpoints {
-                        service: id,
                         headers: headers.only(&LOGIN_HEADERS),
                     },
                     refetch,
@@ -890,15 +888,16 @@ impl Gateway {
                 WaitsFor::IdTokenKeys {
                     pending, tokens, ..
                 } => self.finish(host, *pending, tokens),
-                WaitsFor::Endpoints { service, headers } => {
+                WaitsFor::Endpoints { headers } => {
                     if !timed_out && self.authn.discovery(parked.provider).is_none() {
                         self.parked.push(Parked {
-                            waits_for: WaitsFor::Endpoints { service, headers },
+                            waits_for: WaitsFor::Endpoints { headers },
                             ..parked
                         });
                         continue;
                     }
-                    self.decide_parked_login(host, context_id, service, &headers)
+                    // Its rules are found again from the headers it kept.
+                    self.decide_unstripped(host, context_id, &headers, false)
                 }
                 WaitsFor::Keys {
                     authorization,
@@ -1017,28 +1016,6 @@ impl Gateway {
         {
             Some(at) => self.response_cookies.swap_remove(at).1,
             None => Vec::new(),
-        }
-    }
-
-    /// A browser request that waited for the IdP's endpoints, decided again from the
-    /// headers it kept (its rules are found again the same way).
-    fn decide_parked_login(
-        &mut self,
-        host: &mut dyn Host,
-        context_id: u32,
-        service: ServiceId,
-        headers: &RequestHeaders,
-    ) -> Decision {
-        let settings = Rc::clone(&self.settings);
-        let authority = headers.lossy(":authority").unwrap_or_default();
-        let path = headers.lossy(":path").unwrap_or_default();
-        let gate = match Gate::find(&settings, &target(headers, &authority, &path)) {
-            Ok(gate) => gate,
-            Err(reply) => return Decision::Respond(reply),
-        };
-        match self.login(host, context_id, service, headers, &gate, false) {
-            Some(decision) => decision,
-            None => self.bearer(host, context_id, headers, gate),
         }
     }
 
