@@ -10,12 +10,12 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use support::host::FakeHost;
 use support::mint::{self, other_keys, shared_keys, KeyRing};
+use support::policy_bed::{forwarded, header, responded};
 use wasm_iap::core::config::{ProviderId, Settings};
-use wasm_iap::core::gateway::{Decision, Forward, Gateway};
+use wasm_iap::core::gateway::{Decision, Gateway};
 use wasm_iap::core::host::Metric;
 use wasm_iap::core::keys::record::{Discovery, KeysRecord};
 use wasm_iap::core::login::oidc::PendingLogin;
-use wasm_iap::core::reply::Reply;
 use wasm_iap::core::request_headers::RequestHeaders;
 
 const ISSUER: &str = "https://dex.example.com";
@@ -67,28 +67,6 @@ fn browser_with(cookie: &str) -> Vec<(&str, &str)> {
     let mut h = BROWSER.to_vec();
     h.push(("cookie", cookie));
     h
-}
-
-fn forwarded(decision: Decision) -> Forward {
-    match decision {
-        Decision::Forward(forward) => forward,
-        other => panic!("expected forward, got {other:?}"),
-    }
-}
-
-fn responded(decision: Decision) -> Reply {
-    match decision {
-        Decision::Respond(reply) => reply,
-        other => panic!("expected a local answer, got {other:?}"),
-    }
-}
-
-fn header<'a>(forward: &'a Forward, name: &str) -> Option<&'a str> {
-    forward
-        .set_headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
 }
 
 /// `name=value` of the cookies a reply sets (deletions left out).

@@ -10,103 +10,20 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 use support::host::FakeHost;
-use support::mint::{self, claims_with, shared_keys};
+use support::mint;
+use support::policy_bed::*;
 use support::random::Counter;
 use wasm_iap::core::config::Settings;
-use wasm_iap::core::gateway::{Decision, Forward, Gateway};
+use wasm_iap::core::gateway::{Decision, Gateway};
 use wasm_iap::core::login::flow;
 use wasm_iap::core::login::session::Session;
 use wasm_iap::core::request_headers::RequestHeaders;
 
-const ISSUER: &str = "https://dex.example.com";
-const AUDIENCE: &str = "demo-upstream";
 const API: &str = "api.example.com";
-const JSON: (&str, &str) = ("accept", "application/json");
 
-fn provider() -> Value {
-    json!({ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": shared_keys().jwks() })
-}
-
-fn login_service(host: &str, client_id: &str, cookie_name: &str, extra: Value) -> Value {
-    let mut entry = json!({
-        "hosts": [host],
-        "issuer": ISSUER,
-        "client_id": client_id,
-        "client_secret": format!("{client_id}-secret"),
-        "cookie_name": cookie_name,
-        "cookie_secrets": [format!("{client_id}-cookie-secret-0123456789abcdef")],
-        "cluster": "dex",
-        "authorization_endpoint": format!("{ISSUER}/auth"),
-        "token_endpoint": format!("{ISSUER}/token"),
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        entry[k] = v;
-    }
-    entry
-}
-
-struct Bed {
-    host: FakeHost,
-    gateway: Gateway,
-    next: u32,
-}
-
-struct Sent {
-    strip: Vec<String>,
-    decision: Decision,
-}
-
-impl Bed {
-    fn new(config: &Value) -> Bed {
-        let settings = Settings::parse(&config.to_string()).unwrap_or_else(|e| panic!("{e:#?}"));
-        let mut host = FakeHost::new(mint::now_secs() * 1000);
-        let gateway = Gateway::new(Rc::new(settings));
-        gateway.prepare(&mut host);
-        Bed {
-            host,
-            gateway,
-            next: 1,
-        }
-    }
-
-    fn send(&mut self, method: &str, authority: &str, path: &str, extra: &[(&str, &str)]) -> Sent {
-        let mut pairs: Vec<(&str, &[u8])> = vec![
-            (":authority", authority.as_bytes()),
-            (":path", path.as_bytes()),
-            (":method", method.as_bytes()),
-            (":scheme", b"https"),
-        ];
-        pairs.extend(extra.iter().map(|(n, v)| (*n, v.as_bytes())));
-        let headers = RequestHeaders::from_pairs(pairs);
-        self.next += 1;
-        let outcome = self.gateway.decide(&mut self.host, self.next, &headers);
-        Sent {
-            strip: outcome.strip.iter().map(|s| s.to_string()).collect(),
-            decision: outcome.decision,
-        }
-    }
-
-    fn get(&mut self, authority: &str, path: &str, extra: &[(&str, &str)]) -> Decision {
-        self.send("GET", authority, path, extra).decision
-    }
-}
-
-fn token(changes: Value) -> String {
-    shared_keys()
-        .signer("ES256")
-        .sign(&claims_with(ISSUER, AUDIENCE, changes))
-}
-
-fn bearer(changes: Value) -> String {
-    format!("Bearer {}", token(changes))
-}
-
-fn header<'a>(forward: &'a Forward, name: &str) -> Option<&'a str> {
-    forward
-        .set_headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+/// A bearer header for a token with `changes`.
+fn bearer_with(changes: Value) -> String {
+    bearer(&token(changes))
 }
 
 fn status(decision: &Decision) -> Option<u32> {
@@ -171,7 +88,7 @@ fn f1_dot_dot_semicolon_reaches_the_admin_area_through_a_public_prefix() {
 #[test]
 fn f1_dot_dot_semicolon_lets_a_non_admin_into_the_admin_area() {
     let mut bed = admin_and_public();
-    let dev = bearer(json!({ "groups": ["devs"] }));
+    let dev = bearer_with(json!({ "groups": ["devs"] }));
     // Matched as /x (no route: any valid token); a non-Java upstream serves /admin/..;/x.
     let decision = bed.get(API, "/admin/..;/x", &[("authorization", &dev), JSON]);
     assert_upstream_sees_what_was_matched("/admin/..;/x", decision, "/x");
@@ -214,7 +131,7 @@ fn f3_a_deny_rule_on_a_namespaced_claim_never_holds() {
             }],
         }],
     }));
-    let blocked = bearer(json!({ "https://corp.example/blocked": "yes" }));
+    let blocked = bearer_with(json!({ "https://corp.example/blocked": "yes" }));
     let decision = bed.get(API, "/anything", &[("authorization", &blocked), JSON]);
     assert_eq!(
         status(&decision),
@@ -237,7 +154,7 @@ fn f3_a_deny_rule_on_groups_never_holds_with_a_nested_groups_claim() {
             }],
         }],
     }));
-    let suspended = bearer(json!({ "realm_access": { "roles": ["suspended"] } }));
+    let suspended = bearer_with(json!({ "realm_access": { "roles": ["suspended"] } }));
     let decision = bed.get(API, "/anything", &[("authorization", &suspended), JSON]);
     assert_eq!(
         status(&decision),
@@ -264,7 +181,7 @@ fn f4_a_host_entry_that_can_never_match_silently_opens_the_service() {
         let mut host = FakeHost::new(mint::now_secs() * 1000);
         let mut gateway = Gateway::new(Rc::new(settings));
         gateway.prepare(&mut host);
-        let dev = bearer(json!({ "groups": ["devs"] }));
+        let dev = bearer_with(json!({ "groups": ["devs"] }));
         let headers = RequestHeaders::from_pairs(vec![
             (":authority", &b"api.example.com:8443"[..]),
             (":path", b"/secret"),
@@ -348,7 +265,7 @@ fn f6_a_comma_in_a_group_name_forges_membership_upstream() {
         "providers": [provider()],
         "services": [{ "hosts": [API] }],
     }));
-    let token = bearer(json!({ "groups": ["devs,admins"] }));
+    let token = bearer_with(json!({ "groups": ["devs,admins"] }));
     let forward = match bed.get(API, "/", &[("authorization", &token), JSON]) {
         Decision::Forward(f) => f,
         other => panic!("{other:?}"),
@@ -371,7 +288,7 @@ fn f7_a_doubled_trailing_dot_escapes_the_service() {
         "providers": [provider()],
         "services": [{ "hosts": [API], "allowed_groups": ["admins"] }],
     }));
-    let dev = bearer(json!({ "groups": ["devs"] }));
+    let dev = bearer_with(json!({ "groups": ["devs"] }));
     for authority in ["api.example.com..", "api.example.com..:443"] {
         let decision = bed.get(authority, "/secret", &[("authorization", &dev), JSON]);
         assert!(
@@ -420,7 +337,7 @@ fn f8_pomerium_identity_headers_are_not_stripped() {
 #[test]
 fn f9_case_or_a_trailing_slash_steps_around_a_restrictive_route() {
     let mut bed = admin_and_public();
-    let dev = bearer(json!({ "groups": ["devs"] }));
+    let dev = bearer_with(json!({ "groups": ["devs"] }));
     for path in ["/ADMIN/users", "/Admin", "/api/delete/", "/API/delete"] {
         let decision = bed.get(API, path, &[("authorization", &dev), JSON]);
         assert_eq!(

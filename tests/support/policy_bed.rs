@@ -1,0 +1,171 @@
+//! A native bed for the policy tests: one gateway worker over the in-memory host, Dex's
+//! keys inline, tokens minted for it, and the helpers that read its decisions.
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use super::host::FakeHost;
+use super::mint::{self, claims_with, shared_keys};
+use super::random::Counter;
+use wasm_iap::core::config::Settings;
+use wasm_iap::core::gateway::{Decision, Forward, Gateway};
+use wasm_iap::core::login::session::{self, Session};
+use wasm_iap::core::reply::{Reply, Severity};
+use wasm_iap::core::request_headers::RequestHeaders;
+
+pub const ISSUER: &str = "https://dex.example.com";
+pub const AUDIENCE: &str = "demo-upstream";
+pub const JSON: (&str, &str) = ("accept", "application/json");
+pub const BROWSER: [(&str, &str); 2] = [("accept", "text/html"), ("sec-fetch-mode", "navigate")];
+
+/// The provider every test trusts: Dex, with its keys inline (no fetch, no waiting).
+pub fn provider() -> Value {
+    json!({ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": shared_keys().jwks() })
+}
+
+/// A login service for `host` with its own client, cookie and secrets; `extra` merged in.
+pub fn login_service(host: &str, client_id: &str, cookie_name: &str, extra: Value) -> Value {
+    let mut entry = json!({
+        "hosts": [host],
+        "issuer": ISSUER,
+        "client_id": client_id,
+        "client_secret": format!("{client_id}-secret"),
+        "cookie_name": cookie_name,
+        "cookie_secrets": [format!("{client_id}-cookie-secret-0123456789abcdef")],
+        "cluster": "dex",
+        "authorization_endpoint": format!("{ISSUER}/auth"),
+        "token_endpoint": format!("{ISSUER}/token"),
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        entry[k] = v;
+    }
+    entry
+}
+
+pub fn parse(config: &Value) -> Rc<Settings> {
+    Rc::new(Settings::parse(&config.to_string()).unwrap_or_else(|e| panic!("{e:#?}")))
+}
+
+/// A decision, with the client-sent headers to strip (owned, for convenience).
+pub struct Sent {
+    pub strip: Vec<String>,
+    pub decision: Decision,
+}
+
+/// One worker, its host, and a clock at the real time (tokens are minted with it).
+pub struct Bed {
+    pub host: FakeHost,
+    pub gateway: Gateway,
+    next_context: u32,
+}
+
+impl Bed {
+    pub fn new(config: &Value) -> Bed {
+        let mut host = FakeHost::new(mint::now_secs() * 1000);
+        let gateway = Gateway::new(parse(config));
+        gateway.prepare(&mut host);
+        Bed {
+            host,
+            gateway,
+            next_context: 1,
+        }
+    }
+
+    pub fn send(
+        &mut self,
+        method: &str,
+        authority: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Sent {
+        let mut pairs: Vec<(&str, &[u8])> = vec![
+            (":authority", authority.as_bytes()),
+            (":path", path.as_bytes()),
+            (":method", method.as_bytes()),
+            (":scheme", b"https"),
+        ];
+        pairs.extend(extra.iter().map(|(n, v)| (*n, v.as_bytes())));
+        let headers = RequestHeaders::from_pairs(pairs);
+        self.next_context += 1;
+        let outcome = self
+            .gateway
+            .decide(&mut self.host, self.next_context, &headers);
+        Sent {
+            strip: outcome.strip.iter().map(|s| s.to_string()).collect(),
+            decision: outcome.decision,
+        }
+    }
+
+    pub fn get(&mut self, authority: &str, path: &str, extra: &[(&str, &str)]) -> Decision {
+        self.send("GET", authority, path, extra).decision
+    }
+
+    /// A sealed session cookie (`name=value; ...`) of login service `index`.
+    pub fn session_cookie(&mut self, index: usize, session: &Session) -> String {
+        let service = &self.gateway.settings().login[index];
+        let written = session::write(
+            session,
+            &[],
+            &service.cookie_name,
+            &service.cookie,
+            &service.sealer,
+            mint::now_secs(),
+            &mut Counter(1),
+        )
+        .expect("the session fits");
+        written
+            .iter()
+            .map(|c| super::sent_back(c))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn info_lines(&self) -> Vec<String> {
+        self.host
+            .log
+            .borrow()
+            .iter()
+            .filter(|(severity, _)| *severity == Severity::Info)
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
+}
+
+/// A token from Dex for the upstream: `alice-id`, verified alice@example.com, plus `changes`
+/// (null removes a claim).
+pub fn token(changes: Value) -> String {
+    shared_keys()
+        .signer("ES256")
+        .sign(&claims_with(ISSUER, AUDIENCE, changes))
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+pub fn with_bearer(authorization: &str) -> Vec<(&str, &str)> {
+    vec![("authorization", authorization), JSON]
+}
+
+pub fn forwarded(decision: Decision) -> Forward {
+    match decision {
+        Decision::Forward(forward) => forward,
+        other => panic!("expected the request to go upstream, got {other:?}"),
+    }
+}
+
+pub fn responded(decision: Decision) -> Reply {
+    match decision {
+        Decision::Respond(reply) => reply,
+        other => panic!("expected a local answer, got {other:?}"),
+    }
+}
+
+pub fn header<'a>(forward: &'a Forward, name: &str) -> Option<&'a str> {
+    forward
+        .set_headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
