@@ -67,19 +67,7 @@ fn person_signs_in_with_the_browser_and_out_again() {
     // Sign-out ends the session here and at the IdP (which asks for confirmation); back on
     // the app there is no session, so the browser lands on the IdP's login form.
     chrome.go(&bed.url("/oauth2/sign_out"));
-    chrome.wait_for_url("the IdP's sign-out page", |u| {
-        u.starts_with(&bed.idp.issuer)
-    });
-    if chrome.has("button[autofocus]") && !chrome.has("input[name=login]") {
-        chrome.click("button[autofocus]");
-    }
-    chrome.wait_for_url("the IdP login form", |u| {
-        u.starts_with(&bed.idp.issuer) && chrome.has("input[name=login]")
-    });
-    assert!(
-        !chrome.cookies().iter().any(|c| c["name"] == COOKIE),
-        "session cookie gone"
-    );
+    confirm_idp_sign_out(&chrome, &bed);
 
     // Without a session, an XHR from a page of the app gets 401, not a login page.
     chrome.go(&bed.url("/oauth2/callback"));
@@ -207,19 +195,7 @@ fn person_without_the_group_sees_access_denied_and_switches_accounts() {
     // The link signs her out here and at the IdP (which asks for confirmation); back on
     // the app without a session, the browser is at the IdP's login form again.
     chrome.click(link);
-    chrome.wait_for_url("the IdP's sign-out page", |u| {
-        u.starts_with(&bed.idp.issuer)
-    });
-    if chrome.has("button[autofocus]") && !chrome.has("input[name=login]") {
-        chrome.click("button[autofocus]");
-    }
-    chrome.wait_for_url("the IdP login form", |u| {
-        u.starts_with(&bed.idp.issuer) && chrome.has("input[name=login]")
-    });
-    assert!(
-        !chrome.cookies().iter().any(|c| c["name"] == COOKIE),
-        "session cookie gone"
-    );
+    confirm_idp_sign_out(&chrome, &bed);
 
     // Sam, in the group, signs in on the same browser and reaches the upstream.
     log_in(&chrome, &bed, "sam@example.com");
@@ -243,5 +219,23 @@ fn person_without_the_group_sees_access_denied_and_switches_accounts() {
             .contains("\"path\":\"/graph?g0.expr=up&g0.tab=1\""),
         "{}",
         chrome.text()
+    );
+}
+
+/// After our sign-out sent the browser to the IdP's end-session page: confirm it (the IdP
+/// asks), land on the IdP's login form, and hold no session cookie of ours.
+fn confirm_idp_sign_out(chrome: &Chrome, bed: &LoginBed) {
+    chrome.wait_for_url("the IdP's sign-out page", |u| {
+        u.starts_with(&bed.idp.issuer)
+    });
+    if chrome.has("button[autofocus]") && !chrome.has("input[name=login]") {
+        chrome.click("button[autofocus]");
+    }
+    chrome.wait_for_url("the IdP login form", |u| {
+        u.starts_with(&bed.idp.issuer) && chrome.has("input[name=login]")
+    });
+    assert!(
+        !chrome.cookies().iter().any(|c| c["name"] == COOKIE),
+        "session cookie gone"
     );
 }
