@@ -203,9 +203,13 @@ fn failing_token_endpoint_gives_an_error_page_with_a_log_line() {
     );
     assert!(page.body.contains("Sign-in failed"));
     assert!(browser.cookie(COOKIE).is_none());
+    // Logged with the service, the host and path, and the reason.
+    let log = broken.envoy.log();
     assert!(
-        broken.envoy.log().contains("login for demo failed"),
-        "logged"
+        log.lines()
+            .any(|l| l.contains("login for demo on 127.0.0.1:")
+                && l.contains("/oauth2/callback failed with")),
+        "logged with host and path:\n{log}"
     );
 }
 

@@ -79,6 +79,8 @@ pub enum Pending {
         service: ServiceId,
         login: PendingLogin,
         cookie_header: Option<String>,
+        /// Host and path of the callback, for the log line of a refused sign-in.
+        place: String,
     },
     Refresh {
         token: u32,
@@ -224,15 +226,16 @@ fn refusal(host: &dyn Host, error: &AuthError) -> Decision {
     Decision::Respond(reply)
 }
 
-/// A local answer of the login flow, logged with its reason when it has one. A sign-in
-/// this browser started and that failed is logged at info or louder and counted; what any
-/// client can forge (a callback with a made-up state) stays at debug, so it cannot flood.
-fn answer(host: &mut dyn Host, service: &LoginService, reply: Reply) -> Decision {
+/// A local answer of the login flow, logged with its reason, host and path when it has a
+/// reason. A sign-in this browser started and that failed is logged at info or louder and
+/// counted; what any client can forge (a callback with a made-up state) stays at debug, so
+/// it cannot flood.
+fn answer(host: &mut dyn Host, service: &LoginService, place: &str, reply: Reply) -> Decision {
     if let Some(note) = &reply.reason {
         host.log(
             note.severity,
             &format!(
-                "login for {} failed with {}: {}",
+                "login for {} on {place} failed with {}: {}",
                 service.client_id, reply.status, note.text
             ),
         );
@@ -530,7 +533,7 @@ impl Gateway {
                 );
                 Decision::Parked
             }
-            Step::Respond(reply) => answer(host, service, reply),
+            Step::Respond(reply) => answer(host, service, &gate.place(), reply),
             Step::StartLogin(reply) => {
                 host.count(Metric::LoginsStarted);
                 Decision::Respond(reply)
@@ -543,10 +546,12 @@ impl Gateway {
                         service: id,
                         login: pending,
                         cookie_header,
+                        place: gate.place(),
                     })),
                     None => answer(
                         host,
                         service,
+                        &gate.place(),
                         LoginError::TokenEndpointUnreachable
                             .reply(vec![flow::forget_login(service, &pending)]),
                     ),
@@ -565,6 +570,7 @@ impl Gateway {
                         return Some(answer(
                             host,
                             service,
+                            &gate.place(),
                             flow::session_ended(
                                 service,
                                 cookie_header.as_deref(),
@@ -733,6 +739,7 @@ impl Gateway {
             Pending::Exchange {
                 login,
                 cookie_header,
+                place,
                 ..
             } => {
                 let request_cookies = cookie_header
@@ -751,7 +758,7 @@ impl Gateway {
                 if reply.status == 302 {
                     host.count(Metric::SignedIn);
                 }
-                answer(host, svc, reply)
+                answer(host, svc, &place, reply)
             }
             Pending::Refresh {
                 session,
@@ -798,7 +805,7 @@ impl Gateway {
                                 &path,
                                 gate.browser,
                             );
-                            answer(host, svc, reply)
+                            answer(host, svc, &gate.place(), reply)
                         }
                     }
                 }

@@ -117,6 +117,11 @@ impl Gate {
         Ok(gate)
     }
 
+    /// Host and path, for log lines.
+    pub fn place(&self) -> String {
+        format!("{}{}", self.host, self.path)
+    }
+
     /// The login service, when the host has one.
     pub fn login(&self) -> Option<ServiceId> {
         match self.policy {
