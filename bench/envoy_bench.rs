@@ -1,20 +1,26 @@
 //! Throughput and latency of bearer-token checks in real Envoy, in one run:
-//! no filter, Envoy's native jwt_authn (without and with its JWT cache), and wasm-iap.
-//! Same RS256 key and token everywhere; routes answer with a direct response so that only
-//! the filters differ. Writes bench/results.json and prints ratios to `no_filter`.
+//! no filter, Envoy's native jwt_authn (without and with its JWT cache), and wasm-iap with
+//! the same token on every request, with distinct valid tokens in rotation (each one needs a
+//! signature check until it is cached), and with tokens whose signature is corrupted (every
+//! request needs a check, and gets 401). Same RS256 key everywhere; routes answer with a
+//! direct response so that only the filters differ. Writes bench/results.json and prints
+//! ratios to `no_filter`.
 //!
 //!   ./build.sh bench      (BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS to change the load;
+//!                          BENCH_TOKENS (20000) distinct tokens for the rotating scenarios;
 //!                          BENCH_SCENARIOS=no_filter,wasm_iap_bearer to run only some)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
+use support::envoy::TempDir;
 use support::envoy::{bootstrap, repo_root, wasm_filter, Envoy, Started};
-use support::mint::{claims_with, shared_keys};
+use support::mint::{claims_with, shared_keys, tamper_signature};
 
 const ISSUER: &str = "https://dex.example.com";
 const AUDIENCE: &str = "prometheus";
@@ -90,22 +96,55 @@ fn parse_wrk(output: &str) -> Option<Measured> {
     })
 }
 
-fn wrk(url: &str, token: &str, seconds: u64, connections: u64) -> Measured {
-    let output = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-        ])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
+/// What the requests of a scenario carry.
+#[derive(Clone)]
+enum Load {
+    /// One token on every request.
+    Same(String),
+    /// Tokens from a file in rotation (a wrk Lua script); `refused`: every one gets 401.
+    Rotating { script: PathBuf, refused: bool },
+}
+
+/// A wrk script sending the tokens of `tokens` (one per line) in rotation.
+fn rotation_script(dir: &Path, name: &str, tokens: &[String]) -> PathBuf {
+    let list = dir.join(format!("{name}.tokens"));
+    std::fs::write(&list, tokens.join("\n")).expect("write tokens");
+    let script = dir.join(format!("{name}.lua"));
+    let lua = format!(
+        "local tokens = {{}}\n\
+         for line in io.lines(\"{}\") do tokens[#tokens + 1] = \"Bearer \" .. line end\n\
+         local i = 0\n\
+         request = function()\n\
+         \x20 i = i % #tokens + 1\n\
+         \x20 return wrk.format(nil, nil, {{ [\"Authorization\"] = tokens[i] }})\n\
+         end\n",
+        list.display()
+    );
+    std::fs::write(&script, lua).expect("write script");
+    script
+}
+
+fn wrk(url: &str, load: &Load, seconds: u64, connections: u64) -> Measured {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    match load {
+        Load::Same(token) => command.args(["-H", &format!("Authorization: Bearer {token}")]),
+        Load::Rotating { script, .. } => command.arg("-s").arg(script),
+    };
+    let output = command
         .arg(url)
         .output()
         .expect("wrk is installed (./build.sh bench installs it)");
     let text = String::from_utf8_lossy(&output.stdout);
     let measured = parse_wrk(&text).unwrap_or_else(|| panic!("cannot read wrk output:\n{text}"));
+    let refused = matches!(load, Load::Rotating { refused: true, .. });
     assert!(
-        !text.contains("Non-2xx"),
+        refused || !text.contains("Non-2xx"),
         "requests failed during the run:\n{text}"
     );
     measured
@@ -124,21 +163,62 @@ fn main() {
     ));
     let wasm_config =
         json!({ "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks }] });
-    let scenarios: Vec<(&str, Vec<Value>)> = vec![
-        ("no_filter", vec![]),
-        ("jwt_authn_native", vec![jwt_authn(&jwks, false)]),
-        ("jwt_authn_native_cached", vec![jwt_authn(&jwks, true)]),
-        ("wasm_iap_bearer", vec![wasm_filter(&wasm_config)]),
-    ];
     let only = std::env::var("BENCH_SCENARIOS").ok();
     let chosen = |name: &str| {
         only.as_deref()
             .is_none_or(|list| list.split(',').any(|s| s == name))
     };
+    let same = Load::Same(token.clone());
+    let dir = TempDir::new("bench-tokens");
+    let rotating = ["wasm_iap_distinct_tokens", "wasm_iap_forged_tokens"];
+    let (distinct, forged) = if rotating.iter().any(|n| chosen(n)) {
+        let count = env_number("BENCH_TOKENS", 20_000);
+        eprintln!("signing {count} distinct tokens ...");
+        let exp = support::mint::now_secs() + 3600;
+        let tokens: Vec<String> = (0..count)
+            .map(|i| {
+                signer.sign(&claims_with(
+                    ISSUER,
+                    AUDIENCE,
+                    json!({ "exp": exp, "jti": format!("bench-{i}") }),
+                ))
+            })
+            .collect();
+        let forged: Vec<String> = tokens.iter().map(|t| tamper_signature(t)).collect();
+        (
+            Load::Rotating {
+                script: rotation_script(&dir.0, "distinct", &tokens),
+                refused: false,
+            },
+            Load::Rotating {
+                script: rotation_script(&dir.0, "forged", &forged),
+                refused: true,
+            },
+        )
+    } else {
+        (same.clone(), same.clone())
+    };
+    let wasm = || vec![wasm_filter(&wasm_config)];
+    let scenarios: Vec<(&str, Vec<Value>, Load)> = vec![
+        ("no_filter", vec![], same.clone()),
+        (
+            "jwt_authn_native",
+            vec![jwt_authn(&jwks, false)],
+            same.clone(),
+        ),
+        (
+            "jwt_authn_native_cached",
+            vec![jwt_authn(&jwks, true)],
+            same.clone(),
+        ),
+        ("wasm_iap_bearer", wasm(), same.clone()),
+        ("wasm_iap_distinct_tokens", wasm(), distinct),
+        ("wasm_iap_forged_tokens", wasm(), forged),
+    ];
     // All Envoys run at once, one worker each, and rounds interleave the scenarios, so that
     // the machine's drift hits every scenario alike; each figure is the median over rounds.
     let mut running = Vec::new();
-    for (name, filters) in scenarios.into_iter().filter(|(name, _)| chosen(name)) {
+    for (name, filters, load) in scenarios.into_iter().filter(|(name, _, _)| chosen(name)) {
         let envoy = match Envoy::try_start(&direct_response_bootstrap(filters), 1) {
             Started::Running(envoy) => envoy,
             Started::Exited(log) => panic!("{name}: Envoy did not start:\n{log}"),
@@ -154,12 +234,12 @@ fn main() {
             name == "no_filter" || refused.status == 401,
             "{name}: a bad token must be refused"
         );
-        wrk(&url, &token, 2, connections); // warm-up
-        running.push((name, envoy, url, Vec::new()));
+        wrk(&url, &load, 2, connections); // warm-up
+        running.push((name, envoy, url, load, Vec::new()));
     }
     for round in 1..=rounds {
-        for (name, _envoy, url, samples) in running.iter_mut() {
-            let m = wrk(url, &token, seconds, connections);
+        for (name, _envoy, url, load, samples) in running.iter_mut() {
+            let m = wrk(url, load, seconds, connections);
             eprintln!(
                 "round {round} {name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
                 m.rps, m.p50_ms, m.p99_ms
@@ -169,7 +249,7 @@ fn main() {
     }
     let results: Vec<(&str, Measured)> = running
         .into_iter()
-        .map(|(name, _envoy, _url, samples)| {
+        .map(|(name, _envoy, _url, _load, samples)| {
             let median = |f: fn(&Measured) -> f64| {
                 let mut values: Vec<f64> = samples.iter().map(f).collect();
                 values.sort_by(|a, b| a.total_cmp(b));
