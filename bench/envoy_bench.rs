@@ -1,8 +1,9 @@
 //! Throughput and latency of bearer-token checks in real Envoy, in one run:
 //! no filter, Envoy's native jwt_authn (without and with its JWT cache), and wasm-iap with
 //! the same token on every request, with distinct valid tokens in rotation (each one needs a
-//! signature check until it is cached), and with tokens whose signature is corrupted (every
-//! request needs a check, and gets 401). Same RS256 key everywhere; routes answer with a
+//! signature check until it is cached), with tokens whose signature is corrupted (every
+//! request needs a check, and gets 401), and with a browser session cookie (one cookie, and
+//! one chunked in three). Same RS256 key everywhere; routes answer with a
 //! direct response so that only the filters differ. Writes bench/results.json and prints
 //! ratios to `no_filter`.
 //!
@@ -21,6 +22,8 @@ use serde_json::{json, Value};
 use support::envoy::TempDir;
 use support::envoy::{bootstrap, repo_root, wasm_filter, Envoy, Started};
 use support::mint::{claims_with, shared_keys, tamper_signature};
+use wasm_iap::core::config::Settings;
+use wasm_iap::core::login::session::{self, Session};
 
 const ISSUER: &str = "https://dex.example.com";
 const AUDIENCE: &str = "prometheus";
@@ -99,7 +102,7 @@ fn parse_wrk(output: &str) -> Option<Measured> {
 /// What the requests of a scenario carry.
 #[derive(Clone)]
 enum Load {
-    /// One token on every request.
+    /// One header line (`Name: value`) on every request: a token, or a session cookie.
     Same(String),
     /// Tokens from a file in rotation (a wrk Lua script); `refused`: every one gets 401.
     Rotating { script: PathBuf, refused: bool },
@@ -133,7 +136,7 @@ fn wrk(url: &str, load: &Load, seconds: u64, connections: u64) -> Measured {
         "--latency",
     ]);
     match load {
-        Load::Same(token) => command.args(["-H", &format!("Authorization: Bearer {token}")]),
+        Load::Same(header) => command.args(["-H", header]),
         Load::Rotating { script, .. } => command.arg("-s").arg(script),
     };
     let output = command
@@ -148,6 +151,57 @@ fn wrk(url: &str, load: &Load, seconds: u64, connections: u64) -> Measured {
         "requests failed during the run:\n{text}"
     );
     measured
+}
+
+/// A login service on every host, with Dex's keys inline and its endpoints given (no
+/// fetch), for the session-cookie scenarios.
+fn session_config(jwks: &Value) -> Value {
+    json!({
+        "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks }],
+        "login": [{
+            "hosts": ["*"], "issuer": ISSUER, "client_id": "prometheus", "client_secret": "s",
+            "cookie_secrets": ["bench-cookie-secret-0123456789abcdef"], "cookie_secure": false,
+            "cluster": "idp", "authorization_endpoint": format!("{ISSUER}/auth"),
+            "token_endpoint": format!("{ISSUER}/token"),
+        }],
+    })
+}
+
+/// A `Cookie` header holding a session of `config`'s login service in `chunks` cookies
+/// (groups are added until it takes that many), valid for an hour, no refresh.
+fn session_cookie(config: &Value, chunks: usize) -> String {
+    let settings = Settings::parse(&config.to_string()).expect("bench config");
+    let service = &settings.login[0];
+    let now = support::mint::now_secs();
+    for groups in (0..2_000).step_by(10) {
+        let session = Session {
+            sid: "bench-session".into(),
+            user: "alice".into(),
+            email: Some("alice@example.com".into()),
+            groups: (0..groups).map(|i| format!("myorg:team-{i:04}")).collect(),
+            expires_at: now + 3600,
+            refresh_at: now + 3600,
+            ..Session::default()
+        };
+        let cookies = session::write(
+            &session,
+            &[],
+            &service.cookie_name,
+            &service.cookie,
+            &service.sealer,
+            now,
+            &mut support::random::Counter(1),
+        )
+        .expect("the session fits");
+        if cookies.len() == chunks {
+            return cookies
+                .iter()
+                .map(|c| support::sent_back(c))
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+    }
+    panic!("no session takes {chunks} cookies");
 }
 
 fn main() {
@@ -168,7 +222,7 @@ fn main() {
         only.as_deref()
             .is_none_or(|list| list.split(',').any(|s| s == name))
     };
-    let same = Load::Same(token.clone());
+    let same = Load::Same(format!("Authorization: Bearer {token}"));
     let dir = TempDir::new("bench-tokens");
     let rotating = ["wasm_iap_distinct_tokens", "wasm_iap_forged_tokens"];
     let (distinct, forged) = if rotating.iter().any(|n| chosen(n)) {
@@ -199,6 +253,9 @@ fn main() {
         (same.clone(), same.clone())
     };
     let wasm = || vec![wasm_filter(&wasm_config)];
+    let login_config = session_config(&jwks);
+    let session =
+        |groups: usize| Load::Same(format!("Cookie: {}", session_cookie(&login_config, groups)));
     let scenarios: Vec<(&str, Vec<Value>, Load)> = vec![
         ("no_filter", vec![], same.clone()),
         (
@@ -214,6 +271,16 @@ fn main() {
         ("wasm_iap_bearer", wasm(), same.clone()),
         ("wasm_iap_distinct_tokens", wasm(), distinct),
         ("wasm_iap_forged_tokens", wasm(), forged),
+        (
+            "wasm_iap_session_cookie",
+            vec![wasm_filter(&login_config)],
+            session(1),
+        ),
+        (
+            "wasm_iap_session_3_chunks",
+            vec![wasm_filter(&login_config)],
+            session(3),
+        ),
     ];
     // All Envoys run at once, one worker each, and rounds interleave the scenarios, so that
     // the machine's drift hits every scenario alike; each figure is the median over rounds.
@@ -224,10 +291,15 @@ fn main() {
             Started::Exited(log) => panic!("{name}: Envoy did not start:\n{log}"),
         };
         let url = envoy.url("/api/v1/query");
-        let check = support::http::bearer(&url, &token);
+        let check = match &load {
+            Load::Same(header) if header.starts_with("Cookie: ") => {
+                support::http::get(&url, &[("cookie", &header["Cookie: ".len()..])])
+            }
+            _ => support::http::bearer(&url, &token),
+        };
         assert_eq!(
             check.status, 200,
-            "{name}: the token must pass before measuring: {check:?}"
+            "{name}: the credential must pass before measuring: {check:?}"
         );
         let refused = support::http::bearer(&url, "not-a-token");
         assert!(
