@@ -1023,7 +1023,8 @@ fn a_printed_forwarding_never_shows_cookies() {
             user: "alice".into(),
             ..Session::default()
         }
-        .identity("https://dex.example.com"),
+        .identity("https://dex.example.com")
+        .into(),
         cookie_header: Some("grafana_session=SECRETGRAFANA".into()),
         set_cookies: vec!["_wasm_iap=SEALEDSESSION; Path=/".into()],
         access_token: Some(Secret::new("SECRETACCESS")),

@@ -28,8 +28,9 @@ use crate::core::host::{Callout, Host, Metric};
 use crate::core::identity::{self, Identity};
 use crate::core::keys::fetch::request_line;
 use crate::core::login::error::LoginError;
-use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Step};
+use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, ResolvedEndpoints, Step};
 use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
+use crate::core::login::opened::OpenedSessions;
 use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
@@ -182,7 +183,14 @@ pub struct Gateway {
     settled_calls: Vec<(u32, Pending)>,
     /// Refreshes leased by a request, for the root to send on its next tick.
     queued_refreshes: Vec<(u32, Callout, Pending)>,
+    /// Per login service, the sessions this VM has opened.
+    opened: Vec<OpenedSessions>,
+    /// Per login service, its endpoints as last resolved.
+    endpoints: Vec<ResolvedEndpoints>,
 }
+
+/// Memory for opened sessions, per login service and VM.
+const OPENED_SESSIONS_BYTES: usize = 2 << 20;
 
 /// A POST to the service's token endpoint, through the service's cluster.
 fn token_call(service: &LoginService, request: &TokenRequest) -> Callout {
@@ -269,6 +277,16 @@ fn hints<'h>(headers: &'h RequestHeaders, method: &'h str) -> RequestHints<'h> {
 impl Gateway {
     pub fn new(settings: Rc<Settings>) -> Gateway {
         let providers = settings.providers.len();
+        let opened = settings
+            .login
+            .iter()
+            .map(|_| OpenedSessions::new(OPENED_SESSIONS_BYTES))
+            .collect();
+        let endpoints = settings
+            .login
+            .iter()
+            .map(|_| ResolvedEndpoints::default())
+            .collect();
         Gateway {
             authn: Authenticator::new(Rc::clone(&settings)),
             settings,
@@ -278,6 +296,8 @@ impl Gateway {
             response_cookies: Vec::new(),
             settled_calls: Vec::new(),
             queued_refreshes: Vec::new(),
+            opened,
+            endpoints,
         }
     }
 
@@ -511,9 +531,26 @@ impl Gateway {
             unauthenticated: gate.unauthenticated(&settings),
             may_wait,
         };
-        let endpoints = Endpoints::resolve(service, self.authn.discovery(service.provider));
+        let endpoints = match self.endpoints.get_mut(id.0) {
+            Some(resolved) => resolved.get(service, self.authn.discovery(service.provider)),
+            None => {
+                Endpoints::resolve(service, self.authn.discovery(service.provider)).map(Rc::new)
+            }
+        };
         let now_ms = host.now_ms();
-        let step = flow::decide(service, &request, endpoints.as_ref(), now_ms / 1000, host);
+        let mut no_cache = OpenedSessions::new(0);
+        let opened = match self.opened.get_mut(id.0) {
+            Some(opened) => opened,
+            None => &mut no_cache,
+        };
+        let step = flow::decide_with(
+            service,
+            &request,
+            endpoints.as_deref(),
+            now_ms / 1000,
+            host,
+            opened,
+        );
         let cookie_header = request.cookie_header.map(str::to_string);
         Some(match step {
             Step::Bearer => return None,

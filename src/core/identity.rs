@@ -1,6 +1,8 @@
 //! Who the caller is, as the upstream sees it: identity headers set from verified claims,
 //! and client-sent copies of them removed in every spelling.
 
+use std::cell::OnceCell;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -23,7 +25,7 @@ pub struct IdentityHeaders {
 }
 
 /// A verified caller: from a token's claims, or from a session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Identity {
     pub user: String,
     pub email: Option<String>,
@@ -34,7 +36,25 @@ pub struct Identity {
     pub issuer: String,
     /// Only the claims rules and claim headers read; nothing else is kept.
     pub claims: Map<String, Value>,
+    /// `headers()`, built on first use: a cached token or session is forwarded many times,
+    /// and joining hundreds of groups each time would cost more than the rest of a request.
+    pub headers_built: OnceCell<Vec<(String, String)>>,
 }
+
+/// The same caller, however often their headers were built.
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.user == other.user
+            && self.email == other.email
+            && self.preferred_username == other.preferred_username
+            && self.groups == other.groups
+            && self.scopes == other.scopes
+            && self.issuer == other.issuer
+            && self.claims == other.claims
+    }
+}
+
+impl Eq for Identity {}
 
 /// When an `email` claim may be used (as identity, in the email header, in rules).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +153,7 @@ impl Identity {
             scopes: scopes_of(claims),
             issuer: claims.get("iss").and_then(text).unwrap_or_default(),
             claims: kept,
+            headers_built: OnceCell::new(),
         })
     }
 
@@ -159,8 +180,15 @@ impl Identity {
         digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Headers to set upstream (every value header-safe).
+    /// Headers to set upstream (every value header-safe). `names` are the VM's settings,
+    /// the same on every call: the headers are built once per identity.
     pub fn headers(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
+        self.headers_built
+            .get_or_init(|| self.build_headers(names))
+            .clone()
+    }
+
+    fn build_headers(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
         let mut headers = vec![(names.user.clone(), self.user.clone())];
         if let Some(email) = &self.email {
             headers.push((names.email.clone(), email.clone()));

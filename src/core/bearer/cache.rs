@@ -84,6 +84,7 @@ mod tests {
             scopes: Vec::new(),
             issuer: String::new(),
             claims: serde_json::Map::new(),
+            ..Identity::default()
         })
     }
 

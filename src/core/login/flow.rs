@@ -10,6 +10,8 @@
 //!
 //! `finish_login` and `finish_refresh` continue after the token endpoint answered.
 
+use std::rc::Rc;
+
 use subtle::ConstantTimeEq;
 use url::{form_urlencoded, Url};
 
@@ -21,6 +23,7 @@ use crate::core::identity::Identity;
 use crate::core::keys::record::Discovery;
 use crate::core::login::error::LoginError;
 use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
+use crate::core::login::opened::{Opened, OpenedSessions};
 use crate::core::login::redirect::safe_target;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
@@ -80,6 +83,28 @@ pub struct Endpoints {
     pub end_session: Option<Url>,
 }
 
+/// A service's endpoints as last resolved: URLs are parsed again only when discovery
+/// changes, not on every request.
+#[derive(Default)]
+pub struct ResolvedEndpoints {
+    from: Option<Option<Discovery>>,
+    endpoints: Option<Rc<Endpoints>>,
+}
+
+impl ResolvedEndpoints {
+    pub fn get(
+        &mut self,
+        service: &LoginService,
+        discovered: Option<&Discovery>,
+    ) -> Option<Rc<Endpoints>> {
+        if self.from.as_ref().map(Option::as_ref) != Some(discovered) {
+            self.endpoints = Endpoints::resolve(service, discovered).map(Rc::new);
+            self.from = Some(discovered.cloned());
+        }
+        self.endpoints.clone()
+    }
+}
+
 impl Endpoints {
     pub fn resolve(service: &LoginService, discovered: Option<&Discovery>) -> Option<Endpoints> {
         let found = |configured: &Option<Url>, discovered: Option<&String>| {
@@ -109,7 +134,7 @@ impl Endpoints {
 /// Its `Authorization` header is always removed: the session is the identity, and a bearer
 /// token nobody checked must not reach the upstream beside it.
 pub struct Forwarding {
-    pub identity: Identity,
+    pub identity: Rc<Identity>,
     pub cookie_header: Option<String>,
     pub set_cookies: Vec<String>,
     /// For `X-Auth-Request-Access-Token`, when the service passes it.
@@ -213,6 +238,19 @@ pub fn decide(
     now_secs: u64,
     random: &mut dyn Random,
 ) -> Step {
+    let mut opened = OpenedSessions::new(0);
+    decide_with(service, request, endpoints, now_secs, random, &mut opened)
+}
+
+/// `decide`, with the sessions this VM already opened (each sealed value is opened once).
+pub fn decide_with(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    now_secs: u64,
+    random: &mut dyn Random,
+    opened: &mut OpenedSessions,
+) -> Step {
     let path = request.path_only();
     if path == service.callback_path {
         return callback(service, request, endpoints);
@@ -221,7 +259,13 @@ pub fn decide(
         return Step::Respond(sign_out(service, request, endpoints, now_secs));
     }
     let cookies = request.cookies();
-    let session = session::read(&cookies, &service.cookie_name, &service.sealer, now_secs);
+    let session = session::sealed_value(&cookies, &service.cookie_name).and_then(|sealed| {
+        opened.get_or_open(&sealed, now_secs, |sealed| {
+            let session = session::open(sealed, &service.sealer)?;
+            let identity = Rc::new(session.identity(&service.issuer));
+            Some(Opened { session, identity })
+        })
+    });
     match session {
         None if request.has_authorization => Step::Bearer,
         None if endpoints.is_none() && request.may_wait && sends_to_login(request) => {
@@ -236,19 +280,21 @@ pub fn decide(
                 Step::Respond(reply)
             }
         }
-        Some(session) => {
+        Some(opened) => {
+            let session = &opened.session;
             let refresh_token = session.refresh_token.clone().filter(|_| service.refresh);
             match (refresh_token, endpoints) {
                 (Some(token), Some(endpoints)) if session.needs_refresh(now_secs) => {
                     Step::Refresh {
                         request: oidc::refresh(&endpoints.token, service, &token),
-                        session,
+                        session: session.clone(),
                     }
                 }
-                _ => Step::Forward(forward(
+                _ => Step::Forward(forward_as(
                     service,
                     request.cookie_header,
-                    &session,
+                    session,
+                    Rc::clone(&opened.identity),
                     Vec::new(),
                 )),
             }
@@ -264,10 +310,22 @@ pub fn forward(
     session: &Session,
     set_cookies: Vec<String>,
 ) -> Forwarding {
+    let identity = Rc::new(session.identity(&service.issuer));
+    forward_as(service, cookie_header, session, identity, set_cookies)
+}
+
+/// `forward` with the session's identity already built (a session opened before).
+fn forward_as(
+    service: &LoginService,
+    cookie_header: Option<&str>,
+    session: &Session,
+    identity: Rc<Identity>,
+    set_cookies: Vec<String>,
+) -> Forwarding {
     let cookie_header =
         cookie_header.and_then(|h| cookies::without(h, |n| service.is_our_cookie(n)));
     Forwarding {
-        identity: session.identity(&service.issuer),
+        identity,
         cookie_header,
         set_cookies,
         access_token: session

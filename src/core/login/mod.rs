@@ -3,6 +3,7 @@
 pub mod error;
 pub mod flow;
 pub mod oidc;
+pub mod opened;
 pub mod redirect;
 pub mod refresh;
 pub mod refresh_slots;

@@ -1,6 +1,8 @@
 //! The session a browser holds after login: what later requests need, sealed into one or
 //! more cookies (browsers keep about 4 KB per cookie, so large sessions are chunked).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::core::cookies::{self, CookieAttributes};
@@ -59,6 +61,7 @@ impl Session {
             scopes: self.scopes.clone(),
             issuer: issuer.to_string(),
             claims: self.claims.clone(),
+            ..Identity::default()
         }
     }
 
@@ -93,27 +96,34 @@ pub fn read(
     sealer: &Sealer,
     now_secs: u64,
 ) -> Option<Session> {
+    let session = open(&sealed_value(request_cookies, name)?, sealer)?;
+    (now_secs < session.expires_at).then_some(session)
+}
+
+/// The sealed session the request carries: the cookie `name`, or its chunks joined.
+pub fn sealed_value<'a>(
+    request_cookies: &[(&'a str, &'a str)],
+    name: &str,
+) -> Option<Cow<'a, str>> {
     let find = |wanted: &str| {
         request_cookies
             .iter()
             .find(|(n, _)| *n == wanted)
             .map(|(_, v)| *v)
     };
-    let sealed = match find(name) {
-        Some(whole) => whole.to_string(),
-        None => {
-            let chunks: Vec<&str> = (0..MAX_CHUNKS)
-                .map_while(|i| find(&format!("{name}_{i}")))
-                .collect();
-            if chunks.is_empty() {
-                return None;
-            }
-            chunks.concat()
-        }
-    };
-    let plain = sealer.open(PURPOSE, &sealed)?;
-    let session: Session = serde_json::from_slice(&plain).ok()?;
-    (now_secs < session.expires_at).then_some(session)
+    if let Some(whole) = find(name) {
+        return Some(Cow::Borrowed(whole));
+    }
+    let chunks: Vec<&str> = (0..MAX_CHUNKS)
+        .map_while(|i| find(&format!("{name}_{i}")))
+        .collect();
+    (!chunks.is_empty()).then(|| Cow::Owned(chunks.concat()))
+}
+
+/// Opens a sealed session, whatever its expiry; `None` when it is not one of ours.
+pub fn open(sealed: &str, sealer: &Sealer) -> Option<Session> {
+    let plain = sealer.open(PURPOSE, sealed)?;
+    serde_json::from_slice(&plain).ok()
 }
 
 /// `Set-Cookie` values that store `session`, and delete any other session cookie the

@@ -77,6 +77,7 @@ mod tests {
             scopes: Vec::new(),
             issuer: "https://dex.example.com".into(),
             claims: Map::new(),
+            ..Identity::default()
         }
     }
 
