@@ -19,7 +19,8 @@
 
 use std::rc::Rc;
 
-use crate::core::bearer::authenticator::{Authenticator, KidRefetch, Verdict, WaitReason};
+use crate::core::bearer::authenticator::{Authenticator, KidRefetch, Outside, Verdict, WaitReason};
+use crate::core::bearer::budget::SourceBudget;
 use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
 use crate::core::config::{ProviderId, ServiceId, Settings};
@@ -39,6 +40,7 @@ use crate::core::policy::gate::{Gate, Target};
 use crate::core::reply::{header_value_safe, Reply, Severity};
 use crate::core::request_headers::RequestHeaders;
 use crate::core::secret::Secret;
+use crate::core::shared_data::SharedData;
 
 /// What deciding a login host's request reads: all a parked one keeps of its headers.
 const LOGIN_HEADERS: [&str; 9] = [
@@ -187,6 +189,10 @@ pub struct Gateway {
     opened: Vec<OpenedSessions>,
     /// Per login service, its endpoints as last resolved.
     endpoints: Vec<ResolvedEndpoints>,
+    /// Requests allowed since the last tick.
+    allowed: u64,
+    /// Failed signature checks per client address, when limited.
+    budget: Option<SourceBudget>,
 }
 
 /// Memory for opened sessions, per login service and VM.
@@ -204,11 +210,44 @@ fn token_call(service: &LoginService, request: &TokenRequest) -> Callout {
     }
 }
 
+/// A bearer check's view of the host: shared data, and the client address's budget of
+/// failed signature checks (its address read from the host only when a check is due).
+struct Surroundings<'h> {
+    host: &'h mut dyn Host,
+    budget: Option<&'h SourceBudget>,
+    /// Set once the address was read: a check was due, and its failure is charged to it.
+    source: Option<String>,
+    now_ms: u64,
+}
+
+impl SharedData for Surroundings<'_> {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.host.get(key)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        self.host.set(key, value, cas)
+    }
+}
+
+impl Outside for Surroundings<'_> {
+    fn may_verify(&mut self) -> bool {
+        let Some(budget) = self.budget else {
+            return true;
+        };
+        let source = self.host.source_address().unwrap_or_default();
+        let allowed = budget.allows(&source, self.now_ms);
+        self.source = Some(source);
+        allowed
+    }
+}
+
 /// Counts a decision by its kind (a parked request is counted again when it is decided);
-/// every error also counts as `Refused`.
-fn counted(host: &mut dyn Host, decision: Decision) -> Decision {
+/// every error also counts as `Refused`. Allowed requests, the common case, are added up
+/// in `allowed` and reported on the tick: no host call per request.
+fn counted(host: &mut dyn Host, allowed: &mut u64, decision: Decision) -> Decision {
     match &decision {
-        Decision::Forward(_) => host.count(Metric::Allowed),
+        Decision::Forward(_) => *allowed += 1,
         Decision::Respond(reply) => {
             let metric = Metric::of_reply(reply);
             if metric != Metric::Redirected {
@@ -287,6 +326,7 @@ impl Gateway {
             .iter()
             .map(|_| ResolvedEndpoints::default())
             .collect();
+        let budget = settings.signature_check_budget.map(SourceBudget::new);
         Gateway {
             authn: Authenticator::new(Rc::clone(&settings)),
             settings,
@@ -298,6 +338,8 @@ impl Gateway {
             queued_refreshes: Vec::new(),
             opened,
             endpoints,
+            allowed: 0,
+            budget,
         }
     }
 
@@ -325,7 +367,7 @@ impl Gateway {
         let decision = self.decide_unstripped(host, context_id, headers, true);
         Outcome {
             strip,
-            decision: counted(host, decision),
+            decision: counted(host, &mut self.allowed, decision),
         }
     }
 
@@ -383,9 +425,21 @@ impl Gateway {
             Some(Err(_)) => return refusal(host, &AuthError::HeaderNotText),
         };
         let now_ms = host.now_ms();
-        let verdict = self
-            .authn
-            .authenticate(authorization, now_ms, KidRefetch::Allowed);
+        let mut outside = Surroundings {
+            host: &mut *host,
+            budget: self.budget.as_ref(),
+            source: None,
+            now_ms,
+        };
+        let verdict =
+            self.authn
+                .authenticate_with(authorization, now_ms, KidRefetch::Allowed, &mut outside);
+        let charged = outside.source.take();
+        if let (Verdict::Deny(error), Some(budget)) = (&verdict, self.budget.as_mut()) {
+            if let (false, Some(source)) = (*error == AuthError::Throttled, charged) {
+                budget.spend(&source, now_ms);
+            }
+        }
         if let Verdict::AwaitKeys {
             provider,
             refetch,
@@ -729,7 +783,7 @@ impl Gateway {
             }
         }
         let decision = self.finish(host, pending, tokens);
-        counted(host, decision)
+        counted(host, &mut self.allowed, decision)
     }
 
     /// An answer to a token call made while settling (it reached the root): the request it
@@ -948,10 +1002,18 @@ impl Gateway {
                     kid,
                     gate,
                 } => {
-                    let verdict = self.authn.authenticate(
+                    // Admitted to wait before: no budget applies on the way out.
+                    let mut outside = Surroundings {
+                        host: &mut *host,
+                        budget: None,
+                        source: None,
+                        now_ms,
+                    };
+                    let verdict = self.authn.authenticate_with(
                         authorization.as_ref().map(Secret::expose),
                         now_ms,
                         kid,
+                        &mut outside,
                     );
                     match verdict {
                         Verdict::AwaitKeys {
@@ -977,7 +1039,7 @@ impl Gateway {
                     }
                 }
             };
-            let decision = counted(host, decision);
+            let decision = counted(host, &mut self.allowed, decision);
             decided.push((context_id, self.settle_calls(context_id, decision)));
         }
         decided
@@ -1024,7 +1086,7 @@ impl Gateway {
                     let settings = Rc::clone(&self.settings);
                     if let Some(svc) = settings.login.get(service.0) {
                         let decision = self.keep_old(host, svc, &session, cookie_header, &gate);
-                        decided.push((context_id, counted(host, decision)));
+                        decided.push((context_id, counted(host, &mut self.allowed, decision)));
                     }
                 }
             }
@@ -1066,12 +1128,17 @@ impl Gateway {
     /// Forgets published refresh results whose grace period is over; reports the token
     /// cache's hits and misses (once a tick rather than a host call per request).
     pub fn tick(&mut self, host: &mut dyn Host) {
-        let (hits, misses) = self.authn.take_lookups();
-        if hits > 0 {
-            host.add(Metric::TokenCacheHits, hits);
-        }
-        if misses > 0 {
-            host.add(Metric::TokenCacheMisses, misses);
+        let lookups = self.authn.take_lookups();
+        let allowed = std::mem::take(&mut self.allowed);
+        for (metric, by) in [
+            (Metric::Allowed, allowed),
+            (Metric::TokenCacheHits, lookups.hits),
+            (Metric::TokenCacheSharedHits, lookups.shared_hits),
+            (Metric::TokenCacheMisses, lookups.misses),
+        ] {
+            if by > 0 {
+                host.add(metric, by);
+            }
         }
         let now_ms = host.now_ms();
         let (over, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.published)

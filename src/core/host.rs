@@ -54,12 +54,16 @@ pub enum Metric {
     KeyFetchFailures,
     /// Bearer tokens found already verified on this worker.
     TokenCacheHits,
+    /// Bearer tokens another worker had verified (found in shared data).
+    TokenCacheSharedHits,
     /// Bearer tokens that needed a signature check.
     TokenCacheMisses,
+    /// Unknown tokens refused with `429` without a check: their address spent its budget.
+    Throttled,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 19] = [
         Metric::Allowed,
         Metric::Refused,
         Metric::DeniedNoCredential,
@@ -76,7 +80,9 @@ impl Metric {
         Metric::KeyFetches,
         Metric::KeyFetchFailures,
         Metric::TokenCacheHits,
+        Metric::TokenCacheSharedHits,
         Metric::TokenCacheMisses,
+        Metric::Throttled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,7 +103,9 @@ impl Metric {
             Metric::KeyFetches => "wasm_iap_key_fetches",
             Metric::KeyFetchFailures => "wasm_iap_key_fetch_failures",
             Metric::TokenCacheHits => "wasm_iap_token_cache_hits",
+            Metric::TokenCacheSharedHits => "wasm_iap_token_cache_shared_hits",
             Metric::TokenCacheMisses => "wasm_iap_token_cache_misses",
+            Metric::Throttled => "wasm_iap_requests_throttled",
         }
     }
 
@@ -113,6 +121,7 @@ impl Metric {
             }
             401 => Metric::DeniedNoCredential,
             403 => Metric::DeniedForbidden,
+            429 => Metric::Throttled,
             500..=599 => Metric::DeniedUnavailable,
             _ => Metric::DeniedBadRequest,
         }
@@ -128,6 +137,10 @@ pub trait Host: SharedData + Random {
     fn call(&mut self, call: &Callout) -> Option<u32>;
 
     fn log(&self, severity: Severity, message: &str);
+
+    /// The client's address as Envoy sees it (`source.address`: `ip:port`), read only when
+    /// a decision needs it.
+    fn source_address(&self) -> Option<String>;
 
     /// Adds `by` to a counter.
     fn add(&mut self, metric: Metric, by: u64);

@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -25,7 +26,7 @@ pub struct IdentityHeaders {
 }
 
 /// A verified caller: from a token's claims, or from a session.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Identity {
     pub user: String,
     pub email: Option<String>,
@@ -38,6 +39,7 @@ pub struct Identity {
     pub claims: Map<String, Value>,
     /// `headers()`, built on first use: a cached token or session is forwarded many times,
     /// and joining hundreds of groups each time would cost more than the rest of a request.
+    #[serde(skip)]
     pub headers_built: OnceCell<Vec<(String, String)>>,
 }
 

@@ -10,3 +10,16 @@ pub trait SharedData {
     /// key that does not exist yet takes any write). Returns whether it was written.
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
 }
+
+/// No shared data: for a VM that keeps everything to itself.
+pub struct NothingShared;
+
+impl SharedData for NothingShared {
+    fn get(&self, _key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        (None, None)
+    }
+
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> bool {
+        false
+    }
+}

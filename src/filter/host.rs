@@ -255,6 +255,11 @@ impl Host for ProxyHost {
         log(level(severity), message);
     }
 
+    fn source_address(&self) -> Option<String> {
+        let bytes = proxy_wasm::hostcalls::get_property(vec!["source", "address"]).ok()??;
+        String::from_utf8(bytes).ok()
+    }
+
     fn add(&mut self, metric: Metric, by: u64) {
         let at = Metric::ALL.iter().position(|m| *m == metric);
         let id = COUNTERS.with(|c| at.and_then(|at| c.borrow().get(at).copied().flatten()));

@@ -29,6 +29,8 @@ pub struct FakeHost {
     pub calls: Vec<Call>,
     pub log: RefCell<Vec<(Severity, String)>>,
     pub counted: Vec<Metric>,
+    /// The client address of the requests decided next (`ip:port`).
+    pub source: String,
 }
 
 impl FakeHost {
@@ -42,6 +44,7 @@ impl FakeHost {
             calls: Vec::new(),
             log: RefCell::default(),
             counted: Vec::new(),
+            source: "192.0.2.1:40000".into(),
         }
     }
 
@@ -55,6 +58,7 @@ impl FakeHost {
             calls: Vec::new(),
             log: RefCell::default(),
             counted: Vec::new(),
+            source: "192.0.2.1:40000".into(),
         }
     }
 
@@ -97,6 +101,10 @@ impl Random for FakeHost {
 impl Host for FakeHost {
     fn now_ms(&self) -> u64 {
         self.clock.get()
+    }
+
+    fn source_address(&self) -> Option<String> {
+        Some(self.source.clone())
     }
 
     fn call(&mut self, call: &Callout) -> Option<u32> {

@@ -7,15 +7,17 @@ use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
 
 use subtle::ConstantTimeEq;
 
-use crate::core::bearer::cache::TokenCache;
+use crate::core::bearer::cache::{TokenCache, NO_EXPIRY_TTL_SECS};
 use crate::core::bearer::claims::ClaimRules;
 use crate::core::bearer::error::AuthError;
+use crate::core::bearer::shared_cache::{digest_of, generation_of, SharedTokenCache};
 use crate::core::bearer::token::{self, UnverifiedToken};
 use crate::core::config::{KeySource, Provider, ProviderId, Settings};
 use crate::core::identity::{ClaimNames, Identity};
 use crate::core::keys::error::KeysError;
 use crate::core::keys::jwks::KeySet;
 use crate::core::keys::record::{Discovery, KeysRecord};
+use crate::core::shared_data::{NothingShared, SharedData};
 
 const TOKEN_CACHE_CAPACITY: usize = 2048;
 
@@ -64,12 +66,37 @@ struct KeyState {
     discovery: Option<Discovery>,
 }
 
+/// What a bearer check may use beyond this VM: shared data (tokens other workers
+/// verified), and a say in whether an unknown token's signature is checked at all.
+pub trait Outside: SharedData {
+    fn may_verify(&mut self) -> bool;
+}
+
+impl Outside for NothingShared {
+    fn may_verify(&mut self) -> bool {
+        true
+    }
+}
+
 pub struct Authenticator {
     settings: Rc<Settings>,
     keys: Vec<KeyState>,
     cache: TokenCache,
-    /// Cache lookups since the root last reported them: (hits, misses).
-    lookups: (u64, u64),
+    /// Tokens verified by any worker, in shared data.
+    shared: SharedTokenCache,
+    /// The configuration and keys this VM verifies with: shared entries made under another
+    /// are not used.
+    generation: u64,
+    /// Cache lookups since the root last reported them.
+    lookups: Lookups,
+}
+
+/// Token-cache lookups: found in this VM, found in shared data, and neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lookups {
+    pub hits: u64,
+    pub shared_hits: u64,
+    pub misses: u64,
 }
 
 /// The token from an `Authorization: Bearer` header (RFC 6750 §2.1; scheme case-insensitive).
@@ -99,16 +126,30 @@ impl Authenticator {
                 KeySource::Remote(_) => KeyState::default(),
             })
             .collect();
-        Authenticator {
+        let mut authn = Authenticator {
+            shared: SharedTokenCache::new(settings.shared_token_cache_bytes),
             settings,
             keys,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
-            lookups: (0, 0),
-        }
+            generation: 0,
+            lookups: Lookups::default(),
+        };
+        authn.generation = authn.current_generation();
+        authn
     }
 
-    /// Token-cache hits and misses since the last call (counted per tick, not per request).
-    pub fn take_lookups(&mut self) -> (u64, u64) {
+    /// The configuration and every provider's keys as this VM has them.
+    fn current_generation(&self) -> u64 {
+        let jwks: Vec<&str> = self
+            .keys
+            .iter()
+            .map(|k| k.jwks.as_deref().unwrap_or("inline"))
+            .collect();
+        generation_of(&self.settings.fingerprint, &jwks)
+    }
+
+    /// Token-cache lookups since the last call (counted per tick, not per request).
+    pub fn take_lookups(&mut self) -> Lookups {
         std::mem::take(&mut self.lookups)
     }
 
@@ -147,6 +188,7 @@ impl Authenticator {
         state.keys = Some(Rc::new(keys));
         state.jwks = Some(jwks.clone());
         self.cache.clear();
+        self.generation = self.current_generation();
         Ok(true)
     }
 
@@ -155,14 +197,27 @@ impl Authenticator {
         self.keys.get(provider.0)?.discovery.as_ref()
     }
 
-    /// Decides on a request's `Authorization` header. `kid` says whether an unknown `kid`
-    /// may still make the request wait for a refetch, or whether it already did (then the
-    /// verdict is final).
+    /// Decides on a request's `Authorization` header, on this VM alone (tests).
     pub fn authenticate(
         &mut self,
         authorization: Option<&str>,
         now_ms: u64,
         kid_refetch: KidRefetch,
+    ) -> Verdict {
+        self.authenticate_with(authorization, now_ms, kid_refetch, &mut NothingShared)
+    }
+
+    /// Decides on a request's `Authorization` header. `kid_refetch` says whether an unknown
+    /// `kid` may still make the request wait for a refetch, or whether it already did (then
+    /// the verdict is final). Tokens are looked up in this VM's cache, then in `outside`'s
+    /// shared data; only a token found in neither, that passed every cheap check, costs a
+    /// signature check, and only when `outside` allows it (else `429`).
+    pub fn authenticate_with(
+        &mut self,
+        authorization: Option<&str>,
+        now_ms: u64,
+        kid_refetch: KidRefetch,
+        outside: &mut dyn Outside,
     ) -> Verdict {
         let now_secs = now_ms / 1000;
         let compact = match bearer_token(authorization) {
@@ -170,15 +225,37 @@ impl Authenticator {
             Err(e) => return Verdict::Deny(e),
         };
         if let Some(identity) = self.cache.get(compact, now_secs) {
-            self.lookups.0 += 1;
+            self.lookups.hits += 1;
             return Verdict::Allow(identity);
         }
-        self.lookups.1 += 1;
-        match self.verify(compact, now_ms, kid_refetch) {
+        let digest = self.shared.is_on().then(|| digest_of(compact));
+        let found = digest.and_then(|d| self.shared.get(outside, &d, self.generation, now_secs));
+        if let Some((identity, valid_until)) = found {
+            self.lookups.shared_hits += 1;
+            let identity = Rc::new(identity);
+            self.cache
+                .insert(compact, Rc::clone(&identity), Some(valid_until), now_secs);
+            return Verdict::Allow(identity);
+        }
+        self.lookups.misses += 1;
+        match self.verify(compact, now_ms, kid_refetch, &mut || outside.may_verify()) {
             Ok((identity, valid_until)) => {
+                let valid_until =
+                    valid_until.unwrap_or(now_secs.saturating_add(NO_EXPIRY_TTL_SECS));
+                if let Some(digest) = &digest {
+                    let generation = self.generation;
+                    self.shared.put(
+                        outside,
+                        digest,
+                        generation,
+                        &identity,
+                        valid_until,
+                        now_secs,
+                    );
+                }
                 let identity = Rc::new(identity);
                 self.cache
-                    .insert(compact, Rc::clone(&identity), valid_until, now_secs);
+                    .insert(compact, Rc::clone(&identity), Some(valid_until), now_secs);
                 Verdict::Allow(identity)
             }
             Err(verdict) => verdict,
@@ -190,10 +267,12 @@ impl Authenticator {
         compact: &str,
         now_ms: u64,
         kid_refetch: KidRefetch,
+        may_verify: &mut dyn FnMut() -> bool,
     ) -> Result<(Identity, Option<u64>), Verdict> {
         let token = token::parse(compact, self.settings.max_token_bytes).map_err(Verdict::Deny)?;
         let (index, provider) = self.provider_for(&token).map_err(Verdict::Deny)?;
-        let expiry = self.check_signed(&token, index, &provider.rules, now_ms, kid_refetch)?;
+        let checks = (index, &provider.rules, kid_refetch);
+        let expiry = self.check_signed(&token, checks, now_ms, may_verify)?;
         let identity = Identity::from_claims(&token.claims, &self.claim_names(provider))
             .map_err(Verdict::Deny)?;
         let valid_until = expiry.map(|exp| exp.saturating_add(provider.rules.clock_skew_secs));
@@ -205,10 +284,9 @@ impl Authenticator {
     fn check_signed(
         &self,
         token: &UnverifiedToken,
-        index: ProviderId,
-        rules: &ClaimRules,
+        (index, rules, kid_refetch): (ProviderId, &ClaimRules, KidRefetch),
         now_ms: u64,
-        kid_refetch: KidRefetch,
+        may_verify: &mut dyn FnMut() -> bool,
     ) -> Result<Option<u64>, Verdict> {
         let deny = Verdict::Deny;
         let now_secs = now_ms / 1000;
@@ -230,6 +308,9 @@ impl Authenticator {
         let Some(keys) = &state.keys else {
             return Err(deny(AuthError::KeysUnavailable));
         };
+        if !may_verify() {
+            return Err(deny(AuthError::Throttled));
+        }
         let mut candidates = keys.candidates(token.alg, token.kid.as_deref());
         let options = VerificationOptions {
             artificial_time: Some(UnixTimeStamp::from_secs(now_secs)),
@@ -354,7 +435,12 @@ impl Authenticator {
             ..provider.rules.clone()
         };
         let expiry = self
-            .check_signed(&token, index, &rules, now_ms, KidRefetch::AlreadyWaited)
+            .check_signed(
+                &token,
+                (index, &rules, KidRefetch::AlreadyWaited),
+                now_ms,
+                &mut || true,
+            )
             .map_err(|verdict| match verdict {
                 Verdict::Deny(e) => e,
                 _ => AuthError::KeysUnavailable,

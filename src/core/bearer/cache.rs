@@ -7,7 +7,7 @@ use std::rc::Rc;
 use crate::core::identity::Identity;
 
 /// How long a token without `exp` may be served from the cache.
-const NO_EXPIRY_TTL_SECS: u64 = 60;
+pub const NO_EXPIRY_TTL_SECS: u64 = 60;
 
 struct Entry {
     identity: Rc<Identity>,

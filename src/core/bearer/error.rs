@@ -53,6 +53,8 @@ pub enum AuthError {
     HeaderNotText,
     /// No signing keys could be had for the issuer in time: the IdP is down or unreachable.
     KeysUnavailable,
+    /// The client's address spent its budget of failed signature checks (`429`).
+    Throttled,
 }
 
 impl fmt::Display for AuthError {
@@ -92,6 +94,9 @@ impl fmt::Display for AuthError {
             AuthError::EmailNotVerified => f.write_str("email is not verified"),
             AuthError::HeaderNotText => f.write_str("authorization header is not text"),
             AuthError::KeysUnavailable => f.write_str("signing keys are not available"),
+            AuthError::Throttled => {
+                f.write_str("too many invalid tokens from this address; retry later")
+            }
         }
     }
 }
@@ -104,7 +109,7 @@ impl AuthError {
         match self {
             AuthError::MissingToken => None,
             AuthError::NotBearer | AuthError::HeaderNotText => Some("invalid_request"),
-            AuthError::KeysUnavailable => Some("temporarily_unavailable"),
+            AuthError::KeysUnavailable | AuthError::Throttled => Some("temporarily_unavailable"),
             AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {
                 Some("insufficient_scope")
             }
@@ -129,6 +134,10 @@ impl AuthError {
         if *self == AuthError::KeysUnavailable {
             headers.push(("retry-after".into(), "5".into()));
             return reply::with_cookies(503, headers, body, set_cookies);
+        }
+        if *self == AuthError::Throttled {
+            headers.push(("retry-after".into(), "1".into()));
+            return reply::with_cookies(429, headers, body, set_cookies);
         }
         match self {
             AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {

@@ -7,7 +7,9 @@ pub mod provider;
 pub mod reader;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
+use crate::core::bearer::budget::BudgetLimits;
 pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{host_name, read_service, EnvLookup, LoginService};
 use crate::core::config::policy::{read_api_services, ApiService};
@@ -39,7 +41,17 @@ pub struct Settings {
     pub services: Vec<ApiService>,
     /// Top-level claims identities keep, because rules or claim headers read them.
     pub kept_claims: Vec<String>,
+    /// Bytes of shared data for tokens verified by any worker (0: each VM on its own).
+    pub shared_token_cache_bytes: usize,
+    /// Failed signature checks one client address may cause (`None`: no limit).
+    pub signature_check_budget: Option<BudgetLimits>,
+    /// SHA-256 of the configuration text: entries in shared data name the configuration
+    /// they were made under.
+    pub fingerprint: [u8; 32],
 }
+
+/// Default shared verified-token cache: tens of thousands of typical tokens.
+pub const DEFAULT_SHARED_TOKEN_CACHE_BYTES: u64 = 16 << 20;
 
 impl Settings {
     /// How often provider `index`'s keys may be refetched on demand (0 for inline keys).
@@ -60,7 +72,8 @@ impl Settings {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| vec![format!("configuration is not valid JSON: {e}")])?;
         let mut problems = Problems::default();
-        let settings = read_settings(&value, env, &mut problems);
+        let mut settings = read_settings(&value, env, &mut problems);
+        settings.fingerprint = Sha256::digest(text.as_bytes()).into();
         if problems.0.is_empty() {
             Ok(settings)
         } else {
@@ -118,8 +131,22 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     for service in &mut login {
         service.kept_groups = rule_groups.clone();
     }
+    let shared_token_cache_bytes = match top.value("shared_token_cache_bytes") {
+        None => DEFAULT_SHARED_TOKEN_CACHE_BYTES,
+        Some(v) => v.as_u64().unwrap_or_else(|| {
+            problems.add(
+                &top.field_path("shared_token_cache_bytes"),
+                "must be a whole number of bytes (0 turns the shared cache off)",
+            );
+            0
+        }),
+    };
+    let signature_check_budget = read_budget(&mut top, problems);
     top.finish(problems);
     Settings {
+        shared_token_cache_bytes: usize::try_from(shared_token_cache_bytes).unwrap_or(usize::MAX),
+        signature_check_budget,
+        fingerprint: [0; 32],
         providers,
         max_token_bytes,
         keys_wait_timeout_ms,
@@ -130,6 +157,19 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         services,
         kept_claims,
     }
+}
+
+/// `signature_check_budget: {"per_second": n, "burst": m}`.
+fn read_budget(top: &mut ObjectReader, problems: &mut Problems) -> Option<BudgetLimits> {
+    let path = top.field_path("signature_check_budget");
+    let value = top.value("signature_check_budget")?;
+    let mut budget = ObjectReader::new(&path, value, problems);
+    let limits = BudgetLimits {
+        per_second: budget.positive_integer("per_second", 10, problems),
+        burst: budget.positive_integer("burst", 50, problems),
+    };
+    budget.finish(problems);
+    Some(limits)
 }
 
 /// A host served twice would have two policies, and which one applies would be luck.

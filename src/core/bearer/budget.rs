@@ -1,0 +1,168 @@
+//! How many failed signature checks one client address may cause. A token nobody has seen
+//! is the only thing that makes us spend real CPU (an RSA or ECDSA check) before knowing
+//! who is asking; once an address has spent its budget on tokens that failed, further
+//! unknown tokens from it get `429` without a check until the budget refills. Valid tokens
+//! never spend it, and tokens already verified (cached) are never refused by it.
+
+use std::collections::HashMap;
+
+/// Distinct addresses tracked per VM; beyond that the tracked ones are forgotten.
+const MAX_SOURCES: usize = 4096;
+const MILLI: u64 = 1000;
+
+/// `per_second` failed checks refill per second, up to `burst`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetLimits {
+    pub per_second: u64,
+    pub burst: u64,
+}
+
+struct Account {
+    /// Thousandths of a check, so refills need no floating point.
+    milli_left: u64,
+    at_ms: u64,
+}
+
+pub struct SourceBudget {
+    limits: BudgetLimits,
+    accounts: HashMap<String, Account>,
+}
+
+/// The address without its port: `10.0.0.1:5000` and `[::1]:5000` name one client.
+pub fn address_of(source: &str) -> &str {
+    if let Some(rest) = source.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(ip, _)| ip);
+    }
+    match source.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => source,
+    }
+}
+
+impl SourceBudget {
+    pub fn new(limits: BudgetLimits) -> Self {
+        SourceBudget {
+            limits,
+            accounts: HashMap::new(),
+        }
+    }
+
+    fn full(&self) -> u64 {
+        self.limits.burst.saturating_mul(MILLI)
+    }
+
+    fn refilled(&self, account: &Account, now_ms: u64) -> u64 {
+        let elapsed = now_ms.saturating_sub(account.at_ms);
+        account
+            .milli_left
+            .saturating_add(elapsed.saturating_mul(self.limits.per_second))
+            .min(self.full())
+    }
+
+    /// Whether `source` may have one more unknown token checked now.
+    pub fn allows(&self, source: &str, now_ms: u64) -> bool {
+        match self.accounts.get(address_of(source)) {
+            Some(account) => self.refilled(account, now_ms) >= MILLI,
+            None => self.limits.burst > 0,
+        }
+    }
+
+    /// A check for `source` failed: it spends one.
+    pub fn spend(&mut self, source: &str, now_ms: u64) {
+        let address = address_of(source);
+        if !self.accounts.contains_key(address) && self.accounts.len() >= MAX_SOURCES {
+            let full = self.full();
+            let limits = self.limits;
+            self.accounts.retain(|_, a| {
+                let elapsed = now_ms.saturating_sub(a.at_ms);
+                a.milli_left
+                    .saturating_add(elapsed.saturating_mul(limits.per_second))
+                    < full
+            });
+            if self.accounts.len() >= MAX_SOURCES {
+                self.accounts.clear();
+            }
+        }
+        let left = match self.accounts.get(address) {
+            Some(account) => self.refilled(account, now_ms),
+            None => self.full(),
+        };
+        self.accounts.insert(
+            address.to_string(),
+            Account {
+                milli_left: left.saturating_sub(MILLI),
+                at_ms: now_ms,
+            },
+        );
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.accounts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: BudgetLimits = BudgetLimits {
+        per_second: 2,
+        burst: 5,
+    };
+
+    #[test]
+    fn an_address_may_fail_a_burst_then_waits_for_the_refill() {
+        let mut budget = SourceBudget::new(LIMITS);
+        for _ in 0..5 {
+            assert!(budget.allows("10.0.0.1:4000", 0));
+            budget.spend("10.0.0.1:4000", 0);
+        }
+        assert!(
+            !budget.allows("10.0.0.1:4001", 0),
+            "another port, same client"
+        );
+        assert!(
+            budget.allows("10.0.0.2:4000", 0),
+            "other clients are not affected"
+        );
+        assert!(!budget.allows("10.0.0.1:4000", 499));
+        assert!(
+            budget.allows("10.0.0.1:4000", 500),
+            "2 per second: one after 500 ms"
+        );
+        budget.spend("10.0.0.1:4000", 500);
+        assert!(!budget.allows("10.0.0.1:4000", 500));
+        assert!(budget.allows("10.0.0.1:4000", 60_000));
+    }
+
+    #[test]
+    fn the_refill_never_exceeds_the_burst() {
+        let mut budget = SourceBudget::new(LIMITS);
+        budget.spend("10.0.0.1:1", 0);
+        for _ in 0..5 {
+            budget.spend("10.0.0.1:1", 1_000_000);
+        }
+        assert!(!budget.allows("10.0.0.1:1", 1_000_000));
+    }
+
+    #[test]
+    fn addresses_are_read_without_their_port() {
+        assert_eq!(address_of("10.0.0.1:5000"), "10.0.0.1");
+        assert_eq!(address_of("[2001:db8::1]:5000"), "2001:db8::1");
+        assert_eq!(address_of("2001:db8::1"), "2001:db8::1");
+        assert_eq!(address_of("10.0.0.1"), "10.0.0.1");
+        assert_eq!(address_of(""), "");
+    }
+
+    #[test]
+    fn many_addresses_stay_bounded() {
+        let mut budget = SourceBudget::new(LIMITS);
+        for i in 0..20_000u32 {
+            budget.spend(
+                &format!("10.{}.{}.{}:1", i >> 16, (i >> 8) & 255, i & 255),
+                0,
+            );
+            assert!(budget.tracked() <= MAX_SOURCES);
+        }
+    }
+}
