@@ -4,7 +4,7 @@
 #   setup    install what the tests and testbed need on a fresh machine
 #   test     setup + build + every test tier
 #   testbed  setup + build + run the local testbed (Envoy, filter, IdP, demo upstream)
-#   bench    setup + build + benchmark against Envoy without the filter and its native jwt_authn
+#   bench    setup + build + benchmark against no filter, a do-nothing Wasm filter, jwt_authn, ext_authz
 #   soak     setup + build + 5 minutes of mixed (valid, expired, forged, hostile) load
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -99,6 +99,8 @@ case "$cmd" in
     ;;
   bench)
     setup; build
+    log "building the benchmark's floor (bench/floor: a do-nothing Rust Wasm filter)"
+    cargo build --release --target wasm32-wasip1 --manifest-path bench/floor/Cargo.toml
     export WASM_IAP_ENVOY="$(envoy_binary)"
     cargo bench --bench envoy
     ;;

@@ -1,32 +1,40 @@
-//! Throughput and latency of bearer-token checks in real Envoy, in one run:
-//! no filter, Envoy's native jwt_authn (without and with its JWT cache), and wasm-iap with
-//! the same token on every request, with distinct valid tokens in rotation (each one needs a
-//! signature check until it is cached), with tokens whose signature is corrupted (every
-//! request needs a check, and gets 401), and with a browser session cookie (one cookie, and
-//! one chunked in three). Same RS256 key everywhere; routes answer with a
-//! direct response so that only the filters differ. Writes bench/results.json and prints
-//! ratios to `no_filter`.
+//! Throughput, latency and memory of request checks in real Envoy, every path in one run:
+//! no filter; a do-nothing Rust Wasm filter (the floor, `bench/floor`); Envoy's native
+//! jwt_authn without and with its JWT cache; Envoy's ext_authz to a do-nothing authorization
+//! server (a second Envoy: the cost of the extra hop); and wasm-iap with the same token on
+//! every request, with distinct valid tokens in rotation (each needs a signature check until
+//! cached), with forged RS256, ES256 and EdDSA tokens (every request needs a check, and gets
+//! 401), and with a browser session cookie (one cookie, and one chunked in three). Routes
+//! answer with a direct response so that only the filters differ. Also measures the time to
+//! the first request of a fresh Envoy whose keys come by OIDC discovery.
 //!
-//!   ./build.sh bench      (BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS to change the load;
-//!                          BENCH_TOKENS (20000) distinct tokens for the rotating scenarios;
-//!                          BENCH_SCENARIOS=no_filter,wasm_iap_bearer to run only some)
+//! Writes bench/results.json, bench/results.md (a table for the README) and bench/results.svg
+//! (a chart of the ratios to no filter), and prints the table.
+//!
+//!   ./build.sh bench      (BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16) change
+//!                          the load; BENCH_TOKENS (20000) distinct tokens per rotating
+//!                          scenario; BENCH_FIRST_RUNS (5) fresh Envoys for the first request;
+//!                          BENCH_SCENARIOS=no_filter,wasm_floor,first_request to run only some)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+#[path = "envoy_bench/first_request.rs"]
+mod first_request;
+#[path = "envoy_bench/load.rs"]
+mod load;
+#[path = "envoy_bench/report.rs"]
+mod report;
+#[path = "envoy_bench/scenarios.rs"]
+mod scenarios;
+
 use std::process::Command;
 
-use serde_json::{json, Value};
-use support::envoy::TempDir;
-use support::envoy::{bootstrap, repo_root, wasm_filter, Envoy, Started};
-use support::mint::{claims_with, shared_keys, tamper_signature};
-use wasm_iap::core::config::Settings;
-use wasm_iap::core::login::session::{self, Session};
-
-const ISSUER: &str = "https://dex.example.com";
-const AUDIENCE: &str = "prometheus";
+use load::{wrk, Measured};
+use report::{median_of_sorted, FirstRequests, Memory, Report, Row, Spread};
+use scenarios::{direct_response_bootstrap, floor_wasm, Material, ALL};
+use support::envoy::{envoy_binary, repo_root, wasm_path, Envoy, Started};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -35,280 +43,117 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The testbed bootstrap with its route answering directly instead of proxying.
-fn direct_response_bootstrap(filters: Vec<Value>) -> Value {
-    let mut config = bootstrap(filters, 1, 1);
-    let route = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0];
-    route.as_object_mut().unwrap().remove("route");
-    route["direct_response"] = json!({ "status": 200, "body": { "inline_string": "ok" } });
-    config
-}
-
-fn jwt_authn(jwks: &Value, cached: bool) -> Value {
-    let mut provider = json!({
-        "issuer": ISSUER,
-        "audiences": [AUDIENCE],
-        "forward": true,
-        "local_jwks": { "inline_string": jwks.to_string() },
-    });
-    if cached {
-        provider["jwt_cache_config"] = json!({ "jwt_cache_size": 1000 });
+fn start(name: &str, config: &serde_json::Value) -> Envoy {
+    match Envoy::try_start(config, 1) {
+        Started::Running(envoy) => envoy,
+        Started::Exited(log) => panic!("{name}: Envoy did not start:\n{log}"),
     }
-    json!({
-        "name": "envoy.filters.http.jwt_authn",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-            "providers": { "dex": provider },
-            "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "dex" } }]
-        }
-    })
 }
 
-struct Measured {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+/// Sends one request with a header line (`Name: value`) and returns its status.
+fn status_with(url: &str, header: &str) -> u16 {
+    let (name, value) = header.split_once(": ").expect("a header line");
+    support::http::get(url, &[(name, value)]).status
 }
 
-fn millis(text: &str) -> Option<f64> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    Some(match unit {
-        "us" => value / 1000.0,
-        "ms" => value,
-        "s" => value * 1000.0,
-        _ => return None,
-    })
-}
-
-fn parse_wrk(output: &str) -> Option<Measured> {
-    let field = |prefix: &str| {
-        output
+/// A process's resident memory and its peak, from /proc/<pid>/status.
+fn memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mib = |field: &str| {
+        status
             .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .map(str::to_string)
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
     };
-    Some(Measured {
-        rps: field("Requests/sec:")?.parse().ok()?,
-        p50_ms: millis(&field("50%")?)?,
-        p99_ms: millis(&field("99%")?)?,
-    })
-}
-
-/// What the requests of a scenario carry.
-#[derive(Clone)]
-enum Load {
-    /// One header line (`Name: value`) on every request: a token, or a session cookie.
-    Same(String),
-    /// Tokens from a file in rotation (a wrk Lua script); `refused`: every one gets 401.
-    Rotating { script: PathBuf, refused: bool },
-}
-
-/// A wrk script sending the tokens of `tokens` (one per line) in rotation.
-fn rotation_script(dir: &Path, name: &str, tokens: &[String]) -> PathBuf {
-    let list = dir.join(format!("{name}.tokens"));
-    std::fs::write(&list, tokens.join("\n")).expect("write tokens");
-    let script = dir.join(format!("{name}.lua"));
-    let lua = format!(
-        "local tokens = {{}}\n\
-         for line in io.lines(\"{}\") do tokens[#tokens + 1] = \"Bearer \" .. line end\n\
-         local i = 0\n\
-         request = function()\n\
-         \x20 i = i % #tokens + 1\n\
-         \x20 return wrk.format(nil, nil, {{ [\"Authorization\"] = tokens[i] }})\n\
-         end\n",
-        list.display()
-    );
-    std::fs::write(&script, lua).expect("write script");
-    script
-}
-
-fn wrk(url: &str, load: &Load, seconds: u64, connections: u64) -> Measured {
-    let mut command = Command::new("wrk");
-    command.args([
-        "-t1",
-        &format!("-c{connections}"),
-        &format!("-d{seconds}s"),
-        "--latency",
-    ]);
-    match load {
-        Load::Same(header) => command.args(["-H", header]),
-        Load::Rotating { script, .. } => command.arg("-s").arg(script),
-    };
-    let output = command
-        .arg(url)
-        .output()
-        .expect("wrk is installed (./build.sh bench installs it)");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let measured = parse_wrk(&text).unwrap_or_else(|| panic!("cannot read wrk output:\n{text}"));
-    let refused = matches!(load, Load::Rotating { refused: true, .. });
-    assert!(
-        refused || !text.contains("Non-2xx"),
-        "requests failed during the run:\n{text}"
-    );
-    measured
-}
-
-/// A login service on every host, with Dex's keys inline and its endpoints given (no
-/// fetch), for the session-cookie scenarios.
-fn session_config(jwks: &Value) -> Value {
-    json!({
-        "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks }],
-        "login": [{
-            "hosts": ["*"], "issuer": ISSUER, "client_id": "prometheus", "client_secret": "s",
-            "cookie_secrets": ["bench-cookie-secret-0123456789abcdef"], "cookie_secure": false,
-            "cluster": "idp", "authorization_endpoint": format!("{ISSUER}/auth"),
-            "token_endpoint": format!("{ISSUER}/token"),
-        }],
-    })
-}
-
-/// A `Cookie` header holding a session of `config`'s login service in `chunks` cookies
-/// (groups are added until it takes that many), valid for an hour, no refresh.
-fn session_cookie(config: &Value, chunks: usize) -> String {
-    let settings = Settings::parse(&config.to_string()).expect("bench config");
-    let service = &settings.login[0];
-    let now = support::mint::now_secs();
-    for groups in (0..2_000).step_by(10) {
-        let session = Session {
-            sid: "bench-session".into(),
-            user: "alice".into(),
-            email: Some("alice@example.com".into()),
-            groups: (0..groups).map(|i| format!("myorg:team-{i:04}")).collect(),
-            expires_at: now + 3600,
-            refresh_at: now + 3600,
-            ..Session::default()
-        };
-        let cookies = session::write(
-            &session,
-            &[],
-            &service.cookie_name,
-            &service.cookie,
-            &service.sealer,
-            now,
-            &mut support::random::Counter(1),
-        )
-        .expect("the session fits");
-        if cookies.len() == chunks {
-            return cookies
-                .iter()
-                .map(|c| support::sent_back(c))
-                .collect::<Vec<_>>()
-                .join("; ");
-        }
+    Memory {
+        rss_mib: mib("VmRSS:"),
+        hwm_mib: mib("VmHWM:"),
     }
-    panic!("no session takes {chunks} cookies");
+}
+
+fn envoy_version() -> String {
+    let output = Command::new(envoy_binary())
+        .arg("--version")
+        .output()
+        .expect("envoy --version");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split("version:")
+        .nth(1)
+        .and_then(|v| v.trim().split('/').nth(1))
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn file_size(path: &std::path::Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
 }
 
 fn main() {
     let seconds = env_number("BENCH_SECONDS", 5);
     let rounds = env_number("BENCH_ROUNDS", 3).max(1);
     let connections = env_number("BENCH_CONNECTIONS", 16);
-    let signer = shared_keys().signer("RS256");
-    let jwks = shared_keys().jwks_of(&["RS256"]);
-    let token = signer.sign(&claims_with(
-        ISSUER,
-        AUDIENCE,
-        json!({ "exp": support::mint::now_secs() + 3600 }),
-    ));
-    let wasm_config =
-        json!({ "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks }] });
+    let tokens = env_number("BENCH_TOKENS", 20_000);
     let only = std::env::var("BENCH_SCENARIOS").ok();
     let chosen = |name: &str| {
         only.as_deref()
-            .is_none_or(|list| list.split(',').any(|s| s == name))
+            .is_none_or(|list| list.split(',').any(|s| s.trim() == name))
     };
-    let same = Load::Same(format!("Authorization: Bearer {token}"));
-    let dir = TempDir::new("bench-tokens");
-    let rotating = ["wasm_iap_distinct_tokens", "wasm_iap_forged_tokens"];
-    let (distinct, forged) = if rotating.iter().any(|n| chosen(n)) {
-        let count = env_number("BENCH_TOKENS", 20_000);
-        eprintln!("signing {count} distinct tokens ...");
-        let exp = support::mint::now_secs() + 3600;
-        let tokens: Vec<String> = (0..count)
-            .map(|i| {
-                signer.sign(&claims_with(
-                    ISSUER,
-                    AUDIENCE,
-                    json!({ "exp": exp, "jti": format!("bench-{i}") }),
-                ))
-            })
-            .collect();
-        let forged: Vec<String> = tokens.iter().map(|t| tamper_signature(t)).collect();
-        (
-            Load::Rotating {
-                script: rotation_script(&dir.0, "distinct", &tokens),
-                refused: false,
-            },
-            Load::Rotating {
-                script: rotation_script(&dir.0, "forged", &forged),
-                refused: true,
-            },
-        )
-    } else {
-        (same.clone(), same.clone())
-    };
-    let wasm = || vec![wasm_filter(&wasm_config)];
-    let login_config = session_config(&jwks);
-    let session =
-        |groups: usize| Load::Same(format!("Cookie: {}", session_cookie(&login_config, groups)));
-    let scenarios: Vec<(&str, Vec<Value>, Load)> = vec![
-        ("no_filter", vec![], same.clone()),
-        (
-            "jwt_authn_native",
-            vec![jwt_authn(&jwks, false)],
-            same.clone(),
-        ),
-        (
-            "jwt_authn_native_cached",
-            vec![jwt_authn(&jwks, true)],
-            same.clone(),
-        ),
-        ("wasm_iap_bearer", wasm(), same.clone()),
-        ("wasm_iap_distinct_tokens", wasm(), distinct),
-        ("wasm_iap_forged_tokens", wasm(), forged),
-        (
-            "wasm_iap_session_cookie",
-            vec![wasm_filter(&login_config)],
-            session(1),
-        ),
-        (
-            "wasm_iap_session_3_chunks",
-            vec![wasm_filter(&login_config)],
-            session(3),
-        ),
-    ];
+
+    let known = |name: &str| name == "first_request" || ALL.iter().any(|(n, _)| *n == name);
+    for name in only.iter().flat_map(|list| list.split(',')) {
+        assert!(
+            known(name.trim()),
+            "BENCH_SCENARIOS: no scenario {name:?}; there are first_request, {}",
+            ALL.map(|(n, _)| n).join(", ")
+        );
+    }
+
+    let first_request = chosen("first_request").then(|| {
+        let samples = first_request::measure(env_number("BENCH_FIRST_RUNS", 5).max(1));
+        let listener: Vec<f64> = samples.iter().map(|s| s.from_listener_ms).collect();
+        let spawn: Vec<f64> = samples.iter().map(|s| s.from_spawn_ms).collect();
+        FirstRequests {
+            runs: samples.len(),
+            from_listener_ms: Spread::of(&listener),
+            from_spawn_ms: Spread::of(&spawn),
+            samples: listener.into_iter().zip(spawn).collect(),
+        }
+    });
+
+    // ext_authz asks a second Envoy, answering 200 directly: fast and native, so that its row
+    // shows the cost of the extra hop rather than of a slow server.
+    let authz_server = chosen("ext_authz_http")
+        .then(|| start("authorization server", &direct_response_bootstrap(vec![])));
+    let mut material = Material::new(tokens);
+    let mut running = Vec::new();
+    for (name, _) in ALL.iter().filter(|(name, _)| chosen(name)) {
+        let scenario = material.scenario(name, authz_server.as_ref().map(|e| e.port));
+        let envoy = start(name, &scenario.config);
+        let url = envoy.url("/api/v1/query");
+        let status = status_with(&url, &scenario.pass);
+        assert_eq!(
+            status, 200,
+            "{name}: the credential must pass before measuring"
+        );
+        if *name == "ext_authz_http" {
+            let asked = envoy.prometheus_metric("envoy_http_ext_authz_ok");
+            assert!(
+                asked.unwrap_or(0) > 0,
+                "{name}: the authorization server must have been asked"
+            );
+        }
+        if let Some(refuse) = &scenario.refuse {
+            let status = status_with(&url, refuse);
+            assert_eq!(status, 401, "{name}: a bad credential must be refused");
+        }
+        wrk(&url, &scenario.load, 2, connections); // warm-up
+        running.push((scenario.name, envoy, url, scenario.load, Vec::new()));
+    }
+
     // All Envoys run at once, one worker each, and rounds interleave the scenarios, so that
     // the machine's drift hits every scenario alike; each figure is the median over rounds.
-    let mut running = Vec::new();
-    for (name, filters, load) in scenarios.into_iter().filter(|(name, _, _)| chosen(name)) {
-        let envoy = match Envoy::try_start(&direct_response_bootstrap(filters), 1) {
-            Started::Running(envoy) => envoy,
-            Started::Exited(log) => panic!("{name}: Envoy did not start:\n{log}"),
-        };
-        let url = envoy.url("/api/v1/query");
-        let check = match &load {
-            Load::Same(header) if header.starts_with("Cookie: ") => {
-                support::http::get(&url, &[("cookie", &header["Cookie: ".len()..])])
-            }
-            _ => support::http::bearer(&url, &token),
-        };
-        assert_eq!(
-            check.status, 200,
-            "{name}: the credential must pass before measuring: {check:?}"
-        );
-        let refused = support::http::bearer(&url, "not-a-token");
-        assert!(
-            name == "no_filter" || refused.status == 401,
-            "{name}: a bad token must be refused"
-        );
-        wrk(&url, &load, 2, connections); // warm-up
-        running.push((name, envoy, url, load, Vec::new()));
-    }
     for round in 1..=rounds {
         for (name, _envoy, url, load, samples) in running.iter_mut() {
             let m = wrk(url, load, seconds, connections);
@@ -319,46 +164,63 @@ fn main() {
             samples.push(m);
         }
     }
-    let results: Vec<(&str, Measured)> = running
-        .into_iter()
-        .map(|(name, _envoy, _url, _load, samples)| {
+
+    let mut rows: Vec<Row> = running
+        .iter()
+        .map(|(name, envoy, _url, _load, samples)| {
             let median = |f: fn(&Measured) -> f64| {
                 let mut values: Vec<f64> = samples.iter().map(f).collect();
                 values.sort_by(|a, b| a.total_cmp(b));
-                values[values.len() / 2]
+                median_of_sorted(&values)
             };
-            (
+            let memory = memory(envoy.pid());
+            Row {
                 name,
-                Measured {
-                    rps: median(|m| m.rps),
-                    p50_ms: median(|m| m.p50_ms),
-                    p99_ms: median(|m| m.p99_ms),
-                },
-            )
+                rps: median(|m| m.rps),
+                p50_ms: median(|m| m.p50_ms),
+                p99_ms: median(|m| m.p99_ms),
+                ratio_to_no_filter: None,
+                ratio_to_floor: None,
+                rss_mib: memory.rss_mib,
+                hwm_mib: memory.hwm_mib,
+            }
         })
         .collect();
-    let baseline = results[0].1.rps;
-    println!(
-        "\n{:<26} {:>10} {:>9} {:>9} {:>10}",
-        "scenario", "req/s", "p50 ms", "p99 ms", "vs no_filter"
-    );
-    for (name, m) in &results {
-        println!(
-            "{name:<26} {:>10.0} {:>9.3} {:>9.3} {:>10.2}",
-            m.rps,
-            m.p50_ms,
-            m.p99_ms,
-            m.rps / baseline
-        );
+    let authz_memory = authz_server.as_ref().map(|e| memory(e.pid()));
+    drop(running);
+    drop(authz_server);
+    let rps_of = |name: &str, rows: &[Row]| rows.iter().find(|r| r.name == name).map(|r| r.rps);
+    let (no_filter, floor) = (rps_of("no_filter", &rows), rps_of("wasm_floor", &rows));
+    for row in &mut rows {
+        row.ratio_to_no_filter = no_filter.map(|base| row.rps / base);
+        row.ratio_to_floor = floor.map(|base| row.rps / base);
     }
-    let json: Vec<Value> = results
-        .iter()
-        .map(|(name, m)| json!({ "scenario": name, "rps": m.rps, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms }))
-        .collect();
-    let path = repo_root().join("bench/results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("write results");
+
+    let report = Report {
+        rows,
+        first_request,
+        authz_server: authz_memory,
+        rounds,
+        seconds,
+        connections,
+        tokens,
+        envoy_version: envoy_version(),
+        wasm_iap_bytes: file_size(&wasm_path()).unwrap_or(0),
+        floor_bytes: file_size(&floor_wasm()),
+        date: report::utc_date(),
+    };
+    let markdown = report.markdown();
+    println!("\n{markdown}");
+    let bench = repo_root().join("bench");
+    let json = serde_json::to_string_pretty(&report.json()).unwrap();
+    std::fs::write(bench.join("results.json"), json + "\n").expect("write results.json");
+    std::fs::write(bench.join("results.md"), &markdown).expect("write results.md");
+    match report.svg() {
+        Some(svg) => std::fs::write(bench.join("results.svg"), svg).expect("write results.svg"),
+        None => eprintln!("no chart: the no_filter scenario did not run"),
+    }
     println!(
-        "\nmedians of {rounds} interleaved rounds of {seconds} s, {connections} connections; written to {}",
-        path.display()
+        "written to {} (results.json, results.md, results.svg)",
+        bench.display()
     );
 }

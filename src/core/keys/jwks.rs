@@ -1,16 +1,20 @@
 //! A JSON Web Key Set turned into verifying keys, looked up by `kid` and algorithm.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::core::keys::algorithm::Algorithm;
 use crate::core::keys::error::KeysError;
+use crate::core::keys::rsa_verify::{HashAlg, RsaPublicKey};
 
-/// One public key, ready to verify tokens of exactly one algorithm.
+/// One public key, ready to verify tokens of exactly one algorithm. RSA PKCS#1 v1.5 keys
+/// are checked by `rsa_verify` (jwt-simple validates them on import).
 pub enum VerifyingKey {
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
+    RS256(RsaPublicKey),
+    RS384(RsaPublicKey),
+    RS512(RsaPublicKey),
     PS256(PS256PublicKey),
     PS384(PS384PublicKey),
     PS512(PS512PublicKey),
@@ -22,11 +26,20 @@ pub enum VerifyingKey {
 impl VerifyingKey {
     /// Imports a JWK for one algorithm; jwt-simple rejects a key whose `kty`, `crv`,
     /// `alg` or `use` do not allow it.
-    fn import(alg: Algorithm, jwk: &str) -> Option<VerifyingKey> {
+    fn import(alg: Algorithm, jwk: &str, value: &Value) -> Option<VerifyingKey> {
         let key = match alg {
-            Algorithm::RS256 => VerifyingKey::RS256(RS256PublicKey::from_jwk(jwk).ok()?),
-            Algorithm::RS384 => VerifyingKey::RS384(RS384PublicKey::from_jwk(jwk).ok()?),
-            Algorithm::RS512 => VerifyingKey::RS512(RS512PublicKey::from_jwk(jwk).ok()?),
+            Algorithm::RS256 => {
+                RS256PublicKey::from_jwk(jwk).ok()?;
+                VerifyingKey::RS256(rsa_key(value)?)
+            }
+            Algorithm::RS384 => {
+                RS384PublicKey::from_jwk(jwk).ok()?;
+                VerifyingKey::RS384(rsa_key(value)?)
+            }
+            Algorithm::RS512 => {
+                RS512PublicKey::from_jwk(jwk).ok()?;
+                VerifyingKey::RS512(rsa_key(value)?)
+            }
             Algorithm::PS256 => VerifyingKey::PS256(PS256PublicKey::from_jwk(jwk).ok()?),
             Algorithm::PS384 => VerifyingKey::PS384(PS384PublicKey::from_jwk(jwk).ok()?),
             Algorithm::PS512 => VerifyingKey::PS512(PS512PublicKey::from_jwk(jwk).ok()?),
@@ -42,9 +55,9 @@ impl VerifyingKey {
     pub fn verify_signature(&self, token: &str, options: VerificationOptions) -> bool {
         let options = Some(options);
         match self {
-            VerifyingKey::RS256(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
-            VerifyingKey::RS384(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
-            VerifyingKey::RS512(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
+            VerifyingKey::RS256(k) => pkcs1v15(k, HashAlg::Sha256, token),
+            VerifyingKey::RS384(k) => pkcs1v15(k, HashAlg::Sha384, token),
+            VerifyingKey::RS512(k) => pkcs1v15(k, HashAlg::Sha512, token),
             VerifyingKey::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
             VerifyingKey::PS384(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
             VerifyingKey::PS512(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
@@ -52,6 +65,23 @@ impl VerifyingKey {
             VerifyingKey::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
             VerifyingKey::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
         }
+    }
+}
+
+/// A JWK's `n` and `e` as a key for `rsa_verify`.
+fn rsa_key(jwk: &Value) -> Option<RsaPublicKey> {
+    let part = |name: &str| URL_SAFE_NO_PAD.decode(jwk.get(name)?.as_str()?).ok();
+    RsaPublicKey::from_be_bytes(&part("n")?, &part("e")?)
+}
+
+/// A compact JWS's RSASSA-PKCS1-v1_5 signature over its first two parts.
+fn pkcs1v15(key: &RsaPublicKey, hash: HashAlg, token: &str) -> bool {
+    let Some((signed, signature)) = token.rsplit_once('.') else {
+        return false;
+    };
+    match URL_SAFE_NO_PAD.decode(signature) {
+        Ok(signature) => key.verify_pkcs1v15(hash, signed.as_bytes(), &signature),
+        Err(_) => false,
     }
 }
 
@@ -100,7 +130,7 @@ impl KeySet {
                 if !alg.fits_key(kty, crv) || declared.is_some_and(|d| d != alg.name()) {
                     continue;
                 }
-                if let Some(key) = VerifyingKey::import(alg, &text) {
+                if let Some(key) = VerifyingKey::import(alg, &text, jwk) {
                     entries.push(Entry {
                         kid: kid.clone(),
                         alg,

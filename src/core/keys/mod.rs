@@ -6,3 +6,4 @@ pub mod fetch;
 pub mod fetcher;
 pub mod jwks;
 pub mod record;
+pub mod rsa_verify;
