@@ -16,11 +16,16 @@ use crate::core::keys::fetch::CalloutResponse;
 use crate::core::keys::fetcher::KeyFetcher;
 
 const TICK: Duration = Duration::from_millis(100);
+/// Ticks come quickly just after start, so the first keys are fetched, and seen by every
+/// worker, within milliseconds of Envoy taking traffic; then at the steady pace.
+const STARTUP_TICK: Duration = Duration::from_millis(5);
+const STARTUP_TICKS: u32 = 400;
 
 pub struct Root {
     context_id: u32,
     gateway: SharedGateway,
     fetcher: Option<KeyFetcher>,
+    startup_ticks_left: u32,
 }
 
 impl Root {
@@ -29,6 +34,7 @@ impl Root {
             context_id,
             gateway: SharedGateway::default(),
             fetcher: None,
+            startup_ticks_left: 0,
         }
     }
 
@@ -119,11 +125,18 @@ impl RootContext for Root {
             *slot = Some(gateway);
         }
         self.fetcher = Some(KeyFetcher::new(settings));
-        host::set_tick_period(TICK);
+        self.startup_ticks_left = STARTUP_TICKS;
+        host::set_tick_period(STARTUP_TICK);
         true
     }
 
     fn on_tick(&mut self) {
+        if self.startup_ticks_left > 0 {
+            self.startup_ticks_left -= 1;
+            if self.startup_ticks_left == 0 {
+                host::set_tick_period(TICK);
+            }
+        }
         self.with_core(|fetcher, gateway| {
             let mut decided = fetcher.tick(&mut ProxyHost, gateway);
             gateway.tick(&mut ProxyHost);
