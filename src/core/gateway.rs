@@ -25,6 +25,7 @@ use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
 use crate::core::config::{ProviderId, ServiceId, Settings};
 use crate::core::cookies;
+use crate::core::forward_auth::{self, Answer, HandedOn, OwnEndpoint};
 use crate::core::host::{Callout, Host, Metric};
 use crate::core::identity::{self, Identity};
 use crate::core::keys::fetch::request_line;
@@ -36,7 +37,9 @@ use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::Session;
+use crate::core::policy::denial;
 use crate::core::policy::gate::{Gate, Target};
+use crate::core::policy::route::Unauthenticated;
 use crate::core::reply::{header_value_safe, Reply, Severity};
 use crate::core::request_headers::RequestHeaders;
 use crate::core::secret::Secret;
@@ -248,6 +251,8 @@ impl Outside for Surroundings<'_> {
 fn counted(host: &mut dyn Host, allowed: &mut u64, decision: Decision) -> Decision {
     match &decision {
         Decision::Forward(_) => *allowed += 1,
+        // Forward-auth grants, user info and probes.
+        Decision::Respond(reply) if reply.status < 300 => *allowed += 1,
         Decision::Respond(reply) => {
             let metric = Metric::of_reply(reply);
             if metric != Metric::Redirected {
@@ -381,13 +386,49 @@ impl Gateway {
         may_wait: bool,
     ) -> Decision {
         let authority = headers.lossy(":authority").unwrap_or_default();
-        let path = headers.lossy(":path").unwrap_or_default();
-        let gate = match Gate::find(&self.settings, &target(headers, &authority, &path)) {
+        let mut path = headers.lossy(":path").unwrap_or_default();
+        let own = forward_auth::own_endpoint(&self.settings.endpoints, &path);
+        let mut answer = Answer::Upstream;
+        let mut public_passes = true;
+        match own {
+            Some(OwnEndpoint::Ping) => return Decision::Respond(forward_auth::ping()),
+            Some(OwnEndpoint::Ready) => {
+                return Decision::Respond(forward_auth::ready(self.authn.all_keys_loaded()))
+            }
+            Some(OwnEndpoint::Answer {
+                answer: asked,
+                rules_path,
+                public_passes: passes,
+            }) => {
+                answer = asked;
+                public_passes = passes;
+                path = rules_path.into();
+            }
+            None => {}
+        }
+        let mut target = target(headers, &authority, &path);
+        // A check is answered to NGINX or Envoy, never sent to log in.
+        target.browser &= !answer.is_here();
+        let mut gate = match Gate::find(&self.settings, &target) {
             Ok(gate) => gate,
             Err(reply) => return Decision::Respond(reply),
         };
+        gate.answer = answer;
+        gate.public &= public_passes;
         let login = gate.login();
         if gate.public {
+            if gate.answer.is_here() {
+                let nobody = HandedOn {
+                    access_token: None,
+                    authorization: None,
+                };
+                return Decision::Respond(forward_auth::granted(
+                    &gate.answer,
+                    None,
+                    &nobody,
+                    Vec::new(),
+                ));
+            }
             return Decision::Forward(self.public_forward(login, headers));
         }
         let decision = match login {
@@ -483,7 +524,29 @@ impl Gateway {
         identity: &Identity,
         forward: Forward,
     ) -> Decision {
-        match gate.check(&self.settings, identity) {
+        let checked = gate
+            .check(&self.settings, identity)
+            .and_then(|()| self.narrowed(gate, identity));
+        match checked {
+            Ok(()) if gate.answer.is_here() => {
+                let value = |name: &str| {
+                    forward
+                        .set_headers
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.as_str())
+                };
+                let handed_on = HandedOn {
+                    access_token: value("x-auth-request-access-token"),
+                    authorization: value("authorization"),
+                };
+                Decision::Respond(forward_auth::granted(
+                    &gate.answer,
+                    Some(identity),
+                    &handed_on,
+                    forward.response_cookies,
+                ))
+            }
             Ok(()) => Decision::Forward(forward),
             Err((mut reply, line)) => {
                 host.log(Severity::Info, &line);
@@ -496,6 +559,22 @@ impl Gateway {
                 Decision::Respond(reply)
             }
         }
+    }
+
+    /// A forward-auth check's own narrowing (`allowed_groups` and the like in its query).
+    fn narrowed(&self, gate: &Gate, identity: &Identity) -> Result<(), (Reply, String)> {
+        let Answer::Check { narrowing, .. } = &gate.answer else {
+            return Ok(());
+        };
+        narrowing.allows(identity).map_err(|why| {
+            let line = format!(
+                "403 for user {} on {}{}: {why}",
+                identity.reference(),
+                gate.host,
+                gate.path
+            );
+            (denial::forbidden(identity, Vec::new(), false, None), line)
+        })
     }
 
     /// Step 5: identity headers for the upstream.
@@ -582,7 +661,11 @@ impl Gateway {
             cookie_header: headers.text("cookie"),
             has_authorization: headers.get("authorization").is_some(),
             hints: hints(headers, method),
-            unauthenticated: gate.unauthenticated(&settings),
+            unauthenticated: if gate.answer.is_here() {
+                Unauthenticated::Deny
+            } else {
+                gate.unauthenticated(&settings)
+            },
             may_wait,
         };
         let endpoints = match self.endpoints.get_mut(id.0) {

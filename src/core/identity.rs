@@ -182,6 +182,11 @@ impl Identity {
         digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The same headers under other names (not remembered: forward-auth answers).
+    pub fn headers_named(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
+        self.build_headers(names)
+    }
+
     /// Headers to set upstream (every value header-safe). `names` are the VM's settings,
     /// the same on every call: the headers are built once per identity.
     pub fn headers(&self, names: &IdentityHeaders) -> Vec<(String, String)> {

@@ -11,6 +11,7 @@
 pub mod bearer;
 pub mod config;
 pub mod cookies;
+pub mod forward_auth;
 pub mod gateway;
 pub mod host;
 pub mod identity;

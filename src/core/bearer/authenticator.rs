@@ -192,6 +192,11 @@ impl Authenticator {
         Ok(true)
     }
 
+    /// Whether every issuer's keys are here (`/ready`).
+    pub fn all_keys_loaded(&self) -> bool {
+        self.keys.iter().all(|state| state.keys.is_some())
+    }
+
     /// The issuer's endpoints, as its discovery document gave them.
     pub fn discovery(&self, provider: ProviderId) -> Option<&Discovery> {
         self.keys.get(provider.0)?.discovery.as_ref()

@@ -51,6 +51,8 @@ pub struct LoginService {
     pub session_lifetime_secs: u64,
     pub login_timeout_secs: u64,
     pub sign_out_path: String,
+    /// oauth2-proxy's `/oauth2/start?rd=...`: starts a login that ends at `rd`.
+    pub start_path: String,
     pub end_idp_session: bool,
     pub post_logout_redirect_url: Option<String>,
     pub allowed_redirect_hosts: Vec<String>,
@@ -354,6 +356,7 @@ pub fn read_service(
         r.duration_millis("session_lifetime", 8 * 3_600_000, problems) / 1000;
     let login_timeout_secs = r.duration_millis("login_timeout", 600_000, problems) / 1000;
     let sign_out_path = read_path(&mut r, "sign_out_path", "/oauth2/sign_out", problems);
+    let start_path = read_path(&mut r, "start_path", "/oauth2/start", problems);
     let end_idp_session = r.bool("end_idp_session", false, problems);
     let post_logout_redirect_url = r.string("post_logout_redirect_url", problems);
     let allowed_redirect_hosts = r
@@ -421,6 +424,7 @@ pub fn read_service(
         session_lifetime_secs,
         login_timeout_secs,
         sign_out_path,
+        start_path,
         end_idp_session,
         post_logout_redirect_url,
         allowed_redirect_hosts,

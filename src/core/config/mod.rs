@@ -1,5 +1,6 @@
 //! The plugin configuration: parsed, validated and compiled once, in `on_configure`.
 pub mod duration;
+pub mod endpoints;
 pub mod ids;
 pub mod login;
 pub mod policy;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::core::bearer::budget::BudgetLimits;
+use crate::core::config::endpoints::{read_endpoints, OwnEndpoints};
 pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{host_name, read_service, EnvLookup, LoginService};
 use crate::core::config::policy::{read_api_services, ApiService};
@@ -43,6 +45,8 @@ pub struct Settings {
     pub kept_claims: Vec<String>,
     /// Bytes of shared data for tokens verified by any worker (0: each VM on its own).
     pub shared_token_cache_bytes: usize,
+    /// Paths the filter answers on every host (forward-auth, user info, probes).
+    pub endpoints: OwnEndpoints,
     /// Failed signature checks one client address may cause (`None`: no limit).
     pub signature_check_budget: Option<BudgetLimits>,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
@@ -142,10 +146,12 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         }),
     };
     let signature_check_budget = read_budget(&mut top, problems);
+    let endpoints = read_endpoints(top.value("endpoints"), problems);
     top.finish(problems);
     Settings {
         shared_token_cache_bytes: usize::try_from(shared_token_cache_bytes).unwrap_or(usize::MAX),
         signature_check_budget,
+        endpoints,
         fingerprint: [0; 32],
         providers,
         max_token_bytes,

@@ -17,7 +17,7 @@ use url::{form_urlencoded, Url};
 
 use crate::core::bearer::authenticator::IdTokenClaims;
 use crate::core::bearer::error::AuthError;
-use crate::core::config::login::{LoginService, Unauthenticated};
+use crate::core::config::login::{host_name, LoginService, Unauthenticated};
 use crate::core::cookies::{self, CookieAttributes, SameSite};
 use crate::core::identity::Identity;
 use crate::core::keys::record::Discovery;
@@ -258,6 +258,9 @@ pub fn decide_with(
     if path == service.sign_out_path {
         return Step::Respond(sign_out(service, request, endpoints, now_secs));
     }
+    if path == service.start_path {
+        return start(service, request, endpoints, now_secs, random);
+    }
     let cookies = request.cookies();
     let session = session::sealed_value(&cookies, &service.cookie_name).and_then(|sealed| {
         opened.get_or_open(&sealed, now_secs, |sealed| {
@@ -361,6 +364,89 @@ pub fn unauthenticated(
     if !sends_to_login(request) {
         return AuthError::MissingToken.reply(stale);
     }
+    let targets = return_targets(request.path)
+        .into_iter()
+        .map(|t| absolute_if_elsewhere(service, request, t))
+        .collect();
+    login_redirect(
+        service, request, endpoints, now_secs, random, targets, stale,
+    )
+}
+
+/// oauth2-proxy's `/oauth2/start?rd=...`: a new login, signed in or not, that ends at `rd`
+/// (a path here, or a URL on this service's hosts or `allowed_redirect_hosts`), else `/`.
+fn start(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Step {
+    if endpoints.is_none() && request.may_wait {
+        return Step::AwaitEndpoints;
+    }
+    let named_hosts: Vec<String> = service
+        .hosts
+        .iter()
+        .filter(|h| *h != "*")
+        .chain(&service.allowed_redirect_hosts)
+        .cloned()
+        .collect();
+    let asked = request
+        .query_param("rd")
+        .and_then(|rd| safe_target(&rd, &named_hosts));
+    let targets = asked
+        .into_iter()
+        .chain(["/".to_string()])
+        .map(|t| absolute_if_elsewhere(service, request, t))
+        .collect();
+    let reply = login_redirect(
+        service,
+        request,
+        endpoints,
+        now_secs,
+        random,
+        targets,
+        vec![],
+    );
+    if reply.status == 302 {
+        Step::StartLogin(reply)
+    } else {
+        Step::Respond(reply)
+    }
+}
+
+/// A path on this host, as a URL when the callback is on another host (a central auth host
+/// serving several apps): after login the browser must come back here, not to the auth
+/// host. Only for hosts this service names, never one a client made up under `*`.
+fn absolute_if_elsewhere(service: &LoginService, request: &Request, target: String) -> String {
+    let Some(callback_host) = service.redirect_url.as_ref().and_then(Url::host_str) else {
+        return target;
+    };
+    let Some(here) = host_name(request.authority) else {
+        return target;
+    };
+    let named = service
+        .hosts
+        .iter()
+        .any(|h| h != "*" && h.eq_ignore_ascii_case(here));
+    if !target.starts_with('/') || here.eq_ignore_ascii_case(callback_host) || !named {
+        return target;
+    }
+    format!("{}://{}{target}", request.scheme, request.authority)
+}
+
+/// Redirects to the IdP with a new login's cookie; the login returns to the first of
+/// `targets` whose sealed cookie fits a browser.
+fn login_redirect(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    now_secs: u64,
+    random: &mut dyn Random,
+    targets: Vec<String>,
+    stale: Vec<String>,
+) -> Reply {
     let Some(endpoints) = endpoints else {
         return unavailable();
     };
@@ -372,7 +458,7 @@ pub fn unauthenticated(
     // The deep link as asked, else its path, else `/`: the first whose sealed cookie fits.
     let mut login_cookie = None;
     let attributes = login_cookie_attributes(service);
-    for return_to in return_targets(request.path) {
+    for return_to in targets {
         pending.return_to = return_to;
         let Some(sealed) = serde_json::to_vec(&pending)
             .ok()

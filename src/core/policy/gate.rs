@@ -3,6 +3,7 @@
 
 use crate::core::config::login::host_name;
 use crate::core::config::{ServiceId, Settings};
+use crate::core::forward_auth::Answer;
 use crate::core::identity::Identity;
 use crate::core::policy::access::Verdict;
 use crate::core::policy::denial;
@@ -29,6 +30,8 @@ pub struct Gate {
     pub public: bool,
     /// A person's browser asked: refusals are pages.
     pub browser: bool,
+    /// Whether a caller that passes goes upstream or is answered here (forward-auth).
+    pub answer: Answer,
     /// For log lines: the host and the normalised path (query left out).
     pub host: String,
     pub path: String,
@@ -89,6 +92,7 @@ impl Gate {
             route: None,
             public: false,
             browser: target.browser,
+            answer: Answer::Upstream,
             host: target.authority.to_string(),
             path: String::new(),
         };
@@ -110,7 +114,7 @@ impl Gate {
             .and_then(|id| settings.login.get(id.0))
             .is_some_and(|s| {
                 let raw = target.path_and_query.split('?').next().unwrap_or_default();
-                raw == s.callback_path || raw == s.sign_out_path
+                raw == s.callback_path || raw == s.sign_out_path || raw == s.start_path
             });
         gate.public = !own && rules.is_public(gate.route);
         gate.path = path;

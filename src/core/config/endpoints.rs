@@ -1,0 +1,72 @@
+//! The paths the filter answers itself on every host, as oauth2-proxy does: the
+//! forward-auth check, user info and health probes. `""` turns one off.
+
+use serde_json::Value;
+
+use crate::core::config::reader::{ObjectReader, Problems};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnEndpoints {
+    /// Forward-auth for NGINX `auth_request` (exactly this path: `202`) and Envoy
+    /// `ext_authz` (`path_prefix` set to it, the original path after it: `200`).
+    pub auth: Option<String>,
+    pub userinfo: Option<String>,
+    /// Always `200`: the filter runs.
+    pub ping: Option<String>,
+    /// `200` once every issuer's keys are loaded, else `503`.
+    pub ready: Option<String>,
+}
+
+impl Default for OwnEndpoints {
+    fn default() -> Self {
+        OwnEndpoints {
+            auth: Some("/oauth2/auth".into()),
+            userinfo: Some("/oauth2/userinfo".into()),
+            ping: Some("/ping".into()),
+            ready: Some("/ready".into()),
+        }
+    }
+}
+
+/// Reads `endpoints: {"auth": ..., "userinfo": ..., "ping": ..., "ready": ...}`.
+pub fn read_endpoints(value: Option<&Value>, problems: &mut Problems) -> OwnEndpoints {
+    let defaults = OwnEndpoints::default();
+    let Some(value) = value else {
+        return defaults;
+    };
+    let mut reader = ObjectReader::new("endpoints", value, problems);
+    let mut path = |name: &'static str, default: Option<String>| {
+        let field = reader.field_path(name);
+        match reader.string(name, problems) {
+            None => default,
+            Some(text) if text.is_empty() => None,
+            Some(text) if is_plain_path(&text) => Some(text),
+            Some(text) => {
+                problems.add(
+                    &field,
+                    format!("\"{text}\" is not a path like /oauth2/auth (or \"\" for off)"),
+                );
+                None
+            }
+        }
+    };
+    let endpoints = OwnEndpoints {
+        auth: path("auth", defaults.auth),
+        userinfo: path("userinfo", defaults.userinfo),
+        ping: path("ping", defaults.ping),
+        ready: path("ready", defaults.ready),
+    };
+    reader.finish(problems);
+    endpoints
+}
+
+/// `/` and then path characters only: no query, no trailing `/`, nothing to normalise.
+fn is_plain_path(text: &str) -> bool {
+    text.len() > 1
+        && text.starts_with('/')
+        && !text.ends_with('/')
+        && !text.contains("//")
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b))
+}

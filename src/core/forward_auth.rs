@@ -1,0 +1,236 @@
+//! oauth2-proxy's own endpoints, so an NGINX `auth_request` or an Envoy `ext_authz` can ask
+//! this filter instead of an oauth2-proxy: the check (`202`/`200` with the caller's identity
+//! as response headers, `401`, `403`), user info, and health probes.
+
+use serde_json::json;
+use url::form_urlencoded;
+
+use crate::core::config::endpoints::OwnEndpoints;
+use crate::core::identity::{Identity, IdentityHeaders};
+use crate::core::reply::{self, header_value_safe, Reply};
+
+/// How a request that passes is answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Answer {
+    /// It goes upstream with identity headers (the filter in front of the app).
+    #[default]
+    Upstream,
+    /// A forward-auth check: `status` (`202` for `auth_request`, `200` for `ext_authz`) with
+    /// the identity as response headers, when `narrowing` also allows the caller.
+    Check { status: u32, narrowing: Narrowing },
+    /// `/oauth2/userinfo`: the identity as JSON.
+    UserInfo,
+}
+
+impl Answer {
+    pub fn is_here(&self) -> bool {
+        *self != Answer::Upstream
+    }
+}
+
+/// What one endpoint of ours asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OwnEndpoint {
+    Ping,
+    Ready,
+    /// A check or user info: `rules_path` (path and query) is what the rules are found by.
+    Answer {
+        answer: Answer,
+        rules_path: String,
+        /// A public route passes too (`ext_authz`: Envoy asks for every request, public
+        /// ones included); an `auth_request` check always needs a caller.
+        public_passes: bool,
+    },
+}
+
+/// The endpoint `path_and_query` names, if it is one of ours.
+pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<OwnEndpoint> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let is = |own: &Option<String>| own.as_deref() == Some(path);
+    if is(&endpoints.ping) {
+        return Some(OwnEndpoint::Ping);
+    }
+    if is(&endpoints.ready) {
+        return Some(OwnEndpoint::Ready);
+    }
+    if is(&endpoints.userinfo) {
+        return Some(OwnEndpoint::Answer {
+            answer: Answer::UserInfo,
+            rules_path: path.to_string(),
+            public_passes: false,
+        });
+    }
+    let auth = endpoints.auth.as_deref()?;
+    if path == auth {
+        return Some(OwnEndpoint::Answer {
+            answer: Answer::Check {
+                status: 202,
+                narrowing: Narrowing::from_query(query),
+            },
+            rules_path: path.to_string(),
+            public_passes: false,
+        });
+    }
+    // Envoy's ext_authz `path_prefix`: the original request's path and query follow.
+    let original = path_and_query.strip_prefix(auth)?;
+    original.starts_with('/').then(|| OwnEndpoint::Answer {
+        answer: Answer::Check {
+            status: 200,
+            narrowing: Narrowing::default(),
+        },
+        rules_path: original.to_string(),
+        public_passes: true,
+    })
+}
+
+/// oauth2-proxy's per-Ingress query parameters: each list given must allow the caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Narrowing {
+    groups: Option<Vec<String>>,
+    emails: Option<Vec<String>>,
+    email_domains: Option<Vec<String>>,
+}
+
+impl Narrowing {
+    fn from_query(query: &str) -> Narrowing {
+        let mut narrowing = Narrowing::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let list = value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string);
+            let slot = match name.as_ref() {
+                "allowed_groups" => &mut narrowing.groups,
+                "allowed_emails" => &mut narrowing.emails,
+                "allowed_email_domains" => &mut narrowing.email_domains,
+                _ => continue,
+            };
+            // Given twice, both lists count (as oauth2-proxy reads repeated parameters).
+            slot.get_or_insert_with(Vec::new).extend(list);
+        }
+        narrowing
+    }
+
+    /// Whether the caller passes every list given; `Err` says which one refused.
+    pub fn allows(&self, identity: &Identity) -> Result<(), &'static str> {
+        if let Some(groups) = &self.groups {
+            if !groups.iter().any(|g| identity.groups.contains(g)) {
+                return Err("not in allowed_groups");
+            }
+        }
+        let email = identity.email.as_deref().map(str::to_ascii_lowercase);
+        if let Some(emails) = &self.emails {
+            let listed = email
+                .as_deref()
+                .is_some_and(|e| emails.iter().any(|a| a.eq_ignore_ascii_case(e)));
+            if !listed {
+                return Err("not in allowed_emails");
+            }
+        }
+        if let Some(domains) = &self.email_domains {
+            let domain = email
+                .as_deref()
+                .and_then(|e| e.rsplit_once('@'))
+                .map(|p| p.1);
+            if !domain.is_some_and(|d| domains.iter().any(|a| domain_matches(d, a))) {
+                return Err("not in allowed_email_domains");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `example.com` is that domain; `.example.com` and `*.example.com` are its subdomains.
+fn domain_matches(domain: &str, allowed: &str) -> bool {
+    let allowed = allowed.to_ascii_lowercase();
+    match allowed
+        .strip_prefix("*.")
+        .or_else(|| allowed.strip_prefix('.'))
+    {
+        Some(parent) => domain.ends_with(&format!(".{parent}")),
+        None => domain == allowed,
+    }
+}
+
+/// The names oauth2-proxy answers with (`auth-response-headers` name them), whatever the
+/// headers sent upstream are called.
+fn response_header_names() -> IdentityHeaders {
+    IdentityHeaders {
+        user: "x-auth-request-user".into(),
+        email: "x-auth-request-email".into(),
+        groups: "x-auth-request-groups".into(),
+        preferred_username: "x-auth-request-preferred-username".into(),
+        pass_user_headers: false,
+        claim_headers: Vec::new(),
+    }
+}
+
+/// Tokens the service hands on (`pass_access_token`, `set_authorization_header`), as the
+/// request to the upstream would have carried them.
+pub struct HandedOn<'a> {
+    pub access_token: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+}
+
+/// The answer to a caller that passed: a check's status with identity headers, or user info.
+pub fn granted(
+    answer: &Answer,
+    identity: Option<&Identity>,
+    handed_on: &HandedOn,
+    set_cookies: Vec<String>,
+) -> Reply {
+    match answer {
+        Answer::UserInfo => {
+            let body = match identity {
+                Some(who) => json!({
+                    "user": who.user,
+                    "email": who.email,
+                    "groups": who.groups,
+                    "preferredUsername": who.preferred_username,
+                }),
+                None => json!({}),
+            };
+            let headers = vec![("content-type".into(), "application/json".into())];
+            reply::with_cookies(200, headers, format!("{body}\n"), set_cookies)
+        }
+        Answer::Check { status, .. } => {
+            let mut headers = identity
+                .map(|who| who.headers_named(&response_header_names()))
+                .unwrap_or_default();
+            let tokens = [
+                ("x-auth-request-access-token", handed_on.access_token),
+                ("authorization", handed_on.authorization),
+            ];
+            headers.extend(
+                tokens
+                    .into_iter()
+                    .filter_map(|(name, value)| Some((name.to_string(), value?.to_string())))
+                    .filter(|(_, value)| header_value_safe(value)),
+            );
+            reply::with_cookies(*status, headers, String::new(), set_cookies)
+        }
+        Answer::Upstream => reply::with_cookies(200, Vec::new(), String::new(), set_cookies),
+    }
+}
+
+/// `/ping`: the filter runs.
+pub fn ping() -> Reply {
+    plain(200, "OK")
+}
+
+/// `/ready`: `200` once every issuer's keys are loaded.
+pub fn ready(keys_loaded: bool) -> Reply {
+    if keys_loaded {
+        plain(200, "OK")
+    } else {
+        plain(503, "keys not loaded yet")
+    }
+}
+
+fn plain(status: u32, text: &str) -> Reply {
+    let headers = vec![("content-type".into(), "text/plain; charset=utf-8".into())];
+    reply::with_cookies(status, headers, format!("{text}\n"), Vec::new())
+}

@@ -1,0 +1,343 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! oauth2-proxy's endpoints, natively: `/oauth2/auth` for NGINX `auth_request` (202 with the
+//! identity as response headers, 401, 403, per-Ingress narrowing) and for Envoy `ext_authz`
+//! (200, rules of the original path), `/oauth2/userinfo`, `/oauth2/start?rd=` on a central
+//! auth host, and the probes.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::mint;
+use support::policy_bed::*;
+use wasm_iap::core::config::Settings;
+use wasm_iap::core::login::oidc::PendingLogin;
+use wasm_iap::core::login::session::Session;
+use wasm_iap::core::reply::Reply;
+
+const AUTH_HOST: &str = "auth.mydomain.com";
+const GRAFANA: &str = "grafana.mydomain.com";
+
+/// The seed's central auth host: one client, the cookie on the parent domain, the callback
+/// on the auth host, the apps' hosts named so the browser can come back to them.
+fn central() -> Value {
+    json!({
+        "providers": [provider()],
+        "login": [login_service(AUTH_HOST, "oauth2-proxy", "_oauth2_proxy", json!({
+            "hosts": [AUTH_HOST, GRAFANA],
+            "cookie_domain": ".mydomain.com",
+            "redirect_url": format!("https://{AUTH_HOST}/oauth2/callback"),
+            "allowed_redirect_hosts": [".mydomain.com"],
+            "email_domains": ["example.com", "ops.example.com"],
+        }))],
+        "services": [{
+            "hosts": ["api.mydomain.com"],
+            "routes": [
+                { "path_prefix": "/public/", "public": true },
+                { "path_prefix": "/admin/", "allow": [{ "groups": ["admins"] }] },
+            ],
+        }],
+    })
+}
+
+fn session_of(user: &str, email: &str, groups: &[&str]) -> Session {
+    let now = mint::now_secs();
+    Session {
+        sid: format!("sid-{user}"),
+        user: user.into(),
+        email: Some(email.into()),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        preferred_username: Some(user.into()),
+        expires_at: now + 3600,
+        refresh_at: now + 300,
+        ..Session::default()
+    }
+}
+
+fn check(bed: &mut Bed, host: &str, path: &str, extra: &[(&str, &str)]) -> Reply {
+    responded(bed.get(host, path, extra))
+}
+
+#[test]
+fn auth_request_gets_202_with_the_identity_as_response_headers_for_a_session_or_a_token() {
+    let mut bed = Bed::new(&central());
+    let cookie = bed.session_cookie(0, &session_of("alice", "alice@example.com", &["devs"]));
+    let with_cookie = [("cookie", cookie.as_str())];
+    let reply = check(&mut bed, AUTH_HOST, "/oauth2/auth", &with_cookie);
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert!(reply.body.is_empty());
+    assert_eq!(reply.header("x-auth-request-user"), Some("alice"));
+    assert_eq!(
+        reply.header("x-auth-request-email"),
+        Some("alice@example.com")
+    );
+    assert_eq!(reply.header("x-auth-request-groups"), Some("devs"));
+    assert_eq!(
+        reply.header("x-auth-request-preferred-username"),
+        Some("alice")
+    );
+
+    let token = bearer(&token(json!({ "groups": ["ops"] })));
+    let reply = check(
+        &mut bed,
+        "api.mydomain.com",
+        "/oauth2/auth",
+        &[("authorization", &token)],
+    );
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert_eq!(reply.header("x-auth-request-user"), Some("alice-id"));
+    assert_eq!(reply.header("x-auth-request-groups"), Some("ops"));
+}
+
+#[test]
+fn auth_request_without_a_caller_gets_401_never_a_redirect_and_403_when_refused() {
+    let mut bed = Bed::new(&central());
+    // A browser's own headers reach the check: still 401, NGINX sends it to sign in.
+    let reply = check(&mut bed, AUTH_HOST, "/oauth2/auth", &BROWSER);
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert!(reply.header("location").is_none());
+    assert!(reply.header("www-authenticate").is_some());
+
+    let outsider = bed.session_cookie(0, &session_of("mallory", "mallory@evil.com", &[]));
+    let reply = check(
+        &mut bed,
+        AUTH_HOST,
+        "/oauth2/auth",
+        &[("cookie", outsider.as_str())],
+    );
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(reply.header("x-auth-request-user").is_none());
+
+    let forged = bearer(&tamper(&token(json!({}))));
+    let reply = check(
+        &mut bed,
+        AUTH_HOST,
+        "/oauth2/auth",
+        &[("authorization", &forged)],
+    );
+    assert_eq!(reply.status, 401, "{reply:?}");
+}
+
+fn tamper(token: &str) -> String {
+    mint::tamper_signature(token)
+}
+
+#[test]
+fn query_parameters_narrow_the_check_per_ingress() {
+    let mut bed = Bed::new(&central());
+    let alice = bed.session_cookie(0, &session_of("alice", "alice@example.com", &["devs"]));
+    let bob = bed.session_cookie(0, &session_of("bob", "bob@ops.example.com", &["admins"]));
+    let cases = [
+        ("allowed_groups=admins,sre", &bob, 202),
+        ("allowed_groups=admins,sre", &alice, 403),
+        (
+            "allowed_groups=admins&allowed_emails=alice@example.com",
+            &bob,
+            403,
+        ),
+        ("allowed_emails=ALICE@example.com", &alice, 202),
+        ("allowed_emails=alice@example.com", &bob, 403),
+        ("allowed_email_domains=example.com", &alice, 202),
+        ("allowed_email_domains=example.com", &bob, 403),
+        ("allowed_email_domains=*.example.com", &bob, 202),
+        ("allowed_email_domains=.example.com", &alice, 403),
+        ("allowed_groups=", &alice, 403),
+        ("unrelated=1", &alice, 202),
+    ];
+    for (query, cookie, status) in cases {
+        let reply = check(
+            &mut bed,
+            AUTH_HOST,
+            &format!("/oauth2/auth?{query}"),
+            &[("cookie", cookie.as_str())],
+        );
+        assert_eq!(reply.status, status, "{query}: {reply:?}");
+    }
+}
+
+#[test]
+fn ext_authz_checks_answer_200_by_the_rules_of_the_original_path() {
+    let mut bed = Bed::new(&central());
+    let plain = bearer(&token(json!({ "groups": ["devs"] })));
+    let admin = bearer(&token(json!({ "groups": ["admins"] })));
+    let host = "api.mydomain.com";
+    let reply = check(
+        &mut bed,
+        host,
+        "/oauth2/auth/metrics?x=1",
+        &with_bearer(&plain),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-auth-request-user"), Some("alice-id"));
+    let reply = check(
+        &mut bed,
+        host,
+        "/oauth2/auth/admin/users",
+        &with_bearer(&plain),
+    );
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let reply = check(
+        &mut bed,
+        host,
+        "/oauth2/auth/admin/users",
+        &with_bearer(&admin),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // A public route passes without a caller; the path tricks of routes still apply.
+    let reply = check(&mut bed, host, "/oauth2/auth/public/logo.png", &[]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(reply.header("x-auth-request-user").is_none());
+    let reply = check(&mut bed, host, "/oauth2/auth/public/../admin/users", &[]);
+    assert_ne!(reply.status, 200, "{reply:?}");
+    let reply = check(&mut bed, host, "/oauth2/auth/metrics", &[]);
+    assert_eq!(reply.status, 401, "{reply:?}");
+    // Not a prefix of ours: an app's own path.
+    let decision = bed.get(host, "/oauth2/authx", &with_bearer(&plain));
+    forwarded(decision);
+}
+
+#[test]
+fn userinfo_tells_who_is_signed_in_and_401_otherwise() {
+    let mut bed = Bed::new(&central());
+    let cookie = bed.session_cookie(0, &session_of("alice", "alice@example.com", &["devs"]));
+    let reply = check(
+        &mut bed,
+        AUTH_HOST,
+        "/oauth2/userinfo",
+        &[("cookie", cookie.as_str())],
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "user": "alice", "email": "alice@example.com", "groups": ["devs"],
+                "preferredUsername": "alice" })
+    );
+    let reply = check(&mut bed, AUTH_HOST, "/oauth2/userinfo", &[JSON]);
+    assert_eq!(reply.status, 401, "{reply:?}");
+}
+
+#[test]
+fn probes_answer_without_a_caller_and_ready_waits_for_keys() {
+    let mut bed = Bed::new(&central());
+    for host in [AUTH_HOST, "10.0.0.7:4180", "anything.example"] {
+        assert_eq!(check(&mut bed, host, "/ping", &[]).status, 200);
+        assert_eq!(check(&mut bed, host, "/ready", &[]).status, 200);
+    }
+    let mut remote = central();
+    remote["providers"][0] = json!({ "issuer": ISSUER, "audiences": [AUDIENCE], "cluster": "dex" });
+    let mut waiting = Bed::new(&remote);
+    assert_eq!(check(&mut waiting, AUTH_HOST, "/ready", &[]).status, 503);
+    assert_eq!(check(&mut waiting, AUTH_HOST, "/ping", &[]).status, 200);
+    // Turned off, the path is the app's again.
+    let mut off = central();
+    off["endpoints"] = json!({ "ping": "", "auth": "/_iap/check" });
+    let mut bed = Bed::new(&off);
+    let token = bearer(&token(json!({})));
+    forwarded(bed.get(AUTH_HOST, "/ping", &with_bearer(&token)));
+    forwarded(bed.get(AUTH_HOST, "/oauth2/auth", &with_bearer(&token)));
+    assert_eq!(
+        check(&mut bed, AUTH_HOST, "/_iap/check", &with_bearer(&token)).status,
+        202
+    );
+}
+
+#[test]
+fn endpoint_paths_that_are_not_plain_paths_are_refused_at_configure() {
+    let mut config = central();
+    config["endpoints"] =
+        json!({ "auth": "oauth2/auth", "ready": "/ready?x", "ping": "/p/", "colour": 1 });
+    let problems = Settings::parse(&config.to_string()).err().unwrap();
+    for expected in [
+        "endpoints.auth: \"oauth2/auth\" is not a path",
+        "endpoints.ready: \"/ready?x\" is not a path",
+        "endpoints.ping: \"/p/\" is not a path",
+        "endpoints.colour: unknown field",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected} in {problems:#?}"
+        );
+    }
+}
+
+/// The login a `/oauth2/start` began: where it returns to.
+fn started(bed: &Bed, reply: &Reply) -> PendingLogin {
+    assert_eq!(reply.status, 302, "{reply:?}");
+    let cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
+    let service = &bed.gateway.settings().login[0];
+    let plain = service
+        .sealer
+        .open("login", support::cookie_value(cookie))
+        .unwrap();
+    serde_json::from_slice(&plain).unwrap()
+}
+
+#[test]
+fn start_sends_to_the_idp_and_returns_to_rd_on_an_allowed_host() {
+    let mut bed = Bed::new(&central());
+    let rd = "https://grafana.mydomain.com/d/abc?orgId=1&from=now-1h";
+    let path = format!(
+        "/oauth2/start?rd={}",
+        url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+    );
+    let reply = check(&mut bed, AUTH_HOST, &path, &BROWSER);
+    let location = reply.header("location").unwrap_or_default().to_string();
+    assert!(
+        location.starts_with(&format!("{ISSUER}/auth?")),
+        "{location}"
+    );
+    assert!(
+        location.contains("redirect_uri=https%3A%2F%2Fauth.mydomain.com%2Foauth2%2Fcallback"),
+        "{location}"
+    );
+    assert_eq!(started(&bed, &reply).return_to, rd);
+    let login_cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
+    assert!(
+        login_cookie.contains("Domain=.mydomain.com")
+            || login_cookie.contains("Domain=mydomain.com"),
+        "the callback on the auth host must see it: {login_cookie}"
+    );
+
+    // Signed in already: /oauth2/start still starts a new login, as oauth2-proxy's does.
+    let cookie = bed.session_cookie(0, &session_of("alice", "alice@example.com", &[]));
+    let reply = check(
+        &mut bed,
+        AUTH_HOST,
+        "/oauth2/start?rd=%2Fx",
+        &[("cookie", cookie.as_str())],
+    );
+    assert_eq!(started(&bed, &reply).return_to, "/x");
+
+    for evil in [
+        "https://evil.com/",
+        "//evil.com",
+        "https://mydomain.com.evil.com/",
+        "/\\evil.com",
+        "javascript:alert(1)",
+    ] {
+        let path = format!(
+            "/oauth2/start?rd={}",
+            url::form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>()
+        );
+        let reply = check(&mut bed, AUTH_HOST, &path, &BROWSER);
+        assert_eq!(started(&bed, &reply).return_to, "/", "{evil}");
+    }
+}
+
+#[test]
+fn a_deep_link_on_an_app_host_comes_back_to_that_host_after_a_central_callback() {
+    let mut bed = Bed::new(&central());
+    let reply = check(&mut bed, GRAFANA, "/d/abc?orgId=1", &BROWSER);
+    assert_eq!(
+        started(&bed, &reply).return_to,
+        "https://grafana.mydomain.com/d/abc?orgId=1"
+    );
+    let reply = check(&mut bed, GRAFANA, "/oauth2/start?rd=%2Fd%2Fxyz", &BROWSER);
+    assert_eq!(
+        started(&bed, &reply).return_to,
+        "https://grafana.mydomain.com/d/xyz"
+    );
+    // On the auth host itself a path stays a path.
+    let reply = check(&mut bed, AUTH_HOST, "/somewhere", &BROWSER);
+    assert_eq!(started(&bed, &reply).return_to, "/somewhere");
+}
