@@ -10,6 +10,7 @@ pub mod http;
 pub mod idp;
 pub mod login_bed;
 pub mod mint;
+pub mod nginx;
 pub mod policy_bed;
 pub mod props;
 pub mod random;

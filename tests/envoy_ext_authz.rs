@@ -1,0 +1,336 @@
+//! Envoy's own `ext_authz` filter asking the filter instead of an oauth2-proxy: a front Envoy
+//! (`ext_authz` with an `http_service` whose `path_prefix` is `/oauth2/auth`, then the router to
+//! the echoing upstream) and a central Envoy running the filter, which answers the checks
+//! itself (`200` with `x-auth-request-*` headers, `401` with a challenge, `403` by the rules of
+//! the original path) and never sends them to its own upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::envoy::{bootstrap, wasm_filter, Envoy};
+use support::http::{self, Response};
+use support::mint::{claims, claims_with, shared_keys};
+use support::servers::{KeyServer, Upstream};
+
+const AUDIENCE: &str = "prometheus";
+/// The protected app's name: `.localhost` names reach loopback with their own `Host` header,
+/// so the central filter finds the service by the host the client asked for.
+const API_HOST: &str = "api.localhost";
+
+/// The central filter: one provider whose keys are fetched from the key server, and one
+/// service whose `/admin/` is for admins only (any valid caller elsewhere).
+fn central_config(issuer: &str) -> Value {
+    json!({
+        "providers": [{
+            "issuer": issuer, "audiences": [AUDIENCE], "cluster": "idp", "timeout": "2s"
+        }],
+        "keys_wait_timeout": "2s",
+        "services": [{
+            "hosts": [API_HOST],
+            "routes": [{ "path_prefix": "/admin/", "allow": [{ "groups": ["admins"] }] }],
+        }],
+    })
+}
+
+/// Envoy's ext_authz filter asking the central Envoy (cluster `wasm-iap`) as oauth2-proxy
+/// is asked: the original path after `/oauth2/auth`, the caller's credentials, the identity
+/// back as `x-auth-request-*` for the upstream and the challenge for the client.
+fn ext_authz_filter(central_port: u16) -> Value {
+    json!({
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": false,
+            "http_service": {
+                "server_uri": {
+                    "uri": format!("http://127.0.0.1:{central_port}"),
+                    "cluster": "wasm-iap",
+                    "timeout": "5s"
+                },
+                "path_prefix": "/oauth2/auth",
+                "authorization_request": {
+                    "allowed_headers": { "patterns": [
+                        { "exact": "authorization", "ignore_case": true },
+                        { "exact": "cookie", "ignore_case": true }
+                    ]}
+                },
+                "authorization_response": {
+                    "allowed_upstream_headers": { "patterns": [
+                        { "prefix": "x-auth-request-", "ignore_case": true }
+                    ]},
+                    "allowed_client_headers": { "patterns": [
+                        { "exact": "www-authenticate", "ignore_case": true }
+                    ]}
+                }
+            }
+        }
+    })
+}
+
+fn static_cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                "socket_address": { "address": "127.0.0.1", "port_value": port }
+            }}}]}]
+        }
+    })
+}
+
+/// The key server, the app behind the front Envoy, the central Envoy with the filter (and an
+/// upstream of its own that checks must never reach), and the front Envoy.
+struct Bed {
+    idp: KeyServer,
+    app: Upstream,
+    central_upstream: Upstream,
+    central: Envoy,
+    front: Envoy,
+}
+
+impl Bed {
+    fn start() -> Bed {
+        let idp = KeyServer::start(0, shared_keys().jwks());
+        let central_upstream = Upstream::start();
+        let central = Envoy::start(&bootstrap(
+            vec![wasm_filter(&central_config(&idp.issuer()))],
+            central_upstream.port(),
+            idp.port,
+        ));
+        let app = Upstream::start();
+        // The same listener and router as every other test's Envoy, ext_authz instead of the
+        // filter, and a cluster for the central Envoy.
+        let mut front = bootstrap(vec![ext_authz_filter(central.port)], app.port(), idp.port);
+        front["static_resources"]["clusters"]
+            .as_array_mut()
+            .expect("clusters")
+            .push(static_cluster("wasm-iap", central.port));
+        let front = Envoy::start(&front);
+        Bed {
+            idp,
+            app,
+            central_upstream,
+            central,
+            front,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{API_HOST}:{}{path}", self.front.port)
+    }
+
+    fn token(&self, changes: Value) -> String {
+        let claims = claims_with(&self.idp.issuer(), AUDIENCE, changes);
+        shared_keys().signer("RS256").sign(&claims)
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        http::get(&self.url(path), headers)
+    }
+
+    /// Waits until the central Envoy has its keys: a valid token passes on `/metrics`.
+    fn wait_for_keys(&self) {
+        let authorization = format!("Bearer {}", self.token(json!({})));
+        let mut last = None;
+        let passed = eventually(Duration::from_secs(10), || {
+            let response = self.get("/metrics", &[("authorization", &authorization)]);
+            let ok = response.status == 200;
+            last = Some(response);
+            ok
+        });
+        assert!(passed, "never passed: {last:?}");
+    }
+
+    /// Nothing of the checks reached the central Envoy's upstream.
+    fn assert_checks_answered_centrally(&self) {
+        assert_eq!(
+            self.central_upstream.seen(),
+            Vec::<String>::new(),
+            "the central filter must answer the checks itself"
+        );
+    }
+}
+
+/// Repeats `attempt` until it returns true or `limit` passes.
+fn eventually(limit: Duration, mut attempt: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if attempt() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// What the app received of header `name` (every value, in order).
+fn echoed(response: &Response, name: &str) -> Option<Vec<String>> {
+    let values = response.json()["headers"][name].as_array()?.clone();
+    Some(
+        values
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+fn one(value: &str) -> Option<Vec<String>> {
+    Some(vec![value.to_string()])
+}
+
+#[test]
+fn a_valid_token_reaches_the_app_with_the_identity_the_check_answered_and_no_spoofed_one() {
+    let bed = Bed::start();
+    bed.wait_for_keys();
+    let token = bed.token(json!({
+        "groups": ["devs", "ops"], "preferred_username": "alice"
+    }));
+    let authorization = format!("Bearer {token}");
+    let response = bed.get(
+        "/api/v1/query?query=up",
+        &[
+            ("authorization", &authorization),
+            ("x-auth-request-user", "mallory"),
+        ],
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.json()["path"], "/api/v1/query?query=up");
+    assert_eq!(
+        echoed(&response, "x-auth-request-user"),
+        one("alice-id"),
+        "the token's sub, not the client's header: {}",
+        response.body
+    );
+    assert_eq!(
+        echoed(&response, "x-auth-request-email"),
+        one("alice@example.com")
+    );
+    assert_eq!(echoed(&response, "x-auth-request-groups"), one("devs,ops"));
+    assert_eq!(
+        echoed(&response, "x-auth-request-preferred-username"),
+        one("alice")
+    );
+    assert!(
+        !response.body.contains("mallory"),
+        "the client's x-auth-request-user reached the app: {}",
+        response.body
+    );
+    assert_eq!(
+        echoed(&response, "authorization"),
+        Some(vec![authorization.clone()]),
+        "the app still gets the caller's token"
+    );
+    assert!(bed
+        .app
+        .seen()
+        .contains(&"GET /api/v1/query?query=up".to_string()));
+    bed.assert_checks_answered_centrally();
+    std::thread::sleep(Duration::from_millis(1500));
+    for e in [&bed.central, &bed.front] {
+        let stats = http::get(
+            &format!("http://127.0.0.1:{}/stats/prometheus", e.admin_port),
+            &[],
+        );
+        for l in stats.body.lines().filter(|l| {
+            (l.contains("ext_authz")
+                || l.contains("wasm_iap_requests")
+                || l.contains("downstream_rq_total"))
+                && !l.starts_with('#')
+        }) {
+            eprintln!("STAT {} {l}", e.port);
+        }
+    }
+}
+
+#[test]
+fn without_a_valid_credential_the_client_gets_401_with_a_challenge_and_the_app_sees_nothing() {
+    let bed = Bed::start();
+    let expired = shared_keys().signer("RS256").sign(&claims_with(
+        &bed.idp.issuer(),
+        AUDIENCE,
+        json!({ "exp": support::mint::now_secs() - 3600 }),
+    ));
+    let wrong_audience = shared_keys()
+        .signer("RS256")
+        .sign(&claims(&bed.idp.issuer(), "alertmanager"));
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("no credential", vec![]),
+        (
+            "no credential, spoofed identity",
+            vec![("x-auth-request-user", "admin".to_string())],
+        ),
+        (
+            "expired token",
+            vec![("authorization", format!("Bearer {expired}"))],
+        ),
+        (
+            "token for another audience",
+            vec![("authorization", format!("Bearer {wrong_audience}"))],
+        ),
+        (
+            "not a bearer token",
+            vec![("authorization", "Basic YWxpY2U6c2VjcmV0".to_string())],
+        ),
+    ];
+    for (case, headers) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let response = bed.get("/metrics", &headers);
+        assert_eq!(response.status, 401, "{case}: {response:?}");
+        let challenge = response.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with("Bearer realm=\"wasm-iap\""),
+            "{case}: {response:?}"
+        );
+    }
+    assert_eq!(bed.app.hits(), 0, "{:?}", bed.app.seen());
+    bed.assert_checks_answered_centrally();
+}
+
+#[test]
+fn the_rules_of_the_original_path_refuse_admin_to_a_non_admin_and_let_an_admin_pass() {
+    let bed = Bed::start();
+    bed.wait_for_keys();
+    let devs = format!("Bearer {}", bed.token(json!({ "groups": ["devs"] })));
+    let admins = format!("Bearer {}", bed.token(json!({ "groups": ["admins"] })));
+    let before = bed.app.seen().len();
+
+    let refused = bed.get("/admin/x", &[("authorization", &devs)]);
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let spoofed = bed.get(
+        "/admin/x",
+        &[
+            ("authorization", &devs),
+            ("x-auth-request-groups", "admins"),
+        ],
+    );
+    assert_eq!(spoofed.status, 403, "{spoofed:?}");
+    assert_eq!(
+        bed.app.seen().len(),
+        before,
+        "a refused request reached the app: {:?}",
+        bed.app.seen()
+    );
+
+    let metrics = bed.get("/metrics", &[("authorization", &devs)]);
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    assert_eq!(metrics.json()["path"], "/metrics");
+    assert_eq!(echoed(&metrics, "x-auth-request-groups"), one("devs"));
+
+    let admin = bed.get("/admin/x", &[("authorization", &admins)]);
+    assert_eq!(admin.status, 200, "{admin:?}");
+    assert_eq!(admin.json()["path"], "/admin/x");
+    assert_eq!(echoed(&admin, "x-auth-request-user"), one("alice-id"));
+    assert_eq!(echoed(&admin, "x-auth-request-groups"), one("admins"));
+    assert_eq!(
+        bed.app.seen()[before..],
+        ["GET /metrics".to_string(), "GET /admin/x".to_string()]
+    );
+    bed.assert_checks_answered_centrally();
+}
