@@ -28,6 +28,7 @@ use crate::core::cookies;
 use crate::core::forward_auth::{self, Answer, HandedOn, OwnEndpoint};
 use crate::core::host::{Callout, Host, Metric};
 use crate::core::identity::{self, Identity};
+use crate::core::impersonation;
 use crate::core::keys::fetch::request_line;
 use crate::core::login::error::LoginError;
 use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, ResolvedEndpoints, Step};
@@ -62,6 +63,8 @@ const LOGIN_HEADERS: [&str; 9] = [
 #[derive(Default, PartialEq, Eq)]
 pub struct Forward {
     pub set_headers: Vec<(String, String)>,
+    /// Added beside any of the same name (one `Impersonate-Group` per group).
+    pub add_headers: Vec<(String, String)>,
     pub remove_headers: Vec<String>,
     pub response_cookies: Vec<String>,
 }
@@ -70,8 +73,10 @@ pub struct Forward {
 impl std::fmt::Debug for Forward {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let set: Vec<&str> = self.set_headers.iter().map(|(n, _)| n.as_str()).collect();
+        let added: Vec<&str> = self.add_headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("Forward")
             .field("set_headers", &set)
+            .field("add_headers", &added)
             .field("remove_headers", &self.remove_headers)
             .field("response_cookies", &self.response_cookies.len())
             .finish()
@@ -266,6 +271,14 @@ fn counted(host: &mut dyn Host, allowed: &mut u64, decision: Decision) -> Decisi
     decision
 }
 
+/// A refusal as the Kubernetes apiserver writes it.
+fn as_kubernetes_status(decision: Decision) -> Decision {
+    match decision {
+        Decision::Respond(reply) => Decision::Respond(impersonation::as_status(reply)),
+        other => other,
+    }
+}
+
 /// Refusals of bad tokens are routine (debug); running out of keys is an outage (warn).
 fn refusal(host: &dyn Host, error: &AuthError) -> Decision {
     let reply = error.reply(Vec::new());
@@ -385,15 +398,33 @@ impl Gateway {
         headers: &RequestHeaders,
         may_wait: bool,
     ) -> Decision {
+        let (decision, kubernetes) = self.decide_at_gate(host, context_id, headers, may_wait);
+        if kubernetes {
+            as_kubernetes_status(decision)
+        } else {
+            decision
+        }
+    }
+
+    /// `decide_unstripped`, and whether the host is in Kubernetes API mode (its refusals
+    /// are then written as the apiserver's `Status`).
+    fn decide_at_gate(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &RequestHeaders,
+        may_wait: bool,
+    ) -> (Decision, bool) {
         let authority = headers.lossy(":authority").unwrap_or_default();
         let mut path = headers.lossy(":path").unwrap_or_default();
         let own = forward_auth::own_endpoint(&self.settings.endpoints, &path);
         let mut answer = Answer::Upstream;
         let mut public_passes = true;
         match own {
-            Some(OwnEndpoint::Ping) => return Decision::Respond(forward_auth::ping()),
+            Some(OwnEndpoint::Ping) => return (Decision::Respond(forward_auth::ping()), false),
             Some(OwnEndpoint::Ready) => {
-                return Decision::Respond(forward_auth::ready(self.authn.all_keys_loaded()))
+                let ready = forward_auth::ready(self.authn.all_keys_loaded());
+                return (Decision::Respond(ready), false);
             }
             Some(OwnEndpoint::Answer {
                 answer: asked,
@@ -411,10 +442,34 @@ impl Gateway {
         target.browser &= !answer.is_here();
         let mut gate = match Gate::find(&self.settings, &target) {
             Ok(gate) => gate,
-            Err(reply) => return Decision::Respond(reply),
+            Err(reply) => return (Decision::Respond(reply), false),
         };
         gate.answer = answer;
         gate.public &= public_passes;
+        let settings = Rc::clone(&self.settings);
+        let kubernetes = gate.impersonation(&settings);
+        if kubernetes.is_some()
+            && impersonation::client_impersonates(headers.iter().map(|(n, _)| n))
+        {
+            return (
+                Decision::Respond(impersonation::refused_client_impersonation()),
+                true,
+            );
+        }
+        (
+            self.decide_on(host, context_id, headers, gate, may_wait),
+            kubernetes.is_some(),
+        )
+    }
+
+    fn decide_on(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &RequestHeaders,
+        gate: Gate,
+        may_wait: bool,
+    ) -> Decision {
         let login = gate.login();
         if gate.public {
             if gate.answer.is_here() {
@@ -429,7 +484,8 @@ impl Gateway {
                     Vec::new(),
                 ));
             }
-            return Decision::Forward(self.public_forward(login, headers));
+            let forward = self.public_forward(login, headers);
+            return self.impersonated(&gate, None, forward);
         }
         let decision = match login {
             Some(id) => self.login(host, context_id, id, headers, &gate, may_wait),
@@ -506,6 +562,15 @@ impl Gateway {
 
     /// A bearer verdict as a decision; `AwaitKeys` here means the wait is over: 503.
     fn carry(&self, host: &dyn Host, verdict: Verdict, gate: &Gate) -> Decision {
+        let decision = self.carry_verdict(host, verdict, gate);
+        if gate.impersonation(&self.settings).is_some() {
+            as_kubernetes_status(decision)
+        } else {
+            decision
+        }
+    }
+
+    fn carry_verdict(&self, host: &dyn Host, verdict: Verdict, gate: &Gate) -> Decision {
         match verdict {
             Verdict::Allow(identity) => {
                 self.admit(host, gate, &identity, self.identity_forward(&identity))
@@ -547,7 +612,7 @@ impl Gateway {
                     forward.response_cookies,
                 ))
             }
-            Ok(()) => Decision::Forward(forward),
+            Ok(()) => self.impersonated(gate, Some(identity), forward),
             Err((mut reply, line)) => {
                 host.log(Severity::Info, &line);
                 reply.headers.extend(
@@ -559,6 +624,38 @@ impl Gateway {
                 Decision::Respond(reply)
             }
         }
+    }
+
+    /// Kubernetes API mode: the apiserver hears who the caller is only from `Impersonate-*`
+    /// (anonymous on a public route, never the proxy's own identity), never from the
+    /// client's `Authorization` or our identity headers. A user that cannot be written is
+    /// refused: without `Impersonate-User` the apiserver would act as the proxy.
+    fn impersonated(
+        &self,
+        gate: &Gate,
+        identity: Option<&Identity>,
+        mut forward: Forward,
+    ) -> Decision {
+        let Some(impersonation) = gate.impersonation(&self.settings) else {
+            return Decision::Forward(forward);
+        };
+        forward.set_headers.retain(|(name, _)| name == "cookie");
+        if !forward.remove_headers.iter().any(|h| h == "authorization") {
+            forward.remove_headers.push("authorization".into());
+        }
+        let edits = match identity {
+            Some(identity) => impersonation.headers(identity),
+            None => impersonation::anonymous(),
+        };
+        if !edits.set.iter().any(|(name, _)| name == "impersonate-user") {
+            let nameless = AuthError::ClaimNotHeaderSafe {
+                claim: "the user".into(),
+            };
+            return Decision::Respond(impersonation::as_status(nameless.reply(Vec::new())));
+        }
+        forward.set_headers.extend(edits.set);
+        forward.add_headers.extend(edits.add);
+        Decision::Forward(forward)
     }
 
     /// A forward-auth check's own narrowing (`allowed_groups` and the like in its query).
@@ -588,7 +685,7 @@ impl Gateway {
         Forward {
             set_headers,
             remove_headers,
-            response_cookies: Vec::new(),
+            ..Forward::default()
         }
     }
 

@@ -182,6 +182,15 @@ impl Identity {
         digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A kept claim's values as header-safe texts: each item of a list, or the one value.
+    pub fn claim_values(&self, name: &str) -> Vec<String> {
+        match claim(&self.claims, name) {
+            Some(Value::Array(items)) => items.iter().filter_map(header_text).collect(),
+            Some(value) => header_text(value).into_iter().collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// The same headers under other names (not remembered: forward-auth answers).
     pub fn headers_named(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
         self.build_headers(names)

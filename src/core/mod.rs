@@ -15,6 +15,7 @@ pub mod forward_auth;
 pub mod gateway;
 pub mod host;
 pub mod identity;
+pub mod impersonation;
 pub mod keys;
 pub mod login;
 pub mod policy;

@@ -38,6 +38,9 @@ fn edit(forward: Forward) -> Vec<String> {
     for (name, value) in &forward.set_headers {
         host::set_request_header(name, value);
     }
+    for (name, value) in &forward.add_headers {
+        host::add_request_header(name, value);
+    }
     forward.response_cookies
 }
 

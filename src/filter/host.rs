@@ -61,6 +61,21 @@ pub fn set_request_header(name: &str, value: &str) {
     );
 }
 
+/// Adds a request header beside any of the same name; an unsafe one is never written.
+pub fn add_request_header(name: &str, value: &str) {
+    if !header_name_safe(name) || !header_value_safe(value) {
+        log(
+            LogLevel::Error,
+            &format!("refusing to add unsafe request header {name:?}"),
+        );
+        return;
+    }
+    report(
+        "adding a request header",
+        abi::add_header(MapType::HttpRequestHeaders, name, value),
+    );
+}
+
 /// The request headers of the current (or effective) context, as bytes: decoded by the
 /// core, which never assumes UTF-8.
 pub fn request_headers() -> RequestHeaders {

@@ -270,8 +270,14 @@ fn kept_claims(
         .claim_headers
         .iter()
         .map(|(_, claim)| claim.as_str());
+    let from_impersonation = login
+        .iter()
+        .map(|s| &s.policy)
+        .chain(services.iter().map(|s| &s.policy))
+        .filter_map(|p| p.impersonation.as_ref())
+        .flat_map(|i| i.extra_claims.iter().map(|(_, claim)| claim.as_str()));
     // A dotted name is a claim of that name, or a path into its first part's object.
-    for name in from_rules.chain(from_headers) {
+    for name in from_rules.chain(from_headers).chain(from_impersonation) {
         for kept_name in [Some(name), name.split('.').next()].into_iter().flatten() {
             if !kept.iter().any(|k| k == kept_name) {
                 kept.push(kept_name.to_string());

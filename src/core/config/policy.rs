@@ -5,9 +5,11 @@ use regex_lite::Regex;
 use serde_json::Value;
 
 use crate::core::config::reader::{ObjectReader, Problems};
+use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::{Access, Criterion, Rule};
 use crate::core::policy::path::normalize;
 use crate::core::policy::route::{Action, PathMatch, Route, ServicePolicy, Unauthenticated};
+use crate::core::reply::header_value_safe;
 
 /// Reads the policy fields of a service object.
 pub fn read_policy(reader: &mut ObjectReader, problems: &mut Problems) -> ServicePolicy {
@@ -20,7 +22,59 @@ pub fn read_policy(reader: &mut ObjectReader, problems: &mut Problems) -> Servic
     let groups = reader.string_list("allowed_groups", problems);
     let default = service_access(emails, domains, groups);
     let routes = read_routes(reader, problems);
-    ServicePolicy { routes, default }
+    let impersonation = read_impersonation(reader, problems);
+    ServicePolicy {
+        routes,
+        default,
+        impersonation,
+    }
+}
+
+/// `impersonate: {"user_prefix": "oidc:", "group_prefix": "oidc:", "extra_claims": {...}}`.
+fn read_impersonation(reader: &mut ObjectReader, problems: &mut Problems) -> Option<Impersonation> {
+    let path = reader.field_path("impersonate");
+    let value = reader.value("impersonate")?;
+    let mut r = ObjectReader::new(&path, value, problems);
+    let mut prefix = |name: &'static str| {
+        let field = r.field_path(name);
+        let text = r.string(name, problems).unwrap_or_default();
+        if !header_value_safe(&text) || text.contains(',') {
+            problems.add(
+                &field,
+                "must be text a header value can carry, without commas",
+            );
+        }
+        text
+    };
+    let user_prefix = prefix("user_prefix");
+    let group_prefix = prefix("group_prefix");
+    let extra_path = r.field_path("extra_claims");
+    let mut extra_claims = Vec::new();
+    if let Some(extra) = r.value("extra_claims") {
+        match extra.as_object() {
+            Some(map) => {
+                for (key, claim) in map {
+                    let field = format!("{extra_path}.{key}");
+                    if !Impersonation::extra_key_ok(key) {
+                        problems.add(&field, "must be a lowercase header-name token");
+                    }
+                    match claim.as_str() {
+                        Some(claim) if !claim.is_empty() => {
+                            extra_claims.push((key.clone(), claim.to_string()));
+                        }
+                        _ => problems.add(&field, "must name a claim"),
+                    }
+                }
+            }
+            None => problems.add(&extra_path, "must map extra keys to claim names"),
+        }
+    }
+    r.finish(problems);
+    Some(Impersonation {
+        user_prefix,
+        group_prefix,
+        extra_claims,
+    })
 }
 
 /// oauth2-proxy's logic: the email (listed, or at an allowed domain) and, when groups are

@@ -5,6 +5,7 @@ use crate::core::config::login::host_name;
 use crate::core::config::{ServiceId, Settings};
 use crate::core::forward_auth::Answer;
 use crate::core::identity::Identity;
+use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::Verdict;
 use crate::core::policy::denial;
 use crate::core::policy::path::normalize;
@@ -140,6 +141,11 @@ impl Gate {
             PolicyOf::Login(id) => settings.login.get(id.0).map(|s| &s.policy),
             PolicyOf::Api(i) => settings.services.get(i).map(|s| &s.policy),
         }
+    }
+
+    /// Kubernetes API mode of the service, if it has it.
+    pub fn impersonation<'a>(&self, settings: &'a Settings) -> Option<&'a Impersonation> {
+        self.rules(settings)?.impersonation.as_ref()
     }
 
     /// What a request without a credential gets on this route (login hosts).

@@ -4,6 +4,7 @@
 use regex_lite::Regex;
 
 use crate::core::config::login::host_listed;
+use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::Access;
 use crate::core::policy::path::{same_loosely, under, under_loosely};
 
@@ -88,6 +89,8 @@ pub struct ServicePolicy {
     /// The service-wide rules (`allowed_groups`, `email_domains`, ...; any signed-in user
     /// when none is set), for requests no route covers and routes without their own.
     pub default: Access,
+    /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
+    pub impersonation: Option<Impersonation>,
 }
 
 impl ServicePolicy {

@@ -1,0 +1,192 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Kubernetes API mode, natively (kube-oidc-proxy's behaviour): the apiserver learns the
+//! caller only from `Impersonate-*` headers, never from the client's `Authorization`; a
+//! client that tries to impersonate, a nameless token and a bad token are refused with the
+//! apiserver's `Status` JSON.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::mint;
+use support::policy_bed::*;
+use wasm_iap::core::config::Settings;
+use wasm_iap::core::gateway::Forward;
+use wasm_iap::core::login::session::Session;
+use wasm_iap::core::reply::Reply;
+
+const KUBE: &str = "kube.example.com";
+const DASHBOARD: &str = "dashboard.example.com";
+
+fn config() -> Value {
+    let impersonate = json!({
+        "user_prefix": "oidc:",
+        "group_prefix": "oidc:",
+        "extra_claims": { "tenant": "tenant", "scopes": "scp" },
+    });
+    json!({
+        "providers": [provider()],
+        "login": [login_service(DASHBOARD, "dashboard", "_dash", json!({
+            "impersonate": { "group_prefix": "oidc:" },
+        }))],
+        "services": [{
+            "hosts": [KUBE],
+            "impersonate": impersonate,
+            "routes": [{ "path": "/healthz", "public": true }],
+        }],
+    })
+}
+
+fn all(forward: &Forward, name: &str) -> Vec<String> {
+    forward
+        .set_headers
+        .iter()
+        .chain(&forward.add_headers)
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+fn status_of(reply: &Reply) -> Value {
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+#[test]
+fn a_token_becomes_impersonation_headers_and_its_authorization_never_reaches_the_apiserver() {
+    let mut bed = Bed::new(&config());
+    let token = bearer(&token(json!({
+        "groups": ["devs", "ops"], "tenant": "acme", "scp": ["read", "write"],
+    })));
+    let forward = forwarded(bed.get(
+        KUBE,
+        "/api/v1/namespaces/default/pods",
+        &with_bearer(&token),
+    ));
+    assert_eq!(all(&forward, "impersonate-user"), ["oidc:alice-id"]);
+    assert_eq!(
+        all(&forward, "impersonate-group"),
+        ["oidc:devs", "oidc:ops"]
+    );
+    assert_eq!(all(&forward, "impersonate-extra-tenant"), ["acme"]);
+    assert_eq!(all(&forward, "impersonate-extra-scopes"), ["read", "write"]);
+    assert!(forward
+        .remove_headers
+        .contains(&"authorization".to_string()));
+    assert!(
+        forward
+            .set_headers
+            .iter()
+            .all(|(n, _)| n.starts_with("impersonate-")),
+        "only impersonation goes to the apiserver: {forward:?}"
+    );
+    // The same token on another host is an ordinary bearer request.
+    let forward = forwarded(bed.get("other.example.com", "/", &with_bearer(&token)));
+    assert!(all(&forward, "impersonate-user").is_empty());
+}
+
+#[test]
+fn a_client_that_sends_impersonation_headers_gets_403_whatever_its_token() {
+    let mut bed = Bed::new(&config());
+    let token = bearer(&token(json!({})));
+    for header in [
+        "Impersonate-User",
+        "impersonate-group",
+        "IMPERSONATE-EXTRA-scopes",
+        "Impersonate-Uid",
+    ] {
+        let mut extra = with_bearer(&token);
+        extra.push((header, "system:admin"));
+        let reply = responded(bed.get(KUBE, "/api/v1/secrets", &extra));
+        assert_eq!(reply.status, 403, "{header}: {reply:?}");
+        let status = status_of(&reply);
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], "Forbidden");
+        assert_eq!(status["code"], 403);
+    }
+}
+
+#[test]
+fn bad_and_nameless_tokens_are_refused_in_the_apiservers_words() {
+    let mut bed = Bed::new(&config());
+    let reply = responded(bed.get(KUBE, "/api", &[JSON]));
+    assert_eq!(reply.status, 401);
+    assert!(reply.header("www-authenticate").is_some());
+    let status = status_of(&reply);
+    assert_eq!(
+        (
+            status["kind"].as_str(),
+            status["reason"].as_str(),
+            status["code"].as_u64()
+        ),
+        (Some("Status"), Some("Unauthorized"), Some(401))
+    );
+    let forged = bearer(&mint::tamper_signature(&token(json!({}))));
+    let reply = responded(bed.get(KUBE, "/api", &with_bearer(&forged)));
+    assert_eq!(status_of(&reply)["code"], 401);
+    let nameless = bearer(&token(json!({ "sub": null })));
+    let reply = responded(bed.get(KUBE, "/api", &with_bearer(&nameless)));
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(status_of(&reply)["reason"], "Forbidden");
+}
+
+#[test]
+fn a_public_route_is_anonymous_at_the_apiserver_never_the_proxys_own_identity() {
+    let mut bed = Bed::new(&config());
+    let forward = forwarded(bed.get(KUBE, "/healthz", &[("authorization", "Bearer garbage")]));
+    assert_eq!(all(&forward, "impersonate-user"), ["system:anonymous"]);
+    assert_eq!(
+        all(&forward, "impersonate-group"),
+        ["system:unauthenticated"]
+    );
+    assert!(forward
+        .remove_headers
+        .contains(&"authorization".to_string()));
+}
+
+#[test]
+fn a_dashboard_session_is_impersonated_too() {
+    let mut bed = Bed::new(&config());
+    let now = mint::now_secs();
+    let session = Session {
+        sid: "sid-1".into(),
+        user: "alice@example.com".into(),
+        email: Some("alice@example.com".into()),
+        groups: vec!["sre".into()],
+        expires_at: now + 3600,
+        refresh_at: now + 300,
+        ..Session::default()
+    };
+    let cookie = format!("{}; theme=dark", bed.session_cookie(0, &session));
+    let forward = forwarded(bed.get(DASHBOARD, "/api/v1/pods", &[("cookie", &cookie)]));
+    assert_eq!(all(&forward, "impersonate-user"), ["alice@example.com"]);
+    assert_eq!(all(&forward, "impersonate-group"), ["oidc:sre"]);
+    assert_eq!(
+        all(&forward, "cookie"),
+        ["theme=dark"],
+        "our cookie stays ours"
+    );
+}
+
+#[test]
+fn impersonation_settings_that_could_not_be_written_are_refused_at_configure() {
+    let mut config = config();
+    config["services"][0]["impersonate"] = json!({
+        "user_prefix": "a\r\nb",
+        "group_prefix": "x,y",
+        "extra_claims": { "Tenant": "tenant", "ok": "" },
+        "colour": "blue",
+    });
+    let problems = Settings::parse(&config.to_string()).err().unwrap();
+    for expected in [
+        "services[0].impersonate.user_prefix: must be text",
+        "services[0].impersonate.group_prefix: must be text",
+        "services[0].impersonate.extra_claims.Tenant: must be a lowercase",
+        "services[0].impersonate.extra_claims.ok: must name a claim",
+        "services[0].impersonate.colour: unknown field",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected} in {problems:#?}"
+        );
+    }
+}
