@@ -7,6 +7,7 @@ mod support;
 use std::path::Path;
 use std::rc::Rc;
 
+use serde::Deserialize;
 use serde_json::json;
 use support::host::FakeHost;
 use support::mint::{claims_with, shared_keys};
@@ -150,4 +151,37 @@ fn testbed_plugin_config_is_valid() {
         repo("envoy-local/plugin-config.json").replace("{{ISSUER}}", "http://127.0.0.1:9000");
     let settings = Settings::parse(&text);
     assert!(settings.is_ok(), "{:?}", settings.err());
+}
+
+/// Every WasmPlugin in a manifest file, parsed as the filter would parse its config.
+fn plugin_configs(file: &str) -> Vec<Result<Settings, Vec<String>>> {
+    let text = repo(file);
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .filter(|doc| doc["kind"].as_str() == Some("WasmPlugin"))
+        .map(|doc| {
+            let config = serde_json::to_string(&doc["spec"]["pluginConfig"]).unwrap();
+            let env = |_: &str| Some("s".repeat(32));
+            Settings::parse_with_env(&config, &env)
+        })
+        .collect()
+}
+
+#[test]
+fn forward_auth_and_kubernetes_manifests_carry_valid_plugin_configs() {
+    for file in [
+        "wasm-manifests/forward-auth.yaml",
+        "wasm-manifests/kubernetes-api.yaml",
+    ] {
+        let configs = plugin_configs(file);
+        assert_eq!(configs.len(), 1, "{file}");
+        for config in configs {
+            assert!(config.is_ok(), "{file}: {:?}", config.err());
+        }
+    }
+    let kube = plugin_configs("wasm-manifests/kubernetes-api.yaml")
+        .remove(0)
+        .unwrap();
+    let impersonation = kube.services[0].policy.impersonation.as_ref().unwrap();
+    assert_eq!(impersonation.group_prefix, "oidc:");
 }
