@@ -155,6 +155,15 @@ fn domain_matches(domain: &str, allowed: &str) -> bool {
     }
 }
 
+/// Every identity header a check may answer with.
+const IDENTITY_HEADERS: [&str; 5] = [
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-auth-request-access-token",
+];
+
 /// The names oauth2-proxy answers with (`auth-response-headers` name them), whatever the
 /// headers sent upstream are called.
 fn response_header_names() -> IdentityHeaders {
@@ -210,6 +219,17 @@ pub fn granted(
                     .filter_map(|(name, value)| Some((name.to_string(), value?.to_string())))
                     .filter(|(_, value)| header_value_safe(value)),
             );
+            // Envoy's ext_authz copies the headers we answer with over the request's, and
+            // leaves the rest as the client sent them: a client's own `X-Auth-Request-Groups`
+            // would reach the app beside a token without groups. Envoy removes what this
+            // header lists (NGINX sends only the headers it is told to, from our answer).
+            let unset: Vec<&str> = IDENTITY_HEADERS
+                .into_iter()
+                .filter(|name| !headers.iter().any(|(n, _)| n == name))
+                .collect();
+            if !unset.is_empty() {
+                headers.push(("x-envoy-auth-headers-to-remove".into(), unset.join(",")));
+            }
             reply::with_cookies(*status, headers, String::new(), set_cookies)
         }
         Answer::Upstream => reply::with_cookies(200, Vec::new(), String::new(), set_cookies),

@@ -33,9 +33,16 @@ pub fn digest_of(token: &str) -> TokenDigest {
     digest
 }
 
-/// Which configuration and keys (each provider's JWKS document) an entry was verified under.
+/// Names this build's verification rules: bump the suffix when they change within a version.
+const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), "/rules-1");
+
+/// Which build, configuration and keys (each provider's JWKS document) an entry was
+/// verified under.
 pub fn generation_of(config_fingerprint: &[u8], jwks: &[&str]) -> u64 {
-    let mut hash = Sha256::new().chain_update(config_fingerprint);
+    // Another build of the filter under the same vm_id must not trust what this one verified.
+    let mut hash = Sha256::new()
+        .chain_update(BUILD.as_bytes())
+        .chain_update(config_fingerprint);
     for document in jwks {
         hash.update((document.len() as u64).to_le_bytes());
         hash.update(document.as_bytes());

@@ -12,6 +12,8 @@ use crate::core::keys::algorithm::Algorithm;
 struct RawHeader {
     alg: Option<String>,
     kid: Option<String>,
+    typ: Option<String>,
+    crit: Option<Value>,
 }
 
 /// A token whose structure is sound; its signature and claims are not yet checked.
@@ -58,6 +60,21 @@ pub fn parse(compact: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Aut
         serde_json::from_value(Value::Object(header)).map_err(|_| AuthError::Malformed {
             what: "header is not base64url JSON",
         })?;
+    // We understand no JWS extension, so a `crit` header must be refused (RFC 7515 §4.1.11).
+    if header.crit.is_some() {
+        return Err(AuthError::Malformed {
+            what: "header names critical extensions",
+        });
+    }
+    // A token typed as something else (a logout token, a JWE) is not an access or ID token.
+    if let Some(typ) = &header.typ {
+        let upper = typ.to_ascii_uppercase();
+        if upper != "JWT" && !upper.ends_with("+JWT") {
+            return Err(AuthError::Malformed {
+                what: "header typ is not a JWT",
+            });
+        }
+    }
     let alg_name = header.alg.ok_or(AuthError::Malformed {
         what: "header has no alg",
     })?;
@@ -121,6 +138,20 @@ mod tests {
                 token(r#"{"alg":"HS256"}"#, "{}"),
                 AuthError::AlgorithmNotAccepted {
                     alg: "HS256".into(),
+                },
+            ),
+            (
+                "critical extension",
+                token(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#, "{}"),
+                AuthError::Malformed {
+                    what: "header names critical extensions",
+                },
+            ),
+            (
+                "another token type",
+                token(r#"{"alg":"RS256","typ":"logout+jwt-no"}"#, "{}"),
+                AuthError::Malformed {
+                    what: "header typ is not a JWT",
                 },
             ),
             (
