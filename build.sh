@@ -45,6 +45,8 @@ setup_apt() {
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v nginx >/dev/null || missing+=(nginx)
+  command -v kubectl >/dev/null || missing+=(kubernetes-client)
+  command -v openssl >/dev/null || missing+=(openssl)
   [ -f /usr/lib/nginx/modules/ngx_http_set_misc_module.so ] || missing+=(libnginx-mod-http-set-misc)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"

@@ -102,6 +102,10 @@ fn a_client_that_sends_impersonation_headers_gets_403_whatever_its_token() {
         assert_eq!(status["kind"], "Status");
         assert_eq!(status["reason"], "Forbidden");
         assert_eq!(status["code"], 403);
+        assert_eq!(
+            status["message"],
+            "Forbidden: impersonation headers are not allowed"
+        );
     }
 }
 

@@ -77,9 +77,11 @@ pub fn as_status(mut reply: Reply) -> Reply {
         403 => "Forbidden",
         _ => return reply,
     };
-    let detail = serde_json::from_str::<serde_json::Value>(&reply.body)
-        .ok()
-        .and_then(|v| v["error_description"].as_str().map(str::to_string));
+    let body = serde_json::from_str::<serde_json::Value>(&reply.body).unwrap_or_default();
+    if body["kind"] == "Status" {
+        return reply;
+    }
+    let detail = body["error_description"].as_str().map(str::to_string);
     let message = match detail {
         Some(detail) => format!("{reason}: {detail}"),
         None => reason.to_string(),

@@ -8,6 +8,7 @@ pub mod gateway_bed;
 pub mod host;
 pub mod http;
 pub mod idp;
+pub mod kube;
 pub mod login_bed;
 pub mod mint;
 pub mod nginx;
