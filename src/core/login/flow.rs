@@ -385,16 +385,9 @@ fn start(
     if endpoints.is_none() && request.may_wait {
         return Step::AwaitEndpoints;
     }
-    let named_hosts: Vec<String> = service
-        .hosts
-        .iter()
-        .filter(|h| *h != "*")
-        .chain(&service.allowed_redirect_hosts)
-        .cloned()
-        .collect();
     let asked = request
         .query_param("rd")
-        .and_then(|rd| safe_target(&rd, &named_hosts));
+        .and_then(|rd| safe_target(&rd, &redirect_hosts(service)));
     let targets = asked
         .into_iter()
         .chain(["/".to_string()])
@@ -414,6 +407,17 @@ fn start(
     } else {
         Step::Respond(reply)
     }
+}
+
+/// Hosts an `rd` may name: the service's own (not `*`) and `allowed_redirect_hosts`.
+fn redirect_hosts(service: &LoginService) -> Vec<String> {
+    service
+        .hosts
+        .iter()
+        .filter(|h| *h != "*")
+        .chain(&service.allowed_redirect_hosts)
+        .cloned()
+        .collect()
 }
 
 /// A path on this host, as a URL when the callback is on another host (a central auth host
@@ -775,7 +779,7 @@ fn sign_out(
     }));
     let rd = request
         .query_param("rd")
-        .and_then(|rd| safe_target(&rd, &service.allowed_redirect_hosts))
+        .and_then(|rd| safe_target(&rd, &redirect_hosts(service)))
         .unwrap_or_else(|| "/".into());
     let end_session = endpoints
         .and_then(|e| e.end_session.as_ref())
