@@ -10,19 +10,7 @@ use support::webdriver::Chrome;
 
 /// Types the credentials into the IdP's form and accepts the consent page.
 fn log_in(chrome: &Chrome, bed: &LoginBed, user: &str) {
-    chrome.wait_for_url("the IdP login form", |u| u.starts_with(&bed.idp.issuer));
-    chrome.type_into("input[name=login]", user);
-    chrome.type_into("input[name=password]", "demo");
-    chrome.click("button[type=submit]");
-    let url = chrome.wait_for_url("consent or the app", |u| {
-        u.starts_with(&bed.url("/"))
-            || (u.contains("/interaction/")
-                && chrome.has("button[type=submit]")
-                && !chrome.has("input[name=login]"))
-    });
-    if url.contains("/interaction/") {
-        chrome.click("button[type=submit]");
-    }
+    chrome.sign_in_at_idp(&bed.idp.issuer, user, &bed.url("/"));
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::envoy::{bootstrap, wasm_filter, Envoy, Started};
+use support::gateway_bed::eventually;
 use support::http::{self, Response};
 use support::mint::{self, claims, claims_with, forge, other_keys, shared_keys};
 use support::servers::{free_port, JwksAnswer, KeyServer, Upstream};
@@ -38,18 +39,6 @@ fn start_envoy(plugin: &Value, upstream: &Upstream, idp_port: u16) -> Envoy {
         upstream.port(),
         idp_port,
     ))
-}
-
-/// Repeats `attempt` until it returns true or `limit` passes.
-fn eventually(limit: Duration, mut attempt: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if attempt() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 fn echoed_header(response: &Response, name: &str) -> Option<Vec<String>> {

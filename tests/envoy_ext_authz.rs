@@ -7,10 +7,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::envoy::{bootstrap, wasm_filter, Envoy};
+use support::envoy::{bootstrap, cluster, wasm_filter, Envoy};
+use support::gateway_bed::eventually;
 use support::http::{self, Response};
 use support::mint::{self, claims, claims_with, shared_keys};
 use support::policy_bed::Bed as NativeBed;
@@ -90,20 +91,6 @@ fn ext_authz_filter(central_port: u16) -> Value {
     })
 }
 
-fn static_cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                "socket_address": { "address": "127.0.0.1", "port_value": port }
-            }}}]}]
-        }
-    })
-}
-
 /// The key server, the app behind the front Envoy, the central Envoy with the filter (and an
 /// upstream of its own that checks must never reach), and the front Envoy.
 struct Bed {
@@ -130,7 +117,7 @@ impl Bed {
         front["static_resources"]["clusters"]
             .as_array_mut()
             .expect("clusters")
-            .push(static_cluster("wasm-iap", central.port));
+            .push(cluster("wasm-iap", central.port));
         let front = Envoy::start(&front);
         Bed {
             idp,
@@ -215,18 +202,6 @@ impl Bed {
             "the central filter must answer the checks itself"
         );
     }
-}
-
-/// Repeats `attempt` until it returns true or `limit` passes.
-fn eventually(limit: Duration, mut attempt: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if attempt() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 /// What the app received of header `name` (every value, in order).

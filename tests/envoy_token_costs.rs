@@ -4,10 +4,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::envoy::{bootstrap, wasm_filter, Envoy, Started};
+use support::gateway_bed::eventually;
 use support::http;
 use support::mint::{claims_with, shared_keys, tamper_signature};
 use support::servers::{KeyServer, Upstream};
@@ -35,17 +36,6 @@ fn start(idp: &KeyServer, upstream: &Upstream, top: Value, workers: u32) -> Envo
         Started::Running(envoy) => envoy,
         Started::Exited(log) => panic!("Envoy did not start:\n{log}"),
     }
-}
-
-fn eventually(limit: Duration, mut attempt: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if attempt() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 fn counter(envoy: &Envoy, name: &str) -> u64 {

@@ -164,19 +164,6 @@ const IDENTITY_HEADERS: [&str; 5] = [
     "x-auth-request-access-token",
 ];
 
-/// The names oauth2-proxy answers with (`auth-response-headers` name them), whatever the
-/// headers sent upstream are called.
-fn response_header_names() -> IdentityHeaders {
-    IdentityHeaders {
-        user: "x-auth-request-user".into(),
-        email: "x-auth-request-email".into(),
-        groups: "x-auth-request-groups".into(),
-        preferred_username: "x-auth-request-preferred-username".into(),
-        pass_user_headers: false,
-        claim_headers: Vec::new(),
-    }
-}
-
 /// Tokens the service hands on (`pass_access_token`, `set_authorization_header`), as the
 /// request to the upstream would have carried them.
 pub struct HandedOn<'a> {
@@ -207,7 +194,8 @@ pub fn granted(
         }
         Answer::Check { status, .. } => {
             let mut headers = identity
-                .map(|who| who.headers_named(&response_header_names()))
+                // The names `auth-response-headers` expect, whatever goes upstream otherwise.
+                .map(|who| who.headers_named(&IdentityHeaders::oauth2_proxy()))
                 .unwrap_or_default();
             let tokens = [
                 ("x-auth-request-access-token", handed_on.access_token),

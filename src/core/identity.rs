@@ -25,6 +25,20 @@ pub struct IdentityHeaders {
     pub claim_headers: Vec<(String, String)>,
 }
 
+impl IdentityHeaders {
+    /// oauth2-proxy's `X-Auth-Request-*` names, nothing more.
+    pub fn oauth2_proxy() -> IdentityHeaders {
+        IdentityHeaders {
+            user: "x-auth-request-user".into(),
+            email: "x-auth-request-email".into(),
+            groups: "x-auth-request-groups".into(),
+            preferred_username: "x-auth-request-preferred-username".into(),
+            pass_user_headers: false,
+            claim_headers: Vec::new(),
+        }
+    }
+}
+
 /// A verified caller: from a token's claims, or from a session.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Identity {
@@ -328,14 +342,7 @@ mod tests {
     use serde_json::json;
 
     fn names() -> IdentityHeaders {
-        IdentityHeaders {
-            user: "x-auth-request-user".into(),
-            email: "x-auth-request-email".into(),
-            groups: "x-auth-request-groups".into(),
-            preferred_username: "x-auth-request-preferred-username".into(),
-            pass_user_headers: false,
-            claim_headers: Vec::new(),
-        }
+        IdentityHeaders::oauth2_proxy()
     }
 
     fn read(

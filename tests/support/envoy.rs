@@ -40,7 +40,8 @@ pub fn envoy_binary() -> PathBuf {
     found.unwrap_or_else(|| panic!("no Envoy under {}: run ./build.sh test", lib.display()))
 }
 
-fn cluster(name: &str, port: u16) -> Value {
+/// A plain-HTTP cluster `name` to 127.0.0.1:`port`.
+pub fn cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
         "type": "STATIC",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::envoy::{repo_root, TempDir};
+use super::envoy::{cluster, repo_root, TempDir};
 
 /// The name of the proxy's own identity towards the apiserver (its client certificate's CN).
 pub const PROXY_CN: &str = "wasm-iap-proxy";
@@ -350,20 +350,6 @@ pub fn envoy_cluster_with_client_cert(name: &str, port: u16, certs: &KubeCerts) 
     })
 }
 
-fn plain_cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                "socket_address": { "address": "127.0.0.1", "port_value": port }
-            }}}]}]
-        }
-    })
-}
-
 /// A bootstrap like `envoy::bootstrap`: one listener on 127.0.0.1 (any port: `Envoy::port`)
 /// speaking both plain HTTP (`Envoy::url`, raw clients) and HTTPS (`kube_url`, kubectl: it
 /// sends credentials only over TLS) with `certs`' server certificate, HTTP/1.1 only (no ALPN),
@@ -434,7 +420,7 @@ pub fn kube_bootstrap(
             }],
             "clusters": [
                 envoy_cluster_with_client_cert(KUBE_CLUSTER, standin_port, certs),
-                plain_cluster("idp", idp_port)
+                cluster("idp", idp_port)
             ]
         }
     })

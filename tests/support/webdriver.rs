@@ -239,6 +239,24 @@ impl Chrome {
     }
 
     /// Waits until the page's URL satisfies `ok` (redirect chains run asynchronously).
+    /// Types `user` (any password) into the IdP's login form at `issuer` and accepts its
+    /// consent page, until the browser is back on a URL starting with `back_on`.
+    pub fn sign_in_at_idp(&self, issuer: &str, user: &str, back_on: &str) {
+        self.wait_for_url("the IdP login form", |u| u.starts_with(issuer));
+        self.type_into("input[name=login]", user);
+        self.type_into("input[name=password]", "demo");
+        self.click("button[type=submit]");
+        let url = self.wait_for_url("consent or the app", |u| {
+            u.starts_with(back_on)
+                || (u.contains("/interaction/")
+                    && self.has("button[type=submit]")
+                    && !self.has("input[name=login]"))
+        });
+        if url.contains("/interaction/") {
+            self.click("button[type=submit]");
+        }
+    }
+
     pub fn wait_for_url(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
