@@ -143,6 +143,14 @@ fn query_parameters_narrow_the_check_per_ingress() {
         ("allowed_groups=", &alice, 403),
         ("unrelated=1", &alice, 202),
     ];
+    // An auth-url with a stray slash is the ext_authz form: it narrows just the same.
+    let reply = check(
+        &mut bed,
+        AUTH_HOST,
+        "/oauth2/auth/?allowed_groups=admins",
+        &[("cookie", alice.as_str())],
+    );
+    assert_eq!(reply.status, 403, "{reply:?}");
     for (query, cookie, status) in cases {
         let reply = check(
             &mut bed,
@@ -190,6 +198,30 @@ fn ext_authz_checks_answer_200_by_the_rules_of_the_original_path() {
     assert_ne!(reply.status, 200, "{reply:?}");
     let reply = check(&mut bed, host, "/oauth2/auth/metrics", &[]);
     assert_eq!(reply.status, 401, "{reply:?}");
+    // A host no service lists is not "any valid token" when the client picks the Host.
+    for unlisted in ["grafana.monitoring.svc.cluster.local", "10.1.2.3:3000"] {
+        let reply = check(
+            &mut bed,
+            unlisted,
+            "/oauth2/auth/admin/users",
+            &with_bearer(&admin),
+        );
+        assert_eq!(reply.status, 403, "{unlisted}: {reply:?}");
+        assert!(reply.header("x-auth-request-user").is_none());
+    }
+    // What the caller does not have, Envoy removes from the request: nothing spoofed stays.
+    let reply = check(&mut bed, host, "/oauth2/auth/metrics", &with_bearer(&plain));
+    let removed = reply
+        .header("x-envoy-auth-headers-to-remove")
+        .unwrap_or_default();
+    for name in [
+        "x-auth-request-access-token",
+        "x-forwarded-user",
+        "gap-auth",
+    ] {
+        assert!(removed.split(',').any(|n| n == name), "{name} in {removed}");
+    }
+    assert!(!removed.contains("x-auth-request-user"), "{removed}");
     // Not a prefix of ours: an app's own path.
     let decision = bed.get(host, "/oauth2/authx", &with_bearer(&plain));
     forwarded(decision);

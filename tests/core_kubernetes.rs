@@ -194,3 +194,43 @@ fn impersonation_settings_that_could_not_be_written_are_refused_at_configure() {
         );
     }
 }
+
+#[test]
+fn names_the_apiserver_would_read_otherwise_are_never_written() {
+    let mut config = config();
+    // No prefixes: what the IdP says is what the apiserver would read.
+    config["services"][0]["impersonate"] = json!({});
+    let mut bed = Bed::new(&config);
+    // Go trims header values: " " would be no user (the proxy itself), "alice " another one.
+    for sub in [" ", "alice ", " admin", "system:kube-controller-manager"] {
+        let token = bearer(&token(json!({ "sub": sub })));
+        let decision = bed.get(KUBE, "/api/v1/secrets", &with_bearer(&token));
+        let reply = responded(decision);
+        assert!(reply.status >= 400, "{sub:?}: {reply:?}");
+        assert_eq!(status_of(&reply)["kind"], "Status", "{sub:?}");
+    }
+    let token = bearer(&token(
+        json!({ "groups": ["system:masters", "devs", " ops"] }),
+    ));
+    let forward = forwarded(bed.get(KUBE, "/api", &with_bearer(&token)));
+    assert_eq!(all(&forward, "impersonate-group"), ["devs"]);
+}
+
+#[test]
+fn front_proxy_identity_headers_never_reach_the_apiserver() {
+    let mut bed = Bed::new(&config());
+    let token = bearer(&token(json!({})));
+    let mut extra = with_bearer(&token);
+    extra.extend([
+        ("X-Remote-User", "system:admin"),
+        ("x-remote-group", "system:masters"),
+    ]);
+    let sent = bed.send("GET", KUBE, "/api", &extra);
+    assert!(
+        sent.strip.contains(&"X-Remote-User".to_string()),
+        "{:?}",
+        sent.strip
+    );
+    assert!(sent.strip.contains(&"x-remote-group".to_string()));
+    forwarded(sent.decision);
+}

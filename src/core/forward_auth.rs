@@ -73,12 +73,15 @@ pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<Ow
             public_passes: false,
         });
     }
-    // Envoy's ext_authz `path_prefix`: the original request's path and query follow.
+    // Envoy's ext_authz `path_prefix`: the original request's path and query follow. Its
+    // query may narrow too (only ever refusing more): `/oauth2/auth/?allowed_groups=` is an
+    // `auth-url` with a stray slash, not a way around the narrowing.
     let original = path_and_query.strip_prefix(auth)?;
+    let original_query = original.split_once('?').map_or("", |(_, q)| q);
     original.starts_with('/').then(|| OwnEndpoint::Answer {
         answer: Answer::Check {
             status: 200,
-            narrowing: Narrowing::default(),
+            narrowing: Narrowing::from_query(original_query),
         },
         rules_path: original.to_string(),
         public_passes: true,
@@ -155,13 +158,20 @@ fn domain_matches(domain: &str, allowed: &str) -> bool {
     }
 }
 
-/// Every identity header a check may answer with.
-const IDENTITY_HEADERS: [&str; 5] = [
+/// Every identity header a check may answer with, and those other proxies' upstreams read:
+/// what a check does not set, ext_authz removes from the request.
+const IDENTITY_HEADERS: [&str; 11] = [
     "x-auth-request-user",
     "x-auth-request-email",
     "x-auth-request-groups",
     "x-auth-request-preferred-username",
     "x-auth-request-access-token",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "gap-auth",
 ];
 
 /// Tokens the service hands on (`pass_access_token`, `set_authorization_header`), as the
@@ -222,6 +232,16 @@ pub fn granted(
         }
         Answer::Upstream => reply::with_cookies(200, Vec::new(), String::new(), set_cookies),
     }
+}
+
+/// A check for a host no service lists: `403`, whoever asks.
+pub fn unlisted_host() -> Reply {
+    let body = json!({
+        "error": "forbidden",
+        "error_description": "no service protects this host",
+    });
+    let headers = vec![("content-type".into(), "application/json".into())];
+    reply::with_cookies(403, headers, format!("{body}\n"), Vec::new())
 }
 
 /// `/ping`: the filter runs.

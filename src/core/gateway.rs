@@ -39,7 +39,7 @@ use crate::core::login::refresh_slots::RESULT_KEPT_MS;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::Session;
 use crate::core::policy::denial;
-use crate::core::policy::gate::{Gate, Target};
+use crate::core::policy::gate::{Gate, PolicyOf, Target};
 use crate::core::policy::route::Unauthenticated;
 use crate::core::reply::{header_value_safe, Reply, Severity};
 use crate::core::request_headers::RequestHeaders;
@@ -447,6 +447,12 @@ impl Gateway {
         gate.answer = answer;
         gate.public &= public_passes;
         let settings = Rc::clone(&self.settings);
+        let has_services = !settings.login.is_empty() || !settings.services.is_empty();
+        if gate.answer.is_here() && has_services && gate.policy == PolicyOf::Open {
+            // The check names the client's Host: a host no service lists must not turn the
+            // app's rules into "any valid token".
+            return (Decision::Respond(forward_auth::unlisted_host()), false);
+        }
         let kubernetes = gate.impersonation(&settings);
         if kubernetes.is_some()
             && impersonation::client_impersonates(headers.iter().map(|(n, _)| n))

@@ -253,7 +253,13 @@ impl Identity {
 
 /// Header families that upstreams built for oauth2-proxy, Pomerium or kube-oidc-proxy trust
 /// as identity, and method overrides: a client must never be able to send them.
-const STRIPPED_PREFIXES: [&str; 3] = ["x-auth-request-", "impersonate-", "x-pomerium-"];
+const STRIPPED_PREFIXES: [&str; 4] = [
+    "x-auth-request-",
+    "impersonate-",
+    "x-pomerium-",
+    // kube-apiserver's front-proxy (requestheader) identity headers.
+    "x-remote-",
+];
 const STRIPPED_NAMES: [&str; 9] = [
     "x-forwarded-user",
     "x-forwarded-email",
@@ -409,7 +415,7 @@ mod tests {
         assert!(stripped.matches(b"x_remote_user"));
         assert!(stripped.matches(b"X-REMOTE-EMAIL"));
         assert!(stripped.matches(b"X_Tenant"), "claim headers are ours too");
-        assert!(!stripped.matches(b"x-remote-address"));
+        assert!(!stripped.matches(b"x-request-id"));
         assert!(!stripped.matches(b"\xff-user"));
     }
 

@@ -34,23 +34,36 @@ impl Impersonation {
     pub fn headers(&self, identity: &Identity) -> Impersonating {
         let mut edits = Impersonating::default();
         let user = format!("{}{}", self.user_prefix, identity.user);
-        if header_value_safe(&user) {
+        if writable(&user) {
             edits.set.push(("impersonate-user".into(), user));
         }
         for group in &identity.groups {
             let group = format!("{}{group}", self.group_prefix);
-            if header_value_safe(&group) {
+            if writable(&group) {
                 edits.add.push(("impersonate-group".into(), group));
             }
         }
         for (key, claim) in &self.extra_claims {
             let name = format!("impersonate-extra-{key}");
             for value in identity.claim_values(claim) {
-                edits.add.push((name.clone(), value));
+                if writable(&value) {
+                    edits.add.push((name.clone(), value));
+                }
             }
         }
         edits
     }
+}
+
+/// A name the apiserver reads exactly as written, and not one of its own. Go trims spaces
+/// from header values: `" "` would be no user at all (the apiserver would act as the proxy),
+/// `"alice "` another user. `system:` users and groups (`system:masters`) are the
+/// apiserver's; an IdP group of that name must not become one (a prefix avoids it).
+fn writable(name: &str) -> bool {
+    header_value_safe(name)
+        && !name.trim().is_empty()
+        && name.trim() == name
+        && !name.starts_with("system:")
 }
 
 /// A public route's request: the apiserver's own anonymous user, never the proxy's identity.
