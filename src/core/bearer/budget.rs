@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 
-/// Distinct addresses tracked per VM; beyond that the tracked ones are forgotten.
+/// Distinct clients tracked per VM; beyond that the one with the most budget left is
+/// forgotten, so an attacker with many addresses cannot wipe an exhausted one's account.
 const MAX_SOURCES: usize = 4096;
 const MILLI: u64 = 1000;
 
@@ -39,6 +40,19 @@ pub fn address_of(source: &str) -> &str {
     }
 }
 
+/// Who an account belongs to: the IPv4 address, or the IPv6 /64 (one host holds a whole /64
+/// and can send from any address in it).
+pub fn client_of(source: &str) -> String {
+    let address = address_of(source);
+    match address.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        Err(_) => address.to_string(),
+    }
+}
+
 impl SourceBudget {
     pub fn new(limits: BudgetLimits) -> Self {
         SourceBudget {
@@ -61,7 +75,7 @@ impl SourceBudget {
 
     /// Whether `source` may have one more unknown token checked now.
     pub fn allows(&self, source: &str, now_ms: u64) -> bool {
-        match self.accounts.get(address_of(source)) {
+        match self.accounts.get(&client_of(source)) {
             Some(account) => self.refilled(account, now_ms) >= MILLI,
             None => self.limits.burst > 0,
         }
@@ -69,8 +83,8 @@ impl SourceBudget {
 
     /// A check for `source` failed: it spends one.
     pub fn spend(&mut self, source: &str, now_ms: u64) {
-        let address = address_of(source);
-        if !self.accounts.contains_key(address) && self.accounts.len() >= MAX_SOURCES {
+        let client = client_of(source);
+        if !self.accounts.contains_key(&client) && self.accounts.len() >= MAX_SOURCES {
             let full = self.full();
             let limits = self.limits;
             self.accounts.retain(|_, a| {
@@ -80,15 +94,22 @@ impl SourceBudget {
                     < full
             });
             if self.accounts.len() >= MAX_SOURCES {
-                self.accounts.clear();
+                let richest = self
+                    .accounts
+                    .iter()
+                    .max_by_key(|(_, a)| self.refilled(a, now_ms))
+                    .map(|(k, _)| k.clone());
+                if let Some(richest) = richest {
+                    self.accounts.remove(&richest);
+                }
             }
         }
-        let left = match self.accounts.get(address) {
+        let left = match self.accounts.get(&client) {
             Some(account) => self.refilled(account, now_ms),
             None => self.full(),
         };
         self.accounts.insert(
-            address.to_string(),
+            client,
             Account {
                 milli_left: left.saturating_sub(MILLI),
                 at_ms: now_ms,
@@ -152,6 +173,40 @@ mod tests {
         assert_eq!(address_of("2001:db8::1"), "2001:db8::1");
         assert_eq!(address_of("10.0.0.1"), "10.0.0.1");
         assert_eq!(address_of(""), "");
+        assert_eq!(
+            client_of("[2001:db8:1:2:aaaa::1]:5000"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            client_of("[2001:db8:1:2:ffff::9]:6000"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(client_of("10.0.0.1:5000"), "10.0.0.1");
+    }
+
+    #[test]
+    fn many_fresh_addresses_never_give_an_exhausted_one_its_budget_back() {
+        let mut budget = SourceBudget::new(LIMITS);
+        for _ in 0..5 {
+            budget.spend("10.9.9.9:1", 0);
+        }
+        assert!(!budget.allows("10.9.9.9:1", 0));
+        for i in 0..MAX_SOURCES + 200 {
+            let other = format!("10.{}.{}.{}:1", i / 65536, (i / 256) % 256, i % 256);
+            budget.spend(&other, 0);
+        }
+        assert!(budget.tracked() <= MAX_SOURCES);
+        assert!(!budget.allows("10.9.9.9:1", 0), "still exhausted");
+    }
+
+    #[test]
+    fn one_ipv6_host_is_one_client_whatever_address_of_its_64_it_uses() {
+        let mut budget = SourceBudget::new(LIMITS);
+        for i in 0..5 {
+            budget.spend(&format!("[2001:db8:0:1::{i:x}]:443"), 0);
+        }
+        assert!(!budget.allows("[2001:db8:0:1::ffff]:443", 0));
+        assert!(budget.allows("[2001:db8:0:2::1]:443", 0), "another /64");
     }
 
     #[test]
