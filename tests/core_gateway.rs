@@ -499,3 +499,37 @@ fn a_refresh_whose_client_went_away_still_renews_the_session_for_its_other_reque
         "the old refresh token is never sent again"
     );
 }
+
+#[test]
+fn requests_waiting_for_keys_are_bounded_per_vm_and_the_rest_get_503_at_once() {
+    let now = mint::now_secs() * 1000;
+    let mut host = FakeHost::new(now);
+    let mut gateway = Gateway::new(settings());
+    let token = shared_keys()
+        .signer("ES256")
+        .sign(&mint::claims(ISSUER, "grafana-api"));
+    let authorization = format!("Bearer {token}");
+    let api = headers("/api/dashboards", &[("authorization", &authorization)]);
+    let limit = wasm_iap::core::gateway::MAX_PARKED;
+    for context in 0..limit {
+        let decision = gateway
+            .decide(&mut host, context as u32 + 10, &api)
+            .decision;
+        assert!(matches!(decision, Decision::Parked), "{context}");
+    }
+    let decision = gateway.decide(&mut host, 1, &api).decision;
+    assert_eq!(responded(decision).status, 503);
+    // A browser waiting for the IdP's endpoints too.
+    let decision = gateway
+        .decide(&mut host, 2, &headers("/d/abc", &BROWSER))
+        .decision;
+    assert_eq!(responded(decision).status, 503);
+    assert_eq!(gateway.parked(), limit);
+    // Once the keys arrive, every waiting request is decided.
+    gateway
+        .authn
+        .install_record(P0, &record(shared_keys(), now))
+        .unwrap();
+    assert_eq!(gateway.settle(&mut host, Some(P0)).len(), limit);
+    assert_eq!(gateway.parked(), 0);
+}

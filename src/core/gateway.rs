@@ -203,6 +203,10 @@ pub struct Gateway {
     budget: Option<SourceBudget>,
 }
 
+/// Requests one VM keeps waiting for keys or endpoints (first start, an IdP outage): each
+/// holds a few of its headers; past this, they get `503` at once.
+pub const MAX_PARKED: usize = 4096;
+
 /// Memory for opened sessions, per login service and VM.
 const OPENED_SESSIONS_BYTES: usize = 2 << 20;
 
@@ -549,6 +553,10 @@ impl Gateway {
             reason,
         } = verdict
         {
+            if self.parked.len() >= MAX_PARKED {
+                // Waiting costs memory: past the bound, the wait is over at once.
+                return self.carry(host, verdict, &gate);
+            }
             self.park(
                 context_id,
                 provider,
@@ -794,6 +802,10 @@ impl Gateway {
         let cookie_header = request.cookie_header.map(str::to_string);
         Some(match step {
             Step::Bearer => return None,
+            Step::AwaitEndpoints if self.parked.len() >= MAX_PARKED => {
+                let reply = LoginError::EndpointsUnknown.reply(Vec::new());
+                answer(host, service, &gate.place(), reply)
+            }
             Step::AwaitEndpoints => {
                 // Rate-limited like bearer refetches: browsers must not hammer an IdP that
                 // is down (the root retries with backoff anyway).
