@@ -6,7 +6,7 @@ use serde_json::json;
 use url::form_urlencoded;
 
 use crate::core::config::endpoints::OwnEndpoints;
-use crate::core::identity::{Identity, IdentityHeaders};
+use crate::core::identity::{Identity, IdentityHeaders, OTHER_PROXIES_IDENTITY};
 use crate::core::reply::{self, header_value_safe, Reply};
 
 /// How a request that passes is answered.
@@ -158,24 +158,19 @@ fn domain_matches(domain: &str, allowed: &str) -> bool {
     }
 }
 
-/// Every identity header a check may answer with, and those other proxies' upstreams read:
+/// Every identity header a check may answer with; with those other proxies' upstreams read,
 /// what a check does not set, ext_authz removes from the request.
-const IDENTITY_HEADERS: [&str; 11] = [
+const ANSWERED_IDENTITY: [&str; 5] = [
     "x-auth-request-user",
     "x-auth-request-email",
     "x-auth-request-groups",
     "x-auth-request-preferred-username",
     "x-auth-request-access-token",
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-groups",
-    "x-forwarded-preferred-username",
-    "x-forwarded-access-token",
-    "gap-auth",
 ];
 
 /// Tokens the service hands on (`pass_access_token`, `set_authorization_header`), as the
 /// request to the upstream would have carried them.
+#[derive(Default)]
 pub struct HandedOn<'a> {
     pub access_token: Option<&'a str>,
     pub authorization: Option<&'a str>,
@@ -221,8 +216,9 @@ pub fn granted(
             // leaves the rest as the client sent them: a client's own `X-Auth-Request-Groups`
             // would reach the app beside a token without groups. Envoy removes what this
             // header lists (NGINX sends only the headers it is told to, from our answer).
-            let unset: Vec<&str> = IDENTITY_HEADERS
+            let unset: Vec<&str> = ANSWERED_IDENTITY
                 .into_iter()
+                .chain(OTHER_PROXIES_IDENTITY)
                 .filter(|name| !headers.iter().any(|(n, _)| n == name))
                 .collect();
             if !unset.is_empty() {

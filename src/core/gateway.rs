@@ -451,8 +451,7 @@ impl Gateway {
         gate.answer = answer;
         gate.public &= public_passes;
         let settings = Rc::clone(&self.settings);
-        let has_services = !settings.login.is_empty() || !settings.services.is_empty();
-        if gate.answer.is_here() && has_services && gate.policy == PolicyOf::Open {
+        if gate.answer.is_here() && settings.has_services() && gate.policy == PolicyOf::Open {
             // The check names the client's Host: a host no service lists must not turn the
             // app's rules into "any valid token".
             return (Decision::Respond(forward_auth::unlisted_host()), false);
@@ -483,14 +482,10 @@ impl Gateway {
         let login = gate.login();
         if gate.public {
             if gate.answer.is_here() {
-                let nobody = HandedOn {
-                    access_token: None,
-                    authorization: None,
-                };
                 return Decision::Respond(forward_auth::granted(
                     &gate.answer,
                     None,
-                    &nobody,
+                    &HandedOn::default(),
                     Vec::new(),
                 ));
             }

@@ -260,15 +260,18 @@ const STRIPPED_PREFIXES: [&str; 4] = [
     // kube-apiserver's front-proxy (requestheader) identity headers.
     "x-remote-",
 ];
-const STRIPPED_NAMES: [&str; 9] = [
+/// Identity headers of other proxies (oauth2-proxy's `X-Forwarded-*`, `GAP-Auth`).
+pub const OTHER_PROXIES_IDENTITY: [&str; 6] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
     "x-forwarded-access-token",
     "gap-auth",
-    // Rules decide on the method: an upstream that honours an override would act on a
-    // method no rule was asked about (a `read` GET turned into a DELETE).
+];
+/// Rules decide on the method: an upstream that honours an override would act on a method
+/// no rule was asked about (a `read` GET turned into a DELETE).
+const METHOD_OVERRIDES: [&str; 3] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -297,7 +300,11 @@ fn folded(name: &str) -> String {
 
 impl StrippedHeaders {
     pub fn new(identity: &IdentityHeaders, configured: &[String]) -> Self {
-        let mut names: Vec<String> = STRIPPED_NAMES.iter().map(|n| n.to_string()).collect();
+        let mut names: Vec<String> = OTHER_PROXIES_IDENTITY
+            .iter()
+            .chain(&METHOD_OVERRIDES)
+            .map(|n| n.to_string())
+            .collect();
         for ours in [
             &identity.user,
             &identity.email,

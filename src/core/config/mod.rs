@@ -58,6 +58,11 @@ pub struct Settings {
 pub const DEFAULT_SHARED_TOKEN_CACHE_BYTES: u64 = 16 << 20;
 
 impl Settings {
+    /// Whether any host has rules of its own (login services or `services`).
+    pub fn has_services(&self) -> bool {
+        !self.login.is_empty() || !self.services.is_empty()
+    }
+
     /// How often provider `index`'s keys may be refetched on demand (0 for inline keys).
     pub fn min_refetch_interval_ms(&self, provider: ProviderId) -> u64 {
         match self.providers.get(provider.0).map(|p| &p.keys) {

@@ -274,15 +274,9 @@ pub fn decide_with(
         None if endpoints.is_none() && request.may_wait && sends_to_login(request) => {
             Step::AwaitEndpoints
         }
-        None => {
-            let reply = unauthenticated(service, request, endpoints, now_secs, random);
-            // Only the way to the IdP is a redirect here; the rest are refusals.
-            if reply.status == 302 {
-                Step::StartLogin(reply)
-            } else {
-                Step::Respond(reply)
-            }
-        }
+        None => login_step(unauthenticated(
+            service, request, endpoints, now_secs, random,
+        )),
         Some(opened) => {
             let session = &opened.session;
             let refresh_token = session.refresh_token.clone().filter(|_| service.refresh);
@@ -402,11 +396,7 @@ fn start(
         targets,
         vec![],
     );
-    if reply.status == 302 {
-        Step::StartLogin(reply)
-    } else {
-        Step::Respond(reply)
-    }
+    login_step(reply)
 }
 
 /// Hosts an `rd` may name: the service's own (not `*`) and `allowed_redirect_hosts`.
@@ -418,6 +408,16 @@ fn redirect_hosts(service: &LoginService) -> Vec<String> {
         .chain(&service.allowed_redirect_hosts)
         .cloned()
         .collect()
+}
+
+/// A reply that may start a login: only the way to the IdP is a redirect; the rest (no
+/// endpoints, no randomness, a refusal) are answers.
+fn login_step(reply: Reply) -> Step {
+    if reply.status == 302 {
+        Step::StartLogin(reply)
+    } else {
+        Step::Respond(reply)
+    }
 }
 
 /// A path on this host, as a URL when the callback is on another host (a central auth host

@@ -80,8 +80,7 @@ impl Gate {
     pub fn find(settings: &Settings, target: &Target) -> Result<Gate, Reply> {
         // A name no service could list (`[login.test]`, `a.test:80:80`) must not fall to
         // the hosts under no service: refused wherever services have rules.
-        let has_services = !settings.login.is_empty() || !settings.services.is_empty();
-        if has_services && host_name(target.authority).is_none() {
+        if settings.has_services() && host_name(target.authority).is_none() {
             return Err(denial::bad_request(
                 "the Host is not a host name",
                 target.browser,
