@@ -204,17 +204,6 @@ impl Bed {
     }
 }
 
-/// What the app received of header `name` (every value, in order).
-fn echoed(response: &Response, name: &str) -> Option<Vec<String>> {
-    let values = response.json()["headers"][name].as_array()?.clone();
-    Some(
-        values
-            .into_iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-    )
-}
-
 fn one(value: &str) -> Option<Vec<String>> {
     Some(vec![value.to_string()])
 }
@@ -237,18 +226,21 @@ fn a_valid_token_reaches_the_app_with_the_identity_the_check_answered_and_no_spo
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.json()["path"], "/api/v1/query?query=up");
     assert_eq!(
-        echoed(&response, "x-auth-request-user"),
+        response.echoed_header("x-auth-request-user"),
         one("alice-id"),
         "the token's sub, not the client's header: {}",
         response.body
     );
     assert_eq!(
-        echoed(&response, "x-auth-request-email"),
+        response.echoed_header("x-auth-request-email"),
         one("alice@example.com")
     );
-    assert_eq!(echoed(&response, "x-auth-request-groups"), one("devs,ops"));
     assert_eq!(
-        echoed(&response, "x-auth-request-preferred-username"),
+        response.echoed_header("x-auth-request-groups"),
+        one("devs,ops")
+    );
+    assert_eq!(
+        response.echoed_header("x-auth-request-preferred-username"),
         one("alice")
     );
     assert!(
@@ -257,7 +249,7 @@ fn a_valid_token_reaches_the_app_with_the_identity_the_check_answered_and_no_spo
         response.body
     );
     assert_eq!(
-        echoed(&response, "authorization"),
+        response.echoed_header("authorization"),
         Some(vec![authorization.clone()]),
         "the app still gets the caller's token"
     );
@@ -353,13 +345,13 @@ fn the_rules_of_the_original_path_refuse_admin_to_a_non_admin_and_let_an_admin_p
     let metrics = bed.get("/metrics", &[("authorization", &devs)]);
     assert_eq!(metrics.status, 200, "{metrics:?}");
     assert_eq!(metrics.json()["path"], "/metrics");
-    assert_eq!(echoed(&metrics, "x-auth-request-groups"), one("devs"));
+    assert_eq!(metrics.echoed_header("x-auth-request-groups"), one("devs"));
 
     let admin = bed.get("/admin/x", &[("authorization", &admins)]);
     assert_eq!(admin.status, 200, "{admin:?}");
     assert_eq!(admin.json()["path"], "/admin/x");
-    assert_eq!(echoed(&admin, "x-auth-request-user"), one("alice-id"));
-    assert_eq!(echoed(&admin, "x-auth-request-groups"), one("admins"));
+    assert_eq!(admin.echoed_header("x-auth-request-user"), one("alice-id"));
+    assert_eq!(admin.echoed_header("x-auth-request-groups"), one("admins"));
     assert_eq!(
         bed.app.seen()[before..],
         ["GET /metrics".to_string(), "GET /admin/x".to_string()]
@@ -379,12 +371,15 @@ fn a_session_cookie_is_checked_too_and_its_identity_reaches_the_app() {
     let response = http::get(&bed.url_on(APP_HOST, "/d/abc?orgId=1"), &signed_in);
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.json()["path"], "/d/abc?orgId=1");
-    assert_eq!(echoed(&response, "x-auth-request-user"), one("carol"));
+    assert_eq!(response.echoed_header("x-auth-request-user"), one("carol"));
     assert_eq!(
-        echoed(&response, "x-auth-request-email"),
+        response.echoed_header("x-auth-request-email"),
         one("carol@example.com")
     );
-    assert_eq!(echoed(&response, "x-auth-request-groups"), one("viewers"));
+    assert_eq!(
+        response.echoed_header("x-auth-request-groups"),
+        one("viewers")
+    );
 
     // Not signed in, a browser too gets the 401 of a check: never a redirect to log in.
     let hits = bed.app.hits();
@@ -422,14 +417,17 @@ fn identity_headers_the_token_does_not_have_are_removed_not_left_as_the_client_s
         ],
     );
     assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(echoed(&response, "x-auth-request-user"), one("alice-id"));
+    assert_eq!(
+        response.echoed_header("x-auth-request-user"),
+        one("alice-id")
+    );
     for spoofed in [
         "x-auth-request-groups",
         "x-auth-request-preferred-username",
         "x-auth-request-access-token",
     ] {
         assert_eq!(
-            echoed(&response, spoofed),
+            response.echoed_header(spoofed),
             None,
             "{spoofed} reached the app as the client sent it: {}",
             response.body

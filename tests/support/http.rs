@@ -20,6 +20,17 @@ impl Response {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
+
+    /// Every value of header `name` the echoing upstream says it received, in order.
+    pub fn echoed_header(&self, name: &str) -> Option<Vec<String>> {
+        let values = self.json()["headers"][name].as_array()?.clone();
+        Some(
+            values
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        )
+    }
 }
 
 /// Names under `.localhost` are loopback (RFC 6761), as browsers resolve them; the system

@@ -60,6 +60,32 @@ fn write_req_config(dir: &Path) {
     .expect("write req.cnf");
 }
 
+/// A self-signed P-256 certificate `<label>.crt` with its key `<label>.key` in `dir`.
+fn self_signed(dir: &Path, label: &str, days: &str, subject: &str, extra: &[&str]) {
+    write_req_config(dir);
+    let (key, crt) = (format!("{label}.key"), format!("{label}.crt"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &crt,
+        "-days",
+        days,
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(extra);
+    openssl(&args, dir);
+}
+
 fn serial() -> String {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -75,29 +101,12 @@ impl KubeCerts {
     pub fn generate() -> KubeCerts {
         let dir = TempDir::new("kube-certs");
         let d = dir.0.clone();
-        write_req_config(&d);
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=wasm-iap test kube CA",
-                "-extensions",
-                "v3_ca",
-            ],
+        self_signed(
             &d,
+            "ca",
+            "2",
+            "/CN=wasm-iap test kube CA",
+            &["-extensions", "v3_ca"],
         );
         let certs = KubeCerts {
             ca_cert: d.join("ca.crt"),
@@ -536,28 +545,7 @@ pub fn kubectl(server_url: &str, args: &[&str], token: Option<&str>) -> KubectlO
     } else {
         // With no credentials at all kubectl asks for a user name and password over HTTPS;
         // a client certificate stops that, and is never sent: Envoy does not ask for one.
-        write_req_config(&dir.0);
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "user.key",
-                "-out",
-                "user.crt",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=kubectl-user-never-sent",
-            ],
-            &dir.0,
-        );
+        self_signed(&dir.0, "user", "1", "/CN=kubectl-user-never-sent", &[]);
         json!({
             "client-certificate": dir.0.join("user.crt"),
             "client-key": dir.0.join("user.key")
