@@ -10,11 +10,10 @@ use crate::core::keys::error::KeysError;
 use crate::core::keys::rsa_verify::{HashAlg, RsaPublicKey};
 
 /// One public key, ready to verify tokens of exactly one algorithm. RSA PKCS#1 v1.5 keys
-/// are checked by `rsa_verify` (jwt-simple validates them on import).
+/// (RS256/384/512, by their hash) are checked by `rsa_verify`; jwt-simple validates them on
+/// import.
 pub enum VerifyingKey {
-    RS256(RsaPublicKey),
-    RS384(RsaPublicKey),
-    RS512(RsaPublicKey),
+    Pkcs1(RsaPublicKey, HashAlg),
     PS256(PS256PublicKey),
     PS384(PS384PublicKey),
     PS512(PS512PublicKey),
@@ -30,15 +29,15 @@ impl VerifyingKey {
         let key = match alg {
             Algorithm::RS256 => {
                 RS256PublicKey::from_jwk(jwk).ok()?;
-                VerifyingKey::RS256(rsa_key(value)?)
+                VerifyingKey::Pkcs1(rsa_key(value)?, HashAlg::Sha256)
             }
             Algorithm::RS384 => {
                 RS384PublicKey::from_jwk(jwk).ok()?;
-                VerifyingKey::RS384(rsa_key(value)?)
+                VerifyingKey::Pkcs1(rsa_key(value)?, HashAlg::Sha384)
             }
             Algorithm::RS512 => {
                 RS512PublicKey::from_jwk(jwk).ok()?;
-                VerifyingKey::RS512(rsa_key(value)?)
+                VerifyingKey::Pkcs1(rsa_key(value)?, HashAlg::Sha512)
             }
             Algorithm::PS256 => VerifyingKey::PS256(PS256PublicKey::from_jwk(jwk).ok()?),
             Algorithm::PS384 => VerifyingKey::PS384(PS384PublicKey::from_jwk(jwk).ok()?),
@@ -55,9 +54,7 @@ impl VerifyingKey {
     pub fn verify_signature(&self, token: &str, options: VerificationOptions) -> bool {
         let options = Some(options);
         match self {
-            VerifyingKey::RS256(k) => pkcs1v15(k, HashAlg::Sha256, token),
-            VerifyingKey::RS384(k) => pkcs1v15(k, HashAlg::Sha384, token),
-            VerifyingKey::RS512(k) => pkcs1v15(k, HashAlg::Sha512, token),
+            VerifyingKey::Pkcs1(k, hash) => pkcs1v15(k, *hash, token),
             VerifyingKey::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
             VerifyingKey::PS384(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
             VerifyingKey::PS512(k) => k.verify_token::<NoCustomClaims>(token, options).is_ok(),
