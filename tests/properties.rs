@@ -257,7 +257,11 @@ fn header_json() -> BoxedStrategy<Value> {
         6 => (
             prop::option::weighted(0.9, alg),
             prop::option::weighted(0.5, kid),
-            prop::collection::btree_map("[a-z]{1,4}", arb_json(true), 0..3),
+            prop::collection::btree_map(
+                prop_oneof![4 => "[a-z]{1,4}", 1 => Just("typ".to_string()), 1 => Just("crit".to_string())],
+                prop_oneof![3 => arb_json(true), 1 => Just(Value::String("JWT".into())), 1 => Just(Value::String("at+jwt".into()))],
+                0..3,
+            ),
         )
             .prop_map(|(alg, kid, extra)| {
                 let mut header: Map<String, Value> = extra.into_iter().collect();
@@ -309,10 +313,22 @@ proptest! {
         );
         check_token_result(&text, usize::MAX)?;
         let kid_ok = matches!(header.get("kid"), None | Some(Value::Null) | Some(Value::String(_)));
+        // No JWS extension is understood (RFC 7515 §4.1.11); a `typ` must name a JWT.
+        let crit_ok = matches!(header.get("crit"), None | Some(Value::Null));
+        let typ_ok = match header.get("typ") {
+            None | Some(Value::Null) => true,
+            Some(Value::String(typ)) => {
+                let typ = typ.to_ascii_uppercase();
+                typ == "JWT" || typ.ends_with("+JWT")
+            }
+            Some(_) => false,
+        };
         let alg = header.get("alg").and_then(Value::as_str).and_then(Algorithm::from_name);
         let expected_ok = header.is_object()
             && alg.is_some()
             && kid_ok
+            && crit_ok
+            && typ_ok
             && claims.is_object()
             && !signature.is_empty();
         let parsed = token::parse(&text, usize::MAX);
