@@ -162,3 +162,80 @@ fn a_failed_refresh_keeps_the_last_good_keys_and_backs_off() {
         format!("{ISSUER}/.well-known/openid-configuration")
     );
 }
+
+fn forged_request(n: u32) -> RequestHeaders {
+    let claims = mint::claims_with(
+        ISSUER,
+        "api",
+        json!({ "exp": mint::now_secs() + 3600, "jti": format!("forged-{n}") }),
+    );
+    let forged = mint::tamper_signature(&shared_keys().signer("ES256").sign(&claims));
+    let authorization = format!("Bearer {forged}");
+    RequestHeaders::from_pairs([
+        (":authority", &b"api.example.com"[..]),
+        (":path", b"/"),
+        ("authorization", authorization.as_bytes()),
+    ])
+}
+
+fn status_of(decision: &Decision) -> u32 {
+    match decision {
+        Decision::Respond(reply) => reply.status,
+        Decision::Forward(_) => 200,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn forged_tokens_that_waited_for_keys_are_charged_to_their_address_when_finally_checked() {
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": ["api"], "cluster": "dex" }],
+        "signature_check_budget": { "per_second": 1, "burst": 2 },
+    });
+    let settings = Rc::new(Settings::parse(&config.to_string()).unwrap());
+    let mut host = FakeHost::new(mint::now_secs() * 1000);
+    let mut gateway = Gateway::new(Rc::clone(&settings));
+    let mut keys = KeyFetcher::new(settings);
+    keys.tick(&mut host, &mut gateway);
+    // Before the first keys arrive, an attacker's forged tokens wait like everyone's.
+    host.source = "198.51.100.66:4000".into();
+    for n in 0..4 {
+        let decision = gateway
+            .decide(&mut host, 100 + n, &forged_request(n))
+            .decision;
+        assert!(matches!(decision, Decision::Parked), "{decision:?}");
+    }
+    // The keys come on the root's tick, where no request's address can be read.
+    host.source = "203.0.113.1:1".into();
+    let discovery = json!({ "issuer": ISSUER, "jwks_uri": format!("{ISSUER}/keys") });
+    let token = host.calls[0].token;
+    answer(
+        &mut keys,
+        &mut host,
+        &mut gateway,
+        token,
+        ok(&discovery.to_string()),
+    );
+    let token = host.calls[1].token;
+    let mut decided = answer(
+        &mut keys,
+        &mut host,
+        &mut gateway,
+        token,
+        ok(&shared_keys().jwks().to_string()),
+    );
+    decided.sort_by_key(|(context, _)| *context);
+    let statuses: Vec<u32> = decided.iter().map(|(_, d)| status_of(d)).collect();
+    assert_eq!(
+        statuses,
+        [401, 401, 429, 429],
+        "the waiting forgeries were checked without limit"
+    );
+    // The attacker's address spent its budget; the root's stand-in address did not.
+    host.source = "198.51.100.66:4001".into();
+    let next = gateway.decide(&mut host, 200, &forged_request(9)).decision;
+    assert_eq!(status_of(&next), 429);
+    host.source = "203.0.113.1:1".into();
+    let other = gateway.decide(&mut host, 201, &forged_request(10)).decision;
+    assert_eq!(status_of(&other), 401);
+}

@@ -26,7 +26,8 @@ fn config() -> Value {
     json!({
         "providers": [provider()],
         "login": [login_service(DASHBOARD, "dashboard", "_dash", json!({
-            "impersonate": { "group_prefix": "oidc:" },
+            // The dashboard's users are named by the IdP alone, unprefixed on purpose.
+            "impersonate": { "group_prefix": "oidc:", "allow_unprefixed": true },
         }))],
         "services": [{
             "hosts": [KUBE],
@@ -199,21 +200,65 @@ fn impersonation_settings_that_could_not_be_written_are_refused_at_configure() {
 fn names_the_apiserver_would_read_otherwise_are_never_written() {
     let mut config = config();
     // No prefixes: what the IdP says is what the apiserver would read.
-    config["services"][0]["impersonate"] = json!({});
+    config["services"][0]["impersonate"] = json!({ "allow_unprefixed": true });
     let mut bed = Bed::new(&config);
     // Go trims header values: " " would be no user (the proxy itself), "alice " another one.
-    for sub in [" ", "alice ", " admin", "system:kube-controller-manager"] {
+    for sub in [
+        " ",
+        "alice ",
+        " admin",
+        "system:kube-controller-manager",
+        "kubeadm:admin",
+    ] {
         let token = bearer(&token(json!({ "sub": sub })));
         let decision = bed.get(KUBE, "/api/v1/secrets", &with_bearer(&token));
         let reply = responded(decision);
         assert!(reply.status >= 400, "{sub:?}: {reply:?}");
         assert_eq!(status_of(&reply)["kind"], "Status", "{sub:?}");
     }
-    let token = bearer(&token(
-        json!({ "groups": ["system:masters", "devs", " ops"] }),
-    ));
+    let token = bearer(&token(json!({
+        "groups": ["system:masters", "kubeadm:cluster-admins", "devs", " ops"]
+    })));
     let forward = forwarded(bed.get(KUBE, "/api", &with_bearer(&token)));
     assert_eq!(all(&forward, "impersonate-group"), ["devs"]);
+}
+
+#[test]
+fn an_empty_impersonation_prefix_that_would_let_idp_groups_become_cluster_admins_is_refused() {
+    for impersonate in [
+        json!({}),
+        json!({ "user_prefix": "oidc:" }),
+        json!({ "user_prefix": "", "group_prefix": "oidc:" }),
+    ] {
+        let mut config = config();
+        config["services"][0]["impersonate"] = impersonate.clone();
+        let problems = Settings::parse(&config.to_string()).err();
+        assert!(
+            problems.as_ref().is_some_and(|problems| problems
+                .iter()
+                .any(|p| p.starts_with("services[0].impersonate.")
+                    && p.contains("must not be empty"))),
+            "{impersonate} was accepted: {problems:#?}"
+        );
+    }
+    let mut config = config();
+    config["services"][0]["impersonate"] = json!({ "allow_unprefixed": true });
+    assert!(Settings::parse(&config.to_string()).is_ok(), "opted into");
+}
+
+#[test]
+fn an_unprefixed_idp_group_in_the_clusters_own_namespace_never_becomes_an_impersonated_group() {
+    let mut config = config();
+    config["services"][0]["impersonate"] = json!({ "allow_unprefixed": true });
+    let mut bed = Bed::new(&config);
+    let with_groups = bearer(&token(json!({
+        "groups": ["kubeadm:cluster-admins", "KubeAdm:cluster-admins", "system:masters", "myorg:sre"]
+    })));
+    let forward = forwarded(bed.get(KUBE, "/api", &with_bearer(&with_groups)));
+    assert_eq!(all(&forward, "impersonate-group"), ["myorg:sre"]);
+    let named_admins = bearer(&token(json!({ "sub": "kubeadm:cluster-admins" })));
+    let reply = responded(bed.get(KUBE, "/api", &with_bearer(&named_admins)));
+    assert!(reply.status >= 400, "{reply:?}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::envoy::{bootstrap, wasm_filter, Envoy, Started};
+use support::envoy::{bootstrap, cluster, wasm_filter, Envoy, Started};
 use support::gateway_bed::eventually;
 use support::http;
 use support::mint::{claims_with, shared_keys, tamper_signature};
@@ -27,11 +27,23 @@ fn plugin_config(issuer: &str, top: Value) -> Value {
 }
 
 fn start(idp: &KeyServer, upstream: &Upstream, top: Value, workers: u32) -> Envoy {
-    let config = bootstrap(
+    start_with_hcm(idp, upstream, top, workers, json!({}))
+}
+
+/// As `start`, with `hcm` merged into the HTTP connection manager.
+fn start_with_hcm(
+    idp: &KeyServer,
+    upstream: &Upstream,
+    top: Value,
+    workers: u32,
+    hcm: Value,
+) -> Envoy {
+    let mut config = bootstrap(
         vec![wasm_filter(&plugin_config(&idp.issuer(), top))],
         upstream.port(),
         idp.port,
     );
+    merge_hcm(&mut config, &hcm);
     match Envoy::try_start(&config, workers) {
         Started::Running(envoy) => envoy,
         Started::Exited(log) => panic!("Envoy did not start:\n{log}"),
@@ -121,4 +133,123 @@ fn an_address_that_spends_its_budget_on_failing_tokens_gets_429_without_a_check(
     assert!(eventually(Duration::from_secs(5), || {
         http::bearer(&envoy.url("/"), &token_numbered(&issuer, 100)).status == 200
     }));
+}
+
+fn merge_hcm(config: &mut Value, hcm: &Value) {
+    let manager = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
+    for (k, v) in hcm.as_object().cloned().unwrap_or_default() {
+        manager[k] = v;
+    }
+}
+
+/// The README's forward-auth Envoy behind NGINX: the client is the `X-Forwarded-For` entry
+/// the proxy in front appended (the rightmost), never one the client wrote.
+fn behind_one_proxy() -> Value {
+    json!({ "use_remote_address": true, "xff_num_trusted_hops": 1 })
+}
+
+fn forged_with_xff(envoy: &Envoy, issuer: &str, n: u32, xff: &str) -> u16 {
+    let forged = tamper_signature(&token_numbered(issuer, n));
+    http::get(
+        &envoy.url("/"),
+        &[
+            ("authorization", &format!("Bearer {forged}")),
+            ("x-forwarded-for", xff),
+        ],
+    )
+    .status
+}
+
+#[test]
+fn behind_a_proxy_a_client_can_neither_evade_the_budget_nor_spend_anothers_with_x_forwarded_for() {
+    let idp = KeyServer::start(0, shared_keys().jwks());
+    let upstream = Upstream::start();
+    // A refill every 100 s: nothing comes back during the test.
+    let budget = json!({ "signature_check_budget": { "per_second": 1, "burst": 3 } });
+    let envoy = start_with_hcm(&idp, &upstream, budget, 1, behind_one_proxy());
+    let issuer = idp.issuer();
+    let valid = token_numbered(&issuer, 0);
+    assert!(eventually(Duration::from_secs(5), || {
+        http::bearer(&envoy.url("/"), &valid).status == 200
+    }));
+    // The attacker, 198.51.100.66, writes a new address of its own left of the entry the
+    // proxy appends (NGINX's $proxy_add_x_forwarded_for), and names its victim, 203.0.113.7.
+    let attacker = "198.51.100.66";
+    let statuses: Vec<u16> = (1..=6)
+        .map(|n| {
+            let spoof = if n % 2 == 0 {
+                "203.0.113.7".to_string()
+            } else {
+                format!("10.9.{n}.1")
+            };
+            forged_with_xff(&envoy, &issuer, n, &format!("{spoof}, {attacker}"))
+        })
+        .collect();
+    assert!(statuses.starts_with(&[401, 401, 401]), "{statuses:?}");
+    assert_eq!(
+        &statuses[3..],
+        &[429, 429, 429],
+        "a made-up X-Forwarded-For entry bought more checks"
+    );
+    // The victim, through the same proxy (NGINX's $remote_addr: one entry), is still checked.
+    assert_eq!(
+        forged_with_xff(&envoy, &issuer, 20, "203.0.113.7"),
+        401,
+        "the attacker spent the victim's budget"
+    );
+    assert_eq!(forged_with_xff(&envoy, &issuer, 21, attacker), 429);
+}
+
+#[test]
+fn through_envoy_ext_authz_a_client_cannot_evade_the_central_budget_with_x_forwarded_for() {
+    let idp = KeyServer::start(0, shared_keys().jwks());
+    let central_upstream = Upstream::start();
+    let budget = json!({ "signature_check_budget": { "per_second": 1, "burst": 3 } });
+    let central = start_with_hcm(&idp, &central_upstream, budget, 1, behind_one_proxy());
+    let app = Upstream::start();
+    // The README's front Envoy: an edge (use_remote_address) whose checks carry the
+    // X-Forwarded-For it appended the client's address to.
+    let ext_authz = json!({
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": false,
+            "http_service": {
+                "server_uri": {
+                    "uri": format!("http://127.0.0.1:{}", central.port),
+                    "cluster": "wasm-iap",
+                    "timeout": "5s"
+                },
+                "path_prefix": "/oauth2/auth",
+                "authorization_request": {
+                    "allowed_headers": { "patterns": [
+                        { "exact": "authorization", "ignore_case": true },
+                        { "exact": "x-forwarded-for", "ignore_case": true }
+                    ]}
+                }
+            }
+        }
+    });
+    let mut front = bootstrap(vec![ext_authz], app.port(), idp.port);
+    front["static_resources"]["clusters"]
+        .as_array_mut()
+        .expect("clusters")
+        .push(cluster("wasm-iap", central.port));
+    let front = Envoy::start(&front);
+    let issuer = idp.issuer();
+    let valid = token_numbered(&issuer, 0);
+    assert!(eventually(Duration::from_secs(5), || {
+        http::bearer(&front.url("/"), &valid).status == 200
+    }));
+    let statuses: Vec<u16> = (1..=6)
+        .map(|n| forged_with_xff(&front, &issuer, n, &format!("10.7.{n}.1")))
+        .collect();
+    assert!(statuses.starts_with(&[401, 401, 401]), "{statuses:?}");
+    assert_eq!(
+        &statuses[3..],
+        &[429, 429, 429],
+        "a made-up X-Forwarded-For entry bought more checks through ext_authz"
+    );
 }

@@ -158,6 +158,9 @@ enum WaitsFor {
         authorization: Option<Secret>,
         kid: KidRefetch,
         gate: Gate,
+        /// The client's address, read when it parked (with a budget): its check, when the
+        /// keys come, is charged to it like any other.
+        source: Option<String>,
     },
     /// A browser request on a login host (login start or callback): the IdP's endpoints.
     Endpoints { headers: RequestHeaders },
@@ -229,6 +232,9 @@ struct Surroundings<'h> {
     budget: Option<&'h SourceBudget>,
     /// Set once the address was read: a check was due, and its failure is charged to it.
     source: Option<String>,
+    /// The address of a parked request, read when it parked (the root, which settles it,
+    /// has no request to read it from).
+    parked_source: Option<String>,
     now_ms: u64,
 }
 
@@ -247,7 +253,10 @@ impl Outside for Surroundings<'_> {
         let Some(budget) = self.budget else {
             return true;
         };
-        let source = self.host.source_address().unwrap_or_default();
+        let source = match self.parked_source.take() {
+            Some(source) => source,
+            None => self.host.source_address().unwrap_or_default(),
+        };
         let allowed = budget.allows(&source, self.now_ms);
         self.source = Some(source);
         allowed
@@ -531,16 +540,15 @@ impl Gateway {
             host: &mut *host,
             budget: self.budget.as_ref(),
             source: None,
+            parked_source: None,
             now_ms,
         };
         let verdict =
             self.authn
                 .authenticate_with(authorization, now_ms, KidRefetch::Allowed, &mut outside);
-        let charged = outside.source.take();
-        if let (Verdict::Deny(error), Some(budget)) = (&verdict, self.budget.as_mut()) {
-            if let (false, Some(source)) = (*error == AuthError::Throttled, charged) {
-                budget.spend(&source, now_ms);
-            }
+        let checked_for = outside.source.take();
+        if let Some(budget) = self.budget.as_mut() {
+            budget.charge(&verdict, checked_for, now_ms);
         }
         if let Verdict::AwaitKeys {
             provider,
@@ -560,6 +568,11 @@ impl Gateway {
                     authorization: authorization.map(Secret::new),
                     kid: KidRefetch::Allowed,
                     gate,
+                    source: self
+                        .budget
+                        .is_some()
+                        .then(|| host.source_address())
+                        .flatten(),
                 },
                 refetch,
                 reason,
@@ -1194,12 +1207,14 @@ impl Gateway {
                     authorization,
                     kid,
                     gate,
+                    source,
                 } => {
-                    // Admitted to wait before: no budget applies on the way out.
+                    // A forged token that waited is checked, and charged, as one that did not.
                     let mut outside = Surroundings {
                         host: &mut *host,
-                        budget: None,
+                        budget: self.budget.as_ref(),
                         source: None,
+                        parked_source: source.clone(),
                         now_ms,
                     };
                     let verdict = self.authn.authenticate_with(
@@ -1208,6 +1223,10 @@ impl Gateway {
                         kid,
                         &mut outside,
                     );
+                    let checked_for = outside.source.take();
+                    if let Some(budget) = self.budget.as_mut() {
+                        budget.charge(&verdict, checked_for, now_ms);
+                    }
                     match verdict {
                         Verdict::AwaitKeys {
                             provider,
@@ -1222,6 +1241,7 @@ impl Gateway {
                                     authorization,
                                     kid,
                                     gate,
+                                    source,
                                 },
                                 refetch,
                                 reason,

@@ -90,11 +90,20 @@ pub struct ClaimNames<'a> {
     pub kept: &'a [String],
 }
 
+/// Whether a value reads upstream exactly as written: header-safe, and no whitespace at
+/// either end (HTTP parsers drop it from a value, and upstreams trim the items of a list:
+/// `" myorg:sre"` would be read as `myorg:sre`, which no rule checked).
+pub fn reads_as_written(value: &str) -> bool {
+    let trimmed = |c: Option<char>| c.is_some_and(char::is_whitespace);
+    header_value_safe(value) && !trimmed(value.chars().next()) && !trimmed(value.chars().last())
+}
+
 /// A claim as text for a header: strings as they are, numbers and booleans printed, lists
-/// of those joined with `,`; `None` for anything else or anything not header-safe.
+/// of those joined with `,`; `None` for anything else or anything that would not read as
+/// written (`reads_as_written`).
 fn header_text(value: &Value) -> Option<String> {
     let scalar = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(s.clone()).filter(|s| reads_as_written(s)),
         Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
         _ => None,
     };
@@ -139,16 +148,18 @@ impl Identity {
             .and_then(Value::as_str)
             .filter(|_| email_trusted);
         for (claim, value) in [(names.user, Some(user)), ("email", email)] {
-            // Free of control characters, so a claim can never split a header.
-            if value.is_some_and(|v| !header_value_safe(v)) {
+            // Free of control characters, so a claim can never split a header; no spaces at
+            // either end, so the upstream cannot read another user.
+            if value.is_some_and(|v| !reads_as_written(v)) {
                 return Err(AuthError::ClaimNotHeaderSafe {
                     claim: claim.to_string(),
                 });
             }
         }
+        // A group or name that would not read as written is left out, as if absent.
         let text = |v: &Value| {
             v.as_str()
-                .filter(|s| header_value_safe(s))
+                .filter(|s| reads_as_written(s))
                 .map(str::to_string)
         };
         let groups = match claim(claims, names.groups) {
@@ -223,12 +234,13 @@ impl Identity {
         if let Some(email) = &self.email {
             headers.push((names.email.clone(), email.clone()));
         }
-        // A comma inside a group name would read as two groups upstream.
+        // A comma inside a group name would read as two groups upstream, a space at its
+        // ends as another group (sessions sealed before names were checked may hold one).
         let groups: Vec<&str> = self
             .groups
             .iter()
             .map(String::as_str)
-            .filter(|g| !g.contains(','))
+            .filter(|g| !g.contains(',') && reads_as_written(g))
             .collect();
         if !groups.is_empty() {
             headers.push((names.groups.clone(), groups.join(",")));
@@ -253,21 +265,31 @@ impl Identity {
 
 /// Header families that upstreams built for oauth2-proxy, Pomerium or kube-oidc-proxy trust
 /// as identity, and method overrides: a client must never be able to send them.
-const STRIPPED_PREFIXES: [&str; 4] = [
+const STRIPPED_PREFIXES: [&str; 5] = [
     "x-auth-request-",
     "impersonate-",
     "x-pomerium-",
     // kube-apiserver's front-proxy (requestheader) identity headers.
     "x-remote-",
+    // Grafana's auth proxy (`X-WEBAUTH-USER`, `-EMAIL`, `-NAME`, `-GROUPS`, `-ROLE`).
+    "x-webauth-",
 ];
-/// Identity headers of other proxies (oauth2-proxy's `X-Forwarded-*`, `GAP-Auth`).
-pub const OTHER_PROXIES_IDENTITY: [&str; 6] = [
+/// Identity headers of other proxies and of the apps behind them: oauth2-proxy's
+/// `X-Forwarded-*` and `GAP-Auth`; `Remote-*` of Authelia and Authentik, which apps
+/// (Gitea, Nextcloud, Grafana set up for it) read as the signed-in user; `X-User`/`X-Email`.
+pub const OTHER_PROXIES_IDENTITY: [&str; 12] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
     "x-forwarded-access-token",
     "gap-auth",
+    "remote-user",
+    "remote-email",
+    "remote-groups",
+    "remote-name",
+    "x-user",
+    "x-email",
 ];
 /// Rules decide on the method: an upstream that honours an override would act on a method
 /// no rule was asked about (a `read` GET turned into a DELETE).
@@ -408,6 +430,90 @@ mod tests {
         ];
         let found = spoofed(request.iter().map(|n| n.as_bytes()), &stripped);
         assert_eq!(found, request[1..21].to_vec());
+    }
+
+    #[test]
+    fn identity_headers_of_grafana_authelia_and_other_neighbours_are_stripped_in_every_spelling() {
+        let stripped = StrippedHeaders::new(&names(), &[]);
+        for name in [
+            "X-WEBAUTH-USER",
+            "x_webauth_email",
+            "X-WebAuth-Groups",
+            "x-webauth-role",
+            "Remote-User",
+            "remote_email",
+            "REMOTE-GROUPS",
+            "Remote-Name",
+            "X-User",
+            "x_email",
+            "X-Forwarded-User",
+            "x_forwarded_groups",
+            "X-Forwarded-Preferred-Username",
+            "x-remote-user",
+        ] {
+            assert!(stripped.matches(name.as_bytes()), "{name} reached the app");
+        }
+        for name in ["x-user-agent", "remote-addr", "x-emails", "x-webauthn"] {
+            assert!(!stripped.matches(name.as_bytes()), "{name} is not identity");
+        }
+    }
+
+    #[test]
+    fn a_group_with_spaces_at_its_ends_never_reaches_the_groups_header() {
+        let claims = json!({
+            "sub": "u-1",
+            "groups": [" myorg:sre", "myorg:dev ", "\u{a0}admins", "devs", "a b"],
+            "preferred_username": " alice",
+        });
+        let claims = claims.as_object().cloned().unwrap_or_default();
+        let Ok(identity) = read(&claims, "sub", EmailVerification::Required) else {
+            panic!("identity expected");
+        };
+        assert_eq!(identity.groups, ["devs", "a b"]);
+        assert_eq!(identity.preferred_username, None);
+        // A session sealed before names were checked still carries such a group.
+        let older = Identity {
+            groups: vec![" myorg:sre".into(), "devs".into()],
+            ..identity
+        };
+        let headers = older.headers_named(&names());
+        let groups = headers.iter().find(|(h, _)| h == "x-auth-request-groups");
+        assert_eq!(groups.map(|(_, v)| v.as_str()), Some("devs"));
+    }
+
+    #[test]
+    fn a_user_or_email_with_spaces_at_its_ends_is_refused_not_trimmed_upstream() {
+        for (user_claim, claims) in [
+            ("sub", json!({"sub": "admin "})),
+            ("sub", json!({"sub": "\talice"})),
+            (
+                "sub",
+                json!({"sub": "u-1", "email": " boss@corp.example", "email_verified": true}),
+            ),
+        ] {
+            let claims = claims.as_object().cloned().unwrap_or_default();
+            assert!(
+                matches!(
+                    read(&claims, user_claim, EmailVerification::Required),
+                    Err(AuthError::ClaimNotHeaderSafe { .. })
+                ),
+                "{claims:?}"
+            );
+        }
+        let claims = json!({"sub": "u-1", "tenant": [" acme", "beta"], "team": "ops "});
+        let claims = claims.as_object().cloned().unwrap_or_default();
+        let kept = vec!["tenant".to_string(), "team".to_string()];
+        let claim_names = ClaimNames {
+            user: "sub",
+            groups: "groups",
+            email: EmailVerification::Required,
+            kept: &kept,
+        };
+        let Ok(identity) = Identity::from_claims(&claims, &claim_names) else {
+            panic!("identity expected");
+        };
+        assert_eq!(identity.claim_values("tenant"), ["beta"]);
+        assert!(identity.claim_values("team").is_empty());
     }
 
     #[test]

@@ -55,15 +55,21 @@ impl Impersonation {
     }
 }
 
+/// Namespaces of the cluster's own users and groups: `system:masters`, and kubeadm's
+/// `kubeadm:cluster-admins` (bound to `cluster-admin` since Kubernetes 1.29).
+const CLUSTER_NAMESPACES: [&str; 2] = ["system:", "kubeadm:"];
+
 /// A name the apiserver reads exactly as written, and not one of its own. Go trims spaces
 /// from header values: `" "` would be no user at all (the apiserver would act as the proxy),
-/// `"alice "` another user. `system:` users and groups (`system:masters`) are the
-/// apiserver's; an IdP group of that name must not become one (a prefix avoids it).
+/// `"alice "` another user. An IdP name in the cluster's namespaces must not become one (a
+/// prefix, required unless `allow_unprefixed`, keeps every IdP name out of them).
 fn writable(name: &str) -> bool {
     header_value_safe(name)
         && !name.trim().is_empty()
         && name.trim() == name
-        && !name.starts_with("system:")
+        && !CLUSTER_NAMESPACES
+            .iter()
+            .any(|ns| name.to_ascii_lowercase().starts_with(ns))
 }
 
 /// A public route's request: the apiserver's own anonymous user, never the proxy's identity.

@@ -6,6 +6,7 @@
 //! - `login`: browser sign-in (the flow, OIDC messages, sessions, refresh slots);
 //! - `gateway`: one worker's decision about a request, in order, behind the `host` trait;
 //! - `policy`: who may pass (so far: the normalised path rules match against);
+//! - `log_text`: values from outside made safe for a log line;
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
 pub mod bearer;
@@ -17,6 +18,7 @@ pub mod host;
 pub mod identity;
 pub mod impersonation;
 pub mod keys;
+pub mod log_text;
 pub mod login;
 pub mod policy;
 pub mod random;

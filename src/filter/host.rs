@@ -8,6 +8,7 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use crate::core::host::{Callout, Host, Metric};
 use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
+use crate::core::log_text;
 use crate::core::random::{NoRandomness, Random};
 use crate::core::reply::{header_name_safe, header_value_safe, Reply, Severity};
 use crate::core::request_headers::{self, RequestHeaders};
@@ -25,9 +26,11 @@ pub fn level(severity: Severity) -> LogLevel {
     }
 }
 
-/// Envoy prefixes each line with the plugin name already.
+/// Envoy prefixes each line with the plugin name already. Every line leaves here, so here
+/// nothing a client, an IdP or a config sent can break a line or forge one (parts were
+/// escaped where they were written; this catches any that were not).
 pub fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, message);
+    let _ = hostcalls::log(level, &log_text::one_line(message));
 }
 
 pub fn now_ms() -> u64 {

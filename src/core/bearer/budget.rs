@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 
+use crate::core::bearer::authenticator::Verdict;
+use crate::core::bearer::error::AuthError;
+
 /// Distinct clients tracked per VM; beyond that the one with the most budget left is
 /// forgotten, so an attacker with many addresses cannot wipe an exhausted one's account.
 const MAX_SOURCES: usize = 4096;
@@ -115,6 +118,16 @@ impl SourceBudget {
                 at_ms: now_ms,
             },
         );
+    }
+
+    /// After a bearer check: a token whose signature was checked for `checked_for` (the
+    /// address `may_verify` read) and that was refused spends one; a `429` checked nothing.
+    pub fn charge(&mut self, verdict: &Verdict, checked_for: Option<String>, now_ms: u64) {
+        match (verdict, checked_for) {
+            (Verdict::Deny(AuthError::Throttled), _) => {}
+            (Verdict::Deny(_), Some(source)) => self.spend(&source, now_ms),
+            _ => {}
+        }
     }
 
     pub fn tracked(&self) -> usize {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::core::log_text::Escaped;
 use crate::core::reply::{self, Reply};
 
 /// Every reason the authentication layer refuses a request.
@@ -57,6 +58,8 @@ pub enum AuthError {
     Throttled,
 }
 
+/// The description in answers and log lines: what the token chose (`alg`, `kid`, a claim
+/// name) is escaped, so it can neither forge a log line nor break a header.
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -64,17 +67,25 @@ impl fmt::Display for AuthError {
             AuthError::NotBearer => f.write_str("authorization scheme is not Bearer"),
             AuthError::TokenTooLarge { max } => write!(f, "token larger than {max} bytes"),
             AuthError::Malformed { what } => write!(f, "malformed token: {what}"),
-            AuthError::AlgorithmNotAccepted { alg } => write!(f, "algorithm {alg} not accepted"),
+            AuthError::AlgorithmNotAccepted { alg } => {
+                write!(f, "algorithm {} not accepted", Escaped(alg))
+            }
             AuthError::UntrustedIssuer => f.write_str("untrusted issuer"),
-            AuthError::MissingClaim { claim } => write!(f, "missing claim {claim}"),
+            AuthError::MissingClaim { claim } => write!(f, "missing claim {}", Escaped(claim)),
             AuthError::Expired => f.write_str("token expired"),
             AuthError::NotYetValid => f.write_str("token not yet valid"),
             AuthError::IssuedInFuture => f.write_str("token issued in the future"),
             AuthError::WrongAudience => f.write_str("wrong audience"),
-            AuthError::UnknownKey { kid: Some(kid) } => write!(f, "unknown signing key {kid}"),
+            AuthError::UnknownKey { kid: Some(kid) } => {
+                write!(f, "unknown signing key {}", Escaped(kid))
+            }
             AuthError::UnknownKey { kid: None } => f.write_str("no signing key fits the token"),
             AuthError::KeyDoesNotFitAlgorithm { kid } => {
-                write!(f, "signing key {kid} does not fit the token's algorithm")
+                write!(
+                    f,
+                    "signing key {} does not fit the token's algorithm",
+                    Escaped(kid)
+                )
             }
             AuthError::BadSignature => f.write_str("invalid signature"),
             AuthError::WrongNonce => f.write_str("ID token nonce does not match the login"),
@@ -82,10 +93,14 @@ impl fmt::Display for AuthError {
                 f.write_str("ID token was issued to another client (azp)")
             }
             AuthError::ClaimNotHeaderSafe { claim } => {
-                write!(f, "claim {claim} cannot be sent as a header")
+                write!(f, "claim {} cannot be sent as a header", Escaped(claim))
             }
             AuthError::UserClaimMissing { claim } => {
-                write!(f, "the token has no {claim} claim to name the user")
+                write!(
+                    f,
+                    "the token has no {} claim to name the user",
+                    Escaped(claim)
+                )
             }
             AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {
                 write!(f, "the token lacks the scopes {}", missing_scopes.join(" "))
@@ -219,6 +234,30 @@ mod tests {
         assert_eq!(rejection.status, 503);
         assert_eq!(header(&rejection, "www-authenticate"), None);
         assert!(header(&rejection, "retry-after").is_some());
+    }
+
+    #[test]
+    fn alg_and_kid_from_a_token_cannot_forge_a_log_line() {
+        for error in [
+            AuthError::AlgorithmNotAccepted {
+                alg: "none\r\n[critical] admin signed in".into(),
+            },
+            AuthError::UnknownKey {
+                kid: Some("k\n\u{1b}[2J\u{2028}".into()),
+            },
+            AuthError::KeyDoesNotFitAlgorithm { kid: "k\r".into() },
+            AuthError::MissingClaim {
+                claim: "a\nb".into(),
+            },
+        ] {
+            let line = error.to_string();
+            assert!(line.chars().all(|c| (' '..='~').contains(&c)), "{line:?}");
+        }
+        let line = AuthError::AlgorithmNotAccepted {
+            alg: "none\r\nx".into(),
+        }
+        .to_string();
+        assert_eq!(line, "algorithm none\\r\\nx not accepted");
     }
 
     #[test]

@@ -48,6 +48,23 @@ fn read_impersonation(reader: &mut ObjectReader, problems: &mut Problems) -> Opt
     };
     let user_prefix = prefix("user_prefix");
     let group_prefix = prefix("group_prefix");
+    // Without a prefix the IdP names users and groups in the cluster's own namespace: any
+    // group RBAC binds (kubeadm:cluster-admins, a team's admin group) is one claim away.
+    if !r.bool("allow_unprefixed", false, problems) {
+        for (name, value) in [
+            ("user_prefix", &user_prefix),
+            ("group_prefix", &group_prefix),
+        ] {
+            if value.is_empty() {
+                problems.add(
+                    &r.field_path(name),
+                    "must not be empty (e.g. \"oidc:\"): IdP names would be the cluster's own, \
+                     such as kubeadm:cluster-admins; set allow_unprefixed: true only when the \
+                     IdP alone decides every user and group name",
+                );
+            }
+        }
+    }
     let extra_path = r.field_path("extra_claims");
     let mut extra_claims = Vec::new();
     if let Some(extra) = r.value("extra_claims") {

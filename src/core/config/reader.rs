@@ -4,14 +4,18 @@
 use serde_json::{Map, Value};
 
 use crate::core::config::duration;
+use crate::core::log_text::one_line;
 
 /// All problems found in one configuration, each prefixed with the path of its field.
 #[derive(Debug, Default)]
 pub struct Problems(pub Vec<String>);
 
 impl Problems {
+    /// One problem, one line: values echoed from the config (or its environment) cannot
+    /// break the line it is logged on.
     pub fn add(&mut self, path: &str, message: impl std::fmt::Display) {
-        self.0.push(format!("{path}: {message}"));
+        let line = format!("{path}: {message}");
+        self.0.push(one_line(&line).into_owned());
     }
 }
 

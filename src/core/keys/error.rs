@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::core::log_text::Escaped;
+
 /// Which document of the IdP a fetch asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Document {
@@ -61,7 +63,9 @@ pub enum KeysError {
 impl fmt::Display for KeysError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeysError::JwksNotJson { detail } => write!(f, "JWKS is not JSON: {detail}"),
+            KeysError::JwksNotJson { detail } => {
+                write!(f, "JWKS is not JSON: {}", Escaped(detail))
+            }
             KeysError::NoKeysArray => f.write_str("JWKS has no \"keys\" array"),
             KeysError::NoUsableKey { keys } => write!(
                 f,
@@ -83,14 +87,26 @@ impl fmt::Display for KeysError {
                 expected,
             } => write!(
                 f,
-                "discovery document names issuer \"{announced}\", not \"{expected}\""
+                "discovery document names issuer \"{}\", not \"{}\"",
+                Escaped(announced),
+                Escaped(expected)
             ),
             KeysError::NotHttpUrl { field, value } => {
-                write!(f, "discovery {field} \"{value}\" is not an http(s) URL")
+                write!(
+                    f,
+                    "discovery {} \"{}\" is not an http(s) URL",
+                    Escaped(field),
+                    Escaped(value)
+                )
             }
             KeysError::NoJwksUri => f.write_str("discovery document has no jwks_uri"),
             KeysError::Unreachable { cluster, detail } => {
-                write!(f, "cannot call cluster \"{cluster}\": {detail}")
+                write!(
+                    f,
+                    "cannot call cluster \"{}\": {}",
+                    Escaped(cluster),
+                    Escaped(detail)
+                )
             }
             KeysError::UnknownProvider => f.write_str("no such provider"),
         }

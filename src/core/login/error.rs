@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::core::bearer::error::AuthError;
+use crate::core::log_text::Escaped;
 use crate::core::reply::{self, LogNote, Reply, Severity};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,9 +44,9 @@ impl fmt::Display for LoginError {
             LoginError::IdpRefused {
                 error, description, ..
             } => {
-                write!(f, "the IdP refused the sign-in: {}", printable(error))?;
+                write!(f, "the IdP refused the sign-in: {}", Escaped(error))?;
                 match description {
-                    Some(d) => write!(f, " ({})", printable(d)),
+                    Some(d) => write!(f, " ({})", Escaped(d)),
                     None => Ok(()),
                 }
             }
@@ -55,8 +56,12 @@ impl fmt::Display for LoginError {
                 f.write_str("no login in flight for this state (expired, replayed or foreign)")
             }
             LoginError::TookTooLong => f.write_str("the login took longer than login_timeout"),
-            LoginError::CodeRefused(why) => write!(f, "the IdP refused the code: {why}"),
-            LoginError::TokenEndpointFailed(why) => write!(f, "token endpoint failed: {why}"),
+            LoginError::CodeRefused(why) => {
+                write!(f, "the IdP refused the code: {}", Escaped(why))
+            }
+            LoginError::TokenEndpointFailed(why) => {
+                write!(f, "token endpoint failed: {}", Escaped(why))
+            }
             LoginError::TokenEndpointGarbage => f.write_str("token endpoint answered garbage"),
             LoginError::TokenEndpointUnreachable => f.write_str("token endpoint cannot be reached"),
             LoginError::NoIdToken => f.write_str("the IdP returned no ID token"),
@@ -67,14 +72,6 @@ impl fmt::Display for LoginError {
             LoginError::EndpointsUnknown => f.write_str("the IdP's endpoints are not known yet"),
         }
     }
-}
-
-/// What the IdP sent us goes into a log line: no control characters, bounded length.
-fn printable(text: &str) -> String {
-    text.chars()
-        .take(200)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 impl LoginError {

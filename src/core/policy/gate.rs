@@ -6,6 +6,7 @@ use crate::core::config::{ServiceId, Settings};
 use crate::core::forward_auth::Answer;
 use crate::core::identity::Identity;
 use crate::core::impersonation::Impersonation;
+use crate::core::log_text::Escaped;
 use crate::core::policy::access::Verdict;
 use crate::core::policy::denial;
 use crate::core::policy::path::normalize;
@@ -121,9 +122,9 @@ impl Gate {
         Ok(gate)
     }
 
-    /// Host and path, for log lines.
+    /// Host and path, for log lines: both the client's, so escaped.
     pub fn place(&self) -> String {
-        format!("{}{}", self.host, self.path)
+        format!("{}{}", Escaped(&self.host), Escaped(&self.path))
     }
 
     /// The login service, when the host has one.
@@ -169,10 +170,9 @@ impl Gate {
             format!("missing scopes {}", missing_scopes.join(" "))
         };
         let line = format!(
-            "403 for user {} on {}{}: {why}",
+            "403 for user {} on {}: {why}",
             identity.reference(),
-            self.host,
-            self.path
+            self.place()
         );
         let sign_out = match self.policy {
             PolicyOf::Login(id) => settings.login.get(id.0).map(|s| s.sign_out_path.as_str()),
