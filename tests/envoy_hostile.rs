@@ -890,6 +890,38 @@ fn spoofed_identity_and_impersonation_headers_never_reach_the_upstream() {
     );
 }
 
+/// Identity headers of the tools next to us that apps are set up to believe: Grafana's auth
+/// proxy, Authelia and Authentik (`Remote-*`), and the plain `X-User`/`X-Email`.
+const NEIGHBOURS: [&str; 10] = [
+    "X-WEBAUTH-USER",
+    "X-WEBAUTH-EMAIL",
+    "X-WEBAUTH-GROUPS",
+    "X-WEBAUTH-ROLE",
+    "Remote-User",
+    "Remote-Email",
+    "Remote-Groups",
+    "Remote-Name",
+    "X-User",
+    "X-Email",
+];
+
+#[test]
+fn identity_headers_of_grafana_authelia_and_other_neighbours_never_reach_the_upstream() {
+    let bed = bed();
+    let request = RawRequest::get("/api")
+        .host(API_HOST)
+        .bearer(&bed.token("neighbours"))
+        .header("X-Forwarded-Proto", "https")
+        .header("X-User-Agent-Hint", "kept: not an identity header");
+    let echoed = echoed_after_spoofing(&bed, request, &NEIGHBOURS);
+    let leaks = leaked(&echoed, &NEIGHBOURS);
+    assert!(
+        leaks.is_empty(),
+        "neighbours' identity headers reached the upstream: {leaks:#?}\n{echoed:#}"
+    );
+    assert!(echoed.get("x-user-agent-hint").is_some(), "{echoed:#}");
+}
+
 #[test]
 fn headers_listed_in_strip_request_headers_never_reach_the_upstream_in_any_spelling() {
     let strip = json!({ "strip_request_headers": ["x-internal-*", "X-Debug-User"] });
