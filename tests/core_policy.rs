@@ -897,6 +897,34 @@ fn pass_user_headers_also_sets_x_forwarded_user_and_email() {
 }
 
 #[test]
+fn grafanas_auth_proxy_headers_named_as_ours_carry_our_identity_and_never_the_clients() {
+    let mut bed = identity_bed(json!({
+        "identity_headers": { "user": "X-WEBAUTH-USER", "email": "X-WEBAUTH-EMAIL" },
+    }));
+    let alice = alice();
+    let mut headers = with_bearer(&alice);
+    headers.extend([("x_webauth_user", "admin"), ("X-WEBAUTH-ROLE", "Admin")]);
+    let sent = bed.send("GET", API, "/", &headers);
+    assert!(
+        sent.strip.contains(&"x_webauth_user".to_string()),
+        "{:?}",
+        sent.strip
+    );
+    assert!(
+        sent.strip.contains(&"X-WEBAUTH-ROLE".to_string()),
+        "{:?}",
+        sent.strip
+    );
+    let forward = forwarded(sent.decision);
+    let user = forward
+        .set_headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("x-webauth-user"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(user, Some("alice-id"), "{forward:?}");
+}
+
+#[test]
 fn a_client_cannot_send_its_own_identity_headers_in_any_spelling() {
     for extra in [json!({}), json!({ "pass_user_headers": true })] {
         let mut bed = identity_bed(extra);

@@ -170,6 +170,20 @@ mod tests {
     }
 
     #[test]
+    fn only_refused_tokens_whose_signature_was_checked_are_charged() {
+        let mut budget = SourceBudget::new(BudgetLimits {
+            per_second: 1,
+            burst: 1,
+        });
+        let source = || Some("10.0.0.1:1".to_string());
+        budget.charge(&Verdict::Deny(AuthError::Throttled), source(), 0);
+        budget.charge(&Verdict::Deny(AuthError::Expired), None, 0);
+        assert!(budget.allows("10.0.0.1:1", 0), "nothing was checked");
+        budget.charge(&Verdict::Deny(AuthError::BadSignature), source(), 0);
+        assert!(!budget.allows("10.0.0.1:1", 0));
+    }
+
+    #[test]
     fn the_refill_never_exceeds_the_burst() {
         let mut budget = SourceBudget::new(LIMITS);
         budget.spend("10.0.0.1:1", 0);
