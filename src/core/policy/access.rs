@@ -77,19 +77,44 @@ fn domain_allowed(domain: &str, allowed: &str) -> bool {
     }
 }
 
-/// A claim by name: the claim of that very name when there is one (namespaced claims such
-/// as `https://corp.example/role` hold dots), else by dotted path: `realm_access.roles` is
-/// `claims["realm_access"]["roles"]`.
+/// The two readings of a claim name: the claim of that very name (namespaced claims such as
+/// `https://corp.example/role` hold dots), and, for a dotted name, the path into objects
+/// (`realm_access.roles` is `claims["realm_access"]["roles"]`). A token may carry both.
+pub fn claim_readings<'a>(claims: &'a Map<String, Value>, name: &str) -> [Option<&'a Value>; 2] {
+    let nested = || {
+        if !name.contains('.') {
+            return None;
+        }
+        let mut parts = name.split('.');
+        let mut value = claims.get(parts.next()?)?;
+        for part in parts {
+            value = value.as_object()?.get(part)?;
+        }
+        Some(value)
+    };
+    [claims.get(name), nested()]
+}
+
+/// A claim by name, for identity and headers: the nested reading when there is one, so a
+/// literal `"realm_access.roles"` key never stands in for the IdP's nested claim.
 pub fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    if let Some(value) = claims.get(name) {
-        return Some(value);
+    let [literal, nested] = claim_readings(claims, name);
+    nested.or(literal)
+}
+
+/// Whether a `claims` criterion holds. Where a name has two readings, a deny holds when
+/// any reading matches, an allow only when every reading present does: a literal dotted
+/// key can neither hide the nested claim from a deny nor stand in for it in an allow.
+fn claim_holds(claims: &Map<String, Value>, name: &str, accepted: &[String], deny: bool) -> bool {
+    let mut present = claim_readings(claims, name)
+        .into_iter()
+        .flatten()
+        .peekable();
+    if deny {
+        present.any(|v| claim_has(v, accepted))
+    } else {
+        present.peek().is_some() && present.all(|v| claim_has(v, accepted))
     }
-    let mut parts = name.split('.');
-    let mut value = claims.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_object()?.get(part)?;
-    }
-    Some(value)
 }
 
 fn claim_has(value: &Value, accepted: &[String]) -> bool {
@@ -108,7 +133,8 @@ fn claim_has(value: &Value, accepted: &[String]) -> bool {
 }
 
 impl Criterion {
-    fn holds(&self, subject: &Subject) -> bool {
+    /// `deny`: whether the criterion is part of a deny rule (see `claim_holds`).
+    fn holds(&self, subject: &Subject, deny: bool) -> bool {
         match self {
             Criterion::Authenticated => true,
             Criterion::Emails(emails) => subject
@@ -119,9 +145,7 @@ impl Criterion {
                 .and_then(email_domain)
                 .is_some_and(|d| domains.iter().any(|a| domain_allowed(d, a))),
             Criterion::Groups(groups) => subject.groups.iter().any(|g| groups.contains(g)),
-            Criterion::Claim { name, values } => {
-                claim(subject.claims, name).is_some_and(|v| claim_has(v, values))
-            }
+            Criterion::Claim { name, values } => claim_holds(subject.claims, name, values, deny),
             Criterion::Scopes(scopes) => scopes.iter().all(|s| subject.scopes.contains(s)),
             Criterion::Issuers(issuers) => issuers.iter().any(|i| i == subject.issuer),
         }
@@ -129,8 +153,8 @@ impl Criterion {
 }
 
 impl Rule {
-    fn holds(&self, subject: &Subject) -> bool {
-        self.0.iter().all(|c| c.holds(subject))
+    fn holds(&self, subject: &Subject, deny: bool) -> bool {
+        self.0.iter().all(|c| c.holds(subject, deny))
     }
 
     /// The scopes this rule would still need if scopes were all it lacked.
@@ -144,7 +168,7 @@ impl Rule {
                         .filter(|s| !subject.scopes.contains(s))
                         .cloned(),
                 ),
-                other if !other.holds(subject) => return None,
+                other if !other.holds(subject, false) => return None,
                 _ => {}
             }
         }
@@ -180,12 +204,12 @@ impl Access {
     }
 
     pub fn decide(&self, subject: &Subject) -> Verdict {
-        if self.deny.iter().any(|rule| rule.holds(subject)) {
+        if self.deny.iter().any(|rule| rule.holds(subject, true)) {
             return Verdict::Forbidden {
                 missing_scopes: Vec::new(),
             };
         }
-        if self.allow.iter().any(|rule| rule.holds(subject)) {
+        if self.allow.iter().any(|rule| rule.holds(subject, false)) {
             return Verdict::Allow;
         }
         let missing_scopes = self

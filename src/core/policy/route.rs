@@ -1,12 +1,15 @@
 //! A service's routes: which requests a rule covers (normalised path, method, host) and what
-//! it says. The first matching route decides; no match means the service's own rules.
+//! it says. The first route matching the path as written decides; no match means the
+//! service's own rules. Routes that restrict access before it and match the path as some
+//! upstream may read it (`/ADMIN`, `/admin.json`, `/admin.`) hold too, so a spelling never
+//! steps around a restriction, and a public route never opens more than it names.
 
 use regex_lite::Regex;
 
 use crate::core::config::login::host_listed;
 use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::Access;
-use crate::core::policy::path::{same_loosely, under, under_loosely};
+use crate::core::policy::path::{loose_forms, same_loosely, under, under_loosely};
 
 /// What to do with a request that has no valid credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,15 +32,24 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
-    /// `loosely`: without regard to case and a trailing `/` (see `Route::matches`).
-    fn matches(&self, path: &str, loosely: bool) -> bool {
+    /// The path as written.
+    fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Any => true,
-            PathMatch::Prefix(prefix) if loosely => under_loosely(path, prefix),
             PathMatch::Prefix(prefix) => under(path, prefix),
-            PathMatch::Exact(exact) if loosely => same_loosely(path, exact),
             PathMatch::Exact(exact) => path == exact,
             PathMatch::Regex(regex) => regex.is_match(path),
+        }
+    }
+
+    /// The path as any upstream may read it: without regard to case, a trailing `/`, a
+    /// format suffix, trailing dots and spaces (see `path::under_loosely`).
+    fn matches_loosely(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Prefix(prefix) => under_loosely(path, prefix),
+            PathMatch::Exact(exact) => same_loosely(path, exact),
+            PathMatch::Regex(regex) => loose_forms(path).iter().any(|p| regex.is_match(p)),
         }
     }
 }
@@ -69,16 +81,33 @@ fn covers(route_method: &str, method: &str) -> bool {
         || (route_method == "GET" && method.eq_ignore_ascii_case("HEAD"))
 }
 
+/// The routes a request answers to (see the top of this file).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Matched {
+    /// The first route matching the path as written; `None`: the service's rules.
+    pub route: Option<usize>,
+    /// Routes before it that restrict access and match the path only loosely.
+    pub loose: Vec<usize>,
+}
+
 impl Route {
-    /// A public route matches its paths exactly; a protected one also matches them in
-    /// another case or with(out) a trailing `/`, as many upstreams serve them: whichever
-    /// way the upstream reads a path, a restriction is never stepped around, and a public
-    /// path never opens more than it names.
-    fn matches(&self, path: &str, method: &str, host: &str) -> bool {
-        let loosely = !matches!(self.action, Action::Public);
-        self.path.matches(path, loosely)
-            && (self.methods.is_empty() || self.methods.iter().any(|m| covers(m, method)))
+    fn applies(&self, method: &str, host: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| covers(m, method)))
             && (self.hosts.is_empty() || host_listed(&self.hosts, host))
+    }
+
+    /// Whether the route matches the normalised `path` as written; a public route also
+    /// the `raw` path (query cut off, nothing decoded), which is what the upstream gets:
+    /// `/public;x/admin` and `/publi%63/admin` are `/public/admin` only to some.
+    fn matches(&self, path: &str, raw: &str, method: &str, host: &str) -> bool {
+        let public = matches!(self.action, Action::Public);
+        self.path.matches(path) && (!public || self.path.matches(raw)) && self.applies(method, host)
+    }
+
+    fn restricts_loosely(&self, path: &str, method: &str, host: &str) -> bool {
+        !matches!(self.action, Action::Public)
+            && self.path.matches_loosely(path)
+            && self.applies(method, host)
     }
 }
 
@@ -91,14 +120,28 @@ pub struct ServicePolicy {
     pub default: Access,
     /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
     pub impersonation: Option<Impersonation>,
+    /// Forward the normalised path the rules judged instead of the path as sent.
+    pub forward_normalized_path: bool,
 }
 
 impl ServicePolicy {
-    /// The first route covering this normalised path, method and host.
-    pub fn route(&self, path: &str, method: &str, host: &str) -> Option<usize> {
-        self.routes
+    /// The routes for this normalised path (`raw`: as sent, without the query), method and
+    /// host.
+    pub fn route(&self, path: &str, raw: &str, method: &str, host: &str) -> Matched {
+        let route = self
+            .routes
             .iter()
-            .position(|r| r.matches(path, method, host))
+            .position(|r| r.matches(path, raw, method, host));
+        let before = route.unwrap_or(self.routes.len());
+        let loose = self
+            .routes
+            .iter()
+            .take(before)
+            .enumerate()
+            .filter(|(_, r)| r.restricts_loosely(path, method, host))
+            .map(|(i, _)| i)
+            .collect();
+        Matched { route, loose }
     }
 
     /// The rules for a request that matched `route` (or none).
@@ -107,6 +150,18 @@ impl ServicePolicy {
             Some(Action::Protected(Some(access))) => access,
             _ => &self.default,
         }
+    }
+
+    /// Every rule a request that matched this must pass: each loosely matching route's,
+    /// then the deciding route's (none for a public one).
+    pub fn accesses<'a>(&'a self, matched: &'a Matched) -> impl Iterator<Item = &'a Access> {
+        let deciding = (!self.is_public(matched.route)).then_some(matched.route);
+        matched
+            .loose
+            .iter()
+            .map(|i| Some(*i))
+            .chain(deciding)
+            .map(|route| self.access(route))
     }
 
     /// Every group a rule of this service names.
@@ -122,15 +177,27 @@ impl ServicePolicy {
             .collect()
     }
 
-    pub fn is_public(&self, route: Option<usize>) -> bool {
+    fn is_public(&self, route: Option<usize>) -> bool {
         matches!(
             route.and_then(|i| self.routes.get(i)).map(|r| &r.action),
             Some(Action::Public)
         )
     }
 
-    pub fn unauthenticated(&self, route: Option<usize>) -> Unauthenticated {
-        route
+    /// No credential needed: the deciding route is public and no route restricts the
+    /// path as some upstream may read it.
+    pub fn opens(&self, matched: &Matched) -> bool {
+        matched.loose.is_empty() && self.is_public(matched.route)
+    }
+
+    /// The answer to a request without a credential: the first route that restricts it
+    /// says.
+    pub fn unauthenticated(&self, matched: &Matched) -> Unauthenticated {
+        matched
+            .loose
+            .first()
+            .copied()
+            .or(matched.route)
             .and_then(|i| self.routes.get(i))
             .map_or(Unauthenticated::Auto, |r| r.unauthenticated)
     }
@@ -154,10 +221,13 @@ mod tests {
     fn a_get_rule_also_covers_head_and_any_spelling() {
         let get = route(&["GET"]);
         for method in ["GET", "get", "HEAD", "head"] {
-            assert!(get.matches("/x", method, "h"), "{method}");
+            assert!(get.matches("/x", "/x", method, "h"), "{method}");
         }
-        assert!(!get.matches("/x", "POST", "h"));
+        assert!(!get.matches("/x", "/x", "POST", "h"));
         let head = route(&["HEAD"]);
-        assert!(!head.matches("/x", "GET", "h"), "HEAD does not cover GET");
+        assert!(
+            !head.matches("/x", "/x", "GET", "h"),
+            "HEAD does not cover GET"
+        );
     }
 }
