@@ -366,6 +366,97 @@ mod tests {
     }
 
     #[test]
+    fn a_literal_dotted_claim_name_never_shadows_the_nested_claim() {
+        let admin = || Criterion::Claim {
+            name: "realm_access.roles".into(),
+            values: strings(&["admin"]),
+        };
+        let deny_admins = Access {
+            allow: vec![rule(vec![Criterion::Authenticated])],
+            deny: vec![rule(vec![admin()])],
+        };
+        let allow_admins = Access {
+            allow: vec![rule(vec![admin()])],
+            deny: vec![],
+        };
+        // (claims, denied by the deny on the nested claim, allowed by the allow on it)
+        let cases = [
+            (json!({"realm_access": {"roles": ["admin"]}}), true, true),
+            (json!({"realm_access": {"roles": ["user"]}}), false, false),
+            (
+                json!({"realm_access.roles": ["user"], "realm_access": {"roles": ["admin"]}}),
+                true,
+                false,
+            ),
+            (
+                json!({"realm_access.roles": ["admin"], "realm_access": {"roles": ["user"]}}),
+                true,
+                false,
+            ),
+            (
+                json!({"realm_access.roles": "admin", "realm_access": {"roles": "admin"}}),
+                true,
+                true,
+            ),
+            (json!({"realm_access.roles": ["user"]}), false, false),
+            (json!({"realm_access.roles": ["admin"]}), true, true),
+            (json!({}), false, false),
+        ];
+        for (claims, denied, allowed) in cases {
+            let map = claims.as_object().cloned().unwrap_or_default();
+            let subject = subject_with(None, &[], &[], &map);
+            assert_eq!(
+                deny_admins.decide(&subject) != Verdict::Allow,
+                denied,
+                "deny: {claims}"
+            );
+            assert_eq!(
+                allow_admins.decide(&subject) == Verdict::Allow,
+                allowed,
+                "allow: {claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn namespaced_claim_names_without_a_nested_reading_keep_working() {
+        let name = "https://corp.example/roles";
+        let claims = json!({ name: ["admin"], "https://other": {"example/roles": ["user"]} });
+        let map = claims.as_object().cloned().unwrap_or_default();
+        let access = |deny: bool| {
+            let rules = vec![rule(vec![Criterion::Claim {
+                name: name.into(),
+                values: strings(&["admin"]),
+            }])];
+            if deny {
+                Access {
+                    allow: vec![rule(vec![Criterion::Authenticated])],
+                    deny: rules,
+                }
+            } else {
+                Access {
+                    allow: rules,
+                    deny: vec![],
+                }
+            }
+        };
+        let subject = subject_with(None, &[], &[], &map);
+        assert_eq!(access(false).decide(&subject), Verdict::Allow);
+        assert_ne!(access(true).decide(&subject), Verdict::Allow);
+        assert_eq!(claim(&map, name), Some(&json!(["admin"])));
+    }
+
+    #[test]
+    fn identity_reads_the_nested_claim_when_both_exist() {
+        let claims = json!({"realm_access.roles": ["admin"], "realm_access": {"roles": ["user"]}});
+        let map = claims.as_object().cloned().unwrap_or_default();
+        assert_eq!(claim(&map, "realm_access.roles"), Some(&json!(["user"])));
+        let literal_only = json!({"realm_access.roles": ["admin"]});
+        let map = literal_only.as_object().cloned().unwrap_or_default();
+        assert_eq!(claim(&map, "realm_access.roles"), Some(&json!(["admin"])));
+    }
+
+    #[test]
     fn missing_scopes_are_named_when_they_are_all_that_is_missing() {
         let read = strings(&["read"]);
         let claims = Map::new();

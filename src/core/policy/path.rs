@@ -322,6 +322,111 @@ mod tests {
         assert!(under_loosely("/anything", "/"));
     }
 
+    /// Spellings Rails `(.:format)`, Spring MVC before 5.3 (suffix patterns, trimmed
+    /// tokens) or IIS (trailing dots and spaces) serve as `/admin` or below it.
+    const SERVED_AS_ADMIN: [&str; 22] = [
+        "/admin.json",
+        "/admin.",
+        "/ADMIN.xml",
+        "/admin./x",
+        "/admin%2e/x",
+        "/admin%2E",
+        "/admin%20/x",
+        "/admin%20",
+        "/admin.json/x",
+        "/admin;.json",
+        "/admin;x=1/users",
+        "/admin..json",
+        "/admin%20.json",
+        "/admin .json",
+        "/admin%20%20",
+        "/Admin.JSON.",
+        "/admin.%20.",
+        "/admin%C2%A0",
+        "/admin.json;x",
+        "/aDmIn/users.json",
+        "/admin/",
+        "//admin",
+    ];
+
+    #[test]
+    fn a_restriction_on_admin_holds_for_every_spelling_an_upstream_serves_as_admin() {
+        for raw in SERVED_AS_ADMIN {
+            let path = normalize(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert!(under_loosely(&path, "/admin"), "{raw} ({path})");
+            assert!(under_loosely(&path, "/admin/"), "{raw} ({path})");
+            if path.split('/').nth(1) != Some("admin") {
+                assert!(!under(&path, "/admin"), "{raw}: public routes stay strict");
+            }
+        }
+        for other in [
+            "/administrator",
+            "/admin-panel",
+            "/admin_x",
+            "/adm",
+            "/x/admin",
+            "/",
+        ] {
+            let path = normalize(other).unwrap_or_else(|e| panic!("{other}: {e}"));
+            assert!(!under_loosely(&path, "/admin"), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_rule_on_an_exact_path_holds_for_its_format_suffixes_and_trailing_dots() {
+        for raw in [
+            "/api/users.json",
+            "/API/Users.JSON",
+            "/api/users.",
+            "/api/users%20",
+            "/api/users/",
+            "/api/users%2e",
+            "/api/users;.json",
+        ] {
+            let path = normalize(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert!(same_loosely(&path, "/api/users"), "{raw} ({path})");
+        }
+        for other in ["/api/usersx", "/api/users/x", "/api", "/api/user"] {
+            assert!(!same_loosely(other, "/api/users"), "{other}");
+        }
+        assert!(same_loosely("/v1.2.json", "/v1.2"));
+        assert!(
+            !same_loosely("/v1.3", "/v1.2"),
+            "a rule's own dot is part of its name"
+        );
+    }
+
+    #[test]
+    fn encoded_control_characters_are_refused_since_some_upstreams_trim_them() {
+        for raw in [
+            "/admin%09",
+            "/admin%0a/x",
+            "/admin%0D",
+            "/admin%1f",
+            "/admin%7F",
+        ] {
+            assert!(normalize(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_regex_sees_every_reading_of_a_path() {
+        let forms = loose_forms("/API/v1.2/Users.json");
+        for reading in [
+            "/API/v1.2/Users.json",
+            "/api/v1.2/users.json",
+            "/api/v1.2/users",
+            "/api/v1/users",
+        ] {
+            assert!(forms.iter().any(|f| f == reading), "{reading} in {forms:?}");
+        }
+        assert!(loose_forms("/admin.%20./").iter().any(|f| f == "/admin/"));
+        assert!(loose_forms("/.well-known/x")
+            .iter()
+            .all(|f| f.starts_with("/.well-known/")));
+        assert_eq!(loose_forms("/"), ["/"]);
+    }
+
     #[test]
     fn prefixes_match_at_segment_boundaries() {
         assert!(under("/public", "/public"));

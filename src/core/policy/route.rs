@@ -217,6 +217,126 @@ mod tests {
         }
     }
 
+    fn restricted(path: PathMatch, group: &str) -> Route {
+        use crate::core::policy::access::{Criterion, Rule};
+        Route {
+            path,
+            methods: Vec::new(),
+            hosts: Vec::new(),
+            action: Action::Protected(Some(Access {
+                allow: vec![Rule(vec![Criterion::Groups(vec![group.to_string()])])],
+                deny: Vec::new(),
+            })),
+            unauthenticated: Unauthenticated::Auto,
+        }
+    }
+
+    fn public(path: PathMatch) -> Route {
+        Route { path, ..route(&[]) }
+    }
+
+    fn policy(routes: Vec<Route>) -> ServicePolicy {
+        ServicePolicy {
+            routes,
+            ..ServicePolicy::default()
+        }
+    }
+
+    fn prefix(p: &str) -> PathMatch {
+        PathMatch::Prefix(p.to_string())
+    }
+
+    fn exact(p: &str) -> PathMatch {
+        PathMatch::Exact(p.to_string())
+    }
+
+    fn matched(rules: &ServicePolicy, path: &str) -> Matched {
+        rules.route(path, path, "GET", "h")
+    }
+
+    #[test]
+    fn a_loosely_matched_restriction_is_not_skipped_for_a_later_public_route() {
+        let rules = policy(vec![
+            restricted(prefix("/admin"), "admins"),
+            public(prefix("/")),
+        ]);
+        for path in ["/admin.json", "/ADMIN.", "/admin%20/x"] {
+            let m = matched(&rules, path);
+            assert_eq!((m.route, m.loose.as_slice()), (Some(1), &[0][..]), "{path}");
+            assert!(!rules.opens(&m), "{path} needs a credential");
+            assert_eq!(rules.accesses(&m).count(), 1, "{path}: the admins' rule");
+        }
+        assert!(rules.opens(&matched(&rules, "/administrator")));
+    }
+
+    #[test]
+    fn a_public_route_listed_first_still_matches_only_as_written() {
+        let rules = policy(vec![
+            public(exact("/healthz")),
+            public(prefix("/static/")),
+            restricted(prefix("/"), "staff"),
+        ]);
+        assert!(rules.opens(&matched(&rules, "/healthz")));
+        assert!(rules.opens(&matched(&rules, "/static/app.js")));
+        for path in [
+            "/healthz.json",
+            "/HEALTHZ",
+            "/healthz.",
+            "/Static/app.js",
+            "/static",
+        ] {
+            let m = matched(&rules, path);
+            assert_eq!(m.route, Some(2), "{path}");
+            assert!(!rules.opens(&m), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_public_route_needs_the_raw_path_under_it_too() {
+        let rules = policy(vec![public(prefix("/public/")), public(exact("/healthz"))]);
+        for (path, raw) in [
+            ("/public/admin/users", "/public;x/admin/users"),
+            ("/public/admin/users", "/publi%63/admin/users"),
+            ("/healthz", "/healthz;.json"),
+            ("/healthz", "/healt%68z"),
+        ] {
+            let m = rules.route(path, raw, "GET", "h");
+            assert_eq!(m.route, None, "{raw}: judged by the service's rules");
+            assert!(!rules.opens(&m), "{raw}");
+        }
+        assert!(rules.opens(&rules.route("/public/x", "/public//x", "GET", "h")));
+    }
+
+    #[test]
+    fn an_earlier_loose_route_cannot_take_a_request_from_a_later_stricter_one() {
+        let rules = policy(vec![
+            restricted(exact("/Admin"), "staff"),
+            restricted(exact("/admin"), "admins"),
+        ]);
+        let m = matched(&rules, "/admin");
+        assert_eq!((m.route, m.loose.as_slice()), (Some(1), &[0][..]));
+        assert_eq!(rules.accesses(&m).count(), 2, "staff and admins both");
+    }
+
+    #[test]
+    fn a_restricting_regex_is_tried_on_every_reading_of_the_path() {
+        let regex = |r: &str| PathMatch::Regex(Regex::new(&format!("^(?:{r})$")).unwrap());
+        let rules = policy(vec![restricted(regex("/api/users(/.*)?"), "admins")]);
+        for path in [
+            "/api/users",
+            "/api/users.json",
+            "/API/users",
+            "/api/users./x",
+            "/api/users%20",
+        ] {
+            let m = matched(&rules, path);
+            assert!(m.route == Some(0) || m.loose == [0], "{path}: {m:?}");
+        }
+        assert_eq!(matched(&rules, "/api/usersx"), Matched::default());
+        let public_regex = policy(vec![public(regex("/api/users"))]);
+        assert!(!public_regex.opens(&matched(&public_regex, "/api/users.json")));
+    }
+
     #[test]
     fn a_get_rule_also_covers_head_and_any_spelling() {
         let get = route(&["GET"]);
