@@ -1658,7 +1658,8 @@ fn forward_normalized_path_must_be_a_boolean() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("services[0].forward_normalized_path")),
+            .any(|p| p.contains("services[0].forward_normalized_path")
+                && p.contains("true or false")),
         "{problems:?}"
     );
 }
