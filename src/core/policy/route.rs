@@ -4,6 +4,8 @@
 //! upstream may read it (`/ADMIN`, `/admin.json`, `/admin.`) hold too, so a spelling never
 //! steps around a restriction, and a public route never opens more than it names.
 
+use std::cell::OnceCell;
+
 use regex_lite::Regex;
 
 use crate::core::config::login::host_listed;
@@ -43,13 +45,17 @@ impl PathMatch {
     }
 
     /// The path as any upstream may read it: without regard to case, a trailing `/`, a
-    /// format suffix, trailing dots and spaces (see `path::under_loosely`).
-    fn matches_loosely(&self, path: &str) -> bool {
+    /// format suffix, trailing dots and spaces (see `path::under_loosely`); `forms`: the
+    /// path's `loose_forms`, made once per request when a regex needs them.
+    fn matches_loosely(&self, path: &str, forms: &OnceCell<Vec<String>>) -> bool {
         match self {
             PathMatch::Any => true,
             PathMatch::Prefix(prefix) => under_loosely(path, prefix),
             PathMatch::Exact(exact) => same_loosely(path, exact),
-            PathMatch::Regex(regex) => loose_forms(path).iter().any(|p| regex.is_match(p)),
+            PathMatch::Regex(regex) => forms
+                .get_or_init(|| loose_forms(path))
+                .iter()
+                .any(|p| regex.is_match(p)),
         }
     }
 }
@@ -104,10 +110,16 @@ impl Route {
         self.path.matches(path) && (!public || self.path.matches(raw)) && self.applies(method, host)
     }
 
-    fn restricts_loosely(&self, path: &str, method: &str, host: &str) -> bool {
+    fn restricts_loosely(
+        &self,
+        path: &str,
+        forms: &OnceCell<Vec<String>>,
+        method: &str,
+        host: &str,
+    ) -> bool {
         !matches!(self.action, Action::Public)
-            && self.path.matches_loosely(path)
             && self.applies(method, host)
+            && self.path.matches_loosely(path, forms)
     }
 }
 
@@ -133,12 +145,13 @@ impl ServicePolicy {
             .iter()
             .position(|r| r.matches(path, raw, method, host));
         let before = route.unwrap_or(self.routes.len());
+        let forms = OnceCell::new();
         let loose = self
             .routes
             .iter()
             .take(before)
             .enumerate()
-            .filter(|(_, r)| r.restricts_loosely(path, method, host))
+            .filter(|(_, r)| r.restricts_loosely(path, &forms, method, host))
             .map(|(i, _)| i)
             .collect();
         Matched { route, loose }
