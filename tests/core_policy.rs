@@ -1482,7 +1482,8 @@ fn renamed_identity_headers_are_set_and_stripped_under_their_new_names() {
 
 /// Spellings of `/admin/users` that Rails `(.:format)`, Spring MVC before 5.3 or IIS
 /// (trailing dots and spaces) serve as `/admin/users` or `/admin`.
-const ADMIN_SPELLINGS: [&str; 18] = [
+const ADMIN_SPELLINGS: [&str; 19] = [
+    "/admin%3Bjsessionid=x",
     "/admin.json",
     "/admin.",
     "/ADMIN.xml",

@@ -19,7 +19,7 @@ use std::fmt;
 pub enum PathError {
     /// Not an origin-form path (`*`, an absolute URL, empty).
     NotAPath,
-    /// `%2F`, `%5C` or `%00`: upstreams disagree on what they mean.
+    /// `%2F`, `%5C`, `%00` or another control character: upstreams disagree on what they mean.
     AmbiguousEncoding(&'static str),
     /// A raw `\`, `#` or control character, or a broken `%` escape.
     Malformed(&'static str),
@@ -151,10 +151,11 @@ fn segments(path: &str) -> Vec<&str> {
 
 /// What some upstream may append to a segment and still serve the segment: a format suffix
 /// (Rails `(.:format)`, Spring MVC before 5.3: `admin.json`), trailing dots and spaces
-/// (IIS: `admin.`, `admin%20`), or both (`admin..json`, `admin%20.json`).
+/// (IIS: `admin.`, `admin%20`), both (`admin..json`, `admin%20.json`), or parameters.
 fn decoration(rest: &str) -> bool {
-    // A no-break space (`%C2%A0`) is white space to .NET's `Trim`.
-    rest.starts_with('.') || rest.starts_with("%20") || rest.starts_with("%C2%A0")
+    // A no-break space (`%C2%A0`) is white space to .NET's `Trim`; an encoded `;` starts
+    // parameters for an upstream that decodes before it drops them.
+    rest.starts_with('.') || ["%20", "%C2%A0", "%3B"].iter().any(|d| rest.starts_with(d))
 }
 
 /// Whether a request's path segment may be served as a rule's segment: the same without
@@ -324,7 +325,9 @@ mod tests {
 
     /// Spellings Rails `(.:format)`, Spring MVC before 5.3 (suffix patterns, trimmed
     /// tokens) or IIS (trailing dots and spaces) serve as `/admin` or below it.
-    const SERVED_AS_ADMIN: [&str; 22] = [
+    const SERVED_AS_ADMIN: [&str; 24] = [
+        "/admin%3b.json",
+        "/admin%3Bx=1/users",
         "/admin.json",
         "/admin.",
         "/ADMIN.xml",
