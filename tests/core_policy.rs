@@ -1431,10 +1431,18 @@ fn a_path_regex_must_match_the_whole_normalised_path() {
             "routes": [{ "path_regex": "/v[0-9]+/status", "public": true }],
         }],
     }));
-    for path in ["/v1/status", "/v42/status?x=1", "//v1//status"] {
+    for path in ["/v1/status", "/v42/status?x=1"] {
         forwarded(bed.get(API, path, &[JSON]));
     }
-    for path in ["/v1/status/x", "/x/v1/status", "/v1/status/", "/vx/status"] {
+    // A public route opens only for a path that is public as sent, too: `//v1//status` is
+    // `/v1/status` only to upstreams that merge slashes.
+    for path in [
+        "/v1/status/x",
+        "/x/v1/status",
+        "/v1/status/",
+        "/vx/status",
+        "//v1//status",
+    ] {
         let reply = responded(bed.get(API, path, &[JSON]));
         assert_eq!(reply.status, 401, "{path}");
     }
@@ -1494,4 +1502,272 @@ fn renamed_identity_headers_are_set_and_stripped_under_their_new_names() {
     assert_eq!(header(&forward, "x-remote-user"), Some("alice-id"));
     assert_eq!(header(&forward, "x-remote-groups"), Some("myorg:sre"));
     assert_eq!(header(&forward, "x-auth-request-user"), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 16, classes 5-7: spellings an upstream serves as a restricted path, public routes
+// opened by a spelling of another path, a literal dotted claim beside the nested one.
+
+/// Spellings of `/admin/users` that Rails `(.:format)`, Spring MVC before 5.3 or IIS
+/// (trailing dots and spaces) serve as `/admin/users` or `/admin`.
+const ADMIN_SPELLINGS: [&str; 19] = [
+    "/admin%3Bjsessionid=x",
+    "/admin.json",
+    "/admin.",
+    "/ADMIN.xml",
+    "/admin./users",
+    "/admin%2e/users",
+    "/admin%2E/users",
+    "/admin%20/users",
+    "/admin.json/users",
+    "/admin..json",
+    "/admin%20.json",
+    "/admin%20%20",
+    "/Admin.JSON.",
+    "/admin;x=1.json",
+    "/admin;.json",
+    "/admin/users.json",
+    "/admin.%20.",
+    "/aDmIn%2e%2e",
+    "/admin.json?x=1",
+];
+
+fn admin_area(public_rest: bool) -> Bed {
+    let mut routes = vec![
+        json!({ "path_prefix": "/admin", "allow": [{ "groups": ["admins"] }] }),
+        json!({ "path": "/api/users", "methods": ["DELETE"], "allow": [{ "groups": ["admins"] }] }),
+        json!({ "path_regex": "/reports/[0-9]+", "allow": [{ "groups": ["admins"] }] }),
+    ];
+    if public_rest {
+        routes.push(json!({ "path_prefix": "/", "public": true }));
+    }
+    Bed::new(&json!({
+        "providers": [provider()],
+        "services": [{ "hosts": [API], "routes": routes }],
+    }))
+}
+
+#[test]
+fn a_format_suffix_or_trailing_dot_does_not_step_around_an_admin_restriction() {
+    let dev = bearer(&token(json!({ "groups": ["devs"] })));
+    let admin = bearer(&token(json!({ "groups": ["admins"] })));
+    for public_rest in [false, true] {
+        let mut bed = admin_area(public_rest);
+        for path in ADMIN_SPELLINGS {
+            let reply = responded(bed.get(API, path, &with_bearer(&dev)));
+            assert_eq!(reply.status, 403, "{path} (public rest: {public_rest})");
+            forwarded(bed.get(API, path, &with_bearer(&admin)));
+            // A public route after the restriction does not open its spellings.
+            let reply = responded(bed.get(API, path, &[JSON]));
+            assert_eq!(reply.status, 401, "{path} without a credential");
+        }
+        for path in ["/administrator", "/admin-panel", "/adminx.json"] {
+            match public_rest {
+                true => forwarded(bed.get(API, path, &[JSON])),
+                false => forwarded(bed.get(API, path, &with_bearer(&dev))),
+            };
+        }
+    }
+}
+
+#[test]
+fn a_format_suffix_does_not_step_around_a_rule_on_a_method_and_exact_path() {
+    let mut bed = admin_area(false);
+    let dev = bearer(&token(json!({ "groups": ["devs"] })));
+    for path in [
+        "/api/users",
+        "/api/users.json",
+        "/API/Users.XML",
+        "/api/users.",
+        "/api/users%20",
+        "/api/users/",
+        "/api/users;.json",
+    ] {
+        for method in ["DELETE", "delete"] {
+            let reply = responded(bed.send(method, API, path, &with_bearer(&dev)).decision);
+            assert_eq!(reply.status, 403, "{method} {path}");
+        }
+        forwarded(bed.get(API, path, &with_bearer(&dev)));
+    }
+}
+
+#[test]
+fn a_restricting_path_regex_also_holds_for_the_loose_spellings_of_a_path() {
+    let mut bed = admin_area(true);
+    let dev = bearer(&token(json!({ "groups": ["devs"] })));
+    for path in [
+        "/reports/7",
+        "/reports/7.json",
+        "/REPORTS/7",
+        "/reports/7.",
+        "/reports/7%20",
+    ] {
+        let reply = responded(bed.get(API, path, &with_bearer(&dev)));
+        assert_eq!(reply.status, 403, "{path}");
+        let reply = responded(bed.get(API, path, &[JSON]));
+        assert_eq!(reply.status, 401, "{path}");
+    }
+    forwarded(bed.get(API, "/reports/x", &[JSON]));
+}
+
+#[test]
+fn encoded_control_characters_in_a_path_are_refused() {
+    let mut bed = admin_area(true);
+    for path in ["/admin%09", "/admin%0a/users", "/admin%0D", "/admin%7f"] {
+        let reply = responded(bed.get(API, path, &[JSON]));
+        assert_eq!(reply.status, 400, "{path}");
+    }
+}
+
+/// Spellings whose normalised path is public but whose raw path, which the upstream gets,
+/// is not under the public route.
+const PUBLIC_LOOKALIKES: [&str; 8] = [
+    "/public;x/admin/users",
+    "/public;/admin",
+    "/publi%63/admin/users",
+    "/%70ublic/admin",
+    "/healthz;.json",
+    "/healt%68z",
+    "/healthz;",
+    "/%68ealthz?probe=1",
+];
+
+#[test]
+fn a_public_route_opens_only_when_the_raw_path_is_under_it() {
+    let mut bed = public_bed();
+    let sre = bearer(&token(json!({ "groups": ["myorg:sre"] })));
+    let dev = bearer(&token(json!({ "groups": ["myorg:dev"] })));
+    for host in [APP, WEB] {
+        for path in PUBLIC_LOOKALIKES {
+            let reply = responded(bed.get(host, path, &[JSON]));
+            assert_eq!(reply.status, 401, "{host}{path}: {}", reply.body);
+        }
+    }
+    for path in PUBLIC_LOOKALIKES {
+        let reply = responded(bed.get(APP, path, &with_bearer(&dev)));
+        assert_eq!(reply.status, 403, "{path}: the service's rules apply");
+        forwarded(bed.get(APP, path, &with_bearer(&sre)));
+    }
+}
+
+#[test]
+fn forward_normalized_path_sends_the_upstream_the_path_that_was_judged() {
+    let mut service = public_routes();
+    service["hosts"] = json!([APP]);
+    service["forward_normalized_path"] = json!(true);
+    let mut bed = Bed::new(&json!({ "providers": [provider()], "services": [service] }));
+    let sre = bearer(&token(json!({ "groups": ["myorg:sre"] })));
+    for (sent, judged) in [
+        ("/public//css/app.js?v=1", "/public/css/app.js?v=1"),
+        ("/healthz", "/healthz"),
+    ] {
+        let forward = forwarded(bed.get(APP, sent, &[JSON]));
+        assert_eq!(header(&forward, ":path"), Some(judged), "{sent}");
+    }
+    for (sent, judged) in [
+        ("/public;x/admin/users", "/public/admin/users"),
+        ("/api;jsessionid=1/%61%64min?q=a%20b", "/api/admin?q=a%20b"),
+        ("/caf\u{e9}", "/caf%C3%A9"),
+    ] {
+        let forward = forwarded(bed.get(APP, sent, &with_bearer(&sre)));
+        assert_eq!(header(&forward, ":path"), Some(judged), "{sent}");
+    }
+    // Without the option the path goes upstream as sent.
+    let mut bed = public_bed();
+    let forward = forwarded(bed.get(APP, "/public//css/app.js", &[JSON]));
+    assert_eq!(header(&forward, ":path"), None);
+}
+
+#[test]
+fn forward_normalized_path_must_be_a_boolean() {
+    let mut service = public_routes();
+    service["hosts"] = json!([APP]);
+    service["forward_normalized_path"] = json!("yes");
+    let problems = problems_of(&json!({ "providers": [provider()], "services": [service] }));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("services[0].forward_normalized_path")
+                && p.contains("true or false")),
+        "{problems:?}"
+    );
+}
+
+fn keycloak_roles(extra: Value) -> Bed {
+    let mut config = json!({
+        "providers": [provider()],
+        "services": [{
+            "hosts": [API],
+            "routes": [
+                { "path_prefix": "/admin", "allow": [{ "claims": { "realm_access.roles": "admin" } }] },
+                { "allow": [{ "authenticated": true }],
+                  "deny": [{ "claims": { "realm_access.roles": "suspended" } }] },
+            ],
+        }],
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        config[k] = v;
+    }
+    Bed::new(&config)
+}
+
+#[test]
+fn a_literal_dotted_claim_does_not_shadow_the_nested_claim_a_rule_names() {
+    let mut bed = keycloak_roles(json!({}));
+    // (claims, status on /admin, status elsewhere)
+    let cases = [
+        (json!({ "realm_access": { "roles": ["admin"] } }), 200, 200),
+        (
+            json!({ "realm_access": { "roles": ["suspended"] } }),
+            403,
+            403,
+        ),
+        (
+            json!({ "realm_access.roles": ["user"], "realm_access": { "roles": ["suspended"] } }),
+            403,
+            403,
+        ),
+        (
+            json!({ "realm_access.roles": ["admin"], "realm_access": { "roles": ["user"] } }),
+            403,
+            200,
+        ),
+        (json!({ "realm_access.roles": ["admin"] }), 200, 200),
+        (json!({ "realm_access.roles": ["suspended"] }), 403, 403),
+    ];
+    for (claims, admin_status, other_status) in cases {
+        let authorization = bearer(&token(claims.clone()));
+        for (path, expected) in [("/admin/x", admin_status), ("/x", other_status)] {
+            let status = match bed.get(API, path, &with_bearer(&authorization)) {
+                Decision::Forward(_) => 200,
+                Decision::Respond(reply) => reply.status,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(status, expected, "{path} with {claims}");
+        }
+    }
+}
+
+#[test]
+fn claim_headers_and_groups_read_the_nested_claim_when_a_literal_one_is_beside_it() {
+    let mut provider = provider();
+    provider["groups_claim"] = json!("realm_access.roles");
+    let mut bed = Bed::new(&json!({
+        "providers": [provider],
+        "services": [{ "hosts": [API], "allowed_groups": ["admin"] }],
+        "claim_headers": { "x-roles": "realm_access.roles" },
+    }));
+    let both = bearer(&token(json!({
+        "realm_access.roles": ["admin"],
+        "realm_access": { "roles": ["user"] },
+    })));
+    let reply = responded(bed.get(API, "/", &with_bearer(&both)));
+    assert_eq!(reply.status, 403, "the literal key does not make an admin");
+    let admin = bearer(&token(json!({
+        "realm_access.roles": ["user"],
+        "realm_access": { "roles": ["admin"] },
+    })));
+    let forward = forwarded(bed.get(API, "/", &with_bearer(&admin)));
+    assert_eq!(header(&forward, "x-roles"), Some("admin"));
+    assert_eq!(header(&forward, "x-auth-request-groups"), Some("admin"));
 }

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use support::browser::Browser;
 use support::envoy::Envoy;
 use support::fault_idp::FaultIdp;
-use support::gateway_bed::{eventually, GatewayBed, CLIENT_ID, LOGIN_HOST};
+use support::gateway_bed::{eventually, GatewayBed, AUDIENCE, CLIENT_ID, LOGIN_HOST};
 use support::http::{self, Response};
 use support::login_bed::LoginBed;
+use support::mint::{claims_with, shared_keys};
 use support::raw::{RawRequest, RawResponse};
 use support::servers::free_port;
 
@@ -821,4 +822,277 @@ fn prometheus_stats_count_sign_ins_allowed_forbidden_and_missing_credentials() {
         stats.body.contains("# TYPE wasm_iap_sign_ins counter"),
         "a counter to Prometheus"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Issue 16: spellings an upstream serves as a restricted path (Rails `(.:format)`, Spring
+// MVC before 5.3, IIS), and spellings of a public path that are not public as sent; with
+// Envoy's defaults and with the README's hardened settings.
+
+/// The README's recommended path settings for the HTTP connection manager.
+fn hardened_hcm() -> Value {
+    json!({
+        "normalize_path": true,
+        "merge_slashes": true,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+    })
+}
+
+fn spelling_routes(extra: Value) -> Value {
+    let mut login = json!({ "routes": [
+        { "path": "/healthz", "public": true },
+        { "path_prefix": "/public/", "public": true },
+        { "path_prefix": "/admin", "allow": [{ "groups": ["admins"] }] },
+        { "path": "/api/users", "methods": ["DELETE"], "allow": [{ "groups": ["admins"] }] },
+    ]});
+    support::gateway_bed::merge(&mut login, &extra);
+    login
+}
+
+fn spelling_bed(hcm: Value, login: Value) -> GatewayBed {
+    let bed = GatewayBed::try_start_with_hcm(
+        FaultIdp::start(CLIENT_ID),
+        json!({}),
+        login,
+        json!({}),
+        hcm,
+    )
+    .unwrap_or_else(|log| panic!("Envoy refused the configuration:\n{log}"));
+    bed.wait_for_keys();
+    bed
+}
+
+/// A bearer token of the bed's IdP for a member of `groups`.
+fn member_of(bed: &GatewayBed, groups: &[&str], jti: &str) -> String {
+    shared_keys().signer("ES256").sign(&claims_with(
+        &bed.issuer(),
+        AUDIENCE,
+        json!({ "groups": groups, "jti": jti }),
+    ))
+}
+
+const RESTRICTED_SPELLINGS: [(&str, &str); 16] = [
+    ("GET", "/admin.json"),
+    ("GET", "/admin."),
+    ("GET", "/ADMIN.xml"),
+    ("GET", "/admin./users"),
+    ("GET", "/admin%2e/users"),
+    ("GET", "/admin%20/users"),
+    ("GET", "/admin.json/users"),
+    ("GET", "/admin;.json"),
+    ("GET", "/admin..json"),
+    ("GET", "/admin%20.json"),
+    ("GET", "/admin%20%20"),
+    ("GET", "/Admin.JSON."),
+    ("GET", "/admin;x=1/users"),
+    ("DELETE", "/api/users.json"),
+    ("DELETE", "/API/users."),
+    ("DELETE", "/api/users%20"),
+];
+
+/// Every spelling: no credential never reaches the upstream, a non-admin's token gets 403
+/// (or 400), an admin's passes. Returns, per spelling, the path the upstream got for the admin.
+fn probe_restricted_spellings(bed: &GatewayBed) -> Vec<(&'static str, String)> {
+    let mut received = Vec::new();
+    for (i, (method, path)) in RESTRICTED_SPELLINGS.into_iter().enumerate() {
+        let hits = bed.upstream.hits();
+        let request = RawRequest::new(method, path)
+            .host(LOGIN_HOST)
+            .header("Accept", "application/json");
+        let anonymous = send(bed, &request);
+        assert!(
+            matches!(anonymous.status, 400 | 401),
+            "{method} {path} without a credential: {}",
+            anonymous.summary()
+        );
+        let dev = member_of(bed, &["devs"], &format!("dev-{i}"));
+        let refused = send(bed, &request.clone().bearer(&dev));
+        assert!(
+            matches!(refused.status, 400 | 403),
+            "{method} {path} with a non-admin's token: {}",
+            refused.summary()
+        );
+        assert_eq!(
+            bed.upstream.hits(),
+            hits,
+            "{method} {path} reached the upstream: {:?}",
+            bed.upstream.seen()
+        );
+        let admin = member_of(bed, &["admins"], &format!("admin-{i}"));
+        let passed = send(bed, &request.bearer(&admin));
+        let got = match passed.status {
+            200 => passed.json()["path"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            status => format!("({status})"),
+        };
+        assert!(
+            passed.status == 200 || refused.status == 400,
+            "{method} {path}: an admin passes where the path can be matched: {}",
+            passed.summary()
+        );
+        received.push((path, got));
+    }
+    received
+}
+
+#[test]
+fn format_suffixes_and_trailing_dots_do_not_step_around_an_admin_restriction() {
+    let bed = spelling_bed(json!({}), spelling_routes(json!({})));
+    let received = probe_restricted_spellings(&bed);
+    for (path, got) in received {
+        assert_eq!(got, path, "the admin's request goes upstream as sent");
+    }
+}
+
+#[test]
+fn format_suffixes_and_trailing_dots_with_envoy_normalising_paths() {
+    let bed = spelling_bed(hardened_hcm(), spelling_routes(json!({})));
+    let received = probe_restricted_spellings(&bed);
+    eprintln!("with the hardened settings, the upstream got: {received:#?}");
+    // Envoy 1.40's normalize_path decodes `%2e` and leaves every other spelling alone: the
+    // upstream still gets `/admin.json` and kin, which Rails or Spring serve as `/admin`.
+    for (path, got) in received {
+        let envoy_made = if path == "/admin%2e/users" {
+            "/admin./users"
+        } else {
+            path
+        };
+        assert_eq!(got, envoy_made, "{path}");
+    }
+}
+
+/// Spellings whose normalised path is public but whose path as sent is not under a public
+/// route; an upstream that does not drop `;` parameters or decode `%63` serves them as
+/// something else.
+const PUBLIC_LOOKALIKES: [&str; 6] = [
+    "/public;x/admin/users",
+    "/public;/admin",
+    "/publi%63/admin/users",
+    "/healthz;.json",
+    "/healt%68z",
+    "/%68ealthz?probe=1",
+];
+
+/// Whether the upstream got a path that is public as it got it.
+fn public_as_received(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    path == "/healthz" || path.starts_with("/public/")
+}
+
+/// No lookalike reaches the upstream without a credential, unless Envoy itself turned it
+/// into a public path before the filter saw it (then that is what the upstream gets); with
+/// a token each passes. Returns the path the upstream got for each.
+fn probe_public_lookalikes(bed: &GatewayBed) -> Vec<(&'static str, String)> {
+    let mut received = Vec::new();
+    for (i, path) in PUBLIC_LOOKALIKES.into_iter().enumerate() {
+        let hits = bed.upstream.hits();
+        let request = RawRequest::get(path)
+            .host(LOGIN_HOST)
+            .header("Accept", "application/json");
+        let anonymous = send(bed, &request);
+        match anonymous.status {
+            401 => assert_eq!(
+                bed.upstream.hits(),
+                hits,
+                "{path}: {:?}",
+                bed.upstream.seen()
+            ),
+            200 => {
+                let got = anonymous.json()["path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                assert!(
+                    public_as_received(&got),
+                    "{path} opened without a credential and the upstream got {got}"
+                );
+            }
+            _ => panic!("{path} without a credential: {}", anonymous.summary()),
+        }
+        let token = member_of(bed, &["devs"], &format!("lookalike-{i}"));
+        let passed = send(bed, &request.bearer(&token));
+        assert_eq!(passed.status, 200, "{path}: {}", passed.summary());
+        let got = passed.json()["path"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        received.push((path, format!("{} {got}", anonymous.status)));
+    }
+    received
+}
+
+#[test]
+fn a_public_route_does_not_open_for_a_path_that_is_public_only_once_normalised() {
+    let bed = spelling_bed(json!({}), spelling_routes(json!({})));
+    assert_public_paths_still_open(&bed);
+    for (path, got) in probe_public_lookalikes(&bed) {
+        assert_eq!(
+            got,
+            format!("401 {path}"),
+            "refused, and as sent with a token"
+        );
+    }
+}
+
+#[test]
+fn a_public_route_does_not_open_for_a_lookalike_with_envoy_normalising_paths() {
+    let bed = spelling_bed(hardened_hcm(), spelling_routes(json!({})));
+    assert_public_paths_still_open(&bed);
+    let received = probe_public_lookalikes(&bed);
+    eprintln!("with the hardened settings, the upstream got: {received:#?}");
+    // Envoy 1.40's normalize_path decodes `%63` and `%68` itself, so the filter and the
+    // upstream both see the public path; `;` parameters it keeps, and the filter refuses them.
+    let expected = [
+        ("/public;x/admin/users", "401 /public;x/admin/users"),
+        ("/public;/admin", "401 /public;/admin"),
+        ("/publi%63/admin/users", "200 /public/admin/users"),
+        ("/healthz;.json", "401 /healthz;.json"),
+        ("/healt%68z", "200 /healthz"),
+        ("/%68ealthz?probe=1", "200 /healthz?probe=1"),
+    ];
+    for ((path, got), (p, g)) in received.iter().zip(expected) {
+        assert_eq!((*path, got.as_str()), (p, g));
+    }
+}
+
+fn assert_public_paths_still_open(bed: &GatewayBed) {
+    for path in [
+        "/healthz",
+        "/healthz?probe=1",
+        "/public/app.js",
+        "/public//css/app.css",
+    ] {
+        let response = send(bed, &RawRequest::get(path).host(LOGIN_HOST));
+        assert_eq!(response.status, 200, "{path}: {}", response.summary());
+    }
+}
+
+#[test]
+fn forward_normalized_path_sends_the_upstream_the_path_the_rules_judged() {
+    for hcm in [json!({}), hardened_hcm()] {
+        let bed = spelling_bed(
+            hcm.clone(),
+            spelling_routes(json!({ "forward_normalized_path": true })),
+        );
+        for (sent, judged) in [
+            ("/public//css/app.css?v=1", "/public/css/app.css?v=1"),
+            ("/healthz?probe=1", "/healthz?probe=1"),
+        ] {
+            let response = send(&bed, &RawRequest::get(sent).host(LOGIN_HOST));
+            assert_eq!(response.status, 200, "{sent}: {}", response.summary());
+            assert_eq!(response.json()["path"], judged, "{sent} ({hcm})");
+        }
+        let token = member_of(&bed, &["devs"], "judged");
+        for (sent, judged) in [
+            ("/public;x/admin/users", "/public/admin/users"),
+            ("/app;jsessionid=1/%61%62c?q=a%20b", "/app/abc?q=a%20b"),
+            ("/healt%68z", "/healthz"),
+        ] {
+            let response = send(&bed, &RawRequest::get(sent).host(LOGIN_HOST).bearer(&token));
+            assert_eq!(response.status, 200, "{sent}: {}", response.summary());
+            assert_eq!(response.json()["path"], judged, "{sent} ({hcm})");
+        }
+    }
 }

@@ -658,7 +658,10 @@ impl Gateway {
         identity: Option<&Identity>,
         mut forward: Forward,
     ) -> Decision {
+        // `forward_normalized_path`: the upstream serves the path the rules judged.
+        let judged_path = gate.forward_path.clone().map(|p| (":path".to_string(), p));
         let Some(impersonation) = gate.impersonation(&self.settings) else {
+            forward.set_headers.extend(judged_path);
             return Decision::Forward(forward);
         };
         forward.set_headers.retain(|(name, _)| name == "cookie");
@@ -677,6 +680,7 @@ impl Gateway {
         }
         forward.set_headers.extend(edits.set);
         forward.add_headers.extend(edits.add);
+        forward.set_headers.extend(judged_path);
         Decision::Forward(forward)
     }
 

@@ -47,10 +47,17 @@ fn report<E: std::fmt::Debug>(what: &str, result: Result<(), E>) {
     }
 }
 
+/// Whether the core may set this request header to `value`: a safe name, or `:path` (the
+/// path the rules judged, `forward_normalized_path`) with an origin-form value.
+fn settable(name: &str, value: &str) -> bool {
+    let name_ok = header_name_safe(name) || (name == ":path" && value.starts_with('/'));
+    name_ok && header_value_safe(value)
+}
+
 /// Sets a request header; a value that could split the header (control characters) is
 /// never written, whatever the core decided, and the header is removed instead.
 pub fn set_request_header(name: &str, value: &str) {
-    if !header_name_safe(name) || !header_value_safe(value) {
+    if !settable(name, value) {
         log(
             LogLevel::Error,
             &format!("refusing to write unsafe request header {name:?}; removing it"),

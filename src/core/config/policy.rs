@@ -23,10 +23,12 @@ pub fn read_policy(reader: &mut ObjectReader, problems: &mut Problems) -> Servic
     let default = service_access(emails, domains, groups);
     let routes = read_routes(reader, problems);
     let impersonation = read_impersonation(reader, problems);
+    let forward_normalized_path = reader.bool("forward_normalized_path", false, problems);
     ServicePolicy {
         routes,
         default,
         impersonation,
+        forward_normalized_path,
     }
 }
 

@@ -77,19 +77,44 @@ fn domain_allowed(domain: &str, allowed: &str) -> bool {
     }
 }
 
-/// A claim by name: the claim of that very name when there is one (namespaced claims such
-/// as `https://corp.example/role` hold dots), else by dotted path: `realm_access.roles` is
-/// `claims["realm_access"]["roles"]`.
+/// The two readings of a claim name: the claim of that very name (namespaced claims such as
+/// `https://corp.example/role` hold dots), and, for a dotted name, the path into objects
+/// (`realm_access.roles` is `claims["realm_access"]["roles"]`). A token may carry both.
+pub fn claim_readings<'a>(claims: &'a Map<String, Value>, name: &str) -> [Option<&'a Value>; 2] {
+    let nested = || {
+        if !name.contains('.') {
+            return None;
+        }
+        let mut parts = name.split('.');
+        let mut value = claims.get(parts.next()?)?;
+        for part in parts {
+            value = value.as_object()?.get(part)?;
+        }
+        Some(value)
+    };
+    [claims.get(name), nested()]
+}
+
+/// A claim by name, for identity and headers: the nested reading when there is one, so a
+/// literal `"realm_access.roles"` key never stands in for the IdP's nested claim.
 pub fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    if let Some(value) = claims.get(name) {
-        return Some(value);
+    let [literal, nested] = claim_readings(claims, name);
+    nested.or(literal)
+}
+
+/// Whether a `claims` criterion holds. Where a name has two readings, a deny holds when
+/// any reading matches, an allow only when every reading present does: a literal dotted
+/// key can neither hide the nested claim from a deny nor stand in for it in an allow.
+fn claim_holds(claims: &Map<String, Value>, name: &str, accepted: &[String], deny: bool) -> bool {
+    let mut present = claim_readings(claims, name)
+        .into_iter()
+        .flatten()
+        .peekable();
+    if deny {
+        present.any(|v| claim_has(v, accepted))
+    } else {
+        present.peek().is_some() && present.all(|v| claim_has(v, accepted))
     }
-    let mut parts = name.split('.');
-    let mut value = claims.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_object()?.get(part)?;
-    }
-    Some(value)
 }
 
 fn claim_has(value: &Value, accepted: &[String]) -> bool {
@@ -108,7 +133,8 @@ fn claim_has(value: &Value, accepted: &[String]) -> bool {
 }
 
 impl Criterion {
-    fn holds(&self, subject: &Subject) -> bool {
+    /// `deny`: whether the criterion is part of a deny rule (see `claim_holds`).
+    fn holds(&self, subject: &Subject, deny: bool) -> bool {
         match self {
             Criterion::Authenticated => true,
             Criterion::Emails(emails) => subject
@@ -119,9 +145,7 @@ impl Criterion {
                 .and_then(email_domain)
                 .is_some_and(|d| domains.iter().any(|a| domain_allowed(d, a))),
             Criterion::Groups(groups) => subject.groups.iter().any(|g| groups.contains(g)),
-            Criterion::Claim { name, values } => {
-                claim(subject.claims, name).is_some_and(|v| claim_has(v, values))
-            }
+            Criterion::Claim { name, values } => claim_holds(subject.claims, name, values, deny),
             Criterion::Scopes(scopes) => scopes.iter().all(|s| subject.scopes.contains(s)),
             Criterion::Issuers(issuers) => issuers.iter().any(|i| i == subject.issuer),
         }
@@ -129,8 +153,8 @@ impl Criterion {
 }
 
 impl Rule {
-    fn holds(&self, subject: &Subject) -> bool {
-        self.0.iter().all(|c| c.holds(subject))
+    fn holds(&self, subject: &Subject, deny: bool) -> bool {
+        self.0.iter().all(|c| c.holds(subject, deny))
     }
 
     /// The scopes this rule would still need if scopes were all it lacked.
@@ -144,7 +168,7 @@ impl Rule {
                         .filter(|s| !subject.scopes.contains(s))
                         .cloned(),
                 ),
-                other if !other.holds(subject) => return None,
+                other if !other.holds(subject, false) => return None,
                 _ => {}
             }
         }
@@ -180,12 +204,12 @@ impl Access {
     }
 
     pub fn decide(&self, subject: &Subject) -> Verdict {
-        if self.deny.iter().any(|rule| rule.holds(subject)) {
+        if self.deny.iter().any(|rule| rule.holds(subject, true)) {
             return Verdict::Forbidden {
                 missing_scopes: Vec::new(),
             };
         }
-        if self.allow.iter().any(|rule| rule.holds(subject)) {
+        if self.allow.iter().any(|rule| rule.holds(subject, false)) {
             return Verdict::Allow;
         }
         let missing_scopes = self
@@ -339,6 +363,97 @@ mod tests {
             Verdict::Allow,
             "nothing allowed is denied"
         );
+    }
+
+    #[test]
+    fn a_literal_dotted_claim_name_never_shadows_the_nested_claim() {
+        let admin = || Criterion::Claim {
+            name: "realm_access.roles".into(),
+            values: strings(&["admin"]),
+        };
+        let deny_admins = Access {
+            allow: vec![rule(vec![Criterion::Authenticated])],
+            deny: vec![rule(vec![admin()])],
+        };
+        let allow_admins = Access {
+            allow: vec![rule(vec![admin()])],
+            deny: vec![],
+        };
+        // (claims, denied by the deny on the nested claim, allowed by the allow on it)
+        let cases = [
+            (json!({"realm_access": {"roles": ["admin"]}}), true, true),
+            (json!({"realm_access": {"roles": ["user"]}}), false, false),
+            (
+                json!({"realm_access.roles": ["user"], "realm_access": {"roles": ["admin"]}}),
+                true,
+                false,
+            ),
+            (
+                json!({"realm_access.roles": ["admin"], "realm_access": {"roles": ["user"]}}),
+                true,
+                false,
+            ),
+            (
+                json!({"realm_access.roles": "admin", "realm_access": {"roles": "admin"}}),
+                true,
+                true,
+            ),
+            (json!({"realm_access.roles": ["user"]}), false, false),
+            (json!({"realm_access.roles": ["admin"]}), true, true),
+            (json!({}), false, false),
+        ];
+        for (claims, denied, allowed) in cases {
+            let map = claims.as_object().cloned().unwrap_or_default();
+            let subject = subject_with(None, &[], &[], &map);
+            assert_eq!(
+                deny_admins.decide(&subject) != Verdict::Allow,
+                denied,
+                "deny: {claims}"
+            );
+            assert_eq!(
+                allow_admins.decide(&subject) == Verdict::Allow,
+                allowed,
+                "allow: {claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn namespaced_claim_names_without_a_nested_reading_keep_working() {
+        let name = "https://corp.example/roles";
+        let claims = json!({ name: ["admin"], "https://other": {"example/roles": ["user"]} });
+        let map = claims.as_object().cloned().unwrap_or_default();
+        let access = |deny: bool| {
+            let rules = vec![rule(vec![Criterion::Claim {
+                name: name.into(),
+                values: strings(&["admin"]),
+            }])];
+            if deny {
+                Access {
+                    allow: vec![rule(vec![Criterion::Authenticated])],
+                    deny: rules,
+                }
+            } else {
+                Access {
+                    allow: rules,
+                    deny: vec![],
+                }
+            }
+        };
+        let subject = subject_with(None, &[], &[], &map);
+        assert_eq!(access(false).decide(&subject), Verdict::Allow);
+        assert_ne!(access(true).decide(&subject), Verdict::Allow);
+        assert_eq!(claim(&map, name), Some(&json!(["admin"])));
+    }
+
+    #[test]
+    fn identity_reads_the_nested_claim_when_both_exist() {
+        let claims = json!({"realm_access.roles": ["admin"], "realm_access": {"roles": ["user"]}});
+        let map = claims.as_object().cloned().unwrap_or_default();
+        assert_eq!(claim(&map, "realm_access.roles"), Some(&json!(["user"])));
+        let literal_only = json!({"realm_access.roles": ["admin"]});
+        let map = literal_only.as_object().cloned().unwrap_or_default();
+        assert_eq!(claim(&map, "realm_access.roles"), Some(&json!(["admin"])));
     }
 
     #[test]

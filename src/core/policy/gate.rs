@@ -10,8 +10,8 @@ use crate::core::log_text::Escaped;
 use crate::core::policy::access::Verdict;
 use crate::core::policy::denial;
 use crate::core::policy::path::normalize;
-use crate::core::policy::route::{ServicePolicy, Unauthenticated};
-use crate::core::reply::Reply;
+use crate::core::policy::route::{Matched, ServicePolicy, Unauthenticated};
+use crate::core::reply::{header_value_safe, Reply};
 
 /// Whose rules apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +26,8 @@ pub enum PolicyOf {
 #[derive(Clone, Debug)]
 pub struct Gate {
     pub policy: PolicyOf,
-    /// The route that matched, if any.
-    pub route: Option<usize>,
+    /// The routes that matched, if any.
+    pub route: Matched,
     /// A public route: no credential needed.
     pub public: bool,
     /// A person's browser asked: refusals are pages.
@@ -37,6 +37,9 @@ pub struct Gate {
     /// For log lines: the host and the normalised path (query left out).
     pub host: String,
     pub path: String,
+    /// The `:path` to forward (`forward_normalized_path`): the normalised path and the
+    /// query, so that the upstream serves the path the rules were asked about.
+    pub forward_path: Option<String>,
 }
 
 /// The request as the gate reads it.
@@ -90,12 +93,13 @@ impl Gate {
         let policy = policy_for(settings, target.authority);
         let mut gate = Gate {
             policy,
-            route: None,
+            route: Matched::default(),
             public: false,
             browser: target.browser,
             answer: Answer::Upstream,
             host: target.authority.to_string(),
             path: String::new(),
+            forward_path: None,
         };
         let Some(rules) = gate.rules(settings) else {
             gate.path = target
@@ -108,16 +112,32 @@ impl Gate {
         };
         let path =
             normalize(target.path_and_query).map_err(|e| denial::bad_path(&e, target.browser))?;
-        gate.route = rules.route(&path, target.method, target.authority);
+        let (raw, query) = match target.path_and_query.split_once('?') {
+            Some((raw, query)) => (raw, Some(query)),
+            None => (target.path_and_query, None),
+        };
+        gate.route = rules.route(&path, raw, target.method, target.authority);
         // The sign-in endpoints of a login host are ours, whatever a route says.
         let own = gate
             .login()
             .and_then(|id| settings.login.get(id.0))
             .is_some_and(|s| {
-                let raw = target.path_and_query.split('?').next().unwrap_or_default();
                 raw == s.callback_path || raw == s.sign_out_path || raw == s.start_path
             });
-        gate.public = !own && rules.is_public(gate.route);
+        gate.public = !own && rules.opens(&gate.route);
+        if rules.forward_normalized_path {
+            let judged = match query {
+                Some(query) => format!("{path}?{query}"),
+                None => path.clone(),
+            };
+            if !header_value_safe(&judged) {
+                return Err(denial::bad_request(
+                    "the query cannot be forwarded",
+                    target.browser,
+                ));
+            }
+            gate.forward_path = Some(judged);
+        }
         gate.path = path;
         Ok(gate)
     }
@@ -151,7 +171,7 @@ impl Gate {
     /// What a request without a credential gets on this route (login hosts).
     pub fn unauthenticated(&self, settings: &Settings) -> Unauthenticated {
         self.rules(settings)
-            .map_or(Unauthenticated::Auto, |r| r.unauthenticated(self.route))
+            .map_or(Unauthenticated::Auto, |r| r.unauthenticated(&self.route))
     }
 
     /// Whether `identity` may pass; `Err` with the `403` to send and the log line.
@@ -159,8 +179,14 @@ impl Gate {
         let Some(rules) = self.rules(settings) else {
             return Ok(());
         };
-        let Verdict::Forbidden { missing_scopes } =
-            rules.access(self.route).decide(&identity.subject())
+        let subject = identity.subject();
+        let Some(missing_scopes) =
+            rules
+                .accesses(&self.route)
+                .find_map(|access| match access.decide(&subject) {
+                    Verdict::Forbidden { missing_scopes } => Some(missing_scopes),
+                    Verdict::Allow => None,
+                })
         else {
             return Ok(());
         };

@@ -1,10 +1,12 @@
 //! The path a rule is matched against: the request's path as the upstream will resolve it,
 //! so that no encoding trick makes a rule for one path apply to another. The query is never
-//! part of it; matching is case-sensitive, like the upstreams we protect.
+//! part of it. Public routes match it as written (`under`); routes that restrict match it
+//! as any upstream may read it (`under_loosely`, `loose_forms`).
 //!
-//! In order: split off the query; refuse what is ambiguous (an encoded `/`, `\` or NUL, a raw
-//! `\`, a `#`, control characters, broken `%` escapes); decode escapes of unreserved characters
-//! (`%2e` is a dot) and spell the others in upper case; drop `;` parameters from each segment
+//! In order: split off the query; refuse what is ambiguous (an encoded `/`, `\`, NUL or other
+//! control character, a raw `\`, a `#`, control characters, broken `%` escapes); decode
+//! escapes of unreserved characters (`%2e` is a dot) and spell the others (a space too) in
+//! upper case; drop `;` parameters from each segment
 //! (Tomcat and Jetty ignore them); merge `//`. A `.` or `..` segment (also `%2e%2e` or `..;`)
 //! is refused: upstreams disagree on it (Express and Flask serve `/admin/../public` as sent,
 //! Go's router treats `..;` as a name, Tomcat as `..`), and the path is forwarded as sent, so
@@ -17,7 +19,7 @@ use std::fmt;
 pub enum PathError {
     /// Not an origin-form path (`*`, an absolute URL, empty).
     NotAPath,
-    /// `%2F`, `%5C` or `%00`: upstreams disagree on what they mean.
+    /// `%2F`, `%5C`, `%00` or another control character: upstreams disagree on what they mean.
     AmbiguousEncoding(&'static str),
     /// A raw `\`, `#` or control character, or a broken `%` escape.
     Malformed(&'static str),
@@ -68,6 +70,10 @@ fn canonical_escapes(path: &str) -> Result<String, PathError> {
                     b'/' => return Err(PathError::AmbiguousEncoding("a slash (%2F)")),
                     b'\\' => return Err(PathError::AmbiguousEncoding("a backslash (%5C)")),
                     0 => return Err(PathError::AmbiguousEncoding("a NUL (%00)")),
+                    // Spring's and .NET's trimming read `/admin%09` as `/admin`.
+                    d if d < 0x20 || d == 0x7f => {
+                        return Err(PathError::AmbiguousEncoding("a control character"))
+                    }
                     d if unreserved(d) => out.push(char::from(d)),
                     d => out.push_str(&format!("%{d:02X}")),
                 }
@@ -76,7 +82,7 @@ fn canonical_escapes(path: &str) -> Result<String, PathError> {
             b'\\' => return Err(PathError::Malformed("a backslash")),
             b'#' => return Err(PathError::Malformed("a fragment (#)")),
             b if b < 0x20 || b == 0x7f => return Err(PathError::Malformed("a control character")),
-            b if b >= 0x80 => {
+            b if b >= 0x80 || b == b' ' => {
                 out.push_str(&format!("%{b:02X}"));
                 i += 1;
             }
@@ -134,29 +140,109 @@ pub fn under(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// `under`, without regard to ASCII case, and with `/admin/` also covering `/admin`: how a
-/// route that restricts access matches, because many upstreams (Express, IIS) serve
-/// `/ADMIN` and `/admin/` as `/admin`.
-pub fn under_loosely(path: &str, prefix: &str) -> bool {
-    let starts = path.len() >= prefix.len()
-        && path
-            .get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix));
-    let rest = path.get(prefix.len()..).unwrap_or_default();
-    (starts && (prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/')))
-        || (prefix.len() > 1 && same_loosely(path, prefix))
+/// The segments of a normalised path, without the empty one a trailing `/` leaves.
+fn segments(path: &str) -> Vec<&str> {
+    let mut segments: Vec<&str> = path.split('/').skip(1).collect();
+    if segments.last() == Some(&"") {
+        segments.pop();
+    }
+    segments
 }
 
-/// The same path without regard to ASCII case and to one trailing `/`.
+/// What some upstream may append to a segment and still serve the segment: a format suffix
+/// (Rails `(.:format)`, Spring MVC before 5.3: `admin.json`), trailing dots and spaces
+/// (IIS: `admin.`, `admin%20`), both (`admin..json`, `admin%20.json`), or parameters.
+fn decoration(rest: &str) -> bool {
+    // A no-break space (`%C2%A0`) is white space to .NET's `Trim`; an encoded `;` starts
+    // parameters for an upstream that decodes before it drops them.
+    rest.starts_with('.') || ["%20", "%C2%A0", "%3B"].iter().any(|d| rest.starts_with(d))
+}
+
+/// Whether a request's path segment may be served as a rule's segment: the same without
+/// regard to ASCII case, or the rule's segment with a decoration after it.
+fn segment_reaches(segment: &str, rule: &str) -> bool {
+    let Some(head) = segment.get(..rule.len()) else {
+        return false;
+    };
+    let rest = segment.get(rule.len()..).unwrap_or_default();
+    head.eq_ignore_ascii_case(rule) && (rest.is_empty() || decoration(rest))
+}
+
+fn segments_reach(path: &[&str], rule: &[&str]) -> bool {
+    path.iter().zip(rule).all(|(p, r)| segment_reaches(p, r))
+}
+
+/// How a route that restricts access matches a prefix: segment by segment, each without
+/// regard to ASCII case and to a decoration (`segment_reaches`), and with `/admin/` also
+/// covering `/admin`; because Express, IIS, Rails and Spring serve `/ADMIN`, `/admin/`,
+/// `/admin.json`, `/admin.` and `/admin%20` as `/admin`.
+pub fn under_loosely(path: &str, prefix: &str) -> bool {
+    let (path, rule) = (segments(path), segments(prefix));
+    path.len() >= rule.len() && segments_reach(&path, &rule)
+}
+
+/// `under_loosely` for an exact path: as many segments, each reaching the rule's.
 pub fn same_loosely(path: &str, other: &str) -> bool {
-    fn trim(p: &str) -> &str {
-        if p.len() > 1 {
-            p.strip_suffix('/').unwrap_or(p)
-        } else {
-            p
+    let (path, rule) = (segments(path), segments(other));
+    path.len() == rule.len() && segments_reach(&path, &rule)
+}
+
+/// The segment without a decoration: cut at the first `.` or `%20` after its first byte
+/// (`admin.json`, `admin..`, `admin%20.json` are `admin`; `.well-known` stays).
+fn stem(segment: &str) -> &str {
+    let cut = segment
+        .char_indices()
+        .skip(1)
+        .find(|(i, _)| segment.get(*i..).is_some_and(decoration))
+        .map_or(segment.len(), |(i, _)| i);
+    segment.get(..cut).unwrap_or(segment)
+}
+
+/// The segment without trailing dots and spaces (IIS), when something is left.
+fn trimmed(segment: &str) -> &str {
+    let mut s = segment;
+    loop {
+        let shorter = s
+            .strip_suffix('.')
+            .or_else(|| s.strip_suffix("%20"))
+            .or_else(|| s.strip_suffix("%C2%A0"))
+            .filter(|t| !t.is_empty());
+        match shorter {
+            Some(t) => s = t,
+            None => return s,
         }
     }
-    trim(path).eq_ignore_ascii_case(trim(other))
+}
+
+/// The readings of a normalised path an upstream may serve it as, for matching a regular
+/// expression that restricts access: as written, with trailing dots and spaces trimmed from
+/// every segment, with the last segment's decoration cut off, with every segment's cut
+/// off, and each of these in lower case.
+pub fn loose_forms(path: &str) -> Vec<String> {
+    let join = |segments: &[&str], slash: bool| {
+        let mut out: String = segments.iter().flat_map(|s| ["/", s]).collect();
+        if out.is_empty() || slash {
+            out.push('/');
+        }
+        out
+    };
+    let slash = path.len() > 1 && path.ends_with('/');
+    let written = segments(path);
+    let trim: Vec<&str> = written.iter().map(|s| trimmed(s)).collect();
+    let mut last = trim.clone();
+    if let Some(s) = last.last_mut() {
+        *s = stem(s);
+    }
+    let all: Vec<&str> = written.iter().map(|s| stem(s)).collect();
+    let mut forms: Vec<String> = Vec::new();
+    for form in [&written, &trim, &last, &all] {
+        for text in [join(form, slash), join(form, slash).to_ascii_lowercase()] {
+            if !forms.contains(&text) {
+                forms.push(text);
+            }
+        }
+    }
+    forms
 }
 
 #[cfg(test)]
@@ -235,6 +321,113 @@ mod tests {
         assert!(same_loosely("/API/Delete", "/api/delete"));
         assert!(!same_loosely("/api/deletes", "/api/delete"));
         assert!(under_loosely("/anything", "/"));
+    }
+
+    /// Spellings Rails `(.:format)`, Spring MVC before 5.3 (suffix patterns, trimmed
+    /// tokens) or IIS (trailing dots and spaces) serve as `/admin` or below it.
+    const SERVED_AS_ADMIN: [&str; 24] = [
+        "/admin%3b.json",
+        "/admin%3Bx=1/users",
+        "/admin.json",
+        "/admin.",
+        "/ADMIN.xml",
+        "/admin./x",
+        "/admin%2e/x",
+        "/admin%2E",
+        "/admin%20/x",
+        "/admin%20",
+        "/admin.json/x",
+        "/admin;.json",
+        "/admin;x=1/users",
+        "/admin..json",
+        "/admin%20.json",
+        "/admin .json",
+        "/admin%20%20",
+        "/Admin.JSON.",
+        "/admin.%20.",
+        "/admin%C2%A0",
+        "/admin.json;x",
+        "/aDmIn/users.json",
+        "/admin/",
+        "//admin",
+    ];
+
+    #[test]
+    fn a_restriction_on_admin_holds_for_every_spelling_an_upstream_serves_as_admin() {
+        for raw in SERVED_AS_ADMIN {
+            let path = normalize(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert!(under_loosely(&path, "/admin"), "{raw} ({path})");
+            assert!(under_loosely(&path, "/admin/"), "{raw} ({path})");
+            if path.split('/').nth(1) != Some("admin") {
+                assert!(!under(&path, "/admin"), "{raw}: public routes stay strict");
+            }
+        }
+        for other in [
+            "/administrator",
+            "/admin-panel",
+            "/admin_x",
+            "/adm",
+            "/x/admin",
+            "/",
+        ] {
+            let path = normalize(other).unwrap_or_else(|e| panic!("{other}: {e}"));
+            assert!(!under_loosely(&path, "/admin"), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_rule_on_an_exact_path_holds_for_its_format_suffixes_and_trailing_dots() {
+        for raw in [
+            "/api/users.json",
+            "/API/Users.JSON",
+            "/api/users.",
+            "/api/users%20",
+            "/api/users/",
+            "/api/users%2e",
+            "/api/users;.json",
+        ] {
+            let path = normalize(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert!(same_loosely(&path, "/api/users"), "{raw} ({path})");
+        }
+        for other in ["/api/usersx", "/api/users/x", "/api", "/api/user"] {
+            assert!(!same_loosely(other, "/api/users"), "{other}");
+        }
+        assert!(same_loosely("/v1.2.json", "/v1.2"));
+        assert!(
+            !same_loosely("/v1.3", "/v1.2"),
+            "a rule's own dot is part of its name"
+        );
+    }
+
+    #[test]
+    fn encoded_control_characters_are_refused_since_some_upstreams_trim_them() {
+        for raw in [
+            "/admin%09",
+            "/admin%0a/x",
+            "/admin%0D",
+            "/admin%1f",
+            "/admin%7F",
+        ] {
+            assert!(normalize(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_regex_sees_every_reading_of_a_path() {
+        let forms = loose_forms("/API/v1.2/Users.json");
+        for reading in [
+            "/API/v1.2/Users.json",
+            "/api/v1.2/users.json",
+            "/api/v1.2/users",
+            "/api/v1/users",
+        ] {
+            assert!(forms.iter().any(|f| f == reading), "{reading} in {forms:?}");
+        }
+        assert!(loose_forms("/admin.%20./").iter().any(|f| f == "/admin/"));
+        assert!(loose_forms("/.well-known/x")
+            .iter()
+            .all(|f| f.starts_with("/.well-known/")));
+        assert_eq!(loose_forms("/"), ["/"]);
     }
 
     #[test]
