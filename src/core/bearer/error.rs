@@ -19,6 +19,8 @@ pub enum AuthError {
         alg: String,
     },
     UntrustedIssuer,
+    /// A trusted issuer, but not one the service accepts (`providers`).
+    IssuerNotAccepted,
     MissingClaim {
         claim: String,
     },
@@ -66,6 +68,9 @@ impl fmt::Display for AuthError {
             AuthError::Malformed { what } => write!(f, "malformed token: {what}"),
             AuthError::AlgorithmNotAccepted { alg } => write!(f, "algorithm {alg} not accepted"),
             AuthError::UntrustedIssuer => f.write_str("untrusted issuer"),
+            AuthError::IssuerNotAccepted => {
+                f.write_str("tokens of this issuer are not accepted here")
+            }
             AuthError::MissingClaim { claim } => write!(f, "missing claim {claim}"),
             AuthError::Expired => f.write_str("token expired"),
             AuthError::NotYetValid => f.write_str("token not yet valid"),
