@@ -61,8 +61,7 @@ pub struct LoginService {
     pub refresh: bool,
     /// Who may pass, per route.
     pub policy: ServicePolicy,
-    /// Groups any service's rules name: what a session too large for its cookies keeps
-    /// (any service sharing this one's client and cookie can open its sessions).
+    /// Groups any service's rules name: what a session too large for its cookies keeps.
     pub kept_groups: Vec<String>,
     /// The session's access token to the upstream (`X-Auth-Request-Access-Token`).
     pub pass_access_token: bool,
