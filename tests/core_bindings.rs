@@ -7,12 +7,17 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::rc::Rc;
 use support::mint::{self, claims_with, other_keys, shared_keys};
 use support::policy_bed::*;
-use wasm_iap::core::config::Settings;
-use wasm_iap::core::gateway::Decision;
+
+use support::host::FakeHost;
+use wasm_iap::core::config::{ProviderId, Settings};
+use wasm_iap::core::gateway::{Decision, Gateway};
+use wasm_iap::core::keys::record::KeysRecord;
 use wasm_iap::core::login::session::Session;
 use wasm_iap::core::reply::Reply;
+use wasm_iap::core::request_headers::RequestHeaders;
 
 const GRAFANA: &str = "grafana.example.com";
 const REALM_A: &str = "https://keycloak.example.com/realms/corp";
@@ -281,6 +286,45 @@ fn forward_auth_check_of_a_corporate_host_refuses_the_self_signup_token_with_401
     assert_issuer_refused(&reply);
     let reply = responded(bed.get(CORP, "/oauth2/auth", &with_bearer(&corporate_token())));
     assert!(reply.status < 300, "{reply:?}");
+}
+
+#[test]
+fn self_signup_token_that_waited_for_its_keys_is_refused_on_the_corporate_service() {
+    // Both providers' keys are fetched: the token waits for them, then is decided again.
+    let remote = |issuer: &str| {
+        json!({ "issuer": issuer, "audiences": [AUDIENCE], "cluster": "idp",
+                "jwks_uri": format!("{issuer}/keys") })
+    };
+    let mut config = two_idps();
+    config["providers"] = json!([remote(ISSUER), remote(SIGNUP)]);
+    config.as_object_mut().unwrap().remove("login");
+    let settings = Rc::new(Settings::parse(&config.to_string()).unwrap());
+    let now_ms = mint::now_secs() * 1000;
+    let mut host = FakeHost::new(now_ms);
+    let mut gateway = Gateway::new(settings);
+    let signup = self_signup_token();
+    let request = RequestHeaders::from_pairs(vec![
+        (":authority", CORP.as_bytes()),
+        (":path", b"/".as_slice()),
+        (":method", b"GET".as_slice()),
+        (":scheme", b"https".as_slice()),
+        ("authorization", signup.as_bytes()),
+    ]);
+    let decision = gateway.decide(&mut host, 7, &request).decision;
+    assert!(matches!(decision, Decision::Parked), "{decision:?}");
+    let signup_provider = ProviderId(1);
+    let record = KeysRecord {
+        jwks: Some(other_keys().jwks().to_string()),
+        attempted_at_ms: now_ms,
+        ..KeysRecord::default()
+    };
+    gateway
+        .authn
+        .install_record(signup_provider, &record)
+        .unwrap();
+    let (context, decision) = gateway.settle(&mut host, Some(signup_provider)).remove(0);
+    assert_eq!(context, 7);
+    assert_issuer_refused(&responded(decision));
 }
 
 #[test]
