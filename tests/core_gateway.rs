@@ -222,7 +222,9 @@ fn a_browser_and_a_callback_arriving_before_discovery_wait_for_the_endpoints() {
         (302, Some("/d/abc"))
     );
     assert!(
-        reply.set_cookies().any(|c| c.starts_with("_wasm_iap=")),
+        reply
+            .set_cookies()
+            .any(|c| c.starts_with("__Host-wasm_iap=")),
         "signed in"
     );
 }
@@ -277,7 +279,9 @@ fn an_id_token_signed_with_a_key_rotated_in_waits_for_the_keys_then_signs_in() {
     assert_eq!(id, 5);
     let reply = responded(decision);
     assert_eq!(reply.status, 302, "{reply:?}");
-    assert!(reply.set_cookies().any(|c| c.starts_with("_wasm_iap=")));
+    assert!(reply
+        .set_cookies()
+        .any(|c| c.starts_with("__Host-wasm_iap=")));
 }
 
 /// A worker pair with keys, and a browser session whose tokens expire in 60 s.
@@ -382,7 +386,9 @@ fn a_refresh_refused_while_other_requests_wait_ends_the_session_on_every_worker(
         (302, Some("/d/abc"))
     );
     assert!(
-        reply.set_cookies().any(|c| c.starts_with("_wasm_iap=;")),
+        reply
+            .set_cookies()
+            .any(|c| c.starts_with("__Host-wasm_iap=;")),
         "session cleared"
     );
     let later = responded(b.decide(&mut b_host, 12, &page).decision);

@@ -128,10 +128,12 @@ fn browser_without_session_goes_to_the_idp_with_pkce_state_and_nonce() {
     assert_eq!(q["code_challenge_method"], "S256");
     assert!(q["state"].len() >= 43 && q["nonce"].len() >= 43 && q["state"] != q["nonce"]);
 
-    // The login cookie holds state, nonce, verifier and the deep link, sealed, on the callback path.
+    // The login cookie holds state, nonce, verifier and the deep link, sealed; the default
+    // name is `__Host-` (Secure, no Domain), which browsers accept only with `Path=/`.
     let login_cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
     assert!(
-        login_cookie.contains("Path=/oauth2/callback")
+        login_cookie.starts_with("__Host-wasm_iap_login_")
+            && login_cookie.contains("Path=/;")
             && login_cookie.contains("HttpOnly")
             && login_cookie.contains("Secure")
     );
@@ -475,7 +477,8 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         })
         .collect();
     let pairs: Vec<(&str, &str)> = jar.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let session = session::read(&pairs, "_wasm_iap", &service.sealer, now).expect("session set");
+    let session =
+        session::read(&pairs, "__Host-wasm_iap", &service.sealer, now).expect("session set");
     assert_eq!(session.user, "alice-id");
     assert_eq!(session.refresh_token, Some(Secret::new("rt-1")));
     assert!(
@@ -523,7 +526,9 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         );
         assert_eq!(reply.status, status, "{}", reply.body);
         assert!(
-            !reply.set_cookies().any(|c| c.starts_with("_wasm_iap=")),
+            !reply
+                .set_cookies()
+                .any(|c| c.starts_with("__Host-wasm_iap=")),
             "no session on failure"
         );
     }
@@ -553,7 +558,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
     let written = session::write(
         &old,
         &[],
-        "_wasm_iap",
+        "__Host-wasm_iap",
         &service.cookie,
         &service.sealer,
         now,
@@ -650,7 +655,7 @@ fn forwarded_request_loses_our_cookies_and_keeps_the_apps() {
     let written = session::write(
         &fresh,
         &[],
-        "_wasm_iap",
+        "__Host-wasm_iap",
         &service.cookie,
         &service.sealer,
         now,
@@ -658,7 +663,7 @@ fn forwarded_request_loses_our_cookies_and_keeps_the_apps() {
     )
     .unwrap();
     let ours = support::sent_back(&written[0]);
-    let header = format!("grafana_session=g; {ours}; _wasm_iap_login_abc=x; theme=dark");
+    let header = format!("grafana_session=g; {ours}; __Host-wasm_iap_login_abc=x; theme=dark");
     match flow::decide(
         service,
         &request("/d/home", Some(&header), HTML, Some("navigate")),
@@ -687,8 +692,9 @@ fn forwarded_request_loses_our_cookies_and_keeps_the_apps() {
 fn sign_out_clears_our_cookies_and_validates_rd() {
     let settings = settings(json!({ "allowed_redirect_hosts": ["grafana.example.com"] }));
     let service = &settings.login[0];
-    let header = "_wasm_iap=a; _wasm_iap_1=b; _wasm_iap_login_AbCdEfGh-_012345=c; \
-                  _wasm_iap_login_<script>=e; other=d";
+    let header =
+        "__Host-wasm_iap=a; __Host-wasm_iap_1=b; __Host-wasm_iap_login_AbCdEfGh-_012345=c; \
+                  __Host-wasm_iap_login_<script>=e; other=d";
     for (path, location) in [
         ("/oauth2/sign_out?rd=%2Fbye", "/bye"),
         (
@@ -707,8 +713,8 @@ fn sign_out_clears_our_cookies_and_validates_rd() {
         ));
         assert_eq!(reply.header("location"), Some(location), "{path}");
         let cleared: Vec<&str> = reply.set_cookies().collect();
-        let session_names = std::iter::once("_wasm_iap".to_string())
-            .chain((0..8).map(|i| format!("_wasm_iap_{i}")));
+        let session_names = std::iter::once("__Host-wasm_iap".to_string())
+            .chain((0..8).map(|i| format!("__Host-wasm_iap_{i}")));
         for name in session_names {
             assert!(
                 cleared.iter().any(|c| c.starts_with(&format!("{name}=;"))),
@@ -719,8 +725,8 @@ fn sign_out_clears_our_cookies_and_validates_rd() {
         assert!(cleared.iter().all(|c| c.contains("Max-Age=0")));
         assert!(cleared
             .iter()
-            .any(|c| c.starts_with("_wasm_iap_login_AbCdEfGh-_012345=")
-                && c.contains("Path=/oauth2/callback")));
+            .any(|c| c.starts_with("__Host-wasm_iap_login_AbCdEfGh-_012345=")
+                && c.contains("Path=/;")));
         assert!(
             !cleared.iter().any(|c| c.contains("<script>")),
             "names we never make are never written back"
@@ -881,7 +887,7 @@ fn callback_state_with_crlf_cannot_split_the_response() {
         assert!(
             reply
                 .set_cookies()
-                .all(|c| c.starts_with("_wasm_iap_login_")),
+                .all(|c| c.starts_with("__Host-wasm_iap_login_")),
             "{path}: only our own cookie names: {:?}",
             reply.headers
         );
@@ -1008,9 +1014,11 @@ fn refused_refresh_sends_the_browser_only_to_a_path_on_this_host() {
         ("/%2F%2Fevil.example", "/"),
         ("/graph?x=1", "/graph?x=1"),
     ] {
-        let reply = flow::session_ended(service, Some("_wasm_iap=old"), path, true);
+        let reply = flow::session_ended(service, Some("__Host-wasm_iap=old"), path, true);
         assert_eq!(reply.header("location"), Some(location), "{path}");
-        assert!(reply.set_cookies().any(|c| c.starts_with("_wasm_iap=;")));
+        assert!(reply
+            .set_cookies()
+            .any(|c| c.starts_with("__Host-wasm_iap=;")));
     }
     let api = flow::session_ended(service, None, "//evil.example", false);
     assert_eq!((api.status, api.header("location")), (401, None));
@@ -1026,7 +1034,7 @@ fn a_printed_forwarding_never_shows_cookies() {
         .identity("https://dex.example.com")
         .into(),
         cookie_header: Some("grafana_session=SECRETGRAFANA".into()),
-        set_cookies: vec!["_wasm_iap=SEALEDSESSION; Path=/".into()],
+        set_cookies: vec!["__Host-wasm_iap=SEALEDSESSION; Path=/".into()],
         access_token: Some(Secret::new("SECRETACCESS")),
         id_token: Some(Secret::new("SECRETID")),
     };

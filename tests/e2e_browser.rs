@@ -227,3 +227,25 @@ fn confirm_idp_sign_out(chrome: &Chrome, bed: &LoginBed) {
         "session cookie gone"
     );
 }
+
+/// Issue 16: with `cookie_secure` (the default) and no `cookie_domain`, the default session
+/// cookie is `__Host-wasm_iap`; Chromium keeps Secure cookies of http://127.0.0.1 (loopback
+/// is a secure context), so sign-in works there as over https.
+#[test]
+fn default_host_prefixed_session_cookie_is_kept_by_chromium_and_signs_in() {
+    let bed = LoginBed::start(json!({ "cookie_secure": true }), &[]);
+    let chrome = Chrome::start();
+    chrome.go(&bed.url("/"));
+    log_in(&chrome, &bed, "alice@example.com");
+    chrome.wait_for_url("the app", |u| u == bed.url("/"));
+    assert!(chrome
+        .text()
+        .contains("\"x-auth-request-user\":[\"alice@example.com\"]"));
+    let session = chrome
+        .cookies()
+        .into_iter()
+        .find(|c| c["name"] == "__Host-wasm_iap")
+        .expect("a __Host-wasm_iap session cookie");
+    assert_eq!(session["secure"], true);
+    assert_eq!(session["path"], "/");
+}

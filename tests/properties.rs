@@ -65,7 +65,12 @@ fn seeded(seed: u64) -> Xorshift {
 }
 
 fn sealer() -> Sealer {
-    Sealer::new(&[Secret::new(SECRET)], "client\n_iap").expect("a 37-byte secret is enough")
+    Sealer::new(
+        &[Secret::new(SECRET)],
+        "https://issuer.example.com",
+        "client\n_iap",
+    )
+    .expect("a 37-byte secret is enough")
 }
 
 fn b64(bytes: impl AsRef<[u8]>) -> String {

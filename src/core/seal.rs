@@ -1,6 +1,8 @@
 //! Sealing cookie values with AES-256-GCM. Keys come from the configured secrets through
-//! HKDF-SHA256; the first secret seals, every secret opens (rotation). The associated data
-//! binds a sealed value to its service and purpose, so it cannot be replayed elsewhere.
+//! HKDF-SHA256; the first secret seals, every secret opens (rotation). The issuer and the
+//! service go into both the key derivation and the associated data, and the purpose into the
+//! associated data: a value sealed for one login service, IdP or purpose opens nowhere else,
+//! even where two services share a secret.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -12,16 +14,21 @@ use sha2::Sha256;
 use crate::core::random::Random;
 use crate::core::secret::Secret;
 
-const VERSION: u8 = 1;
+/// 2: bound to the issuer as well as the service (values of 1 no longer open).
+const VERSION: u8 = 2;
 const NONCE_BYTES: usize = 12;
-const SALT: &[u8] = b"wasm-iap cookie sealing v1";
+const SALT: &[u8] = b"wasm-iap cookie sealing v2";
 /// Shortest secret accepted: 32 bytes, as for oauth2-proxy's AES-256 cookie secret.
 pub const MIN_SECRET_BYTES: usize = 32;
 
 pub struct Sealer {
     ciphers: Vec<Aes256Gcm>,
-    /// Names the service: a value sealed for one service does not open for another.
-    binding: String,
+    /// The IdP whose users' sessions this sealer keeps: a session stores it and is opened
+    /// only where it matches (defence in depth beside the binding).
+    issuer: String,
+    /// Issuer and service, unambiguously encoded: a value sealed under one binding does not
+    /// open under another.
+    binding: Vec<u8>,
 }
 
 /// Why cookie secrets cannot seal.
@@ -51,7 +58,12 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    pub fn new(secrets: &[Secret], binding: &str) -> Result<Sealer, SealerError> {
+    /// A sealer for the sessions of `issuer`'s users at `service` (a stable name of the
+    /// login service: what tells it from every other deployment using the same secret).
+    pub fn new(secrets: &[Secret], issuer: &str, service: &str) -> Result<Sealer, SealerError> {
+        let binding = encode(&[issuer, service]);
+        let mut info = b"aes-256-gcm key\n".to_vec();
+        info.extend_from_slice(&binding);
         let mut ciphers = Vec::new();
         for (i, secret) in secrets.iter().enumerate() {
             let ikm = secret.expose().as_bytes();
@@ -60,7 +72,7 @@ impl Sealer {
             }
             let mut key = [0u8; 32];
             Hkdf::<Sha256>::new(Some(SALT), ikm)
-                .expand(b"aes-256-gcm key", &mut key)
+                .expand(&info, &mut key)
                 .map_err(|_| SealerError::KeyDerivation)?;
             ciphers.push(Aes256Gcm::new_from_slice(&key).map_err(|_| SealerError::KeyDerivation)?);
         }
@@ -69,12 +81,20 @@ impl Sealer {
         }
         Ok(Sealer {
             ciphers,
-            binding: binding.to_string(),
+            issuer: issuer.to_string(),
+            binding,
         })
     }
 
+    /// The issuer this sealer's sessions belong to.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     fn aad(&self, purpose: &str) -> Vec<u8> {
-        format!("{purpose}\n{}", self.binding).into_bytes()
+        let mut aad = encode(&[purpose]);
+        aad.extend_from_slice(&self.binding);
+        aad
     }
 
     /// Seals `plaintext` for `purpose` ("session", "login", ...) as unpadded base64url.
@@ -123,6 +143,17 @@ impl Sealer {
     }
 }
 
+/// Each field with its length first: no two lists of fields encode alike (a client id
+/// ending in a newline cannot pass for another field).
+fn encode(fields: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for field in fields {
+        out.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        out.extend_from_slice(field.as_bytes());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +164,7 @@ mod tests {
     }
 
     fn sealer(secrets: &[Secret]) -> Sealer {
-        Sealer::new(secrets, "prometheus").unwrap()
+        Sealer::new(secrets, "https://dex.example.com", "prometheus").unwrap()
     }
 
     #[test]
@@ -146,11 +177,19 @@ mod tests {
             None,
             "a login cookie is not a session"
         );
-        let other_service = Sealer::new(&[secret('a')], "alertmanager").unwrap();
+        let other_service =
+            Sealer::new(&[secret('a')], "https://dex.example.com", "alertmanager").unwrap();
         assert_eq!(
             other_service.open("session", &sealed),
             None,
             "bound to its service"
+        );
+        let other_issuer =
+            Sealer::new(&[secret('a')], "https://other.example.com", "prometheus").unwrap();
+        assert_eq!(
+            other_issuer.open("session", &sealed),
+            None,
+            "bound to its issuer"
         );
     }
 
@@ -192,8 +231,8 @@ mod tests {
 
     #[test]
     fn short_or_missing_secrets_are_refused() {
-        assert!(Sealer::new(&[Secret::new("short")], "x").is_err());
-        assert!(Sealer::new(&[], "x").is_err());
+        assert!(Sealer::new(&[Secret::new("short")], "i", "x").is_err());
+        assert!(Sealer::new(&[], "i", "x").is_err());
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum AuthError {
         alg: String,
     },
     UntrustedIssuer,
+    /// A trusted issuer, but not one the service accepts (`providers`).
+    IssuerNotAccepted,
     MissingClaim {
         claim: String,
     },
@@ -71,6 +73,9 @@ impl fmt::Display for AuthError {
                 write!(f, "algorithm {} not accepted", Escaped(alg))
             }
             AuthError::UntrustedIssuer => f.write_str("untrusted issuer"),
+            AuthError::IssuerNotAccepted => {
+                f.write_str("tokens of this issuer are not accepted here")
+            }
             AuthError::MissingClaim { claim } => write!(f, "missing claim {}", Escaped(claim)),
             AuthError::Expired => f.write_str("token expired"),
             AuthError::NotYetValid => f.write_str("token not yet valid"),

@@ -37,6 +37,8 @@ pub struct LoginService {
     pub provider: ProviderId,
     /// The provider's issuer, which signed every session's ID token.
     pub issuer: String,
+    /// Issuers whose bearer tokens this service accepts: its own, and any `providers` adds.
+    pub accepted_issuers: Vec<String>,
     pub cluster: String,
     pub timeout_ms: u64,
     pub client_id: String,
@@ -59,8 +61,7 @@ pub struct LoginService {
     pub refresh: bool,
     /// Who may pass, per route.
     pub policy: ServicePolicy,
-    /// Groups any service's rules name: what a session too large for its cookies keeps
-    /// (any service sharing this one's client and cookie can open its sessions).
+    /// Groups any service's rules name: what a session too large for its cookies keeps.
     pub kept_groups: Vec<String>,
     /// The session's access token to the upstream (`X-Auth-Request-Access-Token`).
     pub pass_access_token: bool,
@@ -239,6 +240,93 @@ fn read_path(
     value
 }
 
+/// The session cookie's name when none is configured: `__Host-` where the cookie can carry
+/// it (Secure, `Path=/`, no `Domain`), so no sibling host or plain-HTTP page can plant or
+/// shadow it; else `__Secure-` where it is Secure.
+pub fn default_cookie_name(secure: bool, has_domain: bool, path: &str) -> &'static str {
+    match (secure, has_domain, path) {
+        (true, false, "/") => "__Host-wasm_iap",
+        (true, _, _) => "__Secure-wasm_iap",
+        (false, _, _) => "_wasm_iap",
+    }
+}
+
+/// What names a login service in its seal, beside its issuer: its client, its cookie and
+/// its hosts. Two deployments that share a client, a cookie name and a secret (one secret
+/// copied to two clusters, a `grafana` client in two realms) still serve different hosts,
+/// so neither opens the other's sessions; replicas of one deployment share them.
+fn service_binding(client_id: &str, cookie_name: &str, hosts: &[String]) -> String {
+    let mut hosts = hosts.to_vec();
+    hosts.sort();
+    hosts.dedup();
+    format!("client_id={client_id:?} cookie_name={cookie_name:?} hosts={hosts:?}")
+}
+
+/// Two login services whose session cookies share a name and reach a common host: the
+/// browser keeps one of them, and which service's session a request carries would be
+/// luck (each would sign the user in again and overwrite the other's).
+pub fn check_cookie_scopes(login: &[LoginService], problems: &mut Problems) {
+    for (i, later) in login.iter().enumerate() {
+        let Some(earlier) = login[..i].iter().position(|e| cookies_collide(e, later)) else {
+            continue;
+        };
+        problems.add(
+            &format!("login[{i}].cookie_name"),
+            format!(
+                "\"{}\" is also the session cookie of login[{earlier}], and their cookies reach the same hosts: give each service a cookie_name of its own, or list the hosts in one login service",
+                later.cookie_name
+            ),
+        );
+    }
+}
+
+fn cookies_collide(a: &LoginService, b: &LoginService) -> bool {
+    a.cookie_name == b.cookie_name
+        && (a.cookie.path.starts_with(&b.cookie.path) || b.cookie.path.starts_with(&a.cookie.path))
+        && (reaches(a, b) || reaches(b, a))
+}
+
+/// Whether `from`'s session cookie is sent to a host `to` serves.
+fn reaches(from: &LoginService, to: &LoginService) -> bool {
+    let Some(domain) = from.cookie.domain.as_deref() else {
+        // Host-only cookies stay on the hosts `from` serves, which no other service lists.
+        return false;
+    };
+    let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+    let covered = |host: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    let to_domain = to
+        .cookie
+        .domain
+        .as_deref()
+        .map(|d| d.trim_start_matches('.').to_ascii_lowercase());
+    to.hosts.iter().any(|h| h == "*" || covered(h))
+        || to_domain
+            .is_some_and(|d| covered(&d) || domain.ends_with(&format!(".{d}")) || domain == d)
+}
+
+/// `providers`: issuers of configured providers whose tokens a service accepts; `None`
+/// when the field is absent. An issuer no provider has is a problem.
+pub fn read_provider_list(
+    reader: &mut ObjectReader,
+    providers: &[Provider],
+    problems: &mut Problems,
+) -> Option<Vec<String>> {
+    let path = reader.field_path("providers");
+    let listed = reader.string_list("providers", problems)?;
+    if listed.is_empty() {
+        problems.add(&path, "must name at least one provider's issuer");
+    }
+    for (i, issuer) in listed.iter().enumerate() {
+        if !providers.iter().any(|p| &p.rules.issuer == issuer) {
+            problems.add(
+                &format!("{path}[{i}]"),
+                format!("\"{issuer}\" is not the issuer of any provider"),
+            );
+        }
+    }
+    Some(listed)
+}
+
 /// Reads one `login` entry; `None` when it has problems (they are recorded).
 pub fn read_service(
     path: &str,
@@ -312,9 +400,12 @@ pub fn read_service(
         problems.add(&scopes_path, "must include openid");
     }
     let secrets = read_secret_list(&mut r, "cookie_secrets", env, problems);
-    let cookie_name = r
-        .string("cookie_name", problems)
-        .unwrap_or_else(|| "_wasm_iap".into());
+    let cookie_domain = r.string("cookie_domain", problems);
+    let cookie_path = read_path(&mut r, "cookie_path", "/", problems);
+    let secure = r.bool("cookie_secure", true, problems);
+    let cookie_name = r.string("cookie_name", problems).unwrap_or_else(|| {
+        default_cookie_name(secure, cookie_domain.is_some(), &cookie_path).into()
+    });
     if cookie_name.is_empty()
         || !cookie_name
             .bytes()
@@ -325,9 +416,6 @@ pub fn read_service(
             "may only hold letters, digits, _ and -",
         );
     }
-    let cookie_domain = r.string("cookie_domain", problems);
-    let cookie_path = read_path(&mut r, "cookie_path", "/", problems);
-    let secure = r.bool("cookie_secure", true, problems);
     // Browsers drop cookies with these prefixes unless their rules hold (RFC 6265bis §4.1.3).
     let prefix_path = r.field_path("cookie_name");
     if cookie_name.starts_with("__Host-")
@@ -363,6 +451,12 @@ pub fn read_service(
         .string_list("allowed_redirect_hosts", problems)
         .unwrap_or_default();
     let refresh = r.bool("refresh", true, problems);
+    let mut accepted_issuers: Vec<String> = issuer.iter().cloned().collect();
+    for extra in read_provider_list(&mut r, providers, problems).unwrap_or_default() {
+        if !accepted_issuers.contains(&extra) {
+            accepted_issuers.push(extra);
+        }
+    }
     let policy = read_policy(&mut r, problems);
     let pass_access_token = r.bool("pass_access_token", false, problems);
     let set_authorization_header = r.bool("set_authorization_header", false, problems);
@@ -389,7 +483,8 @@ pub fn read_service(
         problems.add(&r.field_path("cluster"), "is required: the provider has inline keys, so name the cluster that reaches its token endpoint");
     }
     r.finish(problems);
-    let sealer = match Sealer::new(&secrets, &format!("{client_id}\n{cookie_name}")) {
+    let binding = service_binding(&client_id, &cookie_name, &hosts);
+    let sealer = match Sealer::new(&secrets, issuer.as_deref().unwrap_or_default(), &binding) {
         Ok(sealer) => Some(sealer),
         Err(e) => {
             if !secrets.is_empty() {
@@ -405,6 +500,7 @@ pub fn read_service(
         hosts,
         provider: ProviderId(provider?),
         issuer: issuer?,
+        accepted_issuers,
         cluster,
         timeout_ms,
         client_id,

@@ -126,8 +126,9 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     }
     let stripped_headers = StrippedHeaders::new(&identity_headers, &strip);
     let mut login = read_login(top.value("login"), &providers, env, problems);
-    let services = read_api_services(top.value("services"), problems);
+    let services = read_api_services(top.value("services"), &providers, problems);
     check_hosts_unique(&login, &services, problems);
+    login::check_cookie_scopes(&login, problems);
     check_route_hosts(&login, &services, problems);
     let kept_claims = kept_claims(&login, &services, &identity_headers);
     let rule_groups: Vec<String> = login

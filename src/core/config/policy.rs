@@ -4,6 +4,8 @@
 use regex_lite::Regex;
 use serde_json::Value;
 
+use crate::core::config::login::read_provider_list;
+use crate::core::config::provider::Provider;
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::{Access, Criterion, Rule};
@@ -354,6 +356,9 @@ fn read_rule(path: &str, value: &Value, problems: &mut Problems) -> Option<Rule>
 pub struct ApiService {
     pub hosts: Vec<String>,
     pub policy: ServicePolicy,
+    /// Issuers whose tokens this service accepts (`providers`; the only one when one is
+    /// configured).
+    pub accepted_issuers: Vec<String>,
 }
 
 impl ApiService {
@@ -363,7 +368,11 @@ impl ApiService {
 }
 
 /// Reads the `services` list.
-pub fn read_api_services(value: Option<&Value>, problems: &mut Problems) -> Vec<ApiService> {
+pub fn read_api_services(
+    value: Option<&Value>,
+    providers: &[Provider],
+    problems: &mut Problems,
+) -> Vec<ApiService> {
     let Some(value) = value else {
         return Vec::new();
     };
@@ -379,8 +388,27 @@ pub fn read_api_services(value: Option<&Value>, problems: &mut Problems) -> Vec<
             problems.add(&r.field_path("hosts"), "must list at least one host");
         }
         let policy = read_policy(&mut r, problems);
+        let providers_path = r.field_path("providers");
+        let accepted_issuers = match read_provider_list(&mut r, providers, problems) {
+            Some(listed) => listed,
+            // One provider: nothing to choose between.
+            None if providers.len() <= 1 => {
+                providers.iter().map(|p| p.rules.issuer.clone()).collect()
+            }
+            None => {
+                problems.add(
+                    &providers_path,
+                    "is required when more than one provider is configured: name the issuers whose tokens this service accepts",
+                );
+                Vec::new()
+            }
+        };
         r.finish(problems);
-        services.push(ApiService { hosts, policy });
+        services.push(ApiService {
+            hosts,
+            policy,
+            accepted_issuers,
+        });
     }
     services
 }

@@ -5,11 +5,9 @@
 
 use crate::core::config::login::LoginService;
 use crate::core::login::refresh_slots::{self, Generation, Plan, Slot};
-use crate::core::login::session::Session;
+use crate::core::login::session::{self, Session};
 use crate::core::random::Random;
 use crate::core::shared_data::SharedData;
-
-const PURPOSE: &str = "session";
 
 /// A slot this worker holds while it refreshes one generation; `marker` tells its lease
 /// from one another worker took after this one ran out.
@@ -55,9 +53,9 @@ pub fn init_slots(shared: &mut dyn SharedData, client_id: &str) {
     }
 }
 
+/// A published session opens as a cookie does: for this service and its issuer only.
 fn open(service: &LoginService, sealed: &str) -> Option<Session> {
-    let plain = service.sealer.open(PURPOSE, sealed)?;
-    serde_json::from_slice(&plain).ok()
+    session::open(sealed, &service.sealer)
 }
 
 /// Decides, for a request carrying `session` whose tokens expired, who refreshes.
@@ -135,8 +133,7 @@ fn write_if_ours(shared: &mut dyn SharedData, lease: &Lease, value: &[u8]) -> bo
 
 /// A renewed session sealed for publishing (`None` when there is no randomness).
 pub fn seal(service: &LoginService, renewed: &Session, random: &mut dyn Random) -> Option<String> {
-    let plain = serde_json::to_vec(renewed).ok()?;
-    service.sealer.seal(PURPOSE, &plain, random)
+    session::seal(renewed, &service.sealer, random)
 }
 
 /// Publishes a renewed session (sealed by `seal`) for the requests still carrying the old

@@ -120,10 +120,37 @@ pub fn sealed_value<'a>(
     (!chunks.is_empty()).then(|| Cow::Owned(chunks.concat()))
 }
 
-/// Opens a sealed session, whatever its expiry; `None` when it is not one of ours.
+/// A session as sealed: with the issuer whose ID token started it.
+#[derive(Serialize)]
+struct Sealing<'a> {
+    iss: &'a str,
+    #[serde(flatten)]
+    session: &'a Session,
+}
+
+#[derive(Deserialize)]
+struct Unsealed {
+    iss: String,
+    #[serde(flatten)]
+    session: Session,
+}
+
+/// Seals `session` as one of `sealer`'s issuer.
+pub fn seal(session: &Session, sealer: &Sealer, random: &mut dyn Random) -> Option<String> {
+    let plain = serde_json::to_vec(&Sealing {
+        iss: sealer.issuer(),
+        session,
+    })
+    .ok()?;
+    sealer.seal(PURPOSE, &plain, random)
+}
+
+/// Opens a sealed session, whatever its expiry; `None` when it is not one of ours, or
+/// names another issuer than the sealer's.
 pub fn open(sealed: &str, sealer: &Sealer) -> Option<Session> {
     let plain = sealer.open(PURPOSE, sealed)?;
-    serde_json::from_slice(&plain).ok()
+    let unsealed: Unsealed = serde_json::from_slice(&plain).ok()?;
+    (unsealed.iss == sealer.issuer()).then_some(unsealed.session)
 }
 
 /// `Set-Cookie` values that store `session`, and delete any other session cookie the
@@ -137,8 +164,7 @@ pub fn write(
     now_secs: u64,
     random: &mut dyn Random,
 ) -> Option<Vec<String>> {
-    let plain = serde_json::to_vec(session).ok()?;
-    let sealed = sealer.seal(PURPOSE, &plain, random)?;
+    let sealed = seal(session, sealer, random)?;
     let max_age = session.expires_at.saturating_sub(now_secs);
     let chunks: Vec<&str> = sealed
         .as_bytes()
@@ -196,9 +222,10 @@ mod tests {
     use crate::core::random::Seeded;
 
     const NOW: u64 = 1_800_000_000;
+    const ISSUER: &str = "https://dex.example.com";
 
     fn sealer() -> Sealer {
-        Sealer::new(&[Secret::new("k".repeat(32))], "prometheus").unwrap()
+        Sealer::new(&[Secret::new("k".repeat(32))], ISSUER, "prometheus").unwrap()
     }
 
     fn session(groups: usize) -> Session {
@@ -350,7 +377,7 @@ mod tests {
             None,
             "tampered"
         );
-        let foreign = Sealer::new(&[Secret::new("k".repeat(32))], "alertmanager").unwrap();
+        let foreign = Sealer::new(&[Secret::new("k".repeat(32))], ISSUER, "alertmanager").unwrap();
         assert_eq!(
             read(&pairs, "_iap", &foreign, NOW),
             None,
@@ -362,6 +389,26 @@ mod tests {
             None,
             "garbage"
         );
+    }
+
+    #[test]
+    fn a_session_whose_stored_issuer_differs_from_the_sealers_is_no_session() {
+        let mut plain = serde_json::to_value(session(0)).unwrap();
+        plain["iss"] = "https://self-signup.example.com".into();
+        let sealed = sealer()
+            .seal(PURPOSE, plain.to_string().as_bytes(), &mut Seeded(6))
+            .unwrap();
+        assert_eq!(open(&sealed, &sealer()), None);
+        plain["iss"] = ISSUER.into();
+        let sealed = sealer()
+            .seal(PURPOSE, plain.to_string().as_bytes(), &mut Seeded(7))
+            .unwrap();
+        assert_eq!(open(&sealed, &sealer()), Some(session(0)), "its own issuer");
+        let without_issuer = serde_json::to_vec(&session(0)).unwrap();
+        let sealed = sealer()
+            .seal(PURPOSE, &without_issuer, &mut Seeded(8))
+            .unwrap();
+        assert_eq!(open(&sealed, &sealer()), None, "no issuer stored");
     }
 
     #[test]

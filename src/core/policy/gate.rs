@@ -1,6 +1,7 @@
 //! Which rules a request answers to: found once from its host, normalised path and method,
 //! and kept while the request waits for keys or a refresh; then the check of the caller.
 
+use crate::core::bearer::error::AuthError;
 use crate::core::config::login::host_name;
 use crate::core::config::{ServiceId, Settings};
 use crate::core::forward_auth::Answer;
@@ -163,6 +164,17 @@ impl Gate {
         }
     }
 
+    /// Whether the service takes identities of `issuer` (`providers`; a login service its
+    /// own issuer too); a host under no service has no list.
+    fn accepts_issuer(&self, settings: &Settings, issuer: &str) -> bool {
+        let accepted = match self.policy {
+            PolicyOf::Open => return true,
+            PolicyOf::Login(id) => settings.login.get(id.0).map(|s| &s.accepted_issuers),
+            PolicyOf::Api(i) => settings.services.get(i).map(|s| &s.accepted_issuers),
+        };
+        accepted.is_some_and(|list| list.iter().any(|i| i == issuer))
+    }
+
     /// Kubernetes API mode of the service, if it has it.
     pub fn impersonation<'a>(&self, settings: &'a Settings) -> Option<&'a Impersonation> {
         self.rules(settings)?.impersonation.as_ref()
@@ -179,6 +191,17 @@ impl Gate {
         let Some(rules) = self.rules(settings) else {
             return Ok(());
         };
+        // Before any rule: every path to here (cached, shared, resumed, session, refreshed)
+        // passes this one check.
+        if !self.accepts_issuer(settings, &identity.issuer) {
+            let line = format!(
+                "401 for user {} on {}: issuer {} is not accepted here",
+                identity.reference(),
+                self.place(),
+                Escaped(&identity.issuer)
+            );
+            return Err((AuthError::IssuerNotAccepted.reply(Vec::new()), line));
+        }
         let subject = identity.subject();
         let Some(missing_scopes) =
             rules
