@@ -478,7 +478,14 @@ impl Gateway {
         target.browser &= !answer.is_here();
         let mut gate = match Gate::find(&self.settings, &target) {
             Ok(gate) => gate,
-            Err(reply) => return (Decision::Respond(reply), false),
+            Err(reply) => {
+                if reply.status == 403 {
+                    // Debug: any client can pick a Host; `{:?}` keeps its bytes on one line.
+                    let line = format!("403 for host {authority:?}: no service lists it");
+                    host.log(Severity::Debug, &line);
+                }
+                return (Decision::Respond(reply), false);
+            }
         };
         gate.answer = answer;
         gate.public &= public_passes;
