@@ -442,9 +442,9 @@ fn kinds(m: &'static Material) -> Vec<Kind> {
     ]
 }
 
-/// The filter's plugin configuration: bearer tokens from the key server (found by discovery),
-/// browser login on `login.test` with explicit endpoints (the key server's discovery document
-/// has none).
+/// The filter's plugin configuration: bearer tokens from the key server (found by discovery)
+/// on `api.test`, browser login on `login.test` with explicit endpoints (the key server's
+/// discovery document has none).
 fn plugin(issuer: &str) -> Value {
     json!({
         "providers": [{ "issuer": issuer, "audiences": [AUDIENCE], "cluster": "idp" }],
@@ -459,6 +459,9 @@ fn plugin(issuer: &str) -> Value {
             "authorization_endpoint": format!("{issuer}/authorize"),
             "token_endpoint": format!("{issuer}/token"),
         }],
+        // The bearer host is a service too: with services configured, an unlisted host is
+        // refused.
+        "services": [{ "hosts": [API_HOST] }],
     })
 }
 

@@ -373,3 +373,140 @@ fn a_deep_link_on_an_app_host_comes_back_to_that_host_after_a_central_callback()
     let reply = check(&mut bed, AUTH_HOST, "/somewhere", &BROWSER);
     assert_eq!(started(&bed, &reply).return_to, "/somewhere");
 }
+
+/// Headers a client may not send, one of each family in several spellings (case, `_`):
+/// identity headers of ours and of other proxies, impersonation, kube-apiserver's front
+/// proxy, Pomerium, method overrides, and the configured `strip_request_headers`.
+const SPOOFED: [&str; 16] = [
+    "X-Auth-Request-User",
+    "x_auth_request_groups",
+    "X_Auth-Request_Email",
+    "x-auth-request-access-token",
+    "X-Forwarded-User",
+    "x_forwarded_groups",
+    "GAP-Auth",
+    "Impersonate-User",
+    "impersonate_group",
+    "X-Remote-User",
+    "x_remote_extra_scopes",
+    "X-Pomerium-Jwt-Assertion",
+    "X-HTTP-Method-Override",
+    "x_http_method",
+    "X-METHOD-OVERRIDE",
+    "X_Tenant",
+];
+
+/// The central auth host, also stripping a header of the operator's own.
+fn central_stripping_tenant(refuse_spoofed_headers: Option<bool>) -> Value {
+    let mut config = central();
+    config["strip_request_headers"] = json!(["x-tenant"]);
+    if let Some(refuse) = refuse_spoofed_headers {
+        config["endpoints"] = json!({ "refuse_spoofed_headers": refuse });
+    }
+    config
+}
+
+fn headers_to_remove(reply: &Reply) -> Vec<String> {
+    reply
+        .header("x-envoy-auth-headers-to-remove")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn ext_authz_answer_names_every_spoofed_header_as_received_so_envoy_removes_it() {
+    let mut bed = Bed::new(&central_stripping_tenant(None));
+    let caller = bearer(&token(json!({ "groups": ["devs"] })));
+    let host = "api.mydomain.com";
+    for path in ["/oauth2/auth/metrics", "/oauth2/auth/public/logo.png"] {
+        for spoofed in SPOOFED {
+            let mut headers = with_bearer(&caller);
+            headers.push((spoofed, "admins"));
+            let reply = check(&mut bed, host, path, &headers);
+            assert_eq!(reply.status, 200, "{path} {spoofed}: {reply:?}");
+            let removed = headers_to_remove(&reply);
+            let answered = reply.header(&spoofed.to_ascii_lowercase()).is_some();
+            assert!(
+                answered || removed.contains(&spoofed.to_ascii_lowercase()),
+                "{path}: {spoofed} would reach the app as the client sent it: {removed:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ext_authz_answer_for_a_session_removes_the_clients_unchecked_authorization() {
+    let mut bed = Bed::new(&central());
+    let cookie = bed.session_cookie(0, &session_of("alice", "alice@example.com", &["devs"]));
+    let headers = [
+        ("cookie", cookie.as_str()),
+        ("authorization", "Bearer forged-by-the-client"),
+    ];
+    let reply = check(&mut bed, GRAFANA, "/oauth2/auth/d/abc", &headers);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-auth-request-user"), Some("alice"));
+    assert!(
+        headers_to_remove(&reply).contains(&"authorization".to_string()),
+        "{reply:?}"
+    );
+    // A bearer caller's own, checked token still reaches the app (forward_authorization).
+    let caller = bearer(&token(json!({})));
+    let reply = check(
+        &mut bed,
+        GRAFANA,
+        "/oauth2/auth/d/abc",
+        &with_bearer(&caller),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(!headers_to_remove(&reply).contains(&"authorization".to_string()));
+}
+
+#[test]
+fn auth_request_with_a_method_override_or_spoofed_identity_header_is_refused_400_naming_it() {
+    let mut bed = Bed::new(&central_stripping_tenant(None));
+    let cookie = bed.session_cookie(0, &session_of("alice", "alice@example.com", &["devs"]));
+    for spoofed in SPOOFED {
+        let headers = [("cookie", cookie.as_str()), (spoofed, "DELETE")];
+        let reply = check(&mut bed, AUTH_HOST, "/oauth2/auth", &headers);
+        assert_eq!(reply.status, 400, "{spoofed}: {reply:?}");
+        assert!(reply.header("x-auth-request-user").is_none());
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        let why = body["error_description"].as_str().unwrap_or_default();
+        assert!(why.contains(spoofed), "{spoofed}: {why}");
+        assert!(
+            bed.info_lines().iter().any(|l| l.contains(spoofed)),
+            "the log names {spoofed}"
+        );
+    }
+    // ingress-nginx sets X-Auth-Request-Redirect on the check itself.
+    let headers = [
+        ("cookie", cookie.as_str()),
+        ("x-auth-request-redirect", "/d/abc"),
+        ("x-original-method", "GET"),
+    ];
+    let reply = check(&mut bed, AUTH_HOST, "/oauth2/auth", &headers);
+    assert_eq!(reply.status, 202, "{reply:?}");
+}
+
+#[test]
+fn auth_request_passes_spoofed_headers_only_when_the_operator_opts_out() {
+    let mut bed = Bed::new(&central_stripping_tenant(Some(false)));
+    let cookie = bed.session_cookie(0, &session_of("alice", "alice@example.com", &["devs"]));
+    let headers = [
+        ("cookie", cookie.as_str()),
+        ("x-http-method-override", "DELETE"),
+    ];
+    let reply = check(&mut bed, AUTH_HOST, "/oauth2/auth", &headers);
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let wrong =
+        json!({ "providers": [provider()], "endpoints": { "refuse_spoofed_headers": "no" } });
+    let problems = Settings::parse(&wrong.to_string()).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("endpoints.refuse_spoofed_headers:")),
+        "{problems:?}"
+    );
+}

@@ -80,9 +80,9 @@ fn a_token_becomes_impersonation_headers_and_its_authorization_never_reaches_the
             .all(|(n, _)| n.starts_with("impersonate-")),
         "only impersonation goes to the apiserver: {forward:?}"
     );
-    // The same token on another host is an ordinary bearer request.
-    let forward = forwarded(bed.get("other.example.com", "/", &with_bearer(&token)));
-    assert!(all(&forward, "impersonate-user").is_empty());
+    // On a host no service lists it is refused: never forwarded without impersonation.
+    let reply = responded(bed.get("other.example.com", "/", &with_bearer(&token)));
+    assert_eq!(reply.status, 403, "{reply:?}");
 }
 
 #[test]
@@ -278,4 +278,76 @@ fn front_proxy_identity_headers_never_reach_the_apiserver() {
     );
     assert!(sent.strip.contains(&"x-remote-group".to_string()));
     forwarded(sent.decision);
+}
+
+/// Every decision on a Kubernetes host is a refusal or a forward that impersonates: never
+/// the client's `Authorization` to the apiserver, never the proxy's own identity.
+fn assert_never_as_the_proxy(case: &str, decision: wasm_iap::core::gateway::Decision) {
+    match decision {
+        wasm_iap::core::gateway::Decision::Respond(reply) => {
+            assert!(reply.status >= 400, "{case}: {reply:?}")
+        }
+        wasm_iap::core::gateway::Decision::Forward(forward) => {
+            assert_eq!(
+                all(&forward, "impersonate-user").len(),
+                1,
+                "{case}: {forward:?}"
+            );
+            assert!(
+                forward
+                    .remove_headers
+                    .contains(&"authorization".to_string()),
+                "{case}: {forward:?}"
+            );
+            assert!(
+                all(&forward, "authorization").is_empty(),
+                "{case}: {forward:?}"
+            );
+        }
+        other => panic!("{case}: {other:?}"),
+    }
+}
+
+#[test]
+fn unlisted_hosts_absolute_form_and_a_disagreeing_host_header_never_reach_the_apiserver_as_the_proxy(
+) {
+    let token = bearer(&token(json!({ "groups": ["devs"] })));
+    // What Envoy hands the filter for `Host: 127.0.0.1`, `GET http://other.test/admin`,
+    // `GET http://kube.example.com@other.test/` and an h2 `:authority` beside another `host`.
+    let cases: [(&str, &str, Option<&str>); 7] = [
+        ("Host: 127.0.0.1", "127.0.0.1", None),
+        ("Host: 127.0.0.1:6443", "127.0.0.1:6443", None),
+        ("absolute form", "other.test", None),
+        ("userinfo", "kube.example.com@other.test", None),
+        ("empty Host", "", None),
+        ("h2 host differs", KUBE, Some("other.test")),
+        ("h2 host differs the other way", "other.test", Some(KUBE)),
+    ];
+    let mut bed = Bed::new(&config());
+    for (case, authority, host_header) in cases {
+        let mut headers = with_bearer(&token);
+        if let Some(host) = host_header {
+            headers.push(("host", host));
+        }
+        let decision = bed.get(authority, "/api/v1/namespaces/default/secrets", &headers);
+        let reply = responded(decision);
+        assert!(
+            [400, 403].contains(&reply.status),
+            "{case}: an unlisted host must be refused: {reply:?}"
+        );
+    }
+    // A catch-all Kubernetes service: every host is impersonated, never the proxy itself.
+    let mut catch_all = config();
+    catch_all["services"][0]["hosts"] = json!(["*"]);
+    let mut bed = Bed::new(&catch_all);
+    for (case, authority, host_header) in cases {
+        let mut headers = with_bearer(&token);
+        if let Some(host) = host_header {
+            headers.push(("host", host));
+        }
+        let decision = bed.get(authority, "/api/v1/namespaces/default/secrets", &headers);
+        assert_never_as_the_proxy(case, decision);
+    }
+    let decision = bed.get("anything.test", "/healthz", &[]);
+    assert_never_as_the_proxy("public route", decision);
 }

@@ -1770,4 +1770,91 @@ fn claim_headers_and_groups_read_the_nested_claim_when_a_literal_one_is_beside_i
     let forward = forwarded(bed.get(API, "/", &with_bearer(&admin)));
     assert_eq!(header(&forward, "x-roles"), Some("admin"));
     assert_eq!(header(&forward, "x-auth-request-groups"), Some("admin"));
+
+// ---------------------------------------------------------------------------------------
+// Hosts no service lists (issue 16, class 3)
+
+/// One service with an admin-only area, and the requests that name another host: what
+/// Envoy hands the filter for `Host: 127.0.0.1`, an absolute-form request line
+/// (`GET http://other.test/admin`), `http://app.example.com@other.test/admin`, and an h2
+/// `:authority` beside a `host` header that names another host.
+const ELSEWHERE: [(&str, &str, Option<&str>); 7] = [
+    ("Host: 127.0.0.1", "127.0.0.1", None),
+    ("Host: 127.0.0.1:8080", "127.0.0.1:8080", None),
+    ("absolute form", "other.test", None),
+    ("absolute form, trailing dot", "other.test.", None),
+    ("userinfo", "app.example.com@other.test", None),
+    ("h2 host differs", APP, Some("other.test")),
+    ("h2 host differs the other way", "other.test", Some(APP)),
+];
+
+fn admin_only_app(hosts: Value) -> Value {
+    json!({
+        "providers": [provider()],
+        "services": [{
+            "hosts": hosts,
+            "routes": [{ "path_prefix": "/admin", "allow": [{ "groups": ["admins"] }] }],
+        }],
+    })
+}
+
+#[test]
+fn a_host_no_service_lists_is_refused_not_let_through_to_any_valid_token() {
+    let mut bed = Bed::new(&admin_only_app(json!([APP])));
+    let devs = bearer(&token(json!({ "groups": ["devs"] })));
+    for (case, authority, host_header) in ELSEWHERE {
+        let mut headers = with_bearer(&devs);
+        if let Some(host) = host_header {
+            headers.push(("host", host));
+        }
+        for path in ["/admin", "/"] {
+            let reply = responded(bed.get(authority, path, &headers));
+            assert!(
+                [400, 403].contains(&reply.status),
+                "{case} {path}: {reply:?}"
+            );
+            // The forward-auth check of the same request answers the same.
+            let checked = responded(bed.get(authority, &format!("/oauth2/auth{path}"), &headers));
+            assert_eq!(checked.status, reply.status, "{case} {path}: {checked:?}");
+        }
+    }
+    let reply = responded(bed.get("other.test", "/", &with_bearer(&devs)));
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        body_json(&reply)["error_description"],
+        "no service protects this host"
+    );
+    // The listed host, spelled as a client may, still answers by its rules.
+    for authority in [
+        APP,
+        "APP.example.com",
+        "app.example.com.",
+        "app.example.com:443",
+    ] {
+        forwarded(bed.get(authority, "/", &with_bearer(&devs)));
+        assert_eq!(
+            responded(bed.get(authority, "/admin", &with_bearer(&devs))).status,
+            403
+        );
+    }
+    // `/ping` answers on every host.
+    assert_eq!(responded(bed.get("127.0.0.1", "/ping", &[])).status, 200);
+}
+
+#[test]
+fn a_service_that_lists_star_takes_every_other_host_and_no_services_at_all_means_any_valid_token() {
+    let devs = bearer(&token(json!({ "groups": ["devs"] })));
+    let mut star = Bed::new(&admin_only_app(json!(["*"])));
+    for (case, authority, host_header) in ELSEWHERE {
+        if host_header.is_some() || authority.contains('@') {
+            continue;
+        }
+        forwarded(star.get(authority, "/", &with_bearer(&devs)));
+        let reply = responded(star.get(authority, "/admin", &with_bearer(&devs)));
+        assert_eq!(reply.status, 403, "{case}: the catch-all's rules hold");
+    }
+    // Pure bearer validation: no service, so every host admits a valid token.
+    let mut open = Bed::new(&json!({ "providers": [provider()] }));
+    forwarded(open.get("127.0.0.1", "/admin", &with_bearer(&devs)));
+    forwarded(open.get("other.test", "/admin", &with_bearer(&devs)));
 }

@@ -49,9 +49,39 @@ fn central_config(issuer: &str) -> Value {
         }],
         "services": [{
             "hosts": [API_HOST],
-            "routes": [{ "path_prefix": "/admin/", "allow": [{ "groups": ["admins"] }] }],
+            "routes": [
+                { "path_prefix": "/admin/", "allow": [{ "groups": ["admins"] }] },
+                { "path_prefix": "/users", "methods": ["DELETE"], "allow": [{ "groups": ["admins"] }] },
+            ],
         }],
+        "strip_request_headers": ["x-tenant"],
     })
+}
+
+/// The README's `allowed_headers` patterns: every header of a stripped family, in every
+/// spelling (Envoy hands them over lower case), goes to the check, so its answer can name it
+/// for Envoy to remove. Several small ones: Envoy refuses an RE2 program over 100.
+const STRIPPED_FAMILIES: [&str; 6] = [
+    "x[-_]auth[-_]request[-_].+",
+    "(impersonate|x[-_]pomerium|x[-_]remote|x[-_]webauth)[-_].+",
+    "x[-_]forwarded[-_](user|email|groups|preferred[-_]username|access[-_]token)",
+    "gap[-_]auth|remote[-_]user|x[-_]user|x[-_]email",
+    "x[-_](http[-_]method|http[-_]method[-_]override|method[-_]override)",
+    // The test's own `strip_request_headers`.
+    "x[-_]tenant",
+];
+
+fn allowed_headers() -> Value {
+    let mut patterns = vec![
+        json!({ "exact": "authorization", "ignore_case": true }),
+        json!({ "exact": "cookie", "ignore_case": true }),
+    ];
+    patterns.extend(
+        STRIPPED_FAMILIES
+            .iter()
+            .map(|regex| json!({ "safe_regex": { "regex": regex } })),
+    );
+    Value::Array(patterns)
 }
 
 /// Envoy's ext_authz filter asking the central Envoy (cluster `wasm-iap`) as oauth2-proxy
@@ -72,10 +102,7 @@ fn ext_authz_filter(central_port: u16) -> Value {
                 },
                 "path_prefix": "/oauth2/auth",
                 "authorization_request": {
-                    "allowed_headers": { "patterns": [
-                        { "exact": "authorization", "ignore_case": true },
-                        { "exact": "cookie", "ignore_case": true }
-                    ]}
+                    "allowed_headers": { "patterns": allowed_headers() }
                 },
                 "authorization_response": {
                     "allowed_upstream_headers": { "patterns": [
@@ -437,4 +464,125 @@ fn identity_headers_the_token_does_not_have_are_removed_not_left_as_the_client_s
     let refused = bed.get("/metrics", &[]);
     assert_eq!(refused.status, 401);
     assert_eq!(refused.header("content-type"), Some("application/json"));
+}
+
+/// Headers a client may not send, one of each family in several spellings.
+const SPOOFED: [&str; 15] = [
+    "X-Auth-Request-User",
+    "x_auth_request_groups",
+    "X_Auth-Request_Email",
+    "X-Forwarded-User",
+    "x_forwarded_groups",
+    "GAP-Auth",
+    "Impersonate-User",
+    "impersonate_group",
+    "X-Remote-User",
+    "x_remote_extra_scopes",
+    "X-Pomerium-Jwt-Assertion",
+    "X-HTTP-Method-Override",
+    "x_http_method",
+    "X-METHOD-OVERRIDE",
+    "X_Tenant",
+];
+
+/// What the app received, by header name as it arrived (any case, `-` or `_`).
+fn app_received(response: &support::raw::RawResponse, name: &str) -> Vec<String> {
+    let folded = |n: &str| n.to_ascii_lowercase().replace('_', "-");
+    let echoed = response.json();
+    let Some(headers) = echoed["headers"].as_object() else {
+        panic!("no echo: {}", response.summary());
+    };
+    headers
+        .iter()
+        .filter(|(n, _)| folded(n) == folded(name))
+        .map(|(n, v)| format!("{n}: {v}"))
+        .collect()
+}
+
+#[test]
+fn no_spoofed_identity_header_or_method_override_reaches_the_app_in_any_spelling() {
+    use support::raw::{send, RawRequest};
+    let bed = Bed::start();
+    bed.wait_for_keys();
+    let devs = bed.token(json!({ "groups": ["devs"] }));
+    let host = format!("{API_HOST}:{}", bed.front.port);
+    for spoofed in SPOOFED {
+        for path in ["/metrics", "/users/7"] {
+            let request = RawRequest::new("POST", path)
+                .host(&host)
+                .bearer(&devs)
+                .header(spoofed, "DELETE");
+            let answer = send(bed.front.port, &request).unwrap();
+            assert_eq!(answer.status, 200, "{spoofed} {path}: {}", answer.summary());
+            // The check's own identity headers arrive; the client's value never does.
+            let arrived: Vec<String> = app_received(&answer, spoofed)
+                .into_iter()
+                .filter(|h| h.contains("DELETE"))
+                .collect();
+            assert!(
+                arrived.is_empty(),
+                "{spoofed} on {path} reached the app as the client sent it: {arrived:?}"
+            );
+        }
+    }
+    // The rule on DELETE holds: an override never reaches an app that would honour it, and
+    // the real DELETE is refused.
+    let delete = RawRequest::new("DELETE", "/users/7")
+        .host(&host)
+        .bearer(&devs);
+    assert_eq!(send(bed.front.port, &delete).unwrap().status, 403);
+    bed.assert_checks_answered_centrally();
+}
+
+#[test]
+fn a_session_request_never_hands_the_app_the_clients_unchecked_authorization() {
+    let bed = Bed::start();
+    let cookie = bed.session_cookie("carol", &["viewers"]);
+    let headers = [
+        ("cookie", cookie.as_str()),
+        ("authorization", "Bearer not-checked-by-anyone"),
+    ];
+    let response = http::get(&bed.url_on(APP_HOST, "/d/abc"), &headers);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.echoed_header("x-auth-request-user"), one("carol"));
+    assert_eq!(
+        response.echoed_header("authorization"),
+        None,
+        "{}",
+        response.body
+    );
+}
+
+#[test]
+fn a_check_for_a_host_no_service_lists_is_refused_whatever_the_host_spelling() {
+    use support::raw::{send, RawRequest};
+    let bed = Bed::start();
+    bed.wait_for_keys();
+    let admins = bed.token(json!({ "groups": ["admins"] }));
+    let port = bed.front.port;
+    let hits = bed.app.hits();
+    let requests = [
+        (
+            "Host: 127.0.0.1",
+            RawRequest::get("/admin/x").host(format!("127.0.0.1:{port}")),
+        ),
+        (
+            "absolute form",
+            RawRequest::get("http://other.localhost/admin/x").host(format!("{API_HOST}:{port}")),
+        ),
+        (
+            "userinfo",
+            RawRequest::get(format!("http://{API_HOST}@other.localhost/admin/x"))
+                .host(format!("{API_HOST}:{port}")),
+        ),
+    ];
+    for (case, request) in requests {
+        let answer = send(port, &request.bearer(&admins)).unwrap();
+        assert!(
+            [400, 403].contains(&answer.status),
+            "{case}: {}",
+            answer.summary()
+        );
+    }
+    assert_eq!(bed.app.hits(), hits, "{:?}", bed.app.seen());
 }

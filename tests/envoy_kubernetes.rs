@@ -259,3 +259,51 @@ fn an_exec_upgrade_streams_through_as_the_user_and_not_without_a_token() {
         2
     );
 }
+
+#[test]
+fn a_request_for_another_host_never_reaches_the_apiserver_without_impersonation() {
+    use support::raw::{send, RawRequest};
+    let bed = Bed::start();
+    let token = alice(&bed);
+    // The keys are in once a listed request passes.
+    let (code, _, stderr) = bed.list_pods(&token);
+    assert_eq!(code, 0, "{stderr}");
+    let secrets = "/api/v1/namespaces/kube-system/secrets";
+    let port = bed.envoy.port;
+    let listed = format!("127.0.0.1:{port}");
+    // Envoy's catch-all virtual host (`domains: ["*"]`) routes each of these to the filter
+    // and on to the apiserver unless the filter refuses.
+    let requests = [
+        (
+            "Host: another name",
+            RawRequest::get(secrets).host("kube.other.test"),
+        ),
+        (
+            "Host: localhost",
+            RawRequest::get(secrets).host(format!("localhost:{port}")),
+        ),
+        (
+            "absolute form",
+            RawRequest::get(format!("http://other.test{secrets}")).host(&listed),
+        ),
+        (
+            "userinfo in the absolute form",
+            RawRequest::get(format!("http://{listed}@other.test{secrets}")).host(&listed),
+        ),
+    ];
+    for (case, request) in requests {
+        let before = bed.standin.recorded().len();
+        let answer = send(port, &request.bearer(&token)).unwrap();
+        assert!(
+            [400, 403].contains(&answer.status),
+            "{case}: {}",
+            answer.summary()
+        );
+        assert_eq!(
+            bed.standin.recorded().len(),
+            before,
+            "{case}: reached the apiserver"
+        );
+    }
+    assert_only_alice_arrived(&bed.standin);
+}

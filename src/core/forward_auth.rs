@@ -7,7 +7,7 @@ use url::form_urlencoded;
 
 use crate::core::config::endpoints::OwnEndpoints;
 use crate::core::identity::{Identity, IdentityHeaders, OTHER_PROXIES_IDENTITY};
-use crate::core::reply::{self, header_value_safe, Reply};
+use crate::core::reply::{self, header_name_safe, header_value_safe, Reply};
 
 /// How a request that passes is answered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,7 +17,13 @@ pub enum Answer {
     Upstream,
     /// A forward-auth check: `status` (`202` for `auth_request`, `200` for `ext_authz`) with
     /// the identity as response headers, when `narrowing` also allows the caller.
-    Check { status: u32, narrowing: Narrowing },
+    /// `spoofed`: the request's headers of stripped families, named as received, for
+    /// Envoy to remove (ext_authz leaves the client's headers on the request to the app).
+    Check {
+        status: u32,
+        narrowing: Narrowing,
+        spoofed: Vec<String>,
+    },
     /// `/oauth2/userinfo`: the identity as JSON.
     UserInfo,
 }
@@ -43,6 +49,25 @@ pub enum OwnEndpoint {
     },
 }
 
+/// What an NGINX `auth_request` check (`auth` exactly) answers a caller that passes.
+const AUTH_REQUEST_STATUS: u32 = 202;
+
+impl Answer {
+    /// An NGINX `auth_request` check: NGINX forwards the client's own headers to the app
+    /// and cannot remove what the answer names.
+    pub fn is_auth_request(&self) -> bool {
+        matches!(self, Answer::Check { status, .. } if *status == AUTH_REQUEST_STATUS)
+    }
+
+    /// A check learns which of the request's headers Envoy must remove.
+    pub fn with_spoofed(mut self, names: &[&str]) -> Answer {
+        if let Answer::Check { spoofed, .. } = &mut self {
+            *spoofed = names.iter().map(|n| n.to_string()).collect();
+        }
+        self
+    }
+}
+
 /// The endpoint `path_and_query` names, if it is one of ours.
 pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<OwnEndpoint> {
     let (path, query) = path_and_query
@@ -66,8 +91,9 @@ pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<Ow
     if path == auth {
         return Some(OwnEndpoint::Answer {
             answer: Answer::Check {
-                status: 202,
+                status: AUTH_REQUEST_STATUS,
                 narrowing: Narrowing::from_query(query),
+                spoofed: Vec::new(),
             },
             rules_path: path.to_string(),
             public_passes: false,
@@ -82,6 +108,7 @@ pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<Ow
         answer: Answer::Check {
             status: 200,
             narrowing: Narrowing::from_query(original_query),
+            spoofed: Vec::new(),
         },
         rules_path: original.to_string(),
         public_passes: true,
@@ -174,6 +201,9 @@ const ANSWERED_IDENTITY: [&str; 5] = [
 pub struct HandedOn<'a> {
     pub access_token: Option<&'a str>,
     pub authorization: Option<&'a str>,
+    /// The client's `Authorization` must not reach the app (a session's caller, whose
+    /// header nobody checked, or `forward_authorization: false`).
+    pub removes_authorization: bool,
 }
 
 /// The answer to a caller that passed: a check's status with identity headers, or user info.
@@ -197,7 +227,9 @@ pub fn granted(
             let headers = vec![("content-type".into(), "application/json".into())];
             reply::with_cookies(200, headers, format!("{body}\n"), set_cookies)
         }
-        Answer::Check { status, .. } => {
+        Answer::Check {
+            status, spoofed, ..
+        } => {
             let mut headers = identity
                 // The names `auth-response-headers` expect, whatever goes upstream otherwise.
                 .map(|who| who.headers_named(&IdentityHeaders::oauth2_proxy()))
@@ -216,11 +248,24 @@ pub fn granted(
             // leaves the rest as the client sent them: a client's own `X-Auth-Request-Groups`
             // would reach the app beside a token without groups. Envoy removes what this
             // header lists (NGINX sends only the headers it is told to, from our answer).
-            let unset: Vec<&str> = ANSWERED_IDENTITY
+            // What the client sent of a stripped family goes too, in its own spelling
+            // (`x_auth_request_groups`, `X-HTTP-Method-Override`), as inline mode strips it.
+            let authorization = (handed_on.removes_authorization
+                && handed_on.authorization.is_none())
+            .then_some("authorization");
+            let mut unset: Vec<String> = Vec::new();
+            let names = ANSWERED_IDENTITY
                 .into_iter()
                 .chain(OTHER_PROXIES_IDENTITY)
-                .filter(|name| !headers.iter().any(|(n, _)| n == name))
-                .collect();
+                .chain(authorization)
+                .chain(spoofed.iter().map(String::as_str));
+            for name in names {
+                let name = name.to_ascii_lowercase();
+                let answered = headers.iter().any(|(n, _)| *n == name);
+                if !answered && header_name_safe(&name) && !unset.contains(&name) {
+                    unset.push(name);
+                }
+            }
             if !unset.is_empty() {
                 headers.push(("x-envoy-auth-headers-to-remove".into(), unset.join(",")));
             }
@@ -230,14 +275,19 @@ pub fn granted(
     }
 }
 
-/// A check for a host no service lists: `403`, whoever asks.
-pub fn unlisted_host() -> Reply {
+/// An `auth_request` check of a request carrying headers only the proxy may set: `400`
+/// naming the first (NGINX would hand them to the app beside the identity it answered).
+pub fn refused_spoofed(names: &[&str]) -> Reply {
+    let first = names.first().copied().unwrap_or_default();
     let body = json!({
-        "error": "forbidden",
-        "error_description": "no service protects this host",
+        "error": "invalid_request",
+        "error_description": format!(
+            "the request carries {first}, a header only the proxy may set \
+             (an identity header or a method override)"
+        ),
     });
     let headers = vec![("content-type".into(), "application/json".into())];
-    reply::with_cookies(403, headers, format!("{body}\n"), Vec::new())
+    reply::with_cookies(400, headers, format!("{body}\n"), Vec::new())
 }
 
 /// `/ping`: the filter runs.

@@ -22,6 +22,7 @@ use std::rc::Rc;
 use crate::core::bearer::authenticator::{Authenticator, KidRefetch, Outside, Verdict, WaitReason};
 use crate::core::bearer::budget::SourceBudget;
 use crate::core::bearer::error::AuthError;
+use crate::core::config::login::host_name;
 use crate::core::config::login::LoginService;
 use crate::core::config::{ProviderId, ServiceId, Settings};
 use crate::core::cookies;
@@ -39,7 +40,7 @@ use crate::core::login::refresh_slots::RESULT_KEPT_MS;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::Session;
 use crate::core::policy::denial;
-use crate::core::policy::gate::{Gate, PolicyOf, Target};
+use crate::core::policy::gate::{Gate, Target};
 use crate::core::policy::route::Unauthenticated;
 use crate::core::reply::{header_value_safe, Reply, Severity};
 use crate::core::request_headers::RequestHeaders;
@@ -284,6 +285,25 @@ fn counted(host: &mut dyn Host, allowed: &mut u64, decision: Decision) -> Decisi
     decision
 }
 
+/// `400` for an `auth_request` check of a request with headers of a stripped family (except
+/// `X-Auth-Request-Redirect`, which ingress-nginx sets on the check itself), logged with the
+/// names.
+fn refused_spoofed(host: &dyn Host, spoofed: &[&str]) -> Option<Reply> {
+    let named: Vec<&str> = spoofed
+        .iter()
+        .copied()
+        .filter(|n| !n.eq_ignore_ascii_case("x-auth-request-redirect"))
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    host.log(
+        Severity::Info,
+        &format!("400 for an auth_request check: the request carries {named:?}, headers only the proxy may set"),
+    );
+    Some(forward_auth::refused_spoofed(&named))
+}
+
 /// A refusal as the Kubernetes apiserver writes it.
 fn as_kubernetes_status(decision: Decision) -> Decision {
     match decision {
@@ -429,6 +449,9 @@ impl Gateway {
         may_wait: bool,
     ) -> (Decision, bool) {
         let authority = headers.lossy(":authority").unwrap_or_default();
+        if let Some(refused) = self.host_header_disagrees(headers, &authority) {
+            return (Decision::Respond(refused), false);
+        }
         let mut path = headers.lossy(":path").unwrap_or_default();
         let own = forward_auth::own_endpoint(&self.settings.endpoints, &path);
         let mut answer = Answer::Upstream;
@@ -444,7 +467,16 @@ impl Gateway {
                 rules_path,
                 public_passes: passes,
             }) => {
-                answer = asked;
+                let spoofed = identity::spoofed(
+                    headers.iter().map(|(n, _)| n),
+                    &self.settings.stripped_headers,
+                );
+                if asked.is_auth_request() && self.settings.endpoints.refuse_spoofed_headers {
+                    if let Some(refused) = refused_spoofed(host, &spoofed) {
+                        return (Decision::Respond(refused), false);
+                    }
+                }
+                answer = asked.with_spoofed(&spoofed);
                 public_passes = passes;
                 path = rules_path.into();
             }
@@ -455,16 +487,18 @@ impl Gateway {
         target.browser &= !answer.is_here();
         let mut gate = match Gate::find(&self.settings, &target) {
             Ok(gate) => gate,
-            Err(reply) => return (Decision::Respond(reply), false),
+            Err(reply) => {
+                if reply.status == 403 {
+                    // Debug: any client can pick a Host; `{:?}` keeps its bytes on one line.
+                    let line = format!("403 for host {authority:?}: no service lists it");
+                    host.log(Severity::Debug, &line);
+                }
+                return (Decision::Respond(reply), false);
+            }
         };
         gate.answer = answer;
         gate.public &= public_passes;
         let settings = Rc::clone(&self.settings);
-        if gate.answer.is_here() && settings.has_services() && gate.policy == PolicyOf::Open {
-            // The check names the client's Host: a host no service lists must not turn the
-            // app's rules into "any valid token".
-            return (Decision::Respond(forward_auth::unlisted_host()), false);
-        }
         let kubernetes = gate.impersonation(&settings);
         if kubernetes.is_some()
             && impersonation::client_impersonates(headers.iter().map(|(n, _)| n))
@@ -478,6 +512,23 @@ impl Gateway {
             self.decide_on(host, context_id, headers, gate, may_wait),
             kubernetes.is_some(),
         )
+    }
+
+    /// An h2 `host` header beside `:authority` that names another host: which one the
+    /// upstream reads is its choice, so neither is trusted (RFC 9113 calls it malformed).
+    fn host_header_disagrees(&self, headers: &RequestHeaders, authority: &str) -> Option<Reply> {
+        if !self.settings.has_services() {
+            return None;
+        }
+        let host = headers.get("host")?;
+        let same = std::str::from_utf8(host)
+            .ok()
+            .and_then(host_name)
+            .zip(host_name(authority))
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b));
+        let method = headers.text(":method").unwrap_or("GET");
+        let browser = is_browser_navigation(&hints(headers, method));
+        (!same).then(|| denial::bad_request("the Host header names another host", browser))
     }
 
     fn decide_on(
@@ -626,6 +677,10 @@ impl Gateway {
                 let handed_on = HandedOn {
                     access_token: value("x-auth-request-access-token"),
                     authorization: value("authorization"),
+                    removes_authorization: forward
+                        .remove_headers
+                        .iter()
+                        .any(|h| h == "authorization"),
                 };
                 Decision::Respond(forward_auth::granted(
                     &gate.answer,
@@ -681,6 +736,13 @@ impl Gateway {
         forward.set_headers.extend(edits.set);
         forward.add_headers.extend(edits.add);
         forward.set_headers.extend(judged_path);
+        if !impersonation::impersonates(&forward) {
+            // Never as the proxy's own identity, whatever a change above might do.
+            let refused = AuthError::ClaimNotHeaderSafe {
+                claim: "the user".into(),
+            };
+            return Decision::Respond(impersonation::as_status(refused.reply(Vec::new())));
+        }
         Decision::Forward(forward)
     }
 

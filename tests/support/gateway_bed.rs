@@ -28,7 +28,8 @@ pub fn merge(target: &mut Value, extra: &Value) {
 }
 
 /// The plugin configuration: one provider at `issuer` (cluster `idp`), one login service
-/// for `login.test`; `provider`, `login` and `top` are merged into their parts.
+/// for `login.test`, `api.test` for bearer tokens; `provider`, `login` and `top` are merged
+/// into their parts.
 pub fn plugin_config(issuer: &str, provider: &Value, login: &Value, top: &Value) -> Value {
     let mut p =
         json!({ "issuer": issuer, "audiences": [AUDIENCE], "cluster": "idp", "timeout": "2s" });
@@ -42,7 +43,11 @@ pub fn plugin_config(issuer: &str, provider: &Value, login: &Value, top: &Value)
         "cookie_secure": false,
     });
     merge(&mut l, login);
-    let mut config = json!({ "providers": [p], "login": [l], "keys_wait_timeout": "2s" });
+    // The bearer host is a service of its own: a host no service lists is refused.
+    let mut config = json!({
+        "providers": [p], "login": [l], "keys_wait_timeout": "2s",
+        "services": [{ "hosts": [API_HOST] }],
+    });
     merge(&mut config, top);
     config
 }

@@ -15,6 +15,10 @@ pub struct OwnEndpoints {
     pub ping: Option<String>,
     /// `200` once every issuer's keys are loaded, else `503`.
     pub ready: Option<String>,
+    /// An `auth_request` check (`202` form) refuses with `400` a request that carries a
+    /// method override or a header of a stripped identity family: NGINX forwards the
+    /// client's headers to the app, and nothing can remove them there.
+    pub refuse_spoofed_headers: bool,
 }
 
 impl Default for OwnEndpoints {
@@ -24,11 +28,13 @@ impl Default for OwnEndpoints {
             userinfo: Some("/oauth2/userinfo".into()),
             ping: Some("/ping".into()),
             ready: Some("/ready".into()),
+            refuse_spoofed_headers: true,
         }
     }
 }
 
-/// Reads `endpoints: {"auth": ..., "userinfo": ..., "ping": ..., "ready": ...}`.
+/// Reads `endpoints: {"auth": ..., "userinfo": ..., "ping": ..., "ready": ...,
+/// "refuse_spoofed_headers": true}`.
 pub fn read_endpoints(value: Option<&Value>, problems: &mut Problems) -> OwnEndpoints {
     let defaults = OwnEndpoints::default();
     let Some(value) = value else {
@@ -55,6 +61,11 @@ pub fn read_endpoints(value: Option<&Value>, problems: &mut Problems) -> OwnEndp
         userinfo: path("userinfo", defaults.userinfo),
         ping: path("ping", defaults.ping),
         ready: path("ready", defaults.ready),
+        refuse_spoofed_headers: reader.bool(
+            "refuse_spoofed_headers",
+            defaults.refuse_spoofed_headers,
+            problems,
+        ),
     };
     reader.finish(problems);
     endpoints

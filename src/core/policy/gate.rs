@@ -12,12 +12,13 @@ use crate::core::policy::access::Verdict;
 use crate::core::policy::denial;
 use crate::core::policy::path::normalize;
 use crate::core::policy::route::{Matched, ServicePolicy, Unauthenticated};
-use crate::core::reply::{header_value_safe, Reply};
+use crate::core::reply::{self, header_value_safe, Reply};
 
 /// Whose rules apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PolicyOf {
-    /// A host under no service: any valid token passes.
+    /// No service is configured at all (bearer validation only): any valid token passes.
+    /// Once any service is, a host none lists never gets here (`Gate::find` refuses it).
     Open,
     Login(ServiceId),
     /// An entry of `services` (bearer tokens only).
@@ -79,6 +80,20 @@ pub fn policy_for(settings: &Settings, authority: &str) -> PolicyOf {
         .unwrap_or(PolicyOf::Open)
 }
 
+/// `403` for a host no service lists (when services are configured), in every mode:
+/// inline, ext_authz and `auth_request` (NGINX passes a `403` on; a `421` would become its
+/// `500`).
+pub fn unlisted_host(browser: bool) -> Reply {
+    const WHY: &str = "no service protects this host";
+    if browser {
+        let message = "No service is set up for this address.";
+        return reply::page_with_links(403, "Access denied", message, &[], Vec::new());
+    }
+    let body = serde_json::json!({ "error": "forbidden", "error_description": WHY });
+    let headers = vec![("content-type".into(), "application/json".into())];
+    reply::with_cookies(403, headers, format!("{body}\n"), Vec::new())
+}
+
 impl Gate {
     /// The rules for `target`; `Err` with a `400` when a service's path cannot be matched
     /// safely (an encoded `/`, `\` or NUL, a broken escape).
@@ -92,6 +107,11 @@ impl Gate {
             ));
         }
         let policy = policy_for(settings, target.authority);
+        // `Host: 127.0.0.1`, `GET http://other.test/`, `http://app.test@other.test/`: a host
+        // no service lists would skip every service's rules (and impersonation).
+        if settings.has_services() && policy == PolicyOf::Open {
+            return Err(unlisted_host(target.browser));
+        }
         let mut gate = Gate {
             policy,
             route: Matched::default(),
