@@ -1770,6 +1770,7 @@ fn claim_headers_and_groups_read_the_nested_claim_when_a_literal_one_is_beside_i
     let forward = forwarded(bed.get(API, "/", &with_bearer(&admin)));
     assert_eq!(header(&forward, "x-roles"), Some("admin"));
     assert_eq!(header(&forward, "x-auth-request-groups"), Some("admin"));
+}
 
 // ---------------------------------------------------------------------------------------
 // Hosts no service lists (issue 16, class 3)
