@@ -101,7 +101,7 @@ pub enum Pending {
         lease: Lease,
         cookie_header: Option<String>,
         path: String,
-        gate: Gate,
+        gate: Box<Gate>,
     },
 }
 
@@ -965,7 +965,7 @@ impl Gateway {
                         lease,
                         cookie_header,
                         path: request.path.to_string(),
-                        gate: gate.clone(),
+                        gate: Box::new(gate.clone()),
                     },
                 ));
                 Decision::Parked

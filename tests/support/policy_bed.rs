@@ -62,8 +62,19 @@ pub struct Bed {
 
 impl Bed {
     pub fn new(config: &Value) -> Bed {
+        Bed::with_settings(parse(config))
+    }
+
+    /// A bed whose configuration names secrets as `{"env": "NAME"}`, read through `env`.
+    pub fn with_env(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> Bed {
+        let settings =
+            Settings::parse_with_env(&config.to_string(), env).unwrap_or_else(|e| panic!("{e:#?}"));
+        Bed::with_settings(Rc::new(settings))
+    }
+
+    pub fn with_settings(settings: Rc<Settings>) -> Bed {
         let mut host = FakeHost::new(mint::now_secs() * 1000);
-        let gateway = Gateway::new(parse(config));
+        let gateway = Gateway::new(settings);
         gateway.prepare(&mut host);
         Bed {
             host,

@@ -1,0 +1,362 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Every configuration the README shows is run: each JSON example (completed with the
+//! providers it names when it is a fragment) and each plugin configuration inside its Envoy
+//! YAML is parsed by the filter and probed with the bypass spellings of issue 16. An example
+//! cannot be unsafe: on every example, a spelling of a path is never let through where the
+//! plain spelling is refused, a host no service lists never passes, and no client-sent
+//! identity header reaches the upstream. The Envoy configurations carry the settings the
+//! README asks for.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use support::mint::{claims_with, shared_keys};
+use support::policy_bed::Bed;
+use wasm_iap::core::config::Settings;
+use wasm_iap::core::gateway::Decision;
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
+}
+
+/// The fenced blocks of `lang`, with the line each starts on.
+fn blocks(text: &str, lang: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    let fence = format!("```{lang}");
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        match &mut current {
+            None if trimmed == fence => current = Some((i + 1, String::new())),
+            Some(_) if trimmed == "```" => found.extend(current.take()),
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            None => {}
+        }
+    }
+    found
+}
+
+/// Issuers an example names (in login services' `issuer` and in `providers`).
+fn issuers_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "issuer" || k == "providers" {
+                    match v {
+                        Value::String(s) if s.starts_with("http") => out.push(s.clone()),
+                        Value::Array(items) => items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .filter(|s| s.starts_with("http"))
+                            .for_each(|s| out.push(s.to_string())),
+                        _ => {}
+                    }
+                }
+                issuers_in(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| issuers_in(v, out)),
+        _ => {}
+    }
+}
+
+/// An example as a whole configuration: a fragment (`"login": [...]`) is wrapped, and
+/// given a provider, with inline keys, for every issuer it names; remote providers get the
+/// same inline keys, so tokens minted here verify at once.
+fn completed(example: &str) -> Value {
+    let text = example.trim();
+    let mut config: Value = if text.starts_with('{') {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_str(&format!("{{{text}}}"))
+    }
+    .unwrap_or_else(|e| panic!("README example is not JSON ({e}):\n{text}"));
+    let mut issuers = Vec::new();
+    issuers_in(&config, &mut issuers);
+    if issuers.is_empty() {
+        issuers.push("https://dex.example.com".into());
+    }
+    issuers.sort();
+    issuers.dedup();
+    let providers: Vec<Value> = match config.get("providers").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                let map = p.as_object_mut().unwrap();
+                for remote in ["cluster", "jwks_uri", "discovery"] {
+                    map.remove(remote);
+                }
+                map.insert("jwks".into(), shared_keys().jwks());
+                p
+            })
+            .collect(),
+        None => issuers
+            .iter()
+            .map(|i| json!({ "issuer": i, "audiences": ["example"], "jwks": shared_keys().jwks() }))
+            .collect(),
+    };
+    config["providers"] = json!(providers);
+    // Inline keys mean no discovery: name the endpoints and the cluster discovery gave.
+    for service in config["login"].as_array_mut().into_iter().flatten() {
+        let issuer = service["issuer"].as_str().unwrap_or_default().to_string();
+        let map = service.as_object_mut().unwrap();
+        map.entry("cluster").or_insert_with(|| json!("idp"));
+        map.entry("authorization_endpoint")
+            .or_insert_with(|| json!(format!("{issuer}/auth")));
+        map.entry("token_endpoint")
+            .or_insert_with(|| json!(format!("{issuer}/token")));
+    }
+    config
+}
+
+fn env_secret(name: &str) -> Option<String> {
+    Some(format!("{name}-0123456789abcdef0123456789abcdef"))
+}
+
+/// The README's JSON examples and the plugin configurations in its Envoy YAML.
+fn examples() -> Vec<(String, Value)> {
+    let text = readme();
+    let mut found: Vec<(String, Value)> = blocks(&text, "json")
+        .into_iter()
+        .map(|(line, body)| (format!("README.md:{line}"), completed(&body)))
+        .collect();
+    for (line, body) in blocks(&text, "yaml") {
+        let yaml: serde_yaml::Value = match serde_yaml::from_str(&body) {
+            Ok(v) => v,
+            Err(e) => panic!("README.md:{line}: YAML does not parse: {e}"),
+        };
+        let mut configs = Vec::new();
+        plugin_configs(&yaml, &mut configs);
+        // `{ "providers": [ ... ] }   # the JSON above` points at an example already run.
+        for config in configs.into_iter().filter(|c| !c.contains("...")) {
+            found.push((
+                format!("README.md:{line} (plugin in Envoy YAML)"),
+                completed(&config),
+            ));
+        }
+    }
+    found
+}
+
+/// The plugin configuration strings inside Envoy's Wasm filters.
+fn plugin_configs(yaml: &serde_yaml::Value, out: &mut Vec<String>) {
+    match yaml {
+        serde_yaml::Value::Mapping(map) => {
+            if let Some(value) = map
+                .get("configuration")
+                .and_then(|c| c.get("value"))
+                .and_then(serde_yaml::Value::as_str)
+            {
+                out.push(value.to_string());
+            }
+            map.values().for_each(|v| plugin_configs(v, out));
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|v| plugin_configs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_configuration_example_in_the_readme_is_accepted() {
+    let examples = examples();
+    assert!(
+        examples.len() >= 8,
+        "found only {} examples",
+        examples.len()
+    );
+    for (place, config) in &examples {
+        let parsed = Settings::parse_with_env(&config.to_string(), &env_secret);
+        assert!(parsed.is_ok(), "{place}: {:?}\n{config:#}", parsed.err());
+    }
+}
+
+/// How far a decision lets a request go: refused, sent to sign in, or through.
+fn reach(decision: &Decision) -> u8 {
+    match decision {
+        Decision::Forward(_) => 2,
+        Decision::Respond(reply) if reply.status < 300 => 2,
+        Decision::Respond(reply) if reply.status < 400 => 1,
+        _ => 0,
+    }
+}
+
+/// Hosts of every service of an example, and each service's routes.
+fn services_of(config: &Value) -> Vec<(Vec<String>, Vec<Value>)> {
+    ["login", "services"]
+        .iter()
+        .flat_map(|k| {
+            config
+                .get(*k)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|service| {
+            let hosts = service["hosts"]
+                .as_array()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let routes = service["routes"].as_array().cloned().unwrap_or_default();
+            (hosts, routes)
+        })
+        .collect()
+}
+
+/// Spellings of `path` that upstreams serve as `path` (Rails formats, IIS trailing dots and
+/// spaces, escapes, matrix parameters, case).
+fn spellings(path: &str) -> Vec<String> {
+    let base = path.trim_end_matches('/');
+    if base.is_empty() {
+        return Vec::new();
+    }
+    let (head, last) = base.rsplit_once('/').unwrap_or(("", base));
+    let escaped_last = last
+        .char_indices()
+        .last()
+        .map(|(i, c)| format!("{}%{:02x}", &last[..i], c as u32))
+        .unwrap_or_default();
+    let mut out: Vec<String> = [
+        ".json", ".", "..", "%2e", "%20", ";x", ";.json", ".XML.", "./x", "%2e/x", "%20/x",
+    ]
+    .iter()
+    .map(|suffix| format!("{base}{suffix}"))
+    .collect();
+    out.push(base.to_uppercase());
+    out.push(format!("{head}/{escaped_last}"));
+    out.push(format!("{head}/{last};x/admin/users"));
+    out
+}
+
+/// A token from the example's first provider with nothing a rule could grant.
+fn plain_token(config: &Value) -> String {
+    let provider = &config["providers"][0];
+    let issuer = provider["issuer"].as_str().unwrap();
+    let audience = provider["audiences"][0].as_str().unwrap();
+    shared_keys().signer("ES256").sign(&claims_with(
+        issuer,
+        audience,
+        json!({ "email": "nobody@elsewhere.test" }),
+    ))
+}
+
+fn bed_for(config: &Value) -> Bed {
+    Bed::with_env(config, &env_secret)
+}
+
+#[test]
+fn no_readme_example_lets_a_spelling_past_its_restrictions_or_open_past_its_public_routes() {
+    for (place, config) in examples() {
+        let token = format!("Bearer {}", plain_token(&config));
+        let callers: [Vec<(&str, &str)>; 2] = [
+            vec![("accept", "application/json")],
+            vec![("accept", "application/json"), ("authorization", &token)],
+        ];
+        for (index, (hosts, routes)) in services_of(&config).iter().enumerate() {
+            let Some(host) = hosts.iter().find(|h| *h != "*") else {
+                continue;
+            };
+            for (r, route) in routes.iter().enumerate() {
+                let Some(path) = route["path"].as_str().or(route["path_prefix"].as_str()) else {
+                    continue;
+                };
+                let method = route["methods"][0].as_str().unwrap_or("GET");
+                let public = route["public"].as_bool() == Some(true);
+                // The same requests, judged as if the public route were not there.
+                let mut without = config.clone();
+                let key = if index < config["login"].as_array().map_or(0, Vec::len) {
+                    ("login", index)
+                } else {
+                    (
+                        "services",
+                        index - config["login"].as_array().map_or(0, Vec::len),
+                    )
+                };
+                without[key.0][key.1]["routes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .remove(r);
+                for caller in &callers {
+                    let plain = reach(&bed_for(&config).send(method, host, path, caller).decision);
+                    for spelt in spellings(path) {
+                        let got =
+                            reach(&bed_for(&config).send(method, host, &spelt, caller).decision);
+                        let bound = if public {
+                            reach(
+                                &bed_for(&without)
+                                    .send(method, host, &spelt, caller)
+                                    .decision,
+                            )
+                        } else {
+                            plain
+                        };
+                        assert!(
+                            got <= bound,
+                            "{place}: {method} {host}{spelt} goes further ({got}) than {} ({bound})",
+                            if public { "without the public route" } else { path }
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn no_readme_example_admits_an_unlisted_host_or_a_spoofed_identity_header() {
+    const SPOOFED: [&str; 8] = [
+        "x_auth_request_groups",
+        "X-Auth-Request-User",
+        "impersonate-user",
+        "x-remote-user",
+        "x-http-method-override",
+        "x-webauth-user",
+        "remote-user",
+        "x-forwarded-groups",
+    ];
+    for (place, config) in examples() {
+        let token = format!("Bearer {}", plain_token(&config));
+        let services = services_of(&config);
+        let mut extra: Vec<(&str, &str)> =
+            vec![("accept", "application/json"), ("authorization", &token)];
+        extra.extend(SPOOFED.iter().map(|n| (*n, "admins")));
+        if !services.is_empty() && !services.iter().any(|(h, _)| h.iter().any(|h| h == "*")) {
+            for host in ["unlisted.example.net", "127.0.0.1", "localhost"] {
+                let sent = bed_for(&config).send("GET", host, "/", &extra);
+                assert!(
+                    reach(&sent.decision) < 2,
+                    "{place}: {host} is under no service, yet passed"
+                );
+            }
+        }
+        for (hosts, _) in &services {
+            for host in hosts.iter().filter(|h| *h != "*") {
+                let sent = bed_for(&config).send("GET", host, "/", &extra);
+                if let Decision::Forward(forward) = &sent.decision {
+                    for name in SPOOFED {
+                        let removed = sent
+                            .strip
+                            .iter()
+                            .chain(&forward.remove_headers)
+                            .any(|n| n == name)
+                            || forward
+                                .set_headers
+                                .iter()
+                                .any(|(n, _)| n.eq_ignore_ascii_case(name));
+                        assert!(removed, "{place}: {name} reached the upstream of {host}");
+                    }
+                }
+            }
+        }
+    }
+}
