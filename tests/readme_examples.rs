@@ -360,3 +360,182 @@ fn no_readme_example_admits_an_unlisted_host_or_a_spoofed_identity_header() {
         }
     }
 }
+
+/// Every mapping in `yaml` whose `@type` ends with `suffix`.
+fn typed<'a>(yaml: &'a serde_yaml::Value, suffix: &str, out: &mut Vec<&'a serde_yaml::Value>) {
+    match yaml {
+        serde_yaml::Value::Mapping(map) => {
+            if map
+                .get("@type")
+                .and_then(serde_yaml::Value::as_str)
+                .is_some_and(|t| t.ends_with(suffix))
+            {
+                out.push(yaml);
+            }
+            map.values().for_each(|v| typed(v, suffix, out));
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|v| typed(v, suffix, out)),
+        _ => {}
+    }
+}
+
+fn text_at<'a>(yaml: &'a serde_yaml::Value, path: &[&str]) -> Option<&'a str> {
+    let mut value = yaml;
+    for key in path {
+        value = value.get(*key)?;
+    }
+    value.as_str()
+}
+
+fn yaml_blocks() -> Vec<(String, serde_yaml::Value)> {
+    blocks(&readme(), "yaml")
+        .into_iter()
+        .map(|(line, body)| {
+            (
+                format!("README.md:{line}"),
+                serde_yaml::from_str(&body).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The settings the README asks for hold in each Envoy it shows: client addresses Envoy
+/// decides, underscore spellings refused, paths normalised as the rules see them, a catch-all
+/// virtual host that forwards nothing, and a Wasm VM that is reloaded, never failed open.
+#[test]
+fn every_envoy_in_the_readme_carries_the_settings_the_readme_asks_for() {
+    let mut managers = 0;
+    for (place, yaml) in yaml_blocks() {
+        let mut found = Vec::new();
+        typed(&yaml, ".HttpConnectionManager", &mut found);
+        for hcm in found {
+            managers += 1;
+            assert_eq!(
+                hcm["use_remote_address"].as_bool(),
+                Some(true),
+                "{place}: use_remote_address"
+            );
+            let underscores = text_at(
+                hcm,
+                &[
+                    "common_http_protocol_options",
+                    "headers_with_underscores_action",
+                ],
+            );
+            assert!(
+                matches!(underscores, Some("REJECT_REQUEST" | "DROP_HEADER")),
+                "{place}: headers_with_underscores_action is {underscores:?}"
+            );
+            assert_eq!(
+                hcm["normalize_path"].as_bool(),
+                Some(true),
+                "{place}: normalize_path"
+            );
+            assert_eq!(
+                hcm["merge_slashes"].as_bool(),
+                Some(true),
+                "{place}: merge_slashes"
+            );
+            assert_eq!(
+                text_at(hcm, &["path_with_escaped_slashes_action"]),
+                Some("REJECT_REQUEST"),
+                "{place}: path_with_escaped_slashes_action"
+            );
+            let hosts = hcm["route_config"]["virtual_hosts"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default();
+            for vhost in hosts {
+                let catch_all = vhost["domains"]
+                    .as_sequence()
+                    .is_some_and(|d| d.iter().any(|d| d.as_str() == Some("*")));
+                let forwards = vhost["routes"]
+                    .as_sequence()
+                    .is_some_and(|r| r.iter().any(|r| r.get("route").is_some()));
+                assert!(
+                    !(catch_all && forwards),
+                    "{place}: a \"*\" virtual host forwards to an upstream"
+                );
+            }
+        }
+        let mut filters = Vec::new();
+        typed(&yaml, "filters.http.wasm.v3.Wasm", &mut filters);
+        for wasm in filters {
+            assert_eq!(
+                text_at(wasm, &["config", "failure_policy"]),
+                Some("FAIL_RELOAD"),
+                "{place}: failure_policy"
+            );
+        }
+    }
+    assert!(managers >= 2, "found {managers} connection managers");
+}
+
+/// The README's `ext_authz` hands the check every header of a stripped family, in every
+/// spelling Envoy passes on (lower case, `-` or `_`), so its answer can name them for removal.
+#[test]
+fn the_readmes_ext_authz_sends_the_check_every_spoofable_header() {
+    const SPELLINGS: [&str; 16] = [
+        "x-auth-request-groups",
+        "x_auth_request_groups",
+        "impersonate-user",
+        "impersonate_group",
+        "x-remote-user",
+        "x-pomerium-jwt-assertion",
+        "x-webauth-user",
+        "x_webauth_groups",
+        "x-http-method-override",
+        "x_http_method",
+        "x-method-override",
+        "remote-user",
+        "x-user",
+        "x-email",
+        "x-forwarded-user",
+        "x_forwarded_groups",
+    ];
+    let mut checked = 0;
+    for (place, yaml) in yaml_blocks() {
+        let mut found = Vec::new();
+        typed(&yaml, ".ExtAuthz", &mut found);
+        for ext_authz in found {
+            checked += 1;
+            assert_eq!(
+                ext_authz["failure_mode_allow"].as_bool(),
+                Some(false),
+                "{place}"
+            );
+            let patterns = ext_authz["http_service"]["authorization_request"]["allowed_headers"]
+                ["patterns"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default();
+            let matches = |name: &str| {
+                patterns.iter().any(|p| {
+                    let ignore_case = p["ignore_case"].as_bool() == Some(true);
+                    let fold = |s: &str| {
+                        if ignore_case {
+                            s.to_ascii_lowercase()
+                        } else {
+                            s.to_string()
+                        }
+                    };
+                    if let Some(exact) = p["exact"].as_str() {
+                        return fold(exact) == fold(name);
+                    }
+                    if let Some(prefix) = p["prefix"].as_str() {
+                        return fold(name).starts_with(&fold(prefix));
+                    }
+                    p["safe_regex"]["regex"].as_str().is_some_and(|r| {
+                        regex_lite::Regex::new(&format!("^(?:{r})$"))
+                            .unwrap()
+                            .is_match(name)
+                    })
+                })
+            };
+            for name in SPELLINGS {
+                assert!(matches(name), "{place}: the check never sees {name}");
+            }
+        }
+    }
+    assert!(checked >= 1, "no ext_authz in the README");
+}
