@@ -256,6 +256,7 @@ fn bed_for(config: &Value) -> Bed {
 
 #[test]
 fn no_readme_example_lets_a_spelling_past_its_restrictions_or_open_past_its_public_routes() {
+    let mut probes = 0;
     for (place, config) in examples() {
         let token = format!("Bearer {}", plain_token(&config));
         let callers: [Vec<(&str, &str)>; 2] = [
@@ -289,6 +290,7 @@ fn no_readme_example_lets_a_spelling_past_its_restrictions_or_open_past_its_publ
                 for caller in &callers {
                     let plain = reach(&bed_for(&config).send(method, host, path, caller).decision);
                     for spelt in spellings(path) {
+                        probes += 1;
                         let got =
                             reach(&bed_for(&config).send(method, host, &spelt, caller).decision);
                         let bound = if public {
@@ -310,6 +312,7 @@ fn no_readme_example_lets_a_spelling_past_its_restrictions_or_open_past_its_publ
             }
         }
     }
+    assert!(probes >= 60, "only {probes} spellings probed");
 }
 
 #[test]
