@@ -530,8 +530,8 @@ fn cr_lf_nul_in_our_endpoints_parameters_never_inject_headers_or_markup() {
 
     // A deep link with encoded CR/LF, logged in for real: the way back stays on this host.
     for path in [
-        "/graph/%0D%0ASet-Cookie:a=b?x=%0D%0A",
-        "/%0D%0A%0D%0A%3Cscript%3Ex",
+        "/graph/x?y=%0D%0ASet-Cookie:a=b",
+        "/x?%0D%0A%0D%0A%3Cscript%3Ex",
         "//evil.example/x",
         "///evil.example",
     ] {
@@ -549,10 +549,13 @@ fn cr_lf_nul_in_our_endpoints_parameters_never_inject_headers_or_markup() {
     }
     // An encoded `/` or `\`, or a dot segment, means different paths to different
     // upstreams: refused before any login, so it never becomes a way back either.
+    // So do encoded control characters in the path (some upstreams trim them).
     for path in [
         "//evil.example/%2F..",
         "/%5Cevil.example",
         "/..//evil.example",
+        "/graph/%0D%0ASet-Cookie:a=b?x=%0D%0A",
+        "/%0D%0A%0D%0A%3Cscript%3Ex",
     ] {
         let refused = bed
             .send(&RawRequest::get(path).host(LOGIN_HOST).navigation())

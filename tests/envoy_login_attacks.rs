@@ -128,7 +128,7 @@ fn refused_login_logs_its_reason_but_forged_callbacks_cannot_flood_the_log() {
     assert_eq!(refused.status, 403);
     let log = bed.envoy.log();
     assert!(
-        log.contains("the IdP refused the sign-in: access_denied (user?said no)"),
+        log.contains(r"the IdP refused the sign-in: access_denied (user\nsaid no)"),
         "reason logged on one line: {log}"
     );
 }

@@ -70,6 +70,25 @@ pub struct Forward {
     pub response_cookies: Vec<String>,
 }
 
+impl Forward {
+    /// Whether a request to the apiserver asks it to act as someone: `Impersonate-User` set
+    /// and the client's `Authorization` removed, not set. Anything else would run as the
+    /// proxy's own certificate identity.
+    pub fn impersonates(&self) -> bool {
+        let user = self
+            .set_headers
+            .iter()
+            .any(|(n, v)| n == "impersonate-user" && !v.trim().is_empty() && v.trim() == v);
+        let authorization_removed = self.remove_headers.iter().any(|n| n == "authorization")
+            && !self
+                .set_headers
+                .iter()
+                .chain(&self.add_headers)
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+        user && authorization_removed
+    }
+}
+
 /// Values hold cookies and sessions: printed as names only.
 impl std::fmt::Debug for Forward {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -736,7 +755,7 @@ impl Gateway {
         forward.set_headers.extend(edits.set);
         forward.add_headers.extend(edits.add);
         forward.set_headers.extend(judged_path);
-        if !impersonation::impersonates(&forward) {
+        if !forward.impersonates() {
             // Never as the proxy's own identity, whatever a change above might do.
             let refused = AuthError::ClaimNotHeaderSafe {
                 claim: "the user".into(),

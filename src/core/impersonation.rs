@@ -4,7 +4,6 @@
 
 use serde_json::json;
 
-use crate::core::gateway::Forward;
 use crate::core::identity::Identity;
 use crate::core::reply::{header_name_safe, header_value_safe, Reply};
 
@@ -71,23 +70,6 @@ fn writable(name: &str) -> bool {
         && !CLUSTER_NAMESPACES
             .iter()
             .any(|ns| name.to_ascii_lowercase().starts_with(ns))
-}
-
-/// Whether a request to the apiserver asks it to act as someone: `Impersonate-User` set
-/// and the client's `Authorization` removed, not set. Anything else would run as the
-/// proxy's own certificate identity.
-pub fn impersonates(forward: &Forward) -> bool {
-    let user = forward
-        .set_headers
-        .iter()
-        .any(|(n, v)| n == "impersonate-user" && !v.trim().is_empty() && v.trim() == v);
-    let authorization_removed = forward.remove_headers.iter().any(|n| n == "authorization")
-        && !forward
-            .set_headers
-            .iter()
-            .chain(&forward.add_headers)
-            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-    user && authorization_removed
 }
 
 /// A public route's request: the apiserver's own anonymous user, never the proxy's identity.
