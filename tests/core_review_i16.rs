@@ -41,7 +41,6 @@ fn probe(bed: &mut Bed, path: &str, extra: &[(&str, &str)]) -> (Option<u32>, Vec
 }
 
 #[test]
-#[ignore = "issue 16 review finding: Unicode white space other than U+00A0 is no decoration"]
 fn unicode_white_space_after_admin_steps_around_the_admin_restriction() {
     // .NET's `Trim` (and Python's `strip`) remove every Unicode white space, not only the
     // no-break space the fix lists: `/admin\u{3000}` is `/admin` to them.
@@ -58,6 +57,17 @@ fn unicode_white_space_after_admin_steps_around_the_admin_restriction() {
     ] {
         let (got, _) = probe(&mut bed, path, &[("authorization", &who), JSON]);
         assert_eq!(got, Some(403), "{path} must be refused to a non-admin");
+    }
+    let mut regex = Bed::new(&json!({
+        "providers": [provider()],
+        "services": [{
+            "hosts": [API],
+            "routes": [{ "path_regex": "/api/users(/.*)?", "allow": [{ "groups": ["admins"] }] }],
+        }],
+    }));
+    for path in ["/api/users%E3%80%80", "/api/users%E2%80%80.json/1"] {
+        let (got, _) = probe(&mut regex, path, &[("authorization", &who), JSON]);
+        assert_eq!(got, Some(403), "{path} must be refused by the regex route");
     }
 }
 
