@@ -157,3 +157,29 @@ fn check_modes_remove_or_refuse_path_overrides_and_other_proxies_identity_header
         202
     );
 }
+
+#[test]
+fn a_public_get_route_opens_a_lower_case_get_the_upstream_may_not_read_as_get() {
+    // A public route matches strictly: `get`, `gEt` and `head` are other methods to Go
+    // (`r.Method` as sent, ServeMux patterns exact), Rack and Spring; a handler that treats
+    // anything but `GET` as a write would write without a credential.
+    let mut bed = Bed::new(&json!({
+        "providers": [provider()],
+        "services": [{
+            "hosts": [API],
+            "routes": [{ "path_prefix": "/api/", "methods": ["GET"], "public": true }],
+        }],
+    }));
+    assert_eq!(
+        status(&bed.send("GET", API, "/api/x", &[JSON]).decision),
+        None
+    );
+    assert_eq!(
+        status(&bed.send("HEAD", API, "/api/x", &[JSON]).decision),
+        None
+    );
+    for method in ["get", "gEt", "head", "Head"] {
+        let got = status(&bed.send(method, API, "/api/x", &[JSON]).decision);
+        assert_eq!(got, Some(401), "{method} must need a credential");
+    }
+}
