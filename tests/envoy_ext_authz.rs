@@ -61,12 +61,16 @@ fn central_config(issuer: &str) -> Value {
 /// The README's `allowed_headers` patterns: every header of a stripped family, in every
 /// spelling (Envoy hands them over lower case), goes to the check, so its answer can name it
 /// for Envoy to remove. Several small ones: Envoy refuses an RE2 program over 100.
-const STRIPPED_FAMILIES: [&str; 6] = [
+const STRIPPED_FAMILIES: [&str; 10] = [
     "x[-_]auth[-_]request[-_].+",
     "(impersonate|x[-_]pomerium|x[-_]remote|x[-_]webauth)[-_].+",
     "x[-_]forwarded[-_](user|email|groups|preferred[-_]username|access[-_]token)",
     "gap[-_]auth|remote[-_]user|x[-_]user|x[-_]email",
     "x[-_](http[-_]method|http[-_]method[-_]override|method[-_]override)",
+    "x[-_](original|rewrite)[-_]url|x[-_]ms[-_]client[-_]principal.*",
+    "(x[-_]authentik|x[-_]amzn[-_]oidc|x[-_]vouch)[-_].+",
+    "x[-_]goog[-_](authenticated[-_]user[-_].+|iap[-_]jwt[-_]assertion)",
+    "cf[-_]access[-_](jwt[-_]assertion|authenticated[-_]user[-_]email)",
     // The test's own `strip_request_headers`.
     "x[-_]tenant",
 ];
@@ -467,7 +471,7 @@ fn identity_headers_the_token_does_not_have_are_removed_not_left_as_the_client_s
 }
 
 /// Headers a client may not send, one of each family in several spellings.
-const SPOOFED: [&str; 15] = [
+const SPOOFED: [&str; 19] = [
     "X-Auth-Request-User",
     "x_auth_request_groups",
     "X_Auth-Request_Email",
@@ -482,6 +486,10 @@ const SPOOFED: [&str; 15] = [
     "X-HTTP-Method-Override",
     "x_http_method",
     "X-METHOD-OVERRIDE",
+    "X-Original-URL",
+    "x_rewrite_url",
+    "X-authentik-groups",
+    "x_goog_authenticated_user_email",
     "X_Tenant",
 ];
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use url::form_urlencoded;
 
 use crate::core::config::endpoints::OwnEndpoints;
-use crate::core::identity::{Identity, IdentityHeaders, OTHER_PROXIES_IDENTITY};
+use crate::core::identity::{Identity, IdentityHeaders, OTHER_PROXIES_IDENTITY, PATH_OVERRIDES};
 use crate::core::reply::{self, header_name_safe, header_value_safe, Reply};
 
 /// How a request that passes is answered.
@@ -257,6 +257,7 @@ pub fn granted(
             let names = ANSWERED_IDENTITY
                 .into_iter()
                 .chain(OTHER_PROXIES_IDENTITY)
+                .chain(PATH_OVERRIDES)
                 .chain(authorization)
                 .chain(spoofed.iter().map(String::as_str));
             for name in names {

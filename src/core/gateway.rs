@@ -305,13 +305,16 @@ fn counted(host: &mut dyn Host, allowed: &mut u64, decision: Decision) -> Decisi
 }
 
 /// `400` for an `auth_request` check of a request with headers of a stripped family (except
-/// `X-Auth-Request-Redirect`, which ingress-nginx sets on the check itself), logged with the
-/// names.
+/// `X-Auth-Request-Redirect` and `X-Original-URL`, which ingress-nginx sets on the check
+/// itself), logged with the names.
 fn refused_spoofed(host: &dyn Host, spoofed: &[&str]) -> Option<Reply> {
     let named: Vec<&str> = spoofed
         .iter()
         .copied()
-        .filter(|n| !n.eq_ignore_ascii_case("x-auth-request-redirect"))
+        .filter(|n| {
+            !n.eq_ignore_ascii_case("x-auth-request-redirect")
+                && !n.eq_ignore_ascii_case("x-original-url")
+        })
         .collect();
     if named.is_empty() {
         return None;

@@ -265,7 +265,7 @@ impl Identity {
 
 /// Header families that upstreams built for oauth2-proxy, Pomerium or kube-oidc-proxy trust
 /// as identity, and method overrides: a client must never be able to send them.
-const STRIPPED_PREFIXES: [&str; 5] = [
+const STRIPPED_PREFIXES: [&str; 10] = [
     "x-auth-request-",
     "impersonate-",
     "x-pomerium-",
@@ -273,11 +273,25 @@ const STRIPPED_PREFIXES: [&str; 5] = [
     "x-remote-",
     // Grafana's auth proxy (`X-WEBAUTH-USER`, `-EMAIL`, `-NAME`, `-GROUPS`, `-ROLE`).
     "x-webauth-",
+    // authentik's proxy outpost (`X-authentik-username`, `-groups`, `-email`, `-jwt`).
+    "x-authentik-",
+    // Google IAP (`X-Goog-Authenticated-User-Email`, `-Id`).
+    "x-goog-authenticated-user-",
+    // AWS ALB (`X-Amzn-Oidc-Identity`, `-Data`, `-Accesstoken`).
+    "x-amzn-oidc-",
+    // Azure App Service authentication (`X-MS-CLIENT-PRINCIPAL`, `-NAME`, `-ID`, `-IDP`).
+    "x-ms-client-principal",
+    // Vouch Proxy (`X-Vouch-User`, `X-Vouch-IdP-Claims-*`).
+    "x-vouch-",
 ];
 /// Identity headers of other proxies and of the apps behind them: oauth2-proxy's
 /// `X-Forwarded-*` and `GAP-Auth`; `Remote-*` of Authelia and Authentik, which apps
 /// (Gitea, Nextcloud, Grafana set up for it) read as the signed-in user; `X-User`/`X-Email`.
-pub const OTHER_PROXIES_IDENTITY: [&str; 12] = [
+pub const OTHER_PROXIES_IDENTITY: [&str; 15] = [
+    // Google IAP's and Cloudflare Access's signed identity.
+    "x-goog-iap-jwt-assertion",
+    "cf-access-jwt-assertion",
+    "cf-access-authenticated-user-email",
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
@@ -298,6 +312,9 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
+/// The same for the path: Symfony before 3.4.14 (CVE-2018-14773), Zend Framework and IIS
+/// URL Rewrite serve `X-Original-URL` / `X-Rewrite-URL` instead of the request line's path.
+pub const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 /// Which request headers a client may not send: our identity headers, the families above,
 /// and the configured `strip_request_headers` (an entry ending in `*` is a prefix). Every
@@ -325,6 +342,7 @@ impl StrippedHeaders {
         let mut names: Vec<String> = OTHER_PROXIES_IDENTITY
             .iter()
             .chain(&METHOD_OVERRIDES)
+            .chain(&PATH_OVERRIDES)
             .map(|n| n.to_string())
             .collect();
         for ours in [

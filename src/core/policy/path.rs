@@ -153,10 +153,37 @@ fn segments(path: &str) -> Vec<&str> {
 /// (Rails `(.:format)`, Spring MVC before 5.3: `admin.json`), trailing dots and spaces
 /// (IIS: `admin.`, `admin%20`), both (`admin..json`, `admin%20.json`), or parameters.
 fn decoration(rest: &str) -> bool {
-    // A no-break space (`%C2%A0`) is white space to .NET's `Trim`; an encoded `;` starts
-    // parameters for an upstream that decodes before it drops them.
-    rest.starts_with('.') || ["%20", "%C2%A0", "%3B"].iter().any(|d| rest.starts_with(d))
+    // An encoded `;` starts parameters for an upstream that decodes before it drops them.
+    rest.starts_with('.')
+        || rest.starts_with("%3B")
+        || WHITE_SPACE.iter().any(|d| rest.starts_with(d))
 }
+
+/// White space as normalised paths spell it: the space, and every other character .NET's
+/// `Trim` and Python's `strip` remove (`Char.IsWhiteSpace`: U+0085, U+00A0, U+1680,
+/// U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000).
+const WHITE_SPACE: [&str; 20] = [
+    "%20",
+    "%C2%85",
+    "%C2%A0",
+    "%E1%9A%80",
+    "%E2%80%80",
+    "%E2%80%81",
+    "%E2%80%82",
+    "%E2%80%83",
+    "%E2%80%84",
+    "%E2%80%85",
+    "%E2%80%86",
+    "%E2%80%87",
+    "%E2%80%88",
+    "%E2%80%89",
+    "%E2%80%8A",
+    "%E2%80%A8",
+    "%E2%80%A9",
+    "%E2%80%AF",
+    "%E2%81%9F",
+    "%E3%80%80",
+];
 
 /// Whether a request's path segment may be served as a rule's segment: the same without
 /// regard to ASCII case, or the rule's segment with a decoration after it.
@@ -187,7 +214,7 @@ pub fn same_loosely(path: &str, other: &str) -> bool {
     path.len() == rule.len() && segments_reach(&path, &rule)
 }
 
-/// The segment without a decoration: cut at the first `.` or `%20` after its first byte
+/// The segment without a decoration: cut at the first `.` or white space after its first byte
 /// (`admin.json`, `admin..`, `admin%20.json` are `admin`; `.well-known` stays).
 fn stem(segment: &str) -> &str {
     let cut = segment
@@ -204,8 +231,7 @@ fn trimmed(segment: &str) -> &str {
     loop {
         let shorter = s
             .strip_suffix('.')
-            .or_else(|| s.strip_suffix("%20"))
-            .or_else(|| s.strip_suffix("%C2%A0"))
+            .or_else(|| WHITE_SPACE.iter().find_map(|w| s.strip_suffix(w)))
             .filter(|t| !t.is_empty());
         match shorter {
             Some(t) => s = t,
@@ -325,7 +351,10 @@ mod tests {
 
     /// Spellings Rails `(.:format)`, Spring MVC before 5.3 (suffix patterns, trimmed
     /// tokens) or IIS (trailing dots and spaces) serve as `/admin` or below it.
-    const SERVED_AS_ADMIN: [&str; 24] = [
+    const SERVED_AS_ADMIN: [&str; 27] = [
+        "/admin%E3%80%80",
+        "/admin%C2%85/x",
+        "/admin%E2%80%8A.json",
         "/admin%3b.json",
         "/admin%3Bx=1/users",
         "/admin.json",

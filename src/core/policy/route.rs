@@ -71,9 +71,10 @@ pub enum Action {
 #[derive(Debug)]
 pub struct Route {
     pub path: PathMatch,
-    /// Empty: every method. Compared without regard to case, so a rule on `POST` also
-    /// covers `post` whatever the upstream makes of it; `GET` covers `HEAD`, which most
-    /// upstreams answer with their `GET` handler.
+    /// Empty: every method. A restricting route's are compared without regard to case, so
+    /// a rule on `POST` also covers `post` whatever the upstream makes of it; a public
+    /// route's exactly (`get` is another method to Go, Rack or Spring). `GET` covers `HEAD`,
+    /// which most upstreams answer with their `GET` handler.
     pub methods: Vec<String>,
     /// Empty: every host of the service.
     pub hosts: Vec<String>,
@@ -81,10 +82,16 @@ pub struct Route {
     pub unauthenticated: Unauthenticated,
 }
 
-/// Whether a route's method covers the request's.
-fn covers(route_method: &str, method: &str) -> bool {
-    route_method.eq_ignore_ascii_case(method)
-        || (route_method == "GET" && method.eq_ignore_ascii_case("HEAD"))
+/// Whether a route's method covers the request's: any spelling (`loosely`), or exactly.
+fn covers(route_method: &str, method: &str, loosely: bool) -> bool {
+    let same = |a: &str, b: &str| {
+        if loosely {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    same(route_method, method) || (route_method == "GET" && same(method, "HEAD"))
 }
 
 /// The routes a request answers to (see the top of this file).
@@ -97,8 +104,10 @@ pub struct Matched {
 }
 
 impl Route {
+    /// Public routes take a method only as spelt; restricting ones in any spelling.
     fn applies(&self, method: &str, host: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| covers(m, method)))
+        let loosely = !matches!(self.action, Action::Public);
+        (self.methods.is_empty() || self.methods.iter().any(|m| covers(m, method, loosely)))
             && (self.hosts.is_empty() || host_listed(&self.hosts, host))
     }
 
@@ -244,6 +253,13 @@ mod tests {
         }
     }
 
+    fn restricted_on(methods: &[&str]) -> Route {
+        Route {
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            ..restricted(PathMatch::Any, "staff")
+        }
+    }
+
     fn public(path: PathMatch) -> Route {
         Route { path, ..route(&[]) }
     }
@@ -352,11 +368,18 @@ mod tests {
 
     #[test]
     fn a_get_rule_also_covers_head_and_any_spelling() {
-        let get = route(&["GET"]);
+        let get = restricted_on(&["GET"]);
         for method in ["GET", "get", "HEAD", "head"] {
             assert!(get.matches("/x", "/x", method, "h"), "{method}");
         }
         assert!(!get.matches("/x", "/x", "POST", "h"));
+        let public_get = route(&["GET"]);
+        for method in ["GET", "HEAD"] {
+            assert!(public_get.matches("/x", "/x", method, "h"), "{method}");
+        }
+        for method in ["get", "head", "gEt"] {
+            assert!(!public_get.matches("/x", "/x", method, "h"), "{method}");
+        }
         let head = route(&["HEAD"]);
         assert!(
             !head.matches("/x", "/x", "GET", "h"),
