@@ -76,7 +76,9 @@ fn auth_request_gets_202_with_the_identity_as_response_headers_for_a_session_or_
         Some("alice")
     );
 
-    let token = bearer(&token(json!({ "groups": ["ops"] })));
+    // Without the original request (`trust_original_url` off), every restriction of the
+    // host's service holds: here `/admin/` for admins.
+    let token = bearer(&token(json!({ "groups": ["ops", "admins"] })));
     let reply = check(
         &mut bed,
         "api.mydomain.com",
@@ -85,7 +87,7 @@ fn auth_request_gets_202_with_the_identity_as_response_headers_for_a_session_or_
     );
     assert_eq!(reply.status, 202, "{reply:?}");
     assert_eq!(reply.header("x-auth-request-user"), Some("alice-id"));
-    assert_eq!(reply.header("x-auth-request-groups"), Some("ops"));
+    assert_eq!(reply.header("x-auth-request-groups"), Some("ops,admins"));
 }
 
 #[test]

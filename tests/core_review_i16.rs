@@ -220,7 +220,6 @@ fn overlong_or_fullwidth_dot_segments_leave_a_public_prefix_without_a_credential
 }
 
 #[test]
-#[ignore = "issue 16 review finding: auth_request checks judge routes on /oauth2/auth, so path and method restrictions never hold behind NGINX"]
 fn an_auth_request_check_for_the_admin_area_passes_a_non_admin() {
     // NGINX's `auth_request` asks `GET /oauth2/auth` (subrequests are always GET); the
     // original path and method arrive only as ingress-nginx's `X-Original-URL` and
@@ -240,4 +239,100 @@ fn an_auth_request_check_for_the_admin_area_passes_a_non_admin() {
         reply.status, 403,
         "a non-admin's check for /admin/users: {reply:?}"
     );
+}
+
+/// The admin area, and `DELETE` on users for admins only; ingress-nginx's original request
+/// trusted or not.
+fn nginx_checked(trust: bool) -> Bed {
+    Bed::new(&json!({
+        "providers": [provider()],
+        "endpoints": { "trust_original_url": trust },
+        "services": [{
+            "hosts": [API],
+            "routes": [
+                { "path_prefix": "/public/", "public": true },
+                { "path_prefix": "/admin", "allow": [{ "groups": ["admins"] }] },
+                { "path_prefix": "/users", "methods": ["DELETE"], "allow": [{ "groups": ["admins"] }] },
+            ],
+        }],
+    }))
+}
+
+fn nginx_check(bed: &mut Bed, who: &str, original: Option<(&str, &str)>) -> u32 {
+    let mut headers = vec![("authorization", who), JSON];
+    if let Some((url, method)) = original {
+        headers.push(("x-original-url", url));
+        headers.push(("x-original-method", method));
+    }
+    responded(bed.get("auth.example.com", "/oauth2/auth", &headers)).status
+}
+
+#[test]
+fn an_auth_request_check_trusting_ingress_nginx_judges_the_original_host_path_and_method() {
+    let mut bed = nginx_checked(true);
+    let staff = non_admin();
+    let admin = bearer(&token(json!({ "groups": ["admins"] })));
+    let app = |path: &str| format!("https://{API}{path}");
+    for (path, method, staff_gets) in [
+        ("/", "GET", 202),
+        ("/users/7", "GET", 202),
+        ("/users/7", "DELETE", 403),
+        ("/admin/users", "GET", 403),
+        ("/ADMIN.json", "GET", 403),
+        ("/public/x", "GET", 202),
+    ] {
+        let url = app(path);
+        assert_eq!(
+            nginx_check(&mut bed, &staff, Some((&url, method))),
+            staff_gets,
+            "{method} {path}"
+        );
+        assert_eq!(
+            nginx_check(&mut bed, &admin, Some((&url, method))),
+            202,
+            "admin: {method} {path}"
+        );
+    }
+    // A check that cannot say what it is about allows nothing; nor does one for a host no
+    // service lists.
+    assert_eq!(nginx_check(&mut bed, &admin, None), 400);
+    assert_eq!(nginx_check(&mut bed, &admin, Some(("/admin", "GET"))), 400);
+    assert_eq!(
+        nginx_check(
+            &mut bed,
+            &admin,
+            Some(("https://other.example.com/", "GET"))
+        ),
+        403
+    );
+    assert_eq!(
+        nginx_check(
+            &mut bed,
+            &admin,
+            Some((&format!("https://x@{API}/"), "GET"))
+        ),
+        400
+    );
+}
+
+#[test]
+fn an_auth_request_check_without_the_original_request_holds_every_restriction_of_the_service() {
+    let mut bed = nginx_checked(false);
+    let staff = non_admin();
+    let admin = bearer(&token(json!({ "groups": ["admins"] })));
+    // The check's own host, whatever a client writes in X-Original-URL.
+    let api = |bed: &mut Bed, who: &str, original: Option<(&str, &str)>| {
+        let mut headers = vec![("authorization", who), JSON];
+        if let Some((url, method)) = original {
+            headers.push(("x-original-url", url));
+            headers.push(("x-original-method", method));
+        }
+        responded(bed.get(API, "/oauth2/auth", &headers)).status
+    };
+    assert_eq!(api(&mut bed, &staff, None), 403);
+    assert_eq!(
+        api(&mut bed, &staff, Some(("https://api.example.com/", "GET"))),
+        403
+    );
+    assert_eq!(api(&mut bed, &admin, None), 202);
 }

@@ -65,8 +65,14 @@ impl Bed {
                 "redirect_url": format!("http://{AUTH_HOST}:{port}/oauth2/callback"),
                 "authorization_endpoint": format!("{issuer}/auth"),
                 "token_endpoint": format!("{issuer}/token"),
+                "routes": [
+                    { "path_prefix": "/api/admin", "allow": [{ "groups": ["admins"] }] },
+                    { "path_prefix": "/api/dashboards", "methods": ["DELETE"], "allow": [{ "groups": ["admins"] }] },
+                ],
             }],
             "strip_request_headers": ["x-tenant"],
+            // NGINX sets X-Original-URL and -Method in every auth location (as ingress-nginx).
+            "endpoints": { "trust_original_url": true },
         });
         let envoy = Envoy::start(&bootstrap_on(
             0,
@@ -97,7 +103,11 @@ impl Bed {
     }
 
     fn get(&self, token: &str, extra: &[(&str, &str)]) -> RawResponse {
-        let mut request = RawRequest::new("POST", "/api/dashboards")
+        self.send("POST", "/api/dashboards", token, extra)
+    }
+
+    fn send(&self, method: &str, path: &str, token: &str, extra: &[(&str, &str)]) -> RawResponse {
+        let mut request = RawRequest::new(method, path)
             .host(format!("{GRAFANA_HOST}:{}", self.nginx.port))
             .bearer(token);
         for (name, value) in extra {
@@ -133,5 +143,56 @@ fn a_spoofed_identity_header_or_method_override_never_reaches_the_app_behind_aut
             assert_eq!(answer.status, 500, "{spoofed}: {}", answer.summary());
             assert_eq!(bed.grafana.hits(), hits, "{spoofed} reached the app");
         }
+    }
+}
+
+#[test]
+fn path_and_method_rules_hold_behind_auth_request_in_every_spelling() {
+    let bed = Bed::start();
+    let sign = |groups: &[&str]| {
+        shared_keys().signer("RS256").sign(&claims_with(
+            &bed.idp.issuer(),
+            AUDIENCE,
+            json!({ "groups": groups }),
+        ))
+    };
+    let (staff, admin) = (sign(&["staff"]), sign(&["admins"]));
+    let passed = eventually(std::time::Duration::from_secs(10), || {
+        bed.get(&staff, &[]).status == 200
+    });
+    assert!(passed, "{}", bed.get(&staff, &[]).summary());
+    for (method, path) in [
+        ("GET", "/api/admin/users"),
+        ("GET", "/api/ADMIN.json"),
+        ("GET", "/api/admin%20/users"),
+        ("DELETE", "/api/dashboards"),
+        ("DELETE", "/api/dashboards.json"),
+    ] {
+        let hits = bed.grafana.hits();
+        // A client's own X-Original-URL: NGINX sets its own over it.
+        let refused = bed.send(
+            method,
+            path,
+            &staff,
+            &[("X-Original-URL", "http://x/public")],
+        );
+        assert_eq!(
+            refused.status,
+            403,
+            "staff {method} {path}: {}",
+            refused.summary()
+        );
+        assert_eq!(
+            bed.grafana.hits(),
+            hits,
+            "staff {method} {path} reached the app"
+        );
+        let allowed = bed.send(method, path, &admin, &[]);
+        assert_eq!(
+            allowed.status,
+            200,
+            "admin {method} {path}: {}",
+            allowed.summary()
+        );
     }
 }

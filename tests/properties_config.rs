@@ -116,6 +116,8 @@ struct ConfigSpec {
     services: Vec<ServiceSpec>,
     /// Two login services with the same client, cookie name and secret, one per issuer.
     logins: bool,
+    /// `auth_request` checks judge ingress-nginx's `X-Original-URL` and `-Method`.
+    trust_original_url: bool,
 }
 
 fn route_spec() -> impl Strategy<Value = RouteSpec> {
@@ -159,33 +161,37 @@ fn config_spec() -> impl Strategy<Value = ConfigSpec> {
             2,
         ),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(two_providers, (hosts, split, star), parts, logins)| {
-            let mut groups: Vec<Vec<&'static str>> =
-                vec![hosts[..split].to_vec(), hosts[split..].to_vec()];
-            if star {
-                groups[1].push("*");
-            }
-            let services = groups
-                .into_iter()
-                .zip(parts)
-                .filter(|(hosts, _)| !hosts.is_empty())
-                .map(
-                    |(hosts, (routes, allowed_group, providers, kubernetes))| ServiceSpec {
-                        hosts,
-                        providers: if two_providers { providers } else { vec![CORP] },
-                        allowed_group,
-                        routes,
-                        kubernetes,
-                    },
-                )
-                .collect();
-            ConfigSpec {
-                two_providers,
-                services,
-                logins,
-            }
-        })
+        .prop_map(
+            |(two_providers, (hosts, split, star), parts, logins, trust_original_url)| {
+                let mut groups: Vec<Vec<&'static str>> =
+                    vec![hosts[..split].to_vec(), hosts[split..].to_vec()];
+                if star {
+                    groups[1].push("*");
+                }
+                let services = groups
+                    .into_iter()
+                    .zip(parts)
+                    .filter(|(hosts, _)| !hosts.is_empty())
+                    .map(
+                        |(hosts, (routes, allowed_group, providers, kubernetes))| ServiceSpec {
+                            hosts,
+                            providers: if two_providers { providers } else { vec![CORP] },
+                            allowed_group,
+                            routes,
+                            kubernetes,
+                        },
+                    )
+                    .collect();
+                ConfigSpec {
+                    two_providers,
+                    services,
+                    logins,
+                    trust_original_url,
+                }
+            },
+        )
 }
 
 fn provider_json(issuer: &str) -> Value {
@@ -255,6 +261,7 @@ fn config_json(spec: &ConfigSpec) -> Value {
     if spec.logins {
         config["login"] = json!([login_json(0), login_json(1)]);
     }
+    config["endpoints"] = json!({ "trust_original_url": spec.trust_original_url });
     config
 }
 
@@ -633,14 +640,24 @@ fn check(config: &ConfigSpec, request: &RequestSpec) -> Result<(), TestCaseError
         Mode::ExtAuthz => format!("/oauth2/auth{}", request.path),
         Mode::AuthRequest => "/oauth2/auth".to_string(),
     };
+    let trusted = matches!(request.mode, Mode::AuthRequest) && config.trust_original_url;
+    let (method, authority) = if trusted {
+        // NGINX asks with GET on its auth host; the request is in X-Original-*.
+        let url = format!("https://{}{}", request.authority, request.path);
+        headers.push(("x-original-url".into(), url));
+        headers.push(("x-original-method".into(), request.method.into()));
+        ("GET", "auth.test")
+    } else {
+        (request.method, request.authority.as_str())
+    };
     let extra: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let sent = bed.send(request.method, &request.authority, &path, &extra);
+    let sent = bed.send(method, authority, &path, &extra);
     let caller = caller_of(config, request);
     let mut evaluated = request.clone();
-    if matches!(request.mode, Mode::AuthRequest) {
+    if matches!(request.mode, Mode::AuthRequest) && !trusted {
         // NGINX asks for the location's rules without the app's path: the service's own.
         evaluated.path = "/oauth2/auth".into();
     }
@@ -705,7 +722,7 @@ fn check(config: &ConfigSpec, request: &RequestSpec) -> Result<(), TestCaseError
                 allowed.is_some(),
                 "a check granted what the rules refuse: {request:?}"
             );
-            if matches!(request.mode, Mode::AuthRequest) {
+            if matches!(request.mode, Mode::AuthRequest) && !trusted {
                 prop_assert!(
                     spoofed_sent.is_empty(),
                     "auth_request granted a request carrying {spoofed_sent:?}"

@@ -309,3 +309,77 @@ fn plain(status: u32, text: &str) -> Reply {
     let headers = vec![("content-type".into(), "text/plain; charset=utf-8".into())];
     reply::with_cookies(status, headers, format!("{text}\n"), Vec::new())
 }
+
+/// The request an NGINX `auth_request` check is about, as ingress-nginx names it in
+/// `X-Original-URL` (`https://host/path?query`) and `X-Original-Method`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OriginalRequest {
+    pub authority: String,
+    pub path_and_query: String,
+    pub method: String,
+}
+
+/// Reads the original request; `Err` says what is missing or malformed (the check then
+/// fails closed with `400`: a check that cannot say what it is about allows nothing).
+pub fn original_request(
+    url: Option<&str>,
+    method: Option<&str>,
+) -> Result<OriginalRequest, &'static str> {
+    let url = url.ok_or("X-Original-URL is missing")?;
+    let method = method.ok_or("X-Original-Method is missing")?;
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err("X-Original-Method is not a method");
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("X-Original-URL is not an http(s) URL")?;
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    // `user@host`, or nothing: no host a service could list.
+    if authority.is_empty() || authority.contains(['@', '\\', '#']) {
+        return Err("X-Original-URL names no host");
+    }
+    let path_and_query = match path {
+        "" => "/".to_string(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_string(),
+    };
+    Ok(OriginalRequest {
+        authority: authority.to_string(),
+        path_and_query,
+        method: method.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod original_request_tests {
+    use super::*;
+
+    #[test]
+    fn ingress_nginx_original_url_and_method_are_read_and_anything_else_fails_closed() {
+        let read = original_request(Some("https://app.test/admin/users?x=1"), Some("DELETE"));
+        assert_eq!(
+            read,
+            Ok(OriginalRequest {
+                authority: "app.test".into(),
+                path_and_query: "/admin/users?x=1".into(),
+                method: "DELETE".into(),
+            })
+        );
+        let bare = original_request(Some("http://app.test:8080"), Some("GET"));
+        assert_eq!(bare.map(|r| r.path_and_query), Ok("/".to_string()));
+        for (url, method) in [
+            (None, Some("GET")),
+            (Some("https://app.test/"), None),
+            (Some("/admin"), Some("GET")),
+            (Some("ftp://app.test/"), Some("GET")),
+            (Some("https://user@other.test/admin"), Some("GET")),
+            (Some("https:///admin"), Some("GET")),
+            (Some("https://app.test/"), Some("GET\r\n")),
+            (Some("https://app.test/"), Some("")),
+        ] {
+            assert!(original_request(url, method).is_err(), "{url:?} {method:?}");
+        }
+    }
+}

@@ -470,11 +470,15 @@ impl Gateway {
         headers: &RequestHeaders,
         may_wait: bool,
     ) -> (Decision, bool) {
-        let authority = headers.lossy(":authority").unwrap_or_default();
+        let mut authority = headers.lossy(":authority").unwrap_or_default();
         if let Some(refused) = self.host_header_disagrees(headers, &authority) {
             return (Decision::Respond(refused), false);
         }
         let mut path = headers.lossy(":path").unwrap_or_default();
+        let mut original_method = None;
+        // An `auth_request` check judged without the request it is about: every
+        // restriction of the service holds.
+        let mut every_route = false;
         let own = forward_auth::own_endpoint(&self.settings.endpoints, &path);
         let mut answer = Answer::Upstream;
         let mut public_passes = true;
@@ -498,13 +502,35 @@ impl Gateway {
                         return (Decision::Respond(refused), false);
                     }
                 }
+                let auth_request = asked.is_auth_request();
                 answer = asked.with_spoofed(&spoofed);
                 public_passes = passes;
                 path = rules_path.into();
+                if auth_request && self.settings.endpoints.trust_original_url {
+                    let original = forward_auth::original_request(
+                        headers.text("x-original-url"),
+                        headers.text("x-original-method"),
+                    );
+                    match original {
+                        Ok(original) => {
+                            authority = original.authority.into();
+                            path = original.path_and_query.into();
+                            original_method = Some(original.method);
+                        }
+                        Err(why) => {
+                            return (Decision::Respond(denial::bad_request(why, false)), false)
+                        }
+                    }
+                } else {
+                    every_route = auth_request;
+                }
             }
             None => {}
         }
         let mut target = target(headers, &authority, &path);
+        if let Some(method) = &original_method {
+            target.method = method;
+        }
         // A check is answered to NGINX or Envoy, never sent to log in.
         target.browser &= !answer.is_here();
         let mut gate = match Gate::find(&self.settings, &target) {
@@ -520,6 +546,9 @@ impl Gateway {
         };
         gate.answer = answer;
         gate.public &= public_passes;
+        if every_route {
+            gate.require_every_route(&self.settings);
+        }
         let settings = Rc::clone(&self.settings);
         let kubernetes = gate.impersonation(&settings);
         if kubernetes.is_some()

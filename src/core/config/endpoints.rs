@@ -19,6 +19,10 @@ pub struct OwnEndpoints {
     /// method override or a header of a stripped identity family: NGINX forwards the
     /// client's headers to the app, and nothing can remove them there.
     pub refuse_spoofed_headers: bool,
+    /// An `auth_request` check is judged by the request in `X-Original-URL` and
+    /// `X-Original-Method` (ingress-nginx sets both, over any the client sent). Off: the
+    /// check's own host, with every restricting route of its service.
+    pub trust_original_url: bool,
 }
 
 impl Default for OwnEndpoints {
@@ -29,12 +33,13 @@ impl Default for OwnEndpoints {
             ping: Some("/ping".into()),
             ready: Some("/ready".into()),
             refuse_spoofed_headers: true,
+            trust_original_url: false,
         }
     }
 }
 
 /// Reads `endpoints: {"auth": ..., "userinfo": ..., "ping": ..., "ready": ...,
-/// "refuse_spoofed_headers": true}`.
+/// "refuse_spoofed_headers": true, "trust_original_url": false}`.
 pub fn read_endpoints(value: Option<&Value>, problems: &mut Problems) -> OwnEndpoints {
     let defaults = OwnEndpoints::default();
     let Some(value) = value else {
@@ -64,6 +69,11 @@ pub fn read_endpoints(value: Option<&Value>, problems: &mut Problems) -> OwnEndp
         refuse_spoofed_headers: reader.bool(
             "refuse_spoofed_headers",
             defaults.refuse_spoofed_headers,
+            problems,
+        ),
+        trust_original_url: reader.bool(
+            "trust_original_url",
+            defaults.trust_original_url,
             problems,
         ),
     };

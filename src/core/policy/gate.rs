@@ -195,6 +195,15 @@ impl Gate {
         accepted.is_some_and(|list| list.iter().any(|i| i == issuer))
     }
 
+    /// Every restricting route of the service holds, whatever the path: for a check that
+    /// does not say which request it is about.
+    pub fn require_every_route(&mut self, settings: &Settings) {
+        if let Some(rules) = self.rules(settings) {
+            self.route = rules.every_restriction();
+            self.public = false;
+        }
+    }
+
     /// Kubernetes API mode of the service, if it has it.
     pub fn impersonation<'a>(&self, settings: &'a Settings) -> Option<&'a Impersonation> {
         self.rules(settings)?.impersonation.as_ref()

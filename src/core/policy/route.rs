@@ -186,6 +186,16 @@ impl ServicePolicy {
             .map(|route| self.access(route))
     }
 
+    /// As if every restricting route matched loosely: all their rules and the service's.
+    pub fn every_restriction(&self) -> Matched {
+        Matched {
+            route: None,
+            loose: (0..self.routes.len())
+                .filter(|i| !self.is_public(Some(*i)))
+                .collect(),
+        }
+    }
+
     /// Every group a rule of this service names.
     pub fn group_names(&self) -> Vec<&str> {
         self.routes
