@@ -66,7 +66,17 @@ fn canonical_escapes(path: &str) -> Result<String, PathError> {
                     return Err(PathError::Malformed("a broken % escape"));
                 };
                 let decoded = h * 16 + l;
+                let double = bytes.get(i + 3).and_then(|b| hex(*b)).is_some()
+                    && bytes.get(i + 4).and_then(|b| hex(*b)).is_some();
                 match decoded {
+                    // `%252e`: a `.` to an upstream (or proxy) that decodes twice.
+                    b'%' if double => {
+                        return Err(PathError::AmbiguousEncoding("a double-encoded escape"))
+                    }
+                    // Never UTF-8: only an overlong ASCII (`%C0%AE` is `.` to old decoders).
+                    0xC0 | 0xC1 => {
+                        return Err(PathError::AmbiguousEncoding("an overlong UTF-8 escape"))
+                    }
                     b'/' => return Err(PathError::AmbiguousEncoding("a slash (%2F)")),
                     b'\\' => return Err(PathError::AmbiguousEncoding("a backslash (%5C)")),
                     0 => return Err(PathError::AmbiguousEncoding("a NUL (%00)")),
@@ -95,6 +105,18 @@ fn canonical_escapes(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// Dots that NFKC folds to `.`: fullwidth (U+FF0E), small (U+FE52), one dot leader (U+2024).
+const DOT_LOOKALIKES: [&str; 3] = ["%EF%BC%8E", "%EF%B9%92", "%E2%80%A4"];
+
+/// A segment that reads `.` or `..` once its look-alike dots are folded.
+fn is_dot_segment_once_normalised(name: &str) -> bool {
+    let mut folded = name.to_string();
+    for dot in DOT_LOOKALIKES {
+        folded = folded.replace(dot, ".");
+    }
+    folded != name && (folded == "." || folded == "..")
+}
+
 /// The path part of `path_and_query`, normalised for matching.
 pub fn normalize(path_and_query: &str) -> Result<String, PathError> {
     let path = path_and_query
@@ -114,6 +136,8 @@ pub fn normalize(path_and_query: &str) -> Result<String, PathError> {
         match name {
             "" => trailing_slash = i == last,
             "." | ".." => return Err(PathError::DotSegment),
+            // Fullwidth and other dots that Unicode normalisation (NFKC) turns into `.`.
+            name if is_dot_segment_once_normalised(name) => return Err(PathError::DotSegment),
             name => {
                 segments.push(name);
                 trailing_slash = false;
