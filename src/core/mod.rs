@@ -15,6 +15,7 @@ pub mod cookies;
 pub mod forward_auth;
 pub mod gateway;
 pub mod host;
+pub mod hostname;
 pub mod identity;
 pub mod impersonation;
 pub mod keys;

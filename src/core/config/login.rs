@@ -6,9 +6,11 @@ use url::Url;
 
 use crate::core::config::ids::ProviderId;
 use crate::core::config::policy::read_policy;
+use crate::core::config::provider::read_provider_list;
 use crate::core::config::provider::{KeySource, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::cookies::{CookieAttributes, SameSite};
+use crate::core::hostname::host_listed;
 use crate::core::policy::route::ServicePolicy;
 pub use crate::core::policy::route::Unauthenticated;
 use crate::core::seal::Sealer;
@@ -111,54 +113,6 @@ impl LoginService {
     pub fn is_our_cookie(&self, name: &str) -> bool {
         name.strip_prefix(&self.cookie_name)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
-    }
-}
-
-/// The host an `:authority` names, without its port and a trailing dot (`a.example.` is
-/// `a.example` to DNS and to a catch-all virtual host), so no spelling of a name escapes the
-/// service that serves it. `None` when it is neither a host name nor an IP literal.
-pub fn host_name(authority: &str) -> Option<&str> {
-    let host = strip_port(authority);
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let well_formed = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(ip) => {
-            !ip.is_empty()
-                && ip
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        }
-        // Every label non-empty: `a.test..` and `.a.test` are no names.
-        None => host.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-        }),
-    };
-    well_formed.then_some(host)
-}
-
-/// Whether `authority` is one of `hosts` (`*`: any), compared as `host_name` reads it.
-pub fn host_listed(hosts: &[String], authority: &str) -> bool {
-    let name = host_name(authority);
-    hosts
-        .iter()
-        .any(|h| h == "*" || name.is_some_and(|n| h.eq_ignore_ascii_case(n)))
-}
-
-pub fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port))
-            if !name.ends_with(']')
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && !name.contains(':') =>
-        {
-            name
-        }
-        Some((name, port)) if name.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name
-        }
-        _ => host,
     }
 }
 
@@ -302,29 +256,6 @@ fn reaches(from: &LoginService, to: &LoginService) -> bool {
     to.hosts.iter().any(|h| h == "*" || covered(h))
         || to_domain
             .is_some_and(|d| covered(&d) || domain.ends_with(&format!(".{d}")) || domain == d)
-}
-
-/// `providers`: issuers of configured providers whose tokens a service accepts; `None`
-/// when the field is absent. An issuer no provider has is a problem.
-pub fn read_provider_list(
-    reader: &mut ObjectReader,
-    providers: &[Provider],
-    problems: &mut Problems,
-) -> Option<Vec<String>> {
-    let path = reader.field_path("providers");
-    let listed = reader.string_list("providers", problems)?;
-    if listed.is_empty() {
-        problems.add(&path, "must name at least one provider's issuer");
-    }
-    for (i, issuer) in listed.iter().enumerate() {
-        if !providers.iter().any(|p| &p.rules.issuer == issuer) {
-            problems.add(
-                &format!("{path}[{i}]"),
-                format!("\"{issuer}\" is not the issuer of any provider"),
-            );
-        }
-    }
-    Some(listed)
 }
 
 /// Reads one `login` entry; `None` when it has problems (they are recorded).

@@ -4,8 +4,7 @@
 use regex_lite::Regex;
 use serde_json::Value;
 
-use crate::core::config::login::read_provider_list;
-use crate::core::config::provider::Provider;
+use crate::core::config::provider::{read_provider_list, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::{Access, Criterion, Rule};
@@ -363,7 +362,7 @@ pub struct ApiService {
 
 impl ApiService {
     pub fn serves(&self, host: &str) -> bool {
-        crate::core::config::login::host_listed(&self.hosts, host)
+        crate::core::hostname::host_listed(&self.hosts, host)
     }
 }
 

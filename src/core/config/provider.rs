@@ -212,3 +212,26 @@ fn discovery_url(issuer: &Url) -> Option<Url> {
     let base = issuer.as_str().trim_end_matches('/');
     Url::parse(&format!("{base}/.well-known/openid-configuration")).ok()
 }
+
+/// `providers`: issuers of configured providers whose tokens a service accepts; `None`
+/// when the field is absent. An issuer no provider has is a problem.
+pub fn read_provider_list(
+    reader: &mut ObjectReader,
+    providers: &[Provider],
+    problems: &mut Problems,
+) -> Option<Vec<String>> {
+    let path = reader.field_path("providers");
+    let listed = reader.string_list("providers", problems)?;
+    if listed.is_empty() {
+        problems.add(&path, "must name at least one provider's issuer");
+    }
+    for (i, issuer) in listed.iter().enumerate() {
+        if !providers.iter().any(|p| &p.rules.issuer == issuer) {
+            problems.add(
+                &format!("{path}[{i}]"),
+                format!("\"{issuer}\" is not the issuer of any provider"),
+            );
+        }
+    }
+    Some(listed)
+}

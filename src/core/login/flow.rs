@@ -17,8 +17,9 @@ use url::{form_urlencoded, Url};
 
 use crate::core::bearer::authenticator::IdTokenClaims;
 use crate::core::bearer::error::AuthError;
-use crate::core::config::login::{host_name, LoginService, Unauthenticated};
+use crate::core::config::login::{LoginService, Unauthenticated};
 use crate::core::cookies::{self, CookieAttributes, SameSite};
+use crate::core::hostname::host_name;
 use crate::core::identity::Identity;
 use crate::core::keys::record::Discovery;
 use crate::core::login::error::LoginError;

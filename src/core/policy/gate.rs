@@ -2,9 +2,9 @@
 //! and kept while the request waits for keys or a refresh; then the check of the caller.
 
 use crate::core::bearer::error::AuthError;
-use crate::core::config::login::host_name;
 use crate::core::config::{ServiceId, Settings};
 use crate::core::forward_auth::Answer;
+use crate::core::hostname::host_name;
 use crate::core::identity::Identity;
 use crate::core::impersonation::Impersonation;
 use crate::core::log_text::Escaped;

@@ -8,7 +8,7 @@ use std::cell::OnceCell;
 
 use regex_lite::Regex;
 
-use crate::core::config::login::host_listed;
+use crate::core::hostname::host_listed;
 use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::Access;
 use crate::core::policy::path::{loose_forms, same_loosely, under, under_loosely};
