@@ -258,28 +258,12 @@ fn reaches(from: &LoginService, to: &LoginService) -> bool {
             .is_some_and(|d| covered(&d) || domain.ends_with(&format!(".{d}")) || domain == d)
 }
 
-/// Reads one `login` entry; `None` when it has problems (they are recorded).
-pub fn read_service(
-    path: &str,
-    value: &Value,
+/// `issuer`, and which provider it names.
+fn read_issuer(
+    r: &mut ObjectReader,
     providers: &[Provider],
-    env: EnvLookup,
     problems: &mut Problems,
-) -> Option<LoginService> {
-    let before = problems.0.len();
-    let mut r = ObjectReader::new(path, value, problems);
-    let hosts: Vec<String> = r
-        .string_list("hosts", problems)
-        .unwrap_or_default()
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
-    if hosts.is_empty() {
-        problems.add(
-            &r.field_path("hosts"),
-            "must list the hosts this login protects (\"*\" for any)",
-        );
-    }
+) -> (Option<String>, Option<usize>) {
     let issuer_path = r.field_path("issuer");
     let issuer = r.string("issuer", problems);
     let provider = match &issuer {
@@ -298,11 +282,20 @@ pub fn read_service(
             found
         }
     };
+    (issuer, provider)
+}
+
+/// `client_id`, `client_secret` and `client_auth`.
+fn read_client(
+    r: &mut ObjectReader,
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> (String, Option<Secret>, ClientAuth) {
     let client_id = r.string("client_id", problems).unwrap_or_default();
     if client_id.is_empty() {
         problems.add(&r.field_path("client_id"), "is required");
     }
-    let client_secret = read_secret(&mut r, "client_secret", env, problems);
+    let client_secret = read_secret(r, "client_secret", env, problems);
     if client_secret.is_none() && !problems.0.iter().any(|p| p.contains("client_secret")) {
         problems.add(&r.field_path("client_secret"), "is required");
     }
@@ -318,21 +311,19 @@ pub fn read_service(
             ClientAuth::Basic
         }
     };
-    let redirect_url = read_url(&mut r, "redirect_url", problems);
-    let mut callback_path = read_path(&mut r, "callback_path", "/oauth2/callback", problems);
-    if let Some(url) = &redirect_url {
-        callback_path = url.path().to_string();
-    }
-    let scopes_path = r.field_path("scopes");
-    let scopes = r
-        .string_list("scopes", problems)
-        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
-    if !scopes.iter().any(|s| s == "openid") {
-        problems.add(&scopes_path, "must include openid");
-    }
-    let secrets = read_secret_list(&mut r, "cookie_secrets", env, problems);
+    (client_id, client_secret, client_auth)
+}
+
+/// `cookie_secrets`, the cookie's name and its attributes; a `__Host-`/`__Secure-` name
+/// only with the attributes browsers require of it.
+fn read_cookie(
+    r: &mut ObjectReader,
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> (Vec<Secret>, String, CookieAttributes) {
+    let secrets = read_secret_list(r, "cookie_secrets", env, problems);
     let cookie_domain = r.string("cookie_domain", problems);
-    let cookie_path = read_path(&mut r, "cookie_path", "/", problems);
+    let cookie_path = read_path(r, "cookie_path", "/", problems);
     let secure = r.bool("cookie_secure", true, problems);
     let cookie_name = r.string("cookie_name", problems).unwrap_or_else(|| {
         default_cookie_name(secure, cookie_domain.is_some(), &cookie_path).into()
@@ -371,6 +362,79 @@ pub fn read_service(
             SameSite::Lax
         }),
     };
+    let attributes = CookieAttributes {
+        domain: cookie_domain,
+        path: cookie_path,
+        secure,
+        same_site,
+    };
+    (secrets, cookie_name, attributes)
+}
+
+/// The cluster and timeout of token calls: the provider's unless given here.
+fn read_callout(
+    r: &mut ObjectReader,
+    providers: &[Provider],
+    provider: Option<usize>,
+    problems: &mut Problems,
+) -> (String, u64) {
+    let cluster_override = r.string("cluster", problems);
+    let timeout_override = r.value("timeout").is_some();
+    let timeout_ms = r.duration_millis("timeout", 5_000, problems);
+    let (cluster, timeout_ms) = match provider.and_then(|p| providers.get(p)).map(|p| &p.keys) {
+        Some(KeySource::Remote(remote)) => (
+            cluster_override.unwrap_or_else(|| remote.cluster.clone()),
+            if timeout_override {
+                timeout_ms
+            } else {
+                remote.timeout_ms
+            },
+        ),
+        _ => (cluster_override.unwrap_or_default(), timeout_ms),
+    };
+    if cluster.is_empty() && provider.is_some() {
+        problems.add(&r.field_path("cluster"), "is required: the provider has inline keys, so name the cluster that reaches its token endpoint");
+    }
+    (cluster, timeout_ms)
+}
+
+/// Reads one `login` entry; `None` when it has problems (they are recorded).
+pub fn read_service(
+    path: &str,
+    value: &Value,
+    providers: &[Provider],
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> Option<LoginService> {
+    let before = problems.0.len();
+    let mut r = ObjectReader::new(path, value, problems);
+    let hosts: Vec<String> = r
+        .string_list("hosts", problems)
+        .unwrap_or_default()
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    if hosts.is_empty() {
+        problems.add(
+            &r.field_path("hosts"),
+            "must list the hosts this login protects (\"*\" for any)",
+        );
+    }
+    let (issuer, provider) = read_issuer(&mut r, providers, problems);
+    let (client_id, client_secret, client_auth) = read_client(&mut r, env, problems);
+    let redirect_url = read_url(&mut r, "redirect_url", problems);
+    let mut callback_path = read_path(&mut r, "callback_path", "/oauth2/callback", problems);
+    if let Some(url) = &redirect_url {
+        callback_path = url.path().to_string();
+    }
+    let scopes_path = r.field_path("scopes");
+    let scopes = r
+        .string_list("scopes", problems)
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        problems.add(&scopes_path, "must include openid");
+    }
+    let (secrets, cookie_name, cookie) = read_cookie(&mut r, env, problems);
     let session_lifetime_secs =
         r.duration_millis("session_lifetime", 8 * 3_600_000, problems) / 1000;
     let login_timeout_secs = r.duration_millis("login_timeout", 600_000, problems) / 1000;
@@ -396,23 +460,7 @@ pub fn read_service(
         token: read_url(&mut r, "token_endpoint", problems),
         end_session: read_url(&mut r, "end_session_endpoint", problems),
     };
-    let cluster_override = r.string("cluster", problems);
-    let timeout_override = r.value("timeout").is_some();
-    let timeout_ms = r.duration_millis("timeout", 5_000, problems);
-    let (cluster, timeout_ms) = match provider.and_then(|p| providers.get(p)).map(|p| &p.keys) {
-        Some(KeySource::Remote(remote)) => (
-            cluster_override.unwrap_or_else(|| remote.cluster.clone()),
-            if timeout_override {
-                timeout_ms
-            } else {
-                remote.timeout_ms
-            },
-        ),
-        _ => (cluster_override.unwrap_or_default(), timeout_ms),
-    };
-    if cluster.is_empty() && provider.is_some() {
-        problems.add(&r.field_path("cluster"), "is required: the provider has inline keys, so name the cluster that reaches its token endpoint");
-    }
+    let (cluster, timeout_ms) = read_callout(&mut r, providers, provider, problems);
     r.finish(problems);
     let binding = service_binding(&client_id, &cookie_name, &hosts);
     let sealer = match Sealer::new(&secrets, issuer.as_deref().unwrap_or_default(), &binding) {
@@ -442,12 +490,7 @@ pub fn read_service(
         scopes,
         sealer: sealer?,
         cookie_name,
-        cookie: CookieAttributes {
-            domain: cookie_domain,
-            path: cookie_path,
-            secure,
-            same_site,
-        },
+        cookie,
         session_lifetime_secs,
         login_timeout_secs,
         sign_out_path,
