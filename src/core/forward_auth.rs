@@ -276,10 +276,19 @@ pub fn granted(
     }
 }
 
-/// An `auth_request` check of a request carrying headers only the proxy may set: `400`
-/// naming the first (NGINX would hand them to the app beside the identity it answered).
-pub fn refused_spoofed(names: &[&str]) -> Reply {
-    let first = names.first().copied().unwrap_or_default();
+/// Headers of stripped families that ingress-nginx itself sets on an `auth_request` check.
+const SET_BY_NGINX: [&str; 2] = ["x-auth-request-redirect", "x-original-url"];
+
+/// An `auth_request` check of a request carrying headers only the proxy may set (of
+/// `spoofed`, those NGINX does not set itself): `400` naming the first, and all their
+/// names (NGINX would hand them to the app beside the identity it answered).
+pub fn refused_spoofed<'a>(spoofed: &[&'a str]) -> Option<(Reply, Vec<&'a str>)> {
+    let names: Vec<&str> = spoofed
+        .iter()
+        .copied()
+        .filter(|n| !SET_BY_NGINX.iter().any(|s| n.eq_ignore_ascii_case(s)))
+        .collect();
+    let first = *names.first()?;
     let body = json!({
         "error": "invalid_request",
         "error_description": format!(
@@ -288,7 +297,8 @@ pub fn refused_spoofed(names: &[&str]) -> Reply {
         ),
     });
     let headers = vec![("content-type".into(), "application/json".into())];
-    reply::with_cookies(400, headers, format!("{body}\n"), Vec::new())
+    let reply = reply::with_cookies(400, headers, format!("{body}\n"), Vec::new());
+    Some((reply, names))
 }
 
 /// `/ping`: the filter runs.

@@ -304,26 +304,15 @@ fn counted(host: &mut dyn Host, allowed: &mut u64, decision: Decision) -> Decisi
     decision
 }
 
-/// `400` for an `auth_request` check of a request with headers of a stripped family (except
-/// `X-Auth-Request-Redirect` and `X-Original-URL`, which ingress-nginx sets on the check
-/// itself), logged with the names.
+/// `400` for an `auth_request` check of a request with headers only the proxy may set,
+/// logged with their names.
 fn refused_spoofed(host: &dyn Host, spoofed: &[&str]) -> Option<Reply> {
-    let named: Vec<&str> = spoofed
-        .iter()
-        .copied()
-        .filter(|n| {
-            !n.eq_ignore_ascii_case("x-auth-request-redirect")
-                && !n.eq_ignore_ascii_case("x-original-url")
-        })
-        .collect();
-    if named.is_empty() {
-        return None;
-    }
+    let (reply, named) = forward_auth::refused_spoofed(spoofed)?;
     host.log(
         Severity::Info,
         &format!("400 for an auth_request check: the request carries {named:?}, headers only the proxy may set"),
     );
-    Some(forward_auth::refused_spoofed(&named))
+    Some(reply)
 }
 
 /// A refusal as the Kubernetes apiserver writes it.
