@@ -5,24 +5,27 @@
 //! - `bearer`: bearer tokens (parsing, claims, the authenticator, its cache, its errors);
 //! - `login`: browser sign-in (the flow, OIDC messages, sessions, refresh slots);
 //! - `gateway`: one worker's decision about a request, in order, behind the `host` trait;
-//! - `policy`: who may pass (so far: the normalised path rules match against);
+//! - `policy`: who may pass (hosts, routes, the normalised path, the rules);
+//! - `mode`: how a request is answered (upstream, a forward-auth check, user info,
+//!   Kubernetes impersonation), and how a refusal (`refusal`) is written;
 //! - `log_text`: values from outside made safe for a log line;
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
 pub mod bearer;
 pub mod config;
 pub mod cookies;
-pub mod forward_auth;
+pub mod forward;
 pub mod gateway;
 pub mod host;
 pub mod hostname;
 pub mod identity;
-pub mod impersonation;
 pub mod keys;
 pub mod log_text;
 pub mod login;
+pub mod mode;
 pub mod policy;
 pub mod random;
+pub mod refusal;
 pub mod reply;
 pub mod request_headers;
 pub mod seal;

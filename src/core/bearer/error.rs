@@ -138,6 +138,17 @@ impl AuthError {
         }
     }
 
+    /// The status of the answer: `401` unless the caller is known (`403`), throttled
+    /// (`429`) or the keys are missing (`503`).
+    pub fn status(&self) -> u32 {
+        match self {
+            AuthError::KeysUnavailable => 503,
+            AuthError::Throttled => 429,
+            AuthError::Forbidden { .. } | AuthError::UserClaimMissing { .. } => 403,
+            _ => 401,
+        }
+    }
+
     /// The answer to a refused request: `401` with an RFC 6750 challenge and a JSON body;
     /// `403` for a valid caller who may not pass (with an `insufficient_scope` challenge
     /// naming the scopes when they were what was missing); `503` with `Retry-After` when

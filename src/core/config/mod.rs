@@ -2,6 +2,7 @@
 pub mod duration;
 pub mod endpoints;
 pub mod ids;
+pub mod kubernetes;
 pub mod login;
 pub mod policy;
 pub mod provider;

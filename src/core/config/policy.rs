@@ -4,9 +4,9 @@
 use regex_lite::Regex;
 use serde_json::Value;
 
+use crate::core::config::kubernetes::Impersonation;
 use crate::core::config::provider::{read_provider_list, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
-use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::{Access, Criterion, Rule};
 use crate::core::policy::path::normalize;
 use crate::core::policy::route::{Action, PathMatch, Route, ServicePolicy, Unauthenticated};
@@ -28,7 +28,7 @@ pub fn read_policy(reader: &mut ObjectReader, problems: &mut Problems) -> Servic
     ServicePolicy {
         routes,
         default,
-        impersonation,
+        impersonation: impersonation.map(std::rc::Rc::new),
         forward_normalized_path,
     }
 }

@@ -29,6 +29,7 @@ use crate::core::login::redirect::safe_target;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::{self, Session};
 use crate::core::random::Random;
+use crate::core::refusal::{Refusal, Refused};
 use crate::core::reply::{self, Reply};
 use crate::core::secret::Secret;
 
@@ -174,6 +175,9 @@ pub enum Step {
     },
     /// Answer here.
     Respond(Reply),
+    /// No session, and not sent to log in: refused (`401`), written as the mode writes
+    /// refusals.
+    Refuse(Refused),
     /// No session: the browser goes to the IdP to sign in (this redirect).
     StartLogin(Reply),
     /// No session but an `Authorization` header: bearer validation decides.
@@ -275,6 +279,7 @@ pub fn decide_with(
         None if endpoints.is_none() && request.may_wait && sends_to_login(request) => {
             Step::AwaitEndpoints
         }
+        None if !sends_to_login(request) => Step::Refuse(not_signed_in(service, request)),
         None => login_step(unauthenticated(
             service, request, endpoints, now_secs, random,
         )),
@@ -343,6 +348,16 @@ fn sends_to_login(request: &Request) -> bool {
         Unauthenticated::Login => true,
         Unauthenticated::Deny => false,
         Unauthenticated::Auto => is_browser_navigation(&request.hints),
+    }
+}
+
+/// No valid session, and not sent to log in: `401`, with a stale session cleared.
+fn not_signed_in(service: &LoginService, request: &Request) -> Refused {
+    let cookies = request.cookies();
+    let stale = session::clear_except(&cookies, &service.cookie_name, &service.cookie, &[]);
+    Refused {
+        refusal: Refusal::Token(AuthError::MissingToken),
+        set_cookies: stale,
     }
 }
 
@@ -693,13 +708,16 @@ pub fn session_ended(
     cookie_header: Option<&str>,
     path_and_query: &str,
     browser: bool,
-) -> Reply {
+) -> Result<Reply, Refused> {
     let request_cookies = cookie_header.map(cookies::parse).unwrap_or_default();
     let clear = session::clear_except(&request_cookies, &service.cookie_name, &service.cookie, &[]);
     if browser {
-        reply::redirect(&return_target(path_and_query), clear)
+        Ok(reply::redirect(&return_target(path_and_query), clear))
     } else {
-        AuthError::MissingToken.reply(clear)
+        Err(Refused {
+            refusal: Refusal::Token(AuthError::MissingToken),
+            set_cookies: clear,
+        })
     }
 }
 

@@ -1,18 +1,19 @@
 //! Which rules a request answers to: found once from its host, normalised path and method,
 //! and kept while the request waits for keys or a refresh; then the check of the caller.
 
+use std::rc::Rc;
+
 use crate::core::bearer::error::AuthError;
+use crate::core::config::kubernetes::Impersonation;
 use crate::core::config::{ServiceId, Settings};
-use crate::core::forward_auth::Answer;
 use crate::core::hostname::host_name;
 use crate::core::identity::Identity;
-use crate::core::impersonation::Impersonation;
 use crate::core::log_text::Escaped;
 use crate::core::policy::access::Verdict;
-use crate::core::policy::denial;
 use crate::core::policy::path::normalize;
 use crate::core::policy::route::{Matched, ServicePolicy, Unauthenticated};
-use crate::core::reply::{self, header_value_safe, Reply};
+use crate::core::refusal::{Forbidden, Refusal};
+use crate::core::reply::header_value_safe;
 
 /// Whose rules apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +35,6 @@ pub struct Gate {
     pub public: bool,
     /// A person's browser asked: refusals are pages.
     pub browser: bool,
-    /// Whether a caller that passes goes upstream or is answered here (forward-auth).
-    pub answer: Answer,
     /// For log lines: the host and the normalised path (query left out).
     pub host: String,
     pub path: String,
@@ -80,44 +79,27 @@ pub fn policy_for(settings: &Settings, authority: &str) -> PolicyOf {
         .unwrap_or(PolicyOf::Open)
 }
 
-/// `403` for a host no service lists (when services are configured), in every mode:
-/// inline, ext_authz and `auth_request` (NGINX passes a `403` on; a `421` would become its
-/// `500`).
-pub fn unlisted_host(browser: bool) -> Reply {
-    const WHY: &str = "no service protects this host";
-    if browser {
-        let message = "No service is set up for this address.";
-        return reply::page_with_links(403, "Access denied", message, &[], Vec::new());
-    }
-    let body = serde_json::json!({ "error": "forbidden", "error_description": WHY });
-    let headers = vec![("content-type".into(), "application/json".into())];
-    reply::with_cookies(403, headers, format!("{body}\n"), Vec::new())
-}
-
 impl Gate {
     /// The rules for `target`; `Err` with a `400` when a service's path cannot be matched
-    /// safely (an encoded `/`, `\` or NUL, a broken escape).
-    pub fn find(settings: &Settings, target: &Target) -> Result<Gate, Reply> {
+    /// safely (an encoded `/`, `\` or NUL, a broken escape), `403` for a host no service
+    /// lists (in every mode: NGINX passes a `403` on; a `421` would become its `500`).
+    pub fn find(settings: &Settings, target: &Target) -> Result<Gate, Refusal> {
         // A name no service could list (`[login.test]`, `a.test:80:80`) must not fall to
         // the hosts under no service: refused wherever services have rules.
         if settings.has_services() && host_name(target.authority).is_none() {
-            return Err(denial::bad_request(
-                "the Host is not a host name",
-                target.browser,
-            ));
+            return Err(Refusal::BadRequest("the Host is not a host name".into()));
         }
         let policy = policy_for(settings, target.authority);
         // `Host: 127.0.0.1`, `GET http://other.test/`, `http://app.test@other.test/`: a host
         // no service lists would skip every service's rules (and impersonation).
         if settings.has_services() && policy == PolicyOf::Open {
-            return Err(unlisted_host(target.browser));
+            return Err(Refusal::UnlistedHost);
         }
         let mut gate = Gate {
             policy,
             route: Matched::default(),
             public: false,
             browser: target.browser,
-            answer: Answer::Upstream,
             host: target.authority.to_string(),
             path: String::new(),
             forward_path: None,
@@ -132,7 +114,7 @@ impl Gate {
             return Ok(gate);
         };
         let path =
-            normalize(target.path_and_query).map_err(|e| denial::bad_path(&e, target.browser))?;
+            normalize(target.path_and_query).map_err(|e| Refusal::BadRequest(e.to_string()))?;
         let (raw, query) = match target.path_and_query.split_once('?') {
             Some((raw, query)) => (raw, Some(query)),
             None => (target.path_and_query, None),
@@ -152,10 +134,7 @@ impl Gate {
                 None => path.clone(),
             };
             if !header_value_safe(&judged) {
-                return Err(denial::bad_request(
-                    "the query cannot be forwarded",
-                    target.browser,
-                ));
+                return Err(Refusal::BadRequest("the query cannot be forwarded".into()));
             }
             gate.forward_path = Some(judged);
         }
@@ -205,7 +184,7 @@ impl Gate {
     }
 
     /// Kubernetes API mode of the service, if it has it.
-    pub fn impersonation<'a>(&self, settings: &'a Settings) -> Option<&'a Impersonation> {
+    pub fn impersonation<'a>(&self, settings: &'a Settings) -> Option<&'a Rc<Impersonation>> {
         self.rules(settings)?.impersonation.as_ref()
     }
 
@@ -215,8 +194,8 @@ impl Gate {
             .map_or(Unauthenticated::Auto, |r| r.unauthenticated(&self.route))
     }
 
-    /// Whether `identity` may pass; `Err` with the `403` to send and the log line.
-    pub fn check(&self, settings: &Settings, identity: &Identity) -> Result<(), (Reply, String)> {
+    /// Whether `identity` may pass; `Err` with the refusal and the log line.
+    pub fn check(&self, settings: &Settings, identity: &Identity) -> Result<(), (Refusal, String)> {
         let Some(rules) = self.rules(settings) else {
             return Ok(());
         };
@@ -229,7 +208,7 @@ impl Gate {
                 self.place(),
                 Escaped(&identity.issuer)
             );
-            return Err((AuthError::IssuerNotAccepted.reply(Vec::new()), line));
+            return Err((Refusal::Token(AuthError::IssuerNotAccepted), line));
         }
         let subject = identity.subject();
         let Some(missing_scopes) =
@@ -256,7 +235,7 @@ impl Gate {
             PolicyOf::Login(id) => settings.login.get(id.0).map(|s| s.sign_out_path.as_str()),
             _ => None,
         };
-        let reply = denial::forbidden(identity, missing_scopes, self.browser, sign_out);
-        Err((reply, line))
+        let forbidden = Forbidden::of(identity, missing_scopes, sign_out);
+        Err((Refusal::Forbidden(Box::new(forbidden)), line))
     }
 }

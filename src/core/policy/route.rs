@@ -5,11 +5,12 @@
 //! steps around a restriction, and a public route never opens more than it names.
 
 use std::cell::OnceCell;
+use std::rc::Rc;
 
 use regex_lite::Regex;
 
+use crate::core::config::kubernetes::Impersonation;
 use crate::core::hostname::host_listed;
-use crate::core::impersonation::Impersonation;
 use crate::core::policy::access::Access;
 use crate::core::policy::path::{loose_forms, same_loosely, under, under_loosely};
 
@@ -140,7 +141,7 @@ pub struct ServicePolicy {
     /// when none is set), for requests no route covers and routes without their own.
     pub default: Access,
     /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
-    pub impersonation: Option<Impersonation>,
+    pub impersonation: Option<Rc<Impersonation>>,
     /// Forward the normalised path the rules judged instead of the path as sent.
     pub forward_normalized_path: bool,
 }

@@ -5,33 +5,24 @@
 use serde_json::json;
 use url::form_urlencoded;
 
+use super::Mode;
 use crate::core::config::endpoints::OwnEndpoints;
+use crate::core::forward::Forward;
 use crate::core::identity::{Identity, IdentityHeaders, OTHER_PROXIES_IDENTITY, PATH_OVERRIDES};
+use crate::core::refusal::Refusal;
 use crate::core::reply::{self, header_name_safe, header_value_safe, Reply};
 
-/// How a request that passes is answered.
+/// A forward-auth check: `status` (`202` for `auth_request`, `200` for `ext_authz`) with the
+/// identity as response headers, when `narrowing` also allows the caller. `spoofed`: the
+/// request's headers of stripped families, named as received, for Envoy to remove
+/// (ext_authz leaves the client's headers on the request to the app).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Answer {
-    /// It goes upstream with identity headers (the filter in front of the app).
-    #[default]
-    Upstream,
-    /// A forward-auth check: `status` (`202` for `auth_request`, `200` for `ext_authz`) with
-    /// the identity as response headers, when `narrowing` also allows the caller.
-    /// `spoofed`: the request's headers of stripped families, named as received, for
-    /// Envoy to remove (ext_authz leaves the client's headers on the request to the app).
-    Check {
-        status: u32,
-        narrowing: Narrowing,
-        spoofed: Vec<String>,
-    },
-    /// `/oauth2/userinfo`: the identity as JSON.
-    UserInfo,
-}
-
-impl Answer {
-    pub fn is_here(&self) -> bool {
-        *self != Answer::Upstream
-    }
+pub struct Check {
+    pub status: u32,
+    pub narrowing: Narrowing,
+    pub spoofed: Vec<String>,
+    /// About a Kubernetes API host: refusals are written as the apiserver's `Status`.
+    pub kubernetes: bool,
 }
 
 /// What one endpoint of ours asks for.
@@ -41,7 +32,7 @@ pub enum OwnEndpoint {
     Ready,
     /// A check or user info: `rules_path` (path and query) is what the rules are found by.
     Answer {
-        answer: Answer,
+        mode: Mode,
         rules_path: String,
         /// A public route passes too (`ext_authz`: Envoy asks for every request, public
         /// ones included); an `auth_request` check always needs a caller.
@@ -52,19 +43,11 @@ pub enum OwnEndpoint {
 /// What an NGINX `auth_request` check (`auth` exactly) answers a caller that passes.
 const AUTH_REQUEST_STATUS: u32 = 202;
 
-impl Answer {
+impl Check {
     /// An NGINX `auth_request` check: NGINX forwards the client's own headers to the app
     /// and cannot remove what the answer names.
     pub fn is_auth_request(&self) -> bool {
-        matches!(self, Answer::Check { status, .. } if *status == AUTH_REQUEST_STATUS)
-    }
-
-    /// A check learns which of the request's headers Envoy must remove.
-    pub fn with_spoofed(mut self, names: &[&str]) -> Answer {
-        if let Answer::Check { spoofed, .. } = &mut self {
-            *spoofed = names.iter().map(|n| n.to_string()).collect();
-        }
-        self
+        self.status == AUTH_REQUEST_STATUS
     }
 }
 
@@ -82,7 +65,7 @@ pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<Ow
     }
     if is(&endpoints.userinfo) {
         return Some(OwnEndpoint::Answer {
-            answer: Answer::UserInfo,
+            mode: Mode::UserInfo { kubernetes: false },
             rules_path: path.to_string(),
             public_passes: false,
         });
@@ -90,11 +73,11 @@ pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<Ow
     let auth = endpoints.auth.as_deref()?;
     if path == auth {
         return Some(OwnEndpoint::Answer {
-            answer: Answer::Check {
+            mode: Mode::Check(Check {
                 status: AUTH_REQUEST_STATUS,
                 narrowing: Narrowing::from_query(query),
-                spoofed: Vec::new(),
-            },
+                ..Check::default()
+            }),
             rules_path: path.to_string(),
             public_passes: false,
         });
@@ -105,11 +88,11 @@ pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<Ow
     let original = path_and_query.strip_prefix(auth)?;
     let original_query = original.split_once('?').map_or("", |(_, q)| q);
     original.starts_with('/').then(|| OwnEndpoint::Answer {
-        answer: Answer::Check {
+        mode: Mode::Check(Check {
             status: 200,
             narrowing: Narrowing::from_query(original_query),
-            spoofed: Vec::new(),
-        },
+            ..Check::default()
+        }),
         rules_path: original.to_string(),
         public_passes: true,
     })
@@ -206,74 +189,86 @@ pub struct HandedOn<'a> {
     pub removes_authorization: bool,
 }
 
-/// The answer to a caller that passed: a check's status with identity headers, or user info.
+impl<'a> HandedOn<'a> {
+    /// What the request to the upstream would have carried.
+    pub fn of(forward: &'a Forward) -> HandedOn<'a> {
+        let value = |name: &str| {
+            forward
+                .set_headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        HandedOn {
+            access_token: value("x-auth-request-access-token"),
+            authorization: value("authorization"),
+            removes_authorization: forward.remove_headers.iter().any(|h| h == "authorization"),
+        }
+    }
+}
+
+/// `/oauth2/userinfo` for a caller that passed: the identity as JSON.
+pub fn user_info(identity: Option<&Identity>, set_cookies: Vec<String>) -> Reply {
+    let body = match identity {
+        Some(who) => json!({
+            "user": who.user,
+            "email": who.email,
+            "groups": who.groups,
+            "preferredUsername": who.preferred_username,
+        }),
+        None => json!({}),
+    };
+    let headers = vec![("content-type".into(), "application/json".into())];
+    reply::with_cookies(200, headers, format!("{body}\n"), set_cookies)
+}
+
+/// A check's answer to a caller that passed: its status with identity headers.
 pub fn granted(
-    answer: &Answer,
+    check: &Check,
     identity: Option<&Identity>,
     handed_on: &HandedOn,
     set_cookies: Vec<String>,
 ) -> Reply {
-    match answer {
-        Answer::UserInfo => {
-            let body = match identity {
-                Some(who) => json!({
-                    "user": who.user,
-                    "email": who.email,
-                    "groups": who.groups,
-                    "preferredUsername": who.preferred_username,
-                }),
-                None => json!({}),
-            };
-            let headers = vec![("content-type".into(), "application/json".into())];
-            reply::with_cookies(200, headers, format!("{body}\n"), set_cookies)
+    let mut headers = identity
+        // The names `auth-response-headers` expect, whatever goes upstream otherwise.
+        .map(|who| who.headers_named(&IdentityHeaders::oauth2_proxy()))
+        .unwrap_or_default();
+    let tokens = [
+        ("x-auth-request-access-token", handed_on.access_token),
+        ("authorization", handed_on.authorization),
+    ];
+    headers.extend(
+        tokens
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value?.to_string())))
+            .filter(|(_, value)| header_value_safe(value)),
+    );
+    // Envoy's ext_authz copies the headers we answer with over the request's, and
+    // leaves the rest as the client sent them: a client's own `X-Auth-Request-Groups`
+    // would reach the app beside a token without groups. Envoy removes what this
+    // header lists (NGINX sends only the headers it is told to, from our answer).
+    // What the client sent of a stripped family goes too, in its own spelling
+    // (`x_auth_request_groups`, `X-HTTP-Method-Override`), as inline mode strips it.
+    let authorization = (handed_on.removes_authorization && handed_on.authorization.is_none())
+        .then_some("authorization");
+    let mut unset: Vec<String> = Vec::new();
+    let names = ANSWERED_IDENTITY
+        .into_iter()
+        .chain(OTHER_PROXIES_IDENTITY)
+        .chain(PATH_OVERRIDES)
+        .chain(authorization)
+        .chain(check.spoofed.iter().map(String::as_str));
+    for name in names {
+        let name = name.to_ascii_lowercase();
+        let answered = headers.iter().any(|(n, _)| *n == name);
+        if !answered && header_name_safe(&name) && !unset.contains(&name) {
+            unset.push(name);
         }
-        Answer::Check {
-            status, spoofed, ..
-        } => {
-            let mut headers = identity
-                // The names `auth-response-headers` expect, whatever goes upstream otherwise.
-                .map(|who| who.headers_named(&IdentityHeaders::oauth2_proxy()))
-                .unwrap_or_default();
-            let tokens = [
-                ("x-auth-request-access-token", handed_on.access_token),
-                ("authorization", handed_on.authorization),
-            ];
-            headers.extend(
-                tokens
-                    .into_iter()
-                    .filter_map(|(name, value)| Some((name.to_string(), value?.to_string())))
-                    .filter(|(_, value)| header_value_safe(value)),
-            );
-            // Envoy's ext_authz copies the headers we answer with over the request's, and
-            // leaves the rest as the client sent them: a client's own `X-Auth-Request-Groups`
-            // would reach the app beside a token without groups. Envoy removes what this
-            // header lists (NGINX sends only the headers it is told to, from our answer).
-            // What the client sent of a stripped family goes too, in its own spelling
-            // (`x_auth_request_groups`, `X-HTTP-Method-Override`), as inline mode strips it.
-            let authorization = (handed_on.removes_authorization
-                && handed_on.authorization.is_none())
-            .then_some("authorization");
-            let mut unset: Vec<String> = Vec::new();
-            let names = ANSWERED_IDENTITY
-                .into_iter()
-                .chain(OTHER_PROXIES_IDENTITY)
-                .chain(PATH_OVERRIDES)
-                .chain(authorization)
-                .chain(spoofed.iter().map(String::as_str));
-            for name in names {
-                let name = name.to_ascii_lowercase();
-                let answered = headers.iter().any(|(n, _)| *n == name);
-                if !answered && header_name_safe(&name) && !unset.contains(&name) {
-                    unset.push(name);
-                }
-            }
-            if !unset.is_empty() {
-                headers.push(("x-envoy-auth-headers-to-remove".into(), unset.join(",")));
-            }
-            reply::with_cookies(*status, headers, String::new(), set_cookies)
-        }
-        Answer::Upstream => reply::with_cookies(200, Vec::new(), String::new(), set_cookies),
     }
+    if !unset.is_empty() {
+        headers.push(("x-envoy-auth-headers-to-remove".into(), unset.join(",")));
+    }
+    reply::with_cookies(check.status, headers, String::new(), set_cookies)
 }
 
 /// Headers of stripped families that ingress-nginx itself sets on an `auth_request` check.
@@ -282,23 +277,14 @@ const SET_BY_NGINX: [&str; 2] = ["x-auth-request-redirect", "x-original-url"];
 /// An `auth_request` check of a request carrying headers only the proxy may set (of
 /// `spoofed`, those NGINX does not set itself): `400` naming the first, and all their
 /// names (NGINX would hand them to the app beside the identity it answered).
-pub fn refused_spoofed<'a>(spoofed: &[&'a str]) -> Option<(Reply, Vec<&'a str>)> {
+pub fn refused_spoofed<'a>(spoofed: &[&'a str]) -> Option<(Refusal, Vec<&'a str>)> {
     let names: Vec<&str> = spoofed
         .iter()
         .copied()
         .filter(|n| !SET_BY_NGINX.iter().any(|s| n.eq_ignore_ascii_case(s)))
         .collect();
     let first = *names.first()?;
-    let body = json!({
-        "error": "invalid_request",
-        "error_description": format!(
-            "the request carries {first}, a header only the proxy may set \
-             (an identity header or a method override)"
-        ),
-    });
-    let headers = vec![("content-type".into(), "application/json".into())];
-    let reply = reply::with_cookies(400, headers, format!("{body}\n"), Vec::new());
-    Some((reply, names))
+    Some((Refusal::SpoofedHeader(first.to_string()), names))
 }
 
 /// `/ping`: the filter runs.

@@ -4,17 +4,10 @@
 
 use serde_json::json;
 
+use crate::core::config::kubernetes::Impersonation;
+use crate::core::forward::Forward;
 use crate::core::identity::Identity;
-use crate::core::reply::{header_name_safe, header_value_safe, Reply};
-
-/// `impersonate` of a service.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Impersonation {
-    pub user_prefix: String,
-    pub group_prefix: String,
-    /// `(extra key, claim)`: `Impersonate-Extra-<key>` from a claim (dotted for nested).
-    pub extra_claims: Vec<(String, String)>,
-}
+use crate::core::reply::{header_value_safe, Reply};
 
 /// Header edits for the apiserver: `set` replaces, `add` may repeat a name.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -23,36 +16,54 @@ pub struct Impersonating {
     pub add: Vec<(String, String)>,
 }
 
-impl Impersonation {
-    /// Whether an extra key can be a header name's tail (Kubernetes lowercases them).
-    pub fn extra_key_ok(key: &str) -> bool {
-        !key.is_empty() && key == key.to_ascii_lowercase() && header_name_safe(key)
+/// The headers that ask the apiserver to act as `identity`: every value header-safe (a
+/// group or claim that is not is left out, never written).
+pub fn headers(impersonation: &Impersonation, identity: &Identity) -> Impersonating {
+    let mut edits = Impersonating::default();
+    let user = format!("{}{}", impersonation.user_prefix, identity.user);
+    if writable(&user) {
+        edits.set.push(("impersonate-user".into(), user));
     }
+    for group in &identity.groups {
+        let group = format!("{}{group}", impersonation.group_prefix);
+        if writable(&group) {
+            edits.add.push(("impersonate-group".into(), group));
+        }
+    }
+    for (key, claim) in &impersonation.extra_claims {
+        let name = format!("impersonate-extra-{key}");
+        for value in identity.claim_values(claim) {
+            if writable(&value) {
+                edits.add.push((name.clone(), value));
+            }
+        }
+    }
+    edits
+}
 
-    /// The headers that ask the apiserver to act as `identity`: every value header-safe
-    /// (a group or claim that is not is left out, never written).
-    pub fn headers(&self, identity: &Identity) -> Impersonating {
-        let mut edits = Impersonating::default();
-        let user = format!("{}{}", self.user_prefix, identity.user);
-        if writable(&user) {
-            edits.set.push(("impersonate-user".into(), user));
-        }
-        for group in &identity.groups {
-            let group = format!("{}{group}", self.group_prefix);
-            if writable(&group) {
-                edits.add.push(("impersonate-group".into(), group));
-            }
-        }
-        for (key, claim) in &self.extra_claims {
-            let name = format!("impersonate-extra-{key}");
-            for value in identity.claim_values(claim) {
-                if writable(&value) {
-                    edits.add.push((name.clone(), value));
-                }
-            }
-        }
-        edits
+/// Kubernetes API mode: the apiserver hears who the caller is only from `Impersonate-*`
+/// (anonymous on a public route, never the proxy's own identity), never from the client's
+/// `Authorization` or our identity headers. `None` when no user can be written: without
+/// `Impersonate-User` the apiserver would act as the proxy.
+pub fn forward(
+    impersonation: &Impersonation,
+    identity: Option<&Identity>,
+    mut forward: Forward,
+    judged_path: Option<(String, String)>,
+) -> Option<Forward> {
+    forward.set_headers.retain(|(name, _)| name == "cookie");
+    if !forward.remove_headers.iter().any(|h| h == "authorization") {
+        forward.remove_headers.push("authorization".into());
     }
+    let edits = match identity {
+        Some(identity) => headers(impersonation, identity),
+        None => anonymous(),
+    };
+    forward.set_headers.extend(edits.set);
+    forward.add_headers.extend(edits.add);
+    forward.set_headers.extend(judged_path);
+    // Never as the proxy's own identity, whatever a change above might do.
+    forward.impersonates().then_some(forward)
 }
 
 /// Namespaces of the cluster's own users and groups: `system:masters`, and kubeadm's
@@ -89,28 +100,20 @@ pub fn client_impersonates<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> boo
 }
 
 /// A refusal as the apiserver writes one, which `kubectl` prints as `error: You must be
-/// logged in to the server (Unauthorized)` or `Error from server (Forbidden): ...`.
-pub fn as_status(mut reply: Reply) -> Reply {
+/// logged in to the server (Unauthorized)` or `Error from server (Forbidden): ...`: built
+/// from the refusal's status and description; other statuses keep `reply` as it is.
+pub fn as_status(mut reply: Reply, description: &str) -> Reply {
     let reason = match reply.status {
         401 => "Unauthorized",
         403 => "Forbidden",
         _ => return reply,
-    };
-    let body = serde_json::from_str::<serde_json::Value>(&reply.body).unwrap_or_default();
-    if body["kind"] == "Status" {
-        return reply;
-    }
-    let detail = body["error_description"].as_str().map(str::to_string);
-    let message = match detail {
-        Some(detail) => format!("{reason}: {detail}"),
-        None => reason.to_string(),
     };
     reply.body = json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
-        "message": message,
+        "message": format!("{reason}: {description}"),
         "reason": reason,
         "code": reply.status,
     })
@@ -120,15 +123,4 @@ pub fn as_status(mut reply: Reply) -> Reply {
         .headers
         .push(("content-type".into(), "application/json".into()));
     reply
-}
-
-/// The reply to a client that sent `Impersonate-*` headers.
-pub fn refused_client_impersonation() -> Reply {
-    let reply = Reply {
-        status: 403,
-        headers: vec![("cache-control".into(), "no-store".into())],
-        body: json!({ "error_description": "impersonation headers are not allowed" }).to_string(),
-        reason: None,
-    };
-    as_status(reply)
 }

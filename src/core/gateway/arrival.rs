@@ -1,0 +1,209 @@
+//! Steps 2-5: what a request is about before anyone asks who sent it. One host, our own
+//! endpoints (which set the mode), the rules of its service and route, and Kubernetes
+//! mode's refusal of a client that impersonates on its own.
+
+use std::borrow::Cow;
+use std::ops::ControlFlow;
+
+use super::{Ended, Gateway, Judged, Way};
+use crate::core::host::Host;
+use crate::core::hostname::host_name;
+use crate::core::identity;
+use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
+use crate::core::mode::check::{self, OwnEndpoint};
+use crate::core::mode::{kubernetes, Mode};
+use crate::core::policy::gate::{Gate, Target};
+use crate::core::refusal::Refusal;
+use crate::core::reply::Severity;
+use crate::core::request_headers::RequestHeaders;
+
+/// The request the rules judge: as sent, or the one a check is about.
+pub(super) struct Asked<'h> {
+    authority: Cow<'h, str>,
+    path: Cow<'h, str>,
+    method: Cow<'h, str>,
+    /// Every restriction of the service holds: an `auth_request` check that does not say
+    /// which request it is about.
+    every_route: bool,
+    /// A public route passes without a caller (not for an `auth_request` check).
+    public_passes: bool,
+    browser: bool,
+    mode: Mode,
+}
+
+/// What a person's browser sends when it navigates.
+pub(super) fn hints<'h>(headers: &'h RequestHeaders, method: &'h str) -> RequestHints<'h> {
+    RequestHints {
+        method,
+        accept: headers.text("accept"),
+        sec_fetch_mode: headers.text("sec-fetch-mode"),
+        x_requested_with: headers.text("x-requested-with"),
+    }
+}
+
+/// Whether a person's browser asked (refusals are then pages).
+pub(super) fn browser(headers: &RequestHeaders) -> bool {
+    let method = headers.text(":method").unwrap_or("GET");
+    is_browser_navigation(&hints(headers, method))
+}
+
+impl Gateway {
+    /// Step 2: An h2 `host` header beside `:authority` that names another host: which one the
+    /// upstream reads is its choice, so neither is trusted (RFC 9113 calls it malformed).
+    pub(super) fn one_host(&self, headers: &RequestHeaders) -> ControlFlow<Ended> {
+        if !self.settings.has_services() {
+            return ControlFlow::Continue(());
+        }
+        let Some(host) = headers.get("host") else {
+            return ControlFlow::Continue(());
+        };
+        let authority = headers.lossy(":authority").unwrap_or_default();
+        let same = std::str::from_utf8(host)
+            .ok()
+            .and_then(host_name)
+            .zip(host_name(&authority))
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b));
+        if same {
+            return ControlFlow::Continue(());
+        }
+        let why = "the Host header names another host";
+        ControlFlow::Break(Refusal::BadRequest(why.into()).into())
+    }
+
+    /// Step 3: Our own endpoints: probes are answered; a check or user info sets the mode and
+    /// the request the rules judge.
+    pub(super) fn own_endpoint<'h>(
+        &self,
+        host: &mut dyn Host,
+        headers: &'h RequestHeaders,
+        way: &mut Way,
+    ) -> ControlFlow<Ended, Asked<'h>> {
+        let mut asked = Asked {
+            authority: headers.lossy(":authority").unwrap_or_default(),
+            path: headers.lossy(":path").unwrap_or_default(),
+            method: Cow::Borrowed(headers.text(":method").unwrap_or("GET")),
+            every_route: false,
+            public_passes: true,
+            browser: way.browser,
+            mode: Mode::Upstream,
+        };
+        let endpoint = check::own_endpoint(&self.settings.endpoints, &asked.path);
+        let Some(endpoint) = endpoint else {
+            return ControlFlow::Continue(asked);
+        };
+        let (mode, rules_path, public_passes) = match endpoint {
+            OwnEndpoint::Ping => return ControlFlow::Break(Ended::Answer(check::ping())),
+            OwnEndpoint::Ready => {
+                let ready = check::ready(self.authn.all_keys_loaded());
+                return ControlFlow::Break(Ended::Answer(ready));
+            }
+            OwnEndpoint::Answer {
+                mode,
+                rules_path,
+                public_passes,
+            } => (mode, rules_path, public_passes),
+        };
+        // A check is answered to NGINX or Envoy, never sent to log in.
+        asked.browser = false;
+        way.browser = false;
+        way.mode = mode.clone();
+        asked.mode = self.with_spoofed(host, headers, mode)?;
+        asked.path = Cow::Owned(rules_path);
+        asked.public_passes = public_passes;
+        let Mode::Check(check) = &asked.mode else {
+            return ControlFlow::Continue(asked);
+        };
+        if !check.is_auth_request() {
+            return ControlFlow::Continue(asked);
+        }
+        if !self.settings.endpoints.trust_original_url {
+            asked.every_route = true;
+            return ControlFlow::Continue(asked);
+        }
+        let original = check::original_request(
+            headers.text("x-original-url"),
+            headers.text("x-original-method"),
+        );
+        match original {
+            Ok(original) => {
+                asked.authority = Cow::Owned(original.authority);
+                asked.path = Cow::Owned(original.path_and_query);
+                asked.method = Cow::Owned(original.method);
+                ControlFlow::Continue(asked)
+            }
+            Err(why) => ControlFlow::Break(Refusal::BadRequest(why.into()).into()),
+        }
+    }
+
+    /// A check learns which of the request's headers Envoy must remove; an `auth_request`
+    /// check carrying one is refused (NGINX would hand them to the app), when so set.
+    fn with_spoofed(
+        &self,
+        host: &mut dyn Host,
+        headers: &RequestHeaders,
+        mode: Mode,
+    ) -> ControlFlow<Ended, Mode> {
+        let Mode::Check(mut asked) = mode else {
+            return ControlFlow::Continue(mode);
+        };
+        let stripped = &self.settings.stripped_headers;
+        let spoofed = identity::spoofed(headers.iter().map(|(n, _)| n), stripped);
+        if asked.is_auth_request() && self.settings.endpoints.refuse_spoofed_headers {
+            if let Some((refusal, named)) = check::refused_spoofed(&spoofed) {
+                let line = format!("400 for an auth_request check: the request carries {named:?}, headers only the proxy may set");
+                host.log(Severity::Info, &line);
+                return ControlFlow::Break(refusal.into());
+            }
+        }
+        asked.spoofed = spoofed.iter().map(|n| n.to_string()).collect();
+        ControlFlow::Continue(Mode::Check(asked))
+    }
+
+    /// Step 4: The rules of the host's service and the route, and the mode for the service.
+    pub(super) fn find_rules(
+        &self,
+        host: &mut dyn Host,
+        asked: Asked,
+        way: &mut Way,
+    ) -> ControlFlow<Ended, Judged> {
+        let target = Target {
+            authority: &asked.authority,
+            path_and_query: &asked.path,
+            method: &asked.method,
+            browser: asked.browser,
+        };
+        let mut gate = match Gate::find(&self.settings, &target) {
+            Ok(gate) => gate,
+            Err(refusal) => {
+                if refusal == Refusal::UnlistedHost {
+                    // Debug: any client can pick a Host; `{:?}` keeps its bytes on one line.
+                    let line = format!("403 for host {:?}: no service lists it", asked.authority);
+                    host.log(Severity::Debug, &line);
+                }
+                return ControlFlow::Break(refusal.into());
+            }
+        };
+        gate.public &= asked.public_passes;
+        if asked.every_route {
+            gate.require_every_route(&self.settings);
+        }
+        let impersonation = gate.impersonation(&self.settings);
+        let mode = Mode::for_service(asked.mode, impersonation);
+        way.mode = mode.clone();
+        ControlFlow::Continue(Judged { gate, mode })
+    }
+
+    /// Step 5: Kubernetes mode: a client that asks the apiserver to impersonate on its own gets
+    /// `403` (kube-oidc-proxy's rule).
+    pub(super) fn no_client_impersonation(
+        &self,
+        headers: &RequestHeaders,
+        judged: &Judged,
+    ) -> ControlFlow<Ended> {
+        let names = headers.iter().map(|(n, _)| n);
+        if judged.mode.for_apiserver() && kubernetes::client_impersonates(names) {
+            return ControlFlow::Break(Refusal::ClientImpersonates.into());
+        }
+        ControlFlow::Continue(())
+    }
+}

@@ -1,0 +1,111 @@
+//! What deciding a request comes to: the adapter's `Decision`, the gateway's own `Ended`
+//! before the exit writes it, and what a request under way keeps (`Judged`, `Pending`).
+
+use crate::core::config::ServiceId;
+use crate::core::forward::Forward;
+use crate::core::login::oidc::PendingLogin;
+use crate::core::login::refresh::Lease;
+use crate::core::login::session::Session;
+use crate::core::mode::Mode;
+use crate::core::policy::gate::Gate;
+use crate::core::refusal::Refused;
+use crate::core::reply::Reply;
+
+/// What the adapter does with a request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Let it go upstream with these edits.
+    Forward(Forward),
+    /// Answer it here.
+    Respond(Reply),
+    /// A token-endpoint call is under way: hand its answer to `on_token_response`.
+    Calling(Box<Pending>),
+    /// Parked in the gateway: `settle` decides it again.
+    Parked,
+}
+
+/// The decision on a request, and the client-sent headers (named as the request names
+/// them) to remove whatever it is.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    pub strip: Vec<&'a str>,
+    pub decision: Decision,
+}
+
+/// Where a path through the gateway ended, before `exit` writes it for the mode.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    Forward(Forward),
+    Answer(Reply),
+    Refuse(Refused),
+    Calling(Box<Pending>),
+    Parked,
+}
+
+impl<T: Into<Refused>> From<T> for Ended {
+    fn from(refused: T) -> Ended {
+        Ended::Refuse(refused.into())
+    }
+}
+
+/// The rules a request answers to and how it is answered: found once, kept while it
+/// waits for keys or a refresh.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub gate: Gate,
+    pub mode: Mode,
+}
+
+/// A token-endpoint call under way, with what finishing it needs.
+pub enum Pending {
+    Exchange {
+        token: u32,
+        service: ServiceId,
+        login: PendingLogin,
+        cookie_header: Option<String>,
+        judged: Box<Judged>,
+    },
+    Refresh {
+        /// `None` until the root sends it (on its next tick).
+        token: Option<u32>,
+        service: ServiceId,
+        session: Box<Session>,
+        lease: Lease,
+        cookie_header: Option<String>,
+        path: String,
+        judged: Box<Judged>,
+    },
+}
+
+/// The session and cookies it carries are never printed.
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, token, service) = match self {
+            Pending::Exchange { token, service, .. } => ("Exchange", Some(*token), service),
+            Pending::Refresh { token, service, .. } => ("Refresh", *token, service),
+        };
+        f.debug_struct(kind)
+            .field("token", &token)
+            .field("service", service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    pub(crate) fn token(&self) -> Option<u32> {
+        match self {
+            Pending::Exchange { token, .. } => Some(*token),
+            Pending::Refresh { token, .. } => *token,
+        }
+    }
+
+    pub(crate) fn service(&self) -> ServiceId {
+        let (Pending::Exchange { service, .. } | Pending::Refresh { service, .. }) = self;
+        *service
+    }
+
+    pub(crate) fn judged(&self) -> &Judged {
+        let (Pending::Exchange { judged, .. } | Pending::Refresh { judged, .. }) = self;
+        judged
+    }
+}

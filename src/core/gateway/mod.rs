@@ -1,0 +1,273 @@
+//! One worker's decisions about requests. `decide` takes a request from its headers to a
+//! decision the adapter only carries out, in this order (`steps`, one call per step):
+//! 1. strip what clients may not send (identity and impersonation headers, every spelling);
+//! 2. one host: an h2 `host` header naming another host than `:authority` gets `400`;
+//! 3. our own endpoints: ping and ready are answered; a check (`auth_request`, `ext_authz`)
+//!    or user info sets the mode and the request the rules judge (`400` for an
+//!    `auth_request` check with a header only the proxy may set, or no original URL);
+//! 4. the rules: the service by host, the route by normalised path and method (`400` for a
+//!    path no rule can judge safely, `403` for a host no service lists); a Kubernetes
+//!    service answers in Kubernetes mode;
+//! 5. Kubernetes mode: a client's own `Impersonate-*` headers get `403`;
+//! 6. a public route: answered as the mode says, with no caller;
+//! 7. a login host: its sign-in endpoints (callback, sign-out, start), a session cookie
+//!    (refreshed first when its tokens expired: `session_refresh.rs`), or no credential (a browser
+//!    goes to log in, anything else gets `401`); an `Authorization` header goes on to 8;
+//!    a callback or login start waits for the IdP's endpoints when they are not known;
+//! 8. a bearer token: verified, refused, or parked until the issuer's keys come;
+//! 9. admission: the service's and route's rules, and a check's own narrowing (`403`);
+//! 10. the answer, as the mode says: identity headers upstream, a check's answer, user
+//!     info, or impersonation of the caller.
+//!
+//! Every path leaves through `exit`, which writes a refusal for the mode, counts the
+//! decision and holds cookies for a request decided outside its own context. Parked
+//! requests come back through `settle` (at 7 or 8, or with a token answer); token-endpoint
+//! answers through `on_token_response`, which finish a sign-in or a refresh at 9.
+
+mod admit;
+mod arrival;
+mod bearer;
+mod decision;
+mod parked;
+mod session;
+mod session_refresh;
+mod token_answer;
+
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use crate::core::bearer::authenticator::Authenticator;
+use crate::core::bearer::budget::SourceBudget;
+use crate::core::config::Settings;
+use crate::core::host::{Callout, Host, Metric};
+use crate::core::identity;
+use crate::core::login::flow::ResolvedEndpoints;
+use crate::core::login::opened::OpenedSessions;
+use crate::core::login::refresh::{self, Lease};
+use crate::core::mode::Mode;
+use crate::core::request_headers::RequestHeaders;
+
+pub use crate::core::forward::Forward;
+pub(crate) use decision::Ended;
+pub use decision::{Decision, Judged, Outcome, Pending};
+use parked::Parked;
+pub use parked::MAX_PARKED;
+
+pub struct Gateway {
+    settings: Rc<Settings>,
+    pub authn: Authenticator,
+    parked: Vec<Parked>,
+    /// Providers whose keys a request asked to fetch; the root starts it on its next tick.
+    fetch_wanted: Vec<bool>,
+    /// Refresh results this worker published, and when to forget them.
+    published: Vec<(Lease, u64)>,
+    /// Cookies for the responses of requests `settle` forwarded.
+    response_cookies: Vec<(u32, Vec<String>)>,
+    /// Token calls sent from the root (refreshes, and calls made while settling): their
+    /// answers reach the root.
+    root_calls: Vec<(u32, Pending)>,
+    /// Refreshes leased by a request, for the root to send on its next tick.
+    queued_refreshes: Vec<(u32, Callout, Pending)>,
+    /// Per login service, the sessions this VM has opened.
+    opened: Vec<OpenedSessions>,
+    /// Per login service, its endpoints as last resolved.
+    endpoints: Vec<ResolvedEndpoints>,
+    /// Requests allowed since the last tick.
+    allowed: u64,
+    /// Failed signature checks per client address, when limited.
+    budget: Option<SourceBudget>,
+}
+
+/// Memory for opened sessions, per login service and VM.
+const OPENED_SESSIONS_BYTES: usize = 2 << 20;
+
+/// Whether a browser sent to log in may wait for the IdP's endpoints: not when it already
+/// waited (a parked request is decided again from its headers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Allowed,
+    AlreadyWaited,
+}
+
+/// How `exit` writes a decision: the request's mode, whether a person's browser asked,
+/// and, for a request decided outside its own context, which one.
+struct Way {
+    mode: Mode,
+    browser: bool,
+    settled: Option<u32>,
+}
+
+impl Way {
+    fn of(judged: &Judged, settled: Option<u32>) -> Way {
+        Way {
+            mode: judged.mode.clone(),
+            browser: judged.gate.browser,
+            settled,
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(settings: Rc<Settings>) -> Gateway {
+        let providers = settings.providers.len();
+        let logins = settings.login.len();
+        Gateway {
+            authn: Authenticator::new(Rc::clone(&settings)),
+            budget: settings.signature_check_budget.map(SourceBudget::new),
+            settings,
+            parked: Vec::new(),
+            fetch_wanted: vec![false; providers],
+            published: Vec::new(),
+            response_cookies: Vec::new(),
+            root_calls: Vec::new(),
+            queued_refreshes: Vec::new(),
+            opened: (0..logins)
+                .map(|_| OpenedSessions::new(OPENED_SESSIONS_BYTES))
+                .collect(),
+            endpoints: (0..logins).map(|_| ResolvedEndpoints::default()).collect(),
+            allowed: 0,
+        }
+    }
+
+    /// Writes what every worker expects in shared data (the refresh slots); each VM does it
+    /// once at start, before deciding requests.
+    pub fn prepare(&self, host: &mut dyn Host) {
+        for service in &self.settings.login {
+            refresh::init_slots(host, &service.client_id);
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Decides a request from its headers (the order at the top of this file).
+    pub fn decide<'a>(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &'a RequestHeaders,
+    ) -> Outcome<'a> {
+        // 1. strip what clients may not send
+        let stripped = &self.settings.stripped_headers;
+        let strip = identity::spoofed(headers.iter().map(|(n, _)| n), stripped);
+        let decision = self.decide_stripped(host, context_id, headers, Wait::Allowed, None);
+        Outcome { strip, decision }
+    }
+
+    /// Steps 2-10 and the exit; `settled`: decided outside the request's own context.
+    fn decide_stripped(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &RequestHeaders,
+        wait: Wait,
+        settled: Option<u32>,
+    ) -> Decision {
+        let mut way = Way {
+            mode: Mode::Upstream,
+            browser: arrival::browser(headers),
+            settled,
+        };
+        let ended = match self.steps(host, context_id, headers, wait, &mut way) {
+            ControlFlow::Break(ended) | ControlFlow::Continue(ended) => ended,
+        };
+        self.exit(host, &way, ended)
+    }
+
+    /// Steps 2-10, one call each; each step either ends the request or hands on.
+    fn steps(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &RequestHeaders,
+        wait: Wait,
+        way: &mut Way,
+    ) -> ControlFlow<Ended, Ended> {
+        // 2. one host
+        self.one_host(headers)?;
+        // 3. our own endpoints: the mode, and the request the rules judge
+        let asked = self.own_endpoint(host, headers, way)?;
+        // 4. the rules of the host's service and route, and the mode for the service
+        let judged = self.find_rules(host, asked, way)?;
+        // 5. Kubernetes mode: no client impersonates on its own
+        self.no_client_impersonation(headers, &judged)?;
+        // 6. a public route
+        self.public_route(headers, &judged)?;
+        // 7. a login host: sign-in endpoints, a session, or no credential
+        self.login_host(host, context_id, headers, &judged, wait)?;
+        // 8-10. a bearer token, admitted by the rules, answered as the mode says
+        ControlFlow::Continue(self.bearer(host, context_id, headers, judged))
+    }
+
+    /// The one way out: a refusal written for the mode, the decision counted, and the
+    /// state of a request decided outside its own context kept for it.
+    fn exit(&mut self, host: &mut dyn Host, way: &Way, ended: Ended) -> Decision {
+        let decision = match ended {
+            Ended::Forward(forward) => Decision::Forward(forward),
+            Ended::Answer(reply) => Decision::Respond(reply),
+            Ended::Refuse(refused) => Decision::Respond(way.mode.render(refused, way.browser)),
+            Ended::Calling(pending) => Decision::Calling(pending),
+            Ended::Parked => Decision::Parked,
+        };
+        self.count(host, &decision);
+        match way.settled {
+            Some(context_id) => self.hold_settled(context_id, decision),
+            None => decision,
+        }
+    }
+
+    /// Counts a decision by its kind (a parked request is counted again when it is
+    /// decided); every error also counts as `Refused`. Allowed requests, the common case,
+    /// are added up and reported on the tick: no host call per request.
+    fn count(&mut self, host: &mut dyn Host, decision: &Decision) {
+        match decision {
+            Decision::Forward(_) => self.allowed += 1,
+            // Forward-auth grants, user info and probes.
+            Decision::Respond(reply) if reply.status < 300 => self.allowed += 1,
+            Decision::Respond(reply) => {
+                let metric = Metric::of_reply(reply);
+                if metric != Metric::Redirected {
+                    host.count(Metric::Refused);
+                }
+                host.count(metric);
+            }
+            Decision::Parked => host.count(Metric::Parked),
+            Decision::Calling(_) => {}
+        }
+    }
+
+    /// Forgets published refresh results whose grace period is over; reports the token
+    /// cache's hits and misses (once a tick rather than a host call per request).
+    pub fn tick(&mut self, host: &mut dyn Host) {
+        let lookups = self.authn.take_lookups();
+        let allowed = std::mem::take(&mut self.allowed);
+        for (metric, by) in [
+            (Metric::Allowed, allowed),
+            (Metric::TokenCacheHits, lookups.hits),
+            (Metric::TokenCacheSharedHits, lookups.shared_hits),
+            (Metric::TokenCacheMisses, lookups.misses),
+        ] {
+            if by > 0 {
+                host.add(metric, by);
+            }
+        }
+        let now_ms = host.now_ms();
+        let (over, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.published)
+            .into_iter()
+            .partition(|(_, until)| now_ms >= *until);
+        self.published = kept;
+        for (lease, _) in over {
+            refresh::forget(host, &lease);
+        }
+    }
+
+    /// The request is gone: nothing of it stays parked. A refresh it started from the root
+    /// still finishes, so its result is published for the session's other requests.
+    pub fn forget(&mut self, context_id: u32) {
+        self.parked.retain(|p| p.context_id != context_id);
+        self.response_cookies.retain(|(id, _)| *id != context_id);
+        self.root_calls
+            .retain(|(id, p)| *id != context_id || matches!(p, Pending::Refresh { .. }));
+    }
+}

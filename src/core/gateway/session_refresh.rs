@@ -1,0 +1,179 @@
+//! The refresh protocol: one refresh per session generation across workers. A request
+//! whose session's tokens expired leases the generation (`start_refresh`); the root sends
+//! the refresh on its next tick, so its answer is taken in and published even when the
+//! client goes away (an IdP that rotates refresh tokens would refuse the old one again);
+//! `finish_refresh` adopts, keeps or ends the session with the answer.
+
+use super::session::{logged, token_call, At};
+use super::{Decision, Ended, Gateway, Judged, Pending, Way};
+use crate::core::bearer::error::AuthError;
+use crate::core::config::login::LoginService;
+use crate::core::host::{Host, Metric};
+use crate::core::login::flow::{self, Refreshed};
+use crate::core::login::oidc::{TokenError, TokenRequest, Tokens};
+use crate::core::login::refresh::{self, Claim, Lease};
+use crate::core::login::refresh_slots::RESULT_KEPT_MS;
+use crate::core::login::session::Session;
+use crate::core::reply::Severity;
+
+/// A refresh's answer, with what finishing it needs.
+pub(super) struct RefreshAnswer<'a> {
+    pub service: &'a LoginService,
+    pub session: &'a Session,
+    pub lease: Lease,
+    pub cookie_header: Option<&'a str>,
+    pub path: &'a str,
+    pub judged: &'a Judged,
+}
+
+impl Gateway {
+    /// A session whose tokens expired: adopt another worker's result, keep the session
+    /// while a refresh is under way elsewhere, or lease the generation and queue the call.
+    pub(super) fn start_refresh(
+        &mut self,
+        host: &mut dyn Host,
+        at: &At,
+        session: Session,
+        request: &TokenRequest,
+    ) -> Ended {
+        let (service, cookie_header) = (at.service, at.cookie_header.as_deref());
+        let now_ms = host.now_ms();
+        let candidate = match refresh::claim(host, service, &session, now_ms) {
+            Claim::Free(candidate) => candidate,
+            Claim::Adopt(renewed) => {
+                return self.adopt(host, service, &renewed, cookie_header, at.judged)
+            }
+            Claim::Ended => {
+                let ended =
+                    flow::session_ended(service, cookie_header, at.path, at.judged.gate.browser);
+                return match ended {
+                    Ok(reply) => logged(host, service, &at.judged.gate.place(), reply),
+                    Err(refused) => Ended::Refuse(refused),
+                };
+            }
+            Claim::KeepOld => {
+                return self.keep_old(host, service, &session, cookie_header, at.judged)
+            }
+        };
+        let lease = host
+            .token(12)
+            .and_then(|marker| refresh::take(host, candidate, service, now_ms, marker));
+        let Some(lease) = lease else {
+            return self.keep_old(host, service, &session, cookie_header, at.judged);
+        };
+        let pending = Pending::Refresh {
+            token: None,
+            service: at.id,
+            session: Box::new(session),
+            lease,
+            cookie_header: at.cookie_header.clone(),
+            path: at.path.to_string(),
+            judged: Box::new(at.judged.clone()),
+        };
+        self.queued_refreshes
+            .push((at.context_id, token_call(service, request), pending));
+        Ended::Parked
+    }
+
+    /// Sends the refreshes requests leased (from the root, so the answers reach it); one
+    /// that cannot be sent goes on with the old session.
+    pub(super) fn send_queued_refreshes(&mut self, host: &mut dyn Host) -> Vec<(u32, Decision)> {
+        let mut decided = Vec::new();
+        for (context_id, call, mut pending) in std::mem::take(&mut self.queued_refreshes) {
+            let Pending::Refresh {
+                token,
+                service,
+                session,
+                lease,
+                cookie_header,
+                judged,
+                ..
+            } = &mut pending
+            else {
+                continue;
+            };
+            if let Some(sent) = host.call(&call) {
+                *token = Some(sent);
+                self.root_calls.push((context_id, pending));
+                continue;
+            }
+            refresh::release(host, lease);
+            let settings = std::rc::Rc::clone(&self.settings);
+            let Some(svc) = settings.login.get(service.0) else {
+                continue;
+            };
+            let ended = self.keep_old(host, svc, session, cookie_header.as_deref(), judged);
+            let way = Way::of(judged, Some(context_id));
+            decided.push((context_id, self.exit(host, &way, ended)));
+        }
+        decided
+    }
+
+    /// The token endpoint answered a refresh.
+    pub(super) fn finish_refresh(
+        &mut self,
+        host: &mut dyn Host,
+        answer: RefreshAnswer,
+        tokens: Result<Tokens, TokenError>,
+    ) -> Ended {
+        let RefreshAnswer {
+            service,
+            session,
+            lease,
+            cookie_header,
+            path,
+            judged,
+        } = answer;
+        let now_ms = host.now_ms();
+        let authn = &self.authn;
+        let verify = |id_token: &str, nonce: Option<&str>| {
+            authn.verify_id_token(
+                service.provider,
+                id_token,
+                &service.client_id,
+                nonce,
+                now_ms,
+            )
+        };
+        match flow::finish_refresh(session, tokens, &verify, now_ms / 1000) {
+            Refreshed::Renewed(renewed) => {
+                host.count(Metric::Refreshed);
+                let sealed = refresh::seal(service, &renewed, host);
+                if refresh::publish_renewed(host, &lease, sealed.as_deref(), now_ms) {
+                    self.published.push((lease, now_ms + RESULT_KEPT_MS));
+                }
+                self.adopt(host, service, &renewed, cookie_header, judged)
+            }
+            Refreshed::KeepOld => {
+                let line = format!(
+                    "refresh for {} failed; keeping the session for now",
+                    service.client_id
+                );
+                host.log(Severity::Warn, &line);
+                refresh::release(host, &lease);
+                self.keep_old(host, service, session, cookie_header, judged)
+            }
+            Refreshed::Ended(why) => {
+                // Another worker refreshed this session first; its result stands.
+                if let Some(renewed) = refresh::renewed_elsewhere(host, &lease, service, now_ms) {
+                    return self.adopt(host, service, &renewed, cookie_header, judged);
+                }
+                // The user's name is personal data: the session id says enough.
+                let sid: String = session.sid.chars().take(8).collect();
+                let line = format!("session {sid}… of {} ended: {why}", service.client_id);
+                host.log(Severity::Debug, &line);
+                refresh::publish_ended(host, &lease, now_ms);
+                let browser = judged.gate.browser;
+                match flow::session_ended(service, cookie_header, path, browser) {
+                    Ok(reply) => logged(host, service, &judged.gate.place(), reply),
+                    Err(refused) => Ended::Refuse(refused),
+                }
+            }
+        }
+    }
+}
+
+/// No login service for a pending call (cannot happen: services never change in a VM).
+pub(super) fn no_service() -> Ended {
+    AuthError::KeysUnavailable.into()
+}

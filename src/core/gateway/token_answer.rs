@@ -1,0 +1,180 @@
+//! A token endpoint answered: a sign-in's code exchange or a refresh. An answer whose ID
+//! token names a key this worker lacks waits for the keys first.
+
+use std::rc::Rc;
+
+use super::parked::{Parked, WaitsFor};
+use super::session::logged;
+use super::session_refresh::{no_service, RefreshAnswer};
+use super::{Decision, Ended, Gateway, Pending, Way};
+use crate::core::cookies;
+use crate::core::host::{Host, Metric};
+use crate::core::login::flow;
+use crate::core::login::oidc::{self, TokenError, Tokens};
+use crate::core::login::refresh;
+
+impl Gateway {
+    /// The token endpoint answered the call `pending` is waiting on, in the request's own
+    /// context. When its ID token is signed with a key this worker lacks, the request is
+    /// parked until the keys arrive.
+    pub fn on_token_response(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        pending: Pending,
+        token_id: u32,
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Decision {
+        if pending.token() != Some(token_id) {
+            return Decision::Calling(Box::new(pending));
+        }
+        self.token_answered(host, context_id, pending, status, body, None)
+    }
+
+    /// An answer to a token call sent from the root (a refresh, or a call made while
+    /// settling): the request it belongs to and what to do with it.
+    pub fn on_settled_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        token_id: u32,
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Option<(u32, Decision)> {
+        let at = self
+            .root_calls
+            .iter()
+            .position(|(_, p)| p.token() == Some(token_id))?;
+        let (context_id, pending) = self.root_calls.swap_remove(at);
+        let settled = Some(context_id);
+        let decision = self.token_answered(host, context_id, pending, status, body, settled);
+        Some((context_id, decision))
+    }
+
+    fn token_answered(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        pending: Pending,
+        status: Option<u32>,
+        body: &[u8],
+        settled: Option<u32>,
+    ) -> Decision {
+        let tokens = oidc::read_tokens(status, body);
+        let provider = self
+            .settings
+            .login
+            .get(pending.service().0)
+            .map(|s| s.provider);
+        let id_token = tokens.as_ref().ok().and_then(|t| t.id_token.as_ref());
+        let (Some(provider), Some(id_token)) = (provider, id_token) else {
+            return self.finish(host, pending, tokens, settled);
+        };
+        if !self.authn.id_token_awaits_keys(provider, id_token.expose()) {
+            return self.finish(host, pending, tokens, settled);
+        }
+        let now_ms = host.now_ms();
+        // The fetch is asked for now, or (rate limit) by `settle` once it may be.
+        let fetch_asked = self.ask_for_keys(provider, now_ms);
+        let wait_ms =
+            self.settings.keys_wait_timeout_ms + self.settings.min_refetch_interval_ms(provider);
+        if let Pending::Refresh { lease, service, .. } = &pending {
+            // Nobody else may spend the refresh token while this one waits.
+            let timeout_ms = self
+                .settings
+                .login
+                .get(service.0)
+                .map_or(0, |s| s.timeout_ms);
+            refresh::extend(host, lease, now_ms + wait_ms + timeout_ms);
+        }
+        self.parked.push(Parked {
+            context_id,
+            provider,
+            deadline_ms: now_ms + wait_ms,
+            waits_for: WaitsFor::IdTokenKeys {
+                pending: Box::new(pending),
+                tokens,
+                fetch_asked,
+                since_ms: now_ms,
+            },
+        });
+        Decision::Parked
+    }
+
+    /// Finishes a sign-in or a refresh with the token endpoint's answer, and leaves
+    /// through the exit.
+    pub(super) fn finish(
+        &mut self,
+        host: &mut dyn Host,
+        pending: Pending,
+        tokens: Result<Tokens, TokenError>,
+        settled: Option<u32>,
+    ) -> Decision {
+        let way = Way::of(pending.judged(), settled);
+        let ended = self.finish_call(host, pending, tokens);
+        self.exit(host, &way, ended)
+    }
+
+    fn finish_call(
+        &mut self,
+        host: &mut dyn Host,
+        pending: Pending,
+        tokens: Result<Tokens, TokenError>,
+    ) -> Ended {
+        let settings = Rc::clone(&self.settings);
+        let Some(service) = settings.login.get(pending.service().0) else {
+            return no_service();
+        };
+        match pending {
+            Pending::Exchange {
+                login,
+                cookie_header,
+                judged,
+                ..
+            } => {
+                let request_cookies = cookie_header
+                    .as_deref()
+                    .map(cookies::parse)
+                    .unwrap_or_default();
+                let now_ms = host.now_ms();
+                let authn = &self.authn;
+                let verify = |id_token: &str, nonce: Option<&str>| {
+                    let client_id = &service.client_id;
+                    authn.verify_id_token(service.provider, id_token, client_id, nonce, now_ms)
+                };
+                let now_secs = now_ms / 1000;
+                let reply = flow::finish_login(
+                    service,
+                    &login,
+                    tokens,
+                    &verify,
+                    &request_cookies,
+                    now_secs,
+                    host,
+                );
+                if reply.status == 302 {
+                    host.count(Metric::SignedIn);
+                }
+                logged(host, service, &judged.gate.place(), reply)
+            }
+            Pending::Refresh {
+                session,
+                lease,
+                cookie_header,
+                path,
+                judged,
+                ..
+            } => {
+                let answer = RefreshAnswer {
+                    service,
+                    session: &session,
+                    lease,
+                    cookie_header: cookie_header.as_deref(),
+                    path: &path,
+                    judged: &judged,
+                };
+                self.finish_refresh(host, answer, tokens)
+            }
+        }
+    }
+}

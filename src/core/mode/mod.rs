@@ -1,0 +1,141 @@
+//! How a request is answered: the one place that knows modes exist (besides the
+//! configuration that turns them on). A mode says three things: what a request without a
+//! credential gets, how an admitted one is answered, and how a refusal is written.
+//!
+//! - `Upstream`: the filter in front of the app; identity headers go upstream;
+//! - `Check`: oauth2-proxy's forward-auth check for NGINX `auth_request` or Envoy
+//!   `ext_authz` (`check`);
+//! - `UserInfo`: `/oauth2/userinfo`;
+//! - `Kubernetes`: in front of the apiserver, asking it to impersonate the caller
+//!   (`kubernetes`).
+
+pub mod check;
+pub mod kubernetes;
+pub mod pages;
+
+use std::rc::Rc;
+
+use crate::core::bearer::error::AuthError;
+use crate::core::config::kubernetes::Impersonation;
+use crate::core::forward::Forward;
+use crate::core::identity::Identity;
+use crate::core::policy::route::Unauthenticated;
+use crate::core::refusal::{Refusal, Refused};
+use crate::core::reply::Reply;
+use check::{Check, HandedOn};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Upstream,
+    Check(Check),
+    /// `kubernetes`: about a Kubernetes API host, whose refusals are the apiserver's.
+    UserInfo {
+        kubernetes: bool,
+    },
+    Kubernetes(Rc<Impersonation>),
+}
+
+/// An admitted request, answered as its mode says.
+#[derive(Debug)]
+pub enum Admitted {
+    Forward(Forward),
+    Answer(Reply),
+}
+
+impl Mode {
+    /// The mode of a request to a service: a check or user info as asked, else Kubernetes
+    /// API mode when the service has it.
+    pub fn for_service(asked: Mode, impersonation: Option<&Rc<Impersonation>>) -> Mode {
+        match (asked, impersonation) {
+            (Mode::Upstream, Some(impersonation)) => Mode::Kubernetes(Rc::clone(impersonation)),
+            (Mode::Check(check), Some(_)) => Mode::Check(Check {
+                kubernetes: true,
+                ..check
+            }),
+            (Mode::UserInfo { .. }, Some(_)) => Mode::UserInfo { kubernetes: true },
+            (asked, _) => asked,
+        }
+    }
+
+    /// The request is answered here (to NGINX, Envoy or a script), never forwarded: nobody
+    /// is sent to log in, and refusals are never pages.
+    pub fn answered_here(&self) -> bool {
+        matches!(self, Mode::Check(_) | Mode::UserInfo { .. })
+    }
+
+    /// In front of a Kubernetes apiserver: clients may not impersonate on their own, and
+    /// refusals are the apiserver's `Status`.
+    pub fn for_apiserver(&self) -> bool {
+        match self {
+            Mode::Kubernetes(_) => true,
+            Mode::Check(check) => check.kubernetes,
+            Mode::UserInfo { kubernetes } => *kubernetes,
+            Mode::Upstream => false,
+        }
+    }
+
+    /// Step 1: What a request without a credential gets, given what its route says.
+    pub fn unauthenticated(&self, route_says: Unauthenticated) -> Unauthenticated {
+        if self.answered_here() {
+            Unauthenticated::Deny
+        } else {
+            route_says
+        }
+    }
+
+    /// A check's own narrowing (`allowed_groups` and the like in its query); every other
+    /// mode has none. `Err` says which list refused.
+    pub fn allows(&self, identity: &Identity) -> Result<(), &'static str> {
+        match self {
+            Mode::Check(check) => check.narrowing.allows(identity),
+            _ => Ok(()),
+        }
+    }
+
+    /// Step 2: How an admitted request is answered (`identity` is `None` on a public route):
+    /// `forward` holds what inline mode would send upstream, `judged_path` the `:path` to
+    /// forward (`forward_normalized_path`).
+    pub fn admitted(
+        &self,
+        identity: Option<&Identity>,
+        mut forward: Forward,
+        judged_path: Option<String>,
+    ) -> Result<Admitted, Refusal> {
+        let judged_path = judged_path.map(|p| (":path".to_string(), p));
+        match self {
+            Mode::Upstream => {
+                forward.set_headers.extend(judged_path);
+                Ok(Admitted::Forward(forward))
+            }
+            Mode::UserInfo { .. } => Ok(Admitted::Answer(check::user_info(
+                identity,
+                forward.response_cookies,
+            ))),
+            Mode::Check(check) => {
+                let cookies = std::mem::take(&mut forward.response_cookies);
+                let handed_on = HandedOn::of(&forward);
+                let reply = check::granted(check, identity, &handed_on, cookies);
+                Ok(Admitted::Answer(reply))
+            }
+            Mode::Kubernetes(impersonation) => {
+                kubernetes::forward(impersonation, identity, forward, judged_path)
+                    .map(Admitted::Forward)
+                    .ok_or(Refusal::Token(AuthError::ClaimNotHeaderSafe {
+                        claim: "the user".into(),
+                    }))
+            }
+        }
+    }
+
+    /// Step 3: How a refusal is written: for a person or a program, or as the apiserver's
+    /// `Status` (built from the refusal, so `kubectl` prints why).
+    pub fn render(&self, refused: Refused, browser: bool) -> Reply {
+        let browser = browser && !self.answered_here();
+        if !self.for_apiserver() {
+            return pages::render(refused, browser);
+        }
+        let description = refused.refusal.description();
+        kubernetes::as_status(pages::render(refused, browser), &description)
+    }
+}

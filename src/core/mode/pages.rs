@@ -1,0 +1,138 @@
+//! A refusal written for whoever asked: a page for a person's browser, JSON with an RFC 6750
+//! challenge for a program. Neither says which rule refused: the policy is not the
+//! caller's business.
+
+use serde_json::json;
+
+use crate::core::bearer::error::AuthError;
+use crate::core::refusal::{Forbidden, Refusal, Refused};
+use crate::core::reply::{self, Reply};
+
+/// `refused` as this filter writes it outside Kubernetes mode.
+pub fn render(refused: Refused, browser: bool) -> Reply {
+    let cookies = refused.set_cookies;
+    match refused.refusal {
+        Refusal::Token(error) => error.reply(cookies),
+        Refusal::Forbidden(forbidden) if browser => forbidden_page(&forbidden, cookies),
+        Refusal::Forbidden(forbidden) => AuthError::Forbidden {
+            missing_scopes: forbidden.missing_scopes,
+        }
+        .reply(cookies),
+        Refusal::UnlistedHost if browser => {
+            let message = "No service is set up for this address.";
+            reply::page_with_links(403, "Access denied", message, &[], cookies)
+        }
+        Refusal::BadRequest(why) if browser => reply::page(
+            400,
+            "Bad address",
+            &format!("This address cannot be opened: {why}."),
+            cookies,
+        ),
+        refusal => json_refusal(&refusal, cookies),
+    }
+}
+
+/// A refusal as JSON: `error` (an OAuth code) and `error_description`.
+fn json_refusal(refusal: &Refusal, cookies: Vec<String>) -> Reply {
+    let error = match refusal {
+        Refusal::BadRequest(_) | Refusal::SpoofedHeader(_) => Some("invalid_request"),
+        Refusal::ClientImpersonates => None,
+        _ => Some("forbidden"),
+    };
+    let status = refusal.status();
+    let description = refusal.description();
+    let (body, headers) = match error {
+        Some(error) => (
+            format!(
+                "{}\n",
+                json!({ "error": error, "error_description": description })
+            ),
+            vec![("content-type".into(), "application/json".into())],
+        ),
+        None => (
+            json!({ "error_description": description }).to_string(),
+            Vec::new(),
+        ),
+    };
+    reply::with_cookies(status, headers, body, cookies)
+}
+
+/// `403` for a person: the account they are signed in with, and a way to switch it when
+/// the host has sign-in. Never a redirect, so a refusal cannot loop through the IdP.
+fn forbidden_page(forbidden: &Forbidden, cookies: Vec<String>) -> Reply {
+    let message = format!(
+        "You are signed in as {}, and this account is not allowed to open this page. \
+         If you have another account that is, sign out and sign in with it.",
+        forbidden.shown
+    );
+    let links: Vec<(&str, &str)> = forbidden
+        .sign_out_path
+        .as_deref()
+        .map(|path| (path, "Sign out to switch accounts"))
+        .into_iter()
+        .collect();
+    reply::page_with_links(403, "Access denied", &message, &links, cookies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::identity::Identity;
+    use serde_json::Map;
+
+    fn forbidden(
+        identity: &Identity,
+        missing_scopes: Vec<String>,
+        browser: bool,
+        sign_out_path: Option<&str>,
+    ) -> Reply {
+        let refusal = Forbidden::of(identity, missing_scopes, sign_out_path);
+        render(Refusal::Forbidden(Box::new(refusal)).into(), browser)
+    }
+
+    fn mallory() -> Identity {
+        Identity {
+            user: "u-7".into(),
+            email: Some("mallory<b>@example.com".into()),
+            preferred_username: None,
+            groups: vec!["myorg:dev".into()],
+            scopes: Vec::new(),
+            issuer: "https://dex.example.com".into(),
+            claims: Map::new(),
+            ..Identity::default()
+        }
+    }
+
+    #[test]
+    fn a_person_sees_who_they_are_and_how_to_switch_accounts() {
+        let page = forbidden(&mallory(), Vec::new(), true, Some("/oauth2/sign_out"));
+        assert_eq!(page.status, 403);
+        assert!(
+            page.body.contains("mallory&lt;b&gt;@example.com"),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("href=\"/oauth2/sign_out\""));
+        assert!(
+            !page.body.contains("myorg"),
+            "the policy and groups are not shown"
+        );
+        assert_eq!(page.header("location"), None);
+    }
+
+    #[test]
+    fn a_program_gets_json_and_the_missing_scopes() {
+        let reply = forbidden(&mallory(), vec!["write".into()], false, None);
+        assert_eq!(reply.status, 403);
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some(r#"Bearer realm="wasm-iap", error="insufficient_scope", scope="write""#)
+        );
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
+        assert_eq!(body["error"], "insufficient_scope");
+        let plain = forbidden(&mallory(), Vec::new(), false, None);
+        assert_eq!(plain.header("www-authenticate"), None);
+        let body: serde_json::Value = serde_json::from_str(&plain.body).unwrap_or_default();
+        assert_eq!(body["error"], "forbidden");
+    }
+}
