@@ -8,8 +8,8 @@
 //! answer with a direct response so that only the filters differ. Also measures the time to
 //! the first request of a fresh Envoy whose keys come by OIDC discovery.
 //!
-//! Writes bench/results.json, bench/results.md (a table for the README) and bench/results.svg
-//! (a chart of the ratios to no filter), and prints the table.
+//! Writes bench/results.json, bench/results.md (a table for docs/performance.md) and
+//! bench/results.svg (a chart of the ratios to no filter), and prints the table.
 //!
 //!   ./build.sh bench      (BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16) change
 //!                          the load; BENCH_TOKENS (20000) distinct tokens per rotating

@@ -161,7 +161,7 @@ fn f3_a_deny_rule_on_groups_never_holds_with_a_nested_groups_claim() {
 }
 
 // ---------------------------------------------------------------------------------------
-// F4 (medium). A `hosts` entry that can never match (a port, which the README says is
+// F4 (medium). A `hosts` entry that can never match (a port, which docs/configuration.md says is
 // "ignored"; `*.example.com`; a trailing dot) is accepted, and the service's rules then
 // never apply: its requests fall to "a host under no service", which admits any valid token.
 

@@ -58,7 +58,7 @@ fn central_config(issuer: &str) -> Value {
     })
 }
 
-/// The README's `allowed_headers` patterns: every header of a stripped family, in every
+/// docs/forward-auth.md's `allowed_headers` patterns: every header of a stripped family, in every
 /// spelling (Envoy hands them over lower case), goes to the check, so its answer can name it
 /// for Envoy to remove. Several small ones: Envoy refuses an RE2 program over 100.
 const STRIPPED_FAMILIES: [&str; 10] = [

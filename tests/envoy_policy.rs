@@ -65,7 +65,7 @@ fn log_in(bed: &LoginBed, browser: &mut Browser, url: &str, user: &str) -> (Stri
 /// A counter of the filter at Envoy's `/stats/prometheus`, where Envoy lists the stats of
 /// its custom namespace `wasmcustom` (`wasmcustom.wasm_iap_<name>` at `/stats`) as
 /// `wasm_iap_<name>`: without the namespace and without the `envoy_` prefix (Envoy 1.40; the
-/// README's `envoy_wasmcustom_wasm_iap_<name>` is not there).
+/// `envoy_wasmcustom_wasm_iap_<name>` the README once named is not there).
 fn counter(envoy: &Envoy, name: &str) -> u64 {
     envoy
         .prometheus_metric(&format!("wasm_iap_{name}"))
@@ -827,9 +827,9 @@ fn prometheus_stats_count_sign_ins_allowed_forbidden_and_missing_credentials() {
 // ---------------------------------------------------------------------------------------
 // 6. Issue 16: spellings an upstream serves as a restricted path (Rails `(.:format)`, Spring
 // MVC before 5.3, IIS), and spellings of a public path that are not public as sent; with
-// Envoy's defaults and with the README's hardened settings.
+// Envoy's defaults and with the hardened settings of docs/authorization.md.
 
-/// The README's recommended path settings for the HTTP connection manager.
+/// docs/authorization.md's recommended path settings for the HTTP connection manager.
 fn hardened_hcm() -> Value {
     json!({
         "normalize_path": true,

@@ -143,7 +143,7 @@ fn merge_hcm(config: &mut Value, hcm: &Value) {
     }
 }
 
-/// The README's forward-auth Envoy behind NGINX: the client is the `X-Forwarded-For` entry
+/// docs/forward-auth.md's Envoy behind NGINX: the client is the `X-Forwarded-For` entry
 /// the proxy in front appended (the rightmost), never one the client wrote.
 fn behind_one_proxy() -> Value {
     json!({ "use_remote_address": true, "xff_num_trusted_hops": 1 })
@@ -208,7 +208,7 @@ fn through_envoy_ext_authz_a_client_cannot_evade_the_central_budget_with_x_forwa
     let budget = json!({ "signature_check_budget": { "per_second": 1, "burst": 3 } });
     let central = start_with_hcm(&idp, &central_upstream, budget, 1, behind_one_proxy());
     let app = Upstream::start();
-    // The README's front Envoy: an edge (use_remote_address) whose checks carry the
+    // docs/forward-auth.md's front Envoy: an edge (use_remote_address) whose checks carry the
     // X-Forwarded-For it appended the client's address to.
     let ext_authz = json!({
         "name": "envoy.filters.http.ext_authz",

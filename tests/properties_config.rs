@@ -2,7 +2,7 @@
 //! Properties over configurations, not only requests: random services, routes, providers and
 //! modes (inline, Envoy `ext_authz`, NGINX `auth_request`, Kubernetes), and random requests built
 //! from the spellings attackers use. Whatever the filter lets through, a small evaluator written
-//! from the README's rules (not from the filter's code) must also let through:
+//! from the rules in docs/ (not from the filter's code) must also let through:
 //! - nothing reaches the upstream on a restricted route unless the evaluator, over the canonical
 //!   path, says the rule holds;
 //! - no header of a stripped family reaches the upstream, in any mode;
@@ -53,7 +53,7 @@ fn folded(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 
-/// The README's stripped families, written out here rather than taken from the filter.
+/// docs/configuration.md's stripped families, written out here rather than taken from the filter.
 fn is_stripped_family(name: &str) -> bool {
     let name = folded(name);
     [

@@ -1,5 +1,5 @@
 //! Reporting: the figures of a run as `bench/results.json`, a Markdown table
-//! (`bench/results.md`, for the README) and a bar chart (`bench/results.svg`).
+//! (`bench/results.md`, for docs/performance.md) and a bar chart (`bench/results.svg`).
 
 use std::fmt::Write as _;
 
