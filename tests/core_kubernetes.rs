@@ -10,9 +10,10 @@ use serde_json::{json, Value};
 use support::mint;
 use support::policy_bed::*;
 use wasm_iap::core::config::Settings;
-use wasm_iap::core::gateway::Forward;
+use wasm_iap::core::gateway::{Decision, Forward};
 use wasm_iap::core::login::session::Session;
 use wasm_iap::core::reply::Reply;
+use wasm_iap::core::secret::Secret;
 
 const KUBE: &str = "kube.example.com";
 const DASHBOARD: &str = "dashboard.example.com";
@@ -169,6 +170,46 @@ fn a_dashboard_session_is_impersonated_too() {
         all(&forward, "cookie"),
         ["theme=dark"],
         "our cookie stays ours"
+    );
+}
+
+/// Before issue 17 the refused refresh's `401` was OAuth JSON here, while the same `401`
+/// on the direct path was a `Status`: `finish` was the one exit that did not write it.
+#[test]
+fn a_refused_refresh_on_a_kubernetes_login_host_is_the_apiservers_status() {
+    let mut bed = Bed::new(&config());
+    let now = mint::now_secs();
+    let session = Session {
+        sid: "sid-2".into(),
+        user: "alice@example.com".into(),
+        expires_at: now + 3600,
+        refresh_at: now - 1,
+        refresh_token: Some(Secret::new("rt-1")),
+        ..Session::default()
+    };
+    let cookie = bed.session_cookie(0, &session);
+    let kubectl = [("cookie", cookie.as_str()), ("accept", "application/json")];
+    let waits = bed.get(DASHBOARD, "/api/v1/pods", &kubectl);
+    assert!(matches!(waits, Decision::Parked), "{waits:?}");
+    assert!(bed.gateway.settle(&mut bed.host, None).is_empty(), "sent");
+    let call = bed.host.calls.last().unwrap();
+    assert!(call.body.contains("grant_type=refresh_token"));
+    let token = call.token;
+    let refused = br#"{"error":"invalid_grant"}"#;
+    let (_, decision) = bed
+        .gateway
+        .on_settled_call_response(&mut bed.host, token, Some(400), refused)
+        .unwrap();
+    let reply = responded(decision);
+    let status = status_of(&reply);
+    assert_eq!(
+        (&status["kind"], &status["reason"], &status["code"]),
+        (&json!("Status"), &json!("Unauthorized"), &json!(401)),
+        "{status}"
+    );
+    assert!(
+        reply.set_cookies().any(|c| c.starts_with("_dash=;")),
+        "the ended session is cleared: {reply:?}"
     );
 }
 
