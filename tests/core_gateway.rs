@@ -14,6 +14,7 @@ use support::policy_bed::{forwarded, header, responded};
 use wasm_iap::core::config::{ProviderId, Settings};
 use wasm_iap::core::gateway::{Decision, Gateway};
 use wasm_iap::core::host::Metric;
+use wasm_iap::core::keys::fetcher::KeyTaker;
 use wasm_iap::core::keys::record::{Discovery, KeysRecord};
 use wasm_iap::core::login::oidc::PendingLogin;
 use wasm_iap::core::request_headers::RequestHeaders;
@@ -420,15 +421,15 @@ fn a_refresh_is_made_once_and_its_result_adopted_by_the_other_workers() {
     claims["exp"] = json!(mint::now_secs() + 3600);
     let id_token = shared_keys().signer("RS256").sign(&claims);
     let renewed = json!({ "id_token": id_token, "refresh_token": "rt-2" }).to_string();
-    forwarded(answered(
+    let renewed_cookies = forwarded(answered(
         &mut a,
         &mut a_host,
         token,
         200,
         renewed.as_bytes(),
         20,
-    ));
-    let renewed_cookies = a.take_response_cookies(20);
+    ))
+    .response_cookies;
     assert!(
         !renewed_cookies.is_empty(),
         "the browser gets the renewed session"

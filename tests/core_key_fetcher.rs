@@ -42,9 +42,20 @@ fn answer(
         cache_control: None,
         body: body.as_bytes(),
     };
-    fetcher
+    let changed = fetcher
         .on_response(host, gateway, token, &response)
-        .expect("a fetch of ours")
+        .expect("a fetch of ours");
+    gateway.keys_changed(host, &changed)
+}
+
+/// A tick of the fetcher, and the requests the keys it took in settle.
+fn tick(
+    fetcher: &mut KeyFetcher,
+    host: &mut FakeHost,
+    gateway: &mut Gateway,
+) -> Vec<(u32, Decision)> {
+    let changed = fetcher.tick(host, gateway);
+    gateway.keys_changed(host, &changed)
 }
 
 fn bearer_request() -> RequestHeaders {
@@ -70,8 +81,8 @@ fn one_worker_fetches_for_all_and_every_worker_settles_its_waiting_requests() {
         b.decide(&mut b_host, 41, &bearer_request()).decision,
         Decision::Parked
     ));
-    assert!(a_keys.tick(&mut a_host, &mut a).is_empty());
-    assert!(b_keys.tick(&mut b_host, &mut b).is_empty());
+    assert!(tick(&mut a_keys, &mut a_host, &mut a).is_empty());
+    assert!(tick(&mut b_keys, &mut b_host, &mut b).is_empty());
     assert_eq!(
         a_host.calls.len(),
         1,
@@ -101,7 +112,7 @@ fn one_worker_fetches_for_all_and_every_worker_settles_its_waiting_requests() {
         ok(&shared_keys().jwks().to_string()),
     );
     // B sees the published record on its next tick, and its waiting request goes on.
-    let mut decided = b_keys.tick(&mut b_host, &mut b);
+    let mut decided = tick(&mut b_keys, &mut b_host, &mut b);
     assert_eq!(decided.len(), 1);
     let (context, decision) = decided.remove(0);
     assert_eq!(context, 41);
@@ -116,7 +127,7 @@ fn a_failed_refresh_keeps_the_last_good_keys_and_backs_off() {
     let mut host = FakeHost::new(now);
     let mut gateway = Gateway::new(settings());
     let mut keys = KeyFetcher::new(settings());
-    keys.tick(&mut host, &mut gateway);
+    tick(&mut keys, &mut host, &mut gateway);
     let discovery = json!({ "issuer": ISSUER, "jwks_uri": format!("{ISSUER}/keys") });
     let token = host.calls[0].token;
     answer(
@@ -136,7 +147,7 @@ fn a_failed_refresh_keeps_the_last_good_keys_and_backs_off() {
     );
     // Ten minutes later the refresh is due, and the IdP is down.
     host.advance(600_000);
-    keys.tick(&mut host, &mut gateway);
+    tick(&mut keys, &mut host, &mut gateway);
     let token = host.calls.last().unwrap().token;
     answer(
         &mut keys,
@@ -152,10 +163,10 @@ fn a_failed_refresh_keeps_the_last_good_keys_and_backs_off() {
     ));
     // Discovery is asked again after a failure, but not before the backoff.
     let calls = host.calls.len();
-    keys.tick(&mut host, &mut gateway);
+    tick(&mut keys, &mut host, &mut gateway);
     assert_eq!(host.calls.len(), calls, "no retry within the backoff");
     host.advance(1_000);
-    keys.tick(&mut host, &mut gateway);
+    tick(&mut keys, &mut host, &mut gateway);
     assert_eq!(host.calls.len(), calls + 1);
     assert_eq!(
         host.calls.last().unwrap().url,
@@ -196,7 +207,7 @@ fn forged_tokens_that_waited_for_keys_are_charged_to_their_address_when_finally_
     let mut host = FakeHost::new(mint::now_secs() * 1000);
     let mut gateway = Gateway::new(Rc::clone(&settings));
     let mut keys = KeyFetcher::new(settings);
-    keys.tick(&mut host, &mut gateway);
+    tick(&mut keys, &mut host, &mut gateway);
     // Before the first keys arrive, an attacker's forged tokens wait like everyone's.
     host.source = "198.51.100.66:4000".into();
     for n in 0..4 {

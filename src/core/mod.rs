@@ -4,6 +4,7 @@
 //! - `keys`: issuers' signing keys (algorithms, JWKS, the shared record, fetching);
 //! - `bearer`: bearer tokens (parsing, claims, the authenticator, its cache, its errors);
 //! - `login`: browser sign-in (the flow, OIDC messages, sessions, refresh slots);
+//! - `worker`: one VM's core, a door per proxy-wasm callback;
 //! - `gateway`: one worker's decision about a request, in order, behind the `host` trait;
 //! - `policy`: who may pass (hosts, routes, the normalised path, the rules);
 //! - `mode`: how a request is answered (upstream, a forward-auth check, user info,
@@ -31,3 +32,4 @@ pub mod request_headers;
 pub mod seal;
 pub mod secret;
 pub mod shared_data;
+pub mod worker;

@@ -1,37 +1,37 @@
-//! Carries out the core's decision on the current (or effective) request.
+//! Carries out what the core's worker said to do with the current (or effective) request.
 
 use proxy_wasm::types::Action;
 
 use super::host;
-use crate::core::gateway::{Decision, Forward, Pending};
+use crate::core::forward::Forward;
+use crate::core::worker::Act;
 
-/// What is left for the request's own context to hold after a decision.
-pub enum Held {
-    Nothing,
-    /// Cookies for the response of a forwarded request.
-    ResponseCookies(Vec<String>),
-    /// A token call under way: its answer comes back to this context.
-    Calling(Box<Pending>),
-}
-
-/// Applies `decision`; `Action::Continue` when the request goes upstream.
-pub fn carry_out(decision: Decision) -> (Action, Held) {
-    match decision {
-        Decision::Forward(forward) => {
-            let cookies = edit(forward);
-            (Action::Continue, Held::ResponseCookies(cookies))
+/// Carries out `act` on a request whose headers are being decided now; `Action::Continue`
+/// when it goes upstream.
+pub fn carry_out(act: Act) -> Action {
+    match act {
+        Act::Forward(forward) => {
+            edit(&forward);
+            Action::Continue
         }
-        Decision::Respond(reply) => {
+        Act::Respond(reply) => {
             host::send_reply(reply);
-            (Action::Pause, Held::Nothing)
+            Action::Pause
         }
-        Decision::Calling(pending) => (Action::Pause, Held::Calling(pending)),
-        Decision::Parked => (Action::Pause, Held::Nothing),
+        Act::Pause => Action::Pause,
     }
 }
 
-/// The header edits of a forwarded request; returns the cookies for its response.
-fn edit(forward: Forward) -> Vec<String> {
+/// Carries out `act` on a paused request (a parked one, or one that waited for a token
+/// call): a forwarded request is resumed.
+pub fn carry_out_paused(act: Act) {
+    if matches!(carry_out(act), Action::Continue) {
+        host::resume_request();
+    }
+}
+
+/// The header edits of a forwarded request.
+fn edit(forward: &Forward) {
     for name in &forward.remove_headers {
         host::remove_request_header(name);
     }
@@ -41,15 +41,4 @@ fn edit(forward: Forward) -> Vec<String> {
     for (name, value) in &forward.add_headers {
         host::add_request_header(name, value);
     }
-    forward.response_cookies
-}
-
-/// Carries out a decision on a paused request (a parked one, or one that waited for a token
-/// call): a forwarded request is resumed.
-pub fn carry_out_paused(decision: Decision) -> Held {
-    let (action, held) = carry_out(decision);
-    if matches!(action, Action::Continue) {
-        host::resume_request();
-    }
-    held
 }

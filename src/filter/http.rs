@@ -1,4 +1,5 @@
-//! One request's context: asks the core's gateway to decide, and carries the decision out.
+//! One request's context: calls the worker's door for each callback, and carries out what
+//! it says.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -6,38 +7,23 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
-use super::apply::{self, Held};
+use super::apply;
 use super::host::{self, ProxyHost};
 use crate::core::bearer::error::AuthError;
-use crate::core::gateway::{Decision, Gateway, Pending};
+use crate::core::keys::fetch::CalloutResponse;
+use crate::core::worker::{Act, Worker};
 
 /// What one VM (one worker thread) decides with, shared by its root and HTTP contexts.
-pub type SharedGateway = Rc<RefCell<Option<Gateway>>>;
+pub type SharedWorker = Rc<RefCell<Option<Worker>>>;
 
 pub struct Request {
     context_id: u32,
-    gateway: SharedGateway,
-    /// A token call this request waits on.
-    calling: Option<Box<Pending>>,
-    response_cookies: Vec<String>,
+    worker: SharedWorker,
 }
 
 impl Request {
-    pub fn new(context_id: u32, gateway: SharedGateway) -> Self {
-        Request {
-            context_id,
-            gateway,
-            calling: None,
-            response_cookies: Vec::new(),
-        }
-    }
-
-    fn hold(&mut self, held: Held) {
-        match held {
-            Held::Nothing => {}
-            Held::ResponseCookies(cookies) => self.response_cookies = cookies,
-            Held::Calling(pending) => self.calling = Some(pending),
-        }
+    pub fn new(context_id: u32, worker: SharedWorker) -> Self {
+        Request { context_id, worker }
     }
 }
 
@@ -49,31 +35,37 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(pending) = self.calling.take() else {
-            return;
+        let answer = host::call_response(body_size);
+        let response = CalloutResponse {
+            status: answer.status,
+            cache_control: answer.cache_control.as_deref(),
+            body: &answer.body,
         };
-        let response = host::call_response(body_size);
-        let mut slot = self.gateway.try_borrow_mut().ok();
-        let decision = match slot.as_mut().and_then(|slot| slot.as_mut()) {
-            Some(gateway) => gateway.on_token_response(
+        let mut slot = self.worker.try_borrow_mut().ok();
+        let decided = match slot.as_mut().and_then(|slot| slot.as_mut()) {
+            Some(worker) => worker.on_callout_response(
                 &mut ProxyHost,
-                self.context_id,
-                *pending,
+                Some(self.context_id),
                 token_id,
-                response.status,
-                &response.body,
+                &response,
             ),
-            None => Decision::Respond(AuthError::KeysUnavailable.reply(Vec::new())),
+            None => vec![(
+                self.context_id,
+                Act::Respond(AuthError::KeysUnavailable.reply(Vec::new())),
+            )],
         };
         drop(slot);
-        let held = apply::carry_out_paused(decision);
-        self.hold(held);
+        for (context_id, act) in decided {
+            if context_id == self.context_id {
+                apply::carry_out_paused(act);
+            }
+        }
     }
 
     fn on_done(&mut self) -> bool {
-        if let Ok(mut slot) = self.gateway.try_borrow_mut() {
-            if let Some(gateway) = slot.as_mut() {
-                gateway.forget(self.context_id);
+        if let Ok(mut slot) = self.worker.try_borrow_mut() {
+            if let Some(worker) = slot.as_mut() {
+                worker.on_done(self.context_id);
             }
         }
         true
@@ -85,28 +77,29 @@ impl HttpContext for Request {
         #[cfg(feature = "crash-probe")]
         super::crash_probe::maybe_crash();
         let headers = host::request_headers();
-        let outcome = match self.gateway.try_borrow_mut() {
+        let arrival = match self.worker.try_borrow_mut() {
             Ok(mut slot) => match slot.as_mut() {
-                Some(gateway) => gateway.decide(&mut ProxyHost, self.context_id, &headers),
+                Some(worker) => {
+                    worker.on_request_headers(&mut ProxyHost, self.context_id, &headers)
+                }
                 None => return fail_closed("not configured"),
             },
             Err(_) => return fail_closed("VM state busy"),
         };
-        for name in &outcome.strip {
+        for name in &arrival.strip {
             host::remove_request_header(name);
         }
-        let (action, held) = apply::carry_out(outcome.decision);
-        self.hold(held);
-        action
+        apply::carry_out(arrival.act)
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let mut cookies = std::mem::take(&mut self.response_cookies);
-        if let Ok(mut slot) = self.gateway.try_borrow_mut() {
-            if let Some(gateway) = slot.as_mut() {
-                cookies.extend(gateway.take_response_cookies(self.context_id));
-            }
-        }
+        let cookies = match self.worker.try_borrow_mut() {
+            Ok(mut slot) => slot
+                .as_mut()
+                .map(|worker| worker.on_response_headers(self.context_id))
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
         for cookie in &cookies {
             host::add_response_header("set-cookie", cookie);
         }

@@ -1,5 +1,5 @@
-//! The root context of one VM: takes the configuration, keeps the issuers' keys fresh and
-//! settles parked requests on `on_tick`, and hands callout answers to the core.
+//! The root context of one VM: takes the configuration, and calls the worker's door for the
+//! tick and for the callouts it sent (key fetches, refreshes).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -9,11 +9,10 @@ use proxy_wasm::types::{ContextType, LogLevel};
 
 use super::apply;
 use super::host::{self, ProxyHost};
-use super::http::{Request, SharedGateway};
+use super::http::{Request, SharedWorker};
 use crate::core::config::Settings;
-use crate::core::gateway::{Decision, Gateway};
 use crate::core::keys::fetch::CalloutResponse;
-use crate::core::keys::fetcher::KeyFetcher;
+use crate::core::worker::{Act, Worker};
 
 const TICK: Duration = Duration::from_millis(100);
 /// Ticks come quickly just after start, so the first keys are fetched, and seen by every
@@ -23,8 +22,7 @@ const STARTUP_TICKS: u32 = 400;
 
 pub struct Root {
     context_id: u32,
-    gateway: SharedGateway,
-    fetcher: Option<KeyFetcher>,
+    worker: SharedWorker,
     startup_ticks_left: u32,
 }
 
@@ -32,36 +30,23 @@ impl Root {
     pub fn new(context_id: u32) -> Self {
         Root {
             context_id,
-            gateway: SharedGateway::default(),
-            fetcher: None,
+            worker: SharedWorker::default(),
             startup_ticks_left: 0,
         }
     }
 
-    /// Runs `step` with the gateway and the fetcher, and carries out what it decided.
-    fn with_core(
-        &mut self,
-        step: impl FnOnce(&mut KeyFetcher, &mut Gateway) -> Vec<(u32, Decision)>,
-    ) {
-        let decided = match (self.fetcher.as_mut(), self.gateway.try_borrow_mut()) {
-            (Some(fetcher), Ok(mut slot)) => match slot.as_mut() {
-                Some(gateway) => step(fetcher, gateway),
-                None => Vec::new(),
-            },
-            _ => Vec::new(),
+    /// Runs `door` with the worker, and carries out what it decided, each in its context.
+    fn through(&mut self, door: impl FnOnce(&mut Worker) -> Vec<(u32, Act)>) {
+        let decided = match self.worker.try_borrow_mut() {
+            Ok(mut slot) => slot.as_mut().map(door).unwrap_or_default(),
+            Err(_) => Vec::new(),
         };
-        self.carry_out_settled(decided);
-    }
-
-    /// Carries out decisions on parked requests, each in its own context.
-    fn carry_out_settled(&self, decided: Vec<(u32, Decision)>) {
         if decided.is_empty() {
             return;
         }
-        for (context_id, decision) in decided {
+        for (context_id, act) in decided {
             if host::switch_to(context_id) {
-                // A token call the decision made answers to the root: nothing is held.
-                let _ = apply::carry_out_paused(decision);
+                apply::carry_out_paused(act);
             }
         }
         host::switch_to(self.context_id);
@@ -82,21 +67,8 @@ impl Context for Root {
             cache_control: answer.cache_control.as_deref(),
             body: &answer.body,
         };
-        self.with_core(|fetcher, gateway| {
-            // A key fetch, or else a token call made while settling a parked request.
-            fetcher
-                .on_response(&mut ProxyHost, gateway, token_id, &response)
-                .unwrap_or_else(|| {
-                    gateway
-                        .on_settled_call_response(
-                            &mut ProxyHost,
-                            token_id,
-                            response.status,
-                            response.body,
-                        )
-                        .into_iter()
-                        .collect()
-                })
+        self.through(|worker| {
+            worker.on_callout_response(&mut ProxyHost, None, token_id, &response)
         });
     }
 }
@@ -118,13 +90,11 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let gateway = Gateway::new(Rc::clone(&settings));
-        gateway.prepare(&mut ProxyHost);
+        let worker = Worker::new(&mut ProxyHost, settings);
         host::define_counters();
-        if let Ok(mut slot) = self.gateway.try_borrow_mut() {
-            *slot = Some(gateway);
+        if let Ok(mut slot) = self.worker.try_borrow_mut() {
+            *slot = Some(worker);
         }
-        self.fetcher = Some(KeyFetcher::new(settings));
         self.startup_ticks_left = STARTUP_TICKS;
         host::set_tick_period(STARTUP_TICK);
         true
@@ -137,16 +107,11 @@ impl RootContext for Root {
                 host::set_tick_period(TICK);
             }
         }
-        self.with_core(|fetcher, gateway| {
-            let mut decided = fetcher.tick(&mut ProxyHost, gateway);
-            gateway.tick(&mut ProxyHost);
-            decided.extend(gateway.settle(&mut ProxyHost, None));
-            decided
-        });
+        self.through(|worker| worker.on_tick(&mut ProxyHost));
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request::new(context_id, Rc::clone(&self.gateway))))
+        Some(Box::new(Request::new(context_id, Rc::clone(&self.worker))))
     }
 
     fn get_type(&self) -> Option<ContextType> {

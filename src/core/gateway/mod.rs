@@ -61,8 +61,6 @@ pub struct Gateway {
     fetch_wanted: Vec<bool>,
     /// Refresh results this worker published, and when to forget them.
     published: Vec<(Lease, u64)>,
-    /// Cookies for the responses of requests `settle` forwarded.
-    response_cookies: Vec<(u32, Vec<String>)>,
     /// Token calls sent from the root (refreshes, and calls made while settling): their
     /// answers reach the root.
     root_calls: Vec<(u32, Pending)>,
@@ -118,7 +116,6 @@ impl Gateway {
             parked: Vec::new(),
             fetch_wanted: vec![false; providers],
             published: Vec::new(),
-            response_cookies: Vec::new(),
             root_calls: Vec::new(),
             queued_refreshes: Vec::new(),
             opened: (0..logins)
@@ -266,7 +263,6 @@ impl Gateway {
     /// still finishes, so its result is published for the session's other requests.
     pub fn forget(&mut self, context_id: u32) {
         self.parked.retain(|p| p.context_id != context_id);
-        self.response_cookies.retain(|(id, _)| *id != context_id);
         self.root_calls
             .retain(|(id, p)| *id != context_id || matches!(p, Pending::Refresh { .. }));
     }

@@ -6,6 +6,9 @@ use super::{Decision, Gateway, Judged, Pending, Wait, Way};
 use crate::core::bearer::authenticator::{KidRefetch, Verdict, WaitReason};
 use crate::core::config::ProviderId;
 use crate::core::host::Host;
+use crate::core::keys::error::KeysError;
+use crate::core::keys::fetcher::KeyTaker;
+use crate::core::keys::record::KeysRecord;
 use crate::core::login::oidc::{TokenError, Tokens};
 use crate::core::request_headers::RequestHeaders;
 use crate::core::secret::Secret;
@@ -83,17 +86,6 @@ impl Gateway {
             self.want_fetch(provider);
         }
         allowed
-    }
-
-    /// Whether a request asked for `provider`'s keys to be fetched.
-    pub fn fetch_wanted(&self, provider: ProviderId) -> bool {
-        self.fetch_wanted.get(provider.0).copied().unwrap_or(false)
-    }
-
-    pub fn clear_fetch_wanted(&mut self, provider: ProviderId) {
-        if let Some(wanted) = self.fetch_wanted.get_mut(provider.0) {
-            *wanted = false;
-        }
     }
 
     /// Decides parked requests again: those of `changed` (its keys or endpoints arrived),
@@ -209,38 +201,49 @@ impl Gateway {
     }
 
     /// A decision made outside the request's own context: a token call's answer will reach
-    /// the root, so its state is kept here; cookies for the response wait for the adapter.
+    /// the root, so its state is kept here.
     pub(super) fn hold_settled(&mut self, context_id: u32, decision: Decision) -> Decision {
         match decision {
             Decision::Calling(pending) => {
                 self.root_calls.push((context_id, *pending));
                 Decision::Parked
             }
-            Decision::Forward(mut forward) => {
-                let cookies = std::mem::take(&mut forward.response_cookies);
-                if !cookies.is_empty() {
-                    self.response_cookies.push((context_id, cookies));
-                }
-                Decision::Forward(forward)
-            }
             other => other,
         }
     }
 
-    /// Cookies decided for this request's response while it was parked, if any.
-    pub fn take_response_cookies(&mut self, context_id: u32) -> Vec<String> {
-        match self
-            .response_cookies
-            .iter()
-            .position(|(id, _)| *id == context_id)
-        {
-            Some(at) => self.response_cookies.swap_remove(at).1,
-            None => Vec::new(),
+    /// Requests waiting for these issuers' keys or endpoints, decided again.
+    pub fn keys_changed(
+        &mut self,
+        host: &mut dyn Host,
+        changed: &[ProviderId],
+    ) -> Vec<(u32, Decision)> {
+        let mut decided = Vec::new();
+        for provider in changed {
+            decided.extend(self.settle(host, Some(*provider)));
         }
+        decided
     }
 
     /// How many requests are parked (for tests and metrics).
     pub fn parked(&self) -> usize {
         self.parked.len()
+    }
+}
+
+impl KeyTaker for Gateway {
+    fn take_record(&mut self, provider: ProviderId, record: &KeysRecord) -> Result<(), KeysError> {
+        self.authn.install_record(provider, record).map(|_| ())
+    }
+
+    /// Whether a request asked for `provider`'s keys to be fetched.
+    fn fetch_wanted(&self, provider: ProviderId) -> bool {
+        self.fetch_wanted.get(provider.0).copied().unwrap_or(false)
+    }
+
+    fn clear_fetch_wanted(&mut self, provider: ProviderId) {
+        if let Some(wanted) = self.fetch_wanted.get_mut(provider.0) {
+            *wanted = false;
+        }
     }
 }

@@ -8,7 +8,6 @@ use std::rc::Rc;
 use url::Url;
 
 use crate::core::config::{KeySource, Locator, ProviderId, RemoteKeys, Settings};
-use crate::core::gateway::{Decision, Gateway};
 use crate::core::host::{Host, Metric};
 use crate::core::keys::error::KeysError;
 use crate::core::keys::fetch::{self, CalloutResponse, Stage};
@@ -36,6 +35,15 @@ struct InFlight {
 
 /// What a fetch found: the JWKS document, the discovery it went through, and its max-age.
 type Fetched = (String, Option<Discovery>, Option<u64>);
+
+/// The worker the fetcher keeps keys for: it takes in records, and says which issuers its
+/// requests want fetched. The fetcher reports which issuers' records changed; deciding the
+/// requests that waited for them is the worker's business.
+pub trait KeyTaker {
+    fn take_record(&mut self, provider: ProviderId, record: &KeysRecord) -> Result<(), KeysError>;
+    fn fetch_wanted(&self, provider: ProviderId) -> bool;
+    fn clear_fetch_wanted(&mut self, provider: ProviderId);
+}
 
 pub struct KeyFetcher {
     settings: Rc<Settings>,
@@ -96,9 +104,9 @@ impl KeyFetcher {
     fn sync(
         &mut self,
         host: &mut dyn Host,
-        gateway: &mut Gateway,
+        keys: &mut dyn KeyTaker,
         issuer: usize,
-        decided: &mut Vec<(u32, Decision)>,
+        changed: &mut Vec<ProviderId>,
     ) -> KeysRecord {
         let (record, cas) = self.read_record(host, issuer);
         let Some(entry) = self.issuers.get_mut(issuer) else {
@@ -109,48 +117,48 @@ impl KeyFetcher {
         }
         entry.record_cas = cas;
         // A request that still needs a fetch after this record asks again.
-        gateway.clear_fetch_wanted(entry.provider);
-        if let Err(e) = gateway.authn.install_record(entry.provider, &record) {
+        keys.clear_fetch_wanted(entry.provider);
+        if let Err(e) = keys.take_record(entry.provider, &record) {
             host.log(
                 Severity::Warn,
                 &format!("keys for {} not usable: {e}", entry.issuer),
             );
         }
-        decided.extend(gateway.settle(host, Some(entry.provider)));
+        changed.push(entry.provider);
         record
     }
 
     /// One tick: takes in what other workers published, starts the fetches that are due or
     /// wanted (when this worker wins the lease), and returns decisions on parked requests.
-    pub fn tick(&mut self, host: &mut dyn Host, gateway: &mut Gateway) -> Vec<(u32, Decision)> {
-        let mut decided = Vec::new();
+    pub fn tick(&mut self, host: &mut dyn Host, keys: &mut dyn KeyTaker) -> Vec<ProviderId> {
+        let mut changed = Vec::new();
         let now_ms = host.now_ms();
         for issuer in 0..self.issuers.len() {
-            let record = self.sync(host, gateway, issuer, &mut decided);
+            let record = self.sync(host, keys, issuer, &mut changed);
             let provider = self.issuers[issuer].provider;
             // A request's wish stands until a fetch starts or new keys arrive: the lease may
             // be held a moment by a worker that just published.
-            let wanted = gateway.fetch_wanted(provider);
+            let wanted = keys.fetch_wanted(provider);
             let fetching = self.in_flight.values().any(|f| f.issuer == issuer);
             if !fetching
                 && (wanted || record.refresh_due(now_ms))
-                && self.try_start(host, gateway, issuer, &record, now_ms, &mut decided)
+                && self.try_start(host, keys, issuer, &record, now_ms, &mut changed)
             {
-                gateway.clear_fetch_wanted(provider);
+                keys.clear_fetch_wanted(provider);
             }
         }
-        decided
+        changed
     }
 
     /// Starts a fetch when this worker wins the lease; others see the result in shared data.
     fn try_start(
         &mut self,
         host: &mut dyn Host,
-        gateway: &mut Gateway,
+        keys: &mut dyn KeyTaker,
         issuer: usize,
         record: &KeysRecord,
         now_ms: u64,
-        decided: &mut Vec<(u32, Decision)>,
+        changed: &mut Vec<ProviderId>,
     ) -> bool {
         let (Some(remote), Some(entry)) = (self.remote(issuer), self.issuers.get(issuer)) else {
             return false;
@@ -170,7 +178,7 @@ impl KeyFetcher {
         }
         let (stage, url) = fetch::first_step(remote, record);
         host.count(Metric::KeyFetches);
-        self.dispatch(host, gateway, issuer, stage, &url, None, now_ms, decided);
+        self.dispatch(host, keys, issuer, stage, &url, None, now_ms, changed);
         true
     }
 
@@ -178,13 +186,13 @@ impl KeyFetcher {
     fn dispatch(
         &mut self,
         host: &mut dyn Host,
-        gateway: &mut Gateway,
+        keys: &mut dyn KeyTaker,
         issuer: usize,
         stage: Stage,
         url: &Url,
         discovery: Option<Discovery>,
         started_ms: u64,
-        decided: &mut Vec<(u32, Decision)>,
+        changed: &mut Vec<ProviderId>,
     ) {
         let Some(remote) = self.remote(issuer) else {
             return;
@@ -205,7 +213,7 @@ impl KeyFetcher {
                     cluster: call.cluster,
                     detail: "the callout could not be sent".into(),
                 };
-                self.finish(host, gateway, issuer, Err(reason), started_ms, decided);
+                self.finish(host, keys, issuer, Err(reason), started_ms, changed);
             }
         }
     }
@@ -214,12 +222,12 @@ impl KeyFetcher {
     pub fn on_response(
         &mut self,
         host: &mut dyn Host,
-        gateway: &mut Gateway,
+        keys: &mut dyn KeyTaker,
         token: u32,
         response: &CalloutResponse,
-    ) -> Option<Vec<(u32, Decision)>> {
+    ) -> Option<Vec<ProviderId>> {
         let call = self.in_flight.remove(&token)?;
-        let mut decided = Vec::new();
+        let mut changed = Vec::new();
         let entry = self.issuers.get(call.issuer)?;
         let outcome = match call.stage {
             Stage::Discovery => match fetch::read_discovery(response, &entry.issuer) {
@@ -227,15 +235,15 @@ impl KeyFetcher {
                     Ok(jwks_uri) => {
                         self.dispatch(
                             host,
-                            gateway,
+                            keys,
                             call.issuer,
                             Stage::Jwks,
                             &jwks_uri,
                             Some(discovery),
                             call.started_ms,
-                            &mut decided,
+                            &mut changed,
                         );
-                        return Some(decided);
+                        return Some(changed);
                     }
                     Err(_) => Err(KeysError::NotHttpUrl {
                         field: "jwks_uri".into(),
@@ -257,24 +265,24 @@ impl KeyFetcher {
         };
         self.finish(
             host,
-            gateway,
+            keys,
             call.issuer,
             outcome,
             call.started_ms,
-            &mut decided,
+            &mut changed,
         );
-        Some(decided)
+        Some(changed)
     }
 
     /// Publishes the outcome for all workers, releases the lease, and takes it in here.
     fn finish(
         &mut self,
         host: &mut dyn Host,
-        gateway: &mut Gateway,
+        keys: &mut dyn KeyTaker,
         issuer: usize,
         outcome: Result<Fetched, KeysError>,
         started_ms: u64,
-        decided: &mut Vec<(u32, Decision)>,
+        changed: &mut Vec<ProviderId>,
     ) {
         let now_ms = host.now_ms();
         let (record, _) = self.read_record(host, issuer);
@@ -321,6 +329,6 @@ impl KeyFetcher {
         let (record_key, lease_key) = (entry.record_key.clone(), entry.lease_key.clone());
         host.set(&record_key, &next.encode(), None);
         host.set(&lease_key, &lease_value(0), None);
-        self.sync(host, gateway, issuer, decided);
+        self.sync(host, keys, issuer, changed);
     }
 }

@@ -1,0 +1,181 @@
+//! One VM's (one worker thread's) core, with one door per proxy-wasm callback: a request's
+//! headers, a callout's answer, the tick, a response's headers, and a request's end. The
+//! adapter only calls a door and carries out the `Act`s it returns; what a request keeps
+//! between callbacks (a token call it waits on, cookies for its response) lives here.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::core::config::Settings;
+use crate::core::forward::Forward;
+use crate::core::gateway::{Decision, Gateway, Pending};
+use crate::core::host::Host;
+use crate::core::keys::fetch::CalloutResponse;
+use crate::core::keys::fetcher::KeyFetcher;
+use crate::core::reply::Reply;
+use crate::core::request_headers::RequestHeaders;
+
+/// What the adapter does with a request.
+#[derive(Debug)]
+pub enum Act {
+    /// Let it go upstream with these edits (resumed, when it was paused).
+    Forward(Forward),
+    /// Answer it here.
+    Respond(Reply),
+    /// Keep it paused: it waits for keys, endpoints or a token call.
+    Pause,
+}
+
+/// The first decision on a request: the client-sent headers to remove whatever it is, and
+/// what to do with it.
+#[derive(Debug)]
+pub struct Arrival<'a> {
+    pub strip: Vec<&'a str>,
+    pub act: Act,
+}
+
+/// What one request keeps between callbacks.
+#[derive(Default)]
+struct InFlight {
+    /// A token call it waits on, answered in its own context.
+    calling: Option<Box<Pending>>,
+    /// Cookies for its response.
+    response_cookies: Vec<String>,
+}
+
+pub struct Worker {
+    pub gateway: Gateway,
+    fetcher: KeyFetcher,
+    requests: HashMap<u32, InFlight>,
+}
+
+impl Worker {
+    /// A worker for `settings`; writes what every worker expects in shared data first.
+    pub fn new(host: &mut dyn Host, settings: Rc<Settings>) -> Worker {
+        let gateway = Gateway::new(Rc::clone(&settings));
+        gateway.prepare(host);
+        Worker {
+            gateway,
+            fetcher: KeyFetcher::new(settings),
+            requests: HashMap::new(),
+        }
+    }
+
+    /// Door: a request's headers arrived.
+    pub fn on_request_headers<'a>(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        headers: &'a RequestHeaders,
+    ) -> Arrival<'a> {
+        let outcome = self.gateway.decide(host, context_id, headers);
+        Arrival {
+            strip: outcome.strip,
+            act: self.hold(context_id, outcome.decision),
+        }
+    }
+
+    /// Door: a callout answered, in the root's context (`None`: key fetches and token calls
+    /// the root sent) or in a request's own.
+    pub fn on_callout_response(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: Option<u32>,
+        token: u32,
+        response: &CalloutResponse,
+    ) -> Vec<(u32, Act)> {
+        let decided = match context_id {
+            Some(context_id) => self.own_call_answered(host, context_id, token, response),
+            None => match self
+                .fetcher
+                .on_response(host, &mut self.gateway, token, response)
+            {
+                Some(changed) => self.gateway.keys_changed(host, &changed),
+                None => {
+                    let (status, body) = (response.status, response.body);
+                    let settled = self
+                        .gateway
+                        .on_settled_call_response(host, token, status, body);
+                    settled.into_iter().collect()
+                }
+            },
+        };
+        self.hold_all(decided)
+    }
+
+    /// Door: the tick. Takes in keys other workers fetched, starts fetches that are due,
+    /// reports counters, and decides again the requests whose wait is over.
+    pub fn on_tick(&mut self, host: &mut dyn Host) -> Vec<(u32, Act)> {
+        let changed = self.fetcher.tick(host, &mut self.gateway);
+        let mut decided = self.gateway.keys_changed(host, &changed);
+        self.gateway.tick(host);
+        decided.extend(self.gateway.settle(host, None));
+        self.hold_all(decided)
+    }
+
+    /// Door: the response's headers are on their way: the cookies to set on it.
+    pub fn on_response_headers(&mut self, context_id: u32) -> Vec<String> {
+        self.requests
+            .get_mut(&context_id)
+            .map(|request| std::mem::take(&mut request.response_cookies))
+            .unwrap_or_default()
+    }
+
+    /// Door: the request is gone. A refresh it started from the root still finishes, so its
+    /// result is published for the session's other requests.
+    pub fn on_done(&mut self, context_id: u32) {
+        self.requests.remove(&context_id);
+        self.gateway.forget(context_id);
+    }
+
+    fn own_call_answered(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        token: u32,
+        response: &CalloutResponse,
+    ) -> Vec<(u32, Decision)> {
+        let pending = self
+            .requests
+            .get_mut(&context_id)
+            .and_then(|request| request.calling.take());
+        let Some(pending) = pending else {
+            return Vec::new();
+        };
+        let (status, body) = (response.status, response.body);
+        let decision = self
+            .gateway
+            .on_token_response(host, context_id, *pending, token, status, body);
+        vec![(context_id, decision)]
+    }
+
+    fn hold_all(&mut self, decided: Vec<(u32, Decision)>) -> Vec<(u32, Act)> {
+        decided
+            .into_iter()
+            .map(|(context_id, decision)| (context_id, self.hold(context_id, decision)))
+            .collect()
+    }
+
+    /// Keeps what the request needs later, and says what the adapter does now.
+    fn hold(&mut self, context_id: u32, decision: Decision) -> Act {
+        match decision {
+            Decision::Forward(mut forward) => {
+                let cookies = std::mem::take(&mut forward.response_cookies);
+                if !cookies.is_empty() {
+                    self.in_flight(context_id).response_cookies = cookies;
+                }
+                Act::Forward(forward)
+            }
+            Decision::Respond(reply) => Act::Respond(reply),
+            Decision::Calling(pending) => {
+                self.in_flight(context_id).calling = Some(pending);
+                Act::Pause
+            }
+            Decision::Parked => Act::Pause,
+        }
+    }
+
+    fn in_flight(&mut self, context_id: u32) -> &mut InFlight {
+        self.requests.entry(context_id).or_default()
+    }
+}
