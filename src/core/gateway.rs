@@ -32,13 +32,16 @@ use crate::core::identity::{self, Identity};
 use crate::core::impersonation;
 use crate::core::keys::fetch::request_line;
 use crate::core::login::error::LoginError;
-use crate::core::login::flow::{self, Endpoints, Forwarding, Refreshed, ResolvedEndpoints, Step};
+use crate::core::login::flow::{self, Endpoints, Forwarding, ResolvedEndpoints, Step};
+use crate::core::login::login_cookie;
 use crate::core::login::oidc::{self, PendingLogin, TokenError, TokenRequest, Tokens};
 use crate::core::login::opened::OpenedSessions;
 use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
+use crate::core::login::refreshed::{self, Refreshed};
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::login::session::Session;
+use crate::core::login::sign_in;
 use crate::core::policy::denial;
 use crate::core::policy::gate::{Gate, Target};
 use crate::core::policy::route::Unauthenticated;
@@ -956,7 +959,7 @@ impl Gateway {
                         service,
                         &gate.place(),
                         LoginError::TokenEndpointUnreachable
-                            .reply(vec![flow::forget_login(service, &pending)]),
+                            .reply(vec![login_cookie::forget_login(service, &pending)]),
                     ),
                 }
             }
@@ -974,7 +977,7 @@ impl Gateway {
                             host,
                             service,
                             &gate.place(),
-                            flow::session_ended(
+                            refreshed::session_ended(
                                 service,
                                 cookie_header.as_deref(),
                                 request.path,
@@ -1041,7 +1044,7 @@ impl Gateway {
         let mut stored = renewed.clone();
         let now_secs = host.now_ms() / 1000;
         let set_cookies =
-            flow::store_session(service, &mut stored, &request_cookies, now_secs, host)
+            sign_in::store_session(service, &mut stored, &request_cookies, now_secs, host)
                 .unwrap_or_default();
         let forwarding = flow::forward(service, cookie_header.as_deref(), renewed, set_cookies);
         self.session_forward(host, gate, forwarding)
@@ -1149,7 +1152,7 @@ impl Gateway {
                     .as_deref()
                     .map(cookies::parse)
                     .unwrap_or_default();
-                let reply = flow::finish_login(
+                let reply = sign_in::finish_login(
                     svc,
                     &login,
                     tokens,
@@ -1170,7 +1173,7 @@ impl Gateway {
                 path,
                 gate,
                 ..
-            } => match flow::finish_refresh(&session, tokens, &verify, now_ms / 1000) {
+            } => match refreshed::finish_refresh(&session, tokens, &verify, now_ms / 1000) {
                 Refreshed::Renewed(renewed) => {
                     host.count(Metric::Refreshed);
                     let sealed = refresh::seal(svc, &renewed, host);
@@ -1202,7 +1205,7 @@ impl Gateway {
                                 &format!("session {sid}… of {} ended: {why}", svc.client_id),
                             );
                             refresh::publish_ended(host, &lease, now_ms);
-                            let reply = flow::session_ended(
+                            let reply = refreshed::session_ended(
                                 svc,
                                 cookie_header.as_deref(),
                                 &path,
