@@ -15,10 +15,12 @@ use wasm_iap::core::bearer::authenticator::Authenticator;
 use wasm_iap::core::bearer::error::AuthError;
 use wasm_iap::core::config::login::{LoginService, Unauthenticated};
 use wasm_iap::core::config::{ProviderId, Settings};
-use wasm_iap::core::login::flow::{self, Endpoints, Forwarding, Refreshed, Request, Step};
+use wasm_iap::core::login::flow::{self, Endpoints, Forwarding, Request, Step};
 use wasm_iap::core::login::oidc::{pkce_challenge, PendingLogin, TokenError, Tokens};
+use wasm_iap::core::login::refreshed::{self, Refreshed};
 use wasm_iap::core::login::request_kind::RequestHints;
 use wasm_iap::core::login::session::{self, Session};
+use wasm_iap::core::login::sign_in;
 use wasm_iap::core::policy::gate::{Gate, Target};
 use wasm_iap::core::random::{NoRandomness, Random};
 use wasm_iap::core::reply::Reply;
@@ -456,7 +458,7 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         expires_in: Some(300),
         ..Tokens::default()
     };
-    let reply = flow::finish_login(
+    let reply = sign_in::finish_login(
         service,
         &pending,
         Ok(tokens),
@@ -517,7 +519,7 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         ),
     ];
     for (tokens, status) in failures {
-        let reply = flow::finish_login(
+        let reply = sign_in::finish_login(
             service,
             &pending,
             tokens,
@@ -583,7 +585,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
     let verify = |token: &str, nonce: Option<&str>| {
         auth.verify_id_token(ProviderId(0), token, "prometheus", nonce, now * 1000)
     };
-    let renewed = flow::finish_refresh(
+    let renewed = refreshed::finish_refresh(
         &old,
         Ok(Tokens {
             id_token: Some(Secret::new(id_token(json!({ "nonce": null })))),
@@ -603,7 +605,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
     );
     assert!(new.refresh_at > now);
     assert!(matches!(
-        flow::finish_refresh(
+        refreshed::finish_refresh(
             &old,
             Err(TokenError::Unavailable("down".into())),
             &verify,
@@ -612,7 +614,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
         Refreshed::KeepOld
     ));
     assert!(matches!(
-        flow::finish_refresh(
+        refreshed::finish_refresh(
             &old,
             Err(TokenError::Refused("invalid_grant".into())),
             &verify,
@@ -629,7 +631,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
         ..Tokens::default()
     };
     assert!(matches!(
-        flow::finish_refresh(&old, Ok(other_user), &verify, now),
+        refreshed::finish_refresh(&old, Ok(other_user), &verify, now),
         Refreshed::Ended(_)
     ));
 
@@ -1016,13 +1018,14 @@ fn refused_refresh_sends_the_browser_only_to_a_path_on_this_host() {
         ("/%2F%2Fevil.example", "/"),
         ("/graph?x=1", "/graph?x=1"),
     ] {
-        let reply = flow::session_ended(service, Some("__Host-wasm_iap=old"), path, true).unwrap();
+        let reply =
+            refreshed::session_ended(service, Some("__Host-wasm_iap=old"), path, true).unwrap();
         assert_eq!(reply.header("location"), Some(location), "{path}");
         assert!(reply
             .set_cookies()
             .any(|c| c.starts_with("__Host-wasm_iap=;")));
     }
-    let api = flow::session_ended(service, None, "//evil.example", false).unwrap_err();
+    let api = refreshed::session_ended(service, None, "//evil.example", false).unwrap_err();
     assert_eq!(api.refusal.status(), 401);
 }
 
@@ -1067,7 +1070,7 @@ fn a_session_with_hundreds_of_groups_keeps_the_ones_rules_name_and_still_fits() 
         refresh_at: now + 300,
         ..Session::default()
     };
-    let cookies = flow::store_session(service, &mut session, &[], now, &mut Counter(0))
+    let cookies = sign_in::store_session(service, &mut session, &[], now, &mut Counter(0))
         .expect("the trimmed session fits");
     assert_eq!(session.groups, vec!["myorg:sre".to_string()]);
     let sent: Vec<(String, String)> = cookies

@@ -15,6 +15,7 @@ use wasm_iap::core::config::Settings;
 use wasm_iap::core::identity::StrippedHeaders;
 use wasm_iap::core::login::flow::{self, Endpoints, Request, Step};
 use wasm_iap::core::login::refresh_slots::{self, Generation};
+use wasm_iap::core::login::refreshed;
 use wasm_iap::core::login::request_kind::RequestHints;
 use wasm_iap::core::policy::path;
 use wasm_iap::core::reply::{header_name_safe, header_value_safe, Reply};
@@ -157,7 +158,7 @@ proptest! {
             }
             _ => {}
         }
-        let ended = flow::session_ended(service, cookie.as_deref().filter(|c| header_value_safe(c)), &path, true);
+        let ended = refreshed::session_ended(service, cookie.as_deref().filter(|c| header_value_safe(c)), &path, true);
         match &ended {
             Ok(reply) => assert_safe(reply)?,
             Err(refused) => prop_assert!(false, "a browser is sent back, not refused: {refused:?}"),

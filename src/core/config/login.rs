@@ -398,16 +398,8 @@ fn read_callout(
     (cluster, timeout_ms)
 }
 
-/// Reads one `login` entry; `None` when it has problems (they are recorded).
-pub fn read_service(
-    path: &str,
-    value: &Value,
-    providers: &[Provider],
-    env: EnvLookup,
-    problems: &mut Problems,
-) -> Option<LoginService> {
-    let before = problems.0.len();
-    let mut r = ObjectReader::new(path, value, problems);
+/// `hosts`, lower-cased; at least one is required.
+fn read_hosts(r: &mut ObjectReader, problems: &mut Problems) -> Vec<String> {
     let hosts: Vec<String> = r
         .string_list("hosts", problems)
         .unwrap_or_default()
@@ -420,13 +412,21 @@ pub fn read_service(
             "must list the hosts this login protects (\"*\" for any)",
         );
     }
-    let (issuer, provider) = read_issuer(&mut r, providers, problems);
-    let (client_id, client_secret, client_auth) = read_client(&mut r, env, problems);
-    let redirect_url = read_url(&mut r, "redirect_url", problems);
-    let mut callback_path = read_path(&mut r, "callback_path", "/oauth2/callback", problems);
+    hosts
+}
+
+/// `redirect_url`, and the callback path: the redirect URL's path when one is given.
+fn read_callback(r: &mut ObjectReader, problems: &mut Problems) -> (Option<Url>, String) {
+    let redirect_url = read_url(r, "redirect_url", problems);
+    let mut callback_path = read_path(r, "callback_path", "/oauth2/callback", problems);
     if let Some(url) = &redirect_url {
         callback_path = url.path().to_string();
     }
+    (redirect_url, callback_path)
+}
+
+/// `scopes`, which must include `openid`.
+fn read_scopes(r: &mut ObjectReader, problems: &mut Problems) -> Vec<String> {
     let scopes_path = r.field_path("scopes");
     let scopes = r
         .string_list("scopes", problems)
@@ -434,10 +434,79 @@ pub fn read_service(
     if !scopes.iter().any(|s| s == "openid") {
         problems.add(&scopes_path, "must include openid");
     }
-    let (secrets, cookie_name, cookie) = read_cookie(&mut r, env, problems);
+    scopes
+}
+
+/// `session_lifetime` and `login_timeout`, in seconds.
+fn read_lifetimes(r: &mut ObjectReader, problems: &mut Problems) -> (u64, u64) {
     let session_lifetime_secs =
         r.duration_millis("session_lifetime", 8 * 3_600_000, problems) / 1000;
     let login_timeout_secs = r.duration_millis("login_timeout", 600_000, problems) / 1000;
+    (session_lifetime_secs, login_timeout_secs)
+}
+
+/// The service's issuer, then any other `providers` names.
+fn read_accepted_issuers(
+    r: &mut ObjectReader,
+    issuer: Option<&str>,
+    providers: &[Provider],
+    problems: &mut Problems,
+) -> Vec<String> {
+    let mut accepted_issuers: Vec<String> = issuer.into_iter().map(str::to_string).collect();
+    for extra in read_provider_list(r, providers, problems).unwrap_or_default() {
+        if !accepted_issuers.contains(&extra) {
+            accepted_issuers.push(extra);
+        }
+    }
+    accepted_issuers
+}
+
+fn read_endpoint_overrides(r: &mut ObjectReader, problems: &mut Problems) -> EndpointOverrides {
+    EndpointOverrides {
+        authorization: read_url(r, "authorization_endpoint", problems),
+        token: read_url(r, "token_endpoint", problems),
+        end_session: read_url(r, "end_session_endpoint", problems),
+    }
+}
+
+/// The sealer of the service's cookies; its problem is reported only when secrets were
+/// given (a missing `cookie_secrets` is reported where it is read).
+fn service_sealer(
+    path: &str,
+    secrets: &[Secret],
+    issuer: Option<&str>,
+    binding: &str,
+    problems: &mut Problems,
+) -> Option<Sealer> {
+    match Sealer::new(secrets, issuer.unwrap_or_default(), binding) {
+        Ok(sealer) => Some(sealer),
+        Err(e) => {
+            if !secrets.is_empty() {
+                problems.add(&format!("{path}.cookie_secrets"), e);
+            }
+            None
+        }
+    }
+}
+
+/// Reads one `login` entry; `None` when it has problems (they are recorded). Fields are
+/// read in this order, so problems are reported in it.
+pub fn read_service(
+    path: &str,
+    value: &Value,
+    providers: &[Provider],
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> Option<LoginService> {
+    let before = problems.0.len();
+    let mut r = ObjectReader::new(path, value, problems);
+    let hosts = read_hosts(&mut r, problems);
+    let (issuer, provider) = read_issuer(&mut r, providers, problems);
+    let (client_id, client_secret, client_auth) = read_client(&mut r, env, problems);
+    let (redirect_url, callback_path) = read_callback(&mut r, problems);
+    let scopes = read_scopes(&mut r, problems);
+    let (secrets, cookie_name, cookie) = read_cookie(&mut r, env, problems);
+    let (session_lifetime_secs, login_timeout_secs) = read_lifetimes(&mut r, problems);
     let sign_out_path = read_path(&mut r, "sign_out_path", "/oauth2/sign_out", problems);
     let start_path = read_path(&mut r, "start_path", "/oauth2/start", problems);
     let end_idp_session = r.bool("end_idp_session", false, problems);
@@ -446,32 +515,15 @@ pub fn read_service(
         .string_list("allowed_redirect_hosts", problems)
         .unwrap_or_default();
     let refresh = r.bool("refresh", true, problems);
-    let mut accepted_issuers: Vec<String> = issuer.iter().cloned().collect();
-    for extra in read_provider_list(&mut r, providers, problems).unwrap_or_default() {
-        if !accepted_issuers.contains(&extra) {
-            accepted_issuers.push(extra);
-        }
-    }
+    let accepted_issuers = read_accepted_issuers(&mut r, issuer.as_deref(), providers, problems);
     let policy = read_policy(&mut r, problems);
     let pass_access_token = r.bool("pass_access_token", false, problems);
     let set_authorization_header = r.bool("set_authorization_header", false, problems);
-    let endpoints = EndpointOverrides {
-        authorization: read_url(&mut r, "authorization_endpoint", problems),
-        token: read_url(&mut r, "token_endpoint", problems),
-        end_session: read_url(&mut r, "end_session_endpoint", problems),
-    };
+    let endpoints = read_endpoint_overrides(&mut r, problems);
     let (cluster, timeout_ms) = read_callout(&mut r, providers, provider, problems);
     r.finish(problems);
     let binding = service_binding(&client_id, &cookie_name, &hosts);
-    let sealer = match Sealer::new(&secrets, issuer.as_deref().unwrap_or_default(), &binding) {
-        Ok(sealer) => Some(sealer),
-        Err(e) => {
-            if !secrets.is_empty() {
-                problems.add(&format!("{path}.cookie_secrets"), e);
-            }
-            None
-        }
-    };
+    let sealer = service_sealer(path, &secrets, issuer.as_deref(), &binding, problems);
     if problems.0.len() > before {
         return None;
     }

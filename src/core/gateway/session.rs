@@ -18,6 +18,7 @@ use crate::core::login::flow::{self, Endpoints, Step};
 use crate::core::login::oidc::TokenRequest;
 use crate::core::login::opened::OpenedSessions;
 use crate::core::login::session::Session;
+use crate::core::login::{login_cookie, sign_in};
 use crate::core::reply::Reply;
 use crate::core::request_headers::RequestHeaders;
 
@@ -182,7 +183,7 @@ impl Gateway {
                         judged: Box::new(at.judged.clone()),
                     })),
                     None => {
-                        let clear = vec![flow::forget_login(service, &pending)];
+                        let clear = vec![login_cookie::forget_login(service, &pending)];
                         let reply = LoginError::TokenEndpointUnreachable.reply(clear);
                         logged(host, service, &place, reply)
                     }
@@ -244,7 +245,7 @@ impl Gateway {
         let mut stored = renewed.clone();
         let now_secs = host.now_ms() / 1000;
         let set_cookies =
-            flow::store_session(service, &mut stored, &request_cookies, now_secs, host)
+            sign_in::store_session(service, &mut stored, &request_cookies, now_secs, host)
                 .unwrap_or_default();
         let forwarding = flow::forward(service, cookie_header, renewed, set_cookies);
         self.session_forward(host, judged, forwarding)

@@ -9,10 +9,10 @@ use super::{Decision, Ended, Gateway, Judged, Pending, Way};
 use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
 use crate::core::host::{Host, Metric};
-use crate::core::login::flow::{self, Refreshed};
 use crate::core::login::oidc::{TokenError, TokenRequest, Tokens};
 use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
+use crate::core::login::refreshed::{self, Refreshed};
 use crate::core::login::session::Session;
 use crate::core::reply::Severity;
 
@@ -44,8 +44,12 @@ impl Gateway {
                 return self.adopt(host, service, &renewed, cookie_header, at.judged)
             }
             Claim::Ended => {
-                let ended =
-                    flow::session_ended(service, cookie_header, at.path, at.judged.gate.browser);
+                let ended = refreshed::session_ended(
+                    service,
+                    cookie_header,
+                    at.path,
+                    at.judged.gate.browser,
+                );
                 return match ended {
                     Ok(reply) => logged(host, service, &at.judged.gate.place(), reply),
                     Err(refused) => Ended::Refuse(refused),
@@ -135,7 +139,7 @@ impl Gateway {
                 now_ms,
             )
         };
-        match flow::finish_refresh(session, tokens, &verify, now_ms / 1000) {
+        match refreshed::finish_refresh(session, tokens, &verify, now_ms / 1000) {
             Refreshed::Renewed(renewed) => {
                 host.count(Metric::Refreshed);
                 let sealed = refresh::seal(service, &renewed, host);
@@ -164,7 +168,7 @@ impl Gateway {
                 host.log(Severity::Debug, &line);
                 refresh::publish_ended(host, &lease, now_ms);
                 let browser = judged.gate.browser;
-                match flow::session_ended(service, cookie_header, path, browser) {
+                match refreshed::session_ended(service, cookie_header, path, browser) {
                     Ok(reply) => logged(host, service, &judged.gate.place(), reply),
                     Err(refused) => Ended::Refuse(refused),
                 }

@@ -9,9 +9,9 @@ use super::session_refresh::{no_service, RefreshAnswer};
 use super::{Decision, Ended, Gateway, Pending, Way};
 use crate::core::cookies;
 use crate::core::host::{Host, Metric};
-use crate::core::login::flow;
 use crate::core::login::oidc::{self, TokenError, Tokens};
 use crate::core::login::refresh;
+use crate::core::login::sign_in;
 
 impl Gateway {
     /// The token endpoint answered the call `pending` is waiting on, in the request's own
@@ -143,7 +143,7 @@ impl Gateway {
                     authn.verify_id_token(service.provider, id_token, client_id, nonce, now_ms)
                 };
                 let now_secs = now_ms / 1000;
-                let reply = flow::finish_login(
+                let reply = sign_in::finish_login(
                     service,
                     &login,
                     tokens,

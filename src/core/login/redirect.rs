@@ -4,6 +4,19 @@
 use percent_encoding::CONTROLS;
 use url::Url;
 
+use crate::core::config::login::LoginService;
+
+/// Hosts an `rd` may name: the service's own (not `*`) and `allowed_redirect_hosts`.
+pub fn redirect_hosts(service: &LoginService) -> Vec<String> {
+    service
+        .hosts
+        .iter()
+        .filter(|h| *h != "*")
+        .chain(&service.allowed_redirect_hosts)
+        .cloned()
+        .collect()
+}
+
 /// `target` when it is safe to redirect to from `host`, else `None`.
 pub fn safe_target(target: &str, allowed_hosts: &[String]) -> Option<String> {
     if target.is_empty() || target.len() > 4096 {

@@ -1,0 +1,203 @@
+//! The IdP's callback and finishing a login: check the state, exchange the code, then
+//! verify the ID token and store the new session.
+
+use subtle::ConstantTimeEq;
+
+use crate::core::bearer::authenticator::IdTokenClaims;
+use crate::core::bearer::error::AuthError;
+use crate::core::config::login::LoginService;
+use crate::core::login::endpoints::{redirect_uri, unavailable, Endpoints};
+use crate::core::login::error::LoginError;
+use crate::core::login::login_cookie::{delete_login_cookie, LOGIN_PURPOSE};
+use crate::core::login::oidc::{self, PendingLogin, TokenError, Tokens};
+use crate::core::login::session::{self, Session};
+use crate::core::login::step::{Request, Step};
+use crate::core::random::Random;
+use crate::core::reply::{self, Reply};
+
+/// Verifies an ID token for the service's client, with the login's nonce when there is one.
+pub type VerifyIdToken<'a> = &'a dyn Fn(&str, Option<&str>) -> Result<IdTokenClaims, AuthError>;
+/// Session lifetime when the IdP says nothing about token expiry.
+const DEFAULT_TOKEN_SECS: u64 = 300;
+
+pub(super) fn callback(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+) -> Step {
+    let fail = |error: LoginError, clear: Vec<String>| Step::Respond(error.reply(clear));
+    let state = request.query_param("state").unwrap_or_default();
+    // Only a state of our own shape is ever used, so nothing a client puts there reaches a
+    // cookie name or any other header.
+    let well_formed = oidc::is_well_formed_state(&state);
+    let clear = if well_formed {
+        vec![delete_login_cookie(service, &state)]
+    } else {
+        vec![]
+    };
+    let cookies = request.cookies();
+    let cookie_name = well_formed.then(|| service.login_cookie_name(&state));
+    let pending = cookies
+        .iter()
+        .find(|(n, _)| cookie_name.as_deref() == Some(*n))
+        .and_then(|(_, v)| service.sealer.open(LOGIN_PURPOSE, v))
+        .and_then(|plain| serde_json::from_slice::<PendingLogin>(&plain).ok())
+        .filter(|p| bool::from(p.state.as_bytes().ct_eq(state.as_bytes())));
+    if let Some(error) = request.query_param("error") {
+        let description = request.query_param("error_description");
+        let started_here = pending.is_some();
+        return fail(
+            LoginError::IdpRefused {
+                error,
+                description,
+                started_here,
+            },
+            clear,
+        );
+    }
+    let code = request.query_param("code").unwrap_or_default();
+    if state.is_empty() || code.is_empty() {
+        return fail(LoginError::MissingCodeOrState, clear);
+    }
+    if !well_formed {
+        return fail(LoginError::MalformedState, clear);
+    }
+    let Some(pending) = pending else {
+        return fail(LoginError::UnknownState, clear);
+    };
+    // A callback right after a restart, before discovery answered: wait for the endpoints
+    // rather than fail a login the user just completed at the IdP.
+    let Some(endpoints) = endpoints else {
+        return if request.may_wait {
+            Step::AwaitEndpoints
+        } else {
+            Step::Respond(unavailable())
+        };
+    };
+    let request = oidc::code_exchange(
+        &endpoints.token,
+        service,
+        &redirect_uri(service, request),
+        &code,
+        &pending.verifier,
+    );
+    Step::Exchange { pending, request }
+}
+
+/// After the code exchange: a session and a redirect to where the user was going, or an
+/// error page. Never a redirect back into login, so a failure cannot loop.
+pub fn finish_login(
+    service: &LoginService,
+    pending: &PendingLogin,
+    tokens: Result<Tokens, TokenError>,
+    verify: VerifyIdToken,
+    request_cookies: &[(&str, &str)],
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Reply {
+    let clear = vec![delete_login_cookie(service, &pending.state)];
+    match login_session(
+        service,
+        pending,
+        tokens,
+        verify,
+        request_cookies,
+        now_secs,
+        random,
+    ) {
+        Ok(mut set_cookies) => {
+            set_cookies.extend(clear);
+            reply::redirect(&pending.return_to, set_cookies)
+        }
+        Err(error) => error.reply(clear),
+    }
+}
+
+/// The cookies of the session a successful code exchange starts.
+fn login_session(
+    service: &LoginService,
+    pending: &PendingLogin,
+    tokens: Result<Tokens, TokenError>,
+    verify: VerifyIdToken,
+    request_cookies: &[(&str, &str)],
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Result<Vec<String>, LoginError> {
+    if now_secs >= pending.expires_at {
+        return Err(LoginError::TookTooLong);
+    }
+    let tokens = tokens.map_err(|e| match e {
+        TokenError::Refused(why) => LoginError::CodeRefused(why),
+        TokenError::Unavailable(why) => LoginError::TokenEndpointFailed(why),
+        TokenError::Garbage => LoginError::TokenEndpointGarbage,
+    })?;
+    let id_token = tokens.id_token.as_ref().ok_or(LoginError::NoIdToken)?;
+    let claims =
+        verify(id_token.expose(), Some(&pending.nonce)).map_err(LoginError::IdTokenRejected)?;
+    let identity = claims.identity;
+    let mut session = Session {
+        sid: random.token(16).ok_or(LoginError::NoRandomness)?,
+        user: identity.user,
+        email: identity.email,
+        preferred_username: identity.preferred_username,
+        groups: identity.groups,
+        scopes: granted_scopes(tokens.scope.as_deref()),
+        claims: identity.claims,
+        expires_at: now_secs.saturating_add(service.session_lifetime_secs),
+        refresh_at: token_expiry(claims.expires_at, tokens.expires_in, now_secs),
+        refresh_token: tokens.refresh_token.filter(|_| service.refresh),
+        id_token: (service.end_idp_session || service.set_authorization_header)
+            .then(|| id_token.clone()),
+        access_token: tokens.access_token.filter(|_| service.pass_access_token),
+    };
+    store_session(service, &mut session, request_cookies, now_secs, random)
+        .ok_or(LoginError::SessionNotStored)
+}
+
+/// `Set-Cookie` values that store `session`. A session too large for the cookie chunks
+/// (hundreds of groups) keeps only the groups rules name.
+pub fn store_session(
+    service: &LoginService,
+    session: &mut Session,
+    request_cookies: &[(&str, &str)],
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Option<Vec<String>> {
+    let mut write = |session: &Session| {
+        session::write(
+            session,
+            request_cookies,
+            &service.cookie_name,
+            &service.cookie,
+            &service.sealer,
+            now_secs,
+            random,
+        )
+    };
+    if let Some(cookies) = write(session) {
+        return Some(cookies);
+    }
+    let before = session.groups.len();
+    session.groups.retain(|g| service.kept_groups.contains(g));
+    if session.groups.len() == before {
+        return None;
+    }
+    write(session)
+}
+
+/// The scopes a token response grants (space-separated).
+pub(super) fn granted_scopes(scope: Option<&str>) -> Vec<String> {
+    scope
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+pub(super) fn token_expiry(
+    id_token_exp: Option<u64>,
+    expires_in: Option<u64>,
+    now_secs: u64,
+) -> u64 {
+    id_token_exp
+        .or_else(|| expires_in.map(|s| now_secs.saturating_add(s)))
+        .unwrap_or(now_secs.saturating_add(DEFAULT_TOKEN_SECS))
+}
