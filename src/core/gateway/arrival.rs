@@ -8,10 +8,9 @@ use std::ops::ControlFlow;
 use super::{Ended, Gateway, Judged, Way};
 use crate::core::host::Host;
 use crate::core::hostname::host_name;
-use crate::core::identity;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::mode::check::{self, OwnEndpoint};
-use crate::core::mode::{kubernetes, Mode};
+use crate::core::mode::{kubernetes, About, Mode};
 use crate::core::policy::gate::{Gate, Target};
 use crate::core::refusal::Refusal;
 use crate::core::reply::Severity;
@@ -85,7 +84,7 @@ impl Gateway {
             every_route: false,
             public_passes: true,
             browser: way.browser,
-            mode: Mode::Upstream,
+            mode: Mode::default(),
         };
         let endpoint = check::own_endpoint(&self.settings.endpoints, &asked.path);
         let Some(endpoint) = endpoint else {
@@ -107,56 +106,25 @@ impl Gateway {
         asked.browser = false;
         way.browser = false;
         way.mode = mode.clone();
-        asked.mode = self.with_spoofed(host, headers, mode)?;
         asked.path = Cow::Owned(rules_path);
         asked.public_passes = public_passes;
-        let Mode::Check(check) = &asked.mode else {
-            return ControlFlow::Continue(asked);
-        };
-        if !check.is_auth_request() {
-            return ControlFlow::Continue(asked);
-        }
-        if !self.settings.endpoints.trust_original_url {
-            asked.every_route = true;
-            return ControlFlow::Continue(asked);
-        }
-        let original = check::original_request(
-            headers.text("x-original-url"),
-            headers.text("x-original-method"),
-        );
-        match original {
-            Ok(original) => {
+        asked.mode = mode;
+        match asked.mode.learn(headers, &self.settings) {
+            Ok(About::AsSent) => {}
+            Ok(About::EveryRoute) => asked.every_route = true,
+            Ok(About::Original(original)) => {
                 asked.authority = Cow::Owned(original.authority);
                 asked.path = Cow::Owned(original.path_and_query);
                 asked.method = Cow::Owned(original.method);
-                ControlFlow::Continue(asked)
             }
-            Err(why) => ControlFlow::Break(Refusal::BadRequest(why.into()).into()),
-        }
-    }
-
-    /// A check learns which of the request's headers Envoy must remove; an `auth_request`
-    /// check carrying one is refused (NGINX would hand them to the app), when so set.
-    fn with_spoofed(
-        &self,
-        host: &mut dyn Host,
-        headers: &RequestHeaders,
-        mode: Mode,
-    ) -> ControlFlow<Ended, Mode> {
-        let Mode::Check(mut asked) = mode else {
-            return ControlFlow::Continue(mode);
-        };
-        let stripped = &self.settings.stripped_headers;
-        let spoofed = identity::spoofed(headers.iter().map(|(n, _)| n), stripped);
-        if asked.is_auth_request() && self.settings.endpoints.refuse_spoofed_headers {
-            if let Some((refusal, named)) = check::refused_spoofed(&spoofed) {
-                let line = format!("400 for an auth_request check: the request carries {named:?}, headers only the proxy may set");
-                host.log(Severity::Info, &line);
+            Err((refusal, line)) => {
+                if let Some(line) = line {
+                    host.log(Severity::Info, &line);
+                }
                 return ControlFlow::Break(refusal.into());
             }
         }
-        asked.spoofed = spoofed.iter().map(|n| n.to_string()).collect();
-        ControlFlow::Continue(Mode::Check(asked))
+        ControlFlow::Continue(asked)
     }
 
     /// Step 4: The rules of the host's service and the route, and the mode for the service.

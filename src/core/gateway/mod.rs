@@ -162,7 +162,7 @@ impl Gateway {
         settled: Option<u32>,
     ) -> Decision {
         let mut way = Way {
-            mode: Mode::Upstream,
+            mode: Mode::default(),
             browser: arrival::browser(headers),
             settled,
         };

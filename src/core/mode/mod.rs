@@ -17,12 +17,14 @@ use std::rc::Rc;
 
 use crate::core::bearer::error::AuthError;
 use crate::core::config::kubernetes::Impersonation;
+use crate::core::config::Settings;
 use crate::core::forward::Forward;
-use crate::core::identity::Identity;
+use crate::core::identity::{self, Identity};
 use crate::core::policy::route::Unauthenticated;
 use crate::core::refusal::{Refusal, Refused};
 use crate::core::reply::Reply;
-use check::{Check, HandedOn};
+use crate::core::request_headers::RequestHeaders;
+use check::{Check, HandedOn, OriginalRequest};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
@@ -34,6 +36,17 @@ pub enum Mode {
         kubernetes: bool,
     },
     Kubernetes(Rc<Impersonation>),
+}
+
+/// Which request a check is about.
+#[derive(Debug, PartialEq, Eq)]
+pub enum About {
+    /// The request as sent (an `ext_authz` check's path, user info).
+    AsSent,
+    /// The one ingress-nginx names in `X-Original-URL` and `X-Original-Method`.
+    Original(OriginalRequest),
+    /// An `auth_request` check that does not say: every restriction of the service holds.
+    EveryRoute,
 }
 
 /// An admitted request, answered as its mode says.
@@ -75,7 +88,45 @@ impl Mode {
         }
     }
 
-    /// Step 1: What a request without a credential gets, given what its route says.
+    /// Before the rules: a check learns which of the request's headers Envoy must remove
+    /// (an `auth_request` check carrying one is refused, when so set: NGINX would hand them
+    /// to the app), and which request it is about. `Err` with the refusal and its log line.
+    pub fn learn(
+        &mut self,
+        headers: &RequestHeaders,
+        settings: &Settings,
+    ) -> Result<About, (Refusal, Option<String>)> {
+        let Mode::Check(check) = self else {
+            return Ok(About::AsSent);
+        };
+        let names = headers.iter().map(|(n, _)| n);
+        let spoofed = identity::spoofed(names, &settings.stripped_headers);
+        if !check.is_auth_request() {
+            check.spoofed = spoofed.iter().map(|n| n.to_string()).collect();
+            return Ok(About::AsSent);
+        }
+        let endpoints = &settings.endpoints;
+        if endpoints.refuse_spoofed_headers {
+            if let Some((refusal, named)) = check::refused_spoofed(&spoofed) {
+                let line = format!("400 for an auth_request check: the request carries {named:?}, headers only the proxy may set");
+                return Err((refusal, Some(line)));
+            }
+        }
+        check.spoofed = spoofed.iter().map(|n| n.to_string()).collect();
+        if !endpoints.trust_original_url {
+            return Ok(About::EveryRoute);
+        }
+        let original = check::original_request(
+            headers.text("x-original-url"),
+            headers.text("x-original-method"),
+        );
+        original
+            .map(About::Original)
+            .map_err(|why| (Refusal::BadRequest(why.into()), None))
+    }
+
+    /// The first of the three answers: what a request without a credential gets, given
+    /// what its route says.
     pub fn unauthenticated(&self, route_says: Unauthenticated) -> Unauthenticated {
         if self.answered_here() {
             Unauthenticated::Deny
@@ -93,7 +144,7 @@ impl Mode {
         }
     }
 
-    /// Step 2: How an admitted request is answered (`identity` is `None` on a public route):
+    /// The second: how an admitted request is answered (`identity` is `None` on a public route):
     /// `forward` holds what inline mode would send upstream, `judged_path` the `:path` to
     /// forward (`forward_normalized_path`).
     pub fn admitted(
@@ -128,7 +179,7 @@ impl Mode {
         }
     }
 
-    /// Step 3: How a refusal is written: for a person or a program, or as the apiserver's
+    /// The third: how a refusal is written: for a person or a program, or as the apiserver's
     /// `Status` (built from the refusal, so `kubectl` prints why).
     pub fn render(&self, refused: Refused, browser: bool) -> Reply {
         let browser = browser && !self.answered_here();
