@@ -50,6 +50,19 @@ impl Forbidden {
     }
 }
 
+impl Forbidden {
+    /// What a program is told: which scopes were missing, or only that it may not pass.
+    pub fn description(&self) -> String {
+        if self.missing_scopes.is_empty() {
+            return "access to this resource is not allowed".into();
+        }
+        format!(
+            "the token lacks the scopes {}",
+            self.missing_scopes.join(" ")
+        )
+    }
+}
+
 /// A refusal with the cookies its answer sets (a stale session cleared, a renewed one kept).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refused {
@@ -89,10 +102,7 @@ impl Refusal {
     pub fn description(&self) -> String {
         match self {
             Refusal::Token(error) => error.to_string(),
-            Refusal::Forbidden(forbidden) => AuthError::Forbidden {
-                missing_scopes: forbidden.missing_scopes.clone(),
-            }
-            .to_string(),
+            Refusal::Forbidden(forbidden) => forbidden.description(),
             Refusal::BadRequest(why) => why.clone(),
             Refusal::UnlistedHost => NOT_A_SERVICE.into(),
             Refusal::ClientImpersonates => CLIENT_IMPERSONATES.into(),

@@ -45,11 +45,6 @@ pub enum AuthError {
     UserClaimMissing {
         claim: String,
     },
-    /// Valid, but the rules do not let this caller pass (`403`); `missing_scopes` when
-    /// scopes were all that was missing (RFC 6750 §3.1 `insufficient_scope`).
-    Forbidden {
-        missing_scopes: Vec<String>,
-    },
     /// The user claim is `email`, and the IdP does not say it is verified.
     EmailNotVerified,
     /// The `Authorization` header is not text (non-UTF-8 bytes).
@@ -107,10 +102,6 @@ impl fmt::Display for AuthError {
                     Escaped(claim)
                 )
             }
-            AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {
-                write!(f, "the token lacks the scopes {}", missing_scopes.join(" "))
-            }
-            AuthError::Forbidden { .. } => f.write_str("access to this resource is not allowed"),
             AuthError::EmailNotVerified => f.write_str("email is not verified"),
             AuthError::HeaderNotText => f.write_str("authorization header is not text"),
             AuthError::KeysUnavailable => f.write_str("signing keys are not available"),
@@ -130,10 +121,7 @@ impl AuthError {
             AuthError::MissingToken => None,
             AuthError::NotBearer | AuthError::HeaderNotText => Some("invalid_request"),
             AuthError::KeysUnavailable | AuthError::Throttled => Some("temporarily_unavailable"),
-            AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {
-                Some("insufficient_scope")
-            }
-            AuthError::Forbidden { .. } | AuthError::UserClaimMissing { .. } => Some("forbidden"),
+            AuthError::UserClaimMissing { .. } => Some("forbidden"),
             _ => Some("invalid_token"),
         }
     }
@@ -144,7 +132,7 @@ impl AuthError {
         match self {
             AuthError::KeysUnavailable => 503,
             AuthError::Throttled => 429,
-            AuthError::Forbidden { .. } | AuthError::UserClaimMissing { .. } => 403,
+            AuthError::UserClaimMissing { .. } => 403,
             _ => 401,
         }
     }
@@ -170,22 +158,8 @@ impl AuthError {
             headers.push(("retry-after".into(), "1".into()));
             return reply::with_cookies(429, headers, body, set_cookies);
         }
-        match self {
-            AuthError::Forbidden { missing_scopes } if !missing_scopes.is_empty() => {
-                // Scope names come from the config; quoted anyway, so nothing breaks out.
-                headers.push((
-                    "www-authenticate".into(),
-                    format!(
-                        "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
-                        quoted_string_safe(&missing_scopes.join(" "))
-                    ),
-                ));
-                return reply::with_cookies(403, headers, body, set_cookies);
-            }
-            AuthError::Forbidden { .. } | AuthError::UserClaimMissing { .. } => {
-                return reply::with_cookies(403, headers, body, set_cookies);
-            }
-            _ => {}
+        if let AuthError::UserClaimMissing { .. } = self {
+            return reply::with_cookies(403, headers, body, set_cookies);
         }
         let challenge = match code {
             None => format!("Bearer realm=\"{REALM}\""),
@@ -197,6 +171,15 @@ impl AuthError {
         headers.push(("www-authenticate".into(), challenge));
         reply::with_cookies(401, headers, body, set_cookies)
     }
+}
+
+/// RFC 6750 §3.1's challenge for a valid token that lacks `scopes`.
+pub fn insufficient_scope_challenge(scopes: &[String]) -> String {
+    // Scope names come from the config; quoted anyway, so nothing breaks out.
+    format!(
+        "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+        quoted_string_safe(&scopes.join(" "))
+    )
 }
 
 /// Descriptions can echo a `kid` from the token: keep the header's quoted-string intact.
@@ -242,6 +225,22 @@ mod tests {
             header(&rejection, "www-authenticate"),
             Some(r#"Bearer realm="wasm-iap""#)
         );
+    }
+
+    #[test]
+    fn the_status_a_refusal_is_counted_and_logged_with_is_the_one_it_is_answered_with() {
+        for error in [
+            AuthError::MissingToken,
+            AuthError::Expired,
+            AuthError::UserClaimMissing {
+                claim: "sub".into(),
+            },
+            AuthError::KeysUnavailable,
+            AuthError::Throttled,
+            AuthError::IssuerNotAccepted,
+        ] {
+            assert_eq!(error.status(), error.reply(Vec::new()).status, "{error}");
+        }
     }
 
     #[test]

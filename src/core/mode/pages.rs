@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::core::bearer::error::AuthError;
+use crate::core::bearer::error::insufficient_scope_challenge;
 use crate::core::refusal::{Forbidden, Refusal, Refused};
 use crate::core::reply::{self, Reply};
 
@@ -14,10 +14,7 @@ pub fn render(refused: Refused, browser: bool) -> Reply {
     match refused.refusal {
         Refusal::Token(error) => error.reply(cookies),
         Refusal::Forbidden(forbidden) if browser => forbidden_page(&forbidden, cookies),
-        Refusal::Forbidden(forbidden) => AuthError::Forbidden {
-            missing_scopes: forbidden.missing_scopes,
-        }
-        .reply(cookies),
+        Refusal::Forbidden(forbidden) => forbidden_json(&forbidden, cookies),
         Refusal::UnlistedHost if browser => {
             let message = "No service is set up for this address.";
             reply::page_with_links(403, "Access denied", message, &[], cookies)
@@ -55,6 +52,27 @@ fn json_refusal(refusal: &Refusal, cookies: Vec<String>) -> Reply {
         ),
     };
     reply::with_cookies(status, headers, body, cookies)
+}
+
+/// `403` for a program: RFC 6750's `insufficient_scope` with its challenge when scopes were
+/// all that was missing, else `forbidden`.
+fn forbidden_json(forbidden: &Forbidden, cookies: Vec<String>) -> Reply {
+    let scopes = &forbidden.missing_scopes;
+    let error = if scopes.is_empty() {
+        "forbidden"
+    } else {
+        "insufficient_scope"
+    };
+    let description = forbidden.description();
+    let body = json!({ "error": error, "error_description": description }).to_string();
+    let mut headers = vec![("content-type".into(), "application/json".into())];
+    if !scopes.is_empty() {
+        headers.push((
+            "www-authenticate".into(),
+            insufficient_scope_challenge(scopes),
+        ));
+    }
+    reply::with_cookies(403, headers, body, cookies)
 }
 
 /// `403` for a person: the account they are signed in with, and a way to switch it when
