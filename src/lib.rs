@@ -1,8 +1,12 @@
 //! wasm-iap: an identity-aware proxy as a Proxy-Wasm HTTP filter.
 //!
 //! `core` holds every decision and knows nothing of the host; `filter` is the thin
-//! proxy-wasm adapter, compiled only for Wasm.
+//! proxy-wasm adapter, compiled only for Wasm. The core is public only with the `testing`
+//! feature, for the test tiers' beds: the shipped module exports nothing but the ABI.
+#[cfg(feature = "testing")]
 pub mod core;
+#[cfg(not(feature = "testing"))]
+mod core;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

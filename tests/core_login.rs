@@ -70,7 +70,6 @@ fn request<'a>(
     mode: Option<&'a str>,
 ) -> Request<'a> {
     Request {
-        method: "GET",
         scheme: "https",
         authority: "prometheus.example.com",
         path,

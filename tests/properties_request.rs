@@ -134,7 +134,6 @@ proptest! {
     ) {
         let service = &settings().login[0];
         let request = Request {
-            method: "GET",
             scheme: "https",
             authority: &authority,
             path: &path,

@@ -187,7 +187,6 @@ impl Identity {
     /// What rules see of this caller.
     pub fn subject(&self) -> Subject<'_> {
         Subject {
-            user: &self.user,
             email: self.email.as_deref(),
             groups: &self.groups,
             scopes: &self.scopes,

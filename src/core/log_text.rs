@@ -29,6 +29,7 @@ impl fmt::Display for Escaped<'_> {
 }
 
 /// `Escaped` as a `String`.
+#[cfg(any(test, feature = "testing"))]
 pub fn escaped(text: &str) -> String {
     Escaped(text).to_string()
 }

@@ -94,6 +94,7 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_cookies(&self) -> impl Iterator<Item = &str> {
         self.headers
             .iter()

@@ -45,6 +45,7 @@ impl RequestHeaders {
     }
 
     /// Builds headers from pairs, as the host would hand them over (tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
         let pairs: Vec<(&str, &[u8])> = pairs.into_iter().collect();
         RequestHeaders::decode(serialize(&pairs)).unwrap_or_default()

@@ -12,8 +12,10 @@ pub trait SharedData {
 }
 
 /// No shared data: for a VM that keeps everything to itself.
+#[cfg(any(test, feature = "testing"))]
 pub struct NothingShared;
 
+#[cfg(any(test, feature = "testing"))]
 impl SharedData for NothingShared {
     fn get(&self, _key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         (None, None)

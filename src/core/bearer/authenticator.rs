@@ -17,7 +17,9 @@ use crate::core::identity::{ClaimNames, Identity};
 use crate::core::keys::error::KeysError;
 use crate::core::keys::jwks::KeySet;
 use crate::core::keys::record::{Discovery, KeysRecord};
-use crate::core::shared_data::{NothingShared, SharedData};
+#[cfg(any(test, feature = "testing"))]
+use crate::core::shared_data::NothingShared;
+use crate::core::shared_data::SharedData;
 
 const TOKEN_CACHE_CAPACITY: usize = 2048;
 
@@ -72,6 +74,7 @@ pub trait Outside: SharedData {
     fn may_verify(&mut self) -> bool;
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Outside for NothingShared {
     fn may_verify(&mut self) -> bool {
         true
@@ -153,11 +156,13 @@ impl Authenticator {
         std::mem::take(&mut self.lookups)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
     /// The settings as a shared handle, for callers that also borrow the authenticator.
+    #[cfg(any(test, feature = "testing"))]
     pub fn settings_rc(&self) -> Rc<Settings> {
         Rc::clone(&self.settings)
     }
@@ -203,6 +208,7 @@ impl Authenticator {
     }
 
     /// Decides on a request's `Authorization` header, on this VM alone (tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn authenticate(
         &mut self,
         authorization: Option<&str>,

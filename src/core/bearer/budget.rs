@@ -130,6 +130,7 @@ impl SourceBudget {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn tracked(&self) -> usize {
         self.accounts.len()
     }

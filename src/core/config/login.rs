@@ -10,7 +10,7 @@ use crate::core::config::provider::read_provider_list;
 use crate::core::config::provider::{KeySource, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::cookies::{CookieAttributes, SameSite};
-use crate::core::hostname::host_listed;
+
 use crate::core::policy::route::ServicePolicy;
 pub use crate::core::policy::route::Unauthenticated;
 use crate::core::seal::Sealer;
@@ -74,8 +74,9 @@ pub struct LoginService {
 
 impl LoginService {
     /// Whether this service protects `host` (port ignored, case-insensitive; `*` any).
+    #[cfg(any(test, feature = "testing"))]
     pub fn serves(&self, host: &str) -> bool {
-        host_listed(&self.hosts, host)
+        crate::core::hostname::host_listed(&self.hosts, host)
     }
 
     /// The login cookie for one login in flight, named after its state so parallel logins

@@ -74,6 +74,7 @@ impl Settings {
     }
 
     /// Parses the plugin configuration; on failure, every problem found, each with its path.
+    #[cfg(any(test, feature = "testing"))]
     pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         Settings::parse_with_env(text, &|_| None)
     }

@@ -361,6 +361,7 @@ pub struct ApiService {
 }
 
 impl ApiService {
+    #[cfg(any(test, feature = "testing"))]
     pub fn serves(&self, host: &str) -> bool {
         crate::core::hostname::host_listed(&self.hosts, host)
     }

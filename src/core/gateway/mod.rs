@@ -47,10 +47,12 @@ use crate::core::login::refresh::{self, Lease};
 use crate::core::mode::Mode;
 use crate::core::request_headers::RequestHeaders;
 
+#[cfg(any(test, feature = "testing"))]
 pub use crate::core::forward::Forward;
 pub(crate) use decision::Ended;
 pub use decision::{Decision, Judged, Outcome, Pending};
 use parked::Parked;
+#[cfg(any(test, feature = "testing"))]
 pub use parked::MAX_PARKED;
 
 pub struct Gateway {
@@ -134,6 +136,7 @@ impl Gateway {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

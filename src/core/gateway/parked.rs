@@ -226,6 +226,7 @@ impl Gateway {
     }
 
     /// How many requests are parked (for tests and metrics).
+    #[cfg(any(test, feature = "testing"))]
     pub fn parked(&self) -> usize {
         self.parked.len()
     }

@@ -101,7 +101,6 @@ impl Gateway {
             .unwrap_or("https");
         let route_says = judged.gate.unauthenticated(&settings);
         let request = flow::Request {
-            method,
             scheme,
             authority: authority.as_deref().unwrap_or_default(),
             path: path.as_deref().unwrap_or("/"),

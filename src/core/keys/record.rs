@@ -47,6 +47,7 @@ impl KeysRecord {
         now_ms >= self.refresh_at_ms
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn may_refetch(&self, now_ms: u64, min_interval_ms: u64) -> bool {
         now_ms.saturating_sub(self.attempted_at_ms) >= min_interval_ms
     }

@@ -197,6 +197,7 @@ impl RsaPublicKey {
     }
 
     /// Modulus length in bytes.
+    #[cfg(any(test, feature = "testing"))]
     pub fn size(&self) -> usize {
         self.k
     }
@@ -285,6 +286,7 @@ impl RsaPublicKey {
     }
 
     /// `s^e mod n` as k big-endian bytes; `None` when `s` is not k bytes or not below `n`.
+    #[cfg(any(test, feature = "testing"))]
     pub fn public_op(&self, signature: &[u8]) -> Option<Vec<u8>> {
         let mut out = vec![0u8; self.k];
         self.public_op_into(signature, &mut out).then_some(out)

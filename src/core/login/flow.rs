@@ -28,6 +28,7 @@ use crate::core::random::Random;
 pub use crate::core::login::endpoints::{Endpoints, ResolvedEndpoints};
 pub use crate::core::login::step::{Forwarding, Request, Step};
 
+#[cfg(any(test, feature = "testing"))]
 pub fn decide(
     service: &LoginService,
     request: &Request,

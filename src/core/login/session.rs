@@ -80,6 +80,7 @@ impl Session {
 }
 
 /// Whether a cookie name is one of the session cookies named `name`: `name` or `name_<n>`.
+#[cfg(any(test, feature = "testing"))]
 pub fn is_session_cookie(cookie: &str, name: &str) -> bool {
     cookie == name
         || cookie

@@ -16,7 +16,6 @@ use crate::core::secret::Secret;
 
 /// The parts of a request the flow reads.
 pub struct Request<'a> {
-    pub method: &'a str,
     /// `https` or `http`: Envoy's `:scheme` (never a client's `X-Forwarded-Proto`).
     pub scheme: &'a str,
     pub authority: &'a str,

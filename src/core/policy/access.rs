@@ -6,7 +6,6 @@ use serde_json::{Map, Value};
 
 /// What rules know of an authenticated caller.
 pub struct Subject<'a> {
-    pub user: &'a str,
     /// Only a verified email (see `EmailVerification`).
     pub email: Option<&'a str>,
     pub groups: &'a [String],
@@ -248,7 +247,6 @@ mod tests {
         claims: &'a Map<String, Value>,
     ) -> Subject<'a> {
         Subject {
-            user: "alice",
             email,
             groups,
             scopes,
