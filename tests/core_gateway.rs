@@ -308,7 +308,9 @@ fn signed_in() -> (FakeHost, FakeHost, Gateway, Gateway, String) {
     };
     let token = a_host.calls.last().unwrap().token;
     let mut claims: Value = mint::claims_with(ISSUER, "grafana", json!({ "nonce": nonce }));
-    claims["exp"] = json!(mint::now_secs() + 60);
+    // From the host's clock, not the wall clock: a slow machine must not move the expiry
+    // past the minute the tests advance.
+    claims["exp"] = json!(now / 1000 + 60);
     let id_token = shared_keys().signer("RS256").sign(&claims);
     let answer = json!({ "id_token": id_token, "refresh_token": "rt-1" }).to_string();
     let reply = responded(a.on_token_response(
