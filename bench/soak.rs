@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::envoy::{bootstrap, repo_root, wasm_filter, Envoy, Started};
-use support::login_bed::{COOKIE, SECRET};
+use support::envoy_idp_bed::{COOKIE, SECRET};
 use support::mint::{b64, claims_with, forge, now_secs, shared_keys, tamper_signature};
 use support::servers::KeyServer;
 

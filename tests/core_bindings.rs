@@ -9,7 +9,7 @@ mod support;
 use serde_json::{json, Value};
 use std::rc::Rc;
 use support::mint::{self, claims_with, other_keys, shared_keys};
-use support::policy_bed::*;
+use support::native_bed::*;
 
 use support::host::FakeHost;
 use wasm_iap::core::config::{ProviderId, Settings};

@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::mint;
-use support::policy_bed::*;
+use support::native_bed::*;
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::login::oidc::PendingLogin;
 use wasm_iap::core::login::session::Session;

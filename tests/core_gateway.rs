@@ -10,7 +10,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use support::host::FakeHost;
 use support::mint::{self, other_keys, shared_keys, KeyRing};
-use support::policy_bed::{forwarded, header, responded};
+use support::native_bed::{forwarded, header, responded};
 use wasm_iap::core::config::{ProviderId, Settings};
 use wasm_iap::core::gateway::{Decision, Gateway};
 use wasm_iap::core::host::Metric;

@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::mint::{self, forge, shared_keys};
-use support::policy_bed::*;
+use support::native_bed::*;
 use wasm_iap::core::config::Settings;
 
 const API: &str = "api.example.com";

@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::policy_bed::*;
+use support::native_bed::*;
 use wasm_iap::core::gateway::Decision;
 use wasm_iap::core::login::session::Session;
 

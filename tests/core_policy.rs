@@ -9,7 +9,7 @@ mod support;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::mint::{self, claims_with, shared_keys};
-use support::policy_bed::*;
+use support::native_bed::*;
 use wasm_iap::core::config::{ProviderId, Settings};
 use wasm_iap::core::gateway::Decision;
 use wasm_iap::core::host::{Host, Metric};

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use support::host::FakeHost;
 use support::mint;
-use support::policy_bed::*;
+use support::native_bed::*;
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::gateway::{Decision, Gateway};
 use wasm_iap::core::request_headers::RequestHeaders;

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::policy_bed::*;
+use support::native_bed::*;
 use wasm_iap::core::gateway::Decision;
 
 const API: &str = "api.example.com";

@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::json;
 use support::mint;
-use support::policy_bed::{forwarded, header, login_service, provider, responded, Bed, BROWSER};
+use support::native_bed::{forwarded, header, login_service, provider, responded, Bed, BROWSER};
 use wasm_iap::core::gateway::Decision;
 use wasm_iap::core::login::session::Session;
 

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::login_bed::{LoginBed, COOKIE};
+use support::envoy_idp_bed::{LoginBed, COOKIE};
 use support::webdriver::Chrome;
 
 /// Types the credentials into the IdP's form and accepts the consent page.

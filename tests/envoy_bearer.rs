@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::envoy::{bootstrap, wasm_filter, Envoy, Started};
-use support::gateway_bed::eventually;
+use support::envoy_faulty_idp_bed::eventually;
 use support::http::{self, Response};
 use support::mint::{self, claims, claims_with, forge, other_keys, shared_keys};
 use support::servers::{free_port, JwksAnswer, KeyServer, Upstream};

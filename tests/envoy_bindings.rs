@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use support::envoy::{bootstrap, wasm_filter, Envoy};
 use support::http::{self, Response};
 use support::mint::{self, claims_with, other_keys, shared_keys, KeyRing};
-use support::policy_bed::Bed as NativeBed;
+use support::native_bed::Bed as NativeBed;
 use support::servers::{free_port, Upstream};
 use wasm_iap::core::login::session::Session;
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::envoy::{bootstrap, cluster, wasm_filter, Envoy};
-use support::gateway_bed::eventually;
+use support::envoy_faulty_idp_bed::eventually;
 use support::http::{self, Response};
 use support::mint::{self, claims, claims_with, shared_keys};
-use support::policy_bed::Bed as NativeBed;
+use support::native_bed::Bed as NativeBed;
 use support::servers::{KeyServer, Upstream};
 use wasm_iap::core::login::session::Session;
 

@@ -12,8 +12,8 @@
 mod support;
 
 use serde_json::{json, Value};
+use support::envoy_faulty_idp_bed::{GatewayBed, API_HOST, CLIENT_ID, COOKIE, LOGIN_HOST};
 use support::fault_idp::FaultIdp;
-use support::gateway_bed::{GatewayBed, API_HOST, CLIENT_ID, COOKIE, LOGIN_HOST};
 use support::mint::{b64, claims, claims_with, forge, shared_keys};
 use support::raw::{RawRequest, RawResponse};
 
@@ -263,7 +263,7 @@ fn hcm_limits() -> Value {
 
 fn bed_with(top: Value) -> Result<GatewayBed, String> {
     let mut top_fields = json!({ "max_token_size": 131072 });
-    support::gateway_bed::merge(&mut top_fields, &top);
+    support::envoy_faulty_idp_bed::merge(&mut top_fields, &top);
     let bed = GatewayBed::try_start_with_hcm(
         FaultIdp::start(CLIENT_ID),
         json!({}),
@@ -689,7 +689,7 @@ fn nested(levels: usize) -> String {
 fn absurd_bearer_tokens_get_401_and_never_kill_the_vm() {
     let mut bed = bed();
     let issuer = bed.issuer();
-    let claims = claims(&issuer, support::gateway_bed::AUDIENCE);
+    let claims = claims(&issuer, support::envoy_faulty_idp_bed::AUDIENCE);
     let header = json!({"alg": "RS256", "kid": shared_keys().signer("RS256").kid});
     let deep_header = format!(
         "{{\"alg\":\"RS256\",\"x\":{}{}}}",
@@ -731,14 +731,14 @@ fn absurd_bearer_tokens_get_401_and_never_kill_the_vm() {
             let aud: Vec<String> = (0..10_000).map(|i| format!("a{i}")).collect();
             format!("{}.{}.c2ln", b64(header.to_string()), b64(claims_with(&issuer, "x", json!({"aud": aud})).to_string()))
         }, &[401]),
-        ("huge numbers in exp and nbf", format!("{}.{}.c2ln", b64(header.to_string()), b64(format!("{{\"iss\":\"{issuer}\",\"aud\":\"{}\",\"sub\":\"x\",\"exp\":1e999,\"nbf\":-1e999}}", support::gateway_bed::AUDIENCE))), &[401]),
+        ("huge numbers in exp and nbf", format!("{}.{}.c2ln", b64(header.to_string()), b64(format!("{{\"iss\":\"{issuer}\",\"aud\":\"{}\",\"sub\":\"x\",\"exp\":1e999,\"nbf\":-1e999}}", support::envoy_faulty_idp_bed::AUDIENCE))), &[401]),
         ("only one part", "eyJhbGciOiJSUzI1NiJ9".to_string(), &[401]),
         ("four parts", format!("{}.a.b.c", b64(header.to_string())), &[401]),
         ("an empty Bearer", String::new(), &[401]),
         ("a kid of 20,000 characters", forge(&json!({"alg": "RS256", "kid": "k".repeat(20_000)}), &claims, b"sig"), &[401]),
         ("a kid with a CR LF", forge(&json!({"alg": "RS256", "kid": "a\r\ninjected: 1"}), &claims, b"sig"), &[401]),
-        ("claims with a sub holding CR LF (signed)", shared_keys().signer("RS256").sign(&claims_with(&issuer, support::gateway_bed::AUDIENCE, json!({"sub": "x\r\ninjected: 1"}))), &[401]),
-        ("claims with a sub holding NUL and \\u2028 (signed)", shared_keys().signer("RS256").sign(&claims_with(&issuer, support::gateway_bed::AUDIENCE, json!({"sub": "x\u{0}\u{2028}y"}))), &[401]),
+        ("claims with a sub holding CR LF (signed)", shared_keys().signer("RS256").sign(&claims_with(&issuer, support::envoy_faulty_idp_bed::AUDIENCE, json!({"sub": "x\r\ninjected: 1"}))), &[401]),
+        ("claims with a sub holding NUL and \\u2028 (signed)", shared_keys().signer("RS256").sign(&claims_with(&issuer, support::envoy_faulty_idp_bed::AUDIENCE, json!({"sub": "x\u{0}\u{2028}y"}))), &[401]),
     ];
     let mut probes: Vec<Probe> = tokens
         .into_iter()
@@ -974,7 +974,7 @@ fn a_browser_session_with_an_alg_none_bearer_header_reaches_the_upstream_without
         &json!({"alg": "none"}),
         &claims_with(
             &bed.issuer(),
-            support::gateway_bed::AUDIENCE,
+            support::envoy_faulty_idp_bed::AUDIENCE,
             json!({"sub": "mallory"}),
         ),
         b"",

@@ -14,10 +14,10 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::fault_idp::{Fault, FaultIdp};
-use support::gateway_bed::{
+use support::envoy_faulty_idp_bed::{
     eventually, session_cookies, GatewayBed, API_HOST, AUDIENCE, CLIENT_ID, LOGIN_HOST,
 };
+use support::fault_idp::{Fault, FaultIdp};
 use support::mint::{claims_with, now_secs, other_keys};
 use support::raw::{RawRequest, RawResponse};
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::browser::Browser;
+use support::envoy_idp_bed::{LoginBed, COOKIE};
 use support::http;
 use support::idp::Idp;
-use support::login_bed::{LoginBed, COOKIE};
 
 fn echoed(response: &http::Response, header: &str) -> Value {
     response.json()["headers"][header].clone()

@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::envoy_idp_bed::{LoginBed, COOKIE};
 use support::http;
-use support::login_bed::{LoginBed, COOKIE};
 use support::mint::b64;
 
 fn echoed(response: &http::Response, header: &str) -> Value {

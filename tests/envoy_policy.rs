@@ -11,10 +11,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::browser::Browser;
 use support::envoy::Envoy;
+use support::envoy_faulty_idp_bed::{eventually, GatewayBed, AUDIENCE, CLIENT_ID, LOGIN_HOST};
+use support::envoy_idp_bed::LoginBed;
 use support::fault_idp::FaultIdp;
-use support::gateway_bed::{eventually, GatewayBed, AUDIENCE, CLIENT_ID, LOGIN_HOST};
 use support::http::{self, Response};
-use support::login_bed::LoginBed;
 use support::mint::{claims_with, shared_keys};
 use support::raw::{RawRequest, RawResponse};
 use support::servers::free_port;
@@ -845,7 +845,7 @@ fn spelling_routes(extra: Value) -> Value {
         { "path_prefix": "/admin", "allow": [{ "groups": ["admins"] }] },
         { "path": "/api/users", "methods": ["DELETE"], "allow": [{ "groups": ["admins"] }] },
     ]});
-    support::gateway_bed::merge(&mut login, &extra);
+    support::envoy_faulty_idp_bed::merge(&mut login, &extra);
     login
 }
 

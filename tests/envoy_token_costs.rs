@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::envoy::{bootstrap, cluster, wasm_filter, Envoy, Started};
-use support::gateway_bed::eventually;
+use support::envoy_faulty_idp_bed::eventually;
 use support::http;
 use support::mint::{claims_with, shared_keys, tamper_signature};
 use support::servers::{KeyServer, Upstream};

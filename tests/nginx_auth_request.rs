@@ -9,7 +9,7 @@ mod support;
 
 use serde_json::json;
 use support::envoy::{bootstrap_on, wasm_filter, Envoy};
-use support::gateway_bed::eventually;
+use support::envoy_faulty_idp_bed::eventually;
 use support::mint::{claims_with, shared_keys};
 use support::nginx::Nginx;
 use support::raw::{send, RawRequest, RawResponse};

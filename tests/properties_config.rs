@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use support::mint::{self, claims_with, shared_keys};
-use support::policy_bed::{login_service, Bed};
+use support::native_bed::{login_service, Bed};
 use wasm_iap::core::gateway::Decision;
 use wasm_iap::core::login::session::Session;
 

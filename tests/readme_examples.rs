@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use support::mint::{claims_with, shared_keys};
-use support::policy_bed::Bed;
+use support::native_bed::Bed;
 use wasm_iap::core::config::Settings;
 use wasm_iap::core::gateway::Decision;
 

@@ -106,8 +106,10 @@ impl Worker {
     /// Door: the tick. Takes in keys other workers fetched, starts fetches that are due,
     /// reports counters, and decides again the requests whose wait is over.
     pub fn on_tick(&mut self, host: &mut dyn Host) -> Vec<(u32, Act)> {
-        let changed = self.fetcher.tick(host, &mut self.gateway);
+        let changed = self.fetcher.take_in(host, &mut self.gateway);
         let mut decided = self.gateway.keys_changed(host, &changed);
+        let changed = self.fetcher.start_fetches(host, &mut self.gateway);
+        decided.extend(self.gateway.keys_changed(host, &changed));
         self.gateway.tick(host);
         decided.extend(self.gateway.settle(host, None));
         self.hold_all(decided)

@@ -3,16 +3,16 @@
 
 pub mod browser;
 pub mod envoy;
+pub mod envoy_faulty_idp_bed;
+pub mod envoy_idp_bed;
 pub mod fault_idp;
-pub mod gateway_bed;
 pub mod host;
 pub mod http;
 pub mod idp;
 pub mod kube;
-pub mod login_bed;
 pub mod mint;
+pub mod native_bed;
 pub mod nginx;
-pub mod policy_bed;
 pub mod props;
 pub mod random;
 pub mod raw;

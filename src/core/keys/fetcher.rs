@@ -128,13 +128,29 @@ impl KeyFetcher {
         record
     }
 
-    /// One tick: takes in what other workers published, starts the fetches that are due or
-    /// wanted (when this worker wins the lease), and returns decisions on parked requests.
-    pub fn tick(&mut self, host: &mut dyn Host, keys: &mut dyn KeyTaker) -> Vec<ProviderId> {
+    /// A tick's first half: takes in what other workers published since the last look, and
+    /// says which issuers' records changed (their waiting requests are decided again before
+    /// the second half, so a fetch one of them asks for starts in this tick).
+    pub fn take_in(&mut self, host: &mut dyn Host, keys: &mut dyn KeyTaker) -> Vec<ProviderId> {
+        let mut changed = Vec::new();
+        for issuer in 0..self.issuers.len() {
+            self.sync(host, keys, issuer, &mut changed);
+        }
+        changed
+    }
+
+    /// A tick's second half: starts the fetches that are due or wanted (when this worker
+    /// wins the lease); returns the issuers whose records changed meanwhile (a fetch that
+    /// could not even be sent is recorded as failed at once).
+    pub fn start_fetches(
+        &mut self,
+        host: &mut dyn Host,
+        keys: &mut dyn KeyTaker,
+    ) -> Vec<ProviderId> {
         let mut changed = Vec::new();
         let now_ms = host.now_ms();
         for issuer in 0..self.issuers.len() {
-            let record = self.sync(host, keys, issuer, &mut changed);
+            let record = self.read_record(host, issuer).0;
             let provider = self.issuers[issuer].provider;
             // A request's wish stands until a fetch starts or new keys arrive: the lease may
             // be held a moment by a worker that just published.
@@ -147,6 +163,14 @@ impl KeyFetcher {
                 keys.clear_fetch_wanted(provider);
             }
         }
+        changed
+    }
+
+    /// One tick, both halves, without deciding anything in between (tests).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn tick(&mut self, host: &mut dyn Host, keys: &mut dyn KeyTaker) -> Vec<ProviderId> {
+        let mut changed = self.take_in(host, keys);
+        changed.extend(self.start_fetches(host, keys));
         changed
     }
 

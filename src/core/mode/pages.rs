@@ -39,13 +39,18 @@ fn json_refusal(refusal: &Refusal, cookies: Vec<String>) -> Reply {
     let status = refusal.status();
     let description = refusal.description();
     let (body, headers) = match error {
-        Some(error) => (
-            format!(
-                "{}\n",
-                json!({ "error": error, "error_description": description })
-            ),
-            vec![("content-type".into(), "application/json".into())],
-        ),
+        Some(error) => {
+            let body = json!({ "error": error, "error_description": description });
+            // Byte for byte as before the refusals were one type: a `400` for a bad
+            // address ends at `}`, the others with a line feed.
+            let end = if matches!(refusal, Refusal::BadRequest(_)) {
+                ""
+            } else {
+                "\n"
+            };
+            let headers = vec![("content-type".into(), "application/json".into())];
+            (format!("{body}{end}"), headers)
+        }
         None => (
             json!({ "error_description": description }).to_string(),
             Vec::new(),

@@ -1,4 +1,4 @@
-//! A native bed for the policy tests: one gateway worker over the in-memory host, Dex's
+//! The native bed: one gateway worker over the in-memory host, Dex's
 //! keys inline, tokens minted for it, and the helpers that read its decisions.
 
 use std::rc::Rc;
