@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proxy_wasm::hostcalls;
+use proxy_wasm::hostcalls::{self, get_property};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use crate::core::host::{Callout, Host, Metric};
@@ -30,11 +30,11 @@ pub fn level(severity: Severity) -> LogLevel {
 /// nothing a client, an IdP or a config sent can break a line or forge one (parts were
 /// escaped where they were written; this catches any that were not).
 pub fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, &log_text::one_line(message));
+    let _ = counted!(Log, hostcalls::log(level, &log_text::one_line(message)));
 }
 
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
+    counted!(Clock, hostcalls::get_current_time())
         .ok()
         .and_then(|t: SystemTime| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
@@ -140,7 +140,7 @@ pub fn dispatch(
     timeout_ms: u64,
 ) -> Result<u32, Status> {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    hostcalls::dispatch_http_call(
+    counted!(Other, hostcalls::dispatch_http_call)(
         cluster,
         headers,
         body,
@@ -250,7 +250,7 @@ impl SharedData for ProxyHost {
 
 impl Random for ProxyHost {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
-        getrandom::fill(buf).map_err(|_| {
+        counted!(Other, getrandom::fill(buf)).map_err(|_| {
             log(LogLevel::Critical, "no randomness from the host");
             NoRandomness
         })
@@ -281,7 +281,7 @@ impl Host for ProxyHost {
     }
 
     fn source_address(&self) -> Option<String> {
-        let bytes = proxy_wasm::hostcalls::get_property(vec!["source", "address"]).ok()??;
+        let bytes = counted!(Property, get_property(vec!["source", "address"])).ok()??;
         String::from_utf8(bytes).ok()
     }
 

@@ -49,6 +49,8 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter_answered(self.context_id);
         let Some(pending) = self.calling.take() else {
             return;
         };
@@ -71,17 +73,23 @@ impl Context for Request {
     }
 
     fn on_done(&mut self) -> bool {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
         if let Ok(mut slot) = self.gateway.try_borrow_mut() {
             if let Some(gateway) = slot.as_mut() {
                 gateway.forget(self.context_id);
             }
         }
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::report(self.context_id, "host calls");
         true
     }
 }
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
         #[cfg(feature = "crash-probe")]
         super::crash_probe::maybe_crash();
         let headers = host::request_headers();
@@ -101,6 +109,8 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
         let mut cookies = std::mem::take(&mut self.response_cookies);
         if let Ok(mut slot) = self.gateway.try_borrow_mut() {
             if let Some(gateway) = slot.as_mut() {
