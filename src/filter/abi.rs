@@ -64,6 +64,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
@@ -259,4 +260,13 @@ pub fn increment(metric_id: u32, by: i64) -> Result<(), HostStatus> {
     checked(counted!(Counter, unsafe {
         proxy_increment_metric(metric_id, by)
     }))
+}
+
+/// The lowest level the host writes to its log (`LogLevel` as a number: 0 trace .. 5
+/// critical); `None` when it cannot say.
+pub fn log_level() -> Option<u32> {
+    let mut level: u32 = 0;
+    // SAFETY: the host writes the level into our local.
+    let status = counted!(Log, unsafe { proxy_get_log_level(&mut level) });
+    checked(status).ok().map(|_| level)
 }

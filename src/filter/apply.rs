@@ -4,6 +4,7 @@ use proxy_wasm::types::Action;
 
 use super::host;
 use crate::core::gateway::{Decision, Forward, Pending};
+use crate::core::request_headers::RequestHeaders;
 
 /// What is left for the request's own context to hold after a decision.
 pub enum Held {
@@ -28,6 +29,22 @@ pub fn carry_out(decision: Decision) -> (Action, Held) {
         Decision::Calling(pending) => (Action::Pause, Held::Calling(pending)),
         Decision::Parked => (Action::Pause, Held::Nothing),
     }
+}
+
+/// Applies `decision` to the request whose headers were `sent`, leaving out the removal of
+/// headers it does not carry: each is a host call (and clears Envoy's route cache) that
+/// changes nothing.
+pub fn carry_out_sent(decision: Decision, sent: &RequestHeaders) -> (Action, Held) {
+    let decision = match decision {
+        Decision::Forward(mut forward) => {
+            forward
+                .remove_headers
+                .retain(|name| sent.get(name).is_some());
+            Decision::Forward(forward)
+        }
+        other => other,
+    };
+    carry_out(decision)
 }
 
 /// The header edits of a forwarded request; returns the cookies for its response.

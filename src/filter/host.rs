@@ -1,6 +1,7 @@
 //! The few host operations the filter performs, as small functions that never panic on
 //! a host error: they log it and go on, so the request still gets a definite answer.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls::{self, get_property};
@@ -28,9 +29,24 @@ pub fn level(severity: Severity) -> LogLevel {
 
 /// Envoy prefixes each line with the plugin name already. Every line leaves here, so here
 /// nothing a client, an IdP or a config sent can break a line or forge one (parts were
-/// escaped where they were written; this catches any that were not).
+/// escaped where they were written; this catches any that were not). A line below the
+/// host's log level is not sent: the host would drop it, after a call for nothing.
 pub fn log(level: LogLevel, message: &str) {
+    if (level as u32) < LOG_LEVEL.with(Cell::get) {
+        return;
+    }
     let _ = counted!(Log, hostcalls::log(level, &log_text::one_line(message)));
+}
+
+thread_local! {
+    /// The host's log level as last asked (0, trace: every line, until asked).
+    static LOG_LEVEL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Asks the host for its log level, which an operator may change at run time: at configure
+/// time and on every tick, instead of a call per line.
+pub fn refresh_log_level() {
+    LOG_LEVEL.with(|level| level.set(abi::log_level().unwrap_or(0)));
 }
 
 pub fn now_ms() -> u64 {

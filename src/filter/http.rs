@@ -103,7 +103,7 @@ impl HttpContext for Request {
         for name in &outcome.strip {
             host::remove_request_header(name);
         }
-        let (action, held) = apply::carry_out(outcome.decision);
+        let (action, held) = apply::carry_out_sent(outcome.decision, &headers);
         self.hold(held);
         action
     }

@@ -107,6 +107,7 @@ impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         #[cfg(feature = "host-call-count")]
         super::host_calls::enter(self.context_id);
+        host::refresh_log_level();
         let text = host::plugin_configuration();
         let text = String::from_utf8_lossy(&text);
         let env = |name: &str| std::env::var(name).ok();
@@ -137,6 +138,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         #[cfg(feature = "host-call-count")]
         super::host_calls::enter(self.context_id);
+        host::refresh_log_level();
         if self.startup_ticks_left > 0 {
             self.startup_ticks_left -= 1;
             if self.startup_ticks_left == 0 {
