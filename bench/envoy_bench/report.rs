@@ -170,7 +170,7 @@ fn host_calls_markdown(calls: &HostCalls) -> String {
          request:\n\n\
          | path | header reads | header writes | clock | counters | shared data | logs | \
          properties | other | total |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n\
-         | floor | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | **0** |\n",
+         | the floor (`bench/floor`) | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | **0** |\n",
         calls.requests
     );
     for p in &calls.paths {
