@@ -71,6 +71,13 @@ build_crash_probe() {
   cargo build --target wasm32-wasip1 --release --features crash-probe --target-dir target/crash-probe
 }
 
+# Bench-only build that logs each request's host calls by kind (feature host-call-count),
+# for the bench's host-call table. Never shipped.
+build_host_call_count() {
+  log "building the host-call-counting filter (bench only)"
+  cargo build --target wasm32-wasip1 --release --features host-call-count --target-dir target/host-call-count
+}
+
 checks() {
   log "cargo fmt --check and clippy"
   cargo fmt --check
@@ -105,6 +112,7 @@ case "$cmd" in
     setup; build
     log "building the benchmark's floor (bench/floor: a do-nothing Rust Wasm filter)"
     cargo build --release --target wasm32-wasip1 --manifest-path bench/floor/Cargo.toml
+    build_host_call_count
     export WASM_IAP_ENVOY="$(envoy_binary)"
     cargo bench --bench envoy
     ;;

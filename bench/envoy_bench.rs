@@ -6,7 +6,8 @@
 //! cached), with forged RS256, ES256 and EdDSA tokens (every request needs a check, and gets
 //! 401), and with a browser session cookie (one cookie, and one chunked in three). Routes
 //! answer with a direct response so that only the filters differ. Also measures the time to
-//! the first request of a fresh Envoy whose keys come by OIDC discovery.
+//! the first request of a fresh Envoy whose keys come by OIDC discovery, and the host calls
+//! wasm-iap makes per request on each path (a counting build, in Envoys of its own).
 //!
 //! Writes bench/results.json, bench/results.md (a table for docs/performance.md) and
 //! bench/results.svg (a chart of the ratios to no filter), and prints the table.
@@ -14,7 +15,8 @@
 //!   ./build.sh bench      (BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16) change
 //!                          the load; BENCH_TOKENS (20000) distinct tokens per rotating
 //!                          scenario; BENCH_FIRST_RUNS (5) fresh Envoys for the first request;
-//!                          BENCH_SCENARIOS=no_filter,wasm_floor,first_request to run only some)
+//!                          BENCH_SCENARIOS=no_filter,wasm_floor,first_request,host_calls to
+//!                          run only some)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/mod.rs"]
@@ -22,6 +24,8 @@ mod support;
 
 #[path = "envoy_bench/first_request.rs"]
 mod first_request;
+#[path = "envoy_bench/host_calls.rs"]
+mod host_calls;
 #[path = "envoy_bench/load.rs"]
 mod load;
 #[path = "envoy_bench/report.rs"]
@@ -101,11 +105,12 @@ fn main() {
             .is_none_or(|list| list.split(',').any(|s| s.trim() == name))
     };
 
-    let known = |name: &str| name == "first_request" || ALL.iter().any(|(n, _)| *n == name);
+    let extra = ["first_request", "host_calls"];
+    let known = |name: &str| extra.contains(&name) || ALL.iter().any(|(n, _)| *n == name);
     for name in only.iter().flat_map(|list| list.split(',')) {
         assert!(
             known(name.trim()),
-            "BENCH_SCENARIOS: no scenario {name:?}; there are first_request, {}",
+            "BENCH_SCENARIOS: no scenario {name:?}; there are first_request, host_calls, {}",
             ALL.map(|(n, _)| n).join(", ")
         );
     }
@@ -122,11 +127,14 @@ fn main() {
         }
     });
 
+    let mut material = Material::new(tokens);
+    // Its own Envoys, stopped before the rounds start.
+    let host_calls = chosen("host_calls").then(|| host_calls::measure(&material));
+
     // ext_authz asks a second Envoy, answering 200 directly: fast and native, so that its row
     // shows the cost of the extra hop rather than of a slow server.
     let authz_server = chosen("ext_authz_http")
         .then(|| start("authorization server", &direct_response_bootstrap(vec![])));
-    let mut material = Material::new(tokens);
     let mut running = Vec::new();
     for (name, _) in ALL.iter().filter(|(name, _)| chosen(name)) {
         let scenario = material.scenario(name, authz_server.as_ref().map(|e| e.port));
@@ -199,6 +207,7 @@ fn main() {
     let report = Report {
         rows,
         first_request,
+        host_calls,
         authz_server: authz_memory,
         rounds,
         seconds,

@@ -393,3 +393,22 @@ fn envoy_stats_count_allowed_and_refused_requests() {
     ) >= 1));
     assert_eq!(counter("wasm_iap_requests_refused") - refused_before, 3);
 }
+
+#[test]
+fn debug_lines_are_written_once_envoy_is_set_to_debug_at_run_time() {
+    let (_idp, _upstream, envoy) = bed(shared_keys().jwks(), json!({}));
+    let line = "refused with 401: missing bearer token";
+    assert_eq!(http::get(&envoy.url("/"), &[]).status, 401);
+    if std::env::var("WASM_IAP_ENVOY_LOG").is_err() {
+        assert!(!envoy.log().contains(line), "Envoy runs at info");
+    }
+    // The filter asks Envoy's level on each tick rather than sending every line.
+    let debug = format!("http://127.0.0.1:{}/logging?wasm=debug", envoy.admin_port);
+    assert_eq!(http::request("POST", &debug, &[], None).status, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            http::get(&envoy.url("/"), &[]).status == 401 && envoy.log().contains(line)
+        }),
+        "a refusal's debug line once Envoy logs at debug"
+    );
+}

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
+use crate::host_calls::{HostCalls, KINDS};
 use crate::scenarios::describe;
 
 /// One scenario's medians over the rounds, and its Envoy's memory after them.
@@ -65,6 +66,7 @@ pub struct Memory {
 pub struct Report {
     pub rows: Vec<Row>,
     pub first_request: Option<FirstRequests>,
+    pub host_calls: Option<HostCalls>,
     /// The Envoy answering ext_authz's checks, not counted in `ext_authz_http`'s RSS.
     pub authz_server: Option<Memory>,
     pub rounds: u64,
@@ -132,6 +134,58 @@ fn color_of(name: &str) -> &'static str {
     }
 }
 
+/// What the floor's source shows: its one callback returns `Continue` and calls nothing, and
+/// the SDK calls nothing for it on a request.
+const FLOOR_NOTE: &str = "bench/floor's only callback returns Continue: no host call";
+
+fn host_calls_json(calls: &HostCalls) -> Value {
+    let counts = |counts: &[u32; 8]| -> serde_json::Map<String, Value> {
+        KINDS
+            .iter()
+            .zip(counts)
+            .map(|(k, c)| (k.to_string(), json!(c)))
+            .collect()
+    };
+    let paths: Vec<Value> = calls
+        .paths
+        .iter()
+        .map(|p| {
+            json!({ "path": p.path, "what": p.what, "calls": counts(&p.counts), "total": p.total() })
+        })
+        .collect();
+    json!({
+        "build": "wasm-iap with --features host-call-count",
+        "requests_per_path": calls.requests,
+        "floor": { "calls": counts(&[0; 8]), "total": 0, "note": FLOOR_NOTE },
+        "paths": paths,
+    })
+}
+
+fn host_calls_markdown(calls: &HostCalls) -> String {
+    let mut out = format!(
+        "\nHost calls per request (wasm-iap built with the feature `host-call-count`, which \
+         logs each request's calls when it is done; each path sent {} times, every request \
+         alike; the floor's from its source: its only callback returns `Continue`). Allowed \
+         requests and token-cache lookups are counted once per tick (100 ms), not per \
+         request:\n\n\
+         | path | header reads | header writes | clock | counters | shared data | logs | \
+         properties | other | total |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n\
+         | the floor (`bench/floor`) | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | **0** |\n",
+        calls.requests
+    );
+    for p in &calls.paths {
+        let counts: Vec<String> = p.counts.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | **{}** |",
+            p.what,
+            counts.join(" | "),
+            p.total()
+        );
+    }
+    out
+}
+
 impl Report {
     pub fn json(&self) -> Value {
         let scenarios: Vec<Value> = self
@@ -171,6 +225,7 @@ impl Report {
             "tokens": self.tokens,
             "wasm_bytes": { "wasm_iap": self.wasm_iap_bytes, "floor": self.floor_bytes },
             "first_request": first_request,
+            "host_calls_per_request": self.host_calls.as_ref().map(host_calls_json),
             "ext_authz_server": self.authz_server.as_ref().map(|m| json!({
                 "note": "the do-nothing authorization server (a second Envoy, 1 worker); not in ext_authz_http's rss_mib",
                 "rss_mib": round(m.rss_mib, 1),
@@ -213,6 +268,9 @@ impl Report {
                 f.from_spawn_ms.median,
                 f.from_spawn_ms.max
             );
+        }
+        if let Some(calls) = &self.host_calls {
+            out.push_str(&host_calls_markdown(calls));
         }
         if let Some(m) = &self.authz_server {
             let _ = write!(

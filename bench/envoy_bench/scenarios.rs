@@ -158,7 +158,7 @@ fn floor_filter(plugin_config: &Value) -> Value {
 
 /// A login service on every host, with Dex's keys inline and its endpoints given (no
 /// fetch), for the session-cookie scenarios.
-fn session_config(jwks: &Value) -> Value {
+pub fn session_config(jwks: &Value) -> Value {
     json!({
         "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": jwks }],
         "login": [{
@@ -172,7 +172,7 @@ fn session_config(jwks: &Value) -> Value {
 
 /// A `Cookie` header value holding a session of `config`'s login service in `chunks` cookies
 /// (groups are added until it takes that many), valid for an hour, no refresh.
-fn session_cookie(config: &Value, chunks: usize) -> String {
+pub fn session_cookie(config: &Value, chunks: usize) -> String {
     let settings = Settings::parse(&config.to_string()).expect("bench config");
     let service = &settings.login[0];
     let now = now_secs();
@@ -274,14 +274,19 @@ impl Material {
             .clone()
     }
 
+    /// wasm-iap's configuration in the bearer scenarios: the provider, its keys inline.
+    pub fn bearer_config(&self) -> Value {
+        json!({
+            "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": self.jwks }]
+        })
+    }
+
     /// The scenario `name` (one of `ALL`); `authz_port`: the authorization server of
     /// `ext_authz_http`.
     pub fn scenario(&mut self, name: &'static str, authz_port: Option<u16>) -> Scenario {
         let bearer = format!("Authorization: Bearer {}", self.token);
         let not_a_token = Some("Authorization: Bearer not-a-token".to_string());
-        let wasm_config = json!({
-            "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": self.jwks }]
-        });
+        let wasm_config = self.bearer_config();
         let wasm = || vec![wasm_filter(&wasm_config)];
         let same = |filters: Vec<Value>, refuse: Option<String>| {
             (filters, Load::Same(bearer.clone()), bearer.clone(), refuse)

@@ -64,6 +64,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
@@ -107,7 +108,9 @@ pub fn header_map(map: MapType) -> Result<Vec<u8>, HostStatus> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a pointer and a size into our two locals.
-    checked(unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) })?;
+    checked(counted!(HeaderRead, unsafe {
+        proxy_get_header_map_pairs(map as u32, &mut data, &mut size)
+    }))?;
     Ok(take(data, size).unwrap_or_default())
 }
 
@@ -116,16 +119,16 @@ pub fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: `name` outlives the call; the host writes into our two locals.
-    let status = unsafe {
+    let status = counted!(HeaderRead, unsafe {
         proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size)
-    };
+    });
     checked(status).ok()?;
     take(data, size)
 }
 
 pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatus> {
     // SAFETY: both slices outlive the call; the host copies them.
-    checked(unsafe {
+    checked(counted!(HeaderWrite, unsafe {
         proxy_replace_header_map_value(
             map as u32,
             name.as_ptr(),
@@ -133,12 +136,12 @@ pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), HostS
             value.as_ptr(),
             value.len(),
         )
-    })
+    }))
 }
 
 pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatus> {
     // SAFETY: both slices outlive the call; the host copies them.
-    checked(unsafe {
+    checked(counted!(HeaderWrite, unsafe {
         proxy_add_header_map_value(
             map as u32,
             name.as_ptr(),
@@ -146,18 +149,20 @@ pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatu
             value.as_ptr(),
             value.len(),
         )
-    })
+    }))
 }
 
 pub fn remove_header(map: MapType, name: &str) -> Result<(), HostStatus> {
     // SAFETY: `name` outlives the call.
-    checked(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
+    checked(counted!(HeaderWrite, unsafe {
+        proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len())
+    }))
 }
 
 /// A local response; `headers` in the host's map serialization.
 pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(), HostStatus> {
     // SAFETY: every slice outlives the call; the host copies them. -1: not a gRPC answer.
-    checked(unsafe {
+    checked(counted!(Other, unsafe {
         proxy_send_local_response(
             status,
             std::ptr::null(),
@@ -168,19 +173,23 @@ pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(
             headers.len(),
             -1,
         )
-    })
+    }))
 }
 
 /// Lets a paused request go on.
 pub fn resume_request() -> Result<(), HostStatus> {
     // SAFETY: no pointers.
-    checked(unsafe { proxy_continue_stream(StreamType::HttpRequest as u32) })
+    checked(counted!(Other, unsafe {
+        proxy_continue_stream(StreamType::HttpRequest as u32)
+    }))
 }
 
 /// Makes `context_id` the context later calls act on (fails when it is gone).
 pub fn set_effective_context(context_id: u32) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
-    checked(unsafe { proxy_set_effective_context(context_id) })
+    checked(counted!(Other, unsafe {
+        proxy_set_effective_context(context_id)
+    }))
 }
 
 /// Up to `max_size` bytes of a buffer (a callout's body, the plugin configuration).
@@ -188,8 +197,9 @@ pub fn buffer(buffer: BufferType, max_size: usize) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a pointer and a size into our two locals.
-    let status =
-        unsafe { proxy_get_buffer_bytes(buffer as u32, 0, max_size, &mut data, &mut size) };
+    let status = counted!(Other, unsafe {
+        proxy_get_buffer_bytes(buffer as u32, 0, max_size, &mut data, &mut size)
+    });
     checked(status).ok()?;
     take(data, size)
 }
@@ -200,8 +210,9 @@ pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
     let mut size: usize = 0;
     let mut cas: u32 = 0;
     // SAFETY: `key` outlives the call; the host writes into our three locals.
-    let status =
-        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    let status = counted!(SharedData, unsafe {
+        proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+    });
     if checked(status).is_err() {
         return (None, None);
     }
@@ -211,7 +222,7 @@ pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
 /// Writes shared data; with `cas`, only when nobody wrote since it was read.
 pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostStatus> {
     // SAFETY: both slices outlive the call; the host copies them.
-    checked(unsafe {
+    checked(counted!(SharedData, unsafe {
         proxy_set_shared_data(
             key.as_ptr(),
             key.len(),
@@ -219,30 +230,43 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), 
             value.len(),
             cas.unwrap_or(0),
         )
-    })
+    }))
 }
 
 pub fn set_tick_period(period_ms: u32) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
-    checked(unsafe { proxy_set_tick_period_milliseconds(period_ms) })
+    checked(counted!(Other, unsafe {
+        proxy_set_tick_period_milliseconds(period_ms)
+    }))
 }
 
 /// Defines a counter; its id.
 pub fn define_counter(name: &str) -> Option<u32> {
     let mut id: u32 = 0;
     // SAFETY: `name` outlives the call; the host writes the id into our local.
-    let status = unsafe {
+    let status = counted!(Counter, unsafe {
         proxy_define_metric(
             MetricType::Counter as u32,
             name.as_ptr(),
             name.len(),
             &mut id,
         )
-    };
+    });
     checked(status).ok().map(|_| id)
 }
 
 pub fn increment(metric_id: u32, by: i64) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
-    checked(unsafe { proxy_increment_metric(metric_id, by) })
+    checked(counted!(Counter, unsafe {
+        proxy_increment_metric(metric_id, by)
+    }))
+}
+
+/// The lowest level the host writes to its log (`LogLevel` as a number: 0 trace .. 5
+/// critical); `None` when it cannot say.
+pub fn log_level() -> Option<u32> {
+    let mut level: u32 = 0;
+    // SAFETY: the host writes the level into our local.
+    let status = counted!(Log, unsafe { proxy_get_log_level(&mut level) });
+    checked(status).ok().map(|_| level)
 }

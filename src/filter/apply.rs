@@ -4,6 +4,7 @@ use proxy_wasm::types::Action;
 
 use super::host;
 use crate::core::forward::Forward;
+use crate::core::request_headers::RequestHeaders;
 use crate::core::worker::Act;
 
 /// Carries out `act` on a request whose headers are being decided now; `Action::Continue`
@@ -20,6 +21,22 @@ pub fn carry_out(act: Act) -> Action {
         }
         Act::Pause => Action::Pause,
     }
+}
+
+/// `carry_out` for the request whose headers were `sent`, leaving out the removal of headers
+/// it does not carry: each is a host call (and clears Envoy's route cache) that changes
+/// nothing.
+pub fn carry_out_sent(act: Act, sent: &RequestHeaders) -> Action {
+    let act = match act {
+        Act::Forward(mut forward) => {
+            forward
+                .remove_headers
+                .retain(|name| sent.get(name).is_some());
+            Act::Forward(forward)
+        }
+        other => other,
+    };
+    carry_out(act)
 }
 
 /// Carries out `act` on a paused request (a parked one, or one that waited for a token

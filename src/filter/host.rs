@@ -1,9 +1,10 @@
 //! The few host operations the filter performs, as small functions that never panic on
 //! a host error: they log it and go on, so the request still gets a definite answer.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proxy_wasm::hostcalls;
+use proxy_wasm::hostcalls::{self, get_property};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use crate::core::host::{Callout, Host, Metric};
@@ -28,13 +29,28 @@ pub fn level(severity: Severity) -> LogLevel {
 
 /// Envoy prefixes each line with the plugin name already. Every line leaves here, so here
 /// nothing a client, an IdP or a config sent can break a line or forge one (parts were
-/// escaped where they were written; this catches any that were not).
+/// escaped where they were written; this catches any that were not). A line below the
+/// host's log level is not sent: the host would drop it, after a call for nothing.
 pub fn log(level: LogLevel, message: &str) {
-    let _ = hostcalls::log(level, &log_text::one_line(message));
+    if (level as u32) < LOG_LEVEL.with(Cell::get) {
+        return;
+    }
+    let _ = counted!(Log, hostcalls::log(level, &log_text::one_line(message)));
+}
+
+thread_local! {
+    /// The host's log level as last asked (0, trace: every line, until asked).
+    static LOG_LEVEL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Asks the host for its log level, which an operator may change at run time: at configure
+/// time and on every tick, instead of a call per line.
+pub fn refresh_log_level() {
+    LOG_LEVEL.with(|level| level.set(abi::log_level().unwrap_or(0)));
 }
 
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
+    counted!(Clock, hostcalls::get_current_time())
         .ok()
         .and_then(|t: SystemTime| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
@@ -140,7 +156,7 @@ pub fn dispatch(
     timeout_ms: u64,
 ) -> Result<u32, Status> {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    hostcalls::dispatch_http_call(
+    counted!(Other, hostcalls::dispatch_http_call)(
         cluster,
         headers,
         body,
@@ -250,7 +266,7 @@ impl SharedData for ProxyHost {
 
 impl Random for ProxyHost {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
-        getrandom::fill(buf).map_err(|_| {
+        counted!(Other, getrandom::fill(buf)).map_err(|_| {
             log(LogLevel::Critical, "no randomness from the host");
             NoRandomness
         })
@@ -281,7 +297,7 @@ impl Host for ProxyHost {
     }
 
     fn source_address(&self) -> Option<String> {
-        let bytes = proxy_wasm::hostcalls::get_property(vec!["source", "address"]).ok()??;
+        let bytes = counted!(Property, get_property(vec!["source", "address"])).ok()??;
         String::from_utf8(bytes).ok()
     }
 

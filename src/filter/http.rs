@@ -35,6 +35,8 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter_answered(self.context_id);
         let answer = host::call_response(body_size);
         let response = CalloutResponse {
             status: answer.status,
@@ -63,17 +65,23 @@ impl Context for Request {
     }
 
     fn on_done(&mut self) -> bool {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
         if let Ok(mut slot) = self.worker.try_borrow_mut() {
             if let Some(worker) = slot.as_mut() {
                 worker.on_done(self.context_id);
             }
         }
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::report(self.context_id, "host calls");
         true
     }
 }
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
         #[cfg(feature = "crash-probe")]
         super::crash_probe::maybe_crash();
         let headers = host::request_headers();
@@ -89,10 +97,12 @@ impl HttpContext for Request {
         for name in &arrival.strip {
             host::remove_request_header(name);
         }
-        apply::carry_out(arrival.act)
+        apply::carry_out_sent(arrival.act, &headers)
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
         let cookies = match self.worker.try_borrow_mut() {
             Ok(mut slot) => slot
                 .as_mut()

@@ -1,4 +1,6 @@
 //! The proxy-wasm adapter: registers the root context and logs panics before the VM dies.
+#[macro_use]
+mod host_calls;
 mod abi;
 mod apply;
 #[cfg(feature = "crash-probe")]

@@ -61,6 +61,8 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter_answered(self.context_id);
         let answer = host::call_response(body_size);
         let response = CalloutResponse {
             status: answer.status,
@@ -75,6 +77,9 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
+        host::refresh_log_level();
         let text = host::plugin_configuration();
         let text = String::from_utf8_lossy(&text);
         let env = |name: &str| std::env::var(name).ok();
@@ -101,6 +106,9 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
+        host::refresh_log_level();
         if self.startup_ticks_left > 0 {
             self.startup_ticks_left -= 1;
             if self.startup_ticks_left == 0 {
@@ -108,6 +116,8 @@ impl RootContext for Root {
             }
         }
         self.through(|worker| worker.on_tick(&mut ProxyHost));
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::report(self.context_id, "host calls on tick");
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
