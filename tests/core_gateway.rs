@@ -509,6 +509,42 @@ fn a_refresh_whose_client_went_away_still_renews_the_session_for_its_other_reque
     );
 }
 
+/// Requests whose clients went away while they waited free their place at once: the bound
+/// counts requests under way, not ones that ever parked.
+#[test]
+fn parked_requests_whose_clients_left_no_longer_count_toward_the_bound() {
+    let now = mint::now_secs() * 1000;
+    let mut host = FakeHost::new(now);
+    let mut gateway = Gateway::new(settings());
+    let token = shared_keys()
+        .signer("ES256")
+        .sign(&mint::claims(ISSUER, "grafana-api"));
+    let authorization = format!("Bearer {token}");
+    let api = headers("/api/dashboards", &[("authorization", &authorization)]);
+    let limit = wasm_iap::core::gateway::MAX_PARKED;
+    for context in 0..limit {
+        let context = context as u32 + 10;
+        let decision = gateway.decide(&mut host, context, &api).decision;
+        assert!(matches!(decision, Decision::Parked), "{context}");
+        gateway.forget(context);
+    }
+    assert_eq!(gateway.parked(), 0);
+    let decision = gateway.decide(&mut host, 1, &api).decision;
+    assert!(matches!(decision, Decision::Parked), "{decision:?}");
+    assert_eq!(gateway.parked(), 1);
+    gateway
+        .authn
+        .install_record(P0, &record(shared_keys(), now))
+        .unwrap();
+    let decided = gateway.settle(&mut host, Some(P0));
+    assert_eq!(
+        decided.len(),
+        1,
+        "only the request still under way is decided"
+    );
+    assert_eq!(decided[0].0, 1);
+}
+
 #[test]
 fn requests_waiting_for_keys_are_bounded_per_vm_and_the_rest_get_503_at_once() {
     let now = mint::now_secs() * 1000;

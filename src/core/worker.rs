@@ -1,14 +1,13 @@
 //! One VM's (one worker thread's) core, with one door per proxy-wasm callback: a request's
 //! headers, a callout's answer, the tick, a response's headers, and a request's end. The
 //! adapter only calls a door and carries out the `Act`s it returns; what a request keeps
-//! between callbacks (a token call it waits on, cookies for its response) lives here.
+//! between callbacks lives in the gateway's one table of requests under way.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::core::config::Settings;
 use crate::core::forward::Forward;
-use crate::core::gateway::{Decision, Gateway, Pending};
+use crate::core::gateway::{Decision, Gateway};
 use crate::core::host::Host;
 use crate::core::keys::fetch::CalloutResponse;
 use crate::core::keys::fetcher::KeyFetcher;
@@ -34,19 +33,9 @@ pub struct Arrival<'a> {
     pub act: Act,
 }
 
-/// What one request keeps between callbacks.
-#[derive(Default)]
-struct InFlight {
-    /// A token call it waits on, answered in its own context.
-    calling: Option<Box<Pending>>,
-    /// Cookies for its response.
-    response_cookies: Vec<String>,
-}
-
 pub struct Worker {
     pub gateway: Gateway,
     fetcher: KeyFetcher,
-    requests: HashMap<u32, InFlight>,
 }
 
 impl Worker {
@@ -57,7 +46,6 @@ impl Worker {
         Worker {
             gateway,
             fetcher: KeyFetcher::new(settings),
-            requests: HashMap::new(),
         }
     }
 
@@ -117,16 +105,12 @@ impl Worker {
 
     /// Door: the response's headers are on their way: the cookies to set on it.
     pub fn on_response_headers(&mut self, context_id: u32) -> Vec<String> {
-        self.requests
-            .get_mut(&context_id)
-            .map(|request| std::mem::take(&mut request.response_cookies))
-            .unwrap_or_default()
+        self.gateway.take_cookies(context_id)
     }
 
     /// Door: the request is gone. A refresh it started from the root still finishes, so its
     /// result is published for the session's other requests.
     pub fn on_done(&mut self, context_id: u32) {
-        self.requests.remove(&context_id);
         self.gateway.forget(context_id);
     }
 
@@ -137,11 +121,7 @@ impl Worker {
         token: u32,
         response: &CalloutResponse,
     ) -> Vec<(u32, Decision)> {
-        let pending = self
-            .requests
-            .get_mut(&context_id)
-            .and_then(|request| request.calling.take());
-        let Some(pending) = pending else {
+        let Some(pending) = self.gateway.take_calling(context_id) else {
             return Vec::new();
         };
         let (status, body) = (response.status, response.body);
@@ -163,21 +143,15 @@ impl Worker {
         match decision {
             Decision::Forward(mut forward) => {
                 let cookies = std::mem::take(&mut forward.response_cookies);
-                if !cookies.is_empty() {
-                    self.in_flight(context_id).response_cookies = cookies;
-                }
+                self.gateway.hold_cookies(context_id, cookies);
                 Act::Forward(forward)
             }
             Decision::Respond(reply) => Act::Respond(reply),
             Decision::Calling(pending) => {
-                self.in_flight(context_id).calling = Some(pending);
+                self.gateway.hold_calling(context_id, pending);
                 Act::Pause
             }
             Decision::Parked => Act::Pause,
         }
-    }
-
-    fn in_flight(&mut self, context_id: u32) -> &mut InFlight {
-        self.requests.entry(context_id).or_default()
     }
 }

@@ -74,7 +74,7 @@ impl Gateway {
         else {
             return self.carry(host, verdict, &judged);
         };
-        if self.parked.len() >= MAX_PARKED {
+        if self.in_flight.parked() >= MAX_PARKED {
             // Waiting costs memory: past the bound, the wait is over at once.
             return self.carry(host, verdict, &judged);
         }

@@ -28,6 +28,7 @@ mod admit;
 mod arrival;
 mod bearer;
 mod decision;
+mod in_flight;
 mod parked;
 mod session;
 mod session_refresh;
@@ -39,7 +40,7 @@ use std::rc::Rc;
 use crate::core::bearer::authenticator::Authenticator;
 use crate::core::bearer::budget::SourceBudget;
 use crate::core::config::Settings;
-use crate::core::host::{Callout, Host, Metric};
+use crate::core::host::{Host, Metric};
 use crate::core::identity;
 use crate::core::login::flow::ResolvedEndpoints;
 use crate::core::login::opened::OpenedSessions;
@@ -51,23 +52,19 @@ use crate::core::request_headers::RequestHeaders;
 pub use crate::core::forward::Forward;
 pub(crate) use decision::Ended;
 pub use decision::{Decision, Judged, Outcome, Pending};
-use parked::Parked;
+use in_flight::{InFlight, Waiting};
 #[cfg(any(test, feature = "testing"))]
 pub use parked::MAX_PARKED;
 
 pub struct Gateway {
     settings: Rc<Settings>,
     pub authn: Authenticator,
-    parked: Vec<Parked>,
+    /// What each request under way waits for, and its response's cookies.
+    in_flight: InFlight,
     /// Providers whose keys a request asked to fetch; the root starts it on its next tick.
     fetch_wanted: Vec<bool>,
     /// Refresh results this worker published, and when to forget them.
     published: Vec<(Lease, u64)>,
-    /// Token calls sent from the root (refreshes, and calls made while settling): their
-    /// answers reach the root.
-    root_calls: Vec<(u32, Pending)>,
-    /// Refreshes leased by a request, for the root to send on its next tick.
-    queued_refreshes: Vec<(u32, Callout, Pending)>,
     /// Per login service, the sessions this VM has opened.
     opened: Vec<OpenedSessions>,
     /// Per login service, its endpoints as last resolved.
@@ -115,11 +112,9 @@ impl Gateway {
             authn: Authenticator::new(Rc::clone(&settings)),
             budget: settings.signature_check_budget.map(SourceBudget::new),
             settings,
-            parked: Vec::new(),
+            in_flight: InFlight::default(),
             fetch_wanted: vec![false; providers],
             published: Vec::new(),
-            root_calls: Vec::new(),
-            queued_refreshes: Vec::new(),
             opened: (0..logins)
                 .map(|_| OpenedSessions::new(OPENED_SESSIONS_BYTES))
                 .collect(),
@@ -262,11 +257,28 @@ impl Gateway {
         }
     }
 
-    /// The request is gone: nothing of it stays parked. A refresh it started from the root
-    /// still finishes, so its result is published for the session's other requests.
+    /// The request is gone: nothing of it stays. A refresh it started from the root still
+    /// finishes, so its result is published for the session's other requests.
     pub fn forget(&mut self, context_id: u32) {
-        self.parked.retain(|p| p.context_id != context_id);
-        self.root_calls
-            .retain(|(id, p)| *id != context_id || matches!(p, Pending::Refresh { .. }));
+        self.in_flight.forget(context_id);
+    }
+
+    /// A token call the request waits on in its own context.
+    pub fn hold_calling(&mut self, context_id: u32, pending: Box<Pending>) {
+        self.in_flight.wait(context_id, Waiting::Calling(pending));
+    }
+
+    /// The token call the request waited on, when its answer came.
+    pub fn take_calling(&mut self, context_id: u32) -> Option<Box<Pending>> {
+        self.in_flight.take_calling(context_id)
+    }
+
+    /// Cookies for the request's response.
+    pub fn hold_cookies(&mut self, context_id: u32, cookies: Vec<String>) {
+        self.in_flight.hold_cookies(context_id, cookies);
+    }
+
+    pub fn take_cookies(&mut self, context_id: u32) -> Vec<String> {
+        self.in_flight.take_cookies(context_id)
     }
 }

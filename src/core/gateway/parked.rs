@@ -2,7 +2,7 @@
 //! root does for them: asks for fetches, decides them again when what they wait for
 //! arrives or the wait runs out (`settle`), and keeps what they decided for the adapter.
 
-use super::{Decision, Gateway, Judged, Pending, Wait, Way};
+use super::{Decision, Gateway, Judged, Pending, Wait, Waiting, Way};
 use crate::core::bearer::authenticator::{KidRefetch, Verdict, WaitReason};
 use crate::core::config::ProviderId;
 use crate::core::host::Host;
@@ -65,12 +65,14 @@ impl Gateway {
         if let (WaitReason::UnknownKid, WaitsFor::Keys { kid, .. }) = (reason, &mut waits_for) {
             *kid = KidRefetch::AlreadyWaited;
         }
-        self.parked.push(Parked {
+        let parked = Parked {
             context_id,
             provider,
             deadline_ms,
             waits_for,
-        });
+        };
+        self.in_flight
+            .wait(context_id, Waiting::Parked(Box::new(parked)));
     }
 
     fn want_fetch(&mut self, provider: ProviderId) {
@@ -98,7 +100,7 @@ impl Gateway {
     ) -> Vec<(u32, Decision)> {
         let now_ms = host.now_ms();
         let mut decided = self.send_queued_refreshes(host);
-        for mut parked in std::mem::take(&mut self.parked) {
+        for mut parked in self.in_flight.take_parked() {
             let keys_changed = changed == Some(parked.provider);
             let timed_out = now_ms >= parked.deadline_ms;
             if let WaitsFor::IdTokenKeys {
@@ -110,7 +112,8 @@ impl Gateway {
             }
             let still_waits = !keys_changed || self.still_waits_for_a_fetch(&parked);
             if still_waits && !timed_out {
-                self.parked.push(parked);
+                self.in_flight
+                    .wait(parked.context_id, Waiting::Parked(Box::new(parked)));
                 continue;
             }
             let context_id = parked.context_id;
@@ -137,10 +140,12 @@ impl Gateway {
             } => Some(self.finish(host, *pending, tokens, settled)),
             WaitsFor::Endpoints { headers } => {
                 if !timed_out && self.authn.discovery(parked.provider).is_none() {
-                    self.parked.push(Parked {
+                    let parked = Parked {
                         waits_for: WaitsFor::Endpoints { headers },
                         ..parked
-                    });
+                    };
+                    self.in_flight
+                        .wait(context_id, Waiting::Parked(Box::new(parked)));
                     return None;
                 }
                 // Its rules are found again from the headers it kept.
@@ -205,7 +210,7 @@ impl Gateway {
     pub(super) fn hold_settled(&mut self, context_id: u32, decision: Decision) -> Decision {
         match decision {
             Decision::Calling(pending) => {
-                self.root_calls.push((context_id, *pending));
+                self.in_flight.wait(context_id, Waiting::RootCall(pending));
                 Decision::Parked
             }
             other => other,
@@ -228,7 +233,7 @@ impl Gateway {
     /// How many requests are parked (for tests and metrics).
     #[cfg(any(test, feature = "testing"))]
     pub fn parked(&self) -> usize {
-        self.parked.len()
+        self.in_flight.parked()
     }
 }
 

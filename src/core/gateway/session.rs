@@ -196,7 +196,7 @@ impl Gateway {
     /// them (rate-limited like bearer refetches: browsers must not hammer an IdP that is
     /// down; the root retries with backoff anyway), or gets `503` past the bound.
     fn await_endpoints(&mut self, host: &mut dyn Host, headers: &RequestHeaders, at: &At) -> Ended {
-        if self.parked.len() >= MAX_PARKED {
+        if self.in_flight.parked() >= MAX_PARKED {
             let reply = LoginError::EndpointsUnknown.reply(Vec::new());
             return logged(host, at.service, &at.judged.gate.place(), reply);
         }

@@ -5,7 +5,7 @@
 //! `finish_refresh` adopts, keeps or ends the session with the answer.
 
 use super::session::{logged, token_call, At};
-use super::{Decision, Ended, Gateway, Judged, Pending, Way};
+use super::{Decision, Ended, Gateway, Judged, Pending, Waiting, Way};
 use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
 use crate::core::host::{Host, Metric};
@@ -74,8 +74,9 @@ impl Gateway {
             path: at.path.to_string(),
             judged: Box::new(at.judged.clone()),
         };
-        self.queued_refreshes
-            .push((at.context_id, token_call(service, request), pending));
+        let call = token_call(service, request);
+        let queued = Waiting::Queued(call, Box::new(pending));
+        self.in_flight.wait(at.context_id, queued);
         Ended::Parked
     }
 
@@ -83,7 +84,7 @@ impl Gateway {
     /// that cannot be sent goes on with the old session.
     pub(super) fn send_queued_refreshes(&mut self, host: &mut dyn Host) -> Vec<(u32, Decision)> {
         let mut decided = Vec::new();
-        for (context_id, call, mut pending) in std::mem::take(&mut self.queued_refreshes) {
+        for (context_id, call, mut pending) in self.in_flight.take_queued() {
             let Pending::Refresh {
                 token,
                 service,
@@ -92,13 +93,13 @@ impl Gateway {
                 cookie_header,
                 judged,
                 ..
-            } = &mut pending
+            } = &mut *pending
             else {
                 continue;
             };
             if let Some(sent) = host.call(&call) {
                 *token = Some(sent);
-                self.root_calls.push((context_id, pending));
+                self.in_flight.wait(context_id, Waiting::RootCall(pending));
                 continue;
             }
             refresh::release(host, lease);

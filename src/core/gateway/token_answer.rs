@@ -6,7 +6,7 @@ use std::rc::Rc;
 use super::parked::{Parked, WaitsFor};
 use super::session::logged;
 use super::session_refresh::{no_service, RefreshAnswer};
-use super::{Decision, Ended, Gateway, Pending, Way};
+use super::{Decision, Ended, Gateway, Pending, Waiting, Way};
 use crate::core::cookies;
 use crate::core::host::{Host, Metric};
 use crate::core::login::oidc::{self, TokenError, Tokens};
@@ -41,13 +41,9 @@ impl Gateway {
         status: Option<u32>,
         body: &[u8],
     ) -> Option<(u32, Decision)> {
-        let at = self
-            .root_calls
-            .iter()
-            .position(|(_, p)| p.token() == Some(token_id))?;
-        let (context_id, pending) = self.root_calls.swap_remove(at);
+        let (context_id, pending) = self.in_flight.take_root_call(token_id)?;
         let settled = Some(context_id);
-        let decision = self.token_answered(host, context_id, pending, status, body, settled);
+        let decision = self.token_answered(host, context_id, *pending, status, body, settled);
         Some((context_id, decision))
     }
 
@@ -87,7 +83,7 @@ impl Gateway {
                 .map_or(0, |s| s.timeout_ms);
             refresh::extend(host, lease, now_ms + wait_ms + timeout_ms);
         }
-        self.parked.push(Parked {
+        let parked = Parked {
             context_id,
             provider,
             deadline_ms: now_ms + wait_ms,
@@ -97,7 +93,9 @@ impl Gateway {
                 fetch_asked,
                 since_ms: now_ms,
             },
-        });
+        };
+        self.in_flight
+            .wait(context_id, Waiting::Parked(Box::new(parked)));
         Decision::Parked
     }
 
