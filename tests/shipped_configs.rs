@@ -182,6 +182,6 @@ fn forward_auth_and_kubernetes_manifests_carry_valid_plugin_configs() {
     let kube = plugin_configs("wasm-manifests/kubernetes-api.yaml")
         .remove(0)
         .unwrap();
-    let impersonation = kube.services[0].policy.impersonation.as_ref().unwrap();
+    let impersonation = kube.services[0].impersonation.as_ref().unwrap();
     assert_eq!(impersonation.group_prefix, "oidc:");
 }

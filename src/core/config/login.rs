@@ -1,10 +1,13 @@
 //! The `login` section of the configuration: one entry per protected service (host),
 //! each with its own OIDC client, cookie secrets and cookie settings.
 
+use std::rc::Rc;
+
 use serde_json::Value;
 use url::Url;
 
 use crate::core::config::ids::ProviderId;
+use crate::core::config::kubernetes::Impersonation;
 use crate::core::config::policy::read_policy;
 use crate::core::config::provider::read_provider_list;
 use crate::core::config::provider::{KeySource, Provider};
@@ -63,6 +66,8 @@ pub struct LoginService {
     pub refresh: bool,
     /// Who may pass, per route.
     pub policy: ServicePolicy,
+    /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
+    pub impersonation: Option<Rc<Impersonation>>,
     /// Groups any service's rules name: what a session too large for its cookies keeps.
     pub kept_groups: Vec<String>,
     /// The session's access token to the upstream (`X-Auth-Request-Access-Token`).
@@ -517,7 +522,7 @@ pub fn read_service(
         .unwrap_or_default();
     let refresh = r.bool("refresh", true, problems);
     let accepted_issuers = read_accepted_issuers(&mut r, issuer.as_deref(), providers, problems);
-    let policy = read_policy(&mut r, problems);
+    let (policy, impersonation) = read_policy(&mut r, problems);
     let pass_access_token = r.bool("pass_access_token", false, problems);
     let set_authorization_header = r.bool("set_authorization_header", false, problems);
     let endpoints = read_endpoint_overrides(&mut r, problems);
@@ -553,6 +558,7 @@ pub fn read_service(
         allowed_redirect_hosts,
         refresh,
         policy,
+        impersonation,
         kept_groups: Vec::new(),
         pass_access_token,
         set_authorization_header,

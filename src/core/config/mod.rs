@@ -281,9 +281,9 @@ fn kept_claims(
         .map(|(_, claim)| claim.as_str());
     let from_impersonation = login
         .iter()
-        .map(|s| &s.policy)
-        .chain(services.iter().map(|s| &s.policy))
-        .filter_map(|p| p.impersonation.as_ref())
+        .map(|s| &s.impersonation)
+        .chain(services.iter().map(|s| &s.impersonation))
+        .filter_map(Option::as_ref)
         .flat_map(|i| i.extra_claims.iter().map(|(_, claim)| claim.as_str()));
     // A dotted name is a claim of that name, or a path into its first part's object.
     for name in from_rules.chain(from_headers).chain(from_impersonation) {

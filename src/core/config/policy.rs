@@ -1,6 +1,8 @@
 //! Reads a service's authorization: oauth2-proxy's shorthands for the whole service
 //! (`allowed_emails`, `email_domains`, `allowed_groups`) and its `routes`.
 
+use std::rc::Rc;
+
 use regex_lite::Regex;
 use serde_json::Value;
 
@@ -13,7 +15,11 @@ use crate::core::policy::route::{Action, PathMatch, Route, ServicePolicy, Unauth
 use crate::core::reply::header_value_safe;
 
 /// Reads the policy fields of a service object.
-pub fn read_policy(reader: &mut ObjectReader, problems: &mut Problems) -> ServicePolicy {
+/// A service's rules, and its Kubernetes API mode (`impersonate`) when it has one.
+pub fn read_policy(
+    reader: &mut ObjectReader,
+    problems: &mut Problems,
+) -> (ServicePolicy, Option<Rc<Impersonation>>) {
     let emails = reader.string_list("allowed_emails", problems);
     let domains_path = reader.field_path("email_domains");
     let domains = reader.string_list("email_domains", problems);
@@ -25,12 +31,12 @@ pub fn read_policy(reader: &mut ObjectReader, problems: &mut Problems) -> Servic
     let routes = read_routes(reader, problems);
     let impersonation = read_impersonation(reader, problems);
     let forward_normalized_path = reader.bool("forward_normalized_path", false, problems);
-    ServicePolicy {
+    let policy = ServicePolicy {
         routes,
         default,
-        impersonation: impersonation.map(std::rc::Rc::new),
         forward_normalized_path,
-    }
+    };
+    (policy, impersonation.map(Rc::new))
 }
 
 /// `impersonate: {"user_prefix": "oidc:", "group_prefix": "oidc:", "extra_claims": {...}}`.
@@ -355,6 +361,8 @@ fn read_rule(path: &str, value: &Value, problems: &mut Problems) -> Option<Rule>
 pub struct ApiService {
     pub hosts: Vec<String>,
     pub policy: ServicePolicy,
+    /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
+    pub impersonation: Option<Rc<Impersonation>>,
     /// Issuers whose tokens this service accepts (`providers`; the only one when one is
     /// configured).
     pub accepted_issuers: Vec<String>,
@@ -387,7 +395,7 @@ pub fn read_api_services(
         if hosts.is_empty() {
             problems.add(&r.field_path("hosts"), "must list at least one host");
         }
-        let policy = read_policy(&mut r, problems);
+        let (policy, impersonation) = read_policy(&mut r, problems);
         let providers_path = r.field_path("providers");
         let accepted_issuers = match read_provider_list(&mut r, providers, problems) {
             Some(listed) => listed,
@@ -407,6 +415,7 @@ pub fn read_api_services(
         services.push(ApiService {
             hosts,
             policy,
+            impersonation,
             accepted_issuers,
         });
     }

@@ -1,6 +1,6 @@
 //! Steps 2-5: what a request is about before anyone asks who sent it. One host, our own
-//! endpoints (which set the mode), the rules of its service and route, and Kubernetes
-//! mode's refusal of a client that impersonates on its own.
+//! endpoints (which set the mode), the rules of its service and route, and the mode's
+//! refusal of the client's own headers.
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
@@ -10,8 +10,8 @@ use crate::core::host::Host;
 use crate::core::hostname::host_name;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::mode::check::{self, OwnEndpoint};
-use crate::core::mode::{kubernetes, About, Mode};
-use crate::core::policy::gate::{Gate, Target};
+use crate::core::mode::{About, Mode};
+use crate::core::policy::gate::{Gate, PolicyOf, Target};
 use crate::core::refusal::Refusal;
 use crate::core::reply::Severity;
 use crate::core::request_headers::RequestHeaders;
@@ -155,23 +155,27 @@ impl Gateway {
         if asked.every_route {
             gate.require_every_route(&self.settings);
         }
-        let impersonation = gate.impersonation(&self.settings);
+        let impersonation = match gate.policy {
+            PolicyOf::Login(id) => self.settings.login.get(id.0).map(|s| &s.impersonation),
+            PolicyOf::Api(i) => self.settings.services.get(i).map(|s| &s.impersonation),
+            PolicyOf::Open => None,
+        }
+        .and_then(Option::as_ref);
         let mode = Mode::for_service(asked.mode, impersonation);
         way.mode = mode.clone();
         ControlFlow::Continue(Judged { gate, mode })
     }
 
-    /// Step 5: Kubernetes mode: a client that asks the apiserver to impersonate on its own gets
-    /// `403` (kube-oidc-proxy's rule).
-    pub(super) fn no_client_impersonation(
+    /// Step 5: the mode may refuse the client's own headers (in front of an apiserver, a
+    /// client's `Impersonate-*`: `403`).
+    pub(super) fn client_headers_allowed(
         &self,
         headers: &RequestHeaders,
         judged: &Judged,
     ) -> ControlFlow<Ended> {
-        let names = headers.iter().map(|(n, _)| n);
-        if judged.mode.for_apiserver() && kubernetes::client_impersonates(names) {
-            return ControlFlow::Break(Refusal::ClientImpersonates.into());
+        match judged.mode.refuses_client(headers) {
+            Some(refusal) => ControlFlow::Break(refusal.into()),
+            None => ControlFlow::Continue(()),
         }
-        ControlFlow::Continue(())
     }
 }

@@ -185,8 +185,8 @@ impl Gateway {
         let asked = self.own_endpoint(host, headers, way)?;
         // 4. the rules of the host's service and route, and the mode for the service
         let judged = self.find_rules(host, asked, way)?;
-        // 5. Kubernetes mode: no client impersonates on its own
-        self.no_client_impersonation(headers, &judged)?;
+        // 5. the mode may refuse the client's own headers (Kubernetes: Impersonate-*)
+        self.client_headers_allowed(headers, &judged)?;
         // 6. a public route
         self.public_route(headers, &judged)?;
         // 7. a login host: sign-in endpoints, a session, or no credential

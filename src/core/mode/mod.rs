@@ -135,6 +135,14 @@ impl Mode {
         }
     }
 
+    /// A refusal of the client's own headers, before anyone asks who it is: in front of an
+    /// apiserver, a client may not ask it to impersonate (kube-oidc-proxy's rule).
+    pub fn refuses_client(&self, headers: &RequestHeaders) -> Option<Refusal> {
+        let names = headers.iter().map(|(n, _)| n);
+        (self.for_apiserver() && kubernetes::client_impersonates(names))
+            .then_some(Refusal::ClientImpersonates)
+    }
+
     /// A check's own narrowing (`allowed_groups` and the like in its query); every other
     /// mode has none. `Err` says which list refused.
     pub fn allows(&self, identity: &Identity) -> Result<(), &'static str> {

@@ -1,10 +1,7 @@
 //! Which rules a request answers to: found once from its host, normalised path and method,
 //! and kept while the request waits for keys or a refresh; then the check of the caller.
 
-use std::rc::Rc;
-
 use crate::core::bearer::error::AuthError;
-use crate::core::config::kubernetes::Impersonation;
 use crate::core::config::{ServiceId, Settings};
 use crate::core::hostname::host_name;
 use crate::core::identity::Identity;
@@ -181,11 +178,6 @@ impl Gate {
             self.route = rules.every_restriction();
             self.public = false;
         }
-    }
-
-    /// Kubernetes API mode of the service, if it has it.
-    pub fn impersonation<'a>(&self, settings: &'a Settings) -> Option<&'a Rc<Impersonation>> {
-        self.rules(settings)?.impersonation.as_ref()
     }
 
     /// What a request without a credential gets on this route (login hosts).

@@ -5,11 +5,9 @@
 //! steps around a restriction, and a public route never opens more than it names.
 
 use std::cell::OnceCell;
-use std::rc::Rc;
 
 use regex_lite::Regex;
 
-use crate::core::config::kubernetes::Impersonation;
 use crate::core::hostname::host_listed;
 use crate::core::policy::access::Access;
 use crate::core::policy::path::{loose_forms, same_loosely, under, under_loosely};
@@ -140,8 +138,6 @@ pub struct ServicePolicy {
     /// The service-wide rules (`allowed_groups`, `email_domains`, ...; any signed-in user
     /// when none is set), for requests no route covers and routes without their own.
     pub default: Access,
-    /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
-    pub impersonation: Option<Rc<Impersonation>>,
     /// Forward the normalised path the rules judged instead of the path as sent.
     pub forward_normalized_path: bool,
 }
