@@ -8,19 +8,20 @@
 //! 4. the rules: the service by host, the route by normalised path and method (`400` for a
 //!    path no rule can judge safely, `403` for a host no service lists); a Kubernetes
 //!    service answers in Kubernetes mode;
-//! 5. Kubernetes mode: a client's own `Impersonate-*` headers get `403`;
+//! 5. the mode may refuse the client's own headers (Kubernetes mode: `Impersonate-*`, `403`);
 //! 6. a public route: answered as the mode says, with no caller;
 //! 7. a login host: its sign-in endpoints (callback, sign-out, start), a session cookie
-//!    (refreshed first when its tokens expired: `session_refresh.rs`), or no credential (a browser
-//!    goes to log in, anything else gets `401`); an `Authorization` header goes on to 8;
-//!    a callback or login start waits for the IdP's endpoints when they are not known;
+//!    (refreshed first when its tokens expired: `session_refresh.rs`), or no credential
+//!    (a browser goes to log in, anything else gets `401`); an `Authorization` header goes
+//!    on to 8; a callback or login start waits for the IdP's endpoints when not known yet;
 //! 8. a bearer token: verified, refused, or parked until the issuer's keys come;
 //! 9. admission: the service's and route's rules, and a check's own narrowing (`403`);
 //! 10. the answer, as the mode says: identity headers upstream, a check's answer, user
 //!     info, or impersonation of the caller.
 //!
 //! Every path leaves through `exit`, which writes a refusal for the mode, counts the
-//! decision and holds cookies for a request decided outside its own context. Parked
+//! decision and keeps what a request decided outside its own context waits for. What each
+//! request under way keeps lives in one table by context (`in_flight.rs`). Parked
 //! requests come back through `settle` (at 7 or 8, or with a token answer); token-endpoint
 //! answers through `on_token_response`, which finish a sign-in or a refresh at 9.
 
