@@ -13,7 +13,7 @@ use crate::core::policy::route::{Action, PathMatch, Route, ServicePolicy, Unauth
 use crate::core::reply::header_value_safe;
 
 /// Reads the policy fields of a service object.
-pub fn read_policy(reader: &mut ObjectReader, problems: &mut Problems) -> ServicePolicy {
+pub(crate) fn read_policy(reader: &mut ObjectReader, problems: &mut Problems) -> ServicePolicy {
     let emails = reader.string_list("allowed_emails", problems);
     let domains_path = reader.field_path("email_domains");
     let domains = reader.string_list("email_domains", problems);
@@ -353,22 +353,22 @@ fn read_rule(path: &str, value: &Value, problems: &mut Problems) -> Option<Rule>
 /// A service without browser login: hosts whose callers bring bearer tokens.
 #[derive(Debug)]
 pub struct ApiService {
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     pub policy: ServicePolicy,
     /// Issuers whose tokens this service accepts (`providers`; the only one when one is
     /// configured).
-    pub accepted_issuers: Vec<String>,
+    pub(crate) accepted_issuers: Vec<String>,
 }
 
 impl ApiService {
     #[cfg(any(test, feature = "testing"))]
-    pub fn serves(&self, host: &str) -> bool {
+    pub(crate) fn serves(&self, host: &str) -> bool {
         crate::core::hostname::host_listed(&self.hosts, host)
     }
 }
 
 /// Reads the `services` list.
-pub fn read_api_services(
+pub(crate) fn read_api_services(
     value: Option<&Value>,
     providers: &[Provider],
     problems: &mut Problems,
