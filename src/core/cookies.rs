@@ -65,7 +65,7 @@ pub fn without(header: &str, ours: impl Fn(&str) -> bool) -> Option<String> {
 }
 
 /// A `Set-Cookie` value; `max_age_secs` of 0 deletes the cookie.
-pub fn set_cookie(
+pub(crate) fn set_cookie(
     name: &str,
     value: &str,
     attributes: &CookieAttributes,
@@ -87,7 +87,11 @@ pub fn set_cookie(
     header
 }
 
-pub fn delete_cookie(name: &str, attributes: &CookieAttributes, path: Option<&str>) -> String {
+pub(crate) fn delete_cookie(
+    name: &str,
+    attributes: &CookieAttributes,
+    path: Option<&str>,
+) -> String {
     set_cookie(name, "", attributes, path, 0)
 }
 

@@ -14,7 +14,7 @@ impl Forward {
     /// Whether a request to the apiserver asks it to act as someone: `Impersonate-User` set
     /// and the client's `Authorization` removed, not set. Anything else would run as the
     /// proxy's own certificate identity.
-    pub fn impersonates(&self) -> bool {
+    pub(crate) fn impersonates(&self) -> bool {
         let user = self
             .set_headers
             .iter()

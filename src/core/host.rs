@@ -15,7 +15,7 @@ pub struct Callout {
     pub headers: Vec<(&'static str, String)>,
     /// Token requests carry secrets in their body and `Authorization` header: never logged.
     pub body: Option<Secret>,
-    pub timeout_ms: u64,
+    pub(crate) timeout_ms: u64,
 }
 
 /// Counters the gateway keeps (Envoy shows them as `wasmcustom.wasm_iap_<name>` in its
@@ -63,7 +63,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 19] = [
+    pub(crate) const ALL: [Metric; 19] = [
         Metric::Allowed,
         Metric::Refused,
         Metric::DeniedNoCredential,
@@ -85,7 +85,7 @@ impl Metric {
         Metric::Throttled,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Metric::Allowed => "wasm_iap_requests_allowed",
             Metric::Refused => "wasm_iap_requests_refused",
@@ -110,7 +110,7 @@ impl Metric {
     }
 
     /// What an answer given here counts as, besides `Refused` for every error.
-    pub fn of_reply(reply: &Reply) -> Metric {
+    pub(crate) fn of_reply(reply: &Reply) -> Metric {
         match reply.status {
             300..=399 => Metric::Redirected,
             401 if reply

@@ -4,7 +4,7 @@
 /// The host an `:authority` names, without its port and a trailing dot (`a.example.` is
 /// `a.example` to DNS and to a catch-all virtual host), so no spelling of a name escapes the
 /// service that serves it. `None` when it is neither a host name nor an IP literal.
-pub fn host_name(authority: &str) -> Option<&str> {
+pub(crate) fn host_name(authority: &str) -> Option<&str> {
     let host = strip_port(authority);
     let host = host.strip_suffix('.').unwrap_or(host);
     let well_formed = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -26,7 +26,7 @@ pub fn host_name(authority: &str) -> Option<&str> {
 }
 
 /// Whether `authority` is one of `hosts` (`*`: any), compared as `host_name` reads it.
-pub fn host_listed(hosts: &[String], authority: &str) -> bool {
+pub(crate) fn host_listed(hosts: &[String], authority: &str) -> bool {
     let name = host_name(authority);
     hosts
         .iter()

@@ -15,19 +15,19 @@ use crate::core::reply::header_value_safe;
 /// ones are sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityHeaders {
-    pub user: String,
-    pub email: String,
-    pub groups: String,
-    pub preferred_username: String,
+    pub(crate) user: String,
+    pub(crate) email: String,
+    pub(crate) groups: String,
+    pub(crate) preferred_username: String,
     /// `X-Forwarded-User` and `X-Forwarded-Email` too (oauth2-proxy's `pass_user_headers`).
-    pub pass_user_headers: bool,
+    pub(crate) pass_user_headers: bool,
     /// `(header, claim)`: a claim's value (dotted name for nested claims) as a header.
-    pub claim_headers: Vec<(String, String)>,
+    pub(crate) claim_headers: Vec<(String, String)>,
 }
 
 impl IdentityHeaders {
     /// oauth2-proxy's `X-Auth-Request-*` names, nothing more.
-    pub fn oauth2_proxy() -> IdentityHeaders {
+    pub(crate) fn oauth2_proxy() -> IdentityHeaders {
         IdentityHeaders {
             user: "x-auth-request-user".into(),
             email: "x-auth-request-email".into(),
@@ -44,17 +44,17 @@ impl IdentityHeaders {
 pub struct Identity {
     pub user: String,
     pub email: Option<String>,
-    pub preferred_username: Option<String>,
+    pub(crate) preferred_username: Option<String>,
     pub groups: Vec<String>,
     /// From `scope` or `scp` (bearer tokens).
-    pub scopes: Vec<String>,
-    pub issuer: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) issuer: String,
     /// Only the claims rules and claim headers read; nothing else is kept.
-    pub claims: Map<String, Value>,
+    pub(crate) claims: Map<String, Value>,
     /// `headers()`, built on first use: a cached token or session is forwarded many times,
     /// and joining hundreds of groups each time would cost more than the rest of a request.
     #[serde(skip)]
-    pub headers_built: OnceCell<Vec<(String, String)>>,
+    pub(crate) headers_built: OnceCell<Vec<(String, String)>>,
 }
 
 /// The same caller, however often their headers were built.
@@ -74,7 +74,7 @@ impl Eq for Identity {}
 
 /// When an `email` claim may be used (as identity, in the email header, in rules).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EmailVerification {
+pub(crate) enum EmailVerification {
     /// Only with `email_verified: true` (the default, like oauth2-proxy).
     Required,
     /// Also when the IdP omits `email_verified` (Azure AD); an explicit `false` still refuses.
@@ -82,18 +82,18 @@ pub enum EmailVerification {
 }
 
 /// Where an identity is read from in a provider's claims.
-pub struct ClaimNames<'a> {
-    pub user: &'a str,
-    pub groups: &'a str,
-    pub email: EmailVerification,
+pub(crate) struct ClaimNames<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) groups: &'a str,
+    pub(crate) email: EmailVerification,
     /// Top-level claims to keep for rules and claim headers.
-    pub kept: &'a [String],
+    pub(crate) kept: &'a [String],
 }
 
 /// Whether a value reads upstream exactly as written: header-safe, and no whitespace at
 /// either end (HTTP parsers drop it from a value, and upstreams trim the items of a list:
 /// `" myorg:sre"` would be read as `myorg:sre`, which no rule checked).
-pub fn reads_as_written(value: &str) -> bool {
+pub(crate) fn reads_as_written(value: &str) -> bool {
     let trimmed = |c: Option<char>| c.is_some_and(char::is_whitespace);
     header_value_safe(value) && !trimmed(value.chars().next()) && !trimmed(value.chars().last())
 }
@@ -123,7 +123,7 @@ impl Identity {
     /// Reads the user claim (required: without it the caller is known but nameless, `403`
     /// as kube-oidc-proxy answers), `email` (only when verified), groups, scopes and the
     /// kept claims from verified claims.
-    pub fn from_claims(
+    pub(crate) fn from_claims(
         claims: &Map<String, Value>,
         names: &ClaimNames,
     ) -> Result<Identity, AuthError> {
@@ -185,7 +185,7 @@ impl Identity {
     }
 
     /// What rules see of this caller.
-    pub fn subject(&self) -> Subject<'_> {
+    pub(crate) fn subject(&self) -> Subject<'_> {
         Subject {
             email: self.email.as_deref(),
             groups: &self.groups,
@@ -197,7 +197,7 @@ impl Identity {
 
     /// A name for log lines that is not personal data: the same caller always gets the
     /// same reference, and it does not spell out who they are.
-    pub fn reference(&self) -> String {
+    pub(crate) fn reference(&self) -> String {
         let digest = Sha256::new()
             .chain_update(self.issuer.as_bytes())
             .chain_update(b"\n")
@@ -207,7 +207,7 @@ impl Identity {
     }
 
     /// A kept claim's values as header-safe texts: each item of a list, or the one value.
-    pub fn claim_values(&self, name: &str) -> Vec<String> {
+    pub(crate) fn claim_values(&self, name: &str) -> Vec<String> {
         match claim(&self.claims, name) {
             Some(Value::Array(items)) => items.iter().filter_map(header_text).collect(),
             Some(value) => header_text(value).into_iter().collect(),
@@ -216,13 +216,13 @@ impl Identity {
     }
 
     /// The same headers under other names (not remembered: forward-auth answers).
-    pub fn headers_named(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
+    pub(crate) fn headers_named(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
         self.build_headers(names)
     }
 
     /// Headers to set upstream (every value header-safe). `names` are the VM's settings,
     /// the same on every call: the headers are built once per identity.
-    pub fn headers(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
+    pub(crate) fn headers(&self, names: &IdentityHeaders) -> Vec<(String, String)> {
         self.headers_built
             .get_or_init(|| self.build_headers(names))
             .clone()
@@ -286,7 +286,7 @@ const STRIPPED_PREFIXES: [&str; 10] = [
 /// Identity headers of other proxies and of the apps behind them: oauth2-proxy's
 /// `X-Forwarded-*` and `GAP-Auth`; `Remote-*` of Authelia and Authentik, which apps
 /// (Gitea, Nextcloud, Grafana set up for it) read as the signed-in user; `X-User`/`X-Email`.
-pub const OTHER_PROXIES_IDENTITY: [&str; 15] = [
+pub(crate) const OTHER_PROXIES_IDENTITY: [&str; 15] = [
     // Google IAP's and Cloudflare Access's signed identity.
     "x-goog-iap-jwt-assertion",
     "cf-access-jwt-assertion",
@@ -313,7 +313,7 @@ const METHOD_OVERRIDES: [&str; 3] = [
 ];
 /// The same for the path: Symfony before 3.4.14 (CVE-2018-14773), Zend Framework and IIS
 /// URL Rewrite serve `X-Original-URL` / `X-Rewrite-URL` instead of the request line's path.
-pub const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+pub(crate) const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 /// Which request headers a client may not send: our identity headers, the families above,
 /// and the configured `strip_request_headers` (an entry ending in `*` is a prefix). Every
@@ -378,7 +378,7 @@ impl StrippedHeaders {
 
 /// The names of request headers a client may not send, however spelt. Only ASCII names
 /// can match, so each is returned as text.
-pub fn spoofed<'a>(
+pub(crate) fn spoofed<'a>(
     request_header_names: impl Iterator<Item = &'a [u8]>,
     stripped: &StrippedHeaders,
 ) -> Vec<&'a str> {

@@ -11,7 +11,7 @@ const MAX_CHARS: usize = 256;
 /// A value from outside, written visibly escaped: `\\`, `\r`, `\n`, `\t`, other control
 /// characters as `\xHH`, anything outside ASCII as `\u{HHHH}`; cut after 256 characters
 /// with `...`. The result is printable ASCII only.
-pub struct Escaped<'a>(pub &'a str);
+pub(crate) struct Escaped<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -30,7 +30,7 @@ impl fmt::Display for Escaped<'_> {
 
 /// `Escaped` as a `String`.
 #[cfg(any(test, feature = "testing"))]
-pub fn escaped(text: &str) -> String {
+pub(crate) fn escaped(text: &str) -> String {
     Escaped(text).to_string()
 }
 
@@ -48,7 +48,7 @@ fn write_char(f: &mut impl fmt::Write, c: char) -> fmt::Result {
 /// The host's last guard on a whole log line, whatever its parts did: control characters
 /// and non-ASCII escaped as `Escaped` does (a backslash is left alone, so parts escaped
 /// before read the same). A clean line is not copied.
-pub fn one_line(line: &str) -> Cow<'_, str> {
+pub(crate) fn one_line(line: &str) -> Cow<'_, str> {
     if line.bytes().all(|b| (b' '..=b'~').contains(&b)) {
         return Cow::Borrowed(line);
     }

@@ -20,7 +20,7 @@ pub trait Random {
 
 /// A deterministic generator for tests (xorshift; never for production use).
 #[cfg(test)]
-pub struct Seeded(pub u64);
+pub(crate) struct Seeded(pub(crate) u64);
 
 #[cfg(test)]
 impl Random for Seeded {
@@ -37,7 +37,7 @@ impl Random for Seeded {
 
 /// A source that always fails, to test that callers refuse to go on.
 #[cfg(test)]
-pub struct Broken;
+pub(crate) struct Broken;
 
 #[cfg(test)]
 impl Random for Broken {

@@ -25,14 +25,14 @@ pub enum Refusal {
 /// asks for, and the way out.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Forbidden {
-    pub shown: String,
-    pub missing_scopes: Vec<String>,
-    pub sign_out_path: Option<String>,
+    pub(crate) shown: String,
+    pub(crate) missing_scopes: Vec<String>,
+    pub(crate) sign_out_path: Option<String>,
 }
 
 impl Forbidden {
     /// `identity` refused: a person sees the name they know the account by.
-    pub fn of(
+    pub(crate) fn of(
         identity: &Identity,
         missing_scopes: Vec<String>,
         sign_out_path: Option<&str>,
@@ -52,7 +52,7 @@ impl Forbidden {
 
 impl Forbidden {
     /// What a program is told: which scopes were missing, or only that it may not pass.
-    pub fn description(&self) -> String {
+    pub(crate) fn description(&self) -> String {
         if self.missing_scopes.is_empty() {
             return "access to this resource is not allowed".into();
         }
@@ -67,7 +67,7 @@ impl Forbidden {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refused {
     pub refusal: Refusal,
-    pub set_cookies: Vec<String>,
+    pub(crate) set_cookies: Vec<String>,
 }
 
 impl From<Refusal> for Refused {
@@ -99,7 +99,7 @@ impl Refusal {
     }
 
     /// What went wrong, for the caller (never which rule refused).
-    pub fn description(&self) -> String {
+    pub(crate) fn description(&self) -> String {
         match self {
             Refusal::Token(error) => error.to_string(),
             Refusal::Forbidden(forbidden) => forbidden.description(),

@@ -7,14 +7,14 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: String,
     /// Why the filter answered so, for the log line; never sent.
-    pub reason: Option<LogNote>,
+    pub(crate) reason: Option<LogNote>,
 }
 
 /// A log line about an answer, and how loud it should be.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogNote {
-    pub severity: Severity,
-    pub text: String,
+pub(crate) struct LogNote {
+    pub(crate) severity: Severity,
+    pub(crate) text: String,
 }
 
 /// Anyone can send bad callbacks: what a client caused is `Debug`, so it cannot flood the
@@ -104,7 +104,7 @@ impl Reply {
 }
 
 /// A reply with these headers and body, never cached, with `set_cookies`.
-pub fn with_cookies(
+pub(crate) fn with_cookies(
     status: u32,
     headers: Vec<(String, String)>,
     body: String,
@@ -145,12 +145,12 @@ box-shadow:0 1px 3px #0002}h1{font-size:1.3rem;margin:0 0 .5rem}p{margin:.5rem 0
 a{color:#1f5fbf}small{color:#6b7280}";
 
 /// A terminal HTML page: never redirects on its own, so a failure cannot loop.
-pub fn page(status: u32, title: &str, message: &str, set_cookies: Vec<String>) -> Reply {
+pub(crate) fn page(status: u32, title: &str, message: &str, set_cookies: Vec<String>) -> Reply {
     page_with_links(status, title, message, &[("/", "Start again")], set_cookies)
 }
 
 /// A page as `page`, with these links (`href`, text) as the ways forward.
-pub fn page_with_links(
+pub(crate) fn page_with_links(
     status: u32,
     title: &str,
     message: &str,

@@ -53,7 +53,7 @@ impl RequestHeaders {
 
     /// Only the headers named in `names` (for a request kept while it waits: nothing more
     /// than deciding it again needs).
-    pub fn only(&self, names: &[&str]) -> RequestHeaders {
+    pub(crate) fn only(&self, names: &[&str]) -> RequestHeaders {
         let kept: Vec<(&str, &[u8])> = self
             .iter()
             .filter_map(|(n, v)| {
@@ -74,7 +74,7 @@ impl RequestHeaders {
     }
 
     /// The first value of header `name` (case-insensitive), as bytes.
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
         self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
@@ -88,7 +88,7 @@ impl RequestHeaders {
 
     /// As `text`, but a non-UTF-8 value is kept readable with replacement characters, which
     /// never match anything of ours (for `:path` and `:authority`).
-    pub fn lossy(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+    pub(crate) fn lossy(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
         self.get(name).map(String::from_utf8_lossy)
     }
 }

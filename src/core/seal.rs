@@ -19,7 +19,7 @@ const VERSION: u8 = 2;
 const NONCE_BYTES: usize = 12;
 const SALT: &[u8] = b"wasm-iap cookie sealing v2";
 /// Shortest secret accepted: 32 bytes, as for oauth2-proxy's AES-256 cookie secret.
-pub const MIN_SECRET_BYTES: usize = 32;
+pub(crate) const MIN_SECRET_BYTES: usize = 32;
 
 pub struct Sealer {
     ciphers: Vec<Aes256Gcm>,
@@ -87,7 +87,7 @@ impl Sealer {
     }
 
     /// The issuer this sealer's sessions belong to.
-    pub fn issuer(&self) -> &str {
+    pub(crate) fn issuer(&self) -> &str {
         &self.issuer
     }
 

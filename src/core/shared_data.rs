@@ -13,7 +13,7 @@ pub trait SharedData {
 
 /// No shared data: for a VM that keeps everything to itself.
 #[cfg(any(test, feature = "testing"))]
-pub struct NothingShared;
+pub(crate) struct NothingShared;
 
 #[cfg(any(test, feature = "testing"))]
 impl SharedData for NothingShared {

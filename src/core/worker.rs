@@ -16,7 +16,7 @@ use crate::core::request_headers::RequestHeaders;
 
 /// What the adapter does with a request.
 #[derive(Debug)]
-pub enum Act {
+pub(crate) enum Act {
     /// Let it go upstream with these edits (resumed, when it was paused).
     Forward(Forward),
     /// Answer it here.
@@ -28,19 +28,19 @@ pub enum Act {
 /// The first decision on a request: the client-sent headers to remove whatever it is, and
 /// what to do with it.
 #[derive(Debug)]
-pub struct Arrival<'a> {
-    pub strip: Vec<&'a str>,
-    pub act: Act,
+pub(crate) struct Arrival<'a> {
+    pub(crate) strip: Vec<&'a str>,
+    pub(crate) act: Act,
 }
 
-pub struct Worker {
-    pub gateway: Gateway,
+pub(crate) struct Worker {
+    pub(crate) gateway: Gateway,
     fetcher: KeyFetcher,
 }
 
 impl Worker {
     /// A worker for `settings`; writes what every worker expects in shared data first.
-    pub fn new(host: &mut dyn Host, settings: Rc<Settings>) -> Worker {
+    pub(crate) fn new(host: &mut dyn Host, settings: Rc<Settings>) -> Worker {
         let gateway = Gateway::new(Rc::clone(&settings));
         gateway.prepare(host);
         Worker {
@@ -50,7 +50,7 @@ impl Worker {
     }
 
     /// Door: a request's headers arrived.
-    pub fn on_request_headers<'a>(
+    pub(crate) fn on_request_headers<'a>(
         &mut self,
         host: &mut dyn Host,
         context_id: u32,
@@ -65,7 +65,7 @@ impl Worker {
 
     /// Door: a callout answered, in the root's context (`None`: key fetches and token calls
     /// the root sent) or in a request's own.
-    pub fn on_callout_response(
+    pub(crate) fn on_callout_response(
         &mut self,
         host: &mut dyn Host,
         context_id: Option<u32>,
@@ -93,7 +93,7 @@ impl Worker {
 
     /// Door: the tick. Takes in keys other workers fetched, starts fetches that are due,
     /// reports counters, and decides again the requests whose wait is over.
-    pub fn on_tick(&mut self, host: &mut dyn Host) -> Vec<(u32, Act)> {
+    pub(crate) fn on_tick(&mut self, host: &mut dyn Host) -> Vec<(u32, Act)> {
         let changed = self.fetcher.take_in(host, &mut self.gateway);
         let mut decided = self.gateway.keys_changed(host, &changed);
         let changed = self.fetcher.start_fetches(host, &mut self.gateway);
@@ -104,13 +104,13 @@ impl Worker {
     }
 
     /// Door: the response's headers are on their way: the cookies to set on it.
-    pub fn on_response_headers(&mut self, context_id: u32) -> Vec<String> {
+    pub(crate) fn on_response_headers(&mut self, context_id: u32) -> Vec<String> {
         self.gateway.take_cookies(context_id)
     }
 
     /// Door: the request is gone. A refresh it started from the root still finishes, so its
     /// result is published for the session's other requests.
-    pub fn on_done(&mut self, context_id: u32) {
+    pub(crate) fn on_done(&mut self, context_id: u32) {
         self.gateway.forget(context_id);
     }
 

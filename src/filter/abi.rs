@@ -83,7 +83,7 @@ const OK: u32 = Status::Ok as u32;
 
 /// The host's status when it is not `Ok`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HostStatus(pub u32);
+pub(crate) struct HostStatus(pub(crate) u32);
 
 fn checked(status: u32) -> Result<(), HostStatus> {
     if status == OK {
@@ -104,7 +104,7 @@ fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
 }
 
 /// A whole header map in the host's serialization (empty when the host has none).
-pub fn header_map(map: MapType) -> Result<Vec<u8>, HostStatus> {
+pub(crate) fn header_map(map: MapType) -> Result<Vec<u8>, HostStatus> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a pointer and a size into our two locals.
@@ -115,7 +115,7 @@ pub fn header_map(map: MapType) -> Result<Vec<u8>, HostStatus> {
 }
 
 /// One header's value as bytes; `None` when absent or when the host cannot say.
-pub fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: `name` outlives the call; the host writes into our two locals.
@@ -126,7 +126,7 @@ pub fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
     take(data, size)
 }
 
-pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatus> {
+pub(crate) fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatus> {
     // SAFETY: both slices outlive the call; the host copies them.
     checked(counted!(HeaderWrite, unsafe {
         proxy_replace_header_map_value(
@@ -139,7 +139,7 @@ pub fn replace_header(map: MapType, name: &str, value: &str) -> Result<(), HostS
     }))
 }
 
-pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatus> {
+pub(crate) fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatus> {
     // SAFETY: both slices outlive the call; the host copies them.
     checked(counted!(HeaderWrite, unsafe {
         proxy_add_header_map_value(
@@ -152,7 +152,7 @@ pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostStatu
     }))
 }
 
-pub fn remove_header(map: MapType, name: &str) -> Result<(), HostStatus> {
+pub(crate) fn remove_header(map: MapType, name: &str) -> Result<(), HostStatus> {
     // SAFETY: `name` outlives the call.
     checked(counted!(HeaderWrite, unsafe {
         proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len())
@@ -160,7 +160,11 @@ pub fn remove_header(map: MapType, name: &str) -> Result<(), HostStatus> {
 }
 
 /// A local response; `headers` in the host's map serialization.
-pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(), HostStatus> {
+pub(crate) fn send_local_response(
+    status: u32,
+    headers: &[u8],
+    body: &[u8],
+) -> Result<(), HostStatus> {
     // SAFETY: every slice outlives the call; the host copies them. -1: not a gRPC answer.
     checked(counted!(Other, unsafe {
         proxy_send_local_response(
@@ -177,7 +181,7 @@ pub fn send_local_response(status: u32, headers: &[u8], body: &[u8]) -> Result<(
 }
 
 /// Lets a paused request go on.
-pub fn resume_request() -> Result<(), HostStatus> {
+pub(crate) fn resume_request() -> Result<(), HostStatus> {
     // SAFETY: no pointers.
     checked(counted!(Other, unsafe {
         proxy_continue_stream(StreamType::HttpRequest as u32)
@@ -185,7 +189,7 @@ pub fn resume_request() -> Result<(), HostStatus> {
 }
 
 /// Makes `context_id` the context later calls act on (fails when it is gone).
-pub fn set_effective_context(context_id: u32) -> Result<(), HostStatus> {
+pub(crate) fn set_effective_context(context_id: u32) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
     checked(counted!(Other, unsafe {
         proxy_set_effective_context(context_id)
@@ -193,7 +197,7 @@ pub fn set_effective_context(context_id: u32) -> Result<(), HostStatus> {
 }
 
 /// Up to `max_size` bytes of a buffer (a callout's body, the plugin configuration).
-pub fn buffer(buffer: BufferType, max_size: usize) -> Option<Vec<u8>> {
+pub(crate) fn buffer(buffer: BufferType, max_size: usize) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a pointer and a size into our two locals.
@@ -205,7 +209,7 @@ pub fn buffer(buffer: BufferType, max_size: usize) -> Option<Vec<u8>> {
 }
 
 /// A shared-data value and its CAS token (`None`, `None` when absent or unreadable).
-pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+pub(crate) fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     let mut cas: u32 = 0;
@@ -220,7 +224,7 @@ pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
 }
 
 /// Writes shared data; with `cas`, only when nobody wrote since it was read.
-pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostStatus> {
+pub(crate) fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostStatus> {
     // SAFETY: both slices outlive the call; the host copies them.
     checked(counted!(SharedData, unsafe {
         proxy_set_shared_data(
@@ -233,7 +237,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), 
     }))
 }
 
-pub fn set_tick_period(period_ms: u32) -> Result<(), HostStatus> {
+pub(crate) fn set_tick_period(period_ms: u32) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
     checked(counted!(Other, unsafe {
         proxy_set_tick_period_milliseconds(period_ms)
@@ -241,7 +245,7 @@ pub fn set_tick_period(period_ms: u32) -> Result<(), HostStatus> {
 }
 
 /// Defines a counter; its id.
-pub fn define_counter(name: &str) -> Option<u32> {
+pub(crate) fn define_counter(name: &str) -> Option<u32> {
     let mut id: u32 = 0;
     // SAFETY: `name` outlives the call; the host writes the id into our local.
     let status = counted!(Counter, unsafe {
@@ -255,7 +259,7 @@ pub fn define_counter(name: &str) -> Option<u32> {
     checked(status).ok().map(|_| id)
 }
 
-pub fn increment(metric_id: u32, by: i64) -> Result<(), HostStatus> {
+pub(crate) fn increment(metric_id: u32, by: i64) -> Result<(), HostStatus> {
     // SAFETY: no pointers.
     checked(counted!(Counter, unsafe {
         proxy_increment_metric(metric_id, by)
@@ -264,7 +268,7 @@ pub fn increment(metric_id: u32, by: i64) -> Result<(), HostStatus> {
 
 /// The lowest level the host writes to its log (`LogLevel` as a number: 0 trace .. 5
 /// critical); `None` when it cannot say.
-pub fn log_level() -> Option<u32> {
+pub(crate) fn log_level() -> Option<u32> {
     let mut level: u32 = 0;
     // SAFETY: the host writes the level into our local.
     let status = counted!(Log, unsafe { proxy_get_log_level(&mut level) });

@@ -9,7 +9,7 @@ use crate::core::worker::Act;
 
 /// Carries out `act` on a request whose headers are being decided now; `Action::Continue`
 /// when it goes upstream.
-pub fn carry_out(act: Act) -> Action {
+pub(crate) fn carry_out(act: Act) -> Action {
     match act {
         Act::Forward(forward) => {
             edit(&forward);
@@ -26,7 +26,7 @@ pub fn carry_out(act: Act) -> Action {
 /// `carry_out` for the request whose headers were `sent`, leaving out the removal of headers
 /// it does not carry: each is a host call (and clears Envoy's route cache) that changes
 /// nothing.
-pub fn carry_out_sent(act: Act, sent: &RequestHeaders) -> Action {
+pub(crate) fn carry_out_sent(act: Act, sent: &RequestHeaders) -> Action {
     let act = match act {
         Act::Forward(mut forward) => {
             forward
@@ -41,7 +41,7 @@ pub fn carry_out_sent(act: Act, sent: &RequestHeaders) -> Action {
 
 /// Carries out `act` on a paused request (a parked one, or one that waited for a token
 /// call): a forwarded request is resumed.
-pub fn carry_out_paused(act: Act) {
+pub(crate) fn carry_out_paused(act: Act) {
     if matches!(carry_out(act), Action::Continue) {
         host::resume_request();
     }

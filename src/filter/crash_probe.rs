@@ -7,7 +7,7 @@ use proxy_wasm::types::MapType;
 const HEADER: &str = "x-wasm-iap-crash-probe";
 
 #[allow(clippy::panic)]
-pub fn maybe_crash() {
+pub(crate) fn maybe_crash() {
     if let Ok(Some(_)) = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, HEADER) {
         panic!("crash probe: the test asked this VM to die");
     }

@@ -18,7 +18,7 @@ use crate::core::shared_data::SharedData;
 use super::abi;
 
 /// The host's log level for a core severity.
-pub fn level(severity: Severity) -> LogLevel {
+pub(crate) fn level(severity: Severity) -> LogLevel {
     match severity {
         Severity::Debug => LogLevel::Debug,
         Severity::Info => LogLevel::Info,
@@ -31,7 +31,7 @@ pub fn level(severity: Severity) -> LogLevel {
 /// nothing a client, an IdP or a config sent can break a line or forge one (parts were
 /// escaped where they were written; this catches any that were not). A line below the
 /// host's log level is not sent: the host would drop it, after a call for nothing.
-pub fn log(level: LogLevel, message: &str) {
+pub(crate) fn log(level: LogLevel, message: &str) {
     if (level as u32) < LOG_LEVEL.with(Cell::get) {
         return;
     }
@@ -45,11 +45,11 @@ thread_local! {
 
 /// Asks the host for its log level, which an operator may change at run time: at configure
 /// time and on every tick, instead of a call per line.
-pub fn refresh_log_level() {
+pub(crate) fn refresh_log_level() {
     LOG_LEVEL.with(|level| level.set(abi::log_level().unwrap_or(0)));
 }
 
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     counted!(Clock, hostcalls::get_current_time())
         .ok()
         .and_then(|t: SystemTime| t.duration_since(UNIX_EPOCH).ok())
@@ -72,7 +72,7 @@ fn settable(name: &str, value: &str) -> bool {
 
 /// Sets a request header; a value that could split the header (control characters) is
 /// never written, whatever the core decided, and the header is removed instead.
-pub fn set_request_header(name: &str, value: &str) {
+pub(crate) fn set_request_header(name: &str, value: &str) {
     if !settable(name, value) {
         log(
             LogLevel::Error,
@@ -88,7 +88,7 @@ pub fn set_request_header(name: &str, value: &str) {
 }
 
 /// Adds a request header beside any of the same name; an unsafe one is never written.
-pub fn add_request_header(name: &str, value: &str) {
+pub(crate) fn add_request_header(name: &str, value: &str) {
     if !header_name_safe(name) || !header_value_safe(value) {
         log(
             LogLevel::Error,
@@ -104,7 +104,7 @@ pub fn add_request_header(name: &str, value: &str) {
 
 /// The request headers of the current (or effective) context, as bytes: decoded by the
 /// core, which never assumes UTF-8.
-pub fn request_headers() -> RequestHeaders {
+pub(crate) fn request_headers() -> RequestHeaders {
     let bytes = match abi::header_map(MapType::HttpRequestHeaders) {
         Ok(bytes) => bytes,
         Err(status) => {
@@ -124,32 +124,32 @@ pub fn request_headers() -> RequestHeaders {
     })
 }
 
-pub fn remove_request_header(name: &str) {
+pub(crate) fn remove_request_header(name: &str) {
     report(
         "removing a request header",
         abi::remove_header(MapType::HttpRequestHeaders, name),
     );
 }
 
-pub fn resume_request() {
+pub(crate) fn resume_request() {
     report("resuming a request", abi::resume_request());
 }
 
 /// Makes a paused request's context the one later host calls act on.
-pub fn switch_to(context_id: u32) -> bool {
+pub(crate) fn switch_to(context_id: u32) -> bool {
     abi::set_effective_context(context_id).is_ok()
 }
 
-pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+pub(crate) fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
     abi::shared_data(key)
 }
 
 /// Writes shared data; with `cas`, only when nobody wrote since it was read.
-pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> bool {
+pub(crate) fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> bool {
     abi::set_shared_data(key, value, cas).is_ok()
 }
 
-pub fn dispatch(
+pub(crate) fn dispatch(
     cluster: &str,
     headers: &[(&'static str, String)],
     body: Option<&[u8]>,
@@ -166,17 +166,17 @@ pub fn dispatch(
 }
 
 /// A callout's response, as delivered to `on_http_call_response`.
-pub struct CallResponse {
+pub(crate) struct CallResponse {
     /// `None` when the call failed or timed out.
-    pub status: Option<u32>,
-    pub cache_control: Option<String>,
-    pub body: Vec<u8>,
+    pub(crate) status: Option<u32>,
+    pub(crate) cache_control: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Reads a callout's response without trusting it: headers as bytes (a non-UTF-8 value is
 /// as if absent), and never more body than any document of ours may have, so a 10 MB answer
 /// costs no 10 MB copy (the core refuses a body over the limit).
-pub fn call_response(body_size: usize) -> CallResponse {
+pub(crate) fn call_response(body_size: usize) -> CallResponse {
     let header = |name: &str| {
         abi::header_value(MapType::HttpCallResponseHeaders, name)
             .and_then(|v| String::from_utf8(v).ok())
@@ -189,7 +189,7 @@ pub fn call_response(body_size: usize) -> CallResponse {
     }
 }
 
-pub fn add_response_header(name: &str, value: &str) {
+pub(crate) fn add_response_header(name: &str, value: &str) {
     if !header_name_safe(name) || !header_value_safe(value) {
         log(
             LogLevel::Error,
@@ -204,17 +204,17 @@ pub fn add_response_header(name: &str, value: &str) {
 }
 
 /// The plugin configuration, as bytes.
-pub fn plugin_configuration() -> Vec<u8> {
+pub(crate) fn plugin_configuration() -> Vec<u8> {
     abi::buffer(BufferType::PluginConfiguration, usize::MAX).unwrap_or_default()
 }
 
-pub fn set_tick_period(period: Duration) {
+pub(crate) fn set_tick_period(period: Duration) {
     let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
     report("setting the tick period", abi::set_tick_period(millis));
 }
 
 /// A local answer, written only when every header is safe (else a plain 500).
-pub fn send_reply(reply: Reply) {
+pub(crate) fn send_reply(reply: Reply) {
     let reply = reply.checked().unwrap_or_else(|refused| {
         if let Some(note) = &refused.reason {
             log(level(note.severity), &note.text);
@@ -242,7 +242,7 @@ thread_local! {
 }
 
 /// Defines the gateway's counters; once per VM, at configure time.
-pub fn define_counters() {
+pub(crate) fn define_counters() {
     let ids = Metric::ALL
         .iter()
         .map(|m| abi::define_counter(m.name()))
@@ -252,7 +252,7 @@ pub fn define_counters() {
 
 /// The host as the core sees it: shared data, randomness (WASI `random_get`), the clock,
 /// callouts, the log and counters.
-pub struct ProxyHost;
+pub(crate) struct ProxyHost;
 
 impl SharedData for ProxyHost {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

@@ -20,7 +20,7 @@ macro_rules! counted {
 }
 
 #[cfg(feature = "host-call-count")]
-pub use counting::*;
+pub(crate) use counting::*;
 
 #[cfg(feature = "host-call-count")]
 mod counting {
@@ -32,7 +32,7 @@ mod counting {
 
     /// What a host call does, as the bench reports it.
     #[derive(Clone, Copy)]
-    pub enum Kind {
+    pub(crate) enum Kind {
         HeaderRead,
         /// Replacing, adding or removing a header.
         HeaderWrite,
@@ -65,18 +65,18 @@ mod counting {
     }
 
     /// A callback of `context_id` starts.
-    pub fn enter(context_id: u32) {
+    pub(crate) fn enter(context_id: u32) {
         CURRENT.with(|c| c.set(context_id));
     }
 
     /// A callout's answer to `context_id` arrives: the SDK made it the effective context
     /// first (`proxy_set_effective_context`), a call made on its behalf.
-    pub fn enter_answered(context_id: u32) {
+    pub(crate) fn enter_answered(context_id: u32) {
         enter(context_id);
         add(Kind::Other);
     }
 
-    pub fn add(kind: Kind) {
+    pub(crate) fn add(kind: Kind) {
         let context_id = CURRENT.with(Cell::get);
         COUNTS.with(|counts| {
             if let Ok(mut counts) = counts.try_borrow_mut() {
@@ -87,7 +87,7 @@ mod counting {
 
     /// Logs what `context_id` called so far (`what`: "host calls" for a request) and
     /// forgets it; the log line itself is not counted.
-    pub fn report(context_id: u32, what: &str) {
+    pub(crate) fn report(context_id: u32, what: &str) {
         let counts = COUNTS
             .with(|counts| {
                 counts

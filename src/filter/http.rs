@@ -14,15 +14,15 @@ use crate::core::keys::fetch::CalloutResponse;
 use crate::core::worker::{Act, Worker};
 
 /// What one VM (one worker thread) decides with, shared by its root and HTTP contexts.
-pub type SharedWorker = Rc<RefCell<Option<Worker>>>;
+pub(crate) type SharedWorker = Rc<RefCell<Option<Worker>>>;
 
-pub struct Request {
+pub(crate) struct Request {
     context_id: u32,
     worker: SharedWorker,
 }
 
 impl Request {
-    pub fn new(context_id: u32, worker: SharedWorker) -> Self {
+    pub(crate) fn new(context_id: u32, worker: SharedWorker) -> Self {
         Request { context_id, worker }
     }
 }

@@ -20,14 +20,14 @@ const TICK: Duration = Duration::from_millis(100);
 const STARTUP_TICK: Duration = Duration::from_millis(5);
 const STARTUP_TICKS: u32 = 400;
 
-pub struct Root {
+pub(crate) struct Root {
     context_id: u32,
     worker: SharedWorker,
     startup_ticks_left: u32,
 }
 
 impl Root {
-    pub fn new(context_id: u32) -> Self {
+    pub(crate) fn new(context_id: u32) -> Self {
         Root {
             context_id,
             worker: SharedWorker::default(),

@@ -56,7 +56,7 @@ pub enum WaitReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdTokenClaims {
     pub identity: Identity,
-    pub expires_at: Option<u64>,
+    pub(crate) expires_at: Option<u64>,
 }
 
 /// One issuer's keys (and discovered endpoints) as this VM knows them.
@@ -70,7 +70,7 @@ struct KeyState {
 
 /// What a bearer check may use beyond this VM: shared data (tokens other workers
 /// verified), and a say in whether an unknown token's signature is checked at all.
-pub trait Outside: SharedData {
+pub(crate) trait Outside: SharedData {
     fn may_verify(&mut self) -> bool;
 }
 
@@ -96,10 +96,10 @@ pub struct Authenticator {
 
 /// Token-cache lookups: found in this VM, found in shared data, and neither.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Lookups {
-    pub hits: u64,
-    pub shared_hits: u64,
-    pub misses: u64,
+pub(crate) struct Lookups {
+    pub(crate) hits: u64,
+    pub(crate) shared_hits: u64,
+    pub(crate) misses: u64,
 }
 
 /// The token from an `Authorization: Bearer` header (RFC 6750 §2.1; scheme case-insensitive).
@@ -152,18 +152,18 @@ impl Authenticator {
     }
 
     /// Token-cache lookups since the last call (counted per tick, not per request).
-    pub fn take_lookups(&mut self) -> Lookups {
+    pub(crate) fn take_lookups(&mut self) -> Lookups {
         std::mem::take(&mut self.lookups)
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 
     /// The settings as a shared handle, for callers that also borrow the authenticator.
     #[cfg(any(test, feature = "testing"))]
-    pub fn settings_rc(&self) -> Rc<Settings> {
+    pub(crate) fn settings_rc(&self) -> Rc<Settings> {
         Rc::clone(&self.settings)
     }
 
@@ -198,12 +198,12 @@ impl Authenticator {
     }
 
     /// Whether every issuer's keys are here (`/ready`).
-    pub fn all_keys_loaded(&self) -> bool {
+    pub(crate) fn all_keys_loaded(&self) -> bool {
         self.keys.iter().all(|state| state.keys.is_some())
     }
 
     /// The issuer's endpoints, as its discovery document gave them.
-    pub fn discovery(&self, provider: ProviderId) -> Option<&Discovery> {
+    pub(crate) fn discovery(&self, provider: ProviderId) -> Option<&Discovery> {
         self.keys.get(provider.0)?.discovery.as_ref()
     }
 
@@ -223,7 +223,7 @@ impl Authenticator {
     /// the verdict is final). Tokens are looked up in this VM's cache, then in `outside`'s
     /// shared data; only a token found in neither, that passed every cheap check, costs a
     /// signature check, and only when `outside` allows it (else `429`).
-    pub fn authenticate_with(
+    pub(crate) fn authenticate_with(
         &mut self,
         authorization: Option<&str>,
         now_ms: u64,
@@ -376,7 +376,7 @@ impl Authenticator {
     }
 
     /// When the last fetch of provider `index`'s keys was attempted (0: never).
-    pub fn attempted_at_ms(&self, index: ProviderId) -> u64 {
+    pub(crate) fn attempted_at_ms(&self, index: ProviderId) -> u64 {
         self.keys
             .get(index.0)
             .map_or(0, |state| state.attempted_at_ms)

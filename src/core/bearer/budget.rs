@@ -16,9 +16,9 @@ const MILLI: u64 = 1000;
 
 /// `per_second` failed checks refill per second, up to `burst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BudgetLimits {
-    pub per_second: u64,
-    pub burst: u64,
+pub(crate) struct BudgetLimits {
+    pub(crate) per_second: u64,
+    pub(crate) burst: u64,
 }
 
 struct Account {
@@ -27,13 +27,13 @@ struct Account {
     at_ms: u64,
 }
 
-pub struct SourceBudget {
+pub(crate) struct SourceBudget {
     limits: BudgetLimits,
     accounts: HashMap<String, Account>,
 }
 
 /// The address without its port: `10.0.0.1:5000` and `[::1]:5000` name one client.
-pub fn address_of(source: &str) -> &str {
+pub(crate) fn address_of(source: &str) -> &str {
     if let Some(rest) = source.strip_prefix('[') {
         return rest.split_once(']').map_or(rest, |(ip, _)| ip);
     }
@@ -45,7 +45,7 @@ pub fn address_of(source: &str) -> &str {
 
 /// Who an account belongs to: the IPv4 address, or the IPv6 /64 (one host holds a whole /64
 /// and can send from any address in it).
-pub fn client_of(source: &str) -> String {
+pub(crate) fn client_of(source: &str) -> String {
     let address = address_of(source);
     match address.parse::<std::net::Ipv6Addr>() {
         Ok(v6) => {
@@ -57,7 +57,7 @@ pub fn client_of(source: &str) -> String {
 }
 
 impl SourceBudget {
-    pub fn new(limits: BudgetLimits) -> Self {
+    pub(crate) fn new(limits: BudgetLimits) -> Self {
         SourceBudget {
             limits,
             accounts: HashMap::new(),
@@ -77,7 +77,7 @@ impl SourceBudget {
     }
 
     /// Whether `source` may have one more unknown token checked now.
-    pub fn allows(&self, source: &str, now_ms: u64) -> bool {
+    pub(crate) fn allows(&self, source: &str, now_ms: u64) -> bool {
         match self.accounts.get(&client_of(source)) {
             Some(account) => self.refilled(account, now_ms) >= MILLI,
             None => self.limits.burst > 0,
@@ -85,7 +85,7 @@ impl SourceBudget {
     }
 
     /// A check for `source` failed: it spends one.
-    pub fn spend(&mut self, source: &str, now_ms: u64) {
+    pub(crate) fn spend(&mut self, source: &str, now_ms: u64) {
         let client = client_of(source);
         if !self.accounts.contains_key(&client) && self.accounts.len() >= MAX_SOURCES {
             let full = self.full();
@@ -122,7 +122,7 @@ impl SourceBudget {
 
     /// After a bearer check: a token whose signature was checked for `checked_for` (the
     /// address `may_verify` read) and that was refused spends one; a `429` checked nothing.
-    pub fn charge(&mut self, verdict: &Verdict, checked_for: Option<String>, now_ms: u64) {
+    pub(crate) fn charge(&mut self, verdict: &Verdict, checked_for: Option<String>, now_ms: u64) {
         match (verdict, checked_for) {
             (Verdict::Deny(AuthError::Throttled), _) => {}
             (Verdict::Deny(_), Some(source)) => self.spend(&source, now_ms),
@@ -131,7 +131,7 @@ impl SourceBudget {
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.accounts.len()
     }
 }

@@ -7,27 +7,27 @@ use std::rc::Rc;
 use crate::core::identity::Identity;
 
 /// How long a token without `exp` may be served from the cache.
-pub const NO_EXPIRY_TTL_SECS: u64 = 60;
+pub(crate) const NO_EXPIRY_TTL_SECS: u64 = 60;
 
 struct Entry {
     identity: Rc<Identity>,
     valid_until_secs: u64,
 }
 
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     entries: HashMap<String, Entry>,
     capacity: usize,
 }
 
 impl TokenCache {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         TokenCache {
             entries: HashMap::new(),
             capacity,
         }
     }
 
-    pub fn get(&self, token: &str, now_secs: u64) -> Option<Rc<Identity>> {
+    pub(crate) fn get(&self, token: &str, now_secs: u64) -> Option<Rc<Identity>> {
         self.entries
             .get(token)
             .filter(|e| now_secs < e.valid_until_secs)
@@ -35,7 +35,7 @@ impl TokenCache {
     }
 
     /// `valid_until_secs` is the first second at which the token no longer passes.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         token: &str,
         identity: Rc<Identity>,
@@ -58,17 +58,17 @@ impl TokenCache {
         );
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.entries.clear();
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }

@@ -128,7 +128,7 @@ impl AuthError {
 
     /// The status of the answer: `401` unless the caller is known (`403`), throttled
     /// (`429`) or the keys are missing (`503`).
-    pub fn status(&self) -> u32 {
+    pub(crate) fn status(&self) -> u32 {
         match self {
             AuthError::KeysUnavailable => 503,
             AuthError::Throttled => 429,
@@ -141,7 +141,7 @@ impl AuthError {
     /// `403` for a valid caller who may not pass (with an `insufficient_scope` challenge
     /// naming the scopes when they were what was missing); `503` with `Retry-After` when
     /// keys are missing; `set_cookies` go along.
-    pub fn reply(&self, set_cookies: Vec<String>) -> Reply {
+    pub(crate) fn reply(&self, set_cookies: Vec<String>) -> Reply {
         let description = self.to_string();
         let code = self.oauth_error_code();
         let body = serde_json::json!({
@@ -174,7 +174,7 @@ impl AuthError {
 }
 
 /// RFC 6750 §3.1's challenge for a valid token that lacks `scopes`.
-pub fn insufficient_scope_challenge(scopes: &[String]) -> String {
+pub(crate) fn insufficient_scope_challenge(scopes: &[String]) -> String {
     // Scope names come from the config; quoted anyway, so nothing breaks out.
     format!(
         "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",

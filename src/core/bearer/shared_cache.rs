@@ -13,7 +13,7 @@ use crate::core::identity::Identity;
 use crate::core::shared_data::SharedData;
 
 /// Most bytes one bucket holds: an entry with hundreds of groups still fits alone.
-pub const BUCKET_BYTES: usize = 8192;
+pub(crate) const BUCKET_BYTES: usize = 8192;
 const KEY_PREFIX: &str = "wasm-iap/verified-tokens/";
 const FORMAT: u8 = 1;
 const DIGEST_BYTES: usize = 16;
@@ -22,9 +22,9 @@ const ENTRY_HEAD: usize = DIGEST_BYTES + 8 + 8 + 4;
 
 /// A token's name in the cache: the first half of its SHA-256 (collisions would need a
 /// 2^128 search; the generation check comes on top).
-pub type TokenDigest = [u8; DIGEST_BYTES];
+pub(crate) type TokenDigest = [u8; DIGEST_BYTES];
 
-pub fn digest_of(token: &str) -> TokenDigest {
+pub(crate) fn digest_of(token: &str) -> TokenDigest {
     let full = Sha256::digest(token.as_bytes());
     let mut digest = [0u8; DIGEST_BYTES];
     for (d, f) in digest.iter_mut().zip(full.iter()) {
@@ -38,7 +38,7 @@ const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), "/rules-1");
 
 /// Which build, configuration and keys (each provider's JWKS document) an entry was
 /// verified under.
-pub fn generation_of(config_fingerprint: &[u8], jwks: &[&str]) -> u64 {
+pub(crate) fn generation_of(config_fingerprint: &[u8], jwks: &[&str]) -> u64 {
     // Another build of the filter under the same vm_id must not trust what this one verified.
     let mut hash = Sha256::new()
         .chain_update(BUILD.as_bytes())
@@ -118,18 +118,18 @@ fn encode(entries: &[Entry]) -> Vec<u8> {
 
 /// The verified-token cache over shared data, `buckets` buckets (0: off).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SharedTokenCache {
+pub(crate) struct SharedTokenCache {
     buckets: u32,
 }
 
 impl SharedTokenCache {
     /// A cache of at most `max_bytes` (bucket contents; Envoy adds a little per key).
-    pub fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(max_bytes: usize) -> Self {
         let buckets = (max_bytes / BUCKET_BYTES).min(u32::MAX as usize) as u32;
         SharedTokenCache { buckets }
     }
 
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.buckets > 0
     }
 
@@ -140,7 +140,7 @@ impl SharedTokenCache {
     }
 
     /// The identity verified for `digest` under `generation`, and until when it passes.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         store: &dyn SharedData,
         digest: &TokenDigest,
@@ -158,7 +158,7 @@ impl SharedTokenCache {
 
     /// Records a verified token; a bucket full of newer entries, or another worker writing
     /// it at the same moment, only means the token is not shared this time.
-    pub fn put(
+    pub(crate) fn put(
         &self,
         store: &mut dyn SharedData,
         digest: &TokenDigest,

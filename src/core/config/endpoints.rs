@@ -6,23 +6,23 @@ use serde_json::Value;
 use crate::core::config::reader::{ObjectReader, Problems};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnEndpoints {
+pub(crate) struct OwnEndpoints {
     /// Forward-auth for NGINX `auth_request` (exactly this path: `202`) and Envoy
     /// `ext_authz` (`path_prefix` set to it, the original path after it: `200`).
-    pub auth: Option<String>,
-    pub userinfo: Option<String>,
+    pub(crate) auth: Option<String>,
+    pub(crate) userinfo: Option<String>,
     /// Always `200`: the filter runs.
-    pub ping: Option<String>,
+    pub(crate) ping: Option<String>,
     /// `200` once every issuer's keys are loaded, else `503`.
-    pub ready: Option<String>,
+    pub(crate) ready: Option<String>,
     /// An `auth_request` check (`202` form) refuses with `400` a request that carries a
     /// method override or a header of a stripped identity family: NGINX forwards the
     /// client's headers to the app, and nothing can remove them there.
-    pub refuse_spoofed_headers: bool,
+    pub(crate) refuse_spoofed_headers: bool,
     /// An `auth_request` check is judged by the request in `X-Original-URL` and
     /// `X-Original-Method` (ingress-nginx sets both, over any the client sent). Off: the
     /// check's own host, with every restricting route of its service.
-    pub trust_original_url: bool,
+    pub(crate) trust_original_url: bool,
 }
 
 impl Default for OwnEndpoints {
@@ -40,7 +40,7 @@ impl Default for OwnEndpoints {
 
 /// Reads `endpoints: {"auth": ..., "userinfo": ..., "ping": ..., "ready": ...,
 /// "refuse_spoofed_headers": true, "trust_original_url": false}`.
-pub fn read_endpoints(value: Option<&Value>, problems: &mut Problems) -> OwnEndpoints {
+pub(crate) fn read_endpoints(value: Option<&Value>, problems: &mut Problems) -> OwnEndpoints {
     let defaults = OwnEndpoints::default();
     let Some(value) = value else {
         return defaults;

@@ -6,4 +6,4 @@ pub struct ProviderId(pub usize);
 
 /// A login service: its place in `Settings::login`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServiceId(pub usize);
+pub struct ServiceId(pub(crate) usize);

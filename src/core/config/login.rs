@@ -20,20 +20,20 @@ use crate::core::seal::Sealer;
 use crate::core::secret::Secret;
 
 /// Reads an environment variable of the VM (Istio: `WasmPlugin.spec.vmConfig.env`).
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     Basic,
     Post,
 }
 
 /// Endpoints configured explicitly, for issuers without discovery.
 #[derive(Debug, Default)]
-pub struct EndpointOverrides {
-    pub authorization: Option<Url>,
-    pub token: Option<Url>,
-    pub end_session: Option<Url>,
+pub(crate) struct EndpointOverrides {
+    pub(crate) authorization: Option<Url>,
+    pub(crate) token: Option<Url>,
+    pub(crate) end_session: Option<Url>,
 }
 
 #[derive(Debug)]
@@ -41,40 +41,40 @@ pub struct LoginService {
     pub hosts: Vec<String>,
     pub provider: ProviderId,
     /// The provider's issuer, which signed every session's ID token.
-    pub issuer: String,
+    pub(crate) issuer: String,
     /// Issuers whose bearer tokens this service accepts: its own, and any `providers` adds.
-    pub accepted_issuers: Vec<String>,
-    pub cluster: String,
-    pub timeout_ms: u64,
+    pub(crate) accepted_issuers: Vec<String>,
+    pub(crate) cluster: String,
+    pub(crate) timeout_ms: u64,
     pub client_id: String,
     pub client_secret: Secret,
-    pub client_auth: ClientAuth,
-    pub callback_path: String,
-    pub redirect_url: Option<Url>,
+    pub(crate) client_auth: ClientAuth,
+    pub(crate) callback_path: String,
+    pub(crate) redirect_url: Option<Url>,
     pub scopes: Vec<String>,
     pub sealer: Sealer,
     pub cookie_name: String,
     pub cookie: CookieAttributes,
-    pub session_lifetime_secs: u64,
-    pub login_timeout_secs: u64,
-    pub sign_out_path: String,
+    pub(crate) session_lifetime_secs: u64,
+    pub(crate) login_timeout_secs: u64,
+    pub(crate) sign_out_path: String,
     /// oauth2-proxy's `/oauth2/start?rd=...`: starts a login that ends at `rd`.
-    pub start_path: String,
-    pub end_idp_session: bool,
-    pub post_logout_redirect_url: Option<String>,
-    pub allowed_redirect_hosts: Vec<String>,
-    pub refresh: bool,
+    pub(crate) start_path: String,
+    pub(crate) end_idp_session: bool,
+    pub(crate) post_logout_redirect_url: Option<String>,
+    pub(crate) allowed_redirect_hosts: Vec<String>,
+    pub(crate) refresh: bool,
     /// Who may pass, per route.
     pub policy: ServicePolicy,
     /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
-    pub impersonation: Option<Rc<Impersonation>>,
+    pub(crate) impersonation: Option<Rc<Impersonation>>,
     /// Groups any service's rules name: what a session too large for its cookies keeps.
-    pub kept_groups: Vec<String>,
+    pub(crate) kept_groups: Vec<String>,
     /// The session's access token to the upstream (`X-Auth-Request-Access-Token`).
     pub pass_access_token: bool,
     /// `Authorization: Bearer <ID token>` to the upstream (Grafana's JWT auth reads it).
     pub set_authorization_header: bool,
-    pub endpoints: EndpointOverrides,
+    pub(crate) endpoints: EndpointOverrides,
 }
 
 impl LoginService {
@@ -87,14 +87,14 @@ impl LoginService {
     /// The login cookie for one login in flight, named after its state so parallel logins
     /// (several tabs) do not overwrite each other. Only well-formed states (base64url) get
     /// here, so the name is always a valid cookie name.
-    pub fn login_cookie_name(&self, state: &str) -> String {
+    pub(crate) fn login_cookie_name(&self, state: &str) -> String {
         let tag: String = state.chars().take(16).collect();
         format!("{}_login_{tag}", self.cookie_name)
     }
 
     /// A login cookie of the shape `login_cookie_name` makes (16 base64url characters after
     /// the prefix): only such names are ever written back, to delete them.
-    pub fn is_login_cookie(&self, name: &str) -> bool {
+    pub(crate) fn is_login_cookie(&self, name: &str) -> bool {
         name.strip_prefix(&self.cookie_name)
             .and_then(|rest| rest.strip_prefix("_login_"))
             .is_some_and(|tag| {
@@ -107,7 +107,7 @@ impl LoginService {
 
     /// Login cookies live on the callback path only, except for `__Host-` names, which
     /// browsers accept only with `Path=/`.
-    pub fn login_cookie_path(&self) -> &str {
+    pub(crate) fn login_cookie_path(&self) -> &str {
         if self.cookie_name.starts_with("__Host-") {
             "/"
         } else {
@@ -116,7 +116,7 @@ impl LoginService {
     }
 
     /// Every cookie of ours: session chunks and logins in flight.
-    pub fn is_our_cookie(&self, name: &str) -> bool {
+    pub(crate) fn is_our_cookie(&self, name: &str) -> bool {
         name.strip_prefix(&self.cookie_name)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
     }
@@ -203,7 +203,7 @@ fn read_path(
 /// The session cookie's name when none is configured: `__Host-` where the cookie can carry
 /// it (Secure, `Path=/`, no `Domain`), so no sibling host or plain-HTTP page can plant or
 /// shadow it; else `__Secure-` where it is Secure.
-pub fn default_cookie_name(secure: bool, has_domain: bool, path: &str) -> &'static str {
+pub(crate) fn default_cookie_name(secure: bool, has_domain: bool, path: &str) -> &'static str {
     match (secure, has_domain, path) {
         (true, false, "/") => "__Host-wasm_iap",
         (true, _, _) => "__Secure-wasm_iap",
@@ -225,7 +225,7 @@ fn service_binding(client_id: &str, cookie_name: &str, hosts: &[String]) -> Stri
 /// Two login services whose session cookies share a name and reach a common host: the
 /// browser keeps one of them, and which service's session a request carries would be
 /// luck (each would sign the user in again and overwrite the other's).
-pub fn check_cookie_scopes(login: &[LoginService], problems: &mut Problems) {
+pub(crate) fn check_cookie_scopes(login: &[LoginService], problems: &mut Problems) {
     for (i, later) in login.iter().enumerate() {
         let Some(earlier) = login[..i].iter().position(|e| cookies_collide(e, later)) else {
             continue;
@@ -497,7 +497,7 @@ fn service_sealer(
 
 /// Reads one `login` entry; `None` when it has problems (they are recorded). Fields are
 /// read in this order, so problems are reported in it.
-pub fn read_service(
+pub(crate) fn read_service(
     path: &str,
     value: &Value,
     providers: &[Provider],

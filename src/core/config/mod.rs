@@ -1,12 +1,12 @@
 //! The plugin configuration: parsed, validated and compiled once, in `on_configure`.
 pub mod duration;
-pub mod endpoints;
-pub mod ids;
-pub mod kubernetes;
+pub(crate) mod endpoints;
+pub(crate) mod ids;
+pub(crate) mod kubernetes;
 pub mod login;
-pub mod policy;
-pub mod provider;
-pub mod reader;
+pub(crate) mod policy;
+pub(crate) mod provider;
+pub(crate) mod reader;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -17,27 +17,27 @@ pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{read_service, EnvLookup, LoginService};
 use crate::core::config::policy::{read_api_services, ApiService};
 use crate::core::config::provider::read_provider;
-pub use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
+pub(crate) use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::hostname::host_name;
 use crate::core::identity::{IdentityHeaders, StrippedHeaders};
 use crate::core::policy::route::Action;
 use crate::core::reply::header_name_safe;
 
-pub const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
-pub const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
-pub const DEFAULT_GROUPS_HEADER: &str = "x-auth-request-groups";
-pub const DEFAULT_PREFERRED_USERNAME_HEADER: &str = "x-auth-request-preferred-username";
+pub(crate) const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
+pub(crate) const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
+pub(crate) const DEFAULT_GROUPS_HEADER: &str = "x-auth-request-groups";
+pub(crate) const DEFAULT_PREFERRED_USERNAME_HEADER: &str = "x-auth-request-preferred-username";
 
 #[derive(Debug)]
 pub struct Settings {
     pub providers: Vec<Provider>,
     pub max_token_bytes: usize,
-    pub keys_wait_timeout_ms: u64,
+    pub(crate) keys_wait_timeout_ms: u64,
     pub identity_headers: IdentityHeaders,
     /// Request headers no client may send: identity families and `strip_request_headers`.
     pub stripped_headers: StrippedHeaders,
-    pub forward_authorization: bool,
+    pub(crate) forward_authorization: bool,
     /// Browser sign-in, per protected host; empty when only bearer tokens are accepted.
     pub login: Vec<LoginService>,
     /// Hosts without browser login that have rules of their own; a host under no service
@@ -46,27 +46,27 @@ pub struct Settings {
     /// Top-level claims identities keep, because rules or claim headers read them.
     pub kept_claims: Vec<String>,
     /// Bytes of shared data for tokens verified by any worker (0: each VM on its own).
-    pub shared_token_cache_bytes: usize,
+    pub(crate) shared_token_cache_bytes: usize,
     /// Paths the filter answers on every host (forward-auth, user info, probes).
-    pub endpoints: OwnEndpoints,
+    pub(crate) endpoints: OwnEndpoints,
     /// Failed signature checks one client address may cause (`None`: no limit).
-    pub signature_check_budget: Option<BudgetLimits>,
+    pub(crate) signature_check_budget: Option<BudgetLimits>,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
     /// they were made under.
-    pub fingerprint: [u8; 32],
+    pub(crate) fingerprint: [u8; 32],
 }
 
 /// Default shared verified-token cache: tens of thousands of typical tokens.
-pub const DEFAULT_SHARED_TOKEN_CACHE_BYTES: u64 = 16 << 20;
+pub(crate) const DEFAULT_SHARED_TOKEN_CACHE_BYTES: u64 = 16 << 20;
 
 impl Settings {
     /// Whether any host has rules of its own (login services or `services`).
-    pub fn has_services(&self) -> bool {
+    pub(crate) fn has_services(&self) -> bool {
         !self.login.is_empty() || !self.services.is_empty()
     }
 
     /// How often provider `index`'s keys may be refetched on demand (0 for inline keys).
-    pub fn min_refetch_interval_ms(&self, provider: ProviderId) -> u64 {
+    pub(crate) fn min_refetch_interval_ms(&self, provider: ProviderId) -> u64 {
         match self.providers.get(provider.0).map(|p| &p.keys) {
             Some(KeySource::Remote(remote)) => remote.min_refetch_interval_ms,
             _ => 0,

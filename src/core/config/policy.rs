@@ -16,7 +16,7 @@ use crate::core::reply::header_value_safe;
 
 /// Reads the policy fields of a service object.
 /// A service's rules, and its Kubernetes API mode (`impersonate`) when it has one.
-pub fn read_policy(
+pub(crate) fn read_policy(
     reader: &mut ObjectReader,
     problems: &mut Problems,
 ) -> (ServicePolicy, Option<Rc<Impersonation>>) {
@@ -359,24 +359,24 @@ fn read_rule(path: &str, value: &Value, problems: &mut Problems) -> Option<Rule>
 /// A service without browser login: hosts whose callers bring bearer tokens.
 #[derive(Debug)]
 pub struct ApiService {
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     pub policy: ServicePolicy,
     /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
     pub impersonation: Option<Rc<Impersonation>>,
     /// Issuers whose tokens this service accepts (`providers`; the only one when one is
     /// configured).
-    pub accepted_issuers: Vec<String>,
+    pub(crate) accepted_issuers: Vec<String>,
 }
 
 impl ApiService {
     #[cfg(any(test, feature = "testing"))]
-    pub fn serves(&self, host: &str) -> bool {
+    pub(crate) fn serves(&self, host: &str) -> bool {
         crate::core::hostname::host_listed(&self.hosts, host)
     }
 }
 
 /// Reads the `services` list.
-pub fn read_api_services(
+pub(crate) fn read_api_services(
     value: Option<&Value>,
     providers: &[Provider],
     problems: &mut Problems,

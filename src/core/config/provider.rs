@@ -13,7 +13,7 @@ use crate::core::keys::jwks::KeySet;
 
 /// Where an issuer's keys come from.
 #[derive(Debug)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// Keys given in the configuration (air-gapped clusters); never fetched.
     Inline(Rc<KeySet>),
     Remote(RemoteKeys),
@@ -21,7 +21,7 @@ pub enum KeySource {
 
 /// The first document to fetch for remote keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Locator {
+pub(crate) enum Locator {
     /// `<issuer>/.well-known/openid-configuration`, which names the `jwks_uri`.
     Discovery(Url),
     /// A configured `jwks_uri`, fetched directly.
@@ -29,26 +29,30 @@ pub enum Locator {
 }
 
 #[derive(Debug)]
-pub struct RemoteKeys {
-    pub locator: Locator,
-    pub cluster: String,
-    pub timeout_ms: u64,
-    pub refresh_interval_ms: u64,
-    pub min_refetch_interval_ms: u64,
+pub(crate) struct RemoteKeys {
+    pub(crate) locator: Locator,
+    pub(crate) cluster: String,
+    pub(crate) timeout_ms: u64,
+    pub(crate) refresh_interval_ms: u64,
+    pub(crate) min_refetch_interval_ms: u64,
 }
 
 #[derive(Debug)]
 pub struct Provider {
     pub rules: ClaimRules,
     pub algorithms: Vec<Algorithm>,
-    pub user_claim: String,
+    pub(crate) user_claim: String,
     /// Where groups are read from (Dex, Keycloak: `groups`).
-    pub groups_claim: String,
-    pub email_verification: EmailVerification,
-    pub keys: KeySource,
+    pub(crate) groups_claim: String,
+    pub(crate) email_verification: EmailVerification,
+    pub(crate) keys: KeySource,
 }
 
-pub fn read_provider(path: &str, value: &Value, problems: &mut Problems) -> Option<Provider> {
+pub(crate) fn read_provider(
+    path: &str,
+    value: &Value,
+    problems: &mut Problems,
+) -> Option<Provider> {
     let mut reader = ObjectReader::new(path, value, problems);
     let issuer = reader.string("issuer", problems);
     let issuer_url = match &issuer {
@@ -215,7 +219,7 @@ fn discovery_url(issuer: &Url) -> Option<Url> {
 
 /// `providers`: issuers of configured providers whose tokens a service accepts; `None`
 /// when the field is absent. An issuer no provider has is a problem.
-pub fn read_provider_list(
+pub(crate) fn read_provider_list(
     reader: &mut ObjectReader,
     providers: &[Provider],
     problems: &mut Problems,

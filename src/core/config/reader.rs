@@ -8,26 +8,26 @@ use crate::core::log_text::one_line;
 
 /// All problems found in one configuration, each prefixed with the path of its field.
 #[derive(Debug, Default)]
-pub struct Problems(pub Vec<String>);
+pub(crate) struct Problems(pub(crate) Vec<String>);
 
 impl Problems {
     /// One problem, one line: values echoed from the config (or its environment) cannot
     /// break the line it is logged on.
-    pub fn add(&mut self, path: &str, message: impl std::fmt::Display) {
+    pub(crate) fn add(&mut self, path: &str, message: impl std::fmt::Display) {
         let line = format!("{path}: {message}");
         self.0.push(one_line(&line).into_owned());
     }
 }
 
 /// One JSON object being read; `finish` reports the fields that were never read.
-pub struct ObjectReader<'a> {
+pub(crate) struct ObjectReader<'a> {
     path: String,
     object: Option<&'a Map<String, Value>>,
     read: Vec<&'static str>,
 }
 
 impl<'a> ObjectReader<'a> {
-    pub fn new(path: &str, value: &'a Value, problems: &mut Problems) -> Self {
+    pub(crate) fn new(path: &str, value: &'a Value, problems: &mut Problems) -> Self {
         let object = value.as_object();
         if object.is_none() {
             problems.add(path, "must be an object");
@@ -39,7 +39,7 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    pub fn field_path(&self, name: &str) -> String {
+    pub(crate) fn field_path(&self, name: &str) -> String {
         if self.path.is_empty() {
             name.to_string()
         } else {
@@ -48,12 +48,12 @@ impl<'a> ObjectReader<'a> {
     }
 
     /// The raw value of a field, `None` when absent or null.
-    pub fn value(&mut self, name: &'static str) -> Option<&'a Value> {
+    pub(crate) fn value(&mut self, name: &'static str) -> Option<&'a Value> {
         self.read.push(name);
         self.object?.get(name).filter(|v| !v.is_null())
     }
 
-    pub fn string(&mut self, name: &'static str, problems: &mut Problems) -> Option<String> {
+    pub(crate) fn string(&mut self, name: &'static str, problems: &mut Problems) -> Option<String> {
         let value = self.value(name)?;
         let text = value.as_str().map(str::to_string);
         if text.is_none() {
@@ -62,7 +62,12 @@ impl<'a> ObjectReader<'a> {
         text
     }
 
-    pub fn bool(&mut self, name: &'static str, default: bool, problems: &mut Problems) -> bool {
+    pub(crate) fn bool(
+        &mut self,
+        name: &'static str,
+        default: bool,
+        problems: &mut Problems,
+    ) -> bool {
         match self.value(name) {
             None => default,
             Some(Value::Bool(b)) => *b,
@@ -73,7 +78,7 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    pub fn positive_integer(
+    pub(crate) fn positive_integer(
         &mut self,
         name: &'static str,
         default: u64,
@@ -92,7 +97,7 @@ impl<'a> ObjectReader<'a> {
     }
 
     /// A duration such as "5s", in milliseconds.
-    pub fn duration_millis(
+    pub(crate) fn duration_millis(
         &mut self,
         name: &'static str,
         default: u64,
@@ -108,7 +113,7 @@ impl<'a> ObjectReader<'a> {
         }
     }
 
-    pub fn string_list(
+    pub(crate) fn string_list(
         &mut self,
         name: &'static str,
         problems: &mut Problems,
@@ -129,7 +134,7 @@ impl<'a> ObjectReader<'a> {
         Some(strings)
     }
 
-    pub fn finish(self, problems: &mut Problems) {
+    pub(crate) fn finish(self, problems: &mut Problems) {
         let Some(object) = self.object else { return };
         for key in object.keys() {
             if !self.read.contains(&key.as_str()) {

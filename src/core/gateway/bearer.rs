@@ -15,14 +15,14 @@ use crate::core::shared_data::SharedData;
 /// A bearer check's view of the host: shared data, and the client address's budget of
 /// failed signature checks (its address read from the host only when a check is due).
 pub(super) struct Surroundings<'h> {
-    pub host: &'h mut dyn Host,
-    pub budget: Option<&'h SourceBudget>,
+    pub(crate) host: &'h mut dyn Host,
+    pub(crate) budget: Option<&'h SourceBudget>,
     /// Set once the address was read: a check was due, and its failure is charged to it.
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
     /// The address of a parked request, read when it parked (the root, which settles it,
     /// has no request to read it from).
-    pub parked_source: Option<String>,
-    pub now_ms: u64,
+    pub(crate) parked_source: Option<String>,
+    pub(crate) now_ms: u64,
 }
 
 impl SharedData for Surroundings<'_> {

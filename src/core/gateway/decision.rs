@@ -52,8 +52,8 @@ impl<T: Into<Refused>> From<T> for Ended {
 /// waits for keys or a refresh.
 #[derive(Clone, Debug)]
 pub struct Judged {
-    pub gate: Gate,
-    pub mode: Mode,
+    pub(crate) gate: Gate,
+    pub(crate) mode: Mode,
 }
 
 /// A token-endpoint call under way, with what finishing it needs.

@@ -40,7 +40,7 @@ impl InFlight {
     }
 
     /// Sets what the request waits for.
-    pub fn wait(&mut self, context_id: u32, waiting: Waiting) {
+    pub(crate) fn wait(&mut self, context_id: u32, waiting: Waiting) {
         if matches!(waiting, Waiting::Parked(_)) {
             self.parked += 1;
         }
@@ -51,7 +51,7 @@ impl InFlight {
     }
 
     /// How many requests are parked.
-    pub fn parked(&self) -> usize {
+    pub(crate) fn parked(&self) -> usize {
         self.parked
     }
 
@@ -74,7 +74,7 @@ impl InFlight {
     }
 
     /// Every parked request, taken out to be decided again (the undecided are put back).
-    pub fn take_parked(&mut self) -> Vec<Parked> {
+    pub(crate) fn take_parked(&mut self) -> Vec<Parked> {
         self.take_where(|w| matches!(w, Waiting::Parked(_)))
             .into_iter()
             .filter_map(|(_, w)| match w {
@@ -85,7 +85,7 @@ impl InFlight {
     }
 
     /// Every refresh queued for the root to send.
-    pub fn take_queued(&mut self) -> Vec<(u32, Callout, Box<Pending>)> {
+    pub(crate) fn take_queued(&mut self) -> Vec<(u32, Callout, Box<Pending>)> {
         self.take_where(|w| matches!(w, Waiting::Queued(..)))
             .into_iter()
             .filter_map(|(context_id, w)| match w {
@@ -96,7 +96,7 @@ impl InFlight {
     }
 
     /// The root call `token` answers, and whose it is.
-    pub fn take_root_call(&mut self, token: u32) -> Option<(u32, Box<Pending>)> {
+    pub(crate) fn take_root_call(&mut self, token: u32) -> Option<(u32, Box<Pending>)> {
         let context_id = self
             .requests
             .iter()
@@ -113,7 +113,7 @@ impl InFlight {
     }
 
     /// The call the request waits on in its own context.
-    pub fn take_calling(&mut self, context_id: u32) -> Option<Box<Pending>> {
+    pub(crate) fn take_calling(&mut self, context_id: u32) -> Option<Box<Pending>> {
         let entry = self.requests.get_mut(&context_id)?;
         match entry.waiting.take() {
             Some(Waiting::Calling(pending)) => Some(pending),
@@ -124,13 +124,13 @@ impl InFlight {
         }
     }
 
-    pub fn hold_cookies(&mut self, context_id: u32, cookies: Vec<String>) {
+    pub(crate) fn hold_cookies(&mut self, context_id: u32, cookies: Vec<String>) {
         if !cookies.is_empty() {
             self.entry(context_id).response_cookies = cookies;
         }
     }
 
-    pub fn take_cookies(&mut self, context_id: u32) -> Vec<String> {
+    pub(crate) fn take_cookies(&mut self, context_id: u32) -> Vec<String> {
         self.requests
             .get_mut(&context_id)
             .map(|entry| std::mem::take(&mut entry.response_cookies))
@@ -139,7 +139,7 @@ impl InFlight {
 
     /// The request is gone: nothing of it stays, but a refresh the root sent still
     /// finishes.
-    pub fn forget(&mut self, context_id: u32) {
+    pub(crate) fn forget(&mut self, context_id: u32) {
         let Some(entry) = self.requests.remove(&context_id) else {
             return;
         };

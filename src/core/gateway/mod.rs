@@ -265,21 +265,21 @@ impl Gateway {
     }
 
     /// A token call the request waits on in its own context.
-    pub fn hold_calling(&mut self, context_id: u32, pending: Box<Pending>) {
+    pub(crate) fn hold_calling(&mut self, context_id: u32, pending: Box<Pending>) {
         self.in_flight.wait(context_id, Waiting::Calling(pending));
     }
 
     /// The token call the request waited on, when its answer came.
-    pub fn take_calling(&mut self, context_id: u32) -> Option<Box<Pending>> {
+    pub(crate) fn take_calling(&mut self, context_id: u32) -> Option<Box<Pending>> {
         self.in_flight.take_calling(context_id)
     }
 
     /// Cookies for the request's response.
-    pub fn hold_cookies(&mut self, context_id: u32, cookies: Vec<String>) {
+    pub(crate) fn hold_cookies(&mut self, context_id: u32, cookies: Vec<String>) {
         self.in_flight.hold_cookies(context_id, cookies);
     }
 
-    pub fn take_cookies(&mut self, context_id: u32) -> Vec<String> {
+    pub(crate) fn take_cookies(&mut self, context_id: u32) -> Vec<String> {
         self.in_flight.take_cookies(context_id)
     }
 }

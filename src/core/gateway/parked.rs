@@ -42,10 +42,10 @@ pub(super) enum WaitsFor {
 }
 
 pub(super) struct Parked {
-    pub context_id: u32,
-    pub provider: ProviderId,
-    pub deadline_ms: u64,
-    pub waits_for: WaitsFor,
+    pub(crate) context_id: u32,
+    pub(crate) provider: ProviderId,
+    pub(crate) deadline_ms: u64,
+    pub(crate) waits_for: WaitsFor,
 }
 
 impl Gateway {

@@ -253,10 +253,10 @@ impl Gateway {
 
 /// Where a login host's request is: what carrying out its step needs.
 pub(super) struct At<'a> {
-    pub context_id: u32,
-    pub id: ServiceId,
-    pub service: &'a LoginService,
-    pub cookie_header: Option<String>,
-    pub path: &'a str,
-    pub judged: &'a Judged,
+    pub(crate) context_id: u32,
+    pub(crate) id: ServiceId,
+    pub(crate) service: &'a LoginService,
+    pub(crate) cookie_header: Option<String>,
+    pub(crate) path: &'a str,
+    pub(crate) judged: &'a Judged,
 }

@@ -18,12 +18,12 @@ use crate::core::reply::Severity;
 
 /// A refresh's answer, with what finishing it needs.
 pub(super) struct RefreshAnswer<'a> {
-    pub service: &'a LoginService,
-    pub session: &'a Session,
-    pub lease: Lease,
-    pub cookie_header: Option<&'a str>,
-    pub path: &'a str,
-    pub judged: &'a Judged,
+    pub(crate) service: &'a LoginService,
+    pub(crate) session: &'a Session,
+    pub(crate) lease: Lease,
+    pub(crate) cookie_header: Option<&'a str>,
+    pub(crate) path: &'a str,
+    pub(crate) judged: &'a Judged,
 }
 
 impl Gateway {

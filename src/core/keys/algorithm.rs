@@ -48,7 +48,7 @@ impl Algorithm {
     }
 
     /// Whether a JWK of this `kty` (and `crv`, for EC and OKP keys) can verify this algorithm.
-    pub fn fits_key(self, kty: &str, crv: Option<&str>) -> bool {
+    pub(crate) fn fits_key(self, kty: &str, crv: Option<&str>) -> bool {
         match self {
             Algorithm::RS256
             | Algorithm::RS384

@@ -14,7 +14,7 @@ use crate::core::keys::record::{max_age, Discovery, KeysRecord};
 pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Stage {
+pub(crate) enum Stage {
     Discovery,
     Jwks,
 }
@@ -29,7 +29,7 @@ pub struct CalloutResponse<'a> {
 }
 
 /// The pseudo-headers of a request to `url`, for `dispatch_http_call`.
-pub fn request_line(method: &'static str, url: &Url) -> Vec<(&'static str, String)> {
+pub(crate) fn request_line(method: &'static str, url: &Url) -> Vec<(&'static str, String)> {
     let mut path = url.path().to_string();
     if let Some(query) = url.query() {
         path.push('?');
@@ -49,7 +49,7 @@ pub fn request_line(method: &'static str, url: &Url) -> Vec<(&'static str, Strin
     ]
 }
 
-pub fn callout(url: &Url, remote: &RemoteKeys) -> Callout {
+pub(crate) fn callout(url: &Url, remote: &RemoteKeys) -> Callout {
     let mut headers = request_line("GET", url);
     headers.push(("accept", "application/json".into()));
     Callout {
@@ -62,7 +62,7 @@ pub fn callout(url: &Url, remote: &RemoteKeys) -> Callout {
 
 /// Where a fetch starts: the configured `jwks_uri`, a `jwks_uri` discovered earlier, or
 /// discovery.
-pub fn first_step(remote: &RemoteKeys, record: &KeysRecord) -> (Stage, Url) {
+pub(crate) fn first_step(remote: &RemoteKeys, record: &KeysRecord) -> (Stage, Url) {
     match &remote.locator {
         Locator::JwksUri(url) => (Stage::Jwks, url.clone()),
         Locator::Discovery(discovery) => {

@@ -131,7 +131,11 @@ impl KeyFetcher {
     /// A tick's first half: takes in what other workers published since the last look, and
     /// says which issuers' records changed (their waiting requests are decided again before
     /// the second half, so a fetch one of them asks for starts in this tick).
-    pub fn take_in(&mut self, host: &mut dyn Host, keys: &mut dyn KeyTaker) -> Vec<ProviderId> {
+    pub(crate) fn take_in(
+        &mut self,
+        host: &mut dyn Host,
+        keys: &mut dyn KeyTaker,
+    ) -> Vec<ProviderId> {
         let mut changed = Vec::new();
         for issuer in 0..self.issuers.len() {
             self.sync(host, keys, issuer, &mut changed);
@@ -142,7 +146,7 @@ impl KeyFetcher {
     /// A tick's second half: starts the fetches that are due or wanted (when this worker
     /// wins the lease); returns the issuers whose records changed meanwhile (a fetch that
     /// could not even be sent is recorded as failed at once).
-    pub fn start_fetches(
+    pub(crate) fn start_fetches(
         &mut self,
         host: &mut dyn Host,
         keys: &mut dyn KeyTaker,

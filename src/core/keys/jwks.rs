@@ -51,7 +51,7 @@ impl VerifyingKey {
 
     /// Checks the signature only; claims are checked by `claims.rs` with our own clock.
     /// `options` pins jwt-simple's clock to ours so its own claim checks agree.
-    pub fn verify_signature(&self, token: &str, options: VerificationOptions) -> bool {
+    pub(crate) fn verify_signature(&self, token: &str, options: VerificationOptions) -> bool {
         let options = Some(options);
         match self {
             VerifyingKey::Pkcs1(k, hash) => pkcs1v15(k, *hash, token),

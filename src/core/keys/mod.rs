@@ -1,7 +1,7 @@
 //! An issuer's signing keys: accepted algorithms, the JWKS, the record shared by all
 //! workers, fetching them (discovery and JWKS callouts), and keeping them fresh.
 pub mod algorithm;
-pub mod error;
+pub(crate) mod error;
 pub mod fetch;
 pub mod fetcher;
 pub mod jwks;

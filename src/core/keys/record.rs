@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 
 /// Refresh bounds for `Cache-Control: max-age`, so an IdP cannot make us hammer it or
 /// keep keys for days.
-pub const MIN_REFRESH_MS: u64 = 30_000;
-pub const MAX_REFRESH_MS: u64 = 24 * 3_600_000;
+pub(crate) const MIN_REFRESH_MS: u64 = 30_000;
+pub(crate) const MAX_REFRESH_MS: u64 = 24 * 3_600_000;
 /// After failures, retry after 1 s, 2 s, 4 s, ... up to this.
-pub const MAX_BACKOFF_MS: u64 = 60_000;
+pub(crate) const MAX_BACKOFF_MS: u64 = 60_000;
 
 /// What OIDC discovery told us about the issuer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,16 +43,16 @@ impl KeysRecord {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    pub fn refresh_due(&self, now_ms: u64) -> bool {
+    pub(crate) fn refresh_due(&self, now_ms: u64) -> bool {
         now_ms >= self.refresh_at_ms
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub fn may_refetch(&self, now_ms: u64, min_interval_ms: u64) -> bool {
+    pub(crate) fn may_refetch(&self, now_ms: u64, min_interval_ms: u64) -> bool {
         now_ms.saturating_sub(self.attempted_at_ms) >= min_interval_ms
     }
 
-    pub fn succeeded(
+    pub(crate) fn succeeded(
         &self,
         jwks: String,
         discovery: Option<Discovery>,
@@ -79,7 +79,7 @@ impl KeysRecord {
     }
 
     /// Keeps the last good keys and endpoints; the next try starts with discovery again.
-    pub fn failed(&self, started_ms: u64, now_ms: u64) -> KeysRecord {
+    pub(crate) fn failed(&self, started_ms: u64, now_ms: u64) -> KeysRecord {
         let failures = self.failures.saturating_add(1);
         let backoff = 1000u64
             .saturating_mul(1u64 << failures.saturating_sub(1).min(16))

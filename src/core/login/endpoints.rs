@@ -22,13 +22,13 @@ pub struct Endpoints {
 /// A service's endpoints as last resolved: URLs are parsed again only when discovery
 /// changes, not on every request.
 #[derive(Default)]
-pub struct ResolvedEndpoints {
+pub(crate) struct ResolvedEndpoints {
     from: Option<Option<Discovery>>,
     endpoints: Option<Rc<Endpoints>>,
 }
 
 impl ResolvedEndpoints {
-    pub fn get(
+    pub(crate) fn get(
         &mut self,
         service: &LoginService,
         discovered: Option<&Discovery>,
@@ -42,7 +42,10 @@ impl ResolvedEndpoints {
 }
 
 impl Endpoints {
-    pub fn resolve(service: &LoginService, discovered: Option<&Discovery>) -> Option<Endpoints> {
+    pub(crate) fn resolve(
+        service: &LoginService,
+        discovered: Option<&Discovery>,
+    ) -> Option<Endpoints> {
         let found = |configured: &Option<Url>, discovered: Option<&String>| {
             configured
                 .clone()

@@ -8,7 +8,7 @@ use crate::core::log_text::Escaped;
 use crate::core::reply::{self, LogNote, Reply, Severity};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LoginError {
+pub(crate) enum LoginError {
     /// The IdP sent the browser back with `error=` (the user said no, or a setup problem).
     IdpRefused {
         error: String,
@@ -75,7 +75,7 @@ impl fmt::Display for LoginError {
 }
 
 impl LoginError {
-    pub fn status(&self) -> u32 {
+    pub(crate) fn status(&self) -> u32 {
         match self {
             LoginError::IdpRefused { .. } => 403,
             LoginError::MissingCodeOrState
@@ -95,7 +95,7 @@ impl LoginError {
     }
 
     /// How loud the log line is: a client can send bad callbacks at will.
-    pub fn severity(&self) -> Severity {
+    pub(crate) fn severity(&self) -> Severity {
         match self {
             LoginError::MissingCodeOrState
             | LoginError::MalformedState
@@ -122,7 +122,7 @@ impl LoginError {
     }
 
     /// The page a person sees: a terminal page, never a redirect, so a failure cannot loop.
-    pub fn reply(&self, set_cookies: Vec<String>) -> Reply {
+    pub(crate) fn reply(&self, set_cookies: Vec<String>) -> Reply {
         let (title, message) = match self {
             LoginError::IdpRefused {
                 error, description, ..

@@ -25,7 +25,8 @@ use crate::core::login::start::{self, sends_to_login};
 use crate::core::login::{sign_in, sign_out};
 use crate::core::random::Random;
 
-pub use crate::core::login::endpoints::{Endpoints, ResolvedEndpoints};
+pub use crate::core::login::endpoints::Endpoints;
+pub(crate) use crate::core::login::endpoints::ResolvedEndpoints;
 pub use crate::core::login::step::{Forwarding, Request, Step};
 
 #[cfg(any(test, feature = "testing"))]
@@ -41,7 +42,7 @@ pub fn decide(
 }
 
 /// `decide`, with the sessions this VM already opened (each sealed value is opened once).
-pub fn decide_with(
+pub(crate) fn decide_with(
     service: &LoginService,
     request: &Request,
     endpoints: Option<&Endpoints>,
@@ -97,7 +98,7 @@ pub fn decide_with(
 
 /// Forwards with the session's identity, our cookies taken out of the request's `Cookie`
 /// header; `set_cookies` go on the response.
-pub fn forward(
+pub(crate) fn forward(
     service: &LoginService,
     cookie_header: Option<&str>,
     session: &Session,

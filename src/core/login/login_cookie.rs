@@ -18,7 +18,7 @@ pub(super) fn login_cookie_attributes(service: &LoginService) -> CookieAttribute
 }
 
 /// Deletes the login cookie of a login that cannot go on.
-pub fn forget_login(service: &LoginService, pending: &PendingLogin) -> String {
+pub(crate) fn forget_login(service: &LoginService, pending: &PendingLogin) -> String {
     delete_login_cookie(service, &pending.state)
 }
 

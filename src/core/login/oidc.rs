@@ -60,7 +60,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-pub fn authorization_url(
+pub(crate) fn authorization_url(
     endpoint: &Url,
     service: &LoginService,
     redirect_uri: &str,
@@ -144,7 +144,7 @@ fn token_request(endpoint: &Url, service: &LoginService, params: &[(&str, &str)]
     }
 }
 
-pub fn code_exchange(
+pub(crate) fn code_exchange(
     endpoint: &Url,
     service: &LoginService,
     redirect_uri: &str,
@@ -163,7 +163,11 @@ pub fn code_exchange(
     )
 }
 
-pub fn refresh(endpoint: &Url, service: &LoginService, refresh_token: &Secret) -> TokenRequest {
+pub(crate) fn refresh(
+    endpoint: &Url,
+    service: &LoginService,
+    refresh_token: &Secret,
+) -> TokenRequest {
     token_request(
         endpoint,
         service,

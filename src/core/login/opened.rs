@@ -10,9 +10,9 @@ use crate::core::login::session::Session;
 
 /// What a sealed value held, with the identity rules and headers read from it.
 #[derive(Debug)]
-pub struct Opened {
-    pub session: Session,
-    pub identity: Rc<Identity>,
+pub(crate) struct Opened {
+    pub(crate) session: Session,
+    pub(crate) identity: Rc<Identity>,
 }
 
 /// The last bytes of a sealed value (they hold the AES-GCM tag) and its length: a cheap key.
@@ -26,7 +26,7 @@ struct Entry {
     cost: usize,
 }
 
-pub struct OpenedSessions {
+pub(crate) struct OpenedSessions {
     entries: HashMap<Tail, Entry>,
     bytes: usize,
     max_bytes: usize,
@@ -50,7 +50,7 @@ fn tail_of(sealed: &str) -> Tail {
 }
 
 impl OpenedSessions {
-    pub fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(max_bytes: usize) -> Self {
         OpenedSessions {
             entries: HashMap::new(),
             bytes: 0,
@@ -60,7 +60,7 @@ impl OpenedSessions {
 
     /// The session `sealed` opens to, opening it with `open` only when this exact text was
     /// not seen before; `None` when it does not open. Sessions past `expires_at` are `None`.
-    pub fn get_or_open(
+    pub(crate) fn get_or_open(
         &mut self,
         sealed: &str,
         now_secs: u64,
@@ -109,17 +109,17 @@ impl OpenedSessions {
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     #[cfg(any(test, feature = "testing"))]
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }

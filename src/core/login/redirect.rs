@@ -7,7 +7,7 @@ use url::Url;
 use crate::core::config::login::LoginService;
 
 /// Hosts an `rd` may name: the service's own (not `*`) and `allowed_redirect_hosts`.
-pub fn redirect_hosts(service: &LoginService) -> Vec<String> {
+pub(crate) fn redirect_hosts(service: &LoginService) -> Vec<String> {
     service
         .hosts
         .iter()

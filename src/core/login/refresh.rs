@@ -13,8 +13,8 @@ use crate::core::shared_data::SharedData;
 /// from one another worker took after this one ran out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
-    pub key: String,
-    pub generation: Generation,
+    pub(crate) key: String,
+    pub(crate) generation: Generation,
     marker: String,
 }
 

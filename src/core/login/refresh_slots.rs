@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 /// Slots per client: with `PROBES`, hundreds of sessions may refresh in the same ten
 /// minutes without crowding each other out.
 pub const SLOTS: u64 = 4096;
-pub const PROBES: u64 = 4;
+pub(crate) const PROBES: u64 = 4;
 /// How long a published result stays readable for requests still carrying the old cookie.
 pub const RESULT_KEPT_MS: u64 = 10 * 60 * 1000;
 
@@ -18,7 +18,7 @@ fn slot_key(client_id: &str, slot: u64) -> String {
 
 /// Every slot of a client. Each VM writes the absent ones (blank) at start, so that taking
 /// a lease is always a compare-and-swap: shared data has no "create if absent".
-pub fn all_slot_keys(client_id: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn all_slot_keys(client_id: &str) -> impl Iterator<Item = String> + '_ {
     (0..SLOTS).map(move |slot| slot_key(client_id, slot))
 }
 
@@ -53,23 +53,23 @@ impl Generation {
             .collect()
     }
 
-    pub fn lease(&self, deadline_ms: u64, marker: &str) -> Vec<u8> {
+    pub(crate) fn lease(&self, deadline_ms: u64, marker: &str) -> Vec<u8> {
         format!("{} {deadline_ms} lease {marker}", self.tag).into_bytes()
     }
 
-    pub fn done(&self, now_ms: u64, sealed_session: &str) -> Vec<u8> {
+    pub(crate) fn done(&self, now_ms: u64, sealed_session: &str) -> Vec<u8> {
         let until = now_ms.saturating_add(RESULT_KEPT_MS);
         format!("{} {until} done {sealed_session}", self.tag).into_bytes()
     }
 
-    pub fn ended(&self, now_ms: u64) -> Vec<u8> {
+    pub(crate) fn ended(&self, now_ms: u64) -> Vec<u8> {
         let until = now_ms.saturating_add(RESULT_KEPT_MS);
         format!("{} {until} ended", self.tag).into_bytes()
     }
 
     /// Whether `value` is the lease with `marker` of this generation: the one a worker
     /// took, still unexpired or not.
-    pub fn is_lease(&self, value: &[u8], marker: &str) -> bool {
+    pub(crate) fn is_lease(&self, value: &[u8], marker: &str) -> bool {
         let Ok(text) = std::str::from_utf8(value) else {
             return false;
         };
@@ -128,7 +128,7 @@ pub fn read<'a>(value: Option<&'a [u8]>, generation: &Generation, now_ms: u64) -
 
 /// What a request whose session needs refreshing does, given the probed slots.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan<'a> {
+pub(crate) enum Plan<'a> {
     /// Another worker refreshed this generation: use its result.
     Adopt(&'a str),
     /// The IdP refused this generation's refresh: the session is over.
@@ -139,7 +139,7 @@ pub enum Plan<'a> {
     Lease(usize),
 }
 
-pub fn plan<'a>(slots: &[Slot<'a>]) -> Plan<'a> {
+pub(crate) fn plan<'a>(slots: &[Slot<'a>]) -> Plan<'a> {
     for slot in slots {
         match slot {
             Slot::Done(sealed) => return Plan::Adopt(sealed),

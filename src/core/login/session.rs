@@ -12,7 +12,7 @@ use crate::core::seal::Sealer;
 use crate::core::secret::Secret;
 
 /// Longest value put in one cookie; with name and attributes it stays below 4096 bytes.
-pub const CHUNK_BYTES: usize = 3800;
+pub(crate) const CHUNK_BYTES: usize = 3800;
 /// Chunks read at most: a larger session is not ours.
 const MAX_CHUNKS: usize = 8;
 const PURPOSE: &str = "session";
@@ -66,7 +66,7 @@ impl Session {
     }
 
     /// Takes in what a verified ID token says of the user (at login and on refresh).
-    pub fn learn(&mut self, identity: Identity) {
+    pub(crate) fn learn(&mut self, identity: Identity) {
         self.user = identity.user;
         self.email = identity.email;
         self.preferred_username = identity.preferred_username;
@@ -74,7 +74,7 @@ impl Session {
         self.claims = identity.claims;
     }
 
-    pub fn needs_refresh(&self, now_secs: u64) -> bool {
+    pub(crate) fn needs_refresh(&self, now_secs: u64) -> bool {
         now_secs >= self.refresh_at
     }
 }
@@ -102,7 +102,7 @@ pub fn read(
 }
 
 /// The sealed session the request carries: the cookie `name`, or its chunks joined.
-pub fn sealed_value<'a>(
+pub(crate) fn sealed_value<'a>(
     request_cookies: &[(&'a str, &'a str)],
     name: &str,
 ) -> Option<Cow<'a, str>> {
@@ -137,7 +137,7 @@ struct Unsealed {
 }
 
 /// Seals `session` as one of `sealer`'s issuer.
-pub fn seal(session: &Session, sealer: &Sealer, random: &mut dyn Random) -> Option<String> {
+pub(crate) fn seal(session: &Session, sealer: &Sealer, random: &mut dyn Random) -> Option<String> {
     let plain = serde_json::to_vec(&Sealing {
         iss: sealer.issuer(),
         session,
@@ -148,7 +148,7 @@ pub fn seal(session: &Session, sealer: &Sealer, random: &mut dyn Random) -> Opti
 
 /// Opens a sealed session, whatever its expiry; `None` when it is not one of ours, or
 /// names another issuer than the sealer's.
-pub fn open(sealed: &str, sealer: &Sealer) -> Option<Session> {
+pub(crate) fn open(sealed: &str, sealer: &Sealer) -> Option<Session> {
     let plain = sealer.open(PURPOSE, sealed)?;
     let unsealed: Unsealed = serde_json::from_slice(&plain).ok()?;
     (unsealed.iss == sealer.issuer()).then_some(unsealed.session)
@@ -190,7 +190,7 @@ pub fn write(
 }
 
 /// Deletes every cookie a session named `name` can be stored in, carried or not.
-pub fn delete_all(name: &str, attributes: &CookieAttributes) -> Vec<String> {
+pub(crate) fn delete_all(name: &str, attributes: &CookieAttributes) -> Vec<String> {
     session_cookie_names(name)
         .map(|n| cookies::delete_cookie(&n, attributes, None))
         .collect()
@@ -199,7 +199,7 @@ pub fn delete_all(name: &str, attributes: &CookieAttributes) -> Vec<String> {
 /// Deletes every session cookie the request carries, except those in `keep`: each name
 /// once, and only names a session of ours can have (so thousands of made-up chunk cookies
 /// cannot blow up the response).
-pub fn clear_except(
+pub(crate) fn clear_except(
     request_cookies: &[(&str, &str)],
     name: &str,
     attributes: &CookieAttributes,

@@ -16,7 +16,8 @@ use crate::core::random::Random;
 use crate::core::reply::{self, Reply};
 
 /// Verifies an ID token for the service's client, with the login's nonce when there is one.
-pub type VerifyIdToken<'a> = &'a dyn Fn(&str, Option<&str>) -> Result<IdTokenClaims, AuthError>;
+pub(crate) type VerifyIdToken<'a> =
+    &'a dyn Fn(&str, Option<&str>) -> Result<IdTokenClaims, AuthError>;
 /// Session lifetime when the IdP says nothing about token expiry.
 const DEFAULT_TOKEN_SECS: u64 = 300;
 

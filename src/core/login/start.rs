@@ -46,7 +46,7 @@ pub(super) fn sends_to_login(request: &Request) -> bool {
 
 /// No valid session: a browser is sent to log in; anything else is refused (`401`, written
 /// as the mode writes refusals), a stale session cleared either way.
-pub fn unauthenticated(
+pub(crate) fn unauthenticated(
     service: &LoginService,
     request: &Request,
     endpoints: Option<&Endpoints>,

@@ -17,17 +17,17 @@ use crate::core::reply::{self, header_name_safe, header_value_safe, Reply};
 /// request's headers of stripped families, named as received, for Envoy to remove
 /// (ext_authz leaves the client's headers on the request to the app).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Check {
-    pub status: u32,
-    pub narrowing: Narrowing,
-    pub spoofed: Vec<String>,
+pub(crate) struct Check {
+    pub(crate) status: u32,
+    pub(crate) narrowing: Narrowing,
+    pub(crate) spoofed: Vec<String>,
     /// About a Kubernetes API host: refusals are written as the apiserver's `Status`.
-    pub kubernetes: bool,
+    pub(crate) kubernetes: bool,
 }
 
 /// What one endpoint of ours asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum OwnEndpoint {
+pub(crate) enum OwnEndpoint {
     Ping,
     Ready,
     /// A check or user info: `rules_path` (path and query) is what the rules are found by.
@@ -46,13 +46,13 @@ const AUTH_REQUEST_STATUS: u32 = 202;
 impl Check {
     /// An NGINX `auth_request` check: NGINX forwards the client's own headers to the app
     /// and cannot remove what the answer names.
-    pub fn is_auth_request(&self) -> bool {
+    pub(crate) fn is_auth_request(&self) -> bool {
         self.status == AUTH_REQUEST_STATUS
     }
 }
 
 /// The endpoint `path_and_query` names, if it is one of ours.
-pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<OwnEndpoint> {
+pub(crate) fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<OwnEndpoint> {
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
@@ -100,7 +100,7 @@ pub fn own_endpoint(endpoints: &OwnEndpoints, path_and_query: &str) -> Option<Ow
 
 /// oauth2-proxy's per-Ingress query parameters: each list given must allow the caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Narrowing {
+pub(crate) struct Narrowing {
     groups: Option<Vec<String>>,
     emails: Option<Vec<String>>,
     email_domains: Option<Vec<String>>,
@@ -128,7 +128,7 @@ impl Narrowing {
     }
 
     /// Whether the caller passes every list given; `Err` says which one refused.
-    pub fn allows(&self, identity: &Identity) -> Result<(), &'static str> {
+    pub(crate) fn allows(&self, identity: &Identity) -> Result<(), &'static str> {
         if let Some(groups) = &self.groups {
             if !groups.iter().any(|g| identity.groups.contains(g)) {
                 return Err("not in allowed_groups");
@@ -181,17 +181,17 @@ const ANSWERED_IDENTITY: [&str; 5] = [
 /// Tokens the service hands on (`pass_access_token`, `set_authorization_header`), as the
 /// request to the upstream would have carried them.
 #[derive(Default)]
-pub struct HandedOn<'a> {
-    pub access_token: Option<&'a str>,
-    pub authorization: Option<&'a str>,
+pub(crate) struct HandedOn<'a> {
+    pub(crate) access_token: Option<&'a str>,
+    pub(crate) authorization: Option<&'a str>,
     /// The client's `Authorization` must not reach the app (a session's caller, whose
     /// header nobody checked, or `forward_authorization: false`).
-    pub removes_authorization: bool,
+    pub(crate) removes_authorization: bool,
 }
 
 impl<'a> HandedOn<'a> {
     /// What the request to the upstream would have carried.
-    pub fn of(forward: &'a Forward) -> HandedOn<'a> {
+    pub(crate) fn of(forward: &'a Forward) -> HandedOn<'a> {
         let value = |name: &str| {
             forward
                 .set_headers
@@ -208,7 +208,7 @@ impl<'a> HandedOn<'a> {
 }
 
 /// `/oauth2/userinfo` for a caller that passed: the identity as JSON.
-pub fn user_info(identity: Option<&Identity>, set_cookies: Vec<String>) -> Reply {
+pub(crate) fn user_info(identity: Option<&Identity>, set_cookies: Vec<String>) -> Reply {
     let body = match identity {
         Some(who) => json!({
             "user": who.user,
@@ -223,7 +223,7 @@ pub fn user_info(identity: Option<&Identity>, set_cookies: Vec<String>) -> Reply
 }
 
 /// A check's answer to a caller that passed: its status with identity headers.
-pub fn granted(
+pub(crate) fn granted(
     check: &Check,
     identity: Option<&Identity>,
     handed_on: &HandedOn,
@@ -277,7 +277,7 @@ const SET_BY_NGINX: [&str; 2] = ["x-auth-request-redirect", "x-original-url"];
 /// An `auth_request` check of a request carrying headers only the proxy may set (of
 /// `spoofed`, those NGINX does not set itself): `400` naming the first, and all their
 /// names (NGINX would hand them to the app beside the identity it answered).
-pub fn refused_spoofed<'a>(spoofed: &[&'a str]) -> Option<(Refusal, Vec<&'a str>)> {
+pub(crate) fn refused_spoofed<'a>(spoofed: &[&'a str]) -> Option<(Refusal, Vec<&'a str>)> {
     let names: Vec<&str> = spoofed
         .iter()
         .copied()
@@ -288,12 +288,12 @@ pub fn refused_spoofed<'a>(spoofed: &[&'a str]) -> Option<(Refusal, Vec<&'a str>
 }
 
 /// `/ping`: the filter runs.
-pub fn ping() -> Reply {
+pub(crate) fn ping() -> Reply {
     plain(200, "OK")
 }
 
 /// `/ready`: `200` once every issuer's keys are loaded.
-pub fn ready(keys_loaded: bool) -> Reply {
+pub(crate) fn ready(keys_loaded: bool) -> Reply {
     if keys_loaded {
         plain(200, "OK")
     } else {
@@ -309,15 +309,15 @@ fn plain(status: u32, text: &str) -> Reply {
 /// The request an NGINX `auth_request` check is about, as ingress-nginx names it in
 /// `X-Original-URL` (`https://host/path?query`) and `X-Original-Method`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct OriginalRequest {
-    pub authority: String,
-    pub path_and_query: String,
-    pub method: String,
+pub(crate) struct OriginalRequest {
+    pub(crate) authority: String,
+    pub(crate) path_and_query: String,
+    pub(crate) method: String,
 }
 
 /// Reads the original request; `Err` says what is missing or malformed (the check then
 /// fails closed with `400`: a check that cannot say what it is about allows nothing).
-pub fn original_request(
+pub(crate) fn original_request(
     url: Option<&str>,
     method: Option<&str>,
 ) -> Result<OriginalRequest, &'static str> {

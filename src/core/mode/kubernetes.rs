@@ -11,14 +11,14 @@ use crate::core::reply::{header_value_safe, Reply};
 
 /// Header edits for the apiserver: `set` replaces, `add` may repeat a name.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Impersonating {
-    pub set: Vec<(String, String)>,
-    pub add: Vec<(String, String)>,
+pub(crate) struct Impersonating {
+    pub(crate) set: Vec<(String, String)>,
+    pub(crate) add: Vec<(String, String)>,
 }
 
 /// The headers that ask the apiserver to act as `identity`: every value header-safe (a
 /// group or claim that is not is left out, never written).
-pub fn headers(impersonation: &Impersonation, identity: &Identity) -> Impersonating {
+pub(crate) fn headers(impersonation: &Impersonation, identity: &Identity) -> Impersonating {
     let mut edits = Impersonating::default();
     let user = format!("{}{}", impersonation.user_prefix, identity.user);
     if writable(&user) {
@@ -45,7 +45,7 @@ pub fn headers(impersonation: &Impersonation, identity: &Identity) -> Impersonat
 /// (anonymous on a public route, never the proxy's own identity), never from the client's
 /// `Authorization` or our identity headers. `None` when no user can be written: without
 /// `Impersonate-User` the apiserver would act as the proxy.
-pub fn forward(
+pub(crate) fn forward(
     impersonation: &Impersonation,
     identity: Option<&Identity>,
     mut forward: Forward,
@@ -84,7 +84,7 @@ fn writable(name: &str) -> bool {
 }
 
 /// A public route's request: the apiserver's own anonymous user, never the proxy's identity.
-pub fn anonymous() -> Impersonating {
+pub(crate) fn anonymous() -> Impersonating {
     Impersonating {
         set: vec![("impersonate-user".into(), "system:anonymous".into())],
         add: vec![("impersonate-group".into(), "system:unauthenticated".into())],
@@ -92,7 +92,7 @@ pub fn anonymous() -> Impersonating {
 }
 
 /// Whether a client asked to impersonate on its own (`403`, kube-oidc-proxy's rule).
-pub fn client_impersonates<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> bool {
+pub(crate) fn client_impersonates<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> bool {
     names.any(|n| {
         n.get(..12)
             .is_some_and(|p| p.eq_ignore_ascii_case(b"impersonate-"))
@@ -102,7 +102,7 @@ pub fn client_impersonates<'a>(mut names: impl Iterator<Item = &'a [u8]>) -> boo
 /// A refusal as the apiserver writes one, which `kubectl` prints as `error: You must be
 /// logged in to the server (Unauthorized)` or `Error from server (Forbidden): ...`: built
 /// from the refusal's status and description; other statuses keep `reply` as it is.
-pub fn as_status(mut reply: Reply, description: &str) -> Reply {
+pub(crate) fn as_status(mut reply: Reply, description: &str) -> Reply {
     let reason = match reply.status {
         401 => "Unauthorized",
         403 => "Forbidden",

@@ -9,8 +9,8 @@
 //! - `Kubernetes`: in front of the apiserver, asking it to impersonate the caller
 //!   (`kubernetes`).
 
-pub mod check;
-pub mod kubernetes;
+pub(crate) mod check;
+pub(crate) mod kubernetes;
 pub mod pages;
 
 use std::rc::Rc;
@@ -27,7 +27,7 @@ use crate::core::request_headers::RequestHeaders;
 use check::{Check, HandedOn, OriginalRequest};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     #[default]
     Upstream,
     Check(Check),
@@ -40,7 +40,7 @@ pub enum Mode {
 
 /// Which request a check is about.
 #[derive(Debug, PartialEq, Eq)]
-pub enum About {
+pub(crate) enum About {
     /// The request as sent (an `ext_authz` check's path, user info).
     AsSent,
     /// The one ingress-nginx names in `X-Original-URL` and `X-Original-Method`.
@@ -51,7 +51,7 @@ pub enum About {
 
 /// An admitted request, answered as its mode says.
 #[derive(Debug)]
-pub enum Admitted {
+pub(crate) enum Admitted {
     Forward(Forward),
     Answer(Reply),
 }
@@ -59,7 +59,7 @@ pub enum Admitted {
 impl Mode {
     /// The mode of a request to a service: a check or user info as asked, else Kubernetes
     /// API mode when the service has it.
-    pub fn for_service(asked: Mode, impersonation: Option<&Rc<Impersonation>>) -> Mode {
+    pub(crate) fn for_service(asked: Mode, impersonation: Option<&Rc<Impersonation>>) -> Mode {
         match (asked, impersonation) {
             (Mode::Upstream, Some(impersonation)) => Mode::Kubernetes(Rc::clone(impersonation)),
             (Mode::Check(check), Some(_)) => Mode::Check(Check {
@@ -73,13 +73,13 @@ impl Mode {
 
     /// The request is answered here (to NGINX, Envoy or a script), never forwarded: nobody
     /// is sent to log in, and refusals are never pages.
-    pub fn answered_here(&self) -> bool {
+    pub(crate) fn answered_here(&self) -> bool {
         matches!(self, Mode::Check(_) | Mode::UserInfo { .. })
     }
 
     /// In front of a Kubernetes apiserver: clients may not impersonate on their own, and
     /// refusals are the apiserver's `Status`.
-    pub fn for_apiserver(&self) -> bool {
+    pub(crate) fn for_apiserver(&self) -> bool {
         match self {
             Mode::Kubernetes(_) => true,
             Mode::Check(check) => check.kubernetes,
@@ -91,7 +91,7 @@ impl Mode {
     /// Before the rules: a check learns which of the request's headers Envoy must remove
     /// (an `auth_request` check carrying one is refused, when so set: NGINX would hand them
     /// to the app), and which request it is about. `Err` with the refusal and its log line.
-    pub fn learn(
+    pub(crate) fn learn(
         &mut self,
         headers: &RequestHeaders,
         settings: &Settings,
@@ -127,7 +127,7 @@ impl Mode {
 
     /// The first of the three answers: what a request without a credential gets, given
     /// what its route says.
-    pub fn unauthenticated(&self, route_says: Unauthenticated) -> Unauthenticated {
+    pub(crate) fn unauthenticated(&self, route_says: Unauthenticated) -> Unauthenticated {
         if self.answered_here() {
             Unauthenticated::Deny
         } else {
@@ -137,7 +137,7 @@ impl Mode {
 
     /// A refusal of the client's own headers, before anyone asks who it is: in front of an
     /// apiserver, a client may not ask it to impersonate (kube-oidc-proxy's rule).
-    pub fn refuses_client(&self, headers: &RequestHeaders) -> Option<Refusal> {
+    pub(crate) fn refuses_client(&self, headers: &RequestHeaders) -> Option<Refusal> {
         let names = headers.iter().map(|(n, _)| n);
         (self.for_apiserver() && kubernetes::client_impersonates(names))
             .then_some(Refusal::ClientImpersonates)
@@ -145,7 +145,7 @@ impl Mode {
 
     /// A check's own narrowing (`allowed_groups` and the like in its query); every other
     /// mode has none. `Err` says which list refused.
-    pub fn allows(&self, identity: &Identity) -> Result<(), &'static str> {
+    pub(crate) fn allows(&self, identity: &Identity) -> Result<(), &'static str> {
         match self {
             Mode::Check(check) => check.narrowing.allows(identity),
             _ => Ok(()),
@@ -155,7 +155,7 @@ impl Mode {
     /// The second: how an admitted request is answered (`identity` is `None` on a public route):
     /// `forward` holds what inline mode would send upstream, `judged_path` the `:path` to
     /// forward (`forward_normalized_path`).
-    pub fn admitted(
+    pub(crate) fn admitted(
         &self,
         identity: Option<&Identity>,
         mut forward: Forward,
@@ -189,7 +189,7 @@ impl Mode {
 
     /// The third: how a refusal is written: for a person or a program, or as the apiserver's
     /// `Status` (built from the refusal, so `kubectl` prints why).
-    pub fn render(&self, refused: Refused, browser: bool) -> Reply {
+    pub(crate) fn render(&self, refused: Refused, browser: bool) -> Reply {
         let browser = browser && !self.answered_here();
         if !self.for_apiserver() {
             return pages::render(refused, browser);

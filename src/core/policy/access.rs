@@ -5,19 +5,19 @@
 use serde_json::{Map, Value};
 
 /// What rules know of an authenticated caller.
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     /// Only a verified email (see `EmailVerification`).
-    pub email: Option<&'a str>,
-    pub groups: &'a [String],
+    pub(crate) email: Option<&'a str>,
+    pub(crate) groups: &'a [String],
     /// From `scope` (space-separated) or `scp` (a list).
-    pub scopes: &'a [String],
-    pub issuer: &'a str,
+    pub(crate) scopes: &'a [String],
+    pub(crate) issuer: &'a str,
     /// The token's claims, or the ones a session kept for rules.
-    pub claims: &'a Map<String, Value>,
+    pub(crate) claims: &'a Map<String, Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Criterion {
+pub(crate) enum Criterion {
     /// Any valid identity.
     Authenticated,
     /// One of these addresses (case-insensitive).
@@ -36,17 +36,17 @@ pub enum Criterion {
 
 /// A rule: all its criteria must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rule(pub Vec<Criterion>);
+pub(crate) struct Rule(pub(crate) Vec<Criterion>);
 
 /// A protected route's rules.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Access {
-    pub allow: Vec<Rule>,
-    pub deny: Vec<Rule>,
+pub(crate) struct Access {
+    pub(crate) allow: Vec<Rule>,
+    pub(crate) deny: Vec<Rule>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allow,
     /// `403`; `missing_scopes` when scopes were all an allow rule lacked (RFC 6750 §3.1
     /// `insufficient_scope`).
@@ -79,7 +79,10 @@ fn domain_allowed(domain: &str, allowed: &str) -> bool {
 /// The two readings of a claim name: the claim of that very name (namespaced claims such as
 /// `https://corp.example/role` hold dots), and, for a dotted name, the path into objects
 /// (`realm_access.roles` is `claims["realm_access"]["roles"]`). A token may carry both.
-pub fn claim_readings<'a>(claims: &'a Map<String, Value>, name: &str) -> [Option<&'a Value>; 2] {
+pub(crate) fn claim_readings<'a>(
+    claims: &'a Map<String, Value>,
+    name: &str,
+) -> [Option<&'a Value>; 2] {
     let nested = || {
         if !name.contains('.') {
             return None;
@@ -96,7 +99,7 @@ pub fn claim_readings<'a>(claims: &'a Map<String, Value>, name: &str) -> [Option
 
 /// A claim by name, for identity and headers: the nested reading when there is one, so a
 /// literal `"realm_access.roles"` key never stands in for the IdP's nested claim.
-pub fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(crate) fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     let [literal, nested] = claim_readings(claims, name);
     nested.or(literal)
 }
@@ -178,7 +181,7 @@ impl Rule {
 impl Access {
     /// The claims these rules name (a dotted name may be a claim of that name, or a path
     /// into its first part's object: the caller keeps both).
-    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn claim_names(&self) -> impl Iterator<Item = &str> {
         self.allow
             .iter()
             .chain(&self.deny)
@@ -190,7 +193,7 @@ impl Access {
     }
 
     /// The groups these rules name: all a session must keep of its groups for them.
-    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn group_names(&self) -> impl Iterator<Item = &str> {
         self.allow
             .iter()
             .chain(&self.deny)
@@ -202,7 +205,7 @@ impl Access {
             .map(String::as_str)
     }
 
-    pub fn decide(&self, subject: &Subject) -> Verdict {
+    pub(crate) fn decide(&self, subject: &Subject) -> Verdict {
         if self.deny.iter().any(|rule| rule.holds(subject, true)) {
             return Verdict::Forbidden {
                 missing_scopes: Vec::new(),
@@ -222,7 +225,7 @@ impl Access {
 
 /// The scopes of a token: `scope` as a space-separated string, or `scp` as a list (or a
 /// string), as IdPs variously send them.
-pub fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn scopes_of(claims: &Map<String, Value>) -> Vec<String> {
     let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     match (claims.get("scope"), claims.get("scp")) {
         (Some(Value::String(s)), _) => words(s),

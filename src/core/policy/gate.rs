@@ -14,7 +14,7 @@ use crate::core::reply::header_value_safe;
 
 /// Whose rules apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PolicyOf {
+pub(crate) enum PolicyOf {
     /// No service is configured at all (bearer validation only): any valid token passes.
     /// Once any service is, a host none lists never gets here (`Gate::find` refuses it).
     Open,
@@ -25,19 +25,19 @@ pub enum PolicyOf {
 
 #[derive(Clone, Debug)]
 pub struct Gate {
-    pub policy: PolicyOf,
+    pub(crate) policy: PolicyOf,
     /// The routes that matched, if any.
-    pub route: Matched,
+    pub(crate) route: Matched,
     /// A public route: no credential needed.
-    pub public: bool,
+    pub(crate) public: bool,
     /// A person's browser asked: refusals are pages.
-    pub browser: bool,
+    pub(crate) browser: bool,
     /// For log lines: the host and the normalised path (query left out).
-    pub host: String,
-    pub path: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
     /// The `:path` to forward (`forward_normalized_path`): the normalised path and the
     /// query, so that the upstream serves the path the rules were asked about.
-    pub forward_path: Option<String>,
+    pub(crate) forward_path: Option<String>,
 }
 
 /// The request as the gate reads it.
@@ -50,7 +50,7 @@ pub struct Target<'a> {
 
 /// Whose rules a host answers to: a service listing the name itself comes first (login
 /// services, then `services`), then one listing `*`; a host under none is `Open`.
-pub fn policy_for(settings: &Settings, authority: &str) -> PolicyOf {
+pub(crate) fn policy_for(settings: &Settings, authority: &str) -> PolicyOf {
     let name = host_name(authority);
     let named =
         |hosts: &[String]| name.is_some_and(|n| hosts.iter().any(|h| h.eq_ignore_ascii_case(n)));
@@ -140,12 +140,12 @@ impl Gate {
     }
 
     /// Host and path, for log lines: both the client's, so escaped.
-    pub fn place(&self) -> String {
+    pub(crate) fn place(&self) -> String {
         format!("{}{}", Escaped(&self.host), Escaped(&self.path))
     }
 
     /// The login service, when the host has one.
-    pub fn login(&self) -> Option<ServiceId> {
+    pub(crate) fn login(&self) -> Option<ServiceId> {
         match self.policy {
             PolicyOf::Login(id) => Some(id),
             _ => None,
@@ -173,7 +173,7 @@ impl Gate {
 
     /// Every restricting route of the service holds, whatever the path: for a check that
     /// does not say which request it is about.
-    pub fn require_every_route(&mut self, settings: &Settings) {
+    pub(crate) fn require_every_route(&mut self, settings: &Settings) {
         if let Some(rules) = self.rules(settings) {
             self.route = rules.every_restriction();
             self.public = false;
@@ -187,7 +187,11 @@ impl Gate {
     }
 
     /// Whether `identity` may pass; `Err` with the refusal and the log line.
-    pub fn check(&self, settings: &Settings, identity: &Identity) -> Result<(), (Refusal, String)> {
+    pub(crate) fn check(
+        &self,
+        settings: &Settings,
+        identity: &Identity,
+    ) -> Result<(), (Refusal, String)> {
         let Some(rules) = self.rules(settings) else {
             return Ok(());
         };

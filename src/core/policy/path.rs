@@ -157,7 +157,7 @@ pub fn normalize(path_and_query: &str) -> Result<String, PathError> {
 
 /// Whether normalised `path` is under `prefix` at a segment boundary: `/public` covers
 /// `/public` and `/public/x`, not `/publicity`; `/public/` covers `/public/x` only.
-pub fn under(path: &str, prefix: &str) -> bool {
+pub(crate) fn under(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         None => false,
         Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
@@ -227,13 +227,13 @@ fn segments_reach(path: &[&str], rule: &[&str]) -> bool {
 /// regard to ASCII case and to a decoration (`segment_reaches`), and with `/admin/` also
 /// covering `/admin`; because Express, IIS, Rails and Spring serve `/ADMIN`, `/admin/`,
 /// `/admin.json`, `/admin.` and `/admin%20` as `/admin`.
-pub fn under_loosely(path: &str, prefix: &str) -> bool {
+pub(crate) fn under_loosely(path: &str, prefix: &str) -> bool {
     let (path, rule) = (segments(path), segments(prefix));
     path.len() >= rule.len() && segments_reach(&path, &rule)
 }
 
 /// `under_loosely` for an exact path: as many segments, each reaching the rule's.
-pub fn same_loosely(path: &str, other: &str) -> bool {
+pub(crate) fn same_loosely(path: &str, other: &str) -> bool {
     let (path, rule) = (segments(path), segments(other));
     path.len() == rule.len() && segments_reach(&path, &rule)
 }
@@ -268,7 +268,7 @@ fn trimmed(segment: &str) -> &str {
 /// expression that restricts access: as written, with trailing dots and spaces trimmed from
 /// every segment, with the last segment's decoration cut off, with every segment's cut
 /// off, and each of these in lower case.
-pub fn loose_forms(path: &str) -> Vec<String> {
+pub(crate) fn loose_forms(path: &str) -> Vec<String> {
     let join = |segments: &[&str], slash: bool| {
         let mut out: String = segments.iter().flat_map(|s| ["/", s]).collect();
         if out.is_empty() || slash {

@@ -23,7 +23,7 @@ pub enum Unauthenticated {
 }
 
 #[derive(Debug)]
-pub enum PathMatch {
+pub(crate) enum PathMatch {
     Any,
     /// At a segment boundary: `/api` covers `/api` and `/api/x`, not `/apix`.
     Prefix(String),
@@ -60,7 +60,7 @@ impl PathMatch {
 }
 
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// No credential needed at all (health checks, static assets, CORS preflight).
     Public,
     /// A credential, and these rules; `None` means the service's rules.
@@ -69,16 +69,16 @@ pub enum Action {
 
 #[derive(Debug)]
 pub struct Route {
-    pub path: PathMatch,
+    pub(crate) path: PathMatch,
     /// Empty: every method. A restricting route's are compared without regard to case, so
     /// a rule on `POST` also covers `post` whatever the upstream makes of it; a public
     /// route's exactly (`get` is another method to Go, Rack or Spring). `GET` covers `HEAD`,
     /// which most upstreams answer with their `GET` handler.
-    pub methods: Vec<String>,
+    pub(crate) methods: Vec<String>,
     /// Empty: every host of the service.
-    pub hosts: Vec<String>,
-    pub action: Action,
-    pub unauthenticated: Unauthenticated,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) action: Action,
+    pub(crate) unauthenticated: Unauthenticated,
 }
 
 /// Whether a route's method covers the request's: any spelling (`loosely`), or exactly.
@@ -95,11 +95,11 @@ fn covers(route_method: &str, method: &str, loosely: bool) -> bool {
 
 /// The routes a request answers to (see the top of this file).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Matched {
+pub(crate) struct Matched {
     /// The first route matching the path as written; `None`: the service's rules.
-    pub route: Option<usize>,
+    pub(crate) route: Option<usize>,
     /// Routes before it that restrict access and match the path only loosely.
-    pub loose: Vec<usize>,
+    pub(crate) loose: Vec<usize>,
 }
 
 impl Route {
@@ -137,15 +137,15 @@ pub struct ServicePolicy {
     pub routes: Vec<Route>,
     /// The service-wide rules (`allowed_groups`, `email_domains`, ...; any signed-in user
     /// when none is set), for requests no route covers and routes without their own.
-    pub default: Access,
+    pub(crate) default: Access,
     /// Forward the normalised path the rules judged instead of the path as sent.
-    pub forward_normalized_path: bool,
+    pub(crate) forward_normalized_path: bool,
 }
 
 impl ServicePolicy {
     /// The routes for this normalised path (`raw`: as sent, without the query), method and
     /// host.
-    pub fn route(&self, path: &str, raw: &str, method: &str, host: &str) -> Matched {
+    pub(crate) fn route(&self, path: &str, raw: &str, method: &str, host: &str) -> Matched {
         let route = self
             .routes
             .iter()
@@ -164,7 +164,7 @@ impl ServicePolicy {
     }
 
     /// The rules for a request that matched `route` (or none).
-    pub fn access(&self, route: Option<usize>) -> &Access {
+    pub(crate) fn access(&self, route: Option<usize>) -> &Access {
         match route.and_then(|i| self.routes.get(i)).map(|r| &r.action) {
             Some(Action::Protected(Some(access))) => access,
             _ => &self.default,
@@ -173,7 +173,7 @@ impl ServicePolicy {
 
     /// Every rule a request that matched this must pass: each loosely matching route's,
     /// then the deciding route's (none for a public one).
-    pub fn accesses<'a>(&'a self, matched: &'a Matched) -> impl Iterator<Item = &'a Access> {
+    pub(crate) fn accesses<'a>(&'a self, matched: &'a Matched) -> impl Iterator<Item = &'a Access> {
         let deciding = (!self.is_public(matched.route)).then_some(matched.route);
         matched
             .loose
@@ -184,7 +184,7 @@ impl ServicePolicy {
     }
 
     /// As if every restricting route matched loosely: all their rules and the service's.
-    pub fn every_restriction(&self) -> Matched {
+    pub(crate) fn every_restriction(&self) -> Matched {
         Matched {
             route: None,
             loose: (0..self.routes.len())
@@ -194,7 +194,7 @@ impl ServicePolicy {
     }
 
     /// Every group a rule of this service names.
-    pub fn group_names(&self) -> Vec<&str> {
+    pub(crate) fn group_names(&self) -> Vec<&str> {
         self.routes
             .iter()
             .filter_map(|r| match &r.action {
@@ -215,13 +215,13 @@ impl ServicePolicy {
 
     /// No credential needed: the deciding route is public and no route restricts the
     /// path as some upstream may read it.
-    pub fn opens(&self, matched: &Matched) -> bool {
+    pub(crate) fn opens(&self, matched: &Matched) -> bool {
         matched.loose.is_empty() && self.is_public(matched.route)
     }
 
     /// The answer to a request without a credential: the first route that restricts it
     /// says.
-    pub fn unauthenticated(&self, matched: &Matched) -> Unauthenticated {
+    pub(crate) fn unauthenticated(&self, matched: &Matched) -> Unauthenticated {
         matched
             .loose
             .first()
