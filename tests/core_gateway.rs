@@ -509,18 +509,22 @@ fn a_refresh_whose_client_went_away_still_renews_the_session_for_its_other_reque
     );
 }
 
-/// Requests whose clients went away while they waited free their place at once: the bound
-/// counts requests under way, not ones that ever parked.
-#[test]
-fn parked_requests_whose_clients_left_no_longer_count_toward_the_bound() {
+/// A worker before any keys arrived, and a valid bearer request for it.
+fn before_any_keys() -> (u64, FakeHost, Gateway, RequestHeaders) {
     let now = mint::now_secs() * 1000;
-    let mut host = FakeHost::new(now);
-    let mut gateway = Gateway::new(settings());
     let token = shared_keys()
         .signer("ES256")
         .sign(&mint::claims(ISSUER, "grafana-api"));
     let authorization = format!("Bearer {token}");
     let api = headers("/api/dashboards", &[("authorization", &authorization)]);
+    (now, FakeHost::new(now), Gateway::new(settings()), api)
+}
+
+/// Requests whose clients went away while they waited free their place at once: the bound
+/// counts requests under way, not ones that ever parked.
+#[test]
+fn parked_requests_whose_clients_left_no_longer_count_toward_the_bound() {
+    let (now, mut host, mut gateway, api) = before_any_keys();
     let limit = wasm_iap::core::gateway::MAX_PARKED;
     for context in 0..limit {
         let context = context as u32 + 10;
@@ -547,14 +551,7 @@ fn parked_requests_whose_clients_left_no_longer_count_toward_the_bound() {
 
 #[test]
 fn requests_waiting_for_keys_are_bounded_per_vm_and_the_rest_get_503_at_once() {
-    let now = mint::now_secs() * 1000;
-    let mut host = FakeHost::new(now);
-    let mut gateway = Gateway::new(settings());
-    let token = shared_keys()
-        .signer("ES256")
-        .sign(&mint::claims(ISSUER, "grafana-api"));
-    let authorization = format!("Bearer {token}");
-    let api = headers("/api/dashboards", &[("authorization", &authorization)]);
+    let (now, mut host, mut gateway, api) = before_any_keys();
     let limit = wasm_iap::core::gateway::MAX_PARKED;
     for context in 0..limit {
         let decision = gateway
