@@ -8,6 +8,7 @@ use proxy_wasm::hostcalls::{self, get_property};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use crate::core::host::{Callout, Host, Metric};
+use crate::core::keys::fetch::CalloutResponse;
 use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
 use crate::core::log_text;
 use crate::core::random::{NoRandomness, Random};
@@ -171,6 +172,17 @@ pub(crate) struct CallResponse {
     pub(crate) status: Option<u32>,
     pub(crate) cache_control: Option<String>,
     pub(crate) body: Vec<u8>,
+}
+
+impl CallResponse {
+    /// As the core reads a callout's answer.
+    pub(crate) fn as_core(&self) -> CalloutResponse<'_> {
+        CalloutResponse {
+            status: self.status,
+            cache_control: self.cache_control.as_deref(),
+            body: &self.body,
+        }
+    }
 }
 
 /// Reads a callout's response without trusting it: headers as bytes (a non-UTF-8 value is

@@ -10,7 +10,6 @@ use proxy_wasm::types::{Action, LogLevel};
 use super::apply;
 use super::host::{self, ProxyHost};
 use crate::core::bearer::error::AuthError;
-use crate::core::keys::fetch::CalloutResponse;
 use crate::core::worker::{Act, Worker};
 
 /// What one VM (one worker thread) decides with, shared by its root and HTTP contexts.
@@ -38,11 +37,7 @@ impl Context for Request {
         #[cfg(feature = "host-call-count")]
         super::host_calls::enter_answered(self.context_id);
         let answer = host::call_response(body_size);
-        let response = CalloutResponse {
-            status: answer.status,
-            cache_control: answer.cache_control.as_deref(),
-            body: &answer.body,
-        };
+        let response = answer.as_core();
         let mut slot = self.worker.try_borrow_mut().ok();
         let decided = match slot.as_mut().and_then(|slot| slot.as_mut()) {
             Some(worker) => worker.on_callout_response(

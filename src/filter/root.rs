@@ -11,7 +11,6 @@ use super::apply;
 use super::host::{self, ProxyHost};
 use super::http::{Request, SharedWorker};
 use crate::core::config::Settings;
-use crate::core::keys::fetch::CalloutResponse;
 use crate::core::worker::{Act, Worker};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -64,11 +63,7 @@ impl Context for Root {
         #[cfg(feature = "host-call-count")]
         super::host_calls::enter_answered(self.context_id);
         let answer = host::call_response(body_size);
-        let response = CalloutResponse {
-            status: answer.status,
-            cache_control: answer.cache_control.as_deref(),
-            body: &answer.body,
-        };
+        let response = answer.as_core();
         self.through(|worker| {
             worker.on_callout_response(&mut ProxyHost, None, token_id, &response)
         });
