@@ -369,7 +369,8 @@ fn answered(
 #[test]
 fn a_refresh_refused_while_other_requests_wait_ends_the_session_on_every_worker() {
     let (mut a_host, mut b_host, mut a, mut b, session) = signed_in();
-    a_host.advance(61_000);
+    // The tokens expired two minutes ago: past the race grace (60 s by default).
+    a_host.advance(181_000);
     let page = headers("/d/abc", &browser_with(&session));
     let token = refresh_sent(&mut a, &mut a_host, 10, &page);
     // Meanwhile, another worker goes on with the still-valid session.
@@ -408,6 +409,45 @@ fn a_refresh_refused_while_other_requests_wait_ends_the_session_on_every_worker(
         401
     );
     assert_eq!(b_host.calls.len(), 0, "no second refresh with a dead token");
+}
+
+#[test]
+fn a_refresh_refused_right_after_expiry_keeps_the_old_session_without_a_cookie_until_the_grace_ends(
+) {
+    let (mut a_host, mut b_host, mut a, mut b, session) = signed_in();
+    a_host.advance(61_000);
+    let page = headers("/d/abc", &browser_with(&session));
+    let token = refresh_sent(&mut a, &mut a_host, 50, &page);
+    // Another replica spent the rotating refresh token a moment ago.
+    let refused = br#"{"error":"invalid_grant"}"#;
+    let forward = forwarded(answered(&mut a, &mut a_host, token, 400, refused, 50));
+    assert_eq!(
+        header(&forward, "x-auth-request-email"),
+        Some("alice@example.com"),
+        "the request goes on as the user"
+    );
+    assert!(
+        forward.response_cookies.is_empty(),
+        "no cookie written: the winner's renewed cookie must not be overwritten"
+    );
+    assert_eq!(a_host.count_of(Metric::RefreshRefusalsTolerated), 1);
+    assert!(a_host.logged("another replica may have renewed it"));
+    // This Envoy's other workers keep the old session too, without asking the IdP again.
+    let other = forwarded(b.decide(&mut b_host, 51, &page).decision);
+    assert!(other.response_cookies.is_empty());
+    assert!(
+        b_host.calls.is_empty(),
+        "no second refresh within the grace"
+    );
+    // Past the grace (60 s after the tokens expired), the next refused refresh ends it.
+    a_host.advance(60_000);
+    let token = refresh_sent(&mut a, &mut a_host, 52, &page);
+    let reply = responded(answered(&mut a, &mut a_host, token, 400, refused, 52));
+    assert_eq!(reply.status, 302, "{reply:?}");
+    assert!(reply
+        .set_cookies()
+        .any(|c| c.starts_with("__Host-wasm_iap=;")));
+    assert_eq!(a_host.count_of(Metric::RefreshRefusalsTolerated), 1);
 }
 
 #[test]

@@ -183,7 +183,8 @@ fn a_refused_refresh_on_a_kubernetes_login_host_is_the_apiservers_status() {
         sid: "sid-2".into(),
         user: "alice@example.com".into(),
         expires_at: now + 3600,
-        refresh_at: now - 1,
+        // Expired two minutes ago: past the refresh race grace, a refusal ends the session.
+        refresh_at: now - 120,
         refresh_token: Some(Secret::new("rt-1")),
         ..Session::default()
     };

@@ -619,7 +619,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
             &verify,
             now
         ),
-        Refreshed::Ended(_)
+        Refreshed::Refused(_)
     ));
     let other_user = Tokens {
         id_token: Some(Secret::new(id_token(
@@ -1084,5 +1084,25 @@ fn a_session_with_hundreds_of_groups_keeps_the_ones_rules_name_and_still_fits() 
         read.groups,
         vec!["myorg:sre".to_string()],
         "and rules still see the group"
+    );
+}
+
+#[test]
+fn the_refresh_race_grace_is_a_minute_by_default_and_at_most_five() {
+    assert!(login_problems(json!({ "refresh_race_grace": "5m" })).is_empty());
+    assert!(login_problems(json!({ "refresh_race_grace": "0s" })).is_empty());
+    let problems = login_problems(json!({ "refresh_race_grace": "6m" }));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("login[0].refresh_race_grace") && p.contains("at most 5m")),
+        "{problems:#?}"
+    );
+    let problems = login_problems(json!({ "refresh_race_grace": "soon" }));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("login[0].refresh_race_grace")),
+        "{problems:#?}"
     );
 }

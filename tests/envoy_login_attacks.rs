@@ -17,7 +17,9 @@ fn echoed(response: &http::Response, header: &str) -> Value {
 
 #[test]
 fn refused_refresh_never_redirects_a_browser_to_another_host() {
-    let mut bed = LoginBed::start(json!({}), &[("TOKEN_TTL", "2")]);
+    // No race grace: the refusal ends the session at once.
+    let login = json!({ "refresh_race_grace": "0s" });
+    let mut bed = LoginBed::start(login, &[("TOKEN_TTL", "2")]);
     let (browser, _) = bed.logged_in("mallory@example.com", "/");
     let session = browser.cookie(COOKIE).unwrap().value.clone();
     std::thread::sleep(Duration::from_secs(3));

@@ -48,6 +48,9 @@ pub enum Metric {
     LoginsFailed,
     /// Sessions refreshed at the token endpoint.
     Refreshed,
+    /// Refreshes the IdP refused right after the tokens expired, where the old session went
+    /// on (`refresh_race_grace`: another replica may have spent the refresh token first).
+    RefreshRefusalsTolerated,
     /// Key fetches started (discovery and JWKS callouts, counted per fetch).
     KeyFetches,
     /// Key fetches that failed.
@@ -63,7 +66,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 19] = [
+    pub(crate) const ALL: [Metric; 20] = [
         Metric::Allowed,
         Metric::Refused,
         Metric::DeniedNoCredential,
@@ -77,6 +80,7 @@ impl Metric {
         Metric::SignedIn,
         Metric::LoginsFailed,
         Metric::Refreshed,
+        Metric::RefreshRefusalsTolerated,
         Metric::KeyFetches,
         Metric::KeyFetchFailures,
         Metric::TokenCacheHits,
@@ -100,6 +104,7 @@ impl Metric {
             Metric::SignedIn => "wasm_iap_sign_ins",
             Metric::LoginsFailed => "wasm_iap_logins_failed",
             Metric::Refreshed => "wasm_iap_sessions_refreshed",
+            Metric::RefreshRefusalsTolerated => "wasm_iap_refresh_refusals_tolerated",
             Metric::KeyFetches => "wasm_iap_key_fetches",
             Metric::KeyFetchFailures => "wasm_iap_key_fetch_failures",
             Metric::TokenCacheHits => "wasm_iap_token_cache_hits",

@@ -64,6 +64,9 @@ pub struct LoginService {
     pub(crate) post_logout_redirect_url: Option<String>,
     pub(crate) allowed_redirect_hosts: Vec<String>,
     pub(crate) refresh: bool,
+    /// How long after the tokens expired a refused refresh keeps the old session (another
+    /// replica may have spent the refresh token first); 0: a refused refresh ends it at once.
+    pub(crate) refresh_race_grace_secs: u64,
     /// Who may pass, per route.
     pub policy: ServicePolicy,
     /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
@@ -451,6 +454,22 @@ fn read_lifetimes(r: &mut ObjectReader, problems: &mut Problems) -> (u64, u64) {
     (session_lifetime_secs, login_timeout_secs)
 }
 
+/// Longest `refresh_race_grace`: a user the IdP has disabled keeps access that long.
+const MAX_REFRESH_RACE_GRACE_MS: u64 = 5 * 60_000;
+
+fn read_refresh(r: &mut ObjectReader, problems: &mut Problems) -> (bool, u64) {
+    let refresh = r.bool("refresh", true, problems);
+    let path = r.field_path("refresh_race_grace");
+    let grace_ms = r.duration_millis("refresh_race_grace", 60_000, problems);
+    if grace_ms > MAX_REFRESH_RACE_GRACE_MS {
+        problems.add(
+            &path,
+            "must be at most 5m: a disabled user keeps access that long",
+        );
+    }
+    (refresh, grace_ms / 1000)
+}
+
 /// The service's issuer, then any other `providers` names.
 fn read_accepted_issuers(
     r: &mut ObjectReader,
@@ -520,7 +539,7 @@ pub(crate) fn read_service(
     let allowed_redirect_hosts = r
         .string_list("allowed_redirect_hosts", problems)
         .unwrap_or_default();
-    let refresh = r.bool("refresh", true, problems);
+    let (refresh, refresh_race_grace_secs) = read_refresh(&mut r, problems);
     let accepted_issuers = read_accepted_issuers(&mut r, issuer.as_deref(), providers, problems);
     let (policy, impersonation) = read_policy(&mut r, problems);
     let pass_access_token = r.bool("pass_access_token", false, problems);
@@ -557,6 +576,7 @@ pub(crate) fn read_service(
         post_logout_redirect_url,
         allowed_redirect_hosts,
         refresh,
+        refresh_race_grace_secs,
         policy,
         impersonation,
         kept_groups: Vec::new(),

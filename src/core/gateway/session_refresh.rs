@@ -124,10 +124,9 @@ impl Gateway {
         let RefreshAnswer {
             service,
             session,
-            lease,
             cookie_header,
-            path,
             judged,
+            ..
         } = answer;
         let now_ms = host.now_ms();
         let authn = &self.authn;
@@ -144,8 +143,8 @@ impl Gateway {
             Refreshed::Renewed(renewed) => {
                 host.count(Metric::Refreshed);
                 let sealed = refresh::seal(service, &renewed, host);
-                if refresh::publish_renewed(host, &lease, sealed.as_deref(), now_ms) {
-                    self.published.push((lease, now_ms + RESULT_KEPT_MS));
+                if refresh::publish_renewed(host, &answer.lease, sealed.as_deref(), now_ms) {
+                    self.published.push((answer.lease, now_ms + RESULT_KEPT_MS));
                 }
                 self.adopt(host, service, &renewed, cookie_header, judged)
             }
@@ -155,27 +154,81 @@ impl Gateway {
                     service.client_id
                 );
                 host.log(Severity::Warn, &line);
-                refresh::release(host, &lease);
+                refresh::release(host, &answer.lease);
                 self.keep_old(host, service, session, cookie_header, judged)
             }
-            Refreshed::Ended(why) => {
-                // Another worker refreshed this session first; its result stands.
-                if let Some(renewed) = refresh::renewed_elsewhere(host, &lease, service, now_ms) {
-                    return self.adopt(host, service, &renewed, cookie_header, judged);
+            Refreshed::Refused(why) => {
+                if refreshed::refusal_tolerated(service, session, now_ms / 1000)
+                    && refresh::renewed_elsewhere(host, &answer.lease, service, now_ms).is_none()
+                {
+                    return self.tolerate_refusal(host, &answer, &why);
                 }
-                // The user's name is personal data: the session id says enough.
-                let sid: String = session.sid.chars().take(8).collect();
-                let line = format!("session {sid}… of {} ended: {why}", service.client_id);
-                host.log(Severity::Debug, &line);
-                refresh::publish_ended(host, &lease, now_ms);
-                let browser = judged.gate.browser;
-                match refreshed::session_ended(service, cookie_header, path, browser) {
-                    Ok(reply) => logged(host, service, &judged.gate.place(), reply),
-                    Err(refused) => Ended::Refuse(refused),
-                }
+                self.end_session(host, &answer, &why)
             }
+            Refreshed::Ended(why) => self.end_session(host, &answer, &why),
         }
     }
+
+    /// A refresh refused right after the tokens expired: another replica may have spent the
+    /// rotating refresh token first, and its renewed cookie is on the way to the browser. The
+    /// request goes on with the old session and writes no cookie, so it cannot overwrite the
+    /// winner's; this Envoy's other requests of the session do the same until the grace ends.
+    fn tolerate_refusal(
+        &mut self,
+        host: &mut dyn Host,
+        answer: &RefreshAnswer,
+        why: &str,
+    ) -> Ended {
+        let RefreshAnswer {
+            service, session, ..
+        } = *answer;
+        let line = format!(
+            "refresh of session {}… of {} refused right after its tokens expired ({why}): \
+             another replica may have renewed it; going on with the old session, no cookie \
+             written, for at most {} s",
+            short_sid(session),
+            service.client_id,
+            service.refresh_race_grace_secs
+        );
+        host.log(Severity::Warn, &line);
+        host.count(Metric::RefreshRefusalsTolerated);
+        let until_ms = refreshed::tolerated_until_ms(service, session);
+        refresh::extend(host, &answer.lease, until_ms);
+        self.keep_old(host, service, session, answer.cookie_header, answer.judged)
+    }
+
+    /// The session is over, unless another worker's refresh of it was published meanwhile
+    /// (its result stands).
+    fn end_session(&mut self, host: &mut dyn Host, answer: &RefreshAnswer, why: &str) -> Ended {
+        let RefreshAnswer {
+            service,
+            session,
+            cookie_header,
+            path,
+            judged,
+            ..
+        } = *answer;
+        let now_ms = host.now_ms();
+        if let Some(renewed) = refresh::renewed_elsewhere(host, &answer.lease, service, now_ms) {
+            return self.adopt(host, service, &renewed, cookie_header, judged);
+        }
+        let line = format!(
+            "session {}… of {} ended: {why}",
+            short_sid(session),
+            service.client_id
+        );
+        host.log(Severity::Debug, &line);
+        refresh::publish_ended(host, &answer.lease, now_ms);
+        match refreshed::session_ended(service, cookie_header, path, judged.gate.browser) {
+            Ok(reply) => logged(host, service, &judged.gate.place(), reply),
+            Err(refused) => Ended::Refuse(refused),
+        }
+    }
+}
+
+/// The user's name is personal data: the start of the session id says enough in a log.
+fn short_sid(session: &Session) -> String {
+    session.sid.chars().take(8).collect()
 }
 
 /// No login service for a pending call (cannot happen: services never change in a VM).

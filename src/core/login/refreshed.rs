@@ -17,7 +17,11 @@ pub enum Refreshed {
     Renewed(Box<Session>),
     /// The IdP is unreachable: keep the old session for now and try again later.
     KeepOld,
-    /// The IdP refused the refresh token (revoked, expired): the session is over.
+    /// The IdP refused the refresh token: revoked or expired (the session is over), or
+    /// spent by another replica moments ago (see `refusal_tolerated`).
+    Refused(String),
+    /// The answer cannot renew this session (its ID token is rejected or names another
+    /// user): the session is over.
     Ended(String),
 }
 
@@ -29,7 +33,7 @@ pub fn finish_refresh(
 ) -> Refreshed {
     let tokens = match tokens {
         Ok(tokens) => tokens,
-        Err(TokenError::Refused(why)) => return Refreshed::Ended(why),
+        Err(TokenError::Refused(why)) => return Refreshed::Refused(why),
         Err(TokenError::Unavailable(_) | TokenError::Garbage) => return Refreshed::KeepOld,
     };
     let mut session = old.clone();
@@ -58,6 +62,23 @@ pub fn finish_refresh(
         session.scopes = granted_scopes(tokens.scope.as_deref());
     }
     Refreshed::Renewed(Box::new(session))
+}
+
+/// Whether a refused refresh of `old` may keep it for now: the refusal came within the
+/// service's grace after the tokens expired, when another replica may have spent the
+/// (rotating) refresh token first and its renewed cookie is on the way to the browser.
+pub(crate) fn refusal_tolerated(service: &LoginService, old: &Session, now_secs: u64) -> bool {
+    now_secs < grace_ends(service, old)
+}
+
+/// Until when (unix ms) a tolerated refusal keeps the old session.
+pub(crate) fn tolerated_until_ms(service: &LoginService, old: &Session) -> u64 {
+    grace_ends(service, old).saturating_mul(1000)
+}
+
+fn grace_ends(service: &LoginService, old: &Session) -> u64 {
+    let grace = service.refresh_race_grace_secs;
+    old.refresh_at.saturating_add(grace)
 }
 
 /// The IdP refused a refresh: the session is over. A browser is sent back to the page it
