@@ -87,6 +87,20 @@ impl Member {
         answer.status == 200 && answer.json()["health"] == "true"
     }
 
+    /// This member's id and the leader's, as its `/v3/maintenance/status` says.
+    fn status(&self) -> Option<(String, String)> {
+        let answer = http::request_within(
+            "POST",
+            &format!("{}/v3/maintenance/status", self.client_url()),
+            &[],
+            Some("{}"),
+            Duration::from_secs(2),
+        )
+        .json();
+        let id = answer["header"]["member_id"].as_str()?.to_string();
+        Some((id, answer["leader"].as_str()?.to_string()))
+    }
+
     fn log_tail(&self, lines: usize) -> String {
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let all: Vec<&str> = log.lines().collect();
@@ -130,6 +144,19 @@ impl EtcdCluster {
     /// Each member's client port, in member order.
     pub fn client_ports(&self) -> Vec<u16> {
         self.members.iter().map(|m| m.client_port).collect()
+    }
+
+    /// The member that leads now, as the running members say.
+    pub fn leader(&self) -> Option<usize> {
+        let statuses: Vec<Option<(String, String)>> = self
+            .members
+            .iter()
+            .map(|m| m.child.as_ref().and_then(|_| m.status()))
+            .collect();
+        let (_, leader) = statuses.iter().flatten().next()?;
+        statuses
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|(id, _)| id == leader))
     }
 
     /// Kills a member at once (SIGKILL): its port refuses connections from now on.

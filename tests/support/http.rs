@@ -69,7 +69,14 @@ fn convert(response: ureq::Response) -> Response {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let body = response.into_string().unwrap_or_default();
+    // What arrived before a read error counts: ureq cannot read the trailers that end a
+    // chunked answer (etcd's errors, `Grpc-Trailer-Content-Type`), though the body is whole.
+    let mut bytes = Vec::new();
+    let _ = std::io::Read::read_to_end(
+        &mut std::io::Read::take(response.into_reader(), 10 << 20),
+        &mut bytes,
+    );
+    let body = String::from_utf8(bytes).unwrap_or_default();
     Response {
         status,
         headers,
