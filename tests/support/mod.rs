@@ -5,6 +5,7 @@ pub mod browser;
 pub mod envoy;
 pub mod envoy_faulty_idp_bed;
 pub mod envoy_idp_bed;
+pub mod etcd;
 pub mod fault_idp;
 pub mod host;
 pub mod http;

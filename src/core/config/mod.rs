@@ -1,4 +1,5 @@
 //! The plugin configuration: parsed, validated and compiled once, in `on_configure`.
+pub mod cluster_store;
 pub mod duration;
 pub(crate) mod endpoints;
 pub(crate) mod ids;
@@ -12,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::core::bearer::budget::BudgetLimits;
+use crate::core::config::cluster_store::{read_cluster_store, ClusterStore};
 use crate::core::config::endpoints::{read_endpoints, OwnEndpoints};
 pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{read_service, EnvLookup, LoginService};
@@ -51,6 +53,9 @@ pub struct Settings {
     pub(crate) endpoints: OwnEndpoints,
     /// Failed signature checks one client address may cause (`None`: no limit).
     pub(crate) signature_check_budget: Option<BudgetLimits>,
+    /// The etcd cluster a fleet of replicas shares; `None`: each Envoy on its own.
+    #[allow(dead_code)] // read once the gateway uses the store (issue 18)
+    pub cluster_store: Option<ClusterStore>,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
     /// they were made under.
     pub(crate) fingerprint: [u8; 32],
@@ -156,11 +161,13 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     };
     let signature_check_budget = read_budget(&mut top, problems);
     let endpoints = read_endpoints(top.value("endpoints"), problems);
+    let cluster_store = read_cluster_store(top.value("cluster_store"), problems);
     top.finish(problems);
     Settings {
         shared_token_cache_bytes: usize::try_from(shared_token_cache_bytes).unwrap_or(usize::MAX),
         signature_check_budget,
         endpoints,
+        cluster_store,
         fingerprint: [0; 32],
         providers,
         max_token_bytes,
