@@ -6,6 +6,7 @@ pub mod envoy;
 pub mod envoy_faulty_idp_bed;
 pub mod envoy_idp_bed;
 pub mod fault_idp;
+pub mod fleet;
 pub mod host;
 pub mod http;
 pub mod idp;
