@@ -42,15 +42,26 @@ pub fn envoy_binary() -> PathBuf {
 
 /// A plain-HTTP cluster `name` to 127.0.0.1:`port`.
 pub fn cluster(name: &str, port: u16) -> Value {
+    cluster_of(name, &[port])
+}
+
+/// A plain-HTTP cluster `name` over 127.0.0.1 at each of `ports`, round-robin.
+pub fn cluster_of(name: &str, ports: &[u16]) -> Value {
+    let endpoints: Vec<Value> = ports
+        .iter()
+        .map(|port| {
+            json!({ "endpoint": { "address": {
+                "socket_address": { "address": "127.0.0.1", "port_value": port }
+            }}})
+        })
+        .collect();
     json!({
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                "socket_address": { "address": "127.0.0.1", "port_value": port }
-            }}}]}]
+            "endpoints": [{ "lb_endpoints": endpoints }]
         }
     })
 }
@@ -297,7 +308,11 @@ impl Drop for Envoy {
                 .lines()
                 .filter(|l| l.contains("wasm-iap") || l.contains("[critical]"))
                 .collect();
-            eprintln!("--- Envoy log lines of wasm-iap ---\n{}", ours.join("\n"));
+            eprintln!(
+                "--- Envoy :{} log lines of wasm-iap ---\n{}",
+                self.port,
+                ours.join("\n")
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
