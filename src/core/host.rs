@@ -51,6 +51,8 @@ pub enum Metric {
     /// Refreshes the IdP refused right after the tokens expired, where the old session went
     /// on (`refresh_race_grace`: another replica may have spent the refresh token first).
     RefreshRefusalsTolerated,
+    /// Calls to the cluster store that failed (no answer, refused, garbage).
+    StoreFailures,
     /// Key fetches started (discovery and JWKS callouts, counted per fetch).
     KeyFetches,
     /// Key fetches that failed.
@@ -66,7 +68,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 20] = [
+    pub(crate) const ALL: [Metric; 21] = [
         Metric::Allowed,
         Metric::Refused,
         Metric::DeniedNoCredential,
@@ -81,6 +83,7 @@ impl Metric {
         Metric::LoginsFailed,
         Metric::Refreshed,
         Metric::RefreshRefusalsTolerated,
+        Metric::StoreFailures,
         Metric::KeyFetches,
         Metric::KeyFetchFailures,
         Metric::TokenCacheHits,
@@ -105,6 +108,7 @@ impl Metric {
             Metric::LoginsFailed => "wasm_iap_logins_failed",
             Metric::Refreshed => "wasm_iap_sessions_refreshed",
             Metric::RefreshRefusalsTolerated => "wasm_iap_refresh_refusals_tolerated",
+            Metric::StoreFailures => "wasm_iap_store_failures",
             Metric::KeyFetches => "wasm_iap_key_fetches",
             Metric::KeyFetchFailures => "wasm_iap_key_fetch_failures",
             Metric::TokenCacheHits => "wasm_iap_token_cache_hits",

@@ -14,7 +14,7 @@
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
 pub mod bearer;
-// Not called yet: the gateway uses the store in the next steps of issue 18.
+// Parts not called yet: revocation sync and server-side sessions come next (issue 18).
 #[allow(dead_code)]
 pub mod cluster;
 pub mod config;

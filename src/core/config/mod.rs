@@ -54,7 +54,6 @@ pub struct Settings {
     /// Failed signature checks one client address may cause (`None`: no limit).
     pub(crate) signature_check_budget: Option<BudgetLimits>,
     /// The etcd cluster a fleet of replicas shares; `None`: each Envoy on its own.
-    #[allow(dead_code)] // read once the gateway uses the store (issue 18)
     pub cluster_store: Option<ClusterStore>,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
     /// they were made under.

@@ -3,6 +3,7 @@
 
 use crate::core::config::ServiceId;
 use crate::core::forward::Forward;
+use crate::core::host::Callout;
 use crate::core::login::oidc::PendingLogin;
 use crate::core::login::refresh::Lease;
 use crate::core::login::session::Session;
@@ -74,7 +75,23 @@ pub enum Pending {
         cookie_header: Option<String>,
         path: String,
         judged: Box<Judged>,
+        /// Where the refresh stands in the fleet, with a cluster store.
+        fleet: Fleet,
     },
+}
+
+/// A refresh's standing in the fleet of replicas.
+#[derive(Debug)]
+pub enum Fleet {
+    /// No cluster store: this Envoy's own lease is all there is.
+    Alone,
+    /// Asking the store for the fleet's lock under `key`; the token call waits here.
+    Locking {
+        key: String,
+        token_call: Box<Callout>,
+    },
+    /// Refreshing for the fleet: the outcome is published under `key` for the others.
+    Publishing { key: String },
 }
 
 /// The session and cookies it carries are never printed.

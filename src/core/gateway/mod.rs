@@ -29,6 +29,7 @@ mod admit;
 mod arrival;
 mod bearer;
 mod decision;
+mod fleet_refresh;
 mod in_flight;
 mod parked;
 mod session;
@@ -40,6 +41,7 @@ use std::rc::Rc;
 
 use crate::core::bearer::authenticator::Authenticator;
 use crate::core::bearer::budget::SourceBudget;
+use crate::core::cluster::client::StoreClient;
 use crate::core::config::Settings;
 use crate::core::host::{Host, Metric};
 use crate::core::identity;
@@ -52,7 +54,7 @@ use crate::core::request_headers::RequestHeaders;
 #[cfg(any(test, feature = "testing"))]
 pub use crate::core::forward::Forward;
 pub(crate) use decision::Ended;
-pub use decision::{Decision, Judged, Outcome, Pending};
+pub use decision::{Decision, Fleet, Judged, Outcome, Pending};
 use in_flight::{InFlight, Waiting};
 #[cfg(any(test, feature = "testing"))]
 pub use parked::MAX_PARKED;
@@ -74,6 +76,8 @@ pub struct Gateway {
     allowed: u64,
     /// Failed signature checks per client address, when limited.
     budget: Option<SourceBudget>,
+    /// The cluster store the fleet shares, when configured.
+    store: Option<StoreClient>,
 }
 
 /// Memory for opened sessions, per login service and VM.
@@ -109,6 +113,10 @@ impl Gateway {
     pub fn new(settings: Rc<Settings>) -> Gateway {
         let providers = settings.providers.len();
         let logins = settings.login.len();
+        let store = settings.cluster_store.clone().map(|store| {
+            let longest = settings.login.iter().map(|s| s.session_lifetime_secs).max();
+            StoreClient::new(store, longest.unwrap_or(0))
+        });
         Gateway {
             authn: Authenticator::new(Rc::clone(&settings)),
             budget: settings.signature_check_budget.map(SourceBudget::new),
@@ -121,6 +129,7 @@ impl Gateway {
                 .collect(),
             endpoints: (0..logins).map(|_| ResolvedEndpoints::default()).collect(),
             allowed: 0,
+            store,
         }
     }
 
@@ -236,6 +245,9 @@ impl Gateway {
     /// Forgets published refresh results whose grace period is over; reports the token
     /// cache's hits and misses (once a tick rather than a host call per request).
     pub fn tick(&mut self, host: &mut dyn Host) {
+        if let Some(store) = self.store.as_mut() {
+            store.tick(host);
+        }
         let lookups = self.authn.take_lookups();
         let allowed = std::mem::take(&mut self.allowed);
         for (metric, by) in [

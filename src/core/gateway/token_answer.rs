@@ -6,9 +6,10 @@ use std::rc::Rc;
 use super::parked::{Parked, WaitsFor};
 use super::session::logged;
 use super::session_refresh::{no_service, RefreshAnswer};
-use super::{Decision, Ended, Gateway, Pending, Waiting, Way};
+use super::{Decision, Ended, Fleet, Gateway, Pending, Waiting, Way};
 use crate::core::cookies;
 use crate::core::host::{Host, Metric};
+use crate::core::keys::fetch::CalloutResponse;
 use crate::core::login::oidc::{self, TokenError, Tokens};
 use crate::core::login::refresh;
 use crate::core::login::sign_in;
@@ -41,7 +42,27 @@ impl Gateway {
         status: Option<u32>,
         body: &[u8],
     ) -> Option<(u32, Decision)> {
+        let response = CalloutResponse {
+            status,
+            cache_control: None,
+            body,
+        };
+        if let Some(store) = self.store.as_mut() {
+            if store.on_response(host, token_id, &response) {
+                return None;
+            }
+        }
         let (context_id, pending) = self.in_flight.take_root_call(token_id)?;
+        if matches!(
+            *pending,
+            Pending::Refresh {
+                fleet: Fleet::Locking { .. },
+                ..
+            }
+        ) {
+            let decision = self.lock_answered(host, context_id, pending, &response)?;
+            return Some((context_id, decision));
+        }
         let settled = Some(context_id);
         let decision = self.token_answered(host, context_id, *pending, status, body, settled);
         Some((context_id, decision))
@@ -161,6 +182,7 @@ impl Gateway {
                 cookie_header,
                 path,
                 judged,
+                fleet,
                 ..
             } => {
                 let answer = RefreshAnswer {
@@ -170,6 +192,7 @@ impl Gateway {
                     cookie_header: cookie_header.as_deref(),
                     path: &path,
                     judged: &judged,
+                    fleet: &fleet,
                 };
                 self.finish_refresh(host, answer, tokens)
             }

@@ -1,0 +1,246 @@
+//! One worker's link to the cluster store: the leases its keys are put with (granted on the
+//! tick, never per request), the writes nobody waits for, and whether the store answers.
+//! A request that needs the store (a refresh lock) sends its call through `send` and tells
+//! `answered` how it went, so one record says whether the store is up.
+
+use std::collections::HashMap;
+
+use crate::core::cluster::etcd::{self, Keys, LeaseId, Range};
+use crate::core::cluster::etcd_answer::{self, EtcdError};
+use crate::core::cluster::namespace::{Kind, Namespace};
+use crate::core::config::cluster_store::ClusterStore;
+use crate::core::host::{Callout, Host, Metric};
+use crate::core::keys::fetch::CalloutResponse;
+use crate::core::reply::Severity;
+
+/// The leases keys are put with, by how long their keys must live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeaseKind {
+    /// Refresh locks: gone soon after a replica died holding one.
+    Lock,
+    /// Published refresh results and logout tokens seen: minutes.
+    Result,
+    /// Revocations and server-side sessions: the longest session lifetime.
+    Record,
+}
+
+const LEASE_KINDS: [LeaseKind; 3] = [LeaseKind::Lock, LeaseKind::Result, LeaseKind::Record];
+
+impl LeaseKind {
+    fn index(self) -> usize {
+        match self {
+            LeaseKind::Lock => 0,
+            LeaseKind::Result => 1,
+            LeaseKind::Record => 2,
+        }
+    }
+}
+
+/// One lease: a new one is asked for once a third of its time is gone, so a key put with it
+/// lives at least two thirds of its TTL.
+#[derive(Debug, Default)]
+struct LeaseSlot {
+    id: Option<LeaseId>,
+    /// When etcd lets the lease go, counted from the moment it answered the grant.
+    ends_ms: u64,
+    renew_at_ms: u64,
+    asked: bool,
+}
+
+/// A grant that failed is asked again after this, not on every tick.
+const LEASE_RETRY_MS: u64 = 1_000;
+
+/// What a call the client sent itself is for.
+#[derive(Clone, Copy, Debug)]
+enum Purpose {
+    Lease(LeaseKind),
+    Write(&'static str),
+    /// A read that only asks whether the store answers again.
+    Probe,
+}
+
+#[derive(Debug)]
+pub(crate) struct StoreClient {
+    pub(crate) store: ClusterStore,
+    pub(crate) namespace: Namespace,
+    ttl_secs: [u64; 3],
+    leases: [LeaseSlot; 3],
+    calls: HashMap<u32, Purpose>,
+    /// Since when every call failed (`None`: the last one was answered).
+    failing_since_ms: Option<u64>,
+    /// When a store that failed is asked again whether it answers.
+    probe_at_ms: u64,
+}
+
+/// Lock keys outlive a token call several times over, and a dead holder's by half a minute.
+const LOCK_TTL_SECS: u64 = 30;
+/// Results stay readable as long as each Envoy keeps them (`RESULT_KEPT_MS`) and more.
+const RESULT_TTL_SECS: u64 = 15 * 60;
+/// Revocations outlive every session they can name by this much.
+const RECORD_MARGIN_SECS: u64 = 3600;
+
+impl StoreClient {
+    /// A client for `store`; records live `longest_session_secs` and an hour more.
+    pub(crate) fn new(store: ClusterStore, longest_session_secs: u64) -> StoreClient {
+        StoreClient {
+            namespace: Namespace::new(&store.etcd.prefix),
+            store,
+            ttl_secs: [
+                LOCK_TTL_SECS,
+                RESULT_TTL_SECS,
+                longest_session_secs.saturating_add(RECORD_MARGIN_SECS),
+            ],
+            leases: Default::default(),
+            calls: HashMap::new(),
+            failing_since_ms: None,
+            probe_at_ms: 0,
+        }
+    }
+
+    /// Asks for the leases that are due, and whether a store that failed answers again.
+    pub(crate) fn tick(&mut self, host: &mut dyn Host) {
+        let now_ms = host.now_ms();
+        if self.failing_since_ms.is_some() && now_ms >= self.probe_at_ms {
+            self.probe_at_ms = now_ms + LEASE_RETRY_MS;
+            let prefix = self.namespace.kind_prefix(Kind::Refresh);
+            let one = Range {
+                keys: Keys::One(prefix.as_bytes()),
+                min_mod_revision: 0,
+                limit: 1,
+            };
+            if let Some(token) = host.call(&etcd::range(&self.store.etcd, &one)) {
+                self.calls.insert(token, Purpose::Probe);
+            }
+        }
+        for kind in LEASE_KINDS {
+            let slot = &self.leases[kind.index()];
+            if slot.asked || now_ms < slot.renew_at_ms {
+                continue;
+            }
+            let call = etcd::grant_lease(&self.store.etcd, self.ttl_secs[kind.index()]);
+            if let Some(token) = host.call(&call) {
+                self.calls.insert(token, Purpose::Lease(kind));
+                self.leases[kind.index()].asked = true;
+            }
+        }
+    }
+
+    /// The lease of `kind` to put a key with; `None` before etcd granted one, or once it
+    /// may have ended (the store was away longer than its TTL's last third).
+    pub(crate) fn lease(&self, kind: LeaseKind, now_ms: u64) -> Option<LeaseId> {
+        let slot = &self.leases[kind.index()];
+        let margin_ms = self.ttl_secs[kind.index()] * 1000 / 3;
+        slot.id
+            .filter(|_| now_ms.saturating_add(margin_ms) < slot.ends_ms)
+    }
+
+    /// Sends a call whose answer the caller takes (`answered` then says how it went).
+    pub(crate) fn send(&mut self, host: &mut dyn Host, call: &Callout) -> Option<u32> {
+        let token = host.call(call);
+        if token.is_none() {
+            self.failed(host, &EtcdError::NoAnswer, "a call could not be sent");
+        }
+        token
+    }
+
+    /// Sends a write nobody waits for; its answer is only logged when it failed.
+    pub(crate) fn write(&mut self, host: &mut dyn Host, call: &Callout, what: &'static str) {
+        if let Some(token) = self.send(host, call) {
+            self.calls.insert(token, Purpose::Write(what));
+        }
+    }
+
+    /// Takes the answer to a call the client sent itself; `false` when it is not one.
+    pub(crate) fn on_response(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        response: &CalloutResponse,
+    ) -> bool {
+        let Some(purpose) = self.calls.remove(&token) else {
+            return false;
+        };
+        match purpose {
+            Purpose::Lease(kind) => {
+                let slot = &mut self.leases[kind.index()];
+                slot.asked = false;
+                match etcd_answer::read_lease(response) {
+                    Ok(granted) => {
+                        let ttl_ms = u64::try_from(granted.ttl_secs).unwrap_or(0) * 1000;
+                        let now_ms = host.now_ms();
+                        slot.id = Some(granted.id);
+                        slot.ends_ms = now_ms + ttl_ms;
+                        slot.renew_at_ms = now_ms + ttl_ms / 3;
+                        self.answered(host, Ok(()));
+                    }
+                    Err(e) => {
+                        // The last lease is kept while it may live; asked again in a second.
+                        slot.renew_at_ms = host.now_ms() + LEASE_RETRY_MS;
+                        self.answered(host, Err((&e, "a lease could not be granted")));
+                    }
+                }
+            }
+            Purpose::Probe => {
+                let answer = etcd_answer::read_range(response).map(|_| ());
+                self.answered(host, answer.as_ref().map_err(|e| (e, "a probe")).copied());
+            }
+            Purpose::Write(what) => {
+                let written = etcd_answer::read_put(response).map(|_| ()).or_else(|e| {
+                    match etcd_answer::read_delete(response) {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(e),
+                    }
+                });
+                match written {
+                    Ok(()) => self.answered(host, Ok(())),
+                    Err(e) => self.answered(host, Err((&e, what))),
+                }
+            }
+        }
+        true
+    }
+
+    /// Records how a call went: the first failure and the recovery are logged, failures in
+    /// between only at debug, so an outage cannot flood the log.
+    pub(crate) fn answered(
+        &mut self,
+        host: &mut dyn Host,
+        outcome: Result<(), (&EtcdError, &str)>,
+    ) {
+        match outcome {
+            Ok(()) => self.succeeded(host),
+            Err((e, what)) => self.failed(host, e, what),
+        }
+    }
+
+    fn succeeded(&mut self, host: &mut dyn Host) {
+        if let Some(since) = self.failing_since_ms.take() {
+            let secs = host.now_ms().saturating_sub(since) / 1000;
+            let line = format!("cluster store answers again, after {secs} s");
+            host.log(Severity::Info, &line);
+        }
+    }
+
+    fn failed(&mut self, host: &mut dyn Host, e: &EtcdError, what: &str) {
+        host.count(Metric::StoreFailures);
+        let first = self.failing_since_ms.is_none();
+        if first {
+            self.failing_since_ms = Some(host.now_ms());
+        }
+        let severity = if first {
+            Severity::Warn
+        } else {
+            Severity::Debug
+        };
+        let line = format!(
+            "cluster store unavailable ({what}: {e}); each Envoy goes on on its own until it \
+             answers"
+        );
+        host.log(severity, &line);
+    }
+
+    /// Whether the last call to the store failed (`/ready` says so).
+    pub(crate) fn degraded(&self) -> bool {
+        self.failing_since_ms.is_some()
+    }
+}
