@@ -133,7 +133,6 @@ impl Expiry {
 /// usable once, three replicas, and at each expiry 15 parallel requests per replica from one
 /// browser. Every replica refreshes; the losers' `invalid_grant` must not log the user out.
 #[test]
-#[ignore = "needs the refresh grace rule"]
 fn refresh_races_across_replicas_lose_no_session_with_one_use_refresh_tokens() {
     let ttl = TOKEN_TTL_SECS.to_string();
     let fleet = Fleet::start(
