@@ -110,3 +110,27 @@ impl Fleet {
         logged_in_at(&self.front_url(path), &self.idp.issuer, user)
     }
 }
+
+/// Envoy's cluster `etcd` over the members on `ports`, as docs/replicas.md runs it: each
+/// member health-checked every second, so a dead one is left out of the balancing.
+pub fn etcd_cluster(ports: &[u16]) -> Value {
+    let mut cluster = cluster_of("etcd", ports);
+    cluster["health_checks"] = json!([{
+        "timeout": "1s",
+        "interval": "1s",
+        "unhealthy_threshold": 1,
+        "healthy_threshold": 1,
+        "http_health_check": { "path": "/health" },
+    }]);
+    cluster
+}
+
+/// The login plugin every fleet test uses, with `cluster_store` on the `etcd` cluster.
+pub fn plugin_with_store(issuer: &str, login_overrides: &Value, prefix: &str) -> Value {
+    let mut plugin = login_plugin(issuer, &json!({}), login_overrides);
+    plugin["cluster_store"] = json!({
+        "etcd": { "cluster": "etcd", "prefix": prefix, "timeout": "1s" },
+        "sync_interval": "500ms",
+    });
+    plugin
+}

@@ -86,9 +86,11 @@ pub enum Fleet {
     /// No cluster store: this Envoy's own lease is all there is.
     Alone,
     /// Asking the store for the fleet's lock under `key`; the token call waits here.
+    /// `retried`: a lock call that got no answer is sent once more (another member).
     Locking {
         key: String,
         token_call: Box<Callout>,
+        retried: bool,
     },
     /// Refreshing for the fleet: the outcome is published under `key` for the others.
     Publishing { key: String },

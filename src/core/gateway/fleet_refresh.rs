@@ -9,7 +9,7 @@ use std::rc::Rc;
 use super::{Decision, Ended, Fleet, Gateway, Pending, Way};
 use crate::core::cluster::client::LeaseKind;
 use crate::core::cluster::etcd;
-use crate::core::cluster::etcd_answer::{self, CreateAnswer};
+use crate::core::cluster::etcd_answer::{self, CreateAnswer, EtcdError};
 use crate::core::cluster::namespace::Kind;
 use crate::core::cluster::sealed_value::{open_value, seal_value};
 use crate::core::config::login::LoginService;
@@ -78,24 +78,33 @@ impl Gateway {
         else {
             return token_call;
         };
-        let now_ms = host.now_ms();
         let key = store
             .namespace
             .key(Kind::Refresh, lease.generation.tag().as_bytes());
-        let Some(lock_lease) = store.lease(LeaseKind::Lock, now_ms) else {
+        let Some(lock) = self.lock_call(host, service, &key) else {
             // No lease yet (just started, or the store is away): this Envoy on its own.
             return token_call;
         };
-        let Some(held) = seal_value(&service.sealer, &key, &LockValue::Held.plain(), host) else {
-            return token_call;
-        };
-        let lock =
-            etcd::create_if_absent(&store.store.etcd, key.as_bytes(), &held, Some(lock_lease));
         *fleet = Fleet::Locking {
             key,
             token_call: Box::new(token_call),
+            retried: false,
         };
         lock
+    }
+
+    /// The call that takes the fleet's lock under `key`; `None` without a lease to hold it.
+    fn lock_call(&self, host: &mut dyn Host, service: &LoginService, key: &str) -> Option<Callout> {
+        let store = self.store.as_ref()?;
+        let lock_lease = store.lease(LeaseKind::Lock, host.now_ms())?;
+        let held = seal_value(&service.sealer, key, &LockValue::Held.plain(), host)?;
+        let etcd = &store.store.etcd;
+        Some(etcd::create_if_absent(
+            etcd,
+            key.as_bytes(),
+            &held,
+            Some(lock_lease),
+        ))
     }
 
     /// The store answered a refresh's lock.
@@ -109,12 +118,30 @@ impl Gateway {
         let Pending::Refresh { service, fleet, .. } = &mut *pending else {
             return None;
         };
-        let Fleet::Locking { key, token_call } = std::mem::replace(fleet, Fleet::Alone) else {
+        let Fleet::Locking {
+            key,
+            token_call,
+            retried,
+        } = std::mem::replace(fleet, Fleet::Alone)
+        else {
             return None;
         };
         let settings = Rc::clone(&self.settings);
         let service = settings.login.get(service.0)?;
         let answer = etcd_answer::read_create(response);
+        if answer == Err(EtcdError::NoAnswer) && !retried {
+            // A member that is down: Envoy's balancer sends the second try to another.
+            if let Some(lock) = self.lock_call(host, service, &key) {
+                if let Pending::Refresh { fleet, .. } = &mut *pending {
+                    *fleet = Fleet::Locking {
+                        key,
+                        token_call,
+                        retried: true,
+                    };
+                }
+                return self.send_from_root(host, context_id, pending, &lock);
+            }
+        }
         if let Some(store) = self.store.as_mut() {
             let outcome = answer
                 .as_ref()
