@@ -206,3 +206,107 @@ fn a_store_that_does_not_answer_leaves_each_replica_on_its_own_and_ready_says_de
     assert_eq!(ready.body.trim(), "OK");
     assert!(a.bed.host.logged("cluster store answers again"));
 }
+
+/// What Envoy answers for a member it cannot reach.
+const ENVOY_CONNECT_FAILURE: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+
+impl Replica {
+    /// Answers the next store call as Envoy does for a dead member.
+    fn next_call_hits_a_dead_member(&mut self) {
+        let call = self.bed.host.calls[self.seen..]
+            .iter()
+            .find(|c| c.cluster == "etcd")
+            .expect("a store call")
+            .clone();
+        self.seen = self.bed.host.calls.len();
+        self.bed.gateway.on_settled_call_response(
+            &mut self.bed.host,
+            call.token,
+            Some(503),
+            ENVOY_CONNECT_FAILURE.as_bytes(),
+        );
+    }
+
+    fn ready(&mut self) -> String {
+        responded(self.bed.get(HOST, "/ready", &[])).body
+    }
+}
+
+#[test]
+fn a_worker_that_sends_nothing_learns_within_a_sync_interval_that_the_store_is_gone() {
+    let etcd = EtcdCluster::start(1);
+    let port = Some(etcd.client_ports()[0]);
+    let mut a = Replica::new(&prefix());
+    a.tick(port);
+    a.bed.host.advance(1_100);
+    a.tick(port);
+    assert_eq!(a.ready().trim(), "OK");
+    // No request, no lease due: the tick asks the store whether it answers.
+    a.bed.host.advance(1_100);
+    a.tick(None);
+    assert!(a.ready().starts_with("degraded"), "{}", a.ready());
+    assert!(a.bed.host.logged("cluster store unavailable (a probe"));
+    a.bed.host.advance(1_100);
+    a.tick(port);
+    assert_eq!(a.ready().trim(), "OK");
+}
+
+#[test]
+fn a_store_call_a_dead_member_did_not_answer_is_sent_to_another_and_nothing_fails() {
+    let etcd = EtcdCluster::start(1);
+    let port = Some(etcd.client_ports()[0]);
+    let mut a = Replica::new(&prefix());
+    a.tick(port);
+    // The tick's probe first reaches a dead member.
+    a.bed.host.advance(1_100);
+    a.bed.gateway.tick(&mut a.bed.host);
+    a.next_call_hits_a_dead_member();
+    a.pump(port);
+    // So does a refresh's lock: the second try takes it, the refresh goes on under it.
+    let cookie = a.bed.session_cookie(0, &expired_session());
+    let parked = a.bed.get(HOST, "/api/search", &[("cookie", &cookie)]);
+    assert!(matches!(parked, Decision::Parked), "{parked:?}");
+    assert!(a.bed.gateway.settle(&mut a.bed.host, None).is_empty());
+    a.next_call_hits_a_dead_member();
+    a.pump(port);
+    assert_eq!(a.token_calls(), 1);
+    let mut b = Replica::new(&prefix());
+    b.tick(port);
+    let decided = b.expired_request(&cookie, port);
+    let kept = forwarded(decided.into_iter().next().expect("decided").1);
+    assert!(kept.response_cookies.is_empty(), "B found A's lock");
+    assert_eq!(b.token_calls(), 0, "one refresh for the fleet");
+    assert_eq!(a.bed.host.count_of(Metric::StoreFailures), 0);
+    assert_eq!(a.ready().trim(), "OK");
+}
+
+#[test]
+fn leases_a_store_started_again_empty_does_not_know_are_granted_again() {
+    let old = EtcdCluster::start(1);
+    let mut a = Replica::new(&prefix());
+    let mut b = Replica::new(&prefix());
+    a.tick(Some(old.client_ports()[0]));
+    drop(old);
+    // The store comes back without its data: A's leases are unknown to it.
+    let fresh = EtcdCluster::start(1);
+    let port = Some(fresh.client_ports()[0]);
+    b.tick(port);
+    let cookie = a.bed.session_cookie(0, &expired_session());
+    assert!(a.expired_request(&cookie, port).is_empty());
+    assert_eq!(a.token_calls(), 1, "refreshed on its own meanwhile");
+    assert!(a.bed.host.logged("etcd does not know this Envoy's lease"));
+    a.answer_refresh(port);
+    // The next tick asks for new leases: the next refresh is the fleet's again.
+    a.tick(port);
+    let mut next = expired_session();
+    next.sid = format!("{}-next", next.sid);
+    let cookie = a.bed.session_cookie(0, &next);
+    assert!(a.expired_request(&cookie, port).is_empty());
+    assert_eq!(a.token_calls(), 2);
+    let decided = b.expired_request(&cookie, port);
+    let kept = forwarded(decided.into_iter().next().expect("decided").1);
+    assert!(kept.response_cookies.is_empty(), "B found A's lock");
+    assert_eq!(b.token_calls(), 0, "one refresh for the fleet");
+    assert_eq!(a.ready().trim(), "OK");
+}

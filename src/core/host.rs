@@ -8,7 +8,7 @@ use crate::core::secret::Secret;
 use crate::core::shared_data::SharedData;
 
 /// An HTTP callout through an Envoy cluster: discovery and JWKS fetches, token requests.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Callout {
     pub cluster: String,
     /// Pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`) and headers.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::core::cluster::etcd::{self, Keys, LeaseId, Range};
-use crate::core::cluster::etcd_answer::{self, EtcdError};
+use crate::core::cluster::etcd_answer::{self, EtcdError, LeaseAnswer};
 use crate::core::cluster::namespace::{Kind, Namespace};
 use crate::core::config::cluster_store::ClusterStore;
 use crate::core::host::{Callout, Host, Metric};
@@ -55,8 +55,16 @@ const LEASE_RETRY_MS: u64 = 1_000;
 enum Purpose {
     Lease(LeaseKind),
     Write(&'static str),
-    /// A read that only asks whether the store answers again.
+    /// A read that only asks whether the store answers.
     Probe,
+}
+
+/// A call the client sent itself, kept to be sent once more when its member did not answer.
+#[derive(Debug)]
+struct Sent {
+    purpose: Purpose,
+    call: Callout,
+    retried: bool,
 }
 
 #[derive(Debug)]
@@ -65,11 +73,16 @@ pub(crate) struct StoreClient {
     pub(crate) namespace: Namespace,
     ttl_secs: [u64; 3],
     leases: [LeaseSlot; 3],
-    calls: HashMap<u32, Purpose>,
+    calls: HashMap<u32, Sent>,
     /// Since when every call failed (`None`: the last one was answered).
     failing_since_ms: Option<u64>,
     /// When a store that failed is asked again whether it answers.
     probe_at_ms: u64,
+    /// When the store last answered: a worker that heard nothing for a sync interval asks,
+    /// so each one's `/ready` tells an outage soon even when it sends nothing else.
+    answered_at_ms: u64,
+    /// A probe is on its way (one at a time, however long the store takes to fail).
+    probing: bool,
 }
 
 /// Lock keys outlive a token call several times over, and a dead holder's by half a minute.
@@ -94,23 +107,23 @@ impl StoreClient {
             calls: HashMap::new(),
             failing_since_ms: None,
             probe_at_ms: 0,
+            answered_at_ms: 0,
+            probing: false,
         }
     }
 
-    /// Asks for the leases that are due, and whether a store that failed answers again.
+    /// Asks for the leases that are due, and whether the store answers (see `probe_due`).
     pub(crate) fn tick(&mut self, host: &mut dyn Host) {
         let now_ms = host.now_ms();
-        if self.failing_since_ms.is_some() && now_ms >= self.probe_at_ms {
-            self.probe_at_ms = now_ms + LEASE_RETRY_MS;
+        if self.probe_due(now_ms) {
             let prefix = self.namespace.kind_prefix(Kind::Refresh);
             let one = Range {
                 keys: Keys::One(prefix.as_bytes()),
                 min_mod_revision: 0,
                 limit: 1,
             };
-            if let Some(token) = host.call(&etcd::range(&self.store.etcd, &one)) {
-                self.calls.insert(token, Purpose::Probe);
-            }
+            let probe = etcd::range(&self.store.etcd, &one);
+            self.probing = self.send_own(host, Purpose::Probe, probe);
         }
         for kind in LEASE_KINDS {
             let slot = &self.leases[kind.index()];
@@ -118,9 +131,37 @@ impl StoreClient {
                 continue;
             }
             let call = etcd::grant_lease(&self.store.etcd, self.ttl_secs[kind.index()]);
-            if let Some(token) = host.call(&call) {
-                self.calls.insert(token, Purpose::Lease(kind));
-                self.leases[kind.index()].asked = true;
+            self.leases[kind.index()].asked = self.send_own(host, Purpose::Lease(kind), call);
+        }
+    }
+
+    /// Sends a call whose answer the client takes itself; whether it went out.
+    fn send_own(&mut self, host: &mut dyn Host, purpose: Purpose, call: Callout) -> bool {
+        let Some(token) = host.call(&call) else {
+            return false;
+        };
+        let sent = Sent {
+            purpose,
+            call,
+            retried: false,
+        };
+        self.calls.insert(token, sent);
+        true
+    }
+
+    /// Whether to ask the store if it answers: every second while it fails, and when it
+    /// has not answered for a sync interval.
+    fn probe_due(&self, now_ms: u64) -> bool {
+        if self.probing {
+            return false;
+        }
+        match self.failing_since_ms {
+            Some(_) => now_ms >= self.probe_at_ms,
+            None => {
+                now_ms
+                    >= self
+                        .answered_at_ms
+                        .saturating_add(self.store.sync_interval_ms)
             }
         }
     }
@@ -146,7 +187,12 @@ impl StoreClient {
     /// Sends a write nobody waits for; its answer is only logged when it failed.
     pub(crate) fn write(&mut self, host: &mut dyn Host, call: &Callout, what: &'static str) {
         if let Some(token) = self.send(host, call) {
-            self.calls.insert(token, Purpose::Write(what));
+            let sent = Sent {
+                purpose: Purpose::Write(what),
+                call: call.clone(),
+                retried: false,
+            };
+            self.calls.insert(token, sent);
         }
     }
 
@@ -157,47 +203,69 @@ impl StoreClient {
         token: u32,
         response: &CalloutResponse,
     ) -> bool {
-        let Some(purpose) = self.calls.remove(&token) else {
+        let Some(sent) = self.calls.remove(&token) else {
             return false;
         };
-        match purpose {
-            Purpose::Lease(kind) => {
-                let slot = &mut self.leases[kind.index()];
-                slot.asked = false;
-                match etcd_answer::read_lease(response) {
-                    Ok(granted) => {
-                        let ttl_ms = u64::try_from(granted.ttl_secs).unwrap_or(0) * 1000;
-                        let now_ms = host.now_ms();
-                        slot.id = Some(granted.id);
-                        slot.ends_ms = now_ms + ttl_ms;
-                        slot.renew_at_ms = now_ms + ttl_ms / 3;
-                        self.answered(host, Ok(()));
-                    }
-                    Err(e) => {
-                        // The last lease is kept while it may live; asked again in a second.
-                        slot.renew_at_ms = host.now_ms() + LEASE_RETRY_MS;
-                        self.answered(host, Err((&e, "a lease could not be granted")));
-                    }
+        let outcome = match sent.purpose {
+            Purpose::Lease(kind) => etcd_answer::read_lease(response)
+                .map(|granted| self.granted(kind, &granted, host.now_ms())),
+            Purpose::Probe => etcd_answer::read_range(response).map(|_| ()),
+            Purpose::Write(_) => etcd_answer::read_put(response).map(|_| ()).or_else(|e| {
+                etcd_answer::read_delete(response)
+                    .map(|_| ())
+                    .map_err(|_| e)
+            }),
+        };
+        let e = match outcome {
+            Ok(()) => {
+                if matches!(sent.purpose, Purpose::Probe) {
+                    self.probing = false;
                 }
+                self.answered(host, Ok(()));
+                return true;
             }
-            Purpose::Probe => {
-                let answer = etcd_answer::read_range(response).map(|_| ());
-                self.answered(host, answer.as_ref().map_err(|e| (e, "a probe")).copied());
-            }
-            Purpose::Write(what) => {
-                let written = etcd_answer::read_put(response).map(|_| ()).or_else(|e| {
-                    match etcd_answer::read_delete(response) {
-                        Ok(_) => Ok(()),
-                        Err(_) => Err(e),
-                    }
-                });
-                match written {
-                    Ok(()) => self.answered(host, Ok(())),
-                    Err(e) => self.answered(host, Err((&e, what))),
-                }
+            Err(e) => e,
+        };
+        if !sent.retried && e.another_member_may_answer() {
+            // A member that is down or between leaders: Envoy's balancer sends the second
+            // try to another, so one member down is no outage.
+            if let Some(token) = host.call(&sent.call) {
+                self.calls.insert(
+                    token,
+                    Sent {
+                        retried: true,
+                        ..sent
+                    },
+                );
+                return true;
             }
         }
+        let what = match sent.purpose {
+            Purpose::Lease(kind) => {
+                // The last lease is kept while it may live; asked again in a second.
+                let slot = &mut self.leases[kind.index()];
+                slot.asked = false;
+                slot.renew_at_ms = host.now_ms() + LEASE_RETRY_MS;
+                "a lease could not be granted"
+            }
+            Purpose::Probe => {
+                self.probing = false;
+                "a probe"
+            }
+            Purpose::Write(what) => what,
+        };
+        self.answered(host, Err((&e, what)));
         true
+    }
+
+    /// etcd granted a lease of `kind`: keys are put with it from now on.
+    fn granted(&mut self, kind: LeaseKind, granted: &LeaseAnswer, now_ms: u64) {
+        let ttl_ms = u64::try_from(granted.ttl_secs).unwrap_or(0) * 1000;
+        let slot = &mut self.leases[kind.index()];
+        slot.asked = false;
+        slot.id = Some(granted.id);
+        slot.ends_ms = now_ms + ttl_ms;
+        slot.renew_at_ms = now_ms + ttl_ms / 3;
     }
 
     /// Records how a call went: the first failure and the recovery are logged, failures in
@@ -209,11 +277,31 @@ impl StoreClient {
     ) {
         match outcome {
             Ok(()) => self.succeeded(host),
+            // The store answered, but lost the lease: every lease is granted anew.
+            Err((e, what)) if e.lease_not_found() => {
+                self.succeeded(host);
+                self.leases_lost(host, what);
+            }
             Err((e, what)) => self.failed(host, e, what),
         }
     }
 
+    /// etcd does not know a lease this client holds: it lost its data (started again
+    /// empty), so none of them is good. Each is asked for again on the next tick.
+    fn leases_lost(&mut self, host: &mut dyn Host, what: &str) {
+        for slot in &mut self.leases {
+            slot.id = None;
+            slot.renew_at_ms = 0;
+        }
+        let line = format!(
+            "cluster store: etcd does not know this Envoy's lease ({what}); new leases are \
+             asked for"
+        );
+        host.log(Severity::Warn, &line);
+    }
+
     fn succeeded(&mut self, host: &mut dyn Host) {
+        self.answered_at_ms = host.now_ms();
         if let Some(since) = self.failing_since_ms.take() {
             let secs = host.now_ms().saturating_sub(since) / 1000;
             let line = format!("cluster store answers again, after {secs} s");
@@ -224,9 +312,11 @@ impl StoreClient {
     fn failed(&mut self, host: &mut dyn Host, e: &EtcdError, what: &str) {
         host.count(Metric::StoreFailures);
         let first = self.failing_since_ms.is_none();
+        let now_ms = host.now_ms();
         if first {
-            self.failing_since_ms = Some(host.now_ms());
+            self.failing_since_ms = Some(now_ms);
         }
+        self.probe_at_ms = now_ms + LEASE_RETRY_MS;
         let severity = if first {
             Severity::Warn
         } else {

@@ -39,6 +39,26 @@ impl std::fmt::Display for EtcdError {
     }
 }
 
+impl EtcdError {
+    /// Whether another member may answer where this one did not: no answer at all, or a
+    /// gateway error (Envoy could not reach the member: `502`-`504`; the member has no
+    /// leader or saw it change: `503`). Envoy's balancer sends a second try elsewhere.
+    pub fn another_member_may_answer(&self) -> bool {
+        match self {
+            EtcdError::NoAnswer => true,
+            EtcdError::Refused { status, .. } => (502..=504).contains(status),
+            EtcdError::TooLarge | EtcdError::Garbage(_) => false,
+        }
+    }
+
+    /// etcd does not know the lease a key was put with: it ended, or the store lost its
+    /// data (a cluster started again empty).
+    pub fn lease_not_found(&self) -> bool {
+        matches!(self, EtcdError::Refused { status: 404, message }
+            if message.ends_with("requested lease not found"))
+    }
+}
+
 /// A key and its value, as a range or a failed create read them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyValue {
@@ -392,6 +412,42 @@ mod tests {
             })
         );
         assert_eq!(read_range(&answer(None, "")), Err(EtcdError::NoAnswer));
+    }
+
+    #[test]
+    fn a_dead_or_leaderless_member_is_worth_a_second_try_and_a_refusal_is_not() {
+        let leader_changed = r#"{"error":"etcdserver: leader changed","message":"etcdserver: leader changed","code":14}"#;
+        let envoy_503 = "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+        for (status, body) in [
+            (None, ""),
+            (Some(503), leader_changed),
+            (Some(503), envoy_503),
+            (Some(503), "no healthy upstream"),
+            (Some(504), "upstream request timeout"),
+        ] {
+            let error = read_put(&answer(status, body)).err();
+            assert!(
+                error
+                    .as_ref()
+                    .is_some_and(EtcdError::another_member_may_answer),
+                "{status:?} {body}: {error:?}"
+            );
+        }
+        let lease_gone = r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#;
+        let too_many = r#"{"error":"etcdserver: too many requests","message":"etcdserver: too many requests","code":8}"#;
+        for (status, body) in [(404, lease_gone), (429, too_many), (200, "garbage")] {
+            let error = read_put(&answer(Some(status), body)).err();
+            assert!(
+                error
+                    .as_ref()
+                    .is_some_and(|e| !e.another_member_may_answer()),
+                "{status} {body}: {error:?}"
+            );
+        }
+        let lease_error = read_put(&answer(Some(404), lease_gone)).err();
+        assert!(lease_error.is_some_and(|e| e.lease_not_found()));
+        let other_404 = read_put(&answer(Some(404), r#"{"message":"Not Found"}"#)).err();
+        assert!(other_404.is_some_and(|e| !e.lease_not_found()));
     }
 
     #[test]

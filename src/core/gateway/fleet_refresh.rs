@@ -129,8 +129,12 @@ impl Gateway {
         let settings = Rc::clone(&self.settings);
         let service = settings.login.get(service.0)?;
         let answer = etcd_answer::read_create(response);
-        if answer == Err(EtcdError::NoAnswer) && !retried {
-            // A member that is down: Envoy's balancer sends the second try to another.
+        let unanswered = answer
+            .as_ref()
+            .is_err_and(EtcdError::another_member_may_answer);
+        if unanswered && !retried {
+            // A member that is down or between leaders: Envoy's balancer sends the second
+            // try to another.
             if let Some(lock) = self.lock_call(host, service, &key) {
                 if let Pending::Refresh { fleet, .. } = &mut *pending {
                     *fleet = Fleet::Locking {
