@@ -111,40 +111,63 @@ fn one_etcd_member_down_changes_nothing_a_user_sees() {
     ready_says(&fleet, "OK");
 }
 
-/// Every member killed after the first expiry: each Envoy refreshes on its own (the
-/// losers' refused refreshes keep the session by the grace rule), `/ready` says degraded
-/// and the log names the outage; every member back after the third: `/ready` is OK again
-/// and the next expiries are one refresh each for the fleet.
-#[test]
-fn the_whole_store_down_leaves_each_envoy_on_its_own_and_its_return_heals() {
+/// How the whole store goes away.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// Every member killed: connections refused at once.
+    Killed,
+    /// Every member frozen: connections taken, nothing answered (calls time out).
+    Frozen,
+}
+
+/// The whole store away after the first expiry: each Envoy refreshes on its own (the
+/// losers' refused refreshes keep the session by the grace rule), no answer waits long,
+/// `/ready` says degraded and the log names the outage; the store back after the third:
+/// `/ready` is OK again and the next expiries are one refresh each for the fleet.
+fn the_whole_store_away_then_back(outage: Outage) {
     let mut etcd = EtcdCluster::start(3);
-    let fleet = strict_fleet(&etcd, "/faults-all");
+    let fleet = strict_fleet(&etcd, &format!("/faults-{outage:?}"));
     let (mut degraded_in, mut healed_in) = (None, None);
-    let expiries = race(&fleet, EXPIRIES, |n| match n {
-        0 => {
+    let expiries = race(&fleet, EXPIRIES, |n| match (n, outage) {
+        (0, Outage::Killed) => {
             etcd.kill_all();
             degraded_in = Some(ready_says(&fleet, "degraded"));
         }
-        2 => {
+        (0, Outage::Frozen) => {
+            etcd.freeze_all();
+            degraded_in = Some(ready_says(&fleet, "degraded"));
+        }
+        (2, Outage::Killed) => {
             etcd.restart_all();
+            healed_in = Some(ready_says(&fleet, "OK"));
+        }
+        (2, Outage::Frozen) => {
+            etcd.thaw_all();
             healed_in = Some(ready_says(&fleet, "OK"));
         }
         _ => {}
     });
     eprintln!(
-        "/ready said degraded after {degraded_in:?}, OK again after {healed_in:?}:\n{}",
+        "{outage:?}: /ready said degraded after {degraded_in:?}, OK again after {healed_in:?}:\n{}",
         report(&expiries)
     );
     let store_up = |n: usize| n == 0 || n >= 3;
-    assert_figures(
-        &expiries,
-        store_up,
-        "store down after expiry 0, back after 2",
-    );
+    let what = format!("store {outage:?} after expiry 0, back after 2");
+    assert_figures(&expiries, store_up, &what);
     for (replica, envoy) in fleet.replicas.iter().enumerate() {
         let log = envoy.log();
         for line in ["cluster store unavailable", "cluster store answers again"] {
             assert!(log.contains(line), "replica {replica} logged no {line:?}");
         }
     }
+}
+
+#[test]
+fn every_etcd_member_killed_leaves_each_envoy_on_its_own_and_their_return_heals() {
+    the_whole_store_away_then_back(Outage::Killed);
+}
+
+#[test]
+fn every_etcd_member_frozen_leaves_each_envoy_on_its_own_in_bounded_time_and_heals() {
+    the_whole_store_away_then_back(Outage::Frozen);
 }

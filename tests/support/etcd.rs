@@ -170,6 +170,29 @@ impl EtcdCluster {
         }
     }
 
+    /// Freezes every member (SIGSTOP): their ports still take connections but nothing
+    /// answers, as a hung store or a partition looks from the client.
+    pub fn freeze_all(&mut self) {
+        self.signal_all("-STOP");
+    }
+
+    /// Lets frozen members go on, and waits until all are healthy.
+    pub fn thaw_all(&mut self) {
+        self.signal_all("-CONT");
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        self.wait_healthy(&all);
+    }
+
+    fn signal_all(&self, signal: &str) {
+        for child in self.members.iter().filter_map(|m| m.child.as_ref()) {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {signal} {}", child.id());
+        }
+    }
+
     /// Starts a killed member again on its ports and data directory, and waits until it is
     /// back in the cluster and healthy.
     pub fn restart(&mut self, member: usize) {
