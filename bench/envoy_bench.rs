@@ -4,7 +4,8 @@
 //! server (a second Envoy: the cost of the extra hop); and wasm-iap with the same token on
 //! every request, with distinct valid tokens in rotation (each needs a signature check until
 //! cached), with forged RS256, ES256 and EdDSA tokens (every request needs a check, and gets
-//! 401), and with a browser session cookie (one cookie, and one chunked in three). Routes
+//! 401), and with a browser session cookie (one cookie, one chunked in three, and one with a
+//! cluster store configured: a one-member etcd the bench starts and stops). Routes
 //! answer with a direct response so that only the filters differ. Also measures the time to
 //! the first request of a fresh Envoy whose keys come by OIDC discovery, and the host calls
 //! wasm-iap makes per request on each path (a counting build, in Envoys of its own).
@@ -39,6 +40,7 @@ use load::{wrk, Measured};
 use report::{median_of_sorted, FirstRequests, Memory, Report, Row, Spread};
 use scenarios::{direct_response_bootstrap, floor_wasm, Material, ALL};
 use support::envoy::{envoy_binary, repo_root, wasm_path, Envoy, Started};
+use support::etcd::EtcdCluster;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -75,6 +77,43 @@ fn memory(pid: u32) -> Memory {
         rss_mib: mib("VmRSS:"),
         hwm_mib: mib("VmHWM:"),
     }
+}
+
+/// The store scenario measures nothing unless its Envoy really reaches etcd: etcd holds the
+/// leases it granted, and `/ready` says `OK` (not "degraded").
+fn assert_store_answers(envoy: &Envoy, etcd_port: u16) {
+    let leases_url = format!("http://127.0.0.1:{etcd_port}/v3/lease/leases");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let leases = support::http::request("POST", &leases_url, &[], Some("{}")).json();
+        let granted = leases["leases"].as_array().is_some_and(|l| !l.is_empty());
+        let ready = support::http::get(&envoy.url("/ready"), &[]);
+        if granted && ready.status == 200 && ready.body.trim() == "OK" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wasm_iap_session_store: the cluster store does not answer: leases {leases}, /ready {} {}",
+            ready.status,
+            ready.body
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A counter from Envoy's admin (`/stats`), e.g. `cluster.etcd.upstream_rq_total`.
+fn stat(envoy: &Envoy, name: &str) -> u64 {
+    let url = format!("http://127.0.0.1:{}/stats?filter={name}", envoy.admin_port);
+    let body = support::http::get(&url, &[]).body;
+    body.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(": ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 fn envoy_version() -> String {
@@ -135,9 +174,13 @@ fn main() {
     // shows the cost of the extra hop rather than of a slow server.
     let authz_server = chosen("ext_authz_http")
         .then(|| start("authorization server", &direct_response_bootstrap(vec![])));
+    // The session path with a store has one member: the store is never asked per request.
+    let etcd = chosen("wasm_iap_session_store").then(|| EtcdCluster::start(1));
     let mut running = Vec::new();
     for (name, _) in ALL.iter().filter(|(name, _)| chosen(name)) {
-        let scenario = material.scenario(name, authz_server.as_ref().map(|e| e.port));
+        let authz_port = authz_server.as_ref().map(|e| e.port);
+        let etcd_port = etcd.as_ref().map(|e| e.client_ports()[0]);
+        let scenario = material.scenario(name, authz_port, etcd_port);
         let envoy = start(name, &scenario.config);
         let url = envoy.url("/api/v1/query");
         let status = status_with(&url, &scenario.pass);
@@ -151,6 +194,9 @@ fn main() {
                 asked.unwrap_or(0) > 0,
                 "{name}: the authorization server must have been asked"
             );
+        }
+        if *name == "wasm_iap_session_store" {
+            assert_store_answers(&envoy, etcd_port.expect("its etcd"));
         }
         if let Some(refuse) = &scenario.refuse {
             let status = status_with(&url, refuse);
@@ -171,6 +217,15 @@ fn main() {
             );
             samples.push(m);
         }
+    }
+
+    if let Some((_, envoy, ..)) = running
+        .iter()
+        .find(|(name, ..)| *name == "wasm_iap_session_store")
+    {
+        let requests = stat(envoy, "http.ingress.downstream_rq_total");
+        let store_calls = stat(envoy, "cluster.etcd.upstream_rq_total");
+        eprintln!("wasm_iap_session_store: {store_calls} calls to etcd for {requests} requests");
     }
 
     let mut rows: Vec<Row> = running
@@ -197,6 +252,7 @@ fn main() {
     let authz_memory = authz_server.as_ref().map(|e| memory(e.pid()));
     drop(running);
     drop(authz_server);
+    drop(etcd);
     let rps_of = |name: &str, rows: &[Row]| rows.iter().find(|r| r.name == name).map(|r| r.rps);
     let (no_filter, floor) = (rps_of("no_filter", &rows), rps_of("wasm_floor", &rows));
     for row in &mut rows {

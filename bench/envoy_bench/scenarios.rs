@@ -19,9 +19,10 @@ pub const AUDIENCE: &str = "prometheus";
 /// that pass.
 pub const ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
 const AUTHZ_CLUSTER: &str = "authz";
+const ETCD_CLUSTER: &str = "etcd";
 
 /// Every scenario, in the order they are run and reported, with what it measures.
-pub const ALL: [(&str, &str); 12] = [
+pub const ALL: [(&str, &str); 13] = [
     ("no_filter", "Envoy alone"),
     ("wasm_floor", "do-nothing Rust Wasm filter"),
     ("jwt_authn_native", "native jwt_authn"),
@@ -45,6 +46,10 @@ pub const ALL: [(&str, &str); 12] = [
         "wasm-iap, forged EdDSA tokens (401)",
     ),
     ("wasm_iap_session_cookie", "wasm-iap, session cookie"),
+    (
+        "wasm_iap_session_store",
+        "wasm-iap, session cookie, cluster store (etcd)",
+    ),
     (
         "wasm_iap_session_3_chunks",
         "wasm-iap, session in 3 cookies",
@@ -170,6 +175,13 @@ pub fn session_config(jwks: &Value) -> Value {
     })
 }
 
+/// `config` with a cluster store on etcd (cluster `etcd`): leases granted and the store
+/// asked on the tick, never a callout per request when no session needs a refresh.
+fn with_cluster_store(mut config: Value) -> Value {
+    config["cluster_store"] = json!({ "etcd": { "cluster": ETCD_CLUSTER, "prefix": "/bench" } });
+    config
+}
+
 /// A `Cookie` header value holding a session of `config`'s login service in `chunks` cookies
 /// (groups are added until it takes that many), valid for an hour, no refresh.
 pub fn session_cookie(config: &Value, chunks: usize) -> String {
@@ -282,8 +294,13 @@ impl Material {
     }
 
     /// The scenario `name` (one of `ALL`); `authz_port`: the authorization server of
-    /// `ext_authz_http`.
-    pub fn scenario(&mut self, name: &'static str, authz_port: Option<u16>) -> Scenario {
+    /// `ext_authz_http`; `etcd_port`: the cluster store of `wasm_iap_session_store`.
+    pub fn scenario(
+        &mut self,
+        name: &'static str,
+        authz_port: Option<u16>,
+        etcd_port: Option<u16>,
+    ) -> Scenario {
         let bearer = format!("Authorization: Bearer {}", self.token);
         let not_a_token = Some("Authorization: Bearer not-a-token".to_string());
         let wasm_config = self.bearer_config();
@@ -327,12 +344,15 @@ impl Material {
                 let refuse = format!("Authorization: Bearer {}", forged[0]);
                 (wasm(), load, untampered, Some(refuse))
             }
-            "wasm_iap_session_cookie" | "wasm_iap_session_3_chunks" => {
-                let config = session_config(&self.jwks);
-                let chunks = if name == "wasm_iap_session_cookie" {
-                    1
-                } else {
+            "wasm_iap_session_cookie" | "wasm_iap_session_3_chunks" | "wasm_iap_session_store" => {
+                let mut config = session_config(&self.jwks);
+                if name == "wasm_iap_session_store" {
+                    config = with_cluster_store(config);
+                }
+                let chunks = if name == "wasm_iap_session_3_chunks" {
                     3
+                } else {
+                    1
                 };
                 let cookie = format!("Cookie: {}", session_cookie(&config, chunks));
                 let filters = vec![wasm_filter(&config)];
@@ -344,6 +364,10 @@ impl Material {
         if name == "ext_authz_http" {
             let port = authz_port.expect("ext_authz_http needs its authorization server");
             config = with_cluster(config, AUTHZ_CLUSTER, port);
+        }
+        if name == "wasm_iap_session_store" {
+            let port = etcd_port.expect("wasm_iap_session_store needs its etcd");
+            config = with_cluster(config, ETCD_CLUSTER, port);
         }
         Scenario {
             name,
