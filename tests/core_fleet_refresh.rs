@@ -233,12 +233,18 @@ impl Replica {
     }
 }
 
-#[test]
-fn a_worker_that_sends_nothing_learns_within_a_sync_interval_that_the_store_is_gone() {
+/// A one-member etcd, its port, and a replica it granted leases to.
+fn a_replica_and_its_store() -> (EtcdCluster, Option<u16>, Replica) {
     let etcd = EtcdCluster::start(1);
     let port = Some(etcd.client_ports()[0]);
-    let mut a = Replica::new(&prefix());
-    a.tick(port);
+    let mut replica = Replica::new(&prefix());
+    replica.tick(port);
+    (etcd, port, replica)
+}
+
+#[test]
+fn a_worker_that_sends_nothing_learns_within_a_sync_interval_that_the_store_is_gone() {
+    let (_etcd, port, mut a) = a_replica_and_its_store();
     a.bed.host.advance(1_100);
     a.tick(port);
     assert_eq!(a.ready().trim(), "OK");
@@ -254,10 +260,7 @@ fn a_worker_that_sends_nothing_learns_within_a_sync_interval_that_the_store_is_g
 
 #[test]
 fn a_store_call_a_dead_member_did_not_answer_is_sent_to_another_and_nothing_fails() {
-    let etcd = EtcdCluster::start(1);
-    let port = Some(etcd.client_ports()[0]);
-    let mut a = Replica::new(&prefix());
-    a.tick(port);
+    let (_etcd, port, mut a) = a_replica_and_its_store();
     // The tick's probe first reaches a dead member.
     a.bed.host.advance(1_100);
     a.bed.gateway.tick(&mut a.bed.host);

@@ -120,6 +120,23 @@ enum Outage {
     Frozen,
 }
 
+impl Outage {
+    fn begin(self, etcd: &mut EtcdCluster) {
+        match self {
+            Outage::Killed => etcd.kill_all(),
+            Outage::Frozen => etcd.freeze_all(),
+        }
+    }
+
+    /// Every member back and healthy.
+    fn end(self, etcd: &mut EtcdCluster) {
+        match self {
+            Outage::Killed => etcd.restart_all(),
+            Outage::Frozen => etcd.thaw_all(),
+        }
+    }
+}
+
 /// The whole store away after the first expiry: each Envoy refreshes on its own (the
 /// losers' refused refreshes keep the session by the grace rule), no answer waits long,
 /// `/ready` says degraded and the log names the outage; the store back after the third:
@@ -128,21 +145,13 @@ fn the_whole_store_away_then_back(outage: Outage) {
     let mut etcd = EtcdCluster::start(3);
     let fleet = strict_fleet(&etcd, &format!("/faults-{outage:?}"));
     let (mut degraded_in, mut healed_in) = (None, None);
-    let expiries = race(&fleet, EXPIRIES, |n| match (n, outage) {
-        (0, Outage::Killed) => {
-            etcd.kill_all();
+    let expiries = race(&fleet, EXPIRIES, |n| match n {
+        0 => {
+            outage.begin(&mut etcd);
             degraded_in = Some(ready_says(&fleet, "degraded"));
         }
-        (0, Outage::Frozen) => {
-            etcd.freeze_all();
-            degraded_in = Some(ready_says(&fleet, "degraded"));
-        }
-        (2, Outage::Killed) => {
-            etcd.restart_all();
-            healed_in = Some(ready_says(&fleet, "OK"));
-        }
-        (2, Outage::Frozen) => {
-            etcd.thaw_all();
+        2 => {
+            outage.end(&mut etcd);
             healed_in = Some(ready_says(&fleet, "OK"));
         }
         _ => {}
