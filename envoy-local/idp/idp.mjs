@@ -12,6 +12,8 @@
 //                   {"bob@other.com": {"groups": ["myorg:dev"]}, "eve": {"email_verified": false}}
 //                   (default claims: email from the name, email_verified true, groups ["demo-users"])
 //   EXTRA_CLIENTS   JSON list of further browser clients: {client_id, client_secret, redirect_uris}
+//   BACKCHANNEL_LOGOUT_URI  where "demo" takes OIDC back-channel logout tokens (with `sid`); the
+//                   IdP POSTs them there when its session ends (RP-initiated logout), loopback too
 //
 // Client-credentials clients: "demo-cli" may ask for scopes api, read and write;
 // "reader-cli" (secret "reader-cli-secret") only for api and read.
@@ -96,11 +98,15 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
         redirect_uris: list(process.env.REDIRECT_URIS).length ? list(process.env.REDIRECT_URIS) : ['http://127.0.0.1/oauth2/callback'],
         post_logout_redirect_uris: list(process.env.POST_LOGOUT_REDIRECT_URIS),
         token_endpoint_auth_method: 'client_secret_basic',
+        ...(process.env.BACKCHANNEL_LOGOUT_URI
+          ? { backchannel_logout_uri: process.env.BACKCHANNEL_LOGOUT_URI, backchannel_logout_session_required: true }
+          : {}),
       },
       ...extraClients,
     ],
     features: {
       clientCredentials: { enabled: true },
+      backchannelLogout: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => 'urn:wasm-iap:demo-upstream',
@@ -115,6 +121,8 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
       },
     },
     ttl: { IdToken: tokenTtl, AccessToken: tokenTtl },
+    // Logout tokens go to the filter on loopback, which the default fetch refuses (SSRF guard).
+    fetch: (url, { dispatcher, ...options }) => globalThis.fetch(url, options),
     // The browser client may refresh: give it a refresh token without prompting for offline access.
     issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   });

@@ -51,6 +51,11 @@ pub enum Metric {
     /// Refreshes the IdP refused right after the tokens expired, where the old session went
     /// on (`refresh_race_grace`: another replica may have spent the refresh token first).
     RefreshRefusalsTolerated,
+    /// Sessions revoked here: sign-outs and back-channel logouts taken in.
+    Revocations,
+    /// Requests whose session was revoked, answered as if they had none (reported on the
+    /// tick).
+    SessionsRevoked,
     /// Key fetches started (discovery and JWKS callouts, counted per fetch).
     KeyFetches,
     /// Key fetches that failed.
@@ -66,7 +71,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 20] = [
+    pub(crate) const ALL: [Metric; 22] = [
         Metric::Allowed,
         Metric::Refused,
         Metric::DeniedNoCredential,
@@ -81,6 +86,8 @@ impl Metric {
         Metric::LoginsFailed,
         Metric::Refreshed,
         Metric::RefreshRefusalsTolerated,
+        Metric::Revocations,
+        Metric::SessionsRevoked,
         Metric::KeyFetches,
         Metric::KeyFetchFailures,
         Metric::TokenCacheHits,
@@ -105,6 +112,8 @@ impl Metric {
             Metric::LoginsFailed => "wasm_iap_logins_failed",
             Metric::Refreshed => "wasm_iap_sessions_refreshed",
             Metric::RefreshRefusalsTolerated => "wasm_iap_refresh_refusals_tolerated",
+            Metric::Revocations => "wasm_iap_revocations",
+            Metric::SessionsRevoked => "wasm_iap_sessions_revoked",
             Metric::KeyFetches => "wasm_iap_key_fetches",
             Metric::KeyFetchFailures => "wasm_iap_key_fetch_failures",
             Metric::TokenCacheHits => "wasm_iap_token_cache_hits",
