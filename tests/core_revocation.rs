@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use support::host::FakeHost;
 use support::mint::{self, forge, hs256_with_public_key, other_keys, shared_keys};
 use support::native_bed::*;
-use wasm_iap::core::gateway::Decision;
+use wasm_iap::core::gateway::{Decision, RequestBody};
 use wasm_iap::core::host::Metric;
 use wasm_iap::core::login::backchannel::{BACKCHANNEL_EVENT, MAX_AGE_SECS, MAX_BODY_BYTES};
 use wasm_iap::core::login::session::Session;
@@ -92,7 +92,8 @@ fn logout_token(changes: Value) -> String {
 /// The IdP's POST of `token` to the back-channel logout path.
 fn post_logout(bed: &mut Bed, token: &str) -> Reply {
     let body = format!("logout_token={token}");
-    responded(bed.send_with_body("POST", DASH, LOGOUT, &[FORM], Some(body.as_bytes())))
+    let body = RequestBody::Whole(body.as_bytes());
+    responded(bed.send_with_body("POST", DASH, LOGOUT, &[FORM], body))
 }
 
 fn assert_refused(reply: &Reply, why: &str) {
@@ -235,9 +236,9 @@ fn a_logout_token_arriving_on_two_workers_at_once_is_taken_in_once() {
     let b_context = b.last_context();
     // A takes the whole token in while B's body is still on its way.
     assert_eq!(post_logout(&mut a, &token).status, 200);
-    let reply = b
-        .gateway
-        .on_request_body(&mut b.host, b_context, Some(body.as_bytes()));
+    let reply =
+        b.gateway
+            .on_request_body(&mut b.host, b_context, RequestBody::Whole(body.as_bytes()));
     assert_refused(&responded(reply), "the second worker");
     assert_eq!(b.host.count_of(Metric::Revocations), 0);
 }
@@ -385,7 +386,7 @@ fn only_a_form_post_of_reasonable_size_is_read() {
         DASH,
         LOGOUT,
         &[("content-type", "application/json")],
-        Some(b"{}"),
+        RequestBody::Whole(b"{}"),
     ));
     assert_refused(&json, "not a form");
     let length = (MAX_BODY_BYTES + 1).to_string();
@@ -395,12 +396,21 @@ fn only_a_form_post_of_reasonable_size_is_read() {
         413,
         "a Content-Length over the bound"
     );
-    let streamed = responded(a.send_with_body("POST", DASH, LOGOUT, &[FORM], None));
+    let grew = RequestBody::TooLarge;
+    let streamed = responded(a.send_with_body("POST", DASH, LOGOUT, &[FORM], grew));
     assert_eq!(streamed.status, 413, "a body that grew over the bound");
-    let empty = responded(a.send_with_body("POST", DASH, LOGOUT, &[FORM], Some(b"")));
+    let cut = RequestBody::Overtaken;
+    let overtaken = responded(a.send_with_body("POST", DASH, LOGOUT, &[FORM], cut));
+    assert_refused(
+        &overtaken,
+        "the upstream answered before the body was whole",
+    );
+    let empty = RequestBody::Whole(b"");
+    let empty = responded(a.send_with_body("POST", DASH, LOGOUT, &[FORM], empty));
     assert_refused(&empty, "no logout_token");
     let query = format!("{LOGOUT}?x=1");
-    let with_query = responded(a.send_with_body("GET", DASH, &query, &[], None));
+    let with_query = RequestBody::TooLarge;
+    let with_query = responded(a.send_with_body("GET", DASH, &query, &[], with_query));
     assert_eq!(
         with_query.status, 405,
         "the path is ours whatever its query"

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use crate::core::config::Settings;
 use crate::core::forward::Forward;
-use crate::core::gateway::{Decision, Gateway};
+use crate::core::gateway::{Decision, Gateway, RequestBody};
 use crate::core::host::Host;
 use crate::core::keys::fetch::CalloutResponse;
 use crate::core::keys::fetcher::KeyFetcher;
@@ -24,8 +24,8 @@ pub(crate) enum Act {
     Respond(Reply),
     /// Keep it paused: it waits for keys, endpoints or a token call.
     Pause,
-    /// Keep it paused, read its body (up to this many bytes) and hand it to
-    /// `on_request_body`.
+    /// Read its body (up to this many bytes) and hand it to `on_request_body`, whose
+    /// answer is the one the client gets.
     ReadBody(usize),
 }
 
@@ -67,12 +67,12 @@ impl Worker {
         }
     }
 
-    /// Door: the body a `ReadBody` asked for, whole (`None`: larger than asked).
+    /// Door: the body a `ReadBody` asked for (or why it cannot be had).
     pub(crate) fn on_request_body(
         &mut self,
         host: &mut dyn Host,
         context_id: u32,
-        body: Option<&[u8]>,
+        body: RequestBody,
     ) -> Act {
         let decision = self.gateway.on_request_body(host, context_id, body);
         self.hold(context_id, decision)

@@ -10,6 +10,7 @@ use proxy_wasm::types::{Action, LogLevel};
 use super::apply;
 use super::host::{self, ProxyHost};
 use crate::core::bearer::error::AuthError;
+use crate::core::gateway::RequestBody;
 use crate::core::worker::{Act, Worker};
 
 /// What one VM (one worker thread) decides with, shared by its root and HTTP contexts.
@@ -31,9 +32,8 @@ impl Request {
         }
     }
 
-    /// Hands the body (`None`: larger than wanted) to the worker's door, and carries out
-    /// what it says.
-    fn body_read(&mut self, body: Option<&[u8]>) -> Action {
+    /// Hands the body to the worker's door, and carries out what it says.
+    fn body_read(&mut self, body: RequestBody) -> Action {
         self.body_wanted = None;
         let act = match self.worker.try_borrow_mut() {
             Ok(mut slot) => match slot.as_mut() {
@@ -114,10 +114,14 @@ impl HttpContext for Request {
         }
         match arrival.act {
             // No body follows: the door gets an empty one now.
-            Act::ReadBody(_) if end_of_stream => self.body_read(Some(&[])),
+            Act::ReadBody(_) if end_of_stream => self.body_read(RequestBody::Whole(&[])),
+            // A host gives no body to a filter that paused the headers (Envoy turns the
+            // pause into a stop of everything), so the headers go on and the body is held
+            // here: the upstream sees headers whose body never comes (the answer given here
+            // resets it). A body sent with its headers is read before any upstream answers.
             Act::ReadBody(max_bytes) => {
                 self.body_wanted = Some(max_bytes);
-                Action::Pause
+                Action::Continue
             }
             act => apply::carry_out_sent(act, &headers),
         }
@@ -132,18 +136,23 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         if body_size > max_bytes {
-            return self.body_read(None);
+            return self.body_read(RequestBody::TooLarge);
         }
         if !end_of_stream {
             return Action::Pause;
         }
         let body = host::request_body(body_size);
-        self.body_read(Some(&body))
+        self.body_read(RequestBody::Whole(&body))
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         #[cfg(feature = "host-call-count")]
         super::host_calls::enter(self.context_id);
+        if self.body_wanted.is_some() {
+            // The upstream answered before the body was whole (Envoy then hands no more of
+            // it to filters): its answer is replaced by ours.
+            return self.body_read(RequestBody::Overtaken);
+        }
         let cookies = match self.worker.try_borrow_mut() {
             Ok(mut slot) => slot
                 .as_mut()

@@ -276,6 +276,11 @@ impl Envoy {
         (!values.is_empty()).then(|| values.iter().sum())
     }
 
+    /// A page of the admin interface (e.g. `/stats?filter=...`).
+    pub fn admin(&self, path: &str) -> http::Response {
+        http::get(&format!("http://127.0.0.1:{}{path}", self.admin_port), &[])
+    }
+
     /// The Envoy process's id (e.g. to read its memory use from `/proc/<pid>/status`).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -9,7 +9,7 @@ use super::host::FakeHost;
 use super::mint::{self, claims_with, shared_keys};
 use super::random::Counter;
 use wasm_iap::core::config::Settings;
-use wasm_iap::core::gateway::{Decision, Forward, Gateway};
+use wasm_iap::core::gateway::{Decision, Forward, Gateway, RequestBody};
 use wasm_iap::core::login::session::{self, Session};
 use wasm_iap::core::reply::{Reply, Severity};
 use wasm_iap::core::request_headers::RequestHeaders;
@@ -106,14 +106,14 @@ impl Bed {
     }
 
     /// A request with a body: its headers are decided, and when the decision asks for the
-    /// body, it gets `body` (`None`: larger than it asked for).
+    /// body, it gets `body`.
     pub fn send_with_body(
         &mut self,
         method: &str,
         authority: &str,
         path: &str,
         extra: &[(&str, &str)],
-        body: Option<&[u8]>,
+        body: RequestBody,
     ) -> Decision {
         let decision = self.send(method, authority, path, extra).decision;
         match decision {

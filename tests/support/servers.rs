@@ -14,6 +14,8 @@ pub struct Incoming {
     pub url: String,
     /// Header names in lower case, in order.
     pub headers: Vec<(String, String)>,
+    /// The body, decoded lossily.
+    pub body: String,
 }
 
 type Handler = dyn Fn(&Incoming) -> (u16, Vec<(String, String)>, String) + Send + Sync;
@@ -61,6 +63,7 @@ fn read_request(stream: &mut std::net::TcpStream) -> Option<Incoming> {
         method,
         url,
         headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 
@@ -84,7 +87,8 @@ fn respond(stream: &mut std::net::TcpStream, handler: &Handler) {
 }
 
 impl Served {
-    fn start<F>(port: u16, handle: F) -> Served
+    /// Serves on `port` (0: any free one) with `handle`.
+    pub fn start<F>(port: u16, handle: F) -> Served
     where
         F: Fn(&Incoming) -> (u16, Vec<(String, String)>, String) + Send + Sync + 'static,
     {

@@ -15,6 +15,16 @@ use crate::core::request_headers::RequestHeaders;
 use crate::core::revocation::shared::NotAdded;
 use crate::core::revocation::Entry;
 
+/// A request's body, as the adapter read it.
+#[derive(Clone, Copy, Debug)]
+pub enum RequestBody<'a> {
+    Whole(&'a [u8]),
+    /// Larger than asked for.
+    TooLarge,
+    /// The upstream answered before the body was whole (the host hands no more of it).
+    Overtaken,
+}
+
 impl Gateway {
     /// A request to the back-channel logout path: a form POST of reasonable size has its
     /// body read (`on_request_body` continues), anything else is answered now.
@@ -47,13 +57,13 @@ impl Gateway {
         Ended::ReadBody(MAX_BODY_BYTES)
     }
 
-    /// The body of a request whose decision was `ReadBody`, whole; `None` when it was larger
-    /// than asked. Answers the back-channel logout it carries.
+    /// The body of a request whose decision was `ReadBody`. Answers the back-channel
+    /// logout it carries.
     pub fn on_request_body(
         &mut self,
         host: &mut dyn Host,
         context_id: u32,
-        body: Option<&[u8]>,
+        body: RequestBody,
     ) -> Decision {
         let way = Way {
             mode: Mode::Upstream,
@@ -61,8 +71,12 @@ impl Gateway {
             settled: None,
         };
         let reply = match (self.in_flight.take_body(context_id), body) {
-            (Some(id), Some(body)) => self.take_logout(host, id, body),
-            (Some(_), None) => backchannel::too_large(),
+            (Some(id), RequestBody::Whole(body)) => self.take_logout(host, id, body),
+            (Some(_), RequestBody::TooLarge) => backchannel::too_large(),
+            (Some(id), RequestBody::Overtaken) => {
+                let client_id = self.settings.login.get(id.0).map_or("", |s| &s.client_id);
+                logged(host, Refused::BodyCut.reply(client_id))
+            }
             (None, _) => {
                 host.log(
                     Severity::Error,

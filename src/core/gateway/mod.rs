@@ -54,6 +54,7 @@ use crate::core::revocation::Revocations;
 
 #[cfg(any(test, feature = "testing"))]
 pub use crate::core::forward::Forward;
+pub use backchannel::RequestBody;
 pub(crate) use decision::Ended;
 pub use decision::{Decision, Judged, Outcome, Pending};
 use in_flight::{InFlight, Waiting};

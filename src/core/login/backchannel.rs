@@ -25,6 +25,8 @@ pub const MAX_AGE_SECS: u64 = 600;
 pub enum Refused {
     /// Not a form with exactly one `logout_token`.
     NotAForm,
+    /// The body did not come whole (the upstream answered first).
+    BodyCut,
     /// The signature or a registered claim (`iss`, `aud`, `iat`, `exp`), or not a JWS.
     Token(AuthError),
     /// Issued more than `MAX_AGE_SECS` ago.
@@ -46,6 +48,7 @@ impl Refused {
     fn description(&self) -> String {
         match self {
             Refused::NotAForm => "expected a form with one logout_token".into(),
+            Refused::BodyCut => "the body did not arrive whole".into(),
             Refused::Token(e) => format!("logout token rejected: {e}"),
             Refused::TooOld => "logout token issued too long ago".into(),
             Refused::NoJti => "logout token without jti".into(),
@@ -64,7 +67,9 @@ impl Refused {
     /// the logout rules is the IdP's doing.
     fn severity(&self) -> Severity {
         match self {
-            Refused::NotAForm | Refused::Token(_) | Refused::Replayed => Severity::Debug,
+            Refused::NotAForm | Refused::BodyCut | Refused::Token(_) | Refused::Replayed => {
+                Severity::Debug
+            }
             Refused::NotStored => Severity::Warn,
             _ => Severity::Info,
         }
