@@ -2,8 +2,8 @@
 //! 1. the IdP's callback: check the state, then exchange the code (`sign_in`);
 //! 2. sign-out (`sign_out`), which revokes the session it ends;
 //! 3. oauth2-proxy's `/oauth2/start`: a new login that ends at `rd` (`start`);
-//! 4. a valid session (one not revoked): refresh when its tokens expired, a refresh token is held and the
-//!    token endpoint is known, else forward;
+//! 4. a valid session, not revoked: refresh when its tokens expired, a refresh token is
+//!    held and the token endpoint is known, else forward;
 //! 5. no session but an `Authorization` header: left to bearer validation;
 //! 6. no session, a request to send to log in, the IdP's endpoints not known yet: wait for
 //!    them (`Step::AwaitEndpoints`) when the request may wait;
