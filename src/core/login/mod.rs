@@ -2,6 +2,7 @@
 //! session kept in sealed cookies.
 pub(crate) mod endpoints;
 pub(crate) mod error;
+pub(crate) mod handles;
 pub mod flow;
 pub(crate) mod login_cookie;
 pub mod oidc;
