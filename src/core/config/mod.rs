@@ -16,7 +16,7 @@ use crate::core::bearer::budget::BudgetLimits;
 use crate::core::config::cluster_store::{read_cluster_store, ClusterStore};
 use crate::core::config::endpoints::{read_endpoints, OwnEndpoints};
 pub use crate::core::config::ids::{ProviderId, ServiceId};
-use crate::core::config::login::{read_service, EnvLookup, LoginService};
+use crate::core::config::login::{read_service, EnvLookup, LoginService, SessionStore};
 use crate::core::config::policy::{read_api_services, ApiService};
 use crate::core::config::provider::read_provider;
 pub(crate) use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
@@ -161,6 +161,16 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     let signature_check_budget = read_budget(&mut top, problems);
     let endpoints = read_endpoints(top.value("endpoints"), problems);
     let cluster_store = read_cluster_store(top.value("cluster_store"), problems);
+    if cluster_store.is_none() {
+        for (i, service) in login.iter().enumerate() {
+            if service.session_store != SessionStore::Cookie {
+                problems.add(
+                    &format!("login[{i}].session_store"),
+                    "\"cluster\" needs a cluster_store",
+                );
+            }
+        }
+    }
     top.finish(problems);
     Settings {
         shared_token_cache_bytes: usize::try_from(shared_token_cache_bytes).unwrap_or(usize::MAX),
