@@ -18,11 +18,31 @@ pub(crate) type SharedWorker = Rc<RefCell<Option<Worker>>>;
 pub(crate) struct Request {
     context_id: u32,
     worker: SharedWorker,
+    /// While the core waits for the body: the most bytes it takes.
+    body_wanted: Option<usize>,
 }
 
 impl Request {
     pub(crate) fn new(context_id: u32, worker: SharedWorker) -> Self {
-        Request { context_id, worker }
+        Request {
+            context_id,
+            worker,
+            body_wanted: None,
+        }
+    }
+
+    /// Hands the body (`None`: larger than wanted) to the worker's door, and carries out
+    /// what it says.
+    fn body_read(&mut self, body: Option<&[u8]>) -> Action {
+        self.body_wanted = None;
+        let act = match self.worker.try_borrow_mut() {
+            Ok(mut slot) => match slot.as_mut() {
+                Some(worker) => worker.on_request_body(&mut ProxyHost, self.context_id, body),
+                None => return fail_closed("not configured"),
+            },
+            Err(_) => return fail_closed("VM state busy"),
+        };
+        apply::carry_out(act)
     }
 }
 
@@ -74,7 +94,7 @@ impl Context for Request {
 }
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "host-call-count")]
         super::host_calls::enter(self.context_id);
         #[cfg(feature = "crash-probe")]
@@ -92,7 +112,33 @@ impl HttpContext for Request {
         for name in &arrival.strip {
             host::remove_request_header(name);
         }
-        apply::carry_out_sent(arrival.act, &headers)
+        match arrival.act {
+            // No body follows: the door gets an empty one now.
+            Act::ReadBody(_) if end_of_stream => self.body_read(Some(&[])),
+            Act::ReadBody(max_bytes) => {
+                self.body_wanted = Some(max_bytes);
+                Action::Pause
+            }
+            act => apply::carry_out_sent(act, &headers),
+        }
+    }
+
+    /// Buffers the body the core asked for until it is whole (or too large), then hands
+    /// it over; any other request's body just passes.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
+        let Some(max_bytes) = self.body_wanted else {
+            return Action::Continue;
+        };
+        if body_size > max_bytes {
+            return self.body_read(None);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = host::request_body(body_size);
+        self.body_read(Some(&body))
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {

@@ -58,6 +58,8 @@ pub struct LoginService {
     pub(crate) session_lifetime_secs: u64,
     pub(crate) login_timeout_secs: u64,
     pub(crate) sign_out_path: String,
+    /// OIDC Back-Channel Logout: where the IdP POSTs its logout tokens.
+    pub(crate) backchannel_logout_path: String,
     /// oauth2-proxy's `/oauth2/start?rd=...`: starts a login that ends at `rd`.
     pub(crate) start_path: String,
     pub(crate) end_idp_session: bool,
@@ -583,6 +585,12 @@ pub(crate) fn read_service(
     let (session_lifetime_secs, login_timeout_secs) = read_lifetimes(&mut r, problems);
     let sign_out_path = read_path(&mut r, "sign_out_path", "/oauth2/sign_out", problems);
     let start_path = read_path(&mut r, "start_path", "/oauth2/start", problems);
+    let backchannel_logout_path = read_path(
+        &mut r,
+        "backchannel_logout_path",
+        "/oauth2/backchannel_logout",
+        problems,
+    );
     let end_idp_session = r.bool("end_idp_session", false, problems);
     let post_logout_redirect_url = r.string("post_logout_redirect_url", problems);
     let allowed_redirect_hosts = r
@@ -621,6 +629,7 @@ pub(crate) fn read_service(
         session_lifetime_secs,
         login_timeout_secs,
         sign_out_path,
+        backchannel_logout_path,
         start_path,
         end_idp_session,
         post_logout_redirect_url,

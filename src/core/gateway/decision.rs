@@ -23,6 +23,8 @@ pub enum Decision {
     Calling(Box<Pending>),
     /// Parked in the gateway: `settle` decides it again.
     Parked,
+    /// Read the request's body, up to this many bytes, and hand it to `on_request_body`.
+    ReadBody(usize),
 }
 
 /// The decision on a request, and the client-sent headers (named as the request names
@@ -41,6 +43,7 @@ pub(crate) enum Ended {
     Refuse(Refused),
     Calling(Box<Pending>),
     Parked,
+    ReadBody(usize),
 }
 
 impl<T: Into<Refused>> From<T> for Ended {

@@ -90,6 +90,12 @@ impl Gateway {
             return ControlFlow::Continue(());
         };
         let path = headers.lossy(":path");
+        let path_only = path.as_deref().unwrap_or("/").split('?').next();
+        if path_only == Some(service.backchannel_logout_path.as_str())
+            && !judged.mode.answered_here()
+        {
+            return ControlFlow::Break(self.backchannel_logout(host, context_id, id, headers));
+        }
         let authority = headers.lossy(":authority");
         let method = headers.text(":method").unwrap_or("GET");
         // Envoy's `:scheme`, never the client's `X-Forwarded-Proto`: Envoy derives it from
@@ -143,13 +149,17 @@ impl Gateway {
             Some(opened) => opened,
             None => &mut no_cache,
         };
+        let known = flow::Known {
+            opened,
+            revocations: &mut self.revocations,
+        };
         flow::decide_with(
             service,
             request,
             endpoints.as_deref(),
             now_secs,
             host,
-            opened,
+            known,
         )
     }
 
@@ -166,6 +176,12 @@ impl Gateway {
             Step::Bearer => return ControlFlow::Continue(()),
             Step::AwaitEndpoints => self.await_endpoints(host, headers, at),
             Step::Respond(reply) => logged(host, service, &place, reply),
+            Step::SignOut { reply, revoke } => {
+                if let Some(entry) = revoke {
+                    self.revoke(host, service, &[entry], "signed out");
+                }
+                logged(host, service, &place, reply)
+            }
             Step::Refuse(refused) => Ended::Refuse(refused),
             Step::StartLogin(reply) => {
                 host.count(Metric::LoginsStarted);
@@ -188,7 +204,7 @@ impl Gateway {
                     }
                 }
             }
-            Step::Refresh { session, request } => self.start_refresh(host, at, session, &request),
+            Step::Refresh { session, request } => self.start_refresh(host, at, *session, &request),
         })
     }
 

@@ -1,8 +1,8 @@
 //! The browser sign-in flow for one request to a protected host. `decide` takes, in order:
 //! 1. the IdP's callback: check the state, then exchange the code (`sign_in`);
-//! 2. sign-out (`sign_out`);
+//! 2. sign-out (`sign_out`), which revokes the session it ends;
 //! 3. oauth2-proxy's `/oauth2/start`: a new login that ends at `rd` (`start`);
-//! 4. a valid session: refresh when its tokens expired, a refresh token is held and the
+//! 4. a valid session (one not revoked): refresh when its tokens expired, a refresh token is held and the
 //!    token endpoint is known, else forward;
 //! 5. no session but an `Authorization` header: left to bearer validation;
 //! 6. no session, a request to send to log in, the IdP's endpoints not known yet: wait for
@@ -24,6 +24,7 @@ use crate::core::login::session::{self, Session};
 use crate::core::login::start::{self, sends_to_login};
 use crate::core::login::{sign_in, sign_out};
 use crate::core::random::Random;
+use crate::core::revocation::Revocations;
 
 pub use crate::core::login::endpoints::Endpoints;
 pub(crate) use crate::core::login::endpoints::ResolvedEndpoints;
@@ -38,35 +39,53 @@ pub fn decide(
     random: &mut dyn Random,
 ) -> Step {
     let mut opened = OpenedSessions::new(0);
-    decide_with(service, request, endpoints, now_secs, random, &mut opened)
+    let mut revocations = Revocations::new();
+    let known = Known {
+        opened: &mut opened,
+        revocations: &mut revocations,
+    };
+    decide_with(service, request, endpoints, now_secs, random, known)
 }
 
-/// `decide`, with the sessions this VM already opened (each sealed value is opened once).
+/// What this VM knows beyond the request: the sessions it already opened (each sealed
+/// value is opened once) and the revoked ones.
+pub(crate) struct Known<'a> {
+    pub(crate) opened: &'a mut OpenedSessions,
+    pub(crate) revocations: &'a mut Revocations,
+}
+
+/// `decide`, with what this VM knows.
 pub(crate) fn decide_with(
     service: &LoginService,
     request: &Request,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
     random: &mut dyn Random,
-    opened: &mut OpenedSessions,
+    known: Known,
 ) -> Step {
     let path = request.path_only();
     if path == service.callback_path {
         return sign_in::callback(service, request, endpoints);
     }
     if path == service.sign_out_path {
-        return Step::Respond(sign_out::sign_out(service, request, endpoints, now_secs));
+        let (reply, revoke) = sign_out::sign_out(service, request, endpoints, now_secs);
+        return Step::SignOut { reply, revoke };
     }
     if path == service.start_path {
         return start::start(service, request, endpoints, now_secs, random);
     }
     let cookies = request.cookies();
     let session = session::sealed_value(&cookies, &service.cookie_name).and_then(|sealed| {
-        opened.get_or_open(&sealed, now_secs, |sealed| {
+        known.opened.get_or_open(&sealed, now_secs, |sealed| {
             let session = session::open(sealed, &service.sealer)?;
-            let identity = Rc::new(session.identity(&service.issuer));
-            Some(Opened { session, identity })
+            Some(Opened::new(session, &service.issuer))
         })
+    });
+    // A revoked session is no session: asked to sign in again, its cookies cleared.
+    let session = session.filter(|opened| {
+        !known
+            .revocations
+            .refuses(&opened.ids, opened.session.signed_in_at)
     });
     match session {
         Some(opened) => {
@@ -76,7 +95,7 @@ pub(crate) fn decide_with(
                 (Some(token), Some(endpoints)) if session.needs_refresh(now_secs) => {
                     Step::Refresh {
                         request: oidc::refresh(&endpoints.token, service, &token),
-                        session: session.clone(),
+                        session: Box::new(session.clone()),
                     }
                 }
                 _ => Step::Forward(forward_as(

@@ -1,5 +1,6 @@
 //! Browser sign-in: the OIDC authorization-code flow with PKCE, state and nonce, and the
 //! session kept in sealed cookies.
+pub mod backchannel;
 pub(crate) mod endpoints;
 pub(crate) mod error;
 pub(crate) mod handles;

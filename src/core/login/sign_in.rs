@@ -136,6 +136,7 @@ fn login_session(
     let claims =
         verify(id_token.expose(), Some(&pending.nonce)).map_err(LoginError::IdTokenRejected)?;
     let identity = claims.identity;
+    let sub = claims.sub.filter(|sub| *sub != identity.user);
     let mut session = Session {
         sid: random.token(16).ok_or(LoginError::NoRandomness)?,
         user: identity.user,
@@ -150,6 +151,9 @@ fn login_session(
         id_token: (service.end_idp_session || service.set_authorization_header)
             .then(|| id_token.clone()),
         access_token: tokens.access_token.filter(|_| service.pass_access_token),
+        idp_sid: claims.sid,
+        sub,
+        signed_in_at: now_secs,
     };
     store_session(service, &mut session, request_cookies, now_secs, random)
         .ok_or(LoginError::SessionNotStored)
