@@ -8,10 +8,13 @@ use std::collections::HashMap;
 use crate::core::cluster::etcd::{self, Keys, LeaseId, Range};
 use crate::core::cluster::etcd_answer::{self, EtcdError};
 use crate::core::cluster::namespace::{Kind, Namespace};
+use crate::core::cluster::revocation_sync::{self, SyncedTo};
 use crate::core::config::cluster_store::ClusterStore;
 use crate::core::host::{Callout, Host, Metric};
 use crate::core::keys::fetch::CalloutResponse;
 use crate::core::reply::Severity;
+use crate::core::revocation::set::Entry;
+use crate::core::seal::Sealer;
 
 /// The leases keys are put with, by how long their keys must live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +58,23 @@ const LEASE_RETRY_MS: u64 = 1_000;
 enum Purpose {
     Lease(LeaseKind),
     Write(&'static str),
+    /// A revocation put in the store: sent again when it failed.
+    Publish(Entry),
     /// A read that only asks whether the store answers again.
     Probe,
+    /// A read of the revocations changed since the last one.
+    Sync,
+}
+
+/// What an answer the client took was.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// Not a call of the client's.
+    NotOurs,
+    /// Taken in.
+    Done,
+    /// A sync's answer: the gateway reads it with the keys (`take_sync`).
+    Sync,
 }
 
 #[derive(Debug)]
@@ -70,7 +88,16 @@ pub(crate) struct StoreClient {
     failing_since_ms: Option<u64>,
     /// When a store that failed is asked again whether it answers.
     probe_at_ms: u64,
+    /// Where the next revocation sync starts, when it is due, and whether one is under way.
+    synced_to: SyncedTo,
+    sync_at_ms: u64,
+    syncing: bool,
+    /// Revocations not in the store yet: no lease to put them with, or the put failed.
+    unpublished: Vec<Entry>,
 }
+
+/// Revocations kept for another try at most (as many as an Envoy's set holds).
+const MAX_UNPUBLISHED: usize = 10_000;
 
 /// Lock keys outlive a token call several times over, and a dead holder's by half a minute.
 const LOCK_TTL_SECS: u64 = 30;
@@ -94,6 +121,10 @@ impl StoreClient {
             calls: HashMap::new(),
             failing_since_ms: None,
             probe_at_ms: 0,
+            synced_to: SyncedTo::default(),
+            sync_at_ms: 0,
+            syncing: false,
+            unpublished: Vec::new(),
         }
     }
 
@@ -150,17 +181,92 @@ impl StoreClient {
         }
     }
 
-    /// Takes the answer to a call the client sent itself; `false` when it is not one.
+    /// Sends a revocation's put; it is tried again (`take_unpublished`) when it fails.
+    pub(crate) fn publish(&mut self, host: &mut dyn Host, call: &Callout, entry: Entry) {
+        match self.send(host, call) {
+            Some(token) => {
+                self.calls.insert(token, Purpose::Publish(entry));
+            }
+            None => self.keep_unpublished(entry),
+        }
+    }
+
+    /// Keeps a revocation for another try, within bounds.
+    pub(crate) fn keep_unpublished(&mut self, entry: Entry) {
+        if self.unpublished.len() < MAX_UNPUBLISHED {
+            self.unpublished.push(entry);
+        }
+    }
+
+    /// The revocations to try to publish again.
+    pub(crate) fn take_unpublished(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.unpublished)
+    }
+
+    /// Reads the revocations changed since the last sync, when one is due (each
+    /// `sync_interval`) and none is under way.
+    pub(crate) fn sync(&mut self, host: &mut dyn Host) {
+        let now_ms = host.now_ms();
+        if self.syncing || now_ms < self.sync_at_ms {
+            return;
+        }
+        self.sync_at_ms = now_ms + self.store.sync_interval_ms;
+        let call = revocation_sync::read_changes(&self.store, &self.namespace, self.synced_to);
+        if let Some(token) = self.send(host, &call) {
+            self.calls.insert(token, Purpose::Sync);
+            self.syncing = true;
+        }
+    }
+
+    /// A sync's answer, read with `sealer`: the revocations to merge into the Envoy's set.
+    pub(crate) fn take_sync(
+        &mut self,
+        host: &mut dyn Host,
+        response: &CalloutResponse,
+        sealer: &Sealer,
+    ) -> Vec<Entry> {
+        self.syncing = false;
+        match revocation_sync::read_answer(response, &self.namespace, sealer) {
+            Ok(changes) => {
+                self.answered(host, Ok(()));
+                if changes.next.0 > self.synced_to.0 {
+                    self.synced_to = changes.next;
+                }
+                if changes.unreadable > 0 {
+                    let line = format!(
+                        "{} revocations in the cluster store do not open with our keys: left out",
+                        changes.unreadable
+                    );
+                    host.log(Severity::Warn, &line);
+                }
+                changes.entries
+            }
+            Err(e) => {
+                self.answered(host, Err((&e, "syncing revocations")));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Takes the answer to a call the client sent itself.
     pub(crate) fn on_response(
         &mut self,
         host: &mut dyn Host,
         token: u32,
         response: &CalloutResponse,
-    ) -> bool {
+    ) -> Taken {
         let Some(purpose) = self.calls.remove(&token) else {
-            return false;
+            return Taken::NotOurs;
         };
         match purpose {
+            Purpose::Sync => return Taken::Sync,
+            Purpose::Publish(entry) => match etcd_answer::read_put(response) {
+                Ok(_) => self.answered(host, Ok(())),
+                Err(e) => {
+                    self.keep_unpublished(entry);
+                    self.answered(host, Err((&e, "publishing a revocation")));
+                }
+            },
             Purpose::Lease(kind) => {
                 let slot = &mut self.leases[kind.index()];
                 slot.asked = false;
@@ -197,7 +303,7 @@ impl StoreClient {
                 }
             }
         }
-        true
+        Taken::Done
     }
 
     /// Records how a call went: the first failure and the recovery are logged, failures in

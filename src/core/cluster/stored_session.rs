@@ -22,7 +22,11 @@ pub(crate) fn new_handle(random: &mut dyn Random) -> Option<String> {
 }
 
 /// The cookie value that carries `handle`.
-pub(crate) fn seal_handle(sealer: &Sealer, handle: &str, random: &mut dyn Random) -> Option<String> {
+pub(crate) fn seal_handle(
+    sealer: &Sealer,
+    handle: &str,
+    random: &mut dyn Random,
+) -> Option<String> {
     sealer.seal(HANDLE_PURPOSE, handle.as_bytes(), random)
 }
 
@@ -89,7 +93,9 @@ mod tests {
         Session {
             sid: "sid-1".into(),
             user: "alice".into(),
-            groups: (0..groups).map(|i| format!("github:org:team-{i}")).collect(),
+            groups: (0..groups)
+                .map(|i| format!("github:org:team-{i}"))
+                .collect(),
             expires_at: 2_000_000_000,
             refresh_token: Some(Secret::new("rt")),
             id_token: Some(Secret::new("x".repeat(3000))),
@@ -112,8 +118,15 @@ mod tests {
         assert_eq!(open_session(&grafana, &key, &stored), Some(session(300)));
         assert_eq!(open_session(&prometheus, &key, &stored), None);
         let other = self::key(&namespace, "another-handle");
-        assert_eq!(open_session(&grafana, &other, &stored), None, "moved to another handle");
+        assert_eq!(
+            open_session(&grafana, &other, &stored),
+            None,
+            "moved to another handle"
+        );
         let text = String::from_utf8_lossy(&stored);
-        assert!(!text.contains("alice") && !text.contains("team-1"), "sealed");
+        assert!(
+            !text.contains("alice") && !text.contains("team-1"),
+            "sealed"
+        );
     }
 }

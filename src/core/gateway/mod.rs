@@ -32,6 +32,7 @@ mod backchannel;
 mod bearer;
 mod decision;
 mod fleet_refresh;
+mod fleet_revocation;
 mod in_flight;
 mod parked;
 mod session;
@@ -153,6 +154,7 @@ impl Gateway {
     /// On the tick: takes in sessions other workers revoked (a read of the shared set only
     /// when it changed).
     pub fn sync_revocations(&mut self, host: &mut dyn Host) {
+        self.sync_fleet_revocations(host);
         self.revocations.take_in(host);
     }
 

@@ -47,10 +47,8 @@ impl Gateway {
             cache_control: None,
             body,
         };
-        if let Some(store) = self.store.as_mut() {
-            if store.on_response(host, token_id, &response) {
-                return None;
-            }
+        if self.store_answered(host, token_id, &response) {
+            return None;
         }
         let (context_id, pending) = self.in_flight.take_root_call(token_id)?;
         if matches!(

@@ -69,7 +69,8 @@ impl Handles {
             }
         }
         let until_ms = now_ms.saturating_add(kept_ms);
-        self.entries.insert(handle.to_string(), Entry { known, until_ms });
+        self.entries
+            .insert(handle.to_string(), Entry { known, until_ms });
     }
 
     /// Forgets `handle` (signed out here).
@@ -85,8 +86,7 @@ mod tests {
 
     fn opened() -> Known {
         let session = Session::default();
-        let identity = Rc::new(session.identity("https://issuer"));
-        Known::Session(Rc::new(Opened { session, identity }))
+        Known::Session(Rc::new(Opened::new(session, "https://issuer")))
     }
 
     #[test]
@@ -100,9 +100,15 @@ mod tests {
         handles.learn("gone", Known::Absent, 1_000);
         assert!(handles.get("gone", 6_000).is_none());
         handles.learn("down", Known::Unreachable, 1_000);
-        assert!(matches!(handles.get("down", 1_500), Some(Known::Unreachable)));
+        assert!(matches!(
+            handles.get("down", 1_500),
+            Some(Known::Unreachable)
+        ));
         assert!(handles.get("down", 2_000).is_none());
-        assert!(handles.start_loading("h"), "a read may start again once answered");
+        assert!(
+            handles.start_loading("h"),
+            "a read may start again once answered"
+        );
     }
 
     #[test]
