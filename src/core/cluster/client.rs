@@ -327,7 +327,12 @@ impl StoreClient {
         }
     }
 
-    fn failed(&mut self, host: &mut dyn Host, e: &EtcdError, what: &str) {
+    /// Records a failed call the caller read itself.
+    pub(crate) fn note_failure(&mut self, host: &mut dyn Host, error: &str, what: &str) {
+        self.failed(host, &error, what);
+    }
+
+    fn failed(&mut self, host: &mut dyn Host, e: &dyn std::fmt::Display, what: &str) {
         host.count(Metric::StoreFailures);
         let first = self.failing_since_ms.is_none();
         if first {

@@ -37,6 +37,7 @@ mod in_flight;
 mod parked;
 mod session;
 mod session_refresh;
+mod stored_sessions;
 mod token_answer;
 
 use std::ops::ControlFlow;
@@ -49,6 +50,7 @@ use crate::core::config::Settings;
 use crate::core::host::{Host, Metric};
 use crate::core::identity;
 use crate::core::login::flow::ResolvedEndpoints;
+use crate::core::login::handles::Handles;
 use crate::core::login::opened::OpenedSessions;
 use crate::core::login::refresh::{self, Lease};
 use crate::core::mode::Mode;
@@ -58,7 +60,7 @@ use crate::core::revocation::Revocations;
 #[cfg(any(test, feature = "testing"))]
 pub use crate::core::forward::Forward;
 pub(crate) use decision::Ended;
-pub use decision::{Decision, Fleet, Judged, Outcome, Pending};
+pub use decision::{Decision, Fleet, Judged, Outcome, Pending, StoredWait};
 use in_flight::{InFlight, Waiting};
 #[cfg(any(test, feature = "testing"))]
 pub use parked::MAX_PARKED;
@@ -82,6 +84,8 @@ pub struct Gateway {
     budget: Option<SourceBudget>,
     /// The cluster store the fleet shares, when configured.
     store: Option<StoreClient>,
+    /// Per login service, the server-side sessions this worker read.
+    handles: Vec<Handles>,
     /// Revoked sessions: this worker's copy of the Envoy's set.
     pub revocations: Revocations,
 }
@@ -136,6 +140,7 @@ impl Gateway {
             endpoints: (0..logins).map(|_| ResolvedEndpoints::default()).collect(),
             allowed: 0,
             store,
+            handles: (0..logins).map(|_| Handles::default()).collect(),
             revocations: Revocations::new(),
         }
     }

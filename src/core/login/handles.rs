@@ -1,10 +1,10 @@
 //! Server-side sessions this worker has read from the cluster store, by handle: a browser's
-//! requests find the session here, so only the first request of a session on a worker
-//! (and one a minute after) waits for the store. Entries are short-lived because another
+//! requests find the session here, so only the first requests of a session on a worker
+//! (and one every 30 s after) wait for the store. Entries are short-lived because another
 //! replica may renew or end the session; the fleet's refresh lock outlives them by far, so
 //! a worker never refreshes with a refresh token another replica spent long ago.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::core::login::opened::Opened;
@@ -20,7 +20,7 @@ const MAX_HANDLES: usize = 20_000;
 
 /// What the store said of a handle.
 #[derive(Clone, Debug)]
-pub(crate) enum Known {
+pub(crate) enum Stored {
     Session(Rc<Opened>),
     /// No session under this handle.
     Absent,
@@ -30,37 +30,29 @@ pub(crate) enum Known {
 
 #[derive(Debug)]
 struct Entry {
-    known: Known,
+    known: Stored,
     until_ms: u64,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Handles {
     entries: HashMap<String, Entry>,
-    /// Handles being read now: one read per handle, whoever else asks meanwhile waits.
-    loading: HashSet<String>,
 }
 
 impl Handles {
     /// What is known of `handle` and still fresh.
-    pub(crate) fn get(&self, handle: &str, now_ms: u64) -> Option<&Known> {
+    pub(crate) fn get(&self, handle: &str, now_ms: u64) -> Option<&Stored> {
         let entry = self.entries.get(handle)?;
         (now_ms < entry.until_ms).then_some(&entry.known)
     }
 
-    /// Whether a read of `handle` should start now (none is under way); marks it started.
-    pub(crate) fn start_loading(&mut self, handle: &str) -> bool {
-        self.loading.insert(handle.to_string())
-    }
-
     /// Takes in what the store said of `handle` (a read's answer, or a session this worker
     /// wrote or renewed).
-    pub(crate) fn learn(&mut self, handle: &str, known: Known, now_ms: u64) {
-        self.loading.remove(handle);
+    pub(crate) fn learn(&mut self, handle: &str, known: Stored, now_ms: u64) {
         let kept_ms = match known {
-            Known::Session(_) => SESSION_KEPT_MS,
-            Known::Absent => ABSENT_KEPT_MS,
-            Known::Unreachable => UNREACHABLE_KEPT_MS,
+            Stored::Session(_) => SESSION_KEPT_MS,
+            Stored::Absent => ABSENT_KEPT_MS,
+            Stored::Unreachable => UNREACHABLE_KEPT_MS,
         };
         if self.entries.len() >= MAX_HANDLES {
             self.entries.retain(|_, e| now_ms < e.until_ms);
@@ -84,38 +76,32 @@ mod tests {
     use super::*;
     use crate::core::login::session::Session;
 
-    fn opened() -> Known {
+    fn opened() -> Stored {
         let session = Session::default();
-        Known::Session(Rc::new(Opened::new(session, "https://issuer")))
+        Stored::Session(Rc::new(Opened::new(session, "https://issuer")))
     }
 
     #[test]
     fn what_the_store_said_is_used_for_a_while_then_read_again() {
         let mut handles = Handles::default();
-        assert!(handles.start_loading("h"));
-        assert!(!handles.start_loading("h"), "one read per handle at a time");
         handles.learn("h", opened(), 1_000);
-        assert!(matches!(handles.get("h", 30_999), Some(Known::Session(_))));
+        assert!(matches!(handles.get("h", 30_999), Some(Stored::Session(_))));
         assert!(handles.get("h", 31_000).is_none(), "read again after 30 s");
-        handles.learn("gone", Known::Absent, 1_000);
+        handles.learn("gone", Stored::Absent, 1_000);
         assert!(handles.get("gone", 6_000).is_none());
-        handles.learn("down", Known::Unreachable, 1_000);
+        handles.learn("down", Stored::Unreachable, 1_000);
         assert!(matches!(
             handles.get("down", 1_500),
-            Some(Known::Unreachable)
+            Some(Stored::Unreachable)
         ));
         assert!(handles.get("down", 2_000).is_none());
-        assert!(
-            handles.start_loading("h"),
-            "a read may start again once answered"
-        );
     }
 
     #[test]
     fn the_cache_is_bounded() {
         let mut handles = Handles::default();
         for i in 0..(MAX_HANDLES + 10) {
-            handles.learn(&format!("h{i}"), Known::Absent, 1);
+            handles.learn(&format!("h{i}"), Stored::Absent, 1);
         }
         assert!(handles.entries.len() <= MAX_HANDLES);
     }

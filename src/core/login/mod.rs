@@ -4,8 +4,6 @@ pub mod backchannel;
 pub(crate) mod endpoints;
 pub(crate) mod error;
 pub mod flow;
-// Used by server-side sessions, which are wired in next.
-#[allow(dead_code)]
 pub(crate) mod handles;
 pub(crate) mod login_cookie;
 pub mod oidc;
