@@ -201,7 +201,8 @@ mod tests {
         assert_eq!(header(&call, ":path"), Some("/v3/kv/range"));
         assert_eq!(
             body(&call),
-            json!({ "key": "L2Ev", "range_end": "L2Ew", "min_mod_revision": "42", "limit": "500" })
+            json!({ "key": "L2Ev", "range_end": "L2Ew", "min_mod_revision": "42", "limit": "500",
+                    "sort_target": "MOD", "sort_order": "ASCEND" })
         );
         let one = range(
             &etcd(),
