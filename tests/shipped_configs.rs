@@ -191,7 +191,7 @@ fn forward_auth_and_kubernetes_manifests_carry_valid_plugin_configs() {
 /// ServiceEntry in the same file, reached with the gateway's client certificate.
 #[test]
 fn etcd_store_manifest_reaches_the_etcd_its_service_entry_declares() {
-    let text = repo("wasm-manifests/etcd-store.yaml");
+    let text = repo("wasm-manifests/fleet/etcd-store.yaml");
     let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
         .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
         .collect();
