@@ -35,9 +35,10 @@ fn prefix() -> String {
 fn two_replicas_refresh_an_expired_session_once_and_the_other_adopts_it() {
     let etcd = EtcdCluster::start(1);
     let port = Some(etcd.client_ports()[0]);
-    let (mut a, mut b) = (Replica::new(&prefix()), Replica::new(&prefix()));
-    a.tick(port);
-    b.tick(port);
+    let port_number = etcd.client_ports()[0];
+    let a = Replica::started(&prefix(), port_number);
+    let b = Replica::started(&prefix(), port_number);
+    let (mut a, mut b) = (a, b);
     let cookie = a.bed.session_cookie(0, &expired_session());
 
     // A wins the fleet's lock and calls the token endpoint.
@@ -76,8 +77,7 @@ fn two_replicas_refresh_an_expired_session_once_and_the_other_adopts_it() {
 fn a_store_that_does_not_answer_leaves_each_replica_on_its_own_and_ready_says_degraded() {
     let etcd = EtcdCluster::start(1);
     let port = Some(etcd.client_ports()[0]);
-    let mut a = Replica::new(&prefix());
-    a.tick(port);
+    let mut a = Replica::started(&prefix(), etcd.client_ports()[0]);
     let cookie = a.bed.session_cookie(0, &expired_session());
     // The lock call gets no answer: the refresh goes ahead on this Envoy's lease alone.
     assert!(a.expired_request(&cookie, None).is_empty());
@@ -104,9 +104,10 @@ fn a_store_that_does_not_answer_leaves_each_replica_on_its_own_and_ready_says_de
 fn a_sign_out_on_one_replica_reaches_the_other_within_its_next_sync() {
     let etcd = EtcdCluster::start(1);
     let port = Some(etcd.client_ports()[0]);
-    let (mut a, mut b) = (Replica::new(&prefix()), Replica::new(&prefix()));
-    a.tick(port);
-    b.tick(port);
+    let port_number = etcd.client_ports()[0];
+    let a = Replica::started(&prefix(), port_number);
+    let b = Replica::started(&prefix(), port_number);
+    let (mut a, mut b) = (a, b);
     let mut session = expired_session();
     session.refresh_at = mint::now_secs() + 3600;
     let cookie = a.bed.session_cookie(0, &session);

@@ -69,6 +69,21 @@ impl Replica {
         decided
     }
 
+    /// A replica whose store leases are granted: ticks (a second apart) until its store
+    /// answered (a member just started, on a loaded machine, may time out at first).
+    pub fn started(prefix: &str, etcd_port: u16) -> Replica {
+        let mut replica = Replica::new(prefix);
+        for _ in 0..10 {
+            replica.tick(Some(etcd_port));
+            let ready = replica.bed.get(HOST, "/ready", &[]);
+            if matches!(&ready, Decision::Respond(r) if r.body.trim() == "OK") {
+                return replica;
+            }
+            replica.bed.host.advance(1_100);
+        }
+        panic!("the store never answered the replica's lease grants")
+    }
+
     /// The tick: leases are asked for and granted.
     pub fn tick(&mut self, etcd_port: Option<u16>) {
         self.bed.gateway.tick(&mut self.bed.host);
