@@ -186,6 +186,12 @@ fn sign_out_through_the_front(fleet: &Fleet, chrome: &Chrome) {
         "the IdP asks to confirm the sign-out at {at_idp}: {}",
         chrome.text()
     );
+    let next = url::Url::parse(&at_idp)
+        .unwrap()
+        .query_pairs()
+        .find(|(name, _)| name == "post_logout_redirect_uri")
+        .map(|(_, value)| value.into_owned());
+    assert_eq!(next, Some(fleet.front_url("/")), "{at_idp}");
     assert!(
         !chrome.cookies().iter().any(|c| c["name"] == COOKIE),
         "the session cookie is gone"
