@@ -47,6 +47,8 @@ setup_apt() {
   command -v nginx >/dev/null || missing+=(nginx)
   command -v kubectl >/dev/null || missing+=(kubernetes-client)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v etcdctl >/dev/null || missing+=(etcd-client)
   [ -f /usr/lib/nginx/modules/ngx_http_set_misc_module.so ] || missing+=(libnginx-mod-http-set-misc)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"

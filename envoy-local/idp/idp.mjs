@@ -12,14 +12,27 @@
 //                   {"bob@other.com": {"groups": ["myorg:dev"]}, "eve": {"email_verified": false}}
 //                   (default claims: email from the name, email_verified true, groups ["demo-users"])
 //   EXTRA_CLIENTS   JSON list of further browser clients: {client_id, client_secret, redirect_uris}
-//   BACKCHANNEL_LOGOUT_URI  where "demo" takes OIDC back-channel logout tokens (with `sid`); the
-//                   IdP POSTs them there when its session ends (RP-initiated logout), loopback too
+//   REFRESH_ROTATION  what a refresh does to the refresh token it was given:
+//                   off     (default) kept, usable again (oidc-provider's default for a
+//                           confidential client until 70% of its 14-day lifetime);
+//                   strict  rotated, each usable once: a reused one gets invalid_grant and the
+//                           rest of the grant lives on (Keycloak "revoke refresh token",
+//                           Cognito without grace);
+//                   family  rotated, and a reused one revokes the whole grant, the new refresh
+//                           token included (oidc-provider's reuse detection, as Auth0's).
+//   IDP_TEST_COUNTS 1: GET /_test/counts answers the token-endpoint calls so far by grant type
+//                   and outcome, e.g. {"refresh_token": {"ok": 3, "invalid_grant": 1}}
+//   BACKCHANNEL_LOGOUT_URI  the "demo" client's back-channel logout URI (session required, so
+//                   ID tokens carry "sid"): when a browser ends its IdP session (GET
+//                   /session/end, then POST /session/end/confirm with logout=yes) the IdP
+//                   POSTs form logout_token=<JWT> there (iss, aud, iat, jti, sub, sid, events).
 //
 // Client-credentials clients: "demo-cli" may ask for scopes api, read and write;
 // "reader-cli" (secret "reader-cli-secret") only for api and read.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 // stdout carries only the ready line; whoever started us may stop reading after it.
 console.log = console.info = console.warn = console.error;
@@ -60,6 +73,30 @@ const extraClients = JSON.parse(process.env.EXTRA_CLIENTS || '[]').map((c) => ({
   ...c,
 }));
 
+// strict rotation: a used refresh token is forgotten rather than marked consumed, so its reuse
+// is "not found" (invalid_grant) instead of the reuse that revokes the grant.
+class OneUseRefreshTokens extends MemoryAdapter {
+  constructor(model) {
+    super(model, undefined, 15); // oidc-provider's default clock tolerance
+  }
+
+  async consume(id) {
+    return this.model === 'RefreshToken' ? this.destroy(id) : super.consume(id);
+  }
+}
+const rotation = process.env.REFRESH_ROTATION || 'off';
+if (!['off', 'strict', 'family'].includes(rotation)) throw new Error(`REFRESH_ROTATION=${rotation}`);
+
+const counts = {};
+function count(ctx, outcome) {
+  const grantType = ctx.oidc?.params?.grant_type || 'unknown';
+  counts[grantType] ??= {};
+  counts[grantType][outcome] = (counts[grantType][outcome] || 0) + 1;
+}
+const backchannelLogout = process.env.BACKCHANNEL_LOGOUT_URI
+  ? { backchannel_logout_uri: process.env.BACKCHANNEL_LOGOUT_URI, backchannel_logout_session_required: true }
+  : {};
+
 const server = http.createServer();
 server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.0.1', () => {
   const { port } = server.address();
@@ -98,9 +135,7 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
         redirect_uris: list(process.env.REDIRECT_URIS).length ? list(process.env.REDIRECT_URIS) : ['http://127.0.0.1/oauth2/callback'],
         post_logout_redirect_uris: list(process.env.POST_LOGOUT_REDIRECT_URIS),
         token_endpoint_auth_method: 'client_secret_basic',
-        ...(process.env.BACKCHANNEL_LOGOUT_URI
-          ? { backchannel_logout_uri: process.env.BACKCHANNEL_LOGOUT_URI, backchannel_logout_session_required: true }
-          : {}),
+        ...backchannelLogout,
       },
       ...extraClients,
     ],
@@ -121,13 +156,25 @@ server.listen(Number(process.env.IDP_PORT || 0), process.env.IDP_HOST || '127.0.
       },
     },
     ttl: { IdToken: tokenTtl, AccessToken: tokenTtl },
-    // Logout tokens go to the filter on loopback, which the default fetch refuses (SSRF guard).
-    fetch: (url, { dispatcher, ...options }) => globalThis.fetch(url, options),
     // The browser client may refresh: give it a refresh token without prompting for offline access.
     issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    // Its own calls (back-channel logout) go to loopback, which its SSRF guard refuses.
+    fetch: (url, { dispatcher, ...options }) => fetch(url, options),
+    ...(rotation === 'off' ? {} : { rotateRefreshToken: true }),
+    ...(rotation === 'strict' ? { adapter: OneUseRefreshTokens } : {}),
   });
   provider.proxy = true;
-  server.on('request', provider.callback());
+  provider.on('grant.success', (ctx) => count(ctx, 'ok'));
+  provider.on('grant.error', (ctx, err) => count(ctx, err.error || 'error'));
+  provider.on('backchannel.error', (ctx, err, client) => console.error(`back-channel logout to ${client.clientId} failed: ${err.message}`));
+  const oidc = provider.callback();
+  server.on('request', (req, res) => {
+    if (process.env.IDP_TEST_COUNTS === '1' && req.method === 'GET' && req.url === '/_test/counts') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(counts));
+    } else {
+      oidc(req, res);
+    }
+  });
   process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
 });
 

@@ -51,6 +51,8 @@ pub enum Metric {
     /// Refreshes the IdP refused right after the tokens expired, where the old session went
     /// on (`refresh_race_grace`: another replica may have spent the refresh token first).
     RefreshRefusalsTolerated,
+    /// Calls to the cluster store that failed (no answer, refused, garbage).
+    StoreFailures,
     /// Sessions revoked here: sign-outs and back-channel logouts taken in.
     Revocations,
     /// Requests whose session was revoked, answered as if they had none (reported on the
@@ -71,7 +73,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 22] = [
+    pub(crate) const ALL: [Metric; 23] = [
         Metric::Allowed,
         Metric::Refused,
         Metric::DeniedNoCredential,
@@ -86,6 +88,7 @@ impl Metric {
         Metric::LoginsFailed,
         Metric::Refreshed,
         Metric::RefreshRefusalsTolerated,
+        Metric::StoreFailures,
         Metric::Revocations,
         Metric::SessionsRevoked,
         Metric::KeyFetches,
@@ -112,6 +115,7 @@ impl Metric {
             Metric::LoginsFailed => "wasm_iap_logins_failed",
             Metric::Refreshed => "wasm_iap_sessions_refreshed",
             Metric::RefreshRefusalsTolerated => "wasm_iap_refresh_refusals_tolerated",
+            Metric::StoreFailures => "wasm_iap_store_failures",
             Metric::Revocations => "wasm_iap_revocations",
             Metric::SessionsRevoked => "wasm_iap_sessions_revoked",
             Metric::KeyFetches => "wasm_iap_key_fetches",

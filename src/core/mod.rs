@@ -1,6 +1,7 @@
 //! Everything wasm-iap decides, as plain Rust: no proxy-wasm, time and randomness passed in.
 //!
 //! - `config`: the plugin configuration, parsed and checked once;
+//! - `cluster`: the etcd store a fleet of replicas shares (requests, answers, keys, sealing);
 //! - `keys`: issuers' signing keys (algorithms, JWKS, the shared record, fetching);
 //! - `bearer`: bearer tokens (parsing, claims, the authenticator, its cache, its errors);
 //! - `login`: browser sign-in (the flow, OIDC messages, sessions, refresh slots);
@@ -14,6 +15,9 @@
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
 pub mod bearer;
+// Parts not called yet: revocation sync and server-side sessions come next (issue 18).
+#[allow(dead_code)]
+pub mod cluster;
 pub mod config;
 pub mod cookies;
 pub(crate) mod forward;

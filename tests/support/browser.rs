@@ -32,7 +32,8 @@ impl Browser {
         self.jar.iter().map(|c| c.name.clone()).collect()
     }
 
-    fn cookie_header(&self, url: &str) -> Option<String> {
+    /// The `Cookie` header this browser sends to `url`.
+    pub fn cookie_header(&self, url: &str) -> Option<String> {
         let path = path_of(url).split('?').next().unwrap_or("/");
         let sent: Vec<String> = self
             .jar
@@ -159,7 +160,7 @@ fn urlencode(text: &str) -> String {
 }
 
 /// The value of `attribute="..."` after the first `marker` in `html`.
-fn attribute_after(html: &str, marker: &str, attribute: &str) -> Option<String> {
+pub fn attribute_after(html: &str, marker: &str, attribute: &str) -> Option<String> {
     let start = html.find(marker)?;
     let rest = &html[start..];
     let key = format!("{attribute}=\"");

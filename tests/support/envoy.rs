@@ -42,15 +42,26 @@ pub fn envoy_binary() -> PathBuf {
 
 /// A plain-HTTP cluster `name` to 127.0.0.1:`port`.
 pub fn cluster(name: &str, port: u16) -> Value {
+    cluster_of(name, &[port])
+}
+
+/// A plain-HTTP cluster `name` over 127.0.0.1 at each of `ports`, round-robin.
+pub fn cluster_of(name: &str, ports: &[u16]) -> Value {
+    let endpoints: Vec<Value> = ports
+        .iter()
+        .map(|port| {
+            json!({ "endpoint": { "address": {
+                "socket_address": { "address": "127.0.0.1", "port_value": port }
+            }}})
+        })
+        .collect();
     json!({
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                "socket_address": { "address": "127.0.0.1", "port_value": port }
-            }}}]}]
+            "endpoints": [{ "lb_endpoints": endpoints }]
         }
     })
 }
@@ -253,6 +264,12 @@ impl Envoy {
     /// `envoy_http_downstream_rq_total`, or `wasm_iap_requests_allowed` for the filter's
     /// `wasmcustom.` stats), summed over its label sets; `None` when Envoy does not list it.
     pub fn prometheus_metric(&self, name: &str) -> Option<u64> {
+        self.prometheus_metric_where(name, "")
+    }
+
+    /// `prometheus_metric`, summed over the series whose labels contain `label` (e.g.
+    /// `envoy_cluster_name="upstream"`).
+    pub fn prometheus_metric_where(&self, name: &str, label: &str) -> Option<u64> {
         let stats = http::get(
             &format!("http://127.0.0.1:{}/stats/prometheus", self.admin_port),
             &[],
@@ -260,7 +277,7 @@ impl Envoy {
         let values: Vec<u64> = stats
             .body
             .lines()
-            .filter(|line| !line.starts_with('#'))
+            .filter(|line| !line.starts_with('#') && line.contains(label))
             .filter_map(|line| {
                 let rest = line.strip_prefix(name)?;
                 let value = if rest.starts_with('{') {
@@ -302,7 +319,11 @@ impl Drop for Envoy {
                 .lines()
                 .filter(|l| l.contains("wasm-iap") || l.contains("[critical]"))
                 .collect();
-            eprintln!("--- Envoy log lines of wasm-iap ---\n{}", ours.join("\n"));
+            eprintln!(
+                "--- Envoy :{} log lines of wasm-iap ---\n{}",
+                self.port,
+                ours.join("\n")
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -41,24 +41,7 @@ impl LoginBed {
         vm_env: &[(&str, &str)],
     ) -> LoginBed {
         LoginBed::start_plugin(free_port(), idp_env, vm_env, |issuer| {
-            let mut login = json!({
-                "hosts": ["127.0.0.1"],
-                "issuer": issuer,
-                "client_id": "demo",
-                "client_secret": "demo-secret",
-                "cookie_secrets": [SECRET],
-                "cookie_secure": false,
-                "scopes": ["openid", "email", "profile", "groups"],
-            });
-            for (k, v) in login_overrides.as_object().cloned().unwrap_or_default() {
-                login[k] = v;
-            }
-            let mut provider =
-                json!({ "issuer": issuer, "audiences": ["demo-upstream"], "cluster": "idp" });
-            for (k, v) in provider_overrides.as_object().cloned().unwrap_or_default() {
-                provider[k] = v;
-            }
-            json!({ "providers": [provider], "login": [login] })
+            login_plugin(issuer, &provider_overrides, &login_overrides)
         })
     }
 
@@ -73,12 +56,8 @@ impl LoginBed {
         vm_env: &[(&str, &str)],
         plugin: impl FnOnce(&str) -> Value,
     ) -> LoginBed {
-        let callback = format!("http://127.0.0.1:{port}/oauth2/callback");
-        let post_logout = format!("http://127.0.0.1/signed-out,http://127.0.0.1:{port}/");
-        let mut env = vec![
-            ("REDIRECT_URIS", callback.as_str()),
-            ("POST_LOGOUT_REDIRECT_URIS", post_logout.as_str()),
-        ];
+        let redirects = redirect_env(&[port]);
+        let mut env: Vec<(&str, &str)> = redirects.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.extend_from_slice(idp_env);
         let idp = Idp::start(&env);
         let upstream = Upstream::start();
@@ -120,21 +99,65 @@ impl LoginBed {
 
     /// A browser that logged in as `user`, having asked for `path` first.
     pub fn logged_in(&self, user: &str, path: &str) -> (Browser, http::Response) {
-        let mut browser = Browser::default();
-        let at_idp = browser.get(&self.url(path));
-        assert!(
-            at_idp.0.starts_with(&self.idp.issuer),
-            "sent to the IdP first: {:#?} {}",
-            browser.history,
-            at_idp.1.body
-        );
-        let (landed, page) = browser.log_in_at_idp(at_idp, user);
-        assert_eq!(
-            landed,
-            self.url(path),
-            "lands on the deep link: {:#?}",
-            browser.history
-        );
-        (browser, page)
+        logged_in_at(&self.url(path), &self.idp.issuer, user)
     }
+}
+
+/// The plugin configuration of the beds: provider `issuer` (through the `idp` cluster) and
+/// one login service for 127.0.0.1 with the `demo` client, each with the given fields
+/// overridden.
+pub fn login_plugin(issuer: &str, provider_overrides: &Value, login_overrides: &Value) -> Value {
+    let mut login = json!({
+        "hosts": ["127.0.0.1"],
+        "issuer": issuer,
+        "client_id": "demo",
+        "client_secret": "demo-secret",
+        "cookie_secrets": [SECRET],
+        "cookie_secure": false,
+        "scopes": ["openid", "email", "profile", "groups"],
+    });
+    for (k, v) in login_overrides.as_object().cloned().unwrap_or_default() {
+        login[k] = v;
+    }
+    let mut provider =
+        json!({ "issuer": issuer, "audiences": ["demo-upstream"], "cluster": "idp" });
+    for (k, v) in provider_overrides.as_object().cloned().unwrap_or_default() {
+        provider[k] = v;
+    }
+    json!({ "providers": [provider], "login": [login] })
+}
+
+/// The IdP settings that let the `demo` client come back to Envoy on each of `ports`: its
+/// callback there, and after sign-out its root or `http://127.0.0.1/signed-out`.
+pub fn redirect_env(ports: &[u16]) -> Vec<(&'static str, String)> {
+    let callbacks: Vec<String> = ports
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}/oauth2/callback"))
+        .collect();
+    let mut post_logout = vec!["http://127.0.0.1/signed-out".to_string()];
+    post_logout.extend(ports.iter().map(|port| format!("http://127.0.0.1:{port}/")));
+    vec![
+        ("REDIRECT_URIS", callbacks.join(",")),
+        ("POST_LOGOUT_REDIRECT_URIS", post_logout.join(",")),
+    ]
+}
+
+/// A browser that asked for `url` (behind a login service), was sent to the IdP at
+/// `issuer`, logged in there as `user` and landed back on `url`.
+pub fn logged_in_at(url: &str, issuer: &str, user: &str) -> (Browser, http::Response) {
+    let mut browser = Browser::default();
+    let at_idp = browser.get(url);
+    assert!(
+        at_idp.0.starts_with(issuer),
+        "sent to the IdP first: {:#?} {}",
+        browser.history,
+        at_idp.1.body
+    );
+    let (landed, page) = browser.log_in_at_idp(at_idp, user);
+    assert_eq!(
+        landed, url,
+        "lands on the deep link: {:#?}",
+        browser.history
+    );
+    (browser, page)
 }

@@ -48,9 +48,9 @@ fn resolve(netloc: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
     netloc.to_socket_addrs().map(Iterator::collect)
 }
 
-fn agent() -> ureq::Agent {
+fn agent(timeout: Duration) -> ureq::Agent {
     ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(20))
+        .timeout(timeout)
         .redirects(0)
         .resolver(resolve)
         .build()
@@ -69,7 +69,14 @@ fn convert(response: ureq::Response) -> Response {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let body = response.into_string().unwrap_or_default();
+    // What arrived before a read error counts: ureq cannot read the trailers that end a
+    // chunked answer (etcd's errors, `Grpc-Trailer-Content-Type`), though the body is whole.
+    let mut bytes = Vec::new();
+    let _ = std::io::Read::read_to_end(
+        &mut std::io::Read::take(response.into_reader(), 10 << 20),
+        &mut bytes,
+    );
+    let body = String::from_utf8(bytes).unwrap_or_default();
     Response {
         status,
         headers,
@@ -78,7 +85,19 @@ fn convert(response: ureq::Response) -> Response {
 }
 
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
-    let mut req = agent().request(method, url);
+    request_within(method, url, headers, body, Duration::from_secs(20))
+}
+
+/// As `request`, giving up after `timeout` (status 0, the error in the body), as Envoy gives
+/// up on a callout.
+pub fn request_within(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Response {
+    let mut req = agent(timeout).request(method, url);
     for (name, value) in headers {
         req = req.set(name, value);
     }

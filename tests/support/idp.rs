@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+use super::browser::{absolute, attribute_after, Browser};
 use super::envoy::repo_root;
 use super::http;
 
@@ -68,27 +69,95 @@ impl Idp {
     /// A JWT access token for `client` (`demo-cli`: scopes api, read, write; `reader-cli`:
     /// api, read) with the space-separated `scope`, by client credentials.
     pub fn client_credentials_token_for(&self, client: &str, secret: &str, scope: &str) -> String {
-        use base64::Engine;
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
-        let authorization = format!("Basic {basic}");
         let body = format!(
             "grant_type=client_credentials&scope={}",
             scope.replace(' ', "+")
         );
-        let response = http::request(
+        let response = self.token_endpoint(client, secret, &body);
+        assert_eq!(response.status, 200, "token endpoint: {response:?}");
+        response.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// The token endpoint's answer to the form `body`, sent as `client` (client_secret_basic).
+    pub fn token_endpoint(&self, client: &str, secret: &str, body: &str) -> http::Response {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
+        let authorization = format!("Basic {basic}");
+        http::request(
             "POST",
             &format!("{}/token", self.issuer),
             &[
                 ("authorization", authorization.as_str()),
                 ("content-type", "application/x-www-form-urlencoded"),
             ],
-            Some(&body),
-        );
-        assert_eq!(response.status, 200, "token endpoint: {response:?}");
-        response.json()["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_string()
+            Some(body),
+        )
+    }
+
+    /// The token endpoint's answer to a refresh by the `demo` client.
+    pub fn refresh(&self, refresh_token: &str) -> http::Response {
+        let body = format!("grant_type=refresh_token&refresh_token={refresh_token}");
+        self.token_endpoint("demo", "demo-secret", &body)
+    }
+
+    /// The `demo` client's tokens (access, ID, refresh) for `user`, by the authorization-code
+    /// flow: `browser` logs in at the IdP and is sent to `redirect_uri` (one of REDIRECT_URIS,
+    /// where nothing needs to listen: the code is read from the address).
+    pub fn code_flow_tokens(&self, browser: &mut Browser, redirect_uri: &str, user: &str) -> Value {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", "demo")
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid email profile groups")
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", "fleet")
+            .finish();
+        let at_idp = browser.get(&format!("{}/auth?{query}", self.issuer));
+        let (landed, page) = browser.log_in_at_idp(at_idp, user);
+        let landed = url::Url::parse(&landed).expect("landing address");
+        let code = landed
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap_or_else(|| panic!("no code in {landed}: {}", page.body))
+            .1
+            .into_owned();
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", &code)
+            .append_pair("redirect_uri", redirect_uri)
+            .finish();
+        let response = self.token_endpoint("demo", "demo-secret", &body);
+        assert_eq!(response.status, 200, "code exchange: {response:?}");
+        response.json()
+    }
+
+    /// The token-endpoint calls so far by grant type and outcome, e.g.
+    /// `{"refresh_token": {"ok": 3, "invalid_grant": 1}}` (needs `IDP_TEST_COUNTS=1`).
+    pub fn counts(&self) -> Value {
+        let response = http::get(&format!("{}/_test/counts", self.issuer), &[]);
+        assert_eq!(response.status, 200, "IDP_TEST_COUNTS=1? {response:?}");
+        response.json()
+    }
+
+    /// Ends `browser`'s session at the IdP (RP-initiated logout: GET /session/end, then the
+    /// confirm form posted with `logout=yes`), as a user signing out at the IdP does. With
+    /// `BACKCHANNEL_LOGOUT_URI` set, the IdP POSTs there, before it answers, the form
+    /// `logout_token=<JWT>`: a signed JWT with `iss`, `aud` ("demo"), `iat`, `exp`, `jti`,
+    /// `sub`, `sid` (the ID tokens' `sid`) and `events`
+    /// `{"http://schemas.openid.net/event/backchannel-logout": {}}`, no `nonce`.
+    /// The IdP finds the session by the browser's IdP cookies, not by an ID token: a token
+    /// given without them ends nothing.
+    pub fn end_session(&self, browser: &mut Browser) -> http::Response {
+        let (_, page) = browser.get(&format!("{}/session/end", self.issuer));
+        let action = attribute_after(&page.body, "<form", "action")
+            .unwrap_or_else(|| panic!("no logout form: {}", page.body));
+        let xsrf = attribute_after(&page.body, "name=\"xsrf\"", "value").expect("xsrf");
+        let form = format!("xsrf={xsrf}&logout=yes");
+        let (_, done) = browser.navigate("POST", &absolute(&self.issuer, &action), Some(&form));
+        assert_eq!(done.status, 200, "IdP session ended: {done:?}");
+        done
     }
 }
 

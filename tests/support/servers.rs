@@ -87,7 +87,8 @@ fn respond(stream: &mut std::net::TcpStream, handler: &Handler) {
 }
 
 impl Served {
-    /// Serves on `port` (0: any free one) with `handle`.
+    /// Serves on `port` (0: any free port), answering each request with `handle`'s
+    /// (status, headers, body).
     pub fn start<F>(port: u16, handle: F) -> Served
     where
         F: Fn(&Incoming) -> (u16, Vec<(String, String)>, String) + Send + Sync + 'static,

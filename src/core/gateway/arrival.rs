@@ -93,7 +93,8 @@ impl Gateway {
         let (mode, rules_path, public_passes) = match endpoint {
             OwnEndpoint::Ping => return ControlFlow::Break(Ended::Answer(check::ping())),
             OwnEndpoint::Ready => {
-                let ready = check::ready(self.authn.all_keys_loaded());
+                let degraded = self.store.as_ref().is_some_and(|s| s.degraded());
+                let ready = check::ready(self.authn.all_keys_loaded(), degraded);
                 return ControlFlow::Break(Ended::Answer(ready));
             }
             OwnEndpoint::Answer {

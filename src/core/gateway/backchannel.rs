@@ -123,7 +123,8 @@ impl Gateway {
             Err(refused) => return logged(host, refused.reply(&service.client_id)),
         };
         match self.revocations.add_once(host, order.jti, &[order.revoke]) {
-            Ok(_) => {
+            Ok(new) => {
+                self.publish_revocations(host, &new);
                 host.count(Metric::Revocations);
                 let what = if order.whole_user {
                     "every session of the user"
@@ -151,11 +152,9 @@ impl Gateway {
         entries: &[Entry],
         why: &str,
     ) {
-        if self
-            .revocations
-            .add(host, entries)
-            .is_ok_and(|new| !new.is_empty())
-        {
+        let new = self.revocations.add(host, entries).unwrap_or_default();
+        self.publish_revocations(host, &new);
+        if !new.is_empty() {
             host.count(Metric::Revocations);
             let line = format!("{why} from {}: session revoked", service.client_id);
             host.log(Severity::Debug, &line);

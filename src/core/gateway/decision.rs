@@ -3,6 +3,7 @@
 
 use crate::core::config::ServiceId;
 use crate::core::forward::Forward;
+use crate::core::host::Callout;
 use crate::core::login::oidc::PendingLogin;
 use crate::core::login::refresh::Lease;
 use crate::core::login::session::Session;
@@ -10,6 +11,7 @@ use crate::core::mode::Mode;
 use crate::core::policy::gate::Gate;
 use crate::core::refusal::Refused;
 use crate::core::reply::Reply;
+use crate::core::request_headers::RequestHeaders;
 
 /// What the adapter does with a request.
 #[derive(Debug)]
@@ -77,7 +79,50 @@ pub enum Pending {
         cookie_header: Option<String>,
         path: String,
         judged: Box<Judged>,
+        /// Where the refresh stands in the fleet, with a cluster store.
+        fleet: Fleet,
     },
+    /// A server-side session's read or write.
+    Stored {
+        token: u32,
+        service: ServiceId,
+        judged: Box<Judged>,
+        wait: StoredWait,
+    },
+}
+
+/// A server-side session's read or write the request waits for (its own callout).
+#[derive(Debug)]
+pub enum StoredWait {
+    /// The session of `handle` is read; the request is decided again with it.
+    Load {
+        handle: String,
+        headers: RequestHeaders,
+    },
+    /// A new session is written under `handle`; the sign-in's answer waits for it, and
+    /// `session` is what goes into the cookie instead when the store cannot take it.
+    Save {
+        handle: String,
+        session: Box<Session>,
+        reply: Reply,
+        cookie_header: Option<String>,
+    },
+}
+
+/// A refresh's standing in the fleet of replicas.
+#[derive(Debug)]
+pub enum Fleet {
+    /// No cluster store: this Envoy's own lease is all there is.
+    Alone,
+    /// Asking the store for the fleet's lock under `key`; the token call waits here.
+    /// `retried`: a lock call that got no answer is sent once more (another member).
+    Locking {
+        key: String,
+        token_call: Box<Callout>,
+        retried: bool,
+    },
+    /// Refreshing for the fleet: the outcome is published under `key` for the others.
+    Publishing { key: String },
 }
 
 /// The session and cookies it carries are never printed.
@@ -86,6 +131,7 @@ impl std::fmt::Debug for Pending {
         let (kind, token, service) = match self {
             Pending::Exchange { token, service, .. } => ("Exchange", Some(*token), service),
             Pending::Refresh { token, service, .. } => ("Refresh", *token, service),
+            Pending::Stored { token, service, .. } => ("Stored", Some(*token), service),
         };
         f.debug_struct(kind)
             .field("token", &token)
@@ -97,18 +143,22 @@ impl std::fmt::Debug for Pending {
 impl Pending {
     pub(crate) fn token(&self) -> Option<u32> {
         match self {
-            Pending::Exchange { token, .. } => Some(*token),
+            Pending::Exchange { token, .. } | Pending::Stored { token, .. } => Some(*token),
             Pending::Refresh { token, .. } => *token,
         }
     }
 
     pub(crate) fn service(&self) -> ServiceId {
-        let (Pending::Exchange { service, .. } | Pending::Refresh { service, .. }) = self;
+        let (Pending::Exchange { service, .. }
+        | Pending::Refresh { service, .. }
+        | Pending::Stored { service, .. }) = self;
         *service
     }
 
     pub(crate) fn judged(&self) -> &Judged {
-        let (Pending::Exchange { judged, .. } | Pending::Refresh { judged, .. }) = self;
+        let (Pending::Exchange { judged, .. }
+        | Pending::Refresh { judged, .. }
+        | Pending::Stored { judged, .. }) = self;
         judged
     }
 }

@@ -31,10 +31,13 @@ mod arrival;
 mod backchannel;
 mod bearer;
 mod decision;
+mod fleet_refresh;
+mod fleet_revocation;
 mod in_flight;
 mod parked;
 mod session;
 mod session_refresh;
+mod stored_sessions;
 mod token_answer;
 
 use std::ops::ControlFlow;
@@ -42,10 +45,12 @@ use std::rc::Rc;
 
 use crate::core::bearer::authenticator::Authenticator;
 use crate::core::bearer::budget::SourceBudget;
+use crate::core::cluster::client::StoreClient;
 use crate::core::config::Settings;
 use crate::core::host::{Host, Metric};
 use crate::core::identity;
 use crate::core::login::flow::ResolvedEndpoints;
+use crate::core::login::handles::Handles;
 use crate::core::login::opened::OpenedSessions;
 use crate::core::login::refresh::{self, Lease};
 use crate::core::mode::Mode;
@@ -56,7 +61,7 @@ use crate::core::revocation::Revocations;
 pub use crate::core::forward::Forward;
 pub use backchannel::RequestBody;
 pub(crate) use decision::Ended;
-pub use decision::{Decision, Judged, Outcome, Pending};
+pub use decision::{Decision, Fleet, Judged, Outcome, Pending, StoredWait};
 use in_flight::{InFlight, Waiting};
 #[cfg(any(test, feature = "testing"))]
 pub use parked::MAX_PARKED;
@@ -78,6 +83,10 @@ pub struct Gateway {
     allowed: u64,
     /// Failed signature checks per client address, when limited.
     budget: Option<SourceBudget>,
+    /// The cluster store the fleet shares, when configured.
+    store: Option<StoreClient>,
+    /// Per login service, the server-side sessions this worker read.
+    handles: Vec<Handles>,
     /// Revoked sessions: this worker's copy of the Envoy's set.
     pub revocations: Revocations,
 }
@@ -115,6 +124,10 @@ impl Gateway {
     pub fn new(settings: Rc<Settings>) -> Gateway {
         let providers = settings.providers.len();
         let logins = settings.login.len();
+        let store = settings.cluster_store.clone().map(|store| {
+            let longest = settings.login.iter().map(|s| s.session_lifetime_secs).max();
+            StoreClient::new(store, longest.unwrap_or(0))
+        });
         Gateway {
             authn: Authenticator::new(Rc::clone(&settings)),
             budget: settings.signature_check_budget.map(SourceBudget::new),
@@ -127,6 +140,8 @@ impl Gateway {
                 .collect(),
             endpoints: (0..logins).map(|_| ResolvedEndpoints::default()).collect(),
             allowed: 0,
+            store,
+            handles: (0..logins).map(|_| Handles::default()).collect(),
             revocations: Revocations::new(),
         }
     }
@@ -145,6 +160,7 @@ impl Gateway {
     /// On the tick: takes in sessions other workers revoked (a read of the shared set only
     /// when it changed).
     pub fn sync_revocations(&mut self, host: &mut dyn Host) {
+        self.sync_fleet_revocations(host);
         self.revocations.take_in(host);
     }
 
@@ -253,6 +269,9 @@ impl Gateway {
     /// Forgets published refresh results whose grace period is over; reports the token
     /// cache's hits and misses (once a tick rather than a host call per request).
     pub fn tick(&mut self, host: &mut dyn Host) {
+        if let Some(store) = self.store.as_mut() {
+            store.tick(host);
+        }
         let lookups = self.authn.take_lookups();
         let allowed = std::mem::take(&mut self.allowed);
         let revoked = self.revocations.take_refused();

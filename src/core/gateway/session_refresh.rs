@@ -4,11 +4,12 @@
 //! client goes away (an IdP that rotates refresh tokens would refuse the old one again);
 //! `finish_refresh` adopts, keeps or ends the session with the answer.
 
+use super::fleet_refresh::LockValue;
 use super::session::{logged, token_call, At};
-use super::{Decision, Ended, Gateway, Judged, Pending, Waiting, Way};
+use super::{Decision, Ended, Fleet, Gateway, Judged, Pending, Waiting, Way};
 use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
-use crate::core::host::{Host, Metric};
+use crate::core::host::{Callout, Host, Metric};
 use crate::core::login::oidc::{TokenError, TokenRequest, Tokens};
 use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
@@ -24,6 +25,7 @@ pub(super) struct RefreshAnswer<'a> {
     pub(crate) cookie_header: Option<&'a str>,
     pub(crate) path: &'a str,
     pub(crate) judged: &'a Judged,
+    pub(crate) fleet: &'a Fleet,
 }
 
 impl Gateway {
@@ -73,6 +75,7 @@ impl Gateway {
             cookie_header: at.cookie_header.clone(),
             path: at.path.to_string(),
             judged: Box::new(at.judged.clone()),
+            fleet: Fleet::Alone,
         };
         let call = token_call(service, request);
         let queued = Waiting::Queued(call, Box::new(pending));
@@ -80,38 +83,52 @@ impl Gateway {
         Ended::Parked
     }
 
-    /// Sends the refreshes requests leased (from the root, so the answers reach it); one
-    /// that cannot be sent goes on with the old session.
+    /// Sends the refreshes requests leased (from the root, so the answers reach it): to the
+    /// cluster store's lock first when there is one. One that cannot be sent goes on with
+    /// the old session.
     pub(super) fn send_queued_refreshes(&mut self, host: &mut dyn Host) -> Vec<(u32, Decision)> {
         let mut decided = Vec::new();
         for (context_id, call, mut pending) in self.in_flight.take_queued() {
-            let Pending::Refresh {
-                token,
-                service,
-                session,
-                lease,
-                cookie_header,
-                judged,
-                ..
-            } = &mut *pending
-            else {
-                continue;
-            };
-            if let Some(sent) = host.call(&call) {
-                *token = Some(sent);
-                self.in_flight.wait(context_id, Waiting::RootCall(pending));
-                continue;
+            let call = self.lock_first(host, &mut pending, call);
+            if let Some(decision) = self.send_from_root(host, context_id, pending, &call) {
+                decided.push((context_id, decision));
             }
-            refresh::release(host, lease);
-            let settings = std::rc::Rc::clone(&self.settings);
-            let Some(svc) = settings.login.get(service.0) else {
-                continue;
-            };
-            let ended = self.keep_old(host, svc, session, cookie_header.as_deref(), judged);
-            let way = Way::of(judged, Some(context_id));
-            decided.push((context_id, self.exit(host, &way, ended)));
         }
         decided
+    }
+
+    /// Sends `call` for a refresh from the root and waits for its answer there; `Some`
+    /// decision when it could not be sent (the old session goes on).
+    pub(super) fn send_from_root(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        mut pending: Box<Pending>,
+        call: &Callout,
+    ) -> Option<Decision> {
+        let Pending::Refresh {
+            token,
+            service,
+            session,
+            lease,
+            cookie_header,
+            judged,
+            ..
+        } = &mut *pending
+        else {
+            return None;
+        };
+        if let Some(sent) = host.call(call) {
+            *token = Some(sent);
+            self.in_flight.wait(context_id, Waiting::RootCall(pending));
+            return None;
+        }
+        refresh::release(host, lease);
+        let settings = std::rc::Rc::clone(&self.settings);
+        let svc = settings.login.get(service.0)?;
+        let ended = self.keep_old(host, svc, session, cookie_header.as_deref(), judged);
+        let way = Way::of(judged, Some(context_id));
+        Some(self.exit(host, &way, ended))
     }
 
     /// The token endpoint answered a refresh.
@@ -144,7 +161,13 @@ impl Gateway {
                 host.count(Metric::Refreshed);
                 let sealed = refresh::seal(service, &renewed, host);
                 if refresh::publish_renewed(host, &answer.lease, sealed.as_deref(), now_ms) {
-                    self.published.push((answer.lease, now_ms + RESULT_KEPT_MS));
+                    self.published
+                        .push((answer.lease.clone(), now_ms + RESULT_KEPT_MS));
+                }
+                let done = sealed.map(LockValue::Done);
+                self.publish_to_fleet(host, service, answer.fleet, done);
+                if let Some(id) = judged.gate.login() {
+                    self.store_renewed(host, id, service, &renewed, cookie_header, true);
                 }
                 self.adopt(host, service, &renewed, cookie_header, judged)
             }
@@ -155,6 +178,7 @@ impl Gateway {
                 );
                 host.log(Severity::Warn, &line);
                 refresh::release(host, &answer.lease);
+                self.publish_to_fleet(host, service, answer.fleet, None);
                 self.keep_old(host, service, session, cookie_header, judged)
             }
             Refreshed::Refused(why) => {
@@ -219,6 +243,7 @@ impl Gateway {
         );
         host.log(Severity::Debug, &line);
         refresh::publish_ended(host, &answer.lease, now_ms);
+        self.publish_to_fleet(host, service, answer.fleet, Some(LockValue::Ended));
         match refreshed::session_ended(service, cookie_header, path, judged.gate.browser) {
             Ok(reply) => logged(host, service, &judged.gate.place(), reply),
             Err(refused) => Ended::Refuse(refused),

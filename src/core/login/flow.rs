@@ -15,9 +15,12 @@
 
 use std::rc::Rc;
 
-use crate::core::config::login::LoginService;
+use crate::core::cluster::stored_session;
+use crate::core::config::login::{LoginService, SessionStore};
 use crate::core::cookies;
 use crate::core::identity::Identity;
+use crate::core::login::error::LoginError;
+use crate::core::login::handles::{Handles, Stored};
 use crate::core::login::oidc;
 use crate::core::login::opened::{Opened, OpenedSessions};
 use crate::core::login::session::{self, Session};
@@ -43,6 +46,7 @@ pub fn decide(
     let known = Known {
         opened: &mut opened,
         revocations: &mut revocations,
+        handles: None,
     };
     decide_with(service, request, endpoints, now_secs, random, known)
 }
@@ -52,6 +56,8 @@ pub fn decide(
 pub(crate) struct Known<'a> {
     pub(crate) opened: &'a mut OpenedSessions,
     pub(crate) revocations: &'a mut Revocations,
+    /// Server-side sessions this worker read from the cluster store.
+    pub(crate) handles: Option<&'a mut Handles>,
 }
 
 /// `decide`, with what this VM knows.
@@ -74,13 +80,11 @@ pub(crate) fn decide_with(
     if path == service.start_path {
         return start::start(service, request, endpoints, now_secs, random);
     }
-    let cookies = request.cookies();
-    let session = session::sealed_value(&cookies, &service.cookie_name).and_then(|sealed| {
-        known.opened.get_or_open(&sealed, now_secs, |sealed| {
-            let session = session::open(sealed, &service.sealer)?;
-            Some(Opened::new(session, &service.issuer))
-        })
-    });
+    let session = match session_of(service, request, known.opened, known.handles, now_secs) {
+        Ok(session) => session,
+        Err(step) => return *step,
+    };
+    let session = session.filter(|opened| now_secs < opened.session.expires_at);
     // A revoked session is no session: asked to sign in again, its cookies cleared.
     let session = session.filter(|opened| {
         !known
@@ -113,6 +117,47 @@ pub(crate) fn decide_with(
         }
         None => start::unauthenticated(service, request, endpoints, now_secs, random),
     }
+}
+
+/// The session the request's cookie holds: opened from the cookie, or (cluster store) found
+/// among the sessions this worker read; `Err` when it must be read first, or cannot be.
+fn session_of(
+    service: &LoginService,
+    request: &Request,
+    opened: &mut OpenedSessions,
+    handles: Option<&mut Handles>,
+    now_secs: u64,
+) -> Result<Option<Rc<Opened>>, Box<Step>> {
+    let cookies = request.cookies();
+    let sealed = session::sealed_value(&cookies, &service.cookie_name);
+    let handle = match service.session_store {
+        SessionStore::Cookie => None,
+        SessionStore::Cluster { .. } => sealed
+            .as_deref()
+            .and_then(|value| stored_session::open_handle(&service.sealer, value)),
+    };
+    if let (Some(handle), Some(handles)) = (handle, handles) {
+        return match handles.get(&handle, now_secs * 1000) {
+            Some(Stored::Session(opened)) => Ok(Some(Rc::clone(opened))),
+            Some(Stored::Absent) => Ok(None),
+            Some(Stored::Unreachable) => match service.session_store {
+                SessionStore::Cluster {
+                    sign_in_on_outage: true,
+                } => Ok(None),
+                _ => Err(Box::new(Step::Respond(
+                    LoginError::SessionStoreUnavailable.reply(Vec::new()),
+                ))),
+            },
+            None => Err(Box::new(Step::LoadSession(handle))),
+        };
+    }
+    // A session in the cookie itself (or one signed in while the store was away).
+    Ok(sealed.and_then(|sealed| {
+        opened.get_or_open(&sealed, now_secs, |sealed| {
+            let session = session::open(sealed, &service.sealer)?;
+            Some(Opened::new(session, &service.issuer))
+        })
+    }))
 }
 
 /// Forwards with the session's identity, our cookies taken out of the request's `Cookie`

@@ -4,6 +4,7 @@ pub mod backchannel;
 pub(crate) mod endpoints;
 pub(crate) mod error;
 pub mod flow;
+pub(crate) mod handles;
 pub(crate) mod login_cookie;
 pub mod oidc;
 pub(crate) mod opened;

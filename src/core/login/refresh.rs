@@ -54,7 +54,7 @@ pub fn init_slots(shared: &mut dyn SharedData, client_id: &str) {
 }
 
 /// A published session opens as a cookie does: for this service and its issuer only.
-fn open(service: &LoginService, sealed: &str) -> Option<Session> {
+pub(crate) fn open(service: &LoginService, sealed: &str) -> Option<Session> {
     session::open(sealed, &service.sealer)
 }
 

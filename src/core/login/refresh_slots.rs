@@ -41,6 +41,12 @@ impl Generation {
         }
     }
 
+    /// What names the generation (a hash of the service, session id and expiry): the same
+    /// on every replica that sees the same cookie.
+    pub(crate) fn tag(&self) -> &str {
+        &self.tag
+    }
+
     /// The shared-data keys this generation may use, in probing order.
     pub fn slot_keys(&self, client_id: &str) -> Vec<String> {
         (0..PROBES)

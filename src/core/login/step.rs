@@ -105,4 +105,7 @@ pub enum Step {
     /// A browser must be sent to log in, but the IdP's endpoints are not known yet: wait for
     /// discovery, then decide again.
     AwaitEndpoints,
+    /// The session lives in the cluster store and this worker has not read it lately: read
+    /// it (this handle), then decide again.
+    LoadSession(String),
 }

@@ -292,12 +292,17 @@ pub(crate) fn ping() -> Reply {
     plain(200, "OK")
 }
 
-/// `/ready`: `200` once every issuer's keys are loaded.
-pub(crate) fn ready(keys_loaded: bool) -> Reply {
-    if keys_loaded {
-        plain(200, "OK")
-    } else {
-        plain(503, "keys not loaded yet")
+/// `/ready`: `200` once every issuer's keys are loaded. A cluster store that does not
+/// answer is reported, but still `200`: every replica would fail its probe at once, and
+/// each goes on on its own meanwhile.
+pub(crate) fn ready(keys_loaded: bool, store_degraded: bool) -> Reply {
+    match (keys_loaded, store_degraded) {
+        (false, _) => plain(503, "keys not loaded yet"),
+        (true, false) => plain(200, "OK"),
+        (true, true) => plain(
+            200,
+            "degraded: the cluster store does not answer; this Envoy goes on on its own",
+        ),
     }
 }
 

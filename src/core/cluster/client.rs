@@ -1,0 +1,357 @@
+//! One worker's link to the cluster store: the leases its keys are put with (granted on the
+//! tick, never per request), the writes nobody waits for, and whether the store answers.
+//! A request that needs the store (a refresh lock) sends its call through `send` and tells
+//! `answered` how it went, so one record says whether the store is up.
+
+use std::collections::HashMap;
+
+use crate::core::cluster::etcd::{self, Keys, LeaseId, Range};
+use crate::core::cluster::etcd_answer::{self, EtcdError};
+use crate::core::cluster::namespace::{Kind, Namespace};
+use crate::core::cluster::revocation_sync::{self, SyncedTo};
+use crate::core::config::cluster_store::ClusterStore;
+use crate::core::host::{Callout, Host, Metric};
+use crate::core::keys::fetch::CalloutResponse;
+use crate::core::reply::Severity;
+use crate::core::revocation::set::Entry;
+use crate::core::seal::Sealer;
+
+/// The leases keys are put with, by how long their keys must live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeaseKind {
+    /// Refresh locks: gone soon after a replica died holding one.
+    Lock,
+    /// Published refresh results and logout tokens seen: minutes.
+    Result,
+    /// Revocations and server-side sessions: the longest session lifetime.
+    Record,
+}
+
+const LEASE_KINDS: [LeaseKind; 3] = [LeaseKind::Lock, LeaseKind::Result, LeaseKind::Record];
+
+impl LeaseKind {
+    fn index(self) -> usize {
+        match self {
+            LeaseKind::Lock => 0,
+            LeaseKind::Result => 1,
+            LeaseKind::Record => 2,
+        }
+    }
+}
+
+/// One lease: a new one is asked for once a third of its time is gone, so a key put with it
+/// lives at least two thirds of its TTL.
+#[derive(Debug, Default)]
+struct LeaseSlot {
+    id: Option<LeaseId>,
+    /// When etcd lets the lease go, counted from the moment it answered the grant.
+    ends_ms: u64,
+    renew_at_ms: u64,
+    asked: bool,
+}
+
+/// A grant that failed is asked again after this, not on every tick.
+const LEASE_RETRY_MS: u64 = 1_000;
+
+/// What a call the client sent itself is for.
+#[derive(Clone, Copy, Debug)]
+enum Purpose {
+    Lease(LeaseKind),
+    Write(&'static str),
+    /// A revocation put in the store: sent again when it failed.
+    Publish(Entry),
+    /// A read that only asks whether the store answers again.
+    Probe,
+    /// A read of the revocations changed since the last one.
+    Sync,
+}
+
+/// What an answer the client took was.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// Not a call of the client's.
+    NotOurs,
+    /// Taken in.
+    Done,
+    /// A sync's answer: the gateway reads it with the keys (`take_sync`).
+    Sync,
+}
+
+#[derive(Debug)]
+pub(crate) struct StoreClient {
+    pub(crate) store: ClusterStore,
+    pub(crate) namespace: Namespace,
+    ttl_secs: [u64; 3],
+    leases: [LeaseSlot; 3],
+    calls: HashMap<u32, Purpose>,
+    /// Since when every call failed (`None`: the last one was answered).
+    failing_since_ms: Option<u64>,
+    /// When a store that failed is asked again whether it answers.
+    probe_at_ms: u64,
+    /// Where the next revocation sync starts, when it is due, and whether one is under way.
+    synced_to: SyncedTo,
+    sync_at_ms: u64,
+    syncing: bool,
+    /// Revocations not in the store yet: no lease to put them with, or the put failed.
+    unpublished: Vec<Entry>,
+}
+
+/// Revocations kept for another try at most (as many as an Envoy's set holds).
+const MAX_UNPUBLISHED: usize = 10_000;
+
+/// Lock keys outlive a token call several times over, and a dead holder's by half a minute.
+const LOCK_TTL_SECS: u64 = 30;
+/// Results stay readable as long as each Envoy keeps them (`RESULT_KEPT_MS`) and more.
+const RESULT_TTL_SECS: u64 = 15 * 60;
+/// Revocations outlive every session they can name by this much.
+const RECORD_MARGIN_SECS: u64 = 3600;
+
+impl StoreClient {
+    /// A client for `store`; records live `longest_session_secs` and an hour more.
+    pub(crate) fn new(store: ClusterStore, longest_session_secs: u64) -> StoreClient {
+        StoreClient {
+            namespace: Namespace::new(&store.etcd.prefix),
+            store,
+            ttl_secs: [
+                LOCK_TTL_SECS,
+                RESULT_TTL_SECS,
+                longest_session_secs.saturating_add(RECORD_MARGIN_SECS),
+            ],
+            leases: Default::default(),
+            calls: HashMap::new(),
+            failing_since_ms: None,
+            probe_at_ms: 0,
+            synced_to: SyncedTo::default(),
+            sync_at_ms: 0,
+            syncing: false,
+            unpublished: Vec::new(),
+        }
+    }
+
+    /// Asks for the leases that are due, and whether a store that failed answers again.
+    pub(crate) fn tick(&mut self, host: &mut dyn Host) {
+        let now_ms = host.now_ms();
+        if self.failing_since_ms.is_some() && now_ms >= self.probe_at_ms {
+            self.probe_at_ms = now_ms + LEASE_RETRY_MS;
+            let prefix = self.namespace.kind_prefix(Kind::Refresh);
+            let one = Range {
+                keys: Keys::One(prefix.as_bytes()),
+                min_mod_revision: 0,
+                limit: 1,
+            };
+            if let Some(token) = host.call(&etcd::range(&self.store.etcd, &one)) {
+                self.calls.insert(token, Purpose::Probe);
+            }
+        }
+        for kind in LEASE_KINDS {
+            let slot = &self.leases[kind.index()];
+            if slot.asked || now_ms < slot.renew_at_ms {
+                continue;
+            }
+            let call = etcd::grant_lease(&self.store.etcd, self.ttl_secs[kind.index()]);
+            if let Some(token) = host.call(&call) {
+                self.calls.insert(token, Purpose::Lease(kind));
+                self.leases[kind.index()].asked = true;
+            }
+        }
+    }
+
+    /// The lease of `kind` to put a key with; `None` before etcd granted one, or once it
+    /// may have ended (the store was away longer than its TTL's last third).
+    pub(crate) fn lease(&self, kind: LeaseKind, now_ms: u64) -> Option<LeaseId> {
+        let slot = &self.leases[kind.index()];
+        let margin_ms = self.ttl_secs[kind.index()] * 1000 / 3;
+        slot.id
+            .filter(|_| now_ms.saturating_add(margin_ms) < slot.ends_ms)
+    }
+
+    /// Sends a call whose answer the caller takes (`answered` then says how it went).
+    pub(crate) fn send(&mut self, host: &mut dyn Host, call: &Callout) -> Option<u32> {
+        let token = host.call(call);
+        if token.is_none() {
+            self.failed(host, &EtcdError::NoAnswer, "a call could not be sent");
+        }
+        token
+    }
+
+    /// Sends a write nobody waits for; its answer is only logged when it failed.
+    pub(crate) fn write(&mut self, host: &mut dyn Host, call: &Callout, what: &'static str) {
+        if let Some(token) = self.send(host, call) {
+            self.calls.insert(token, Purpose::Write(what));
+        }
+    }
+
+    /// Sends a revocation's put; it is tried again (`take_unpublished`) when it fails.
+    pub(crate) fn publish(&mut self, host: &mut dyn Host, call: &Callout, entry: Entry) {
+        match self.send(host, call) {
+            Some(token) => {
+                self.calls.insert(token, Purpose::Publish(entry));
+            }
+            None => self.keep_unpublished(entry),
+        }
+    }
+
+    /// Keeps a revocation for another try, within bounds.
+    pub(crate) fn keep_unpublished(&mut self, entry: Entry) {
+        if self.unpublished.len() < MAX_UNPUBLISHED {
+            self.unpublished.push(entry);
+        }
+    }
+
+    /// The revocations to try to publish again.
+    pub(crate) fn take_unpublished(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.unpublished)
+    }
+
+    /// Reads the revocations changed since the last sync, when one is due (each
+    /// `sync_interval`) and none is under way.
+    pub(crate) fn sync(&mut self, host: &mut dyn Host) {
+        let now_ms = host.now_ms();
+        if self.syncing || now_ms < self.sync_at_ms {
+            return;
+        }
+        self.sync_at_ms = now_ms + self.store.sync_interval_ms;
+        let call = revocation_sync::read_changes(&self.store, &self.namespace, self.synced_to);
+        if let Some(token) = self.send(host, &call) {
+            self.calls.insert(token, Purpose::Sync);
+            self.syncing = true;
+        }
+    }
+
+    /// A sync's answer, read with `sealer`: the revocations to merge into the Envoy's set.
+    pub(crate) fn take_sync(
+        &mut self,
+        host: &mut dyn Host,
+        response: &CalloutResponse,
+        sealer: &Sealer,
+    ) -> Vec<Entry> {
+        self.syncing = false;
+        match revocation_sync::read_answer(response, &self.namespace, sealer) {
+            Ok(changes) => {
+                self.answered(host, Ok(()));
+                if changes.next.0 > self.synced_to.0 {
+                    self.synced_to = changes.next;
+                }
+                if changes.unreadable > 0 {
+                    let line = format!(
+                        "{} revocations in the cluster store do not open with our keys: left out",
+                        changes.unreadable
+                    );
+                    host.log(Severity::Warn, &line);
+                }
+                changes.entries
+            }
+            Err(e) => {
+                self.answered(host, Err((&e, "syncing revocations")));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Takes the answer to a call the client sent itself.
+    pub(crate) fn on_response(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        response: &CalloutResponse,
+    ) -> Taken {
+        let Some(purpose) = self.calls.remove(&token) else {
+            return Taken::NotOurs;
+        };
+        match purpose {
+            Purpose::Sync => return Taken::Sync,
+            Purpose::Publish(entry) => match etcd_answer::read_put(response) {
+                Ok(_) => self.answered(host, Ok(())),
+                Err(e) => {
+                    self.keep_unpublished(entry);
+                    self.answered(host, Err((&e, "publishing a revocation")));
+                }
+            },
+            Purpose::Lease(kind) => {
+                let slot = &mut self.leases[kind.index()];
+                slot.asked = false;
+                match etcd_answer::read_lease(response) {
+                    Ok(granted) => {
+                        let ttl_ms = u64::try_from(granted.ttl_secs).unwrap_or(0) * 1000;
+                        let now_ms = host.now_ms();
+                        slot.id = Some(granted.id);
+                        slot.ends_ms = now_ms + ttl_ms;
+                        slot.renew_at_ms = now_ms + ttl_ms / 3;
+                        self.answered(host, Ok(()));
+                    }
+                    Err(e) => {
+                        // The last lease is kept while it may live; asked again in a second.
+                        slot.renew_at_ms = host.now_ms() + LEASE_RETRY_MS;
+                        self.answered(host, Err((&e, "a lease could not be granted")));
+                    }
+                }
+            }
+            Purpose::Probe => {
+                let answer = etcd_answer::read_range(response).map(|_| ());
+                self.answered(host, answer.as_ref().map_err(|e| (e, "a probe")).copied());
+            }
+            Purpose::Write(what) => {
+                let written = etcd_answer::read_put(response).map(|_| ()).or_else(|e| {
+                    match etcd_answer::read_delete(response) {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(e),
+                    }
+                });
+                match written {
+                    Ok(()) => self.answered(host, Ok(())),
+                    Err(e) => self.answered(host, Err((&e, what))),
+                }
+            }
+        }
+        Taken::Done
+    }
+
+    /// Records how a call went: the first failure and the recovery are logged, failures in
+    /// between only at debug, so an outage cannot flood the log.
+    pub(crate) fn answered(
+        &mut self,
+        host: &mut dyn Host,
+        outcome: Result<(), (&EtcdError, &str)>,
+    ) {
+        match outcome {
+            Ok(()) => self.succeeded(host),
+            Err((e, what)) => self.failed(host, e, what),
+        }
+    }
+
+    fn succeeded(&mut self, host: &mut dyn Host) {
+        if let Some(since) = self.failing_since_ms.take() {
+            let secs = host.now_ms().saturating_sub(since) / 1000;
+            let line = format!("cluster store answers again, after {secs} s");
+            host.log(Severity::Info, &line);
+        }
+    }
+
+    /// Records a failed call the caller read itself.
+    pub(crate) fn note_failure(&mut self, host: &mut dyn Host, error: &str, what: &str) {
+        self.failed(host, &error, what);
+    }
+
+    fn failed(&mut self, host: &mut dyn Host, e: &dyn std::fmt::Display, what: &str) {
+        host.count(Metric::StoreFailures);
+        let first = self.failing_since_ms.is_none();
+        if first {
+            self.failing_since_ms = Some(host.now_ms());
+        }
+        let severity = if first {
+            Severity::Warn
+        } else {
+            Severity::Debug
+        };
+        let line = format!(
+            "cluster store unavailable ({what}: {e}); each Envoy goes on on its own until it \
+             answers"
+        );
+        host.log(severity, &line);
+    }
+
+    /// Whether the last call to the store failed (`/ready` says so).
+    pub(crate) fn degraded(&self) -> bool {
+        self.failing_since_ms.is_some()
+    }
+}
