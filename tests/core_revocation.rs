@@ -527,3 +527,26 @@ fn past_its_bound_the_shared_set_drops_what_it_would_forget_soonest_and_says_so(
         "expired entries are pruned on write"
     );
 }
+
+/// A logout token is signed with the IdP's keys and addressed to the client: as a bearer
+/// token where the provider's audiences include the client id, it must not pass.
+#[test]
+fn a_logout_token_is_never_a_bearer_token() {
+    let mut bed = Bed::new(&json!({ "providers": [provider()] }));
+    let event = json!({ BACKCHANNEL_EVENT: {} });
+    let claims = mint::claims_with(ISSUER, AUDIENCE, json!({ "events": event, "sid": "s1" }));
+    let control = bearer(
+        &shared_keys()
+            .signer("ES256")
+            .sign(&mint::claims(ISSUER, AUDIENCE)),
+    );
+    forwarded(bed.get("api.example.com", "/", &with_bearer(&control)));
+    let typed = shared_keys()
+        .signer("ES256")
+        .sign_as_logout(&mint::claims(ISSUER, AUDIENCE));
+    let with_events = shared_keys().signer("ES256").sign(&claims);
+    for token in [typed, with_events] {
+        let reply = responded(bed.get("api.example.com", "/", &with_bearer(&bearer(&token))));
+        assert_eq!(reply.status, 401, "{reply:?}");
+    }
+}

@@ -504,7 +504,7 @@ impl Authenticator {
             .providers
             .get(index.0)
             .ok_or(AuthError::UntrustedIssuer)?;
-        let token = token::parse(logout_token, self.settings.max_token_bytes)?;
+        let token = token::parse_signed(logout_token, self.settings.max_token_bytes)?;
         let rules = ClaimRules {
             audiences: vec![client_id.to_string()],
             require_expiry: false,
