@@ -90,7 +90,7 @@ const HTML: &str = "text/html,application/xhtml+xml";
 
 fn respond(step: Step) -> wasm_iap::core::reply::Reply {
     match step {
-        Step::Respond(reply) | Step::StartLogin(reply) => reply,
+        Step::Respond(reply) | Step::StartLogin(reply) | Step::SignOut { reply, .. } => reply,
         // As inline mode writes it for a program.
         Step::Refuse(refused) => wasm_iap::core::mode::pages::render(refused, false),
         other => panic!("expected a local answer, got {other:?}"),
@@ -452,7 +452,7 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         auth.verify_id_token(ProviderId(0), token, "prometheus", nonce, now * 1000)
     };
     let tokens = Tokens {
-        id_token: Some(Secret::new(id_token(json!({})))),
+        id_token: Some(Secret::new(id_token(json!({ "sid": "idp-1" })))),
         refresh_token: Some(Secret::new("rt-1")),
         expires_in: Some(300),
         ..Tokens::default()
@@ -484,6 +484,13 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         session::read(&pairs, "__Host-wasm_iap", &service.sealer, now).expect("session set");
     assert_eq!(session.user, "alice-id");
     assert_eq!(session.refresh_token, Some(Secret::new("rt-1")));
+    // What a back-channel logout names the session by, and when it began.
+    assert_eq!(session.idp_sid.as_deref(), Some("idp-1"));
+    assert_eq!(
+        session.sub, None,
+        "the user claim is the sub: not kept twice"
+    );
+    assert_eq!(session.signed_in_at, now);
     assert!(
         reply
             .set_cookies()
@@ -547,6 +554,8 @@ fn session_for(now: u64) -> Session {
         refresh_at: now - 1,
         refresh_token: Some(Secret::new("rt-1")),
         id_token: None,
+        idp_sid: Some("idp-1".into()),
+        signed_in_at: now - 600,
         ..Session::default()
     }
 }
@@ -603,6 +612,11 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
         ("sid", Some(Secret::new("rt-2")))
     );
     assert!(new.refresh_at > now);
+    assert_eq!(
+        (new.idp_sid.as_deref(), new.signed_in_at),
+        (Some("idp-1"), now - 600),
+        "a refresh keeps what revocations name the session by"
+    );
     assert!(matches!(
         refreshed::finish_refresh(
             &old,

@@ -64,7 +64,7 @@ fn workers() -> (Worker, Worker, Worker) {
 #[derive(Debug, PartialEq, Eq)]
 enum Got {
     Refresh(Lease),
-    Adopt(Session),
+    Adopt(Box<Session>),
     Ended,
     KeepOld,
 }
@@ -163,7 +163,7 @@ fn a_renewed_session_is_adopted_by_requests_with_the_old_cookie_until_forgotten(
     ));
     assert_eq!(
         claim(&mut b, &old, NOW_MS + 60),
-        Got::Adopt(renewed.clone())
+        Got::Adopt(Box::new(renewed.clone()))
     );
     assert_eq!(
         refresh::renewed_elsewhere(&b, &lease, service(), NOW_MS + 60),
@@ -271,5 +271,8 @@ fn a_refresh_waiting_for_keys_keeps_its_lease_and_a_late_worker_never_overwrites
         sealed.as_deref(),
         NOW_MS + 30_003
     ));
-    assert_eq!(claim(&mut a, &old, NOW_MS + 30_004), Got::Adopt(renewed));
+    assert_eq!(
+        claim(&mut a, &old, NOW_MS + 30_004),
+        Got::Adopt(Box::new(renewed))
+    );
 }

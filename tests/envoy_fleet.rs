@@ -29,8 +29,12 @@ fn a_session_signed_in_through_the_front_opens_on_every_replica() {
         assert_eq!(echoed_user(&response), json!(["tara@example.com"]));
     }
     let served = |fleet: &Fleet| -> Vec<u64> {
-        let metric = "envoy_http_downstream_rq_total";
-        let count = |envoy: &support::envoy::Envoy| envoy.prometheus_metric(metric).unwrap_or(0);
+        // Requests each replica sent its upstream (the admin's own requests are not counted).
+        let metric = "envoy_cluster_upstream_rq_total";
+        let count = |envoy: &support::envoy::Envoy| {
+            let upstream = "envoy_cluster_name=\"upstream\"";
+            envoy.prometheus_metric_where(metric, upstream).unwrap_or(0)
+        };
         fleet.replicas.iter().map(count).collect()
     };
     let before = served(&fleet);

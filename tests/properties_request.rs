@@ -149,7 +149,9 @@ proptest! {
             may_wait: false,
         };
         match flow::decide(service, &request, Some(&endpoints()), 1_800_000_000, &mut Counter(1)) {
-            Step::Respond(reply) | Step::StartLogin(reply) => assert_safe(&reply)?,
+            Step::Respond(reply) | Step::StartLogin(reply) | Step::SignOut { reply, .. } => {
+                assert_safe(&reply)?
+            }
             Step::Forward(forwarding) => {
                 if let Some(cookie) = &forwarding.cookie_header {
                     prop_assert!(header_value_safe(cookie) || cookie.contains('\t'));

@@ -53,6 +53,11 @@ pub enum Metric {
     RefreshRefusalsTolerated,
     /// Calls to the cluster store that failed (no answer, refused, garbage).
     StoreFailures,
+    /// Sessions revoked here: sign-outs and back-channel logouts taken in.
+    Revocations,
+    /// Requests whose session was revoked, answered as if they had none (reported on the
+    /// tick).
+    SessionsRevoked,
     /// Key fetches started (discovery and JWKS callouts, counted per fetch).
     KeyFetches,
     /// Key fetches that failed.
@@ -68,7 +73,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 21] = [
+    pub(crate) const ALL: [Metric; 23] = [
         Metric::Allowed,
         Metric::Refused,
         Metric::DeniedNoCredential,
@@ -84,6 +89,8 @@ impl Metric {
         Metric::Refreshed,
         Metric::RefreshRefusalsTolerated,
         Metric::StoreFailures,
+        Metric::Revocations,
+        Metric::SessionsRevoked,
         Metric::KeyFetches,
         Metric::KeyFetchFailures,
         Metric::TokenCacheHits,
@@ -109,6 +116,8 @@ impl Metric {
             Metric::Refreshed => "wasm_iap_sessions_refreshed",
             Metric::RefreshRefusalsTolerated => "wasm_iap_refresh_refusals_tolerated",
             Metric::StoreFailures => "wasm_iap_store_failures",
+            Metric::Revocations => "wasm_iap_revocations",
+            Metric::SessionsRevoked => "wasm_iap_sessions_revoked",
             Metric::KeyFetches => "wasm_iap_key_fetches",
             Metric::KeyFetchFailures => "wasm_iap_key_fetch_failures",
             Metric::TokenCacheHits => "wasm_iap_token_cache_hits",

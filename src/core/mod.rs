@@ -10,6 +10,7 @@
 //! - `policy`: who may pass (hosts, routes, the normalised path, the rules);
 //! - `mode`: how a request is answered (upstream, a forward-auth check, user info,
 //!   Kubernetes impersonation), and how a refusal (`refusal`) is written;
+//! - `revocation`: revoked sessions (sign-out, back-channel logout), shared by the workers;
 //! - `log_text`: values from outside made safe for a log line;
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
@@ -33,6 +34,7 @@ pub mod random;
 pub(crate) mod refusal;
 pub mod reply;
 pub mod request_headers;
+pub mod revocation;
 pub mod seal;
 pub mod secret;
 pub mod shared_data;

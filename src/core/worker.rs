@@ -1,5 +1,6 @@
 //! One VM's (one worker thread's) core, with one door per proxy-wasm callback: a request's
-//! headers, a callout's answer, the tick, a response's headers, and a request's end. The
+//! headers, its body (when a decision asked for it), a callout's answer, the tick, a
+//! response's headers, and a request's end. The
 //! adapter only calls a door and carries out the `Act`s it returns; what a request keeps
 //! between callbacks lives in the gateway's one table of requests under way.
 
@@ -7,7 +8,7 @@ use std::rc::Rc;
 
 use crate::core::config::Settings;
 use crate::core::forward::Forward;
-use crate::core::gateway::{Decision, Gateway};
+use crate::core::gateway::{Decision, Gateway, RequestBody};
 use crate::core::host::Host;
 use crate::core::keys::fetch::CalloutResponse;
 use crate::core::keys::fetcher::KeyFetcher;
@@ -23,6 +24,9 @@ pub(crate) enum Act {
     Respond(Reply),
     /// Keep it paused: it waits for keys, endpoints or a token call.
     Pause,
+    /// Read its body (up to this many bytes) and hand it to `on_request_body`, whose
+    /// answer is the one the client gets.
+    ReadBody(usize),
 }
 
 /// The first decision on a request: the client-sent headers to remove whatever it is, and
@@ -41,7 +45,7 @@ pub(crate) struct Worker {
 impl Worker {
     /// A worker for `settings`; writes what every worker expects in shared data first.
     pub(crate) fn new(host: &mut dyn Host, settings: Rc<Settings>) -> Worker {
-        let gateway = Gateway::new(Rc::clone(&settings));
+        let mut gateway = Gateway::new(Rc::clone(&settings));
         gateway.prepare(host);
         Worker {
             gateway,
@@ -61,6 +65,17 @@ impl Worker {
             strip: outcome.strip,
             act: self.hold(context_id, outcome.decision),
         }
+    }
+
+    /// Door: the body a `ReadBody` asked for (or why it cannot be had).
+    pub(crate) fn on_request_body(
+        &mut self,
+        host: &mut dyn Host,
+        context_id: u32,
+        body: RequestBody,
+    ) -> Act {
+        let decision = self.gateway.on_request_body(host, context_id, body);
+        self.hold(context_id, decision)
     }
 
     /// Door: a callout answered, in the root's context (`None`: key fetches and token calls
@@ -92,13 +107,15 @@ impl Worker {
     }
 
     /// Door: the tick. Takes in keys other workers fetched, starts fetches that are due,
-    /// reports counters, and decides again the requests whose wait is over.
+    /// reports counters, takes in sessions other workers revoked, and decides again the
+    /// requests whose wait is over.
     pub(crate) fn on_tick(&mut self, host: &mut dyn Host) -> Vec<(u32, Act)> {
         let changed = self.fetcher.take_in(host, &mut self.gateway);
         let mut decided = self.gateway.keys_changed(host, &changed);
         let changed = self.fetcher.start_fetches(host, &mut self.gateway);
         decided.extend(self.gateway.keys_changed(host, &changed));
         self.gateway.tick(host);
+        self.gateway.sync_revocations(host);
         decided.extend(self.gateway.settle(host, None));
         self.hold_all(decided)
     }
@@ -152,6 +169,7 @@ impl Worker {
                 Act::Pause
             }
             Decision::Parked => Act::Pause,
+            Decision::ReadBody(max_bytes) => Act::ReadBody(max_bytes),
         }
     }
 }

@@ -19,7 +19,7 @@ pub(crate) fn carry_out(act: Act) -> Action {
             host::send_reply(reply);
             Action::Pause
         }
-        Act::Pause => Action::Pause,
+        Act::Pause | Act::ReadBody(_) => Action::Pause,
     }
 }
 

@@ -201,6 +201,12 @@ pub(crate) fn call_response(body_size: usize) -> CallResponse {
     }
 }
 
+/// The request's body as buffered so far, up to `size` bytes (as bytes: never assumed
+/// to be text).
+pub(crate) fn request_body(size: usize) -> Vec<u8> {
+    abi::buffer(BufferType::HttpRequestBody, size).unwrap_or_default()
+}
+
 pub(crate) fn add_response_header(name: &str, value: &str) {
     if !header_name_safe(name) || !header_value_safe(value) {
         log(

@@ -10,6 +10,7 @@ use proxy_wasm::types::{Action, LogLevel};
 use super::apply;
 use super::host::{self, ProxyHost};
 use crate::core::bearer::error::AuthError;
+use crate::core::gateway::RequestBody;
 use crate::core::worker::{Act, Worker};
 
 /// What one VM (one worker thread) decides with, shared by its root and HTTP contexts.
@@ -18,11 +19,30 @@ pub(crate) type SharedWorker = Rc<RefCell<Option<Worker>>>;
 pub(crate) struct Request {
     context_id: u32,
     worker: SharedWorker,
+    /// While the core waits for the body: the most bytes it takes.
+    body_wanted: Option<usize>,
 }
 
 impl Request {
     pub(crate) fn new(context_id: u32, worker: SharedWorker) -> Self {
-        Request { context_id, worker }
+        Request {
+            context_id,
+            worker,
+            body_wanted: None,
+        }
+    }
+
+    /// Hands the body to the worker's door, and carries out what it says.
+    fn body_read(&mut self, body: RequestBody) -> Action {
+        self.body_wanted = None;
+        let act = match self.worker.try_borrow_mut() {
+            Ok(mut slot) => match slot.as_mut() {
+                Some(worker) => worker.on_request_body(&mut ProxyHost, self.context_id, body),
+                None => return fail_closed("not configured"),
+            },
+            Err(_) => return fail_closed("VM state busy"),
+        };
+        apply::carry_out(act)
     }
 }
 
@@ -74,7 +94,7 @@ impl Context for Request {
 }
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "host-call-count")]
         super::host_calls::enter(self.context_id);
         #[cfg(feature = "crash-probe")]
@@ -92,12 +112,47 @@ impl HttpContext for Request {
         for name in &arrival.strip {
             host::remove_request_header(name);
         }
-        apply::carry_out_sent(arrival.act, &headers)
+        match arrival.act {
+            // No body follows: the door gets an empty one now.
+            Act::ReadBody(_) if end_of_stream => self.body_read(RequestBody::Whole(&[])),
+            // A host gives no body to a filter that paused the headers (Envoy turns the
+            // pause into a stop of everything), so the headers go on and the body is held
+            // here: the upstream sees headers whose body never comes (the answer given here
+            // resets it). A body sent with its headers is read before any upstream answers.
+            Act::ReadBody(max_bytes) => {
+                self.body_wanted = Some(max_bytes);
+                Action::Continue
+            }
+            act => apply::carry_out_sent(act, &headers),
+        }
+    }
+
+    /// Buffers the body the core asked for until it is whole (or too large), then hands
+    /// it over; any other request's body just passes.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "host-call-count")]
+        super::host_calls::enter(self.context_id);
+        let Some(max_bytes) = self.body_wanted else {
+            return Action::Continue;
+        };
+        if body_size > max_bytes {
+            return self.body_read(RequestBody::TooLarge);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = host::request_body(body_size);
+        self.body_read(RequestBody::Whole(&body))
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         #[cfg(feature = "host-call-count")]
         super::host_calls::enter(self.context_id);
+        if self.body_wanted.is_some() {
+            // The upstream answered before the body was whole (Envoy then hands no more of
+            // it to filters): its answer is replaced by ours.
+            return self.body_read(RequestBody::Overtaken);
+        }
         let cookies = match self.worker.try_borrow_mut() {
             Ok(mut slot) => slot
                 .as_mut()

@@ -264,6 +264,12 @@ impl Envoy {
     /// `envoy_http_downstream_rq_total`, or `wasm_iap_requests_allowed` for the filter's
     /// `wasmcustom.` stats), summed over its label sets; `None` when Envoy does not list it.
     pub fn prometheus_metric(&self, name: &str) -> Option<u64> {
+        self.prometheus_metric_where(name, "")
+    }
+
+    /// `prometheus_metric`, summed over the series whose labels contain `label` (e.g.
+    /// `envoy_cluster_name="upstream"`).
+    pub fn prometheus_metric_where(&self, name: &str, label: &str) -> Option<u64> {
         let stats = http::get(
             &format!("http://127.0.0.1:{}/stats/prometheus", self.admin_port),
             &[],
@@ -271,7 +277,7 @@ impl Envoy {
         let values: Vec<u64> = stats
             .body
             .lines()
-            .filter(|line| !line.starts_with('#'))
+            .filter(|line| !line.starts_with('#') && line.contains(label))
             .filter_map(|line| {
                 let rest = line.strip_prefix(name)?;
                 let value = if rest.starts_with('{') {
@@ -285,6 +291,11 @@ impl Envoy {
             })
             .collect();
         (!values.is_empty()).then(|| values.iter().sum())
+    }
+
+    /// A page of the admin interface (e.g. `/stats?filter=...`).
+    pub fn admin(&self, path: &str) -> http::Response {
+        http::get(&format!("http://127.0.0.1:{}{path}", self.admin_port), &[])
     }
 
     /// The Envoy process's id (e.g. to read its memory use from `/proc/<pid>/status`).

@@ -62,6 +62,11 @@ impl FakeHost {
         }
     }
 
+    /// Runs `step` (another worker's write) just before this worker's next write.
+    pub fn interleave(&self, step: impl FnOnce(&mut super::shared::Store) + 'static) {
+        self.shared.interleave(step);
+    }
+
     pub fn advance(&self, ms: u64) {
         self.clock.set(self.clock.get() + ms);
     }

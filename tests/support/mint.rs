@@ -28,6 +28,7 @@ pub struct Signer {
     pub public_jwk: Value,
     sign: SignFn,
     sign_without_kid: SignFn,
+    sign_as_logout: SignFn,
 }
 
 impl Signer {
@@ -36,6 +37,13 @@ impl Signer {
         let claims: JWTClaims<Map<String, Value>> =
             serde_json::from_value(claims.clone()).expect("claims are a JSON object");
         (self.sign)(claims)
+    }
+
+    /// Signs as `sign` does, typed `logout+jwt` (OIDC Back-Channel Logout's header).
+    pub fn sign_as_logout(&self, claims: &Value) -> String {
+        let claims: JWTClaims<Map<String, Value>> =
+            serde_json::from_value(claims.clone()).expect("claims are a JSON object");
+        (self.sign_as_logout)(claims)
     }
 
     /// Signs with the same key but no `kid` in the header.
@@ -52,6 +60,7 @@ macro_rules! signer {
         let make = $make;
         let plain = make();
         let pair = make().with_key_id(&$kid);
+        let typed = make().with_key_id(&$kid);
         let mut jwk: Value = serde_json::from_str(&pair.public_key().to_jwk()).expect("jwk");
         jwk["kid"] = json!($kid);
         jwk["alg"] = json!($alg);
@@ -62,6 +71,15 @@ macro_rules! signer {
             public_jwk: jwk,
             sign: Box::new(move |claims| pair.sign(claims).expect("signing works")),
             sign_without_kid: Box::new(move |claims| plain.sign(claims).expect("signing works")),
+            sign_as_logout: Box::new(move |claims| {
+                let header = HeaderOptions {
+                    signature_type: Some("logout+jwt".into()),
+                    ..HeaderOptions::default()
+                };
+                typed
+                    .sign_with_options(claims, &header)
+                    .expect("signing works")
+            }),
         }
     }};
 }

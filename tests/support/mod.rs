@@ -14,6 +14,7 @@ pub mod idp;
 pub mod kube;
 pub mod mint;
 pub mod native_bed;
+pub mod native_fleet;
 pub mod nginx;
 pub mod props;
 pub mod random;

@@ -9,7 +9,7 @@ use super::host::FakeHost;
 use super::mint::{self, claims_with, shared_keys};
 use super::random::Counter;
 use wasm_iap::core::config::Settings;
-use wasm_iap::core::gateway::{Decision, Forward, Gateway};
+use wasm_iap::core::gateway::{Decision, Forward, Gateway, RequestBody};
 use wasm_iap::core::login::session::{self, Session};
 use wasm_iap::core::reply::{Reply, Severity};
 use wasm_iap::core::request_headers::RequestHeaders;
@@ -58,6 +58,7 @@ pub struct Bed {
     pub host: FakeHost,
     pub gateway: Gateway,
     next_context: u32,
+    settings: Rc<Settings>,
 }
 
 impl Bed {
@@ -74,12 +75,53 @@ impl Bed {
 
     pub fn with_settings(settings: Rc<Settings>) -> Bed {
         let mut host = FakeHost::new(mint::now_secs() * 1000);
-        let gateway = Gateway::new(settings);
+        let mut gateway = Gateway::new(Rc::clone(&settings));
         gateway.prepare(&mut host);
         Bed {
             host,
             gateway,
             next_context: 1,
+            settings,
+        }
+    }
+
+    /// Another worker of the same Envoy: same settings, shared data and clock.
+    pub fn sibling(&self, seed: u8) -> Bed {
+        let mut host = self.host.sibling(seed);
+        let mut gateway = Gateway::new(Rc::clone(&self.settings));
+        gateway.prepare(&mut host);
+        Bed {
+            host,
+            gateway,
+            next_context: 1,
+            settings: Rc::clone(&self.settings),
+        }
+    }
+
+    /// The worker's tick, as far as the gateway goes: counters, and sessions other workers
+    /// revoked.
+    pub fn tick(&mut self) {
+        self.gateway.tick(&mut self.host);
+        self.gateway.sync_revocations(&mut self.host);
+    }
+
+    /// A request with a body: its headers are decided, and when the decision asks for the
+    /// body, it gets `body`.
+    pub fn send_with_body(
+        &mut self,
+        method: &str,
+        authority: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: RequestBody,
+    ) -> Decision {
+        let decision = self.send(method, authority, path, extra).decision;
+        match decision {
+            Decision::ReadBody(_) => {
+                self.gateway
+                    .on_request_body(&mut self.host, self.next_context, body)
+            }
+            other => other,
         }
     }
 
@@ -106,6 +148,11 @@ impl Bed {
             strip: outcome.strip.iter().map(|s| s.to_string()).collect(),
             decision: outcome.decision,
         }
+    }
+
+    /// The context id of the request sent last.
+    pub fn last_context(&self) -> u32 {
+        self.next_context
     }
 
     pub fn get(&mut self, authority: &str, path: &str, extra: &[(&str, &str)]) -> Decision {

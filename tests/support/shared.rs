@@ -17,14 +17,14 @@ pub struct Store {
 }
 
 impl Store {
-    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    pub fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         match self.values.get(key) {
             Some((value, version)) => (Some(value.clone()), Some(*version)),
             None => (None, None),
         }
     }
 
-    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    pub fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
         if let (Some((_, version)), Some(cas)) = (self.values.get(key), cas) {
             if *version != cas {
                 return false;

@@ -23,6 +23,8 @@ pub struct UnverifiedToken<'a> {
     pub alg: Algorithm,
     pub kid: Option<String>,
     pub claims: Map<String, Value>,
+    /// Typed as a logout or security event token, or carrying `events` (RFC 8417).
+    pub(crate) is_event: bool,
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(
@@ -37,7 +39,24 @@ fn decode_json<T: serde::de::DeserializeOwned>(
 
 /// Parses a compact JWS of at most `max_bytes`. Algorithms outside `Algorithm` (`none`,
 /// HMAC, anything unknown) are refused here, before any key is looked at.
+/// An access or ID token: never a logout token (a security event token), which the IdP
+/// signs with the same keys and addresses to the client, so it would otherwise pass as one.
 pub fn parse(compact: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, AuthError> {
+    let token = parse_signed(compact, max_bytes)?;
+    if token.is_event {
+        return Err(AuthError::Malformed {
+            what: "a logout or security event token is not an access or ID token",
+        });
+    }
+    Ok(token)
+}
+
+/// A signed token of any JWT type (a logout token included); its claims are checked by
+/// whoever asked for it.
+pub(crate) fn parse_signed(
+    compact: &str,
+    max_bytes: usize,
+) -> Result<UnverifiedToken<'_>, AuthError> {
     if compact.len() > max_bytes {
         return Err(AuthError::TokenTooLarge { max: max_bytes });
     }
@@ -81,10 +100,15 @@ pub fn parse(compact: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Aut
     let alg =
         Algorithm::from_name(&alg_name).ok_or(AuthError::AlgorithmNotAccepted { alg: alg_name })?;
     let claims: Map<String, Value> = decode_json(payload, "payload is not base64url JSON")?;
+    let event_typ = header.typ.as_deref().is_some_and(|typ| {
+        let lower = typ.to_ascii_lowercase();
+        lower.ends_with("logout+jwt") || lower.ends_with("secevent+jwt")
+    });
     Ok(UnverifiedToken {
         compact,
         alg,
         kid: header.kid,
+        is_event: event_typ || claims.contains_key("events"),
         claims,
     })
 }

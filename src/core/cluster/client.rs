@@ -8,10 +8,13 @@ use std::collections::HashMap;
 use crate::core::cluster::etcd::{self, Keys, LeaseId, Range};
 use crate::core::cluster::etcd_answer::{self, EtcdError, LeaseAnswer};
 use crate::core::cluster::namespace::{Kind, Namespace};
+use crate::core::cluster::revocation_sync::{self, SyncedTo};
 use crate::core::config::cluster_store::ClusterStore;
 use crate::core::host::{Callout, Host, Metric};
 use crate::core::keys::fetch::CalloutResponse;
 use crate::core::reply::Severity;
+use crate::core::revocation::set::Entry;
+use crate::core::seal::Sealer;
 
 /// The leases keys are put with, by how long their keys must live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +58,12 @@ const LEASE_RETRY_MS: u64 = 1_000;
 enum Purpose {
     Lease(LeaseKind),
     Write(&'static str),
-    /// A read that only asks whether the store answers.
+    /// A revocation put in the store: sent again when it failed.
+    Publish(Entry),
+    /// A read that only asks whether the store answers again.
     Probe,
+    /// A read of the revocations changed since the last one.
+    Sync,
 }
 
 /// A call the client sent itself, kept to be sent once more when its member did not answer.
@@ -65,6 +72,17 @@ struct Sent {
     purpose: Purpose,
     call: Callout,
     retried: bool,
+}
+
+/// What an answer the client took was.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// Not a call of the client's.
+    NotOurs,
+    /// Taken in.
+    Done,
+    /// A sync's answer: the gateway reads it with the keys (`take_sync`).
+    Sync,
 }
 
 #[derive(Debug)]
@@ -78,12 +96,18 @@ pub(crate) struct StoreClient {
     failing_since_ms: Option<u64>,
     /// When a store that failed is asked again whether it answers.
     probe_at_ms: u64,
-    /// When the store last answered: a worker that heard nothing for a sync interval asks,
-    /// so each one's `/ready` tells an outage soon even when it sends nothing else.
-    answered_at_ms: u64,
     /// A probe is on its way (one at a time, however long the store takes to fail).
     probing: bool,
+    /// Where the next revocation sync starts, when it is due, and whether one is under way.
+    synced_to: SyncedTo,
+    sync_at_ms: u64,
+    syncing: bool,
+    /// Revocations not in the store yet: no lease to put them with, or the put failed.
+    unpublished: Vec<Entry>,
 }
+
+/// Revocations kept for another try at most (as many as an Envoy's set holds).
+const MAX_UNPUBLISHED: usize = 10_000;
 
 /// Lock keys outlive a token call several times over, and a dead holder's by half a minute.
 const LOCK_TTL_SECS: u64 = 30;
@@ -107,15 +131,19 @@ impl StoreClient {
             calls: HashMap::new(),
             failing_since_ms: None,
             probe_at_ms: 0,
-            answered_at_ms: 0,
             probing: false,
+            synced_to: SyncedTo::default(),
+            sync_at_ms: 0,
+            syncing: false,
+            unpublished: Vec::new(),
         }
     }
 
-    /// Asks for the leases that are due, and whether the store answers (see `probe_due`).
+    /// Asks for the leases that are due, and whether a store that failed answers again.
     pub(crate) fn tick(&mut self, host: &mut dyn Host) {
         let now_ms = host.now_ms();
-        if self.probe_due(now_ms) {
+        if self.failing_since_ms.is_some() && !self.probing && now_ms >= self.probe_at_ms {
+            self.probe_at_ms = now_ms + LEASE_RETRY_MS;
             let prefix = self.namespace.kind_prefix(Kind::Refresh);
             let one = Range {
                 keys: Keys::One(prefix.as_bytes()),
@@ -140,30 +168,17 @@ impl StoreClient {
         let Some(token) = host.call(&call) else {
             return false;
         };
+        self.keep_sent(token, purpose, call);
+        true
+    }
+
+    fn keep_sent(&mut self, token: u32, purpose: Purpose, call: Callout) {
         let sent = Sent {
             purpose,
             call,
             retried: false,
         };
         self.calls.insert(token, sent);
-        true
-    }
-
-    /// Whether to ask the store if it answers: every second while it fails, and when it
-    /// has not answered for a sync interval.
-    fn probe_due(&self, now_ms: u64) -> bool {
-        if self.probing {
-            return false;
-        }
-        match self.failing_since_ms {
-            Some(_) => now_ms >= self.probe_at_ms,
-            None => {
-                now_ms
-                    >= self
-                        .answered_at_ms
-                        .saturating_add(self.store.sync_interval_ms)
-            }
-        }
     }
 
     /// The lease of `kind` to put a key with; `None` before etcd granted one, or once it
@@ -187,75 +202,138 @@ impl StoreClient {
     /// Sends a write nobody waits for; its answer is only logged when it failed.
     pub(crate) fn write(&mut self, host: &mut dyn Host, call: &Callout, what: &'static str) {
         if let Some(token) = self.send(host, call) {
-            let sent = Sent {
-                purpose: Purpose::Write(what),
-                call: call.clone(),
-                retried: false,
-            };
-            self.calls.insert(token, sent);
+            self.keep_sent(token, Purpose::Write(what), call.clone());
         }
     }
 
-    /// Takes the answer to a call the client sent itself; `false` when it is not one.
+    /// Sends a revocation's put; it is tried again (`take_unpublished`) when it fails.
+    pub(crate) fn publish(&mut self, host: &mut dyn Host, call: &Callout, entry: Entry) {
+        match self.send(host, call) {
+            Some(token) => self.keep_sent(token, Purpose::Publish(entry), call.clone()),
+            None => self.keep_unpublished(entry),
+        }
+    }
+
+    /// Keeps a revocation for another try, within bounds.
+    pub(crate) fn keep_unpublished(&mut self, entry: Entry) {
+        if self.unpublished.len() < MAX_UNPUBLISHED {
+            self.unpublished.push(entry);
+        }
+    }
+
+    /// The revocations to try to publish again.
+    pub(crate) fn take_unpublished(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.unpublished)
+    }
+
+    /// Reads the revocations changed since the last sync, when one is due (each
+    /// `sync_interval`) and none is under way.
+    pub(crate) fn sync(&mut self, host: &mut dyn Host) {
+        let now_ms = host.now_ms();
+        if self.syncing || now_ms < self.sync_at_ms {
+            return;
+        }
+        self.sync_at_ms = now_ms + self.store.sync_interval_ms;
+        let call = revocation_sync::read_changes(&self.store, &self.namespace, self.synced_to);
+        if let Some(token) = self.send(host, &call) {
+            self.keep_sent(token, Purpose::Sync, call);
+            self.syncing = true;
+        }
+    }
+
+    /// A sync's answer, read with `sealer`: the revocations to merge into the Envoy's set.
+    pub(crate) fn take_sync(
+        &mut self,
+        host: &mut dyn Host,
+        response: &CalloutResponse,
+        sealer: &Sealer,
+    ) -> Vec<Entry> {
+        self.syncing = false;
+        match revocation_sync::read_answer(response, &self.namespace, sealer) {
+            Ok(changes) => {
+                self.answered(host, Ok(()));
+                if changes.next.0 > self.synced_to.0 {
+                    self.synced_to = changes.next;
+                }
+                if changes.unreadable > 0 {
+                    let line = format!(
+                        "{} revocations in the cluster store do not open with our keys: left out",
+                        changes.unreadable
+                    );
+                    host.log(Severity::Warn, &line);
+                }
+                changes.entries
+            }
+            Err(e) => {
+                self.answered(host, Err((&e, "syncing revocations")));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Takes the answer to a call the client sent itself.
     pub(crate) fn on_response(
         &mut self,
         host: &mut dyn Host,
         token: u32,
         response: &CalloutResponse,
-    ) -> bool {
+    ) -> Taken {
         let Some(sent) = self.calls.remove(&token) else {
-            return false;
+            return Taken::NotOurs;
         };
-        let outcome = match sent.purpose {
-            Purpose::Lease(kind) => etcd_answer::read_lease(response)
-                .map(|granted| self.granted(kind, &granted, host.now_ms())),
-            Purpose::Probe => etcd_answer::read_range(response).map(|_| ()),
-            Purpose::Write(_) => etcd_answer::read_put(response).map(|_| ()).or_else(|e| {
-                etcd_answer::read_delete(response)
-                    .map(|_| ())
-                    .map_err(|_| e)
-            }),
-        };
-        let e = match outcome {
-            Ok(()) => {
-                if matches!(sent.purpose, Purpose::Probe) {
-                    self.probing = false;
-                }
-                self.answered(host, Ok(()));
-                return true;
-            }
-            Err(e) => e,
-        };
-        if !sent.retried && e.another_member_may_answer() {
+        if !sent.retried && etcd_answer::unanswered(response) {
             // A member that is down or between leaders: Envoy's balancer sends the second
             // try to another, so one member down is no outage.
             if let Some(token) = host.call(&sent.call) {
-                self.calls.insert(
-                    token,
-                    Sent {
-                        retried: true,
-                        ..sent
-                    },
-                );
-                return true;
+                let again = Sent {
+                    retried: true,
+                    ..sent
+                };
+                self.calls.insert(token, again);
+                return Taken::Done;
             }
         }
-        let what = match sent.purpose {
-            Purpose::Lease(kind) => {
-                // The last lease is kept while it may live; asked again in a second.
-                let slot = &mut self.leases[kind.index()];
-                slot.asked = false;
-                slot.renew_at_ms = host.now_ms() + LEASE_RETRY_MS;
-                "a lease could not be granted"
-            }
+        match sent.purpose {
+            Purpose::Sync => return Taken::Sync,
+            Purpose::Publish(entry) => match etcd_answer::read_put(response) {
+                Ok(_) => self.answered(host, Ok(())),
+                Err(e) => {
+                    self.keep_unpublished(entry);
+                    self.answered(host, Err((&e, "publishing a revocation")));
+                }
+            },
+            Purpose::Lease(kind) => match etcd_answer::read_lease(response) {
+                Ok(granted) => {
+                    self.granted(kind, &granted, host.now_ms());
+                    self.answered(host, Ok(()));
+                }
+                Err(e) => {
+                    // The last lease is kept while it may live; asked again in a second.
+                    let slot = &mut self.leases[kind.index()];
+                    slot.asked = false;
+                    slot.renew_at_ms = host.now_ms() + LEASE_RETRY_MS;
+                    self.answered(host, Err((&e, "a lease could not be granted")));
+                }
+            },
             Purpose::Probe => {
                 self.probing = false;
-                "a probe"
+                let answer = etcd_answer::read_range(response).map(|_| ());
+                self.answered(host, answer.as_ref().map_err(|e| (e, "a probe")).copied());
             }
-            Purpose::Write(what) => what,
-        };
-        self.answered(host, Err((&e, what)));
-        true
+            Purpose::Write(what) => {
+                let written = etcd_answer::read_put(response).map(|_| ()).or_else(|e| {
+                    match etcd_answer::read_delete(response) {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(e),
+                    }
+                });
+                match written {
+                    Ok(()) => self.answered(host, Ok(())),
+                    Err(e) => self.answered(host, Err((&e, what))),
+                }
+            }
+        }
+        Taken::Done
     }
 
     /// etcd granted a lease of `kind`: keys are put with it from now on.
@@ -301,7 +379,6 @@ impl StoreClient {
     }
 
     fn succeeded(&mut self, host: &mut dyn Host) {
-        self.answered_at_ms = host.now_ms();
         if let Some(since) = self.failing_since_ms.take() {
             let secs = host.now_ms().saturating_sub(since) / 1000;
             let line = format!("cluster store answers again, after {secs} s");
@@ -309,14 +386,17 @@ impl StoreClient {
         }
     }
 
-    fn failed(&mut self, host: &mut dyn Host, e: &EtcdError, what: &str) {
+    /// Records a failed call the caller read itself.
+    pub(crate) fn note_failure(&mut self, host: &mut dyn Host, error: &str, what: &str) {
+        self.failed(host, &error, what);
+    }
+
+    fn failed(&mut self, host: &mut dyn Host, e: &dyn std::fmt::Display, what: &str) {
         host.count(Metric::StoreFailures);
         let first = self.failing_since_ms.is_none();
-        let now_ms = host.now_ms();
         if first {
-            self.failing_since_ms = Some(now_ms);
+            self.failing_since_ms = Some(host.now_ms());
         }
-        self.probe_at_ms = now_ms + LEASE_RETRY_MS;
         let severity = if first {
             Severity::Warn
         } else {

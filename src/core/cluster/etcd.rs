@@ -23,7 +23,8 @@ pub enum Keys<'a> {
 }
 
 /// A range read: the keys, only those changed at or after `min_mod_revision` (0: all),
-/// at most `limit` of them (0: no limit; `more` in the answer says some were left).
+/// at most `limit` of them, oldest change first (0: no limit; `more` in the answer says
+/// some were left).
 #[derive(Clone, Copy, Debug)]
 pub struct Range<'a> {
     pub keys: Keys<'a>,
@@ -89,6 +90,9 @@ fn range_body(range: &Range) -> Value {
             "limit".into(),
             int64(i64::try_from(range.limit).unwrap_or(i64::MAX)),
         );
+        // The oldest changes first: a sync that got `limit` of them goes on after the last.
+        body.insert("sort_target".into(), Value::String("MOD".into()));
+        body.insert("sort_order".into(), Value::String("ASCEND".into()));
     }
     Value::Object(body)
 }
@@ -197,7 +201,8 @@ mod tests {
         assert_eq!(header(&call, ":path"), Some("/v3/kv/range"));
         assert_eq!(
             body(&call),
-            json!({ "key": "L2Ev", "range_end": "L2Ew", "min_mod_revision": "42", "limit": "500" })
+            json!({ "key": "L2Ev", "range_end": "L2Ew", "min_mod_revision": "42", "limit": "500",
+                    "sort_target": "MOD", "sort_order": "ASCEND" })
         );
         let one = range(
             &etcd(),

@@ -40,17 +40,6 @@ impl std::fmt::Display for EtcdError {
 }
 
 impl EtcdError {
-    /// Whether another member may answer where this one did not: no answer at all, or a
-    /// gateway error (Envoy could not reach the member: `502`-`504`; the member has no
-    /// leader or saw it change: `503`). Envoy's balancer sends a second try elsewhere.
-    pub fn another_member_may_answer(&self) -> bool {
-        match self {
-            EtcdError::NoAnswer => true,
-            EtcdError::Refused { status, .. } => (502..=504).contains(status),
-            EtcdError::TooLarge | EtcdError::Garbage(_) => false,
-        }
-    }
-
     /// etcd does not know the lease a key was put with: it ended, or the store lost its
     /// data (a cluster started again empty).
     pub fn lease_not_found(&self) -> bool {
@@ -102,6 +91,16 @@ pub struct DeleteAnswer {
 pub struct LeaseAnswer {
     pub id: LeaseId,
     pub ttl_secs: i64,
+}
+
+/// Whether a member did not answer, so another may: no answer at all, or a gateway error
+/// (Envoy could not reach the member or gave up on it: `502`-`504`; a member without a
+/// leader, or that saw it change, answers `503`). Envoy's balancer sends a second try
+/// elsewhere.
+pub fn unanswered(response: &CalloutResponse) -> bool {
+    response
+        .status
+        .is_none_or(|status| (502..=504).contains(&status))
 }
 
 /// The answer's JSON object when etcd said yes; the reason otherwise.
@@ -425,24 +424,12 @@ mod tests {
             (Some(503), "no healthy upstream"),
             (Some(504), "upstream request timeout"),
         ] {
-            let error = read_put(&answer(status, body)).err();
-            assert!(
-                error
-                    .as_ref()
-                    .is_some_and(EtcdError::another_member_may_answer),
-                "{status:?} {body}: {error:?}"
-            );
+            assert!(unanswered(&answer(status, body)), "{status:?} {body}");
         }
         let lease_gone = r#"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#;
         let too_many = r#"{"error":"etcdserver: too many requests","message":"etcdserver: too many requests","code":8}"#;
         for (status, body) in [(404, lease_gone), (429, too_many), (200, "garbage")] {
-            let error = read_put(&answer(Some(status), body)).err();
-            assert!(
-                error
-                    .as_ref()
-                    .is_some_and(|e| !e.another_member_may_answer()),
-                "{status} {body}: {error:?}"
-            );
+            assert!(!unanswered(&answer(Some(status), body)), "{status} {body}");
         }
         let lease_error = read_put(&answer(Some(404), lease_gone)).err();
         assert!(lease_error.is_some_and(|e| e.lease_not_found()));

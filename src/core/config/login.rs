@@ -58,6 +58,8 @@ pub struct LoginService {
     pub(crate) session_lifetime_secs: u64,
     pub(crate) login_timeout_secs: u64,
     pub(crate) sign_out_path: String,
+    /// OIDC Back-Channel Logout: where the IdP POSTs its logout tokens.
+    pub(crate) backchannel_logout_path: String,
     /// oauth2-proxy's `/oauth2/start?rd=...`: starts a login that ends at `rd`.
     pub(crate) start_path: String,
     pub(crate) end_idp_session: bool,
@@ -67,6 +69,8 @@ pub struct LoginService {
     /// How long after the tokens expired a refused refresh keeps the old session (another
     /// replica may have spent the refresh token first); 0: a refused refresh ends it at once.
     pub(crate) refresh_race_grace_secs: u64,
+    /// Where sessions live: the cookie itself, or the cluster store (a handle in the cookie).
+    pub(crate) session_store: SessionStore,
     /// Who may pass, per route.
     pub policy: ServicePolicy,
     /// Kubernetes API mode: ask the upstream to act as the caller (`Impersonate-*`).
@@ -454,6 +458,53 @@ fn read_lifetimes(r: &mut ObjectReader, problems: &mut Problems) -> (u64, u64) {
     (session_lifetime_secs, login_timeout_secs)
 }
 
+/// Where a login service keeps its sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionStore {
+    /// Sealed into the browser's cookies (the default: nothing else is needed).
+    Cookie,
+    /// In the cluster store; the cookie holds a sealed handle. `sign_in_on_outage`: while
+    /// the store does not answer, a session it cannot read counts as none (the browser signs
+    /// in again, and that session goes into the cookie); otherwise such requests get `503`.
+    Cluster { sign_in_on_outage: bool },
+}
+
+/// `session_store: "cookie" | "cluster"` and `session_store_outage: "unavailable" |
+/// "sign_in"`.
+fn read_session_store(r: &mut ObjectReader, problems: &mut Problems) -> SessionStore {
+    let store_path = r.field_path("session_store");
+    let outage_path = r.field_path("session_store_outage");
+    let store = r.string("session_store", problems);
+    let outage = r.string("session_store_outage", problems);
+    let sign_in_on_outage = match outage.as_deref() {
+        None | Some("unavailable") => false,
+        Some("sign_in") => true,
+        Some(other) => {
+            problems.add(
+                &outage_path,
+                format!("\"{other}\" is not one of \"unavailable\", \"sign_in\""),
+            );
+            false
+        }
+    };
+    match store.as_deref() {
+        None | Some("cookie") => {
+            if outage.is_some() {
+                problems.add(&outage_path, "only applies with session_store \"cluster\"");
+            }
+            SessionStore::Cookie
+        }
+        Some("cluster") => SessionStore::Cluster { sign_in_on_outage },
+        Some(other) => {
+            problems.add(
+                &store_path,
+                format!("\"{other}\" is not one of \"cookie\", \"cluster\""),
+            );
+            SessionStore::Cookie
+        }
+    }
+}
+
 /// Longest `refresh_race_grace`: a user the IdP has disabled keeps access that long.
 const MAX_REFRESH_RACE_GRACE_MS: u64 = 5 * 60_000;
 
@@ -534,12 +585,19 @@ pub(crate) fn read_service(
     let (session_lifetime_secs, login_timeout_secs) = read_lifetimes(&mut r, problems);
     let sign_out_path = read_path(&mut r, "sign_out_path", "/oauth2/sign_out", problems);
     let start_path = read_path(&mut r, "start_path", "/oauth2/start", problems);
+    let backchannel_logout_path = read_path(
+        &mut r,
+        "backchannel_logout_path",
+        "/oauth2/backchannel_logout",
+        problems,
+    );
     let end_idp_session = r.bool("end_idp_session", false, problems);
     let post_logout_redirect_url = r.string("post_logout_redirect_url", problems);
     let allowed_redirect_hosts = r
         .string_list("allowed_redirect_hosts", problems)
         .unwrap_or_default();
     let (refresh, refresh_race_grace_secs) = read_refresh(&mut r, problems);
+    let session_store = read_session_store(&mut r, problems);
     let accepted_issuers = read_accepted_issuers(&mut r, issuer.as_deref(), providers, problems);
     let (policy, impersonation) = read_policy(&mut r, problems);
     let pass_access_token = r.bool("pass_access_token", false, problems);
@@ -571,12 +629,14 @@ pub(crate) fn read_service(
         session_lifetime_secs,
         login_timeout_secs,
         sign_out_path,
+        backchannel_logout_path,
         start_path,
         end_idp_session,
         post_logout_redirect_url,
         allowed_redirect_hosts,
         refresh,
         refresh_race_grace_secs,
+        session_store,
         policy,
         impersonation,
         kept_groups: Vec::new(),

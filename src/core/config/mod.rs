@@ -16,7 +16,7 @@ use crate::core::bearer::budget::BudgetLimits;
 use crate::core::config::cluster_store::{read_cluster_store, ClusterStore};
 use crate::core::config::endpoints::{read_endpoints, OwnEndpoints};
 pub use crate::core::config::ids::{ProviderId, ServiceId};
-use crate::core::config::login::{read_service, EnvLookup, LoginService};
+use crate::core::config::login::{read_service, EnvLookup, LoginService, SessionStore};
 use crate::core::config::policy::{read_api_services, ApiService};
 use crate::core::config::provider::read_provider;
 pub(crate) use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
@@ -118,19 +118,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     identity_headers.pass_user_headers = top.bool("pass_user_headers", false, problems);
     identity_headers.claim_headers = read_claim_headers(&mut top, problems);
     let forward_authorization = top.bool("forward_authorization", true, problems);
-    let strip_path = top.field_path("strip_request_headers");
-    let strip = top
-        .string_list("strip_request_headers", problems)
-        .unwrap_or_default();
-    for (i, entry) in strip.iter().enumerate() {
-        let name = entry.strip_suffix('*').unwrap_or(entry);
-        if !header_name_safe(name) {
-            problems.add(
-                &format!("{strip_path}[{i}]"),
-                format!("\"{entry}\" is not a header name (or a prefix ending in *)"),
-            );
-        }
-    }
+    let strip = read_strip(&mut top, problems);
     let stripped_headers = StrippedHeaders::new(&identity_headers, &strip);
     let mut login = read_login(top.value("login"), &providers, env, problems);
     let services = read_api_services(top.value("services"), &providers, problems);
@@ -161,6 +149,9 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     let signature_check_budget = read_budget(&mut top, problems);
     let endpoints = read_endpoints(top.value("endpoints"), problems);
     let cluster_store = read_cluster_store(top.value("cluster_store"), problems);
+    if cluster_store.is_none() {
+        check_no_cluster_sessions(&login, problems);
+    }
     top.finish(problems);
     Settings {
         shared_token_cache_bytes: usize::try_from(shared_token_cache_bytes).unwrap_or(usize::MAX),
@@ -177,6 +168,36 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         login,
         services,
         kept_claims,
+    }
+}
+
+/// `strip_request_headers`: header names, or prefixes ending in `*`.
+fn read_strip(top: &mut ObjectReader, problems: &mut Problems) -> Vec<String> {
+    let strip_path = top.field_path("strip_request_headers");
+    let strip = top
+        .string_list("strip_request_headers", problems)
+        .unwrap_or_default();
+    for (i, entry) in strip.iter().enumerate() {
+        let name = entry.strip_suffix('*').unwrap_or(entry);
+        if !header_name_safe(name) {
+            problems.add(
+                &format!("{strip_path}[{i}]"),
+                format!("\"{entry}\" is not a header name (or a prefix ending in *)"),
+            );
+        }
+    }
+    strip
+}
+
+/// Server-side sessions live in the cluster store: without one they have nowhere to go.
+fn check_no_cluster_sessions(login: &[LoginService], problems: &mut Problems) {
+    for (i, service) in login.iter().enumerate() {
+        if service.session_store != SessionStore::Cookie {
+            problems.add(
+                &format!("login[{i}].session_store"),
+                "\"cluster\" needs a cluster_store",
+            );
+        }
     }
 }
 

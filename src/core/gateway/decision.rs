@@ -11,6 +11,7 @@ use crate::core::mode::Mode;
 use crate::core::policy::gate::Gate;
 use crate::core::refusal::Refused;
 use crate::core::reply::Reply;
+use crate::core::request_headers::RequestHeaders;
 
 /// What the adapter does with a request.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub enum Decision {
     Calling(Box<Pending>),
     /// Parked in the gateway: `settle` decides it again.
     Parked,
+    /// Read the request's body, up to this many bytes, and hand it to `on_request_body`.
+    ReadBody(usize),
 }
 
 /// The decision on a request, and the client-sent headers (named as the request names
@@ -41,6 +44,7 @@ pub(crate) enum Ended {
     Refuse(Refused),
     Calling(Box<Pending>),
     Parked,
+    ReadBody(usize),
 }
 
 impl<T: Into<Refused>> From<T> for Ended {
@@ -78,6 +82,31 @@ pub enum Pending {
         /// Where the refresh stands in the fleet, with a cluster store.
         fleet: Fleet,
     },
+    /// A server-side session's read or write.
+    Stored {
+        token: u32,
+        service: ServiceId,
+        judged: Box<Judged>,
+        wait: StoredWait,
+    },
+}
+
+/// A server-side session's read or write the request waits for (its own callout).
+#[derive(Debug)]
+pub enum StoredWait {
+    /// The session of `handle` is read; the request is decided again with it.
+    Load {
+        handle: String,
+        headers: RequestHeaders,
+    },
+    /// A new session is written under `handle`; the sign-in's answer waits for it, and
+    /// `session` is what goes into the cookie instead when the store cannot take it.
+    Save {
+        handle: String,
+        session: Box<Session>,
+        reply: Reply,
+        cookie_header: Option<String>,
+    },
 }
 
 /// A refresh's standing in the fleet of replicas.
@@ -102,6 +131,7 @@ impl std::fmt::Debug for Pending {
         let (kind, token, service) = match self {
             Pending::Exchange { token, service, .. } => ("Exchange", Some(*token), service),
             Pending::Refresh { token, service, .. } => ("Refresh", *token, service),
+            Pending::Stored { token, service, .. } => ("Stored", Some(*token), service),
         };
         f.debug_struct(kind)
             .field("token", &token)
@@ -113,18 +143,22 @@ impl std::fmt::Debug for Pending {
 impl Pending {
     pub(crate) fn token(&self) -> Option<u32> {
         match self {
-            Pending::Exchange { token, .. } => Some(*token),
+            Pending::Exchange { token, .. } | Pending::Stored { token, .. } => Some(*token),
             Pending::Refresh { token, .. } => *token,
         }
     }
 
     pub(crate) fn service(&self) -> ServiceId {
-        let (Pending::Exchange { service, .. } | Pending::Refresh { service, .. }) = self;
+        let (Pending::Exchange { service, .. }
+        | Pending::Refresh { service, .. }
+        | Pending::Stored { service, .. }) = self;
         *service
     }
 
     pub(crate) fn judged(&self) -> &Judged {
-        let (Pending::Exchange { judged, .. } | Pending::Refresh { judged, .. }) = self;
+        let (Pending::Exchange { judged, .. }
+        | Pending::Refresh { judged, .. }
+        | Pending::Stored { judged, .. }) = self;
         judged
     }
 }

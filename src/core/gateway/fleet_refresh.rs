@@ -9,7 +9,7 @@ use std::rc::Rc;
 use super::{Decision, Ended, Fleet, Gateway, Pending, Way};
 use crate::core::cluster::client::LeaseKind;
 use crate::core::cluster::etcd;
-use crate::core::cluster::etcd_answer::{self, CreateAnswer, EtcdError};
+use crate::core::cluster::etcd_answer::{self, CreateAnswer};
 use crate::core::cluster::namespace::Kind;
 use crate::core::cluster::sealed_value::{open_value, seal_value};
 use crate::core::config::login::LoginService;
@@ -128,11 +128,7 @@ impl Gateway {
         };
         let settings = Rc::clone(&self.settings);
         let service = settings.login.get(service.0)?;
-        let answer = etcd_answer::read_create(response);
-        let unanswered = answer
-            .as_ref()
-            .is_err_and(EtcdError::another_member_may_answer);
-        if unanswered && !retried {
+        if etcd_answer::unanswered(response) && !retried {
             // A member that is down or between leaders: Envoy's balancer sends the second
             // try to another.
             if let Some(lock) = self.lock_call(host, service, &key) {
@@ -146,6 +142,7 @@ impl Gateway {
                 return self.send_from_root(host, context_id, pending, &lock);
             }
         }
+        let answer = etcd_answer::read_create(response);
         if let Some(store) = self.store.as_mut() {
             let outcome = answer
                 .as_ref()

@@ -1,11 +1,12 @@
 //! What each request under way keeps in its worker, in one table by context: what it waits
-//! for (keys or endpoints, a refresh to send, a token call's answer) and the cookies for its
-//! response. A request waits for one thing at a time.
+//! for (keys or endpoints, a refresh to send, a token call's answer, its body) and the
+//! cookies for its response. A request waits for one thing at a time.
 
 use std::collections::BTreeMap;
 
 use super::parked::Parked;
 use super::Pending;
+use crate::core::config::ServiceId;
 use crate::core::host::Callout;
 
 /// What a request waits for.
@@ -19,6 +20,8 @@ pub(super) enum Waiting {
     RootCall(Box<Pending>),
     /// A token call answered in the request's own context.
     Calling(Box<Pending>),
+    /// Its body, for a login service's back-channel logout.
+    Body(ServiceId),
 }
 
 #[derive(Default)]
@@ -117,6 +120,21 @@ impl InFlight {
         let entry = self.requests.get_mut(&context_id)?;
         match entry.waiting.take() {
             Some(Waiting::Calling(pending)) => Some(pending),
+            other => {
+                entry.waiting = other;
+                None
+            }
+        }
+    }
+
+    /// The login service whose back-channel logout the request's body is for.
+    pub(crate) fn take_body(&mut self, context_id: u32) -> Option<ServiceId> {
+        let entry = self.requests.get_mut(&context_id)?;
+        match entry.waiting.take() {
+            Some(Waiting::Body(service)) => {
+                self.drop_empty();
+                Some(service)
+            }
             other => {
                 entry.waiting = other;
                 None

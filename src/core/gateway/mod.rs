@@ -10,7 +10,8 @@
 //!    service answers in Kubernetes mode;
 //! 5. the mode may refuse the client's own headers (Kubernetes mode: `Impersonate-*`, `403`);
 //! 6. a public route: answered as the mode says, with no caller;
-//! 7. a login host: its sign-in endpoints (callback, sign-out, start), a session cookie
+//! 7. a login host: its sign-in endpoints (callback, sign-out, start, back-channel logout,
+//!    whose body is read first: `backchannel.rs`), a session cookie not revoked
 //!    (refreshed first when its tokens expired: `session_refresh.rs`), or no credential
 //!    (a browser goes to log in, anything else gets `401`); an `Authorization` header goes
 //!    on to 8; a callback or login start waits for the IdP's endpoints when not known yet;
@@ -27,13 +28,16 @@
 
 mod admit;
 mod arrival;
+mod backchannel;
 mod bearer;
 mod decision;
 mod fleet_refresh;
+mod fleet_revocation;
 mod in_flight;
 mod parked;
 mod session;
 mod session_refresh;
+mod stored_sessions;
 mod token_answer;
 
 use std::ops::ControlFlow;
@@ -46,15 +50,18 @@ use crate::core::config::Settings;
 use crate::core::host::{Host, Metric};
 use crate::core::identity;
 use crate::core::login::flow::ResolvedEndpoints;
+use crate::core::login::handles::Handles;
 use crate::core::login::opened::OpenedSessions;
 use crate::core::login::refresh::{self, Lease};
 use crate::core::mode::Mode;
 use crate::core::request_headers::RequestHeaders;
+use crate::core::revocation::Revocations;
 
 #[cfg(any(test, feature = "testing"))]
 pub use crate::core::forward::Forward;
+pub use backchannel::RequestBody;
 pub(crate) use decision::Ended;
-pub use decision::{Decision, Fleet, Judged, Outcome, Pending};
+pub use decision::{Decision, Fleet, Judged, Outcome, Pending, StoredWait};
 use in_flight::{InFlight, Waiting};
 #[cfg(any(test, feature = "testing"))]
 pub use parked::MAX_PARKED;
@@ -78,6 +85,10 @@ pub struct Gateway {
     budget: Option<SourceBudget>,
     /// The cluster store the fleet shares, when configured.
     store: Option<StoreClient>,
+    /// Per login service, the server-side sessions this worker read.
+    handles: Vec<Handles>,
+    /// Revoked sessions: this worker's copy of the Envoy's set.
+    pub revocations: Revocations,
 }
 
 /// Memory for opened sessions, per login service and VM.
@@ -130,15 +141,27 @@ impl Gateway {
             endpoints: (0..logins).map(|_| ResolvedEndpoints::default()).collect(),
             allowed: 0,
             store,
+            handles: (0..logins).map(|_| Handles::default()).collect(),
+            revocations: Revocations::new(),
         }
     }
 
-    /// Writes what every worker expects in shared data (the refresh slots); each VM does it
-    /// once at start, before deciding requests.
-    pub fn prepare(&self, host: &mut dyn Host) {
+    /// Writes what every worker expects in shared data (the refresh slots, the revocation
+    /// set) and reads the revoked sessions; each VM does it once at start, before deciding
+    /// requests.
+    pub fn prepare(&mut self, host: &mut dyn Host) {
         for service in &self.settings.login {
             refresh::init_slots(host, &service.client_id);
         }
+        Revocations::prepare(host);
+        self.revocations.take_in(host);
+    }
+
+    /// On the tick: takes in sessions other workers revoked (a read of the shared set only
+    /// when it changed).
+    pub fn sync_revocations(&mut self, host: &mut dyn Host) {
+        self.sync_fleet_revocations(host);
+        self.revocations.take_in(host);
     }
 
     #[cfg(any(test, feature = "testing"))]
@@ -214,6 +237,7 @@ impl Gateway {
             Ended::Refuse(refused) => Decision::Respond(way.mode.render(refused, way.browser)),
             Ended::Calling(pending) => Decision::Calling(pending),
             Ended::Parked => Decision::Parked,
+            Ended::ReadBody(max_bytes) => Decision::ReadBody(max_bytes),
         };
         self.count(host, &decision);
         match way.settled {
@@ -238,7 +262,7 @@ impl Gateway {
                 host.count(metric);
             }
             Decision::Parked => host.count(Metric::Parked),
-            Decision::Calling(_) => {}
+            Decision::Calling(_) | Decision::ReadBody(_) => {}
         }
     }
 
@@ -250,8 +274,10 @@ impl Gateway {
         }
         let lookups = self.authn.take_lookups();
         let allowed = std::mem::take(&mut self.allowed);
+        let revoked = self.revocations.take_refused();
         for (metric, by) in [
             (Metric::Allowed, allowed),
+            (Metric::SessionsRevoked, revoked),
             (Metric::TokenCacheHits, lookups.hits),
             (Metric::TokenCacheSharedHits, lookups.shared_hits),
             (Metric::TokenCacheMisses, lookups.misses),

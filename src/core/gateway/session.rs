@@ -23,7 +23,7 @@ use crate::core::reply::Reply;
 use crate::core::request_headers::RequestHeaders;
 
 /// What deciding a login host's request reads: all a parked one keeps of its headers.
-const LOGIN_HEADERS: [&str; 9] = [
+pub(super) const LOGIN_HEADERS: [&str; 9] = [
     ":authority",
     ":path",
     ":method",
@@ -90,6 +90,12 @@ impl Gateway {
             return ControlFlow::Continue(());
         };
         let path = headers.lossy(":path");
+        let path_only = path.as_deref().unwrap_or("/").split('?').next();
+        if path_only == Some(service.backchannel_logout_path.as_str())
+            && !judged.mode.answered_here()
+        {
+            return ControlFlow::Break(self.backchannel_logout(host, context_id, id, headers));
+        }
         let authority = headers.lossy(":authority");
         let method = headers.text(":method").unwrap_or("GET");
         // Envoy's `:scheme`, never the client's `X-Forwarded-Proto`: Envoy derives it from
@@ -143,13 +149,18 @@ impl Gateway {
             Some(opened) => opened,
             None => &mut no_cache,
         };
+        let known = flow::Known {
+            opened,
+            revocations: &mut self.revocations,
+            handles: self.handles.get_mut(id.0),
+        };
         flow::decide_with(
             service,
             request,
             endpoints.as_deref(),
             now_secs,
             host,
-            opened,
+            known,
         )
     }
 
@@ -165,7 +176,17 @@ impl Gateway {
         ControlFlow::Break(match step {
             Step::Bearer => return ControlFlow::Continue(()),
             Step::AwaitEndpoints => self.await_endpoints(host, headers, at),
+            Step::LoadSession(handle) => return self.load_session(host, headers, at, handle),
             Step::Respond(reply) => logged(host, service, &place, reply),
+            Step::SignOut { reply, revoke } => {
+                let cookie_header = at.cookie_header.as_deref();
+                let stored = self.forget_stored(host, at.id, service, cookie_header);
+                let entries: Vec<_> = revoke.into_iter().chain(stored).collect();
+                if !entries.is_empty() {
+                    self.revoke(host, service, &entries, "signed out");
+                }
+                logged(host, service, &place, reply)
+            }
             Step::Refuse(refused) => Ended::Refuse(refused),
             Step::StartLogin(reply) => {
                 host.count(Metric::LoginsStarted);
@@ -188,7 +209,7 @@ impl Gateway {
                     }
                 }
             }
-            Step::Refresh { session, request } => self.start_refresh(host, at, session, &request),
+            Step::Refresh { session, request } => self.start_refresh(host, at, *session, &request),
         })
     }
 
@@ -233,13 +254,20 @@ impl Gateway {
 
     /// Forwards with a renewed session and stores it in the browser.
     pub(super) fn adopt(
-        &self,
+        &mut self,
         host: &mut dyn Host,
         service: &LoginService,
         renewed: &Session,
         cookie_header: Option<&str>,
         judged: &Judged,
     ) -> Ended {
+        if let Some(id) = judged.gate.login() {
+            // A server-side session: renewed under its handle, the cookie stays as it is.
+            if self.store_renewed(host, id, service, renewed, cookie_header, false) {
+                let forwarding = flow::forward(service, cookie_header, renewed, Vec::new());
+                return self.session_forward(host, judged, forwarding);
+            }
+        }
         let request_cookies = cookie_header.map(cookies::parse).unwrap_or_default();
         let mut stored = renewed.clone();
         let now_secs = host.now_ms() / 1000;

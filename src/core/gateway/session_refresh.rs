@@ -166,6 +166,9 @@ impl Gateway {
                 }
                 let done = sealed.map(LockValue::Done);
                 self.publish_to_fleet(host, service, answer.fleet, done);
+                if let Some(id) = judged.gate.login() {
+                    self.store_renewed(host, id, service, &renewed, cookie_header, true);
+                }
                 self.adopt(host, service, &renewed, cookie_header, judged)
             }
             Refreshed::KeepOld => {

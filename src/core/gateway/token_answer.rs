@@ -6,10 +6,14 @@ use std::rc::Rc;
 use super::parked::{Parked, WaitsFor};
 use super::session::logged;
 use super::session_refresh::{no_service, RefreshAnswer};
-use super::{Decision, Ended, Fleet, Gateway, Pending, Waiting, Way};
+use super::stored_sessions::SignedIn;
+use super::{Decision, Ended, Fleet, Gateway, Judged, Pending, Waiting, Way};
+use crate::core::config::login::{LoginService, SessionStore};
+use crate::core::config::ServiceId;
 use crate::core::cookies;
 use crate::core::host::{Host, Metric};
 use crate::core::keys::fetch::CalloutResponse;
+use crate::core::login::oidc::PendingLogin;
 use crate::core::login::oidc::{self, TokenError, Tokens};
 use crate::core::login::refresh;
 use crate::core::login::sign_in;
@@ -30,6 +34,20 @@ impl Gateway {
         if pending.token() != Some(token_id) {
             return Decision::Calling(Box::new(pending));
         }
+        if let Pending::Stored {
+            service,
+            judged,
+            wait,
+            ..
+        } = pending
+        {
+            let response = CalloutResponse {
+                status,
+                cache_control: None,
+                body,
+            };
+            return self.on_stored_answer(host, context_id, service, judged, wait, &response);
+        }
         self.token_answered(host, context_id, pending, status, body, None)
     }
 
@@ -47,10 +65,8 @@ impl Gateway {
             cache_control: None,
             body,
         };
-        if let Some(store) = self.store.as_mut() {
-            if store.on_response(host, token_id, &response) {
-                return None;
-            }
+        if self.store_answered(host, token_id, &response) {
+            return None;
         }
         let (context_id, pending) = self.in_flight.take_root_call(token_id)?;
         if matches!(
@@ -134,6 +150,63 @@ impl Gateway {
         self.exit(host, &way, ended)
     }
 
+    /// The code exchange answered: the session goes into the cookie, or (cluster store) is
+    /// written first.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_sign_in(
+        &mut self,
+        host: &mut dyn Host,
+        service_id: ServiceId,
+        service: &LoginService,
+        login: &PendingLogin,
+        tokens: Result<Tokens, TokenError>,
+        cookie_header: Option<String>,
+        judged: &Judged,
+    ) -> Ended {
+        let now_ms = host.now_ms();
+        let authn = &self.authn;
+        let verify = |id_token: &str, nonce: Option<&str>| {
+            let client_id = &service.client_id;
+            authn.verify_id_token(service.provider, id_token, client_id, nonce, now_ms)
+        };
+        let now_secs = now_ms / 1000;
+        let place = judged.gate.place();
+        if service.session_store != SessionStore::Cookie {
+            let finished =
+                sign_in::finish_login_stored(service, login, tokens, &verify, now_secs, host);
+            return match finished {
+                Ok((session, (target, other_cookies))) => {
+                    let signed_in = SignedIn {
+                        session,
+                        target,
+                        other_cookies,
+                        cookie_header,
+                    };
+                    self.save_session(host, (service_id, service), signed_in, judged)
+                        .unwrap_or_else(no_service)
+                }
+                Err(reply) => logged(host, service, &place, reply),
+            };
+        }
+        let request_cookies = cookie_header
+            .as_deref()
+            .map(cookies::parse)
+            .unwrap_or_default();
+        let reply = sign_in::finish_login(
+            service,
+            login,
+            tokens,
+            &verify,
+            &request_cookies,
+            now_secs,
+            host,
+        );
+        if reply.status == 302 {
+            host.count(Metric::SignedIn);
+        }
+        logged(host, service, &place, reply)
+    }
+
     fn finish_call(
         &mut self,
         host: &mut dyn Host,
@@ -149,33 +222,18 @@ impl Gateway {
                 login,
                 cookie_header,
                 judged,
+                service: service_id,
                 ..
-            } => {
-                let request_cookies = cookie_header
-                    .as_deref()
-                    .map(cookies::parse)
-                    .unwrap_or_default();
-                let now_ms = host.now_ms();
-                let authn = &self.authn;
-                let verify = |id_token: &str, nonce: Option<&str>| {
-                    let client_id = &service.client_id;
-                    authn.verify_id_token(service.provider, id_token, client_id, nonce, now_ms)
-                };
-                let now_secs = now_ms / 1000;
-                let reply = sign_in::finish_login(
-                    service,
-                    &login,
-                    tokens,
-                    &verify,
-                    &request_cookies,
-                    now_secs,
-                    host,
-                );
-                if reply.status == 302 {
-                    host.count(Metric::SignedIn);
-                }
-                logged(host, service, &judged.gate.place(), reply)
-            }
+            } => self.finish_sign_in(
+                host,
+                service_id,
+                service,
+                &login,
+                tokens,
+                cookie_header,
+                &judged,
+            ),
+            Pending::Stored { .. } => no_service(),
             Pending::Refresh {
                 session,
                 lease,

@@ -36,6 +36,8 @@ pub(crate) enum LoginError {
     SessionNotStored,
     /// Discovery has not answered yet (IdP down, or a wait that ran out).
     EndpointsUnknown,
+    /// Server-side sessions: the cluster store does not answer.
+    SessionStoreUnavailable,
 }
 
 impl fmt::Display for LoginError {
@@ -70,6 +72,9 @@ impl fmt::Display for LoginError {
             LoginError::LoginStateNotSealed => f.write_str("the login state could not be sealed"),
             LoginError::SessionNotStored => f.write_str("the session could not be sealed"),
             LoginError::EndpointsUnknown => f.write_str("the IdP's endpoints are not known yet"),
+            LoginError::SessionStoreUnavailable => {
+                f.write_str("the cluster store holding sessions does not answer")
+            }
         }
     }
 }
@@ -90,7 +95,7 @@ impl LoginError {
             LoginError::NoRandomness
             | LoginError::LoginStateNotSealed
             | LoginError::SessionNotStored => 500,
-            LoginError::EndpointsUnknown => 503,
+            LoginError::EndpointsUnknown | LoginError::SessionStoreUnavailable => 503,
         }
     }
 
@@ -114,7 +119,8 @@ impl LoginError {
             | LoginError::TokenEndpointUnreachable
             | LoginError::NoIdToken
             | LoginError::IdTokenRejected(_)
-            | LoginError::EndpointsUnknown => Severity::Warn,
+            | LoginError::EndpointsUnknown
+            | LoginError::SessionStoreUnavailable => Severity::Warn,
             LoginError::NoRandomness
             | LoginError::LoginStateNotSealed
             | LoginError::SessionNotStored => Severity::Error,
@@ -184,9 +190,16 @@ impl LoginError {
                 "The identity provider's endpoints are not known yet. Try again in a moment."
                     .into(),
             ),
+            LoginError::SessionStoreUnavailable => (
+                "Sign-in unavailable",
+                "Sessions cannot be read right now. Try again in a moment.".into(),
+            ),
         };
         let mut page = reply::page(self.status(), title, &message, set_cookies);
-        if *self == LoginError::EndpointsUnknown {
+        if matches!(
+            self,
+            LoginError::EndpointsUnknown | LoginError::SessionStoreUnavailable
+        ) {
             page.headers.push(("retry-after".into(), "1".into()));
         }
         page.reason = Some(LogNote {

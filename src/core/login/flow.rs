@@ -1,9 +1,9 @@
 //! The browser sign-in flow for one request to a protected host. `decide` takes, in order:
 //! 1. the IdP's callback: check the state, then exchange the code (`sign_in`);
-//! 2. sign-out (`sign_out`);
+//! 2. sign-out (`sign_out`), which revokes the session it ends;
 //! 3. oauth2-proxy's `/oauth2/start`: a new login that ends at `rd` (`start`);
-//! 4. a valid session: refresh when its tokens expired, a refresh token is held and the
-//!    token endpoint is known, else forward;
+//! 4. a valid session, not revoked: refresh when its tokens expired, a refresh token is
+//!    held and the token endpoint is known, else forward;
 //! 5. no session but an `Authorization` header: left to bearer validation;
 //! 6. no session, a request to send to log in, the IdP's endpoints not known yet: wait for
 //!    them (`Step::AwaitEndpoints`) when the request may wait;
@@ -15,15 +15,19 @@
 
 use std::rc::Rc;
 
-use crate::core::config::login::LoginService;
+use crate::core::cluster::stored_session;
+use crate::core::config::login::{LoginService, SessionStore};
 use crate::core::cookies;
 use crate::core::identity::Identity;
+use crate::core::login::error::LoginError;
+use crate::core::login::handles::{Handles, Stored};
 use crate::core::login::oidc;
 use crate::core::login::opened::{Opened, OpenedSessions};
 use crate::core::login::session::{self, Session};
 use crate::core::login::start::{self, sends_to_login};
 use crate::core::login::{sign_in, sign_out};
 use crate::core::random::Random;
+use crate::core::revocation::Revocations;
 
 pub use crate::core::login::endpoints::Endpoints;
 pub(crate) use crate::core::login::endpoints::ResolvedEndpoints;
@@ -38,35 +42,54 @@ pub fn decide(
     random: &mut dyn Random,
 ) -> Step {
     let mut opened = OpenedSessions::new(0);
-    decide_with(service, request, endpoints, now_secs, random, &mut opened)
+    let mut revocations = Revocations::new();
+    let known = Known {
+        opened: &mut opened,
+        revocations: &mut revocations,
+        handles: None,
+    };
+    decide_with(service, request, endpoints, now_secs, random, known)
 }
 
-/// `decide`, with the sessions this VM already opened (each sealed value is opened once).
+/// What this VM knows beyond the request: the sessions it already opened (each sealed
+/// value is opened once) and the revoked ones.
+pub(crate) struct Known<'a> {
+    pub(crate) opened: &'a mut OpenedSessions,
+    pub(crate) revocations: &'a mut Revocations,
+    /// Server-side sessions this worker read from the cluster store.
+    pub(crate) handles: Option<&'a mut Handles>,
+}
+
+/// `decide`, with what this VM knows.
 pub(crate) fn decide_with(
     service: &LoginService,
     request: &Request,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
     random: &mut dyn Random,
-    opened: &mut OpenedSessions,
+    known: Known,
 ) -> Step {
     let path = request.path_only();
     if path == service.callback_path {
         return sign_in::callback(service, request, endpoints);
     }
     if path == service.sign_out_path {
-        return Step::Respond(sign_out::sign_out(service, request, endpoints, now_secs));
+        let (reply, revoke) = sign_out::sign_out(service, request, endpoints, now_secs);
+        return Step::SignOut { reply, revoke };
     }
     if path == service.start_path {
         return start::start(service, request, endpoints, now_secs, random);
     }
-    let cookies = request.cookies();
-    let session = session::sealed_value(&cookies, &service.cookie_name).and_then(|sealed| {
-        opened.get_or_open(&sealed, now_secs, |sealed| {
-            let session = session::open(sealed, &service.sealer)?;
-            let identity = Rc::new(session.identity(&service.issuer));
-            Some(Opened { session, identity })
-        })
+    let session = match session_of(service, request, known.opened, known.handles, now_secs) {
+        Ok(session) => session,
+        Err(step) => return *step,
+    };
+    let session = session.filter(|opened| now_secs < opened.session.expires_at);
+    // A revoked session is no session: asked to sign in again, its cookies cleared.
+    let session = session.filter(|opened| {
+        !known
+            .revocations
+            .refuses(&opened.ids, opened.session.signed_in_at)
     });
     match session {
         Some(opened) => {
@@ -76,7 +99,7 @@ pub(crate) fn decide_with(
                 (Some(token), Some(endpoints)) if session.needs_refresh(now_secs) => {
                     Step::Refresh {
                         request: oidc::refresh(&endpoints.token, service, &token),
-                        session: session.clone(),
+                        session: Box::new(session.clone()),
                     }
                 }
                 _ => Step::Forward(forward_as(
@@ -94,6 +117,47 @@ pub(crate) fn decide_with(
         }
         None => start::unauthenticated(service, request, endpoints, now_secs, random),
     }
+}
+
+/// The session the request's cookie holds: opened from the cookie, or (cluster store) found
+/// among the sessions this worker read; `Err` when it must be read first, or cannot be.
+fn session_of(
+    service: &LoginService,
+    request: &Request,
+    opened: &mut OpenedSessions,
+    handles: Option<&mut Handles>,
+    now_secs: u64,
+) -> Result<Option<Rc<Opened>>, Box<Step>> {
+    let cookies = request.cookies();
+    let sealed = session::sealed_value(&cookies, &service.cookie_name);
+    let handle = match service.session_store {
+        SessionStore::Cookie => None,
+        SessionStore::Cluster { .. } => sealed
+            .as_deref()
+            .and_then(|value| stored_session::open_handle(&service.sealer, value)),
+    };
+    if let (Some(handle), Some(handles)) = (handle, handles) {
+        return match handles.get(&handle, now_secs * 1000) {
+            Some(Stored::Session(opened)) => Ok(Some(Rc::clone(opened))),
+            Some(Stored::Absent) => Ok(None),
+            Some(Stored::Unreachable) => match service.session_store {
+                SessionStore::Cluster {
+                    sign_in_on_outage: true,
+                } => Ok(None),
+                _ => Err(Box::new(Step::Respond(
+                    LoginError::SessionStoreUnavailable.reply(Vec::new()),
+                ))),
+            },
+            None => Err(Box::new(Step::LoadSession(handle))),
+        };
+    }
+    // A session in the cookie itself (or one signed in while the store was away).
+    Ok(sealed.and_then(|sealed| {
+        opened.get_or_open(&sealed, now_secs, |sealed| {
+            let session = session::open(sealed, &service.sealer)?;
+            Some(Opened::new(session, &service.issuer))
+        })
+    }))
 }
 
 /// Forwards with the session's identity, our cookies taken out of the request's `Cookie`

@@ -1,8 +1,10 @@
 //! Browser sign-in: the OIDC authorization-code flow with PKCE, state and nonce, and the
 //! session kept in sealed cookies.
+pub mod backchannel;
 pub(crate) mod endpoints;
 pub(crate) mod error;
 pub mod flow;
+pub(crate) mod handles;
 pub(crate) mod login_cookie;
 pub mod oidc;
 pub(crate) mod opened;

@@ -7,12 +7,28 @@ use std::rc::Rc;
 
 use crate::core::identity::Identity;
 use crate::core::login::session::Session;
+use crate::core::revocation::SessionIds;
 
-/// What a sealed value held, with the identity rules and headers read from it.
+/// What a sealed value held, with the identity rules and headers read from it, and the
+/// ids a revocation may name it by (hashed once here, not on every request).
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) session: Session,
     pub(crate) identity: Rc<Identity>,
+    pub(crate) ids: SessionIds,
+}
+
+impl Opened {
+    /// `session`, signed in at `issuer`.
+    pub(crate) fn new(session: Session, issuer: &str) -> Opened {
+        let identity = Rc::new(session.identity(issuer));
+        let ids = SessionIds::of(&session, issuer);
+        Opened {
+            session,
+            identity,
+            ids,
+        }
+    }
 }
 
 /// The last bytes of a sealed value (they hold the AES-GCM tag) and its length: a cheap key.
@@ -134,8 +150,7 @@ mod tests {
             expires_at,
             ..Session::default()
         };
-        let identity = Rc::new(session.identity("https://issuer"));
-        Some(Opened { session, identity })
+        Some(Opened::new(session, "https://issuer"))
     }
 
     #[test]

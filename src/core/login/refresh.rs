@@ -34,7 +34,7 @@ pub enum Claim {
     /// outcome under the lease.
     Free(Candidate),
     /// Another worker refreshed this generation: go on with its session (and store it).
-    Adopt(Session),
+    Adopt(Box<Session>),
     /// The IdP refused this generation's refresh: the session is over.
     Ended,
     /// A refresh is under way elsewhere, the ring is crowded, or another worker won the
@@ -74,7 +74,7 @@ pub fn claim(
         .collect();
     let index = match refresh_slots::plan(&slots) {
         Plan::Adopt(sealed) => {
-            return open(service, sealed).map_or(Claim::KeepOld, Claim::Adopt);
+            return open(service, sealed).map_or(Claim::KeepOld, |s| Claim::Adopt(Box::new(s)));
         }
         Plan::Ended => return Claim::Ended,
         Plan::KeepOld => return Claim::KeepOld,

@@ -47,6 +47,18 @@ pub struct Session {
     /// For the upstream (`pass_access_token`), when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<Secret>,
+    /// The ID token's `sid` (the IdP's session), for back-channel logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_sid: Option<String>,
+    /// The ID token's `sub` when the user claim is another one (back-channel logout names
+    /// users by `sub`); `None`: `user` is the `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// When the user signed in (unix seconds), kept across refreshes: a revocation of the
+    /// user or the IdP session ends the sessions signed in before it. 0 in cookies written
+    /// before it existed (every revocation of theirs applies).
+    #[serde(default)]
+    pub signed_in_at: u64,
 }
 
 impl Session {
@@ -72,6 +84,11 @@ impl Session {
         self.preferred_username = identity.preferred_username;
         self.groups = identity.groups;
         self.claims = identity.claims;
+    }
+
+    /// The ID token's `sub`.
+    pub fn subject(&self) -> &str {
+        self.sub.as_deref().unwrap_or(&self.user)
     }
 
     pub(crate) fn needs_refresh(&self, now_secs: u64) -> bool {
@@ -410,6 +427,33 @@ mod tests {
             .seal(PURPOSE, &without_issuer, &mut Seeded(8))
             .unwrap();
         assert_eq!(open(&sealed, &sealer()), None, "no issuer stored");
+    }
+
+    #[test]
+    fn a_session_sealed_before_revocations_existed_still_opens() {
+        let plain = json_without(&["idp_sid", "sub", "signed_in_at"]);
+        let sealed = sealer()
+            .seal(PURPOSE, plain.to_string().as_bytes(), &mut Seeded(9))
+            .unwrap();
+        let opened = open(&sealed, &sealer()).expect("opens");
+        assert_eq!((opened.idp_sid.as_deref(), opened.signed_in_at), (None, 0));
+        assert_eq!(opened.subject(), "alice");
+    }
+
+    /// A sealed session's JSON, with `fields` taken out.
+    fn json_without(fields: &[&str]) -> serde_json::Value {
+        let full = Session {
+            idp_sid: Some("idp-1".into()),
+            sub: Some("alice-id".into()),
+            signed_in_at: NOW,
+            ..session(0)
+        };
+        let mut plain = serde_json::to_value(&full).unwrap();
+        plain["iss"] = ISSUER.into();
+        for field in fields {
+            plain.as_object_mut().unwrap().remove(*field);
+        }
+        plain
     }
 
     #[test]

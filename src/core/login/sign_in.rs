@@ -114,6 +114,23 @@ pub fn finish_login(
     }
 }
 
+/// After the code exchange, for a service that keeps sessions in the cluster store: the new
+/// session and the redirect (where to, and the login cookie to clear), or the error page.
+pub(crate) fn finish_login_stored(
+    service: &LoginService,
+    pending: &PendingLogin,
+    tokens: Result<Tokens, TokenError>,
+    verify: VerifyIdToken,
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Result<(Session, (String, Vec<String>)), Reply> {
+    let clear = vec![delete_login_cookie(service, &pending.state)];
+    match new_session(service, pending, tokens, verify, now_secs, random) {
+        Ok(session) => Ok((session, (pending.return_to.clone(), clear))),
+        Err(error) => Err(error.reply(clear)),
+    }
+}
+
 /// The cookies of the session a successful code exchange starts.
 fn login_session(
     service: &LoginService,
@@ -124,6 +141,20 @@ fn login_session(
     now_secs: u64,
     random: &mut dyn Random,
 ) -> Result<Vec<String>, LoginError> {
+    let mut session = new_session(service, pending, tokens, verify, now_secs, random)?;
+    store_session(service, &mut session, request_cookies, now_secs, random)
+        .ok_or(LoginError::SessionNotStored)
+}
+
+/// The session a successful code exchange starts.
+fn new_session(
+    service: &LoginService,
+    pending: &PendingLogin,
+    tokens: Result<Tokens, TokenError>,
+    verify: VerifyIdToken,
+    now_secs: u64,
+    random: &mut dyn Random,
+) -> Result<Session, LoginError> {
     if now_secs >= pending.expires_at {
         return Err(LoginError::TookTooLong);
     }
@@ -136,7 +167,8 @@ fn login_session(
     let claims =
         verify(id_token.expose(), Some(&pending.nonce)).map_err(LoginError::IdTokenRejected)?;
     let identity = claims.identity;
-    let mut session = Session {
+    let sub = claims.sub.filter(|sub| *sub != identity.user);
+    Ok(Session {
         sid: random.token(16).ok_or(LoginError::NoRandomness)?,
         user: identity.user,
         email: identity.email,
@@ -150,9 +182,10 @@ fn login_session(
         id_token: (service.end_idp_session || service.set_authorization_header)
             .then(|| id_token.clone()),
         access_token: tokens.access_token.filter(|_| service.pass_access_token),
-    };
-    store_session(service, &mut session, request_cookies, now_secs, random)
-        .ok_or(LoginError::SessionNotStored)
+        idp_sid: claims.sid,
+        sub,
+        signed_in_at: now_secs,
+    })
 }
 
 /// `Set-Cookie` values that store `session`. A session too large for the cookie chunks

@@ -1,30 +1,52 @@
-//! Sign-out: clear the session and any logins in flight, then go to `rd` (a safe target),
-//! through the IdP's end-session endpoint when the service ends the IdP's session too.
+//! Sign-out: revoke the session and clear it and any logins in flight, then go to `rd` (a
+//! safe target), through the IdP's end-session endpoint when the service ends the IdP's
+//! session too.
 
 use crate::core::config::login::LoginService;
 use crate::core::cookies;
 use crate::core::login::endpoints::Endpoints;
 use crate::core::login::login_cookie::login_cookie_attributes;
 use crate::core::login::redirect::{redirect_hosts, safe_target};
-use crate::core::login::session;
+use crate::core::login::session::{self, Session};
 use crate::core::login::step::Request;
 use crate::core::reply::{self, Reply};
+use crate::core::revocation::{Entry, RevokedId};
 
 /// Login cookies sign-out deletes at most.
 const MAX_LOGINS_CLEARED: usize = 8;
 
+/// The answer, and the revocation of the session the request carried (so a copy of its
+/// cookie opens nothing afterwards), until the session would have expired anyway.
 pub(super) fn sign_out(
     service: &LoginService,
     request: &Request,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
-) -> Reply {
+) -> (Reply, Option<Entry>) {
     let cookies = request.cookies();
     let session = session::read(&cookies, &service.cookie_name, &service.sealer, now_secs);
+    let revoke = session.as_ref().map(|s| Entry {
+        id: RevokedId::session(&s.sid),
+        revoked_at: now_secs,
+        until: s.expires_at,
+    });
+    (
+        answer(service, request, endpoints, session.as_ref(), &cookies),
+        revoke,
+    )
+}
+
+fn answer(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    session: Option<&Session>,
+    request_cookies: &[(&str, &str)],
+) -> Reply {
     // Every session cookie name, carried or not: the browser may hold chunks this request
     // did not send. Logins in flight are cleared when the request names them.
     let mut clear = session::delete_all(&service.cookie_name, &service.cookie);
-    let mut logins: Vec<&str> = cookies
+    let mut logins: Vec<&str> = request_cookies
         .iter()
         .map(|(n, _)| *n)
         .filter(|n| service.is_login_cookie(n))
@@ -53,7 +75,7 @@ pub(super) fn sign_out(
     {
         let mut query = url.query_pairs_mut();
         query.append_pair("client_id", &service.client_id);
-        if let Some(hint) = session.as_ref().and_then(|s| s.id_token.as_ref()) {
+        if let Some(hint) = session.and_then(|s| s.id_token.as_ref()) {
             query.append_pair("id_token_hint", hint.expose());
         }
         let after = service.post_logout_redirect_url.clone().unwrap_or_else(|| {

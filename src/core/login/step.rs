@@ -12,6 +12,7 @@ use crate::core::login::request_kind::RequestHints;
 use crate::core::login::session::Session;
 use crate::core::refusal::Refused;
 use crate::core::reply::Reply;
+use crate::core::revocation::Entry;
 use crate::core::secret::Secret;
 
 /// The parts of a request the flow reads.
@@ -82,7 +83,7 @@ pub enum Step {
     Forward(Forwarding),
     /// The session's tokens expired and a refresh token is held: refresh, then forward.
     Refresh {
-        session: Session,
+        session: Box<Session>,
         request: TokenRequest,
     },
     /// The IdP sent the browser back with a code: exchange it.
@@ -92,6 +93,8 @@ pub enum Step {
     },
     /// Answer here.
     Respond(Reply),
+    /// Sign-out: answer here, and revoke the session it ended (when the request had one).
+    SignOut { reply: Reply, revoke: Option<Entry> },
     /// No session, and not sent to log in: refused (`401`), written as the mode writes
     /// refusals.
     Refuse(Refused),
@@ -102,4 +105,7 @@ pub enum Step {
     /// A browser must be sent to log in, but the IdP's endpoints are not known yet: wait for
     /// discovery, then decide again.
     AwaitEndpoints,
+    /// The session lives in the cluster store and this worker has not read it lately: read
+    /// it (this handle), then decide again.
+    LoadSession(String),
 }

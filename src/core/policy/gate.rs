@@ -122,7 +122,14 @@ impl Gate {
             .login()
             .and_then(|id| settings.login.get(id.0))
             .is_some_and(|s| {
-                raw == s.callback_path || raw == s.sign_out_path || raw == s.start_path
+                [
+                    &s.callback_path,
+                    &s.sign_out_path,
+                    &s.start_path,
+                    &s.backchannel_logout_path,
+                ]
+                .iter()
+                .any(|own| own.as_str() == raw)
             });
         gate.public = !own && rules.opens(&gate.route);
         if rules.forward_normalized_path {
