@@ -248,7 +248,11 @@ fn a_server_side_session_opens_is_refreshed_and_ends_across_replicas() {
         2,
         &[("REFRESH_ROTATION", "strict"), ("TOKEN_TTL", &ttl)],
         vec![etcd_cluster(&etcd.client_ports())],
-        |issuer| plugin_with_store(issuer, &json!({ "session_store": "cluster" }), PREFIX),
+        |issuer| {
+            // Sign-out ends the IdP's session too, with the ID token as a hint.
+            let login = json!({ "session_store": "cluster", "end_idp_session": true });
+            plugin_with_store(issuer, &login, PREFIX)
+        },
     );
     let (browser, landed) = logged_in_at(&fleet.replica_url(0, "/"), &fleet.idp.issuer, USER);
     assert_eq!(echoed_user(&landed), json!([USER]));
@@ -291,6 +295,11 @@ fn a_server_side_session_opens_is_refreshed_and_ends_across_replicas() {
         &[("cookie", &cookie)],
     );
     assert_eq!(signed_out.status, 302, "{signed_out:?}");
+    let location = signed_out.header("location").unwrap_or_default();
+    assert!(
+        location.starts_with(&fleet.idp.issuer) && location.contains("id_token_hint="),
+        "the IdP's end-session endpoint, with the hint read from the store: {location}"
+    );
     let copied = [("cookie", cookie.as_str()), ("accept", "application/json")];
     let started = Instant::now();
     let refused = eventually(Duration::from_secs(2), || {
