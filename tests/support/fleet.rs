@@ -66,6 +66,9 @@ impl Fleet {
         let redirects = redirect_env(&everywhere);
         let mut env: Vec<(&str, &str)> = redirects.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.push(("IDP_TEST_COUNTS", "1"));
+        // Its port too, so the OS cannot hand it one a replica is about to bind.
+        let idp_port = free_port().to_string();
+        env.push(("IDP_PORT", &idp_port));
         let idp_env = idp_env(&replica_ports);
         env.extend(idp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let idp = Idp::start(&env);
