@@ -8,7 +8,8 @@
 //! cluster store configured: a one-member etcd the bench starts and stops). Routes
 //! answer with a direct response so that only the filters differ. Also measures the time to
 //! the first request of a fresh Envoy whose keys come by OIDC discovery, and the host calls
-//! wasm-iap makes per request on each path (a counting build, in Envoys of its own).
+//! wasm-iap makes per request on each path (a counting build, in Envoys of its own), and
+//! how soon a sign-out on one of three replicas sharing an etcd is refused on the others.
 //!
 //! Writes bench/results.json, bench/results.md (a table for docs/performance.md) and
 //! bench/results.svg (a chart of the ratios to no filter), and prints the table.
@@ -16,6 +17,7 @@
 //!   ./build.sh bench      (BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16) change
 //!                          the load; BENCH_TOKENS (20000) distinct tokens per rotating
 //!                          scenario; BENCH_FIRST_RUNS (5) fresh Envoys for the first request;
+//!                          BENCH_SIGN_OUTS (20) sign-outs for revocation_propagation;
 //!                          BENCH_SCENARIOS=no_filter,wasm_floor,first_request,host_calls to
 //!                          run only some)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,6 +31,8 @@ mod first_request;
 mod host_calls;
 #[path = "envoy_bench/load.rs"]
 mod load;
+#[path = "envoy_bench/propagation.rs"]
+mod propagation;
 #[path = "envoy_bench/report.rs"]
 mod report;
 #[path = "envoy_bench/scenarios.rs"]
@@ -144,12 +148,13 @@ fn main() {
             .is_none_or(|list| list.split(',').any(|s| s.trim() == name))
     };
 
-    let extra = ["first_request", "host_calls"];
+    let extra = ["first_request", "host_calls", "revocation_propagation"];
     let known = |name: &str| extra.contains(&name) || ALL.iter().any(|(n, _)| *n == name);
     for name in only.iter().flat_map(|list| list.split(',')) {
         assert!(
             known(name.trim()),
-            "BENCH_SCENARIOS: no scenario {name:?}; there are first_request, host_calls, {}",
+            "BENCH_SCENARIOS: no scenario {name:?}; there are {}, {}",
+            extra.join(", "),
             ALL.map(|(n, _)| n).join(", ")
         );
     }
@@ -165,6 +170,10 @@ fn main() {
             samples: listener.into_iter().zip(spawn).collect(),
         }
     });
+
+    // Its own fleet of Envoys and etcd, stopped before the rounds start.
+    let revocation_propagation = chosen("revocation_propagation")
+        .then(|| propagation::measure(env_number("BENCH_SIGN_OUTS", 20).max(1)));
 
     let mut material = Material::new(tokens);
     // Its own Envoys, stopped before the rounds start.
@@ -264,6 +273,7 @@ fn main() {
         rows,
         first_request,
         host_calls,
+        revocation_propagation,
         authz_server: authz_memory,
         rounds,
         seconds,

@@ -368,6 +368,24 @@ fn the_body_is_read_in_pieces_bounded_and_never_answered_by_the_upstream() {
         "{}",
         answer.summary()
     );
+    // What the upstream got of it (the headers go on before the body is read): no credential.
+    let framing =
+        "Transfer-Encoding: chunked\r\nAuthorization: Bearer stolen\r\nCookie: _wasm_iap=x";
+    post_in_pieces(port, framing, &chunked(&form), pause);
+    let seen = bed.upstream.seen();
+    let names = bed.upstream.header_names.lock().unwrap().clone();
+    for (request, names) in seen.iter().zip(&names) {
+        if request.contains(LOGOUT) {
+            assert!(
+                !names.iter().any(|n| n == "authorization" || n == "cookie"),
+                "{request}: {names:?}"
+            );
+        }
+    }
+    assert!(
+        seen.iter().any(|r| r.contains(LOGOUT)),
+        "the upstream saw the headers: {seen:?}"
+    );
     let big = vec![b'a'; 10 * 1024];
     let grown = chunked(&[b"logout_token=", &big, &big]);
     let answer = post_in_pieces(port, "Transfer-Encoding: chunked", &grown, Duration::ZERO);

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use crate::host_calls::{HostCalls, KINDS};
+use crate::propagation::{self, Propagation};
 use crate::scenarios::describe;
 
 /// One scenario's medians over the rounds, and its Envoy's memory after them.
@@ -67,6 +68,7 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub first_request: Option<FirstRequests>,
     pub host_calls: Option<HostCalls>,
+    pub revocation_propagation: Option<Propagation>,
     /// The Envoy answering ext_authz's checks, not counted in `ext_authz_http`'s RSS.
     pub authz_server: Option<Memory>,
     pub rounds: u64,
@@ -226,6 +228,7 @@ impl Report {
             "wasm_bytes": { "wasm_iap": self.wasm_iap_bytes, "floor": self.floor_bytes },
             "first_request": first_request,
             "host_calls_per_request": self.host_calls.as_ref().map(host_calls_json),
+            "revocation_propagation": self.revocation_propagation.as_ref().map(propagation::json),
             "ext_authz_server": self.authz_server.as_ref().map(|m| json!({
                 "note": "the do-nothing authorization server (a second Envoy, 1 worker); not in ext_authz_http's rss_mib",
                 "rss_mib": round(m.rss_mib, 1),
@@ -271,6 +274,9 @@ impl Report {
         }
         if let Some(calls) = &self.host_calls {
             out.push_str(&host_calls_markdown(calls));
+        }
+        if let Some(p) = &self.revocation_propagation {
+            out.push_str(&propagation::markdown(p));
         }
         if let Some(m) = &self.authz_server {
             let _ = write!(

@@ -26,6 +26,9 @@
 //                   ID tokens carry "sid"): when a browser ends its IdP session (GET
 //                   /session/end, then POST /session/end/confirm with logout=yes) the IdP
 //                   POSTs form logout_token=<JWT> there (iss, aud, iat, jti, sub, sid, events).
+//   BACKCHANNEL_LOGOUT_SESSION_REQUIRED  0: the "demo" client is registered without
+//                   backchannel_logout_session_required, so its logout tokens carry no "sid",
+//                   only "sub": the relying party ends every session of that user.
 //
 // Client-credentials clients: "demo-cli" may ask for scopes api, read and write;
 // "reader-cli" (secret "reader-cli-secret") only for api and read.
@@ -94,7 +97,10 @@ function count(ctx, outcome) {
   counts[grantType][outcome] = (counts[grantType][outcome] || 0) + 1;
 }
 const backchannelLogout = process.env.BACKCHANNEL_LOGOUT_URI
-  ? { backchannel_logout_uri: process.env.BACKCHANNEL_LOGOUT_URI, backchannel_logout_session_required: true }
+  ? {
+    backchannel_logout_uri: process.env.BACKCHANNEL_LOGOUT_URI,
+    backchannel_logout_session_required: process.env.BACKCHANNEL_LOGOUT_SESSION_REQUIRED !== '0',
+  }
   : {};
 
 const server = http.createServer();

@@ -29,6 +29,11 @@ pub(crate) enum Act {
     ReadBody(usize),
 }
 
+/// What the upstream must not get of a request whose body the filter reads: its headers go
+/// on before the body is read (a Proxy-Wasm host gives no body to a filter that paused the
+/// headers), so the credentials the client sent with them are taken off first.
+pub(crate) const KEPT_FROM_UPSTREAM: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
 /// The first decision on a request: the client-sent headers to remove whatever it is, and
 /// what to do with it.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use super::apply;
 use super::host::{self, ProxyHost};
 use crate::core::bearer::error::AuthError;
 use crate::core::gateway::RequestBody;
-use crate::core::worker::{Act, Worker};
+use crate::core::worker::{Act, Worker, KEPT_FROM_UPSTREAM};
 
 /// What one VM (one worker thread) decides with, shared by its root and HTTP contexts.
 pub(crate) type SharedWorker = Rc<RefCell<Option<Worker>>>;
@@ -120,6 +120,9 @@ impl HttpContext for Request {
             // here: the upstream sees headers whose body never comes (the answer given here
             // resets it). A body sent with its headers is read before any upstream answers.
             Act::ReadBody(max_bytes) => {
+                for name in KEPT_FROM_UPSTREAM {
+                    host::remove_request_header(name);
+                }
                 self.body_wanted = Some(max_bytes);
                 Action::Continue
             }

@@ -49,6 +49,21 @@ impl Fleet {
         extra_clusters: Vec<Value>,
         plugin: impl FnOnce(&str) -> Value,
     ) -> Fleet {
+        let idp_env: Vec<(String, String)> = idp_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Fleet::start_plugin_idp_knowing_ports(replicas, |_| idp_env, extra_clusters, plugin)
+    }
+
+    /// As `start_plugin`, the IdP's environment made knowing the replicas' ports (e.g. a
+    /// `BACKCHANNEL_LOGOUT_URI` on one replica).
+    pub fn start_plugin_idp_knowing_ports(
+        replicas: usize,
+        idp_env: impl FnOnce(&[u16]) -> Vec<(String, String)>,
+        extra_clusters: Vec<Value>,
+        plugin: impl FnOnce(&str) -> Value,
+    ) -> Fleet {
         let front_port = free_port();
         let replica_ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
         let mut everywhere = vec![front_port];
@@ -56,7 +71,11 @@ impl Fleet {
         let redirects = redirect_env(&everywhere);
         let mut env: Vec<(&str, &str)> = redirects.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.push(("IDP_TEST_COUNTS", "1"));
-        env.extend_from_slice(idp_env);
+        // Its port too, so the OS cannot hand it one a replica is about to bind.
+        let idp_port = free_port().to_string();
+        env.push(("IDP_PORT", &idp_port));
+        let idp_env = idp_env(&replica_ports);
+        env.extend(idp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let idp = Idp::start(&env);
         let upstream = Upstream::start();
         let filter = wasm_filter(&plugin(&idp.issuer));

@@ -8,6 +8,7 @@ pub mod envoy_idp_bed;
 pub mod etcd;
 pub mod fault_idp;
 pub mod fleet;
+pub mod fleet_refusals;
 pub mod host;
 pub mod http;
 pub mod idp;

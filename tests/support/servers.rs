@@ -134,6 +134,8 @@ pub struct Upstream {
     pub hits: Arc<AtomicUsize>,
     /// Every request that reached it, as `METHOD path-and-query`, in order.
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// The header names of every request that reached it, in order.
+    pub header_names: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
 impl Upstream {
@@ -142,10 +144,21 @@ impl Upstream {
         let counter = Arc::clone(&hits);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorder = Arc::clone(&seen);
+        let header_names = Arc::new(Mutex::new(Vec::new()));
+        let names_recorder = Arc::clone(&header_names);
         let served = Served::start(0, move |request| {
             counter.fetch_add(1, Ordering::SeqCst);
             if let Ok(mut seen) = recorder.lock() {
                 seen.push(format!("{} {}", request.method, request.url));
+            }
+            if let Ok(mut names) = names_recorder.lock() {
+                names.push(
+                    request
+                        .headers
+                        .iter()
+                        .map(|(n, _)| n.to_ascii_lowercase())
+                        .collect(),
+                );
             }
             let mut headers = Map::new();
             for (name, value) in &request.headers {
@@ -161,7 +174,12 @@ impl Upstream {
                 body.to_string(),
             )
         });
-        Upstream { served, hits, seen }
+        Upstream {
+            served,
+            hits,
+            seen,
+            header_names,
+        }
     }
 
     /// The requests that reached it so far (`METHOD path-and-query`).
@@ -275,7 +293,17 @@ impl KeyServer {
 }
 
 /// A loopback port that nothing listens on (yet).
+/// A port the OS says is free, never one handed out before in this process (tests pick
+/// several before anything binds them).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }

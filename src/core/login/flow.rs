@@ -74,7 +74,12 @@ pub(crate) fn decide_with(
         return sign_in::callback(service, request, endpoints);
     }
     if path == service.sign_out_path {
-        let (reply, revoke) = sign_out::sign_out(service, request, endpoints, now_secs);
+        let stored = match read_here(service, request, known.handles.as_deref(), now_secs) {
+            Ok(stored) => stored,
+            Err(handle) => return Step::LoadSession(handle),
+        };
+        let session = stored.as_ref().map(|opened| &opened.session);
+        let (reply, revoke) = sign_out::sign_out(service, request, endpoints, now_secs, session);
         return Step::SignOut { reply, revoke };
     }
     if path == service.start_path {
@@ -116,6 +121,29 @@ pub(crate) fn decide_with(
             Step::AwaitEndpoints
         }
         None => start::unauthenticated(service, request, endpoints, now_secs, random),
+    }
+}
+
+/// The server-side session the request's handle names, when this worker has read it; `Err`
+/// (the handle) when it must be read first: sign-out ends the IdP's session with the ID
+/// token as a hint.
+fn read_here(
+    service: &LoginService,
+    request: &Request,
+    handles: Option<&Handles>,
+    now_secs: u64,
+) -> Result<Option<Rc<Opened>>, String> {
+    let cookies = request.cookies();
+    let handle = session::sealed_value(&cookies, &service.cookie_name)
+        .and_then(|sealed| stored_session::open_handle(&service.sealer, &sealed));
+    let (Some(handle), Some(handles)) = (handle, handles) else {
+        return Ok(None);
+    };
+    match handles.get(&handle, now_secs * 1000) {
+        Some(Stored::Session(opened)) => Ok(Some(Rc::clone(opened))),
+        Some(_) => Ok(None),
+        None if service.end_idp_session => Err(handle),
+        None => Ok(None),
     }
 }
 

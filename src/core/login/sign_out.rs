@@ -15,16 +15,22 @@ use crate::core::revocation::{Entry, RevokedId};
 /// Login cookies sign-out deletes at most.
 const MAX_LOGINS_CLEARED: usize = 8;
 
-/// The answer, and the revocation of the session the request carried (so a copy of its
+/// The answer (with `id_token_hint` from the session, `stored` or in the cookie), and the
+/// revocation of the session the request carried (so a copy of its
 /// cookie opens nothing afterwards), until the session would have expired anyway.
 pub(super) fn sign_out(
     service: &LoginService,
     request: &Request,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
+    stored: Option<&Session>,
 ) -> (Reply, Option<Entry>) {
     let cookies = request.cookies();
-    let session = session::read(&cookies, &service.cookie_name, &service.sealer, now_secs);
+    // A server-side session this worker read (its cookie holds only a handle), else the
+    // session the cookie holds.
+    let session = stored
+        .cloned()
+        .or_else(|| session::read(&cookies, &service.cookie_name, &service.sealer, now_secs));
     let revoke = session.as_ref().map(|s| Entry {
         id: RevokedId::session(&s.sid),
         revoked_at: now_secs,
