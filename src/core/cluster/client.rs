@@ -2,6 +2,11 @@
 //! tick, never per request), the writes nobody waits for, and whether the store answers.
 //! A request that needs the store (a refresh lock) sends its call through `send` and tells
 //! `answered` how it went, so one record says whether the store is up.
+//!
+//! Writes nobody waits for are queued and sent from the root (on its tick, or when a callout
+//! of its own is answered): a call made while a request is decided belongs to that request
+//! in Envoy, is answered to it, and is cancelled when it ends (a sign-out is answered at
+//! once), so its put might never reach the store, nor a failure be tried again.
 
 use std::collections::HashMap;
 
@@ -52,6 +57,8 @@ struct LeaseSlot {
 
 /// A grant that failed is asked again after this, not on every tick.
 const LEASE_RETRY_MS: u64 = 1_000;
+/// Writes waiting for the root at most (its tick comes every 100 ms).
+const MAX_OUTBOX: usize = 1_000;
 
 /// What a call the client sent itself is for.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +91,8 @@ pub(crate) struct StoreClient {
     ttl_secs: [u64; 3],
     leases: [LeaseSlot; 3],
     calls: HashMap<u32, Purpose>,
+    /// Writes nobody waits for, sent from the root (`flush`).
+    outbox: Vec<(Callout, Purpose)>,
     /// Since when every call failed (`None`: the last one was answered).
     failing_since_ms: Option<u64>,
     /// When a store that failed is asked again whether it answers.
@@ -119,6 +128,7 @@ impl StoreClient {
             ],
             leases: Default::default(),
             calls: HashMap::new(),
+            outbox: Vec::new(),
             failing_since_ms: None,
             probe_at_ms: 0,
             synced_to: SyncedTo::default(),
@@ -128,8 +138,10 @@ impl StoreClient {
         }
     }
 
-    /// Asks for the leases that are due, and whether a store that failed answers again.
+    /// Asks for the leases that are due, and whether a store that failed answers again;
+    /// sends the writes queued since the last tick.
     pub(crate) fn tick(&mut self, host: &mut dyn Host) {
+        self.flush(host);
         let now_ms = host.now_ms();
         if self.failing_since_ms.is_some() && now_ms >= self.probe_at_ms {
             self.probe_at_ms = now_ms + LEASE_RETRY_MS;
@@ -174,20 +186,36 @@ impl StoreClient {
         token
     }
 
-    /// Sends a write nobody waits for; its answer is only logged when it failed.
-    pub(crate) fn write(&mut self, host: &mut dyn Host, call: &Callout, what: &'static str) {
-        if let Some(token) = self.send(host, call) {
-            self.calls.insert(token, Purpose::Write(what));
+    /// Queues a write nobody waits for (sent from the root); its answer is only logged when
+    /// it failed.
+    pub(crate) fn write(&mut self, host: &mut dyn Host, call: Callout, what: &'static str) {
+        if self.outbox.len() < MAX_OUTBOX {
+            self.outbox.push((call, Purpose::Write(what)));
+        } else {
+            self.failed(host, &"too many writes waiting to be sent", what);
         }
     }
 
-    /// Sends a revocation's put; it is tried again (`take_unpublished`) when it fails.
-    pub(crate) fn publish(&mut self, host: &mut dyn Host, call: &Callout, entry: Entry) {
-        match self.send(host, call) {
-            Some(token) => {
-                self.calls.insert(token, Purpose::Publish(entry));
+    /// Queues a revocation's put (sent from the root); it is tried again
+    /// (`take_unpublished`) when it fails.
+    pub(crate) fn publish(&mut self, call: Callout, entry: Entry) {
+        if self.outbox.len() < MAX_OUTBOX {
+            self.outbox.push((call, Purpose::Publish(entry)));
+        } else {
+            self.keep_unpublished(entry);
+        }
+    }
+
+    /// Sends the queued writes (from the root only: its tick, or a callout answered to it).
+    pub(crate) fn flush(&mut self, host: &mut dyn Host) {
+        for (call, purpose) in std::mem::take(&mut self.outbox) {
+            match (self.send(host, &call), purpose) {
+                (Some(token), purpose) => {
+                    self.calls.insert(token, purpose);
+                }
+                (None, Purpose::Publish(entry)) => self.keep_unpublished(entry),
+                (None, _) => {}
             }
-            None => self.keep_unpublished(entry),
         }
     }
 

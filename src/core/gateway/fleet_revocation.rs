@@ -75,7 +75,7 @@ impl Gateway {
                 )
             });
             match call {
-                Some(call) => store.publish(host, &call, *entry),
+                Some(call) => store.publish(call, *entry),
                 None => store.keep_unpublished(*entry),
             }
         }

@@ -317,7 +317,7 @@ impl Gateway {
         if write {
             if let Some(put) = self.put_call(host, service, &handle, renewed) {
                 if let Some(store) = self.store.as_mut() {
-                    store.write(host, &put, "storing a renewed session");
+                    store.write(host, put, "storing a renewed session");
                 }
             }
         }
@@ -339,7 +339,7 @@ impl Gateway {
         }
         if let Some(store) = self.store.as_mut() {
             let delete = etcd::delete(&store.store.etcd, key(&store.namespace, &handle).as_bytes());
-            store.write(host, &delete, "deleting a signed-out session");
+            store.write(host, delete, "deleting a signed-out session");
         }
         let now_secs = host.now_ms() / 1000;
         Some(Entry {
