@@ -44,19 +44,23 @@ impl LeaseKind {
     }
 }
 
-/// One lease: a new one is asked for once a third of its time is gone, so a key put with it
-/// lives at least two thirds of its TTL.
+/// One lease: used only while a key put with it still lives as long as its kind must
+/// (`keep_secs`), and a new one asked for halfway through the time it can be used.
 #[derive(Debug, Default)]
 struct LeaseSlot {
     id: Option<LeaseId>,
     /// When etcd lets the lease go, counted from the moment it answered the grant.
     ends_ms: u64,
     renew_at_ms: u64,
+    granted_at_ms: u64,
     asked: bool,
 }
 
 /// A grant that failed is asked again after this, not on every tick.
 const LEASE_RETRY_MS: u64 = 1_000;
+/// What etcd answers a put with a lease it does not know (revoked, or an etcd rebuilt or
+/// restored from a backup): every lease is asked for again.
+const LEASE_NOT_FOUND: &str = "requested lease not found";
 /// Writes waiting for the root at most (its tick comes every 100 ms).
 const MAX_OUTBOX: usize = 1_000;
 
@@ -89,6 +93,8 @@ pub(crate) struct StoreClient {
     pub(crate) store: ClusterStore,
     pub(crate) namespace: Namespace,
     ttl_secs: [u64; 3],
+    /// How long a key put with each lease must live at least.
+    keep_secs: [u64; 3],
     leases: [LeaseSlot; 3],
     calls: HashMap<u32, Purpose>,
     /// Writes nobody waits for, sent from the root (`flush`).
@@ -112,7 +118,9 @@ const MAX_UNPUBLISHED: usize = 10_000;
 const LOCK_TTL_SECS: u64 = 30;
 /// Results stay readable as long as each Envoy keeps them (`RESULT_KEPT_MS`) and more.
 const RESULT_TTL_SECS: u64 = 15 * 60;
-/// Revocations outlive every session they can name by this much.
+/// The records' lease is used for this long after its grant (renewed halfway through): every
+/// key put with it lives as long as the longest session, which a revocation or a
+/// server-side session must.
 const RECORD_MARGIN_SECS: u64 = 3600;
 
 impl StoreClient {
@@ -126,6 +134,7 @@ impl StoreClient {
                 RESULT_TTL_SECS,
                 longest_session_secs.saturating_add(RECORD_MARGIN_SECS),
             ],
+            keep_secs: [LOCK_TTL_SECS / 3, RESULT_TTL_SECS / 3, longest_session_secs],
             leases: Default::default(),
             calls: HashMap::new(),
             outbox: Vec::new(),
@@ -168,13 +177,14 @@ impl StoreClient {
         }
     }
 
-    /// The lease of `kind` to put a key with; `None` before etcd granted one, or once it
-    /// may have ended (the store was away longer than its TTL's last third).
+    /// The lease of `kind` to put a key with; `None` before etcd granted one, or once a
+    /// key put with it would not live as long as its kind must (the store did not answer
+    /// the renewals).
     pub(crate) fn lease(&self, kind: LeaseKind, now_ms: u64) -> Option<LeaseId> {
         let slot = &self.leases[kind.index()];
-        let margin_ms = self.ttl_secs[kind.index()] * 1000 / 3;
+        let keep_ms = self.keep_secs[kind.index()].saturating_mul(1000);
         slot.id
-            .filter(|_| now_ms.saturating_add(margin_ms) < slot.ends_ms)
+            .filter(|_| now_ms.saturating_add(keep_ms) < slot.ends_ms)
     }
 
     /// Sends a call whose answer the caller takes (`answered` then says how it went).
@@ -300,11 +310,19 @@ impl StoreClient {
                 slot.asked = false;
                 match etcd_answer::read_lease(response) {
                     Ok(granted) => {
-                        let ttl_ms = u64::try_from(granted.ttl_secs).unwrap_or(0) * 1000;
+                        let ttl_ms = u64::try_from(granted.ttl_secs)
+                            .unwrap_or(0)
+                            .saturating_mul(1000);
+                        let keep_ms = self.keep_secs[kind.index()].saturating_mul(1000);
                         let now_ms = host.now_ms();
                         slot.id = Some(granted.id);
-                        slot.ends_ms = now_ms + ttl_ms;
-                        slot.renew_at_ms = now_ms + ttl_ms / 3;
+                        slot.ends_ms = now_ms.saturating_add(ttl_ms);
+                        slot.granted_at_ms = now_ms;
+                        // Halfway through the time it can be used (a second at least, should
+                        // etcd grant less than asked).
+                        let usable_ms = ttl_ms.saturating_sub(keep_ms);
+                        slot.renew_at_ms =
+                            now_ms.saturating_add((usable_ms / 2).max(LEASE_RETRY_MS));
                         self.answered(host, Ok(()));
                     }
                     Err(e) => {
@@ -362,6 +380,9 @@ impl StoreClient {
 
     fn failed(&mut self, host: &mut dyn Host, e: &dyn std::fmt::Display, what: &str) {
         host.count(Metric::StoreFailures);
+        if e.to_string().contains(LEASE_NOT_FOUND) {
+            self.forget_leases(host.now_ms());
+        }
         let first = self.failing_since_ms.is_none();
         if first {
             self.failing_since_ms = Some(host.now_ms());
@@ -376,6 +397,18 @@ impl StoreClient {
              answers"
         );
         host.log(severity, &line);
+    }
+
+    /// Leases etcd no longer knows are asked for again on the next tick; one granted within
+    /// the last second is kept (so a store that keeps saying so gets a grant a second).
+    fn forget_leases(&mut self, now_ms: u64) {
+        for slot in &mut self.leases {
+            let old = now_ms.saturating_sub(slot.granted_at_ms) >= LEASE_RETRY_MS;
+            if slot.id.is_some() && old && !slot.asked {
+                slot.id = None;
+                slot.renew_at_ms = now_ms;
+            }
+        }
     }
 
     /// Whether the last call to the store failed (`/ready` says so).

@@ -84,9 +84,9 @@ pub(crate) fn read_answer(
         .max()
         .unwrap_or(0);
     let next = if answer.more {
-        last + 1
+        last.saturating_add(1)
     } else {
-        answer.revision + 1
+        answer.revision.saturating_add(1)
     };
     Ok(Changes {
         entries,
