@@ -12,11 +12,13 @@ use serde_json::{json, Value};
 use support::etcd::EtcdCluster;
 use support::host::Call;
 use support::http;
-use support::mint;
+use support::mint::{self, shared_keys};
 use support::native_bed::*;
 use wasm_iap::core::gateway::Decision;
 use wasm_iap::core::host::Host;
+use wasm_iap::core::login::oidc::PendingLogin;
 use wasm_iap::core::login::session::Session;
+use wasm_iap::core::reply::Reply;
 
 const HOST: &str = "grafana.example.com";
 
@@ -329,4 +331,125 @@ fn passes_cookie_mode(bed: &mut Bed) -> bool {
         bed.get(HOST, "/api", &[("cookie", &cookie), JSON]),
         Decision::Forward(_)
     )
+}
+
+/// What a browser does against a server-side session.
+impl Node {
+    /// A request whose session this worker must read from the store first (it read it
+    /// more than 30 s ago): decided once the store answered.
+    fn get_after_reading(
+        &mut self,
+        authority: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Decision {
+        self.bed.host.advance(31_000);
+        let decision = self.bed.get(authority, path, extra);
+        assert!(
+            matches!(decision, Decision::Calling(_)),
+            "reads the session: {decision:?}"
+        );
+        let context = self.bed.last_context();
+        self.resolve(context, decision)
+    }
+
+    /// Signs in through the IdP (its answer written here): the cookies a browser keeps.
+    fn sign_in(&mut self) -> String {
+        let started = responded(self.bed.get(HOST, "/dash", &BROWSER));
+        assert_eq!(started.status, 302, "{started:?}");
+        let login_cookie = started
+            .set_cookies()
+            .find(|c| c.contains("_login_"))
+            .expect("a login cookie")
+            .to_string();
+        let plain = self.bed.gateway.settings().login[0]
+            .sealer
+            .open("login", support::cookie_value(&login_cookie))
+            .expect("opens");
+        let pending: PendingLogin = serde_json::from_slice(&plain).unwrap();
+        let callback = format!("/oauth2/callback?code=c0de&state={}", pending.state);
+        let mut headers = BROWSER.to_vec();
+        let sent_back = support::sent_back(&login_cookie).to_string();
+        headers.push(("cookie", &sent_back));
+        let exchange = self.bed.get(HOST, &callback, &headers);
+        let context = self.bed.last_context();
+        let Decision::Calling(exchange) = exchange else {
+            panic!("the code is exchanged: {exchange:?}")
+        };
+        let token_call = self.bed.host.calls.last().cloned().unwrap();
+        assert_eq!(token_call.cluster, "dex");
+        let claims = mint::claims_with(ISSUER, "grafana", json!({ "nonce": pending.nonce }));
+        let id_token = shared_keys().signer("RS256").sign(&claims);
+        let answer = json!({ "id_token": id_token, "expires_in": 3600 }).to_string();
+        let decision = self.bed.gateway.on_token_response(
+            &mut self.bed.host,
+            context,
+            *exchange,
+            token_call.token,
+            Some(200),
+            answer.as_bytes(),
+        );
+        let signed_in = responded(self.resolve(context, decision));
+        assert_eq!(signed_in.status, 302, "{signed_in:?}");
+        signed_in
+            .set_cookies()
+            .filter(|c| c.starts_with("_grafana") && !c.contains("Max-Age=0"))
+            .map(|c| support::sent_back(c).to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn header_of<'a>(reply: &'a Reply, name: &str) -> &'a str {
+    reply.header(name).unwrap_or_default()
+}
+
+fn server_side_config(prefix: &str, endpoints: Value) -> Value {
+    json!({
+        "providers": [provider()],
+        "login": [grafana(json!({ "session_store": "cluster" }))],
+        "cluster_store": store(prefix),
+        "endpoints": endpoints,
+    })
+}
+
+/// A forward-auth check whose server-side session this worker has not read yet is decided
+/// again once the store answered: with the request it was about, not with what is left of
+/// it after the wait (`X-Original-URL` and `X-Original-Method` for NGINX's `auth_request`).
+#[test]
+fn an_auth_request_check_of_a_server_side_session_is_judged_by_its_original_url() {
+    let etcd = EtcdCluster::start(1);
+    let config = server_side_config(&prefix("check"), json!({ "trust_original_url": true }));
+    let mut node = Node::started(&config, etcd.client_ports()[0]);
+    let cookie = node.sign_in();
+    let check = [
+        ("cookie", cookie.as_str()),
+        ("x-original-url", "https://grafana.example.com/dash"),
+        ("x-original-method", "GET"),
+    ];
+    let reply = responded(node.get_after_reading(HOST, "/oauth2/auth", &check));
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert_eq!(header_of(&reply, "x-auth-request-user"), "alice-id");
+}
+
+/// Envoy's `ext_authz` leaves the client's headers on the request to the app: the check's
+/// answer names those of stripped families for Envoy to remove, whatever their spelling. A
+/// session read from the store first must not lose them.
+#[test]
+fn an_ext_authz_check_of_a_server_side_session_still_removes_what_the_client_spoofed() {
+    let etcd = EtcdCluster::start(1);
+    let config = server_side_config(&prefix("ext-authz"), json!({}));
+    let mut node = Node::started(&config, etcd.client_ports()[0]);
+    let cookie = node.sign_in();
+    let check = [
+        ("cookie", cookie.as_str()),
+        ("x_auth_request_groups", "admins"),
+    ];
+    let reply = responded(node.get_after_reading(HOST, "/oauth2/auth/dash", &check));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let removed = header_of(&reply, "x-envoy-auth-headers-to-remove");
+    assert!(
+        removed.split(',').any(|n| n == "x_auth_request_groups"),
+        "the client's own spelling must be removed: {removed:?}"
+    );
 }
