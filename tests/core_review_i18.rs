@@ -21,6 +21,7 @@ use wasm_iap::core::login::session::Session;
 use wasm_iap::core::reply::Reply;
 
 const HOST: &str = "grafana.example.com";
+const OTHER_HOST: &str = "prometheus.example.com";
 
 fn prefix(test: &str) -> String {
     format!("/review-{test}-{}-{}", std::process::id(), mint::now_secs())
@@ -451,5 +452,42 @@ fn an_ext_authz_check_of_a_server_side_session_still_removes_what_the_client_spo
     assert!(
         removed.split(',').any(|n| n == "x_auth_request_groups"),
         "the client's own spelling must be removed: {removed:?}"
+    );
+}
+
+/// A login service added in front of the list (a new app in the next release): the
+/// revocations already in the store, sealed with the former first service's keys, must
+/// still be read by replicas with the new configuration.
+#[test]
+fn a_replica_whose_first_login_service_differs_still_reads_the_fleets_revocations() {
+    let etcd = EtcdCluster::start(1);
+    let port = etcd.client_ports()[0];
+    let prefix = prefix("first-service");
+    let before = cookie_config(&prefix);
+    let after = json!({
+        "providers": [provider()],
+        "login": [
+            login_service(OTHER_HOST, "prometheus", "_prometheus", json!({})),
+            grafana(json!({})),
+        ],
+        "cluster_store": store(&prefix),
+    });
+    let mut old = Node::started(&before, port);
+    let cookie = old.bed.session_cookie(0, &signed_in_session());
+    let signed_out = responded(old.get(HOST, "/oauth2/sign_out", &[("cookie", &cookie)]));
+    assert_eq!(signed_out.status, 302);
+    for _ in 0..3 {
+        old.bed.host.advance(1_000);
+        old.tick();
+    }
+    let mut new = Node::started(&after, port);
+    for _ in 0..3 {
+        new.bed.host.advance(1_000);
+        new.tick();
+        new.tick();
+    }
+    assert!(
+        !passes(&mut new, &cookie),
+        "a session signed out before the rollout opens again on the new replica"
     );
 }

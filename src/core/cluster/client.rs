@@ -256,15 +256,16 @@ impl StoreClient {
         }
     }
 
-    /// A sync's answer, read with `sealer`: the revocations to merge into the Envoy's set.
+    /// A sync's answer, read with any of `sealers`: the revocations to merge into the
+    /// Envoy's set.
     pub(crate) fn take_sync(
         &mut self,
         host: &mut dyn Host,
         response: &CalloutResponse,
-        sealer: &Sealer,
+        sealers: &[&Sealer],
     ) -> Vec<Entry> {
         self.syncing = false;
-        match revocation_sync::read_answer(response, &self.namespace, sealer) {
+        match revocation_sync::read_answer(response, &self.namespace, sealers) {
             Ok(changes) => {
                 self.answered(host, Ok(()));
                 if changes.next.0 > self.synced_to.0 {
