@@ -14,6 +14,7 @@ use support::host::Call;
 use support::http;
 use support::mint::{self, shared_keys};
 use support::native_bed::*;
+use wasm_iap::core::config::Settings;
 use wasm_iap::core::gateway::Decision;
 use wasm_iap::core::host::Host;
 use wasm_iap::core::login::oidc::PendingLogin;
@@ -489,5 +490,29 @@ fn a_replica_whose_first_login_service_differs_still_reads_the_fleets_revocation
     assert!(
         !passes(&mut new, &cookie),
         "a session signed out before the rollout opens again on the new replica"
+    );
+}
+
+/// Every problem of the configuration is named where it is: a `cluster_store` with a
+/// problem of its own is not also reported missing.
+#[test]
+fn a_wrong_cluster_store_is_not_also_reported_missing() {
+    let config = json!({
+        "providers": [provider()],
+        "login": [grafana(json!({ "session_store": "cluster" }))],
+        "cluster_store": { "etcd": { "prefix": "/x" } },
+    });
+    let problems = Settings::parse(&config.to_string())
+        .err()
+        .unwrap_or_default();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("cluster_store.etcd.cluster")),
+        "{problems:#?}"
+    );
+    assert!(
+        !problems.iter().any(|p| p.contains("needs a cluster_store")),
+        "the cluster_store is there, only wrong: {problems:#?}"
     );
 }
