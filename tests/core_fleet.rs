@@ -39,8 +39,10 @@ fn two_replicas_refresh_an_expired_session_once_and_the_other_adopts_it() {
     let etcd = EtcdCluster::start(1);
     let port = Some(etcd.client_ports()[0]);
     let port_number = etcd.client_ports()[0];
-    let a = Replica::started(&prefix(), port_number);
-    let b = Replica::started(&prefix(), port_number);
+    // One prefix for both: the second may change between two calls of `prefix()`.
+    let prefix = prefix();
+    let a = Replica::started(&prefix, port_number);
+    let b = Replica::started(&prefix, port_number);
     let (mut a, mut b) = (a, b);
     let cookie = a.bed.session_cookie(0, &expired_session());
 
@@ -165,8 +167,10 @@ fn a_sign_out_on_one_replica_reaches_the_other_within_its_next_sync() {
     let etcd = EtcdCluster::start(1);
     let port = Some(etcd.client_ports()[0]);
     let port_number = etcd.client_ports()[0];
-    let a = Replica::started(&prefix(), port_number);
-    let b = Replica::started(&prefix(), port_number);
+    // One prefix for both: the second may change between two calls of `prefix()`.
+    let prefix = prefix();
+    let a = Replica::started(&prefix, port_number);
+    let b = Replica::started(&prefix, port_number);
     let (mut a, mut b) = (a, b);
     let mut session = expired_session();
     session.refresh_at = mint::now_secs() + 3600;

@@ -2,6 +2,11 @@
 //! tick, never per request), the writes nobody waits for, and whether the store answers.
 //! A request that needs the store (a refresh lock) sends its call through `send` and tells
 //! `answered` how it went, so one record says whether the store is up.
+//!
+//! Writes nobody waits for are queued and sent from the root (on its tick, or when a callout
+//! of its own is answered): a call made while a request is decided belongs to that request
+//! in Envoy, is answered to it, and is cancelled when it ends (a sign-out is answered at
+//! once), so its put might never reach the store, nor a failure be tried again.
 
 use std::collections::HashMap;
 
@@ -39,19 +44,25 @@ impl LeaseKind {
     }
 }
 
-/// One lease: a new one is asked for once a third of its time is gone, so a key put with it
-/// lives at least two thirds of its TTL.
+/// One lease: used only while a key put with it still lives as long as its kind must
+/// (`keep_secs`), and a new one asked for halfway through the time it can be used.
 #[derive(Debug, Default)]
 struct LeaseSlot {
     id: Option<LeaseId>,
     /// When etcd lets the lease go, counted from the moment it answered the grant.
     ends_ms: u64,
     renew_at_ms: u64,
+    granted_at_ms: u64,
     asked: bool,
 }
 
 /// A grant that failed is asked again after this, not on every tick.
 const LEASE_RETRY_MS: u64 = 1_000;
+/// What etcd answers a put with a lease it does not know (revoked, or an etcd rebuilt or
+/// restored from a backup): every lease is asked for again.
+const LEASE_NOT_FOUND: &str = "requested lease not found";
+/// Writes waiting for the root at most (its tick comes every 100 ms).
+const MAX_OUTBOX: usize = 1_000;
 
 /// What a call the client sent itself is for.
 #[derive(Clone, Copy, Debug)]
@@ -90,8 +101,12 @@ pub(crate) struct StoreClient {
     pub(crate) store: ClusterStore,
     pub(crate) namespace: Namespace,
     ttl_secs: [u64; 3],
+    /// How long a key put with each lease must live at least.
+    keep_secs: [u64; 3],
     leases: [LeaseSlot; 3],
     calls: HashMap<u32, Sent>,
+    /// Writes nobody waits for, sent from the root (`flush`).
+    outbox: Vec<(Callout, Purpose)>,
     /// Since when every call failed (`None`: the last one was answered).
     failing_since_ms: Option<u64>,
     /// When a store that failed is asked again whether it answers.
@@ -113,7 +128,9 @@ const MAX_UNPUBLISHED: usize = 10_000;
 const LOCK_TTL_SECS: u64 = 30;
 /// Results stay readable as long as each Envoy keeps them (`RESULT_KEPT_MS`) and more.
 const RESULT_TTL_SECS: u64 = 15 * 60;
-/// Revocations outlive every session they can name by this much.
+/// The records' lease is used for this long after its grant (renewed halfway through): every
+/// key put with it lives as long as the longest session, which a revocation or a
+/// server-side session must.
 const RECORD_MARGIN_SECS: u64 = 3600;
 
 impl StoreClient {
@@ -127,8 +144,10 @@ impl StoreClient {
                 RESULT_TTL_SECS,
                 longest_session_secs.saturating_add(RECORD_MARGIN_SECS),
             ],
+            keep_secs: [LOCK_TTL_SECS / 3, RESULT_TTL_SECS / 3, longest_session_secs],
             leases: Default::default(),
             calls: HashMap::new(),
+            outbox: Vec::new(),
             failing_since_ms: None,
             probe_at_ms: 0,
             probing: false,
@@ -139,8 +158,10 @@ impl StoreClient {
         }
     }
 
-    /// Asks for the leases that are due, and whether a store that failed answers again.
+    /// Asks for the leases that are due, and whether a store that failed answers again;
+    /// sends the writes queued since the last tick.
     pub(crate) fn tick(&mut self, host: &mut dyn Host) {
+        self.flush(host);
         let now_ms = host.now_ms();
         if self.failing_since_ms.is_some() && !self.probing && now_ms >= self.probe_at_ms {
             self.probe_at_ms = now_ms + LEASE_RETRY_MS;
@@ -181,13 +202,14 @@ impl StoreClient {
         self.calls.insert(token, sent);
     }
 
-    /// The lease of `kind` to put a key with; `None` before etcd granted one, or once it
-    /// may have ended (the store was away longer than its TTL's last third).
+    /// The lease of `kind` to put a key with; `None` before etcd granted one, or once a
+    /// key put with it would not live as long as its kind must (the store did not answer
+    /// the renewals).
     pub(crate) fn lease(&self, kind: LeaseKind, now_ms: u64) -> Option<LeaseId> {
         let slot = &self.leases[kind.index()];
-        let margin_ms = self.ttl_secs[kind.index()] * 1000 / 3;
+        let keep_ms = self.keep_secs[kind.index()].saturating_mul(1000);
         slot.id
-            .filter(|_| now_ms.saturating_add(margin_ms) < slot.ends_ms)
+            .filter(|_| now_ms.saturating_add(keep_ms) < slot.ends_ms)
     }
 
     /// Sends a call whose answer the caller takes (`answered` then says how it went).
@@ -199,18 +221,34 @@ impl StoreClient {
         token
     }
 
-    /// Sends a write nobody waits for; its answer is only logged when it failed.
-    pub(crate) fn write(&mut self, host: &mut dyn Host, call: &Callout, what: &'static str) {
-        if let Some(token) = self.send(host, call) {
-            self.keep_sent(token, Purpose::Write(what), call.clone());
+    /// Queues a write nobody waits for (sent from the root); its answer is only logged when
+    /// it failed.
+    pub(crate) fn write(&mut self, host: &mut dyn Host, call: Callout, what: &'static str) {
+        if self.outbox.len() < MAX_OUTBOX {
+            self.outbox.push((call, Purpose::Write(what)));
+        } else {
+            self.failed(host, &"too many writes waiting to be sent", what);
         }
     }
 
-    /// Sends a revocation's put; it is tried again (`take_unpublished`) when it fails.
-    pub(crate) fn publish(&mut self, host: &mut dyn Host, call: &Callout, entry: Entry) {
-        match self.send(host, call) {
-            Some(token) => self.keep_sent(token, Purpose::Publish(entry), call.clone()),
-            None => self.keep_unpublished(entry),
+    /// Queues a revocation's put (sent from the root); it is tried again
+    /// (`take_unpublished`) when it fails.
+    pub(crate) fn publish(&mut self, call: Callout, entry: Entry) {
+        if self.outbox.len() < MAX_OUTBOX {
+            self.outbox.push((call, Purpose::Publish(entry)));
+        } else {
+            self.keep_unpublished(entry);
+        }
+    }
+
+    /// Sends the queued writes (from the root only: its tick, or a callout answered to it).
+    pub(crate) fn flush(&mut self, host: &mut dyn Host) {
+        for (call, purpose) in std::mem::take(&mut self.outbox) {
+            match (self.send(host, &call), purpose) {
+                (Some(token), purpose) => self.keep_sent(token, purpose, call),
+                (None, Purpose::Publish(entry)) => self.keep_unpublished(entry),
+                (None, _) => {}
+            }
         }
     }
 
@@ -241,15 +279,16 @@ impl StoreClient {
         }
     }
 
-    /// A sync's answer, read with `sealer`: the revocations to merge into the Envoy's set.
+    /// A sync's answer, read with any of `sealers`: the revocations to merge into the
+    /// Envoy's set.
     pub(crate) fn take_sync(
         &mut self,
         host: &mut dyn Host,
         response: &CalloutResponse,
-        sealer: &Sealer,
+        sealers: &[&Sealer],
     ) -> Vec<Entry> {
         self.syncing = false;
-        match revocation_sync::read_answer(response, &self.namespace, sealer) {
+        match revocation_sync::read_answer(response, &self.namespace, sealers) {
             Ok(changes) => {
                 self.answered(host, Ok(()));
                 if changes.next.0 > self.synced_to.0 {
@@ -338,12 +377,19 @@ impl StoreClient {
 
     /// etcd granted a lease of `kind`: keys are put with it from now on.
     fn granted(&mut self, kind: LeaseKind, granted: &LeaseAnswer, now_ms: u64) {
-        let ttl_ms = u64::try_from(granted.ttl_secs).unwrap_or(0) * 1000;
+        let ttl_ms = u64::try_from(granted.ttl_secs)
+            .unwrap_or(0)
+            .saturating_mul(1000);
+        let keep_ms = self.keep_secs[kind.index()].saturating_mul(1000);
         let slot = &mut self.leases[kind.index()];
         slot.asked = false;
         slot.id = Some(granted.id);
-        slot.ends_ms = now_ms + ttl_ms;
-        slot.renew_at_ms = now_ms + ttl_ms / 3;
+        slot.ends_ms = now_ms.saturating_add(ttl_ms);
+        slot.granted_at_ms = now_ms;
+        // Halfway through the time it can be used (a second at least, should etcd grant
+        // less than asked).
+        let usable_ms = ttl_ms.saturating_sub(keep_ms);
+        slot.renew_at_ms = now_ms.saturating_add((usable_ms / 2).max(LEASE_RETRY_MS));
     }
 
     /// Records how a call went: the first failure and the recovery are logged, failures in
@@ -393,6 +439,9 @@ impl StoreClient {
 
     fn failed(&mut self, host: &mut dyn Host, e: &dyn std::fmt::Display, what: &str) {
         host.count(Metric::StoreFailures);
+        if e.to_string().contains(LEASE_NOT_FOUND) {
+            self.forget_leases(host.now_ms());
+        }
         let first = self.failing_since_ms.is_none();
         if first {
             self.failing_since_ms = Some(host.now_ms());
@@ -407,6 +456,18 @@ impl StoreClient {
              answers"
         );
         host.log(severity, &line);
+    }
+
+    /// Leases etcd no longer knows are asked for again on the next tick; one granted within
+    /// the last second is kept (so a store that keeps saying so gets a grant a second).
+    fn forget_leases(&mut self, now_ms: u64) {
+        for slot in &mut self.leases {
+            let old = now_ms.saturating_sub(slot.granted_at_ms) >= LEASE_RETRY_MS;
+            if slot.id.is_some() && old && !slot.asked {
+                slot.id = None;
+                slot.renew_at_ms = now_ms;
+            }
+        }
     }
 
     /// Whether the last call to the store failed (`/ready` says so).

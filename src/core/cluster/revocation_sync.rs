@@ -48,7 +48,8 @@ pub(crate) fn read_changes(store: &ClusterStore, namespace: &Namespace, from: Sy
 }
 
 /// The revocations a sync read, and where the next one starts. Values that do not open
-/// (written by someone without the keys, or moved to another key) are left out and counted.
+/// with any of `sealers` (written by someone without the keys, or moved to another key) are
+/// left out and counted.
 pub(crate) struct Changes {
     pub(crate) entries: Vec<Entry>,
     pub(crate) next: SyncedTo,
@@ -58,7 +59,7 @@ pub(crate) struct Changes {
 pub(crate) fn read_answer(
     response: &CalloutResponse,
     namespace: &Namespace,
-    sealer: &Sealer,
+    sealers: &[&Sealer],
 ) -> Result<Changes, EtcdError> {
     let answer = etcd_answer::read_range(response)?;
     let mut entries = Vec::new();
@@ -67,7 +68,7 @@ pub(crate) fn read_answer(
         let entry = std::str::from_utf8(&kv.key)
             .ok()
             .filter(|key| namespace.hashed_id(Kind::Revoked, key.as_bytes()).is_some())
-            .and_then(|key| open_value(sealer, key, &kv.value))
+            .and_then(|key| sealers.iter().find_map(|s| open_value(s, key, &kv.value)))
             .and_then(|plain| Entry::decode(&plain))
             .filter(|entry| namespace.key(Kind::Revoked, entry.id.as_bytes()).as_bytes() == kv.key);
         match entry {
@@ -84,9 +85,9 @@ pub(crate) fn read_answer(
         .max()
         .unwrap_or(0);
     let next = if answer.more {
-        last + 1
+        last.saturating_add(1)
     } else {
-        answer.revision + 1
+        answer.revision.saturating_add(1)
     };
     Ok(Changes {
         entries,

@@ -148,8 +148,10 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     };
     let signature_check_budget = read_budget(&mut top, problems);
     let endpoints = read_endpoints(top.value("endpoints"), problems);
-    let cluster_store = read_cluster_store(top.value("cluster_store"), problems);
-    if cluster_store.is_none() {
+    let cluster_store_value = top.value("cluster_store");
+    let cluster_store = read_cluster_store(cluster_store_value, problems);
+    // One that is there but wrong has its own problems: it is not missing too.
+    if cluster_store_value.is_none() {
         check_no_cluster_sessions(&login, problems);
     }
     top.finish(problems);

@@ -245,7 +245,7 @@ impl Gateway {
                 etcd::put(&store.store.etcd, key.as_bytes(), &sealed, Some(lease))
             }
         };
-        store.write(host, &call, "publishing a refresh");
+        store.write(host, call, "publishing a refresh");
     }
 }
 

@@ -1,7 +1,8 @@
 //! Revocations across the fleet: what this Envoy revokes is published to the cluster store,
 //! and what other replicas revoked is read back on the tick and merged into this Envoy's
-//! set. Values are sealed with the first login service's keys (every replica has the same
-//! configuration); without a login service there are no sessions to revoke.
+//! set. Values are sealed with the first login service's keys and read with any service's
+//! (a replica whose configuration adds a service in front still reads what the others put,
+//! and what was put before); without a login service there are no sessions to revoke.
 
 use super::Gateway;
 use crate::core::cluster::client::{LeaseKind, Taken};
@@ -9,6 +10,7 @@ use crate::core::cluster::revocation_sync;
 use crate::core::host::Host;
 use crate::core::keys::fetch::CalloutResponse;
 use crate::core::revocation::set::Entry;
+use crate::core::seal::Sealer;
 
 impl Gateway {
     /// On the tick: reads the revocations other replicas made, when a sync is due.
@@ -40,10 +42,8 @@ impl Gateway {
             Taken::NotOurs => false,
             Taken::Done => true,
             Taken::Sync => {
-                let Some(service) = self.settings.login.first() else {
-                    return true;
-                };
-                let entries = store.take_sync(host, response, &service.sealer);
+                let sealers: Vec<&Sealer> = self.settings.login.iter().map(|s| &s.sealer).collect();
+                let entries = store.take_sync(host, response, &sealers);
                 if !entries.is_empty() {
                     // Merged only: what other replicas revoked is theirs to publish.
                     let _ = self.revocations.add(host, &entries);
@@ -75,7 +75,7 @@ impl Gateway {
                 )
             });
             match call {
-                Some(call) => store.publish(host, &call, *entry),
+                Some(call) => store.publish(call, *entry),
                 None => store.keep_unpublished(*entry),
             }
         }

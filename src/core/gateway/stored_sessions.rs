@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
-use super::session::{logged, At, LOGIN_HEADERS};
+use super::session::{logged, At};
 use super::{Decision, Ended, Gateway, Judged, Pending, StoredWait, Wait};
 use crate::core::cluster::client::LeaseKind;
 use crate::core::cluster::etcd::{self, Keys, Range};
@@ -70,7 +70,9 @@ impl Gateway {
             judged: Box::new(at.judged.clone()),
             wait: StoredWait::Load {
                 handle,
-                headers: headers.only(&LOGIN_HEADERS),
+                // All of them: it is decided again whole (a check reads `X-Original-URL`
+                // and names the client's spoofed headers for Envoy to remove).
+                headers: headers.clone(),
             },
         })))
     }
@@ -317,7 +319,7 @@ impl Gateway {
         if write {
             if let Some(put) = self.put_call(host, service, &handle, renewed) {
                 if let Some(store) = self.store.as_mut() {
-                    store.write(host, &put, "storing a renewed session");
+                    store.write(host, put, "storing a renewed session");
                 }
             }
         }
@@ -339,7 +341,7 @@ impl Gateway {
         }
         if let Some(store) = self.store.as_mut() {
             let delete = etcd::delete(&store.store.etcd, key(&store.namespace, &handle).as_bytes());
-            store.write(host, &delete, "deleting a signed-out session");
+            store.write(host, delete, "deleting a signed-out session");
         }
         let now_secs = host.now_ms() / 1000;
         Some(Entry {

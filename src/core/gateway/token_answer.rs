@@ -60,6 +60,21 @@ impl Gateway {
         status: Option<u32>,
         body: &[u8],
     ) -> Option<(u32, Decision)> {
+        let decided = self.root_call_answered(host, token_id, status, body);
+        // In the root's context: the store writes it queued (a refresh's outcome) go now.
+        if let Some(store) = self.store.as_mut() {
+            store.flush(host);
+        }
+        decided
+    }
+
+    fn root_call_answered(
+        &mut self,
+        host: &mut dyn Host,
+        token_id: u32,
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Option<(u32, Decision)> {
         let response = CalloutResponse {
             status,
             cache_control: None,
