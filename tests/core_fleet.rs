@@ -194,3 +194,70 @@ fn a_sign_out_on_one_replica_reaches_the_other_within_its_next_sync() {
     let refused = responded(b.bed.get(HOST, "/api/search", &api));
     assert_eq!(refused.status, 401, "{refused:?}");
 }
+
+/// A server-side session's read that its member did not answer (dead, or Envoy's 503) is
+/// sent once more, to another member, before the request is answered as an outage.
+#[test]
+fn a_server_side_session_read_nobody_answered_is_sent_once_more() {
+    use base64::Engine;
+    use support::native_bed::{forwarded, login_service, provider, Bed};
+    use wasm_iap::core::cluster::namespace::{hash_id, Namespace};
+    use wasm_iap::core::cluster::stored_session;
+    use wasm_iap::core::gateway::Decision;
+    let login = login_service(
+        HOST,
+        "grafana",
+        "_grafana",
+        serde_json::json!({ "session_store": "cluster" }),
+    );
+    let config = serde_json::json!({
+        "providers": [provider()],
+        "login": [login],
+        "cluster_store": { "etcd": { "cluster": "etcd", "prefix": "/t" } },
+    });
+    let mut bed = Bed::new(&config);
+    let service = &bed.gateway.settings().login[0];
+    let mut random = support::random::Counter(7);
+    let handle = stored_session::new_handle(&mut random).unwrap();
+    let mut session = expired_session();
+    session.refresh_at = mint::now_secs() + 3600;
+    session.sid = hash_id(handle.as_bytes());
+    let key = stored_session::key(&Namespace::new("/t"), &handle);
+    let sealed =
+        stored_session::seal_session(&service.sealer, &key, &session, &mut random).unwrap();
+    let cookie = format!(
+        "_grafana={}",
+        stored_session::seal_handle(&service.sealer, &handle, &mut random).unwrap()
+    );
+    let api = [("cookie", cookie.as_str()), ("accept", "application/json")];
+    let Decision::Calling(pending) = bed.get(HOST, "/api/search", &api) else {
+        panic!("the session is read first")
+    };
+    let first = bed.host.calls.last().unwrap().token;
+    // No answer from that member: read once more.
+    let again = bed
+        .gateway
+        .on_token_response(&mut bed.host, 9, *pending, first, None, b"");
+    let Decision::Calling(pending) = again else {
+        panic!("sent once more: {again:?}")
+    };
+    let second = bed.host.calls.last().unwrap().token;
+    assert_ne!(first, second);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let answer = serde_json::json!({
+        "header": { "revision": "5" },
+        "kvs": [{ "key": b64(key.as_bytes()), "value": b64(&sealed),
+                  "create_revision": "5", "mod_revision": "5" }],
+        "count": "1",
+    });
+    let body = answer.to_string();
+    let decided = bed.gateway.on_token_response(
+        &mut bed.host,
+        9,
+        *pending,
+        second,
+        Some(200),
+        body.as_bytes(),
+    );
+    forwarded(decided);
+}

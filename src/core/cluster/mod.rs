@@ -14,4 +14,4 @@ pub mod etcd_answer;
 pub mod namespace;
 pub(crate) mod revocation_sync;
 pub mod sealed_value;
-pub(crate) mod stored_session;
+pub mod stored_session;

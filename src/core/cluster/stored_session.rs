@@ -17,27 +17,23 @@ const HANDLE_PURPOSE: &str = "session handle";
 const HANDLE_BYTES: usize = 32;
 
 /// A new handle, or `None` without randomness.
-pub(crate) fn new_handle(random: &mut dyn Random) -> Option<String> {
+pub fn new_handle(random: &mut dyn Random) -> Option<String> {
     random.token(HANDLE_BYTES)
 }
 
 /// The cookie value that carries `handle`.
-pub(crate) fn seal_handle(
-    sealer: &Sealer,
-    handle: &str,
-    random: &mut dyn Random,
-) -> Option<String> {
+pub fn seal_handle(sealer: &Sealer, handle: &str, random: &mut dyn Random) -> Option<String> {
     sealer.seal(HANDLE_PURPOSE, handle.as_bytes(), random)
 }
 
 /// The handle a cookie value carries; `None` for anything not sealed as one by this service.
-pub(crate) fn open_handle(sealer: &Sealer, cookie_value: &str) -> Option<String> {
+pub fn open_handle(sealer: &Sealer, cookie_value: &str) -> Option<String> {
     let plain = sealer.open(HANDLE_PURPOSE, cookie_value)?;
     String::from_utf8(plain).ok()
 }
 
 /// Where the session of `handle` is stored.
-pub(crate) fn key(namespace: &Namespace, handle: &str) -> String {
+pub fn key(namespace: &Namespace, handle: &str) -> String {
     namespace.key(Kind::Sessions, handle.as_bytes())
 }
 
@@ -57,7 +53,7 @@ struct Stored {
 }
 
 /// `session` sealed to be stored under `key`.
-pub(crate) fn seal_session(
+pub fn seal_session(
     sealer: &Sealer,
     key: &str,
     session: &Session,
@@ -72,7 +68,7 @@ pub(crate) fn seal_session(
 }
 
 /// The session stored under `key`; `None` for anything this service did not store there.
-pub(crate) fn open_session(sealer: &Sealer, key: &str, stored: &[u8]) -> Option<Session> {
+pub fn open_session(sealer: &Sealer, key: &str, stored: &[u8]) -> Option<Session> {
     let plain = open_value(sealer, key, stored)?;
     let stored: Stored = serde_json::from_slice(&plain).ok()?;
     (stored.iss == sealer.issuer()).then_some(stored.session)

@@ -88,6 +88,8 @@ pub enum Pending {
         service: ServiceId,
         judged: Box<Judged>,
         wait: StoredWait,
+        /// The call, to send once more when its member did not answer (`None` after that).
+        retry: Option<Box<Callout>>,
     },
 }
 

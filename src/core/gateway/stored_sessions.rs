@@ -56,11 +56,11 @@ impl Gateway {
             };
             etcd::range(&store.store.etcd, &one)
         });
-        let token = match (call, self.store.as_mut()) {
-            (Some(call), Some(store)) => store.send(host, &call),
+        let sent = match (call, self.store.as_mut()) {
+            (Some(call), Some(store)) => store.send(host, &call).map(|token| (token, call)),
             _ => None,
         };
-        let Some(token) = token else {
+        let Some((token, call)) = sent else {
             self.learn(at.id, &handle, Stored::Unreachable, host.now_ms());
             return self.login_host(host, at.context_id, headers, at.judged, Wait::Allowed);
         };
@@ -74,6 +74,7 @@ impl Gateway {
                 // and names the client's spoofed headers for Envoy to remove).
                 headers: headers.clone(),
             },
+            retry: Some(Box::new(call)),
         })))
     }
 
@@ -249,11 +250,11 @@ impl Gateway {
         ));
         set_cookies.extend(other_cookies);
         let reply = reply::redirect(&target, set_cookies);
-        let token = match (put, self.store.as_mut()) {
-            (Some(put), Some(store)) => store.send(host, &put),
+        let sent = match (put, self.store.as_mut()) {
+            (Some(put), Some(store)) => store.send(host, &put).map(|token| (token, put)),
             _ => None,
         };
-        let Some(token) = token else {
+        let Some((token, put)) = sent else {
             let session = Box::new(session);
             return Some(self.save_in_cookie(host, service, session, reply, cookie_header));
         };
@@ -267,6 +268,7 @@ impl Gateway {
                 reply,
                 cookie_header,
             },
+            retry: Some(Box::new(put)),
         })))
     }
 

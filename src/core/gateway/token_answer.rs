@@ -8,6 +8,7 @@ use super::session::logged;
 use super::session_refresh::{no_service, RefreshAnswer};
 use super::stored_sessions::SignedIn;
 use super::{Decision, Ended, Fleet, Gateway, Judged, Pending, Waiting, Way};
+use crate::core::cluster::etcd_answer;
 use crate::core::config::login::{LoginService, SessionStore};
 use crate::core::config::ServiceId;
 use crate::core::cookies;
@@ -38,6 +39,7 @@ impl Gateway {
             service,
             judged,
             wait,
+            retry,
             ..
         } = pending
         {
@@ -46,6 +48,23 @@ impl Gateway {
                 cache_control: None,
                 body,
             };
+            if let (true, Some(call)) = (etcd_answer::unanswered(&response), retry) {
+                // A member that is down: Envoy's balancer sends the second try elsewhere.
+                let token = self
+                    .store
+                    .as_mut()
+                    .and_then(|store| store.send(host, &call));
+                if let Some(token) = token {
+                    let again = Pending::Stored {
+                        token,
+                        service,
+                        judged,
+                        wait,
+                        retry: None,
+                    };
+                    return Decision::Calling(Box::new(again));
+                }
+            }
             return self.on_stored_answer(host, context_id, service, judged, wait, &response);
         }
         self.token_answered(host, context_id, pending, status, body, None)
