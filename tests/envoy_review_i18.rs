@@ -31,6 +31,26 @@ fn revocations_in_store(port: u16, prefix: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Two replicas on the etcd member at `port`, and a browser's cookie signed in on both.
+fn signed_in_on_two(port: u16, prefix: &str) -> (Fleet, String) {
+    let fleet = Fleet::start_plugin(2, &[], vec![etcd_cluster(&[port])], |issuer| {
+        plugin_with_store(issuer, &json!({}), prefix)
+    });
+    let (browser, page) = fleet.logged_in("tara@example.com", "/");
+    assert_eq!(page.status, 200, "{page:?}");
+    let cookie = browser.cookie_header(&fleet.replica_url(0, "/")).unwrap();
+    for replica in 0..2 {
+        assert_eq!(status_with(&fleet, replica, &cookie), 200);
+    }
+    (fleet, cookie)
+}
+
+/// What an API request with `cookie` gets from `replica`.
+fn status_with(fleet: &Fleet, replica: usize, cookie: &str) -> u16 {
+    let headers = [("cookie", cookie), ("accept", "application/json")];
+    http::get(&fleet.replica_url(replica, "/api"), &headers).status
+}
+
 /// A sign-out on a replica whose store is down: refused there at once, and on the other
 /// replica within seconds of the store coming back.
 #[test]
@@ -38,20 +58,8 @@ fn a_sign_out_made_while_the_store_is_down_reaches_the_other_replica_once_it_is_
     let mut etcd = EtcdCluster::start(1);
     let port = etcd.client_ports()[0];
     let prefix = format!("/review-sign-out-down-{}", std::process::id());
-    let fleet = Fleet::start_plugin(2, &[], vec![etcd_cluster(&[port])], |issuer| {
-        plugin_with_store(issuer, &json!({}), &prefix)
-    });
-    let (browser, page) = fleet.logged_in("tara@example.com", "/");
-    assert_eq!(page.status, 200, "{page:?}");
-    let cookie = browser.cookie_header(&fleet.replica_url(0, "/")).unwrap();
-    let api = |replica: usize| {
-        http::get(
-            &fleet.replica_url(replica, "/api"),
-            &[("cookie", &cookie), ("accept", "application/json")],
-        )
-        .status
-    };
-    assert_eq!((api(0), api(1)), (200, 200));
+    let (fleet, cookie) = signed_in_on_two(port, &prefix);
+    let api = |replica: usize| status_with(&fleet, replica, &cookie);
     etcd.kill(0);
     // Envoy's health check (every second) takes the member out.
     std::thread::sleep(Duration::from_secs(2));
@@ -80,20 +88,8 @@ fn a_sign_out_on_one_replica_is_refused_on_the_other_within_two_seconds() {
     let etcd = EtcdCluster::start(1);
     let port = etcd.client_ports()[0];
     let prefix = format!("/review-sign-out-{}", std::process::id());
-    let fleet = Fleet::start_plugin(2, &[], vec![etcd_cluster(&[port])], |issuer| {
-        plugin_with_store(issuer, &json!({}), &prefix)
-    });
-    let (browser, page) = fleet.logged_in("tara@example.com", "/");
-    assert_eq!(page.status, 200, "{page:?}");
-    let cookie = browser.cookie_header(&fleet.replica_url(0, "/")).unwrap();
-    let api = |replica: usize| {
-        http::get(
-            &fleet.replica_url(replica, "/api"),
-            &[("cookie", &cookie), ("accept", "application/json")],
-        )
-        .status
-    };
-    assert_eq!((api(0), api(1)), (200, 200));
+    let (fleet, cookie) = signed_in_on_two(port, &prefix);
+    let api = |replica: usize| status_with(&fleet, replica, &cookie);
     let before = revocations_in_store(port, &prefix);
     let signed_out = http::get(
         &fleet.replica_url(0, "/oauth2/sign_out"),
