@@ -25,8 +25,9 @@ const ASK_AGAIN_MS: u64 = 1_000;
 /// What a refresh lock's key holds.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum LockValue {
-    /// A replica is refreshing.
-    Held,
+    /// A replica is refreshing, until then (unix ms): a lock past it (its holder died, or a
+    /// value put back by someone who can write the store) holds nothing.
+    Held(u64),
     /// The renewed session, sealed as a cookie is.
     Done(String),
     /// The IdP refused: the session is over.
@@ -36,7 +37,7 @@ pub(crate) enum LockValue {
 impl LockValue {
     fn plain(&self) -> Vec<u8> {
         match self {
-            LockValue::Held => b"held".to_vec(),
+            LockValue::Held(until_ms) => format!("held {until_ms}").into_bytes(),
             LockValue::Done(sealed) => format!("done {sealed}").into_bytes(),
             LockValue::Ended => b"ended".to_vec(),
         }
@@ -44,8 +45,11 @@ impl LockValue {
 
     fn read(plain: &[u8]) -> Option<LockValue> {
         match plain {
-            b"held" => Some(LockValue::Held),
             b"ended" => Some(LockValue::Ended),
+            _ if plain.starts_with(b"held ") => {
+                let text = std::str::from_utf8(plain.strip_prefix(b"held ")?).ok()?;
+                text.parse().ok().map(LockValue::Held)
+            }
             _ => {
                 let text = std::str::from_utf8(plain.strip_prefix(b"done ")?).ok()?;
                 Some(LockValue::Done(text.to_string()))
@@ -97,7 +101,9 @@ impl Gateway {
     fn lock_call(&self, host: &mut dyn Host, service: &LoginService, key: &str) -> Option<Callout> {
         let store = self.store.as_ref()?;
         let lock_lease = store.lease(LeaseKind::Lock, host.now_ms())?;
-        let held = seal_value(&service.sealer, key, &LockValue::Held.plain(), host)?;
+        let until_ms = host.now_ms() + 2 * service.timeout_ms + 1000;
+        let held = LockValue::Held(until_ms).plain();
+        let held = seal_value(&service.sealer, key, &held, host)?;
         let etcd = &store.store.etcd;
         Some(etcd::create_if_absent(
             etcd,
@@ -150,6 +156,7 @@ impl Gateway {
                 .map_err(|e| (e, "a refresh lock"));
             store.answered(host, outcome);
         }
+        let now_ms = host.now_ms();
         let found = match answer {
             // Won, or no answer (then on this Envoy's lease alone, but still published:
             // a store back by then spares the others a refused refresh).
@@ -159,7 +166,8 @@ impl Gateway {
             | Err(_) => None,
             Ok(CreateAnswer { existing, .. }) => existing
                 .and_then(|kv| open_value(&service.sealer, &key, &kv.value))
-                .and_then(|plain| LockValue::read(&plain)),
+                .and_then(|plain| LockValue::read(&plain))
+                .filter(|value| !matches!(value, LockValue::Held(until) if *until <= now_ms)),
         };
         let Some(found) = found else {
             if let Pending::Refresh { fleet, .. } = &mut *pending {
@@ -195,7 +203,7 @@ impl Gateway {
         let cookie_header = cookie_header.as_deref();
         let now_ms = host.now_ms();
         match found {
-            LockValue::Held => {
+            LockValue::Held(_) => {
                 refresh::extend(host, lease, now_ms + ASK_AGAIN_MS);
                 self.keep_old(host, service, session, cookie_header, judged)
             }
@@ -256,13 +264,21 @@ mod tests {
     #[test]
     fn lock_values_read_back_and_nothing_else_reads() {
         for value in [
-            LockValue::Held,
+            LockValue::Held(1_800_000_000_000),
             LockValue::Ended,
             LockValue::Done("sealed.session".into()),
         ] {
             assert_eq!(LockValue::read(&value.plain()), Some(value));
         }
-        for junk in [&b""[..], b"done", b"held ", b"lease", b"\xff"] {
+        for junk in [
+            &b""[..],
+            b"done",
+            b"held",
+            b"held ",
+            b"held soon",
+            b"lease",
+            b"\xff",
+        ] {
             assert_eq!(LockValue::read(junk), None, "{junk:?}");
         }
     }
