@@ -34,16 +34,22 @@ fn prefix() -> String {
     format!("/fleet-refresh-{}", std::process::id())
 }
 
+/// Two replicas on one store, under one prefix (the second may change between two calls of
+/// `prefix()`), with their leases granted.
+fn two_replicas(etcd: &EtcdCluster) -> (Replica, Replica) {
+    let port = etcd.client_ports()[0];
+    let prefix = prefix();
+    (
+        Replica::started(&prefix, port),
+        Replica::started(&prefix, port),
+    )
+}
+
 #[test]
 fn two_replicas_refresh_an_expired_session_once_and_the_other_adopts_it() {
     let etcd = EtcdCluster::start(1);
     let port = Some(etcd.client_ports()[0]);
-    let port_number = etcd.client_ports()[0];
-    // One prefix for both: the second may change between two calls of `prefix()`.
-    let prefix = prefix();
-    let a = Replica::started(&prefix, port_number);
-    let b = Replica::started(&prefix, port_number);
-    let (mut a, mut b) = (a, b);
+    let (mut a, mut b) = two_replicas(&etcd);
     let cookie = a.bed.session_cookie(0, &expired_session());
 
     // A wins the fleet's lock and calls the token endpoint.
@@ -166,12 +172,7 @@ fn leases_a_store_started_again_empty_does_not_know_are_granted_again() {
 fn a_sign_out_on_one_replica_reaches_the_other_within_its_next_sync() {
     let etcd = EtcdCluster::start(1);
     let port = Some(etcd.client_ports()[0]);
-    let port_number = etcd.client_ports()[0];
-    // One prefix for both: the second may change between two calls of `prefix()`.
-    let prefix = prefix();
-    let a = Replica::started(&prefix, port_number);
-    let b = Replica::started(&prefix, port_number);
-    let (mut a, mut b) = (a, b);
+    let (mut a, mut b) = two_replicas(&etcd);
     let mut session = expired_session();
     session.refresh_at = mint::now_secs() + 3600;
     let cookie = a.bed.session_cookie(0, &session);
