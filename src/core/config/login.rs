@@ -129,7 +129,7 @@ impl LoginService {
     }
 }
 
-fn read_secret(
+pub(crate) fn read_secret(
     reader: &mut ObjectReader,
     name: &'static str,
     env: EnvLookup,

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use regex_lite::Regex;
 use serde_json::Value;
 
+use crate::core::config::assertion::read_service_assertion;
 use crate::core::config::kubernetes::Impersonation;
 use crate::core::config::provider::{read_provider_list, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
@@ -31,10 +32,12 @@ pub(crate) fn read_policy(
     let routes = read_routes(reader, problems);
     let impersonation = read_impersonation(reader, problems);
     let forward_normalized_path = reader.bool("forward_normalized_path", false, problems);
+    let assertion = read_service_assertion(reader, problems, impersonation.is_some());
     let policy = ServicePolicy {
         routes,
         default,
         forward_normalized_path,
+        assertion,
     };
     (policy, impersonation.map(Rc::new))
 }

@@ -86,6 +86,9 @@ impl Gateway {
             browser: way.browser,
             mode: Mode::default(),
         };
+        if let Some(jwks) = self.jwks(&asked.path, &asked.method) {
+            return ControlFlow::Break(jwks);
+        }
         let endpoint = check::own_endpoint(&self.settings.endpoints, &asked.path);
         let Some(endpoint) = endpoint else {
             return ControlFlow::Continue(asked);

@@ -28,6 +28,7 @@
 
 mod admit;
 mod arrival;
+mod assertion;
 mod backchannel;
 mod bearer;
 mod decision;
@@ -40,9 +41,11 @@ mod session_refresh;
 mod stored_sessions;
 mod token_answer;
 
+use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
+use crate::core::assertion::Assertions;
 use crate::core::bearer::authenticator::Authenticator;
 use crate::core::bearer::budget::SourceBudget;
 use crate::core::cluster::client::StoreClient;
@@ -89,6 +92,9 @@ pub struct Gateway {
     handles: Vec<Handles>,
     /// Revoked sessions: this worker's copy of the Envoy's set.
     pub revocations: Revocations,
+    /// Signed identity assertions, reused for half their lifetime (decisions borrow the
+    /// gateway shared, so it is a cell).
+    assertions: RefCell<Assertions>,
 }
 
 /// Memory for opened sessions, per login service and VM.
@@ -143,6 +149,7 @@ impl Gateway {
             store,
             handles: (0..logins).map(|_| Handles::default()).collect(),
             revocations: Revocations::new(),
+            assertions: RefCell::default(),
         }
     }
 
@@ -287,6 +294,7 @@ impl Gateway {
             }
         }
         let now_ms = host.now_ms();
+        self.assertions.get_mut().tick(now_ms / 1000);
         let (over, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.published)
             .into_iter()
             .partition(|(_, until)| now_ms >= *until);
@@ -294,6 +302,15 @@ impl Gateway {
         for (lease, _) in over {
             refresh::forget(host, &lease);
         }
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    /// Identity assertions signed by this worker so far, and kept now.
+    pub fn assertion_counts(&self) -> (u64, usize) {
+        self.assertions
+            .try_borrow()
+            .map(|a| a.counts())
+            .unwrap_or_default()
     }
 
     /// The request is gone: nothing of it stays. A refresh it started from the root still

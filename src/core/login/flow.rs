@@ -28,6 +28,7 @@ use crate::core::login::start::{self, sends_to_login};
 use crate::core::login::{sign_in, sign_out};
 use crate::core::random::Random;
 use crate::core::revocation::Revocations;
+use crate::core::secret::Secret;
 
 pub use crate::core::login::endpoints::Endpoints;
 pub(crate) use crate::core::login::endpoints::ResolvedEndpoints;
@@ -222,5 +223,6 @@ fn forward_as(
             .id_token
             .clone()
             .filter(|_| service.set_authorization_header),
+        session_sid: Secret::new(session.sid.as_str()),
     }
 }

@@ -61,6 +61,8 @@ pub struct Forwarding {
     pub access_token: Option<Secret>,
     /// For `Authorization: Bearer`, when the service sets it.
     pub id_token: Option<Secret>,
+    /// The session's id, which a signed identity assertion's `sid` is derived from.
+    pub session_sid: Secret,
 }
 
 /// Cookies hold sessions (ours and the upstream's): never printed.

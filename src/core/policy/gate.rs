@@ -2,6 +2,7 @@
 //! and kept while the request waits for keys or a refresh; then the check of the caller.
 
 use crate::core::bearer::error::AuthError;
+use crate::core::config::assertion::ServiceAssertion;
 use crate::core::config::{ServiceId, Settings};
 use crate::core::hostname::host_name;
 use crate::core::identity::Identity;
@@ -157,6 +158,11 @@ impl Gate {
             PolicyOf::Login(id) => Some(id),
             _ => None,
         }
+    }
+
+    /// The service's signed identity assertion, when it asks for one.
+    pub(crate) fn assertion<'a>(&self, settings: &'a Settings) -> Option<&'a ServiceAssertion> {
+        self.rules(settings)?.assertion.as_deref()
     }
 
     fn rules<'a>(&self, settings: &'a Settings) -> Option<&'a ServicePolicy> {
