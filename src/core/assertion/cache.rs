@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use crate::core::identity::Identity;
 
-/// Whose assertion: the service, the audience, and the caller (a session's id, or a
-/// token's user: a token's assertion says nothing the identity does not).
+/// Whose assertion: the service, the audience, and the caller (a session's id, or for a
+/// token what its assertion says: the user, and a digest of email and groups, so tokens
+/// of one user with other groups do not take turns replacing each other).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     pub(crate) service: (bool, usize),
@@ -17,7 +18,21 @@ pub(crate) struct CacheKey {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Caller {
     Session(String),
-    Token(String),
+    Token { user: String, says: u64 },
+}
+
+impl Caller {
+    pub(crate) fn of_token(identity: &Identity) -> Caller {
+        use std::hash::{Hash, Hasher};
+        // Only picks the slot: an entry is reused only when it says exactly the same.
+        let mut digest = std::hash::DefaultHasher::new();
+        identity.email.hash(&mut digest);
+        identity.groups.hash(&mut digest);
+        Caller::Token {
+            user: identity.user.clone(),
+            says: digest.finish(),
+        }
+    }
 }
 
 struct Entry {

@@ -46,7 +46,7 @@ impl Assertions {
             audience: asked.audience.to_string(),
             caller: match asked.session_sid {
                 Some(sid) => Caller::Session(sid.to_string()),
-                None => Caller::Token(asked.identity.user.clone()),
+                None => Caller::of_token(asked.identity),
             },
         };
         if let Some(token) = self.cache.get(&key, asked.identity, now_secs) {

@@ -103,15 +103,17 @@ fn read_keys(r: &mut ObjectReader, env: EnvLookup, problems: &mut Problems) -> V
         }
     };
     let mut keys: Vec<SigningKey> = Vec::new();
+    let mut kids: Vec<String> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let mut k = ObjectReader::new(&format!("{path}[{i}]"), item, problems);
         let kid_path = k.field_path("kid");
         let kid = k.string("kid", problems).unwrap_or_default();
         if kid.is_empty() || kid.len() > 64 || !kid.bytes().all(|b| b.is_ascii_graphic()) {
             problems.add(&kid_path, "must be 1 to 64 printable characters, no spaces");
-        } else if keys.iter().any(|key| key.kid() == kid) {
+        } else if kids.contains(&kid) {
             problems.add(&kid_path, format!("\"{kid}\" appears twice"));
         }
+        kids.push(kid.clone());
         let algorithm_path = k.field_path("algorithm");
         let algorithm = k.string("algorithm", problems);
         let algorithm = algorithm.as_deref().and_then(Algorithm::parse);
