@@ -84,10 +84,6 @@ impl SigningKey {
         })
     }
 
-    pub(crate) fn kid(&self) -> &str {
-        &self.kid
-    }
-
     pub(crate) fn algorithm(&self) -> Algorithm {
         match self.pair {
             Pair::Es256(_) => Algorithm::Es256,
