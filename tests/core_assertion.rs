@@ -548,3 +548,39 @@ fn every_configuration_problem_is_reported_at_once() {
         "login[0].identity_assertion.header: \"x-auth-request-user\" is an identity header already",
     );
 }
+
+#[test]
+fn a_session_on_a_star_host_is_signed_once_for_many_requests() {
+    let k = keys();
+    let mut cfg = config(
+        block(&[("k1", "ES256", &k.es256)]),
+        json!(true),
+        json!(true),
+    );
+    cfg["login"][0]["hosts"] = json!(["*"]);
+    cfg.as_object_mut().unwrap().remove("services");
+    let mut bed = Bed::new(&cfg);
+    let cookie = bed.session_cookie(0, &session("bench-session", "alice", &[]));
+    let first = assertion_of(
+        bed.get(
+            "127.0.0.1:10000",
+            "/api/v1/query",
+            &[("cookie", cookie.as_str())],
+        ),
+        HEADER_NAME,
+    );
+    for _ in 0..20 {
+        let again = assertion_of(
+            bed.get(
+                "127.0.0.1:10000",
+                "/api/v1/query",
+                &[("cookie", cookie.as_str())],
+            ),
+            HEADER_NAME,
+        );
+        assert_eq!(again, first);
+    }
+    assert_eq!(bed.gateway.assertion_counts().0, 1);
+}
+
+const HEADER_NAME: &str = "x-wasm-iap-jwt-assertion";

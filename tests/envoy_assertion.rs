@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
-use support::envoy::{bootstrap_on, repo_root, wasm_filter_with_env, Envoy, TempDir};
+use support::envoy::{bootstrap_on, repo_root, wasm_filter_with_env, Envoy, Started, TempDir};
 use support::envoy_idp_bed::{logged_in_at, login_plugin, redirect_env};
 use support::http;
 use support::idp::Idp;
@@ -145,12 +145,17 @@ impl Bed {
             .zip(keys)
             .map(|(var, (_, _, pem))| (var.as_str(), *pem))
             .collect();
-        let envoy = Envoy::start(&bootstrap_on(
+        // One worker: one VM, so one cache of assertions to see reused.
+        let config = bootstrap_on(
             port,
             vec![wasm_filter_with_env(&plugin, &vm_env)],
             verifier.port,
             idp.port,
-        ));
+        );
+        let envoy = match Envoy::try_start(&config, 1) {
+            Started::Running(envoy) => envoy,
+            Started::Exited(log) => panic!("Envoy did not start:\n{log}"),
+        };
         Bed {
             envoy,
             verifier,
@@ -229,6 +234,13 @@ fn a_bearer_callers_upstream_verifies_it_and_a_spoofed_header_never_arrives() {
     let value = seen[HEADER].as_str().unwrap();
     assert!(!value.contains(forged) && !value.contains(','), "{seen}");
     assert!(seen.get("x_wasm_iap_jwt_assertion").is_none(), "{seen}");
+    // Signed once and reused: the next requests carry the very same assertion.
+    for _ in 0..5 {
+        assert_eq!(
+            bed.bearer(&[]).json()["headers"][HEADER].as_str(),
+            Some(value)
+        );
+    }
     // The forged one, sent straight to the app, is what the verifier refuses.
     assert_eq!(bed.verifier.check(API, forged)["verified"], false);
 }
