@@ -2,7 +2,7 @@
 //! decision the adapter only carries out, in this order (`steps`, one call per step):
 //! 1. strip what clients may not send (identity and impersonation headers, every spelling);
 //! 2. one host: an h2 `host` header naming another host than `:authority` gets `400`;
-//! 3. our own endpoints: ping and ready are answered; a check (`auth_request`, `ext_authz`)
+//! 3. our own endpoints: ping, ready and the identity assertion's JWKS are answered; a check (`auth_request`, `ext_authz`)
 //!    or user info sets the mode and the request the rules judge (`400` for an
 //!    `auth_request` check with a header only the proxy may set, or no original URL);
 //! 4. the rules: the service by host, the route by normalised path and method (`400` for a
@@ -17,8 +17,9 @@
 //!    on to 8; a callback or login start waits for the IdP's endpoints when not known yet;
 //! 8. a bearer token: verified, refused, or parked until the issuer's keys come;
 //! 9. admission: the service's and route's rules, and a check's own narrowing (`403`);
-//! 10. the answer, as the mode says: identity headers upstream, a check's answer, user
-//!     info, or impersonation of the caller.
+//! 10. the answer, as the mode says: identity headers (and a signed identity assertion,
+//!     when the service asks: `assertion.rs`) upstream, a check's answer, user info, or
+//!     impersonation of the caller.
 //!
 //! Every path leaves through `exit`, which writes a refusal for the mode, counts the
 //! decision and keeps what a request decided outside its own context waits for. What each
