@@ -11,7 +11,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
-use support::envoy::{bootstrap_on, repo_root, wasm_filter_with_env, Envoy, Started, TempDir};
+use support::envoy::{
+    bootstrap, bootstrap_on, cluster, repo_root, wasm_filter_with_env, Envoy, Started, TempDir,
+};
 use support::envoy_idp_bed::{logged_in_at, login_plugin, redirect_env};
 use support::http;
 use support::idp::Idp;
@@ -292,4 +294,77 @@ fn rotation_an_old_keys_assertion_verifies_while_both_are_published_and_then_the
     assert_eq!(verified(&done.bearer(&[]))["header"]["kid"], "2027-01");
     let refused = done.verifier.check(API, &old_token);
     assert_eq!(refused["verified"], false, "{refused}");
+}
+
+/// Envoy's own `ext_authz` asking the gateway (as docs/forward-auth.md sets it up), with the
+/// assertion among the headers the check's answer may set upstream.
+fn ext_authz_filter(central_port: u16) -> Value {
+    json!({
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": false,
+            "http_service": {
+                "server_uri": {
+                    "uri": format!("http://127.0.0.1:{central_port}"),
+                    "cluster": "wasm-iap",
+                    "timeout": "5s"
+                },
+                "path_prefix": "/oauth2/auth",
+                "authorization_request": { "allowed_headers": { "patterns": [
+                    { "exact": "authorization", "ignore_case": true },
+                    { "safe_regex": { "regex": "x[-_]wasm[-_]iap[-_]jwt[-_]assertion" } }
+                ]}},
+                "authorization_response": {
+                    "allowed_upstream_headers": { "patterns": [
+                        { "prefix": "x-auth-request-", "ignore_case": true },
+                        { "exact": HEADER, "ignore_case": true }
+                    ]}
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn through_envoys_ext_authz_the_app_gets_the_checks_assertion_and_never_the_clients() {
+    let keys = openssl_keys();
+    let central = Bed::start(&[("k1", "ES256", &keys.es256)]);
+    let jwks_url = format!("http://127.0.0.1:{}{JWKS_PATH}", central.envoy.port);
+    let app = Verifier::start(&jwks_url);
+    let mut front = bootstrap(
+        vec![ext_authz_filter(central.envoy.port)],
+        app.port,
+        central.idp.port,
+    );
+    front["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(cluster("wasm-iap", central.envoy.port));
+    let front = Envoy::start(&front);
+    let token = central.idp.client_credentials_token();
+    let authorization = format!("Bearer {token}");
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
+    let response = http::get(
+        &format!("http://{API}:{}/v1/things", front.port),
+        &[
+            ("authorization", authorization.as_str()),
+            (HEADER, forged),
+            ("x_wasm_iap_jwt_assertion", forged),
+        ],
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    let assertion = verified(&response);
+    assert_eq!(assertion["payload"]["aud"], API);
+    assert_eq!(assertion["payload"]["sub"], "demo-cli");
+    let seen = response.json()["headers"].clone();
+    assert!(!seen[HEADER].as_str().unwrap().contains(forged), "{seen}");
+    assert!(seen.get("x_wasm_iap_jwt_assertion").is_none(), "{seen}");
+    // Without a credential the check refuses, and nothing reaches the app.
+    let refused = http::get(
+        &format!("http://{API}:{}/v1/things", front.port),
+        &[(HEADER, forged)],
+    );
+    assert_eq!(refused.status, 401, "{refused:?}");
 }
