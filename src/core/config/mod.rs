@@ -5,9 +5,12 @@ pub(crate) mod endpoints;
 pub(crate) mod ids;
 pub(crate) mod kubernetes;
 pub mod login;
+pub(crate) mod pages;
 pub(crate) mod policy;
 pub(crate) mod provider;
 pub(crate) mod reader;
+
+use std::rc::Rc;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -17,6 +20,7 @@ use crate::core::config::cluster_store::{read_cluster_store, ClusterStore};
 use crate::core::config::endpoints::{read_endpoints, OwnEndpoints};
 pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{read_service, EnvLookup, LoginService, SessionStore};
+use crate::core::config::pages::{read_pages, Branding};
 use crate::core::config::policy::{read_api_services, ApiService};
 use crate::core::config::provider::read_provider;
 pub(crate) use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
@@ -55,6 +59,9 @@ pub struct Settings {
     pub(crate) signature_check_budget: Option<BudgetLimits>,
     /// The etcd cluster a fleet of replicas shares; `None`: each Envoy on its own.
     pub cluster_store: Option<ClusterStore>,
+    /// How the pages a person sees are branded where no service is known (an unlisted
+    /// host); each service has its own, over this one.
+    pub(crate) pages: Rc<Branding>,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
     /// they were made under.
     pub(crate) fingerprint: [u8; 32],
@@ -121,7 +128,9 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     let strip = read_strip(&mut top, problems);
     let stripped_headers = StrippedHeaders::new(&identity_headers, &strip);
     let mut login = read_login(top.value("login"), &providers, env, problems);
-    let services = read_api_services(top.value("services"), &providers, problems);
+    let mut services = read_api_services(top.value("services"), &providers, problems);
+    let pages = Rc::new(read_pages("pages", top.value("pages"), problems));
+    brand_services(&pages, &mut login, &mut services);
     check_hosts_unique(&login, &services, problems);
     login::check_cookie_scopes(&login, problems);
     check_route_hosts(&login, &services, problems);
@@ -161,6 +170,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         endpoints,
         cluster_store,
         fingerprint: [0; 32],
+        pages,
         providers,
         max_token_bytes,
         keys_wait_timeout_ms,
@@ -170,6 +180,17 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         login,
         services,
         kept_claims,
+    }
+}
+
+/// Each service's own `pages` fields over the top-level ones.
+fn brand_services(top: &Branding, login: &mut [LoginService], services: &mut [ApiService]) {
+    let pages = login
+        .iter_mut()
+        .map(|s| &mut s.pages)
+        .chain(services.iter_mut().map(|s| &mut s.pages));
+    for own in pages {
+        *own = Rc::new(own.over(top));
     }
 }
 
