@@ -282,3 +282,25 @@ fn every_bad_pages_field_is_reported_with_its_path() {
         );
     }
 }
+
+#[test]
+fn in_front_of_an_apiserver_a_refusal_stays_the_apiservers_status_even_for_a_browser() {
+    let dashboard = login_service(
+        APP,
+        "grafana",
+        "_grafana_iap",
+        json!({
+            "allowed_groups": ["myorg:sre"],
+            "impersonate": { "group_prefix": "oidc:", "allow_unprefixed": true },
+        }),
+    );
+    let mut bed = Bed::new(&json!({
+        "providers": [provider()], "pages": top_pages(), "login": [dashboard],
+    }));
+    let page = forbidden_page(&mut bed, "bob@mydomain.com", "id-1");
+    assert_eq!(page.status, 403);
+    assert_eq!(page.header("content-type"), Some("application/json"));
+    assert_eq!(page.header("content-security-policy"), None);
+    let status: Value = serde_json::from_str(&page.body).expect(&page.body);
+    assert_eq!(status["kind"], "Status");
+}
