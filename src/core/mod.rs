@@ -30,6 +30,7 @@ pub mod keys;
 pub(crate) mod log_text;
 pub mod login;
 pub mod mode;
+pub(crate) mod page;
 pub mod policy;
 pub mod random;
 pub(crate) mod refusal;

@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::core::config::ids::ProviderId;
 use crate::core::config::kubernetes::Impersonation;
+use crate::core::config::pages::{read_pages, Branding};
 use crate::core::config::policy::read_policy;
 use crate::core::config::provider::read_provider_list;
 use crate::core::config::provider::{KeySource, Provider};
@@ -82,6 +83,8 @@ pub struct LoginService {
     /// `Authorization: Bearer <ID token>` to the upstream (Grafana's JWT auth reads it).
     pub set_authorization_header: bool,
     pub(crate) endpoints: EndpointOverrides,
+    /// How its pages are branded: its own `pages` over the top-level block.
+    pub(crate) pages: Rc<Branding>,
 }
 
 impl LoginService {
@@ -604,6 +607,11 @@ pub(crate) fn read_service(
     let set_authorization_header = r.bool("set_authorization_header", false, problems);
     let endpoints = read_endpoint_overrides(&mut r, problems);
     let (cluster, timeout_ms) = read_callout(&mut r, providers, provider, problems);
+    let pages = Rc::new(read_pages(
+        &r.field_path("pages"),
+        r.value("pages"),
+        problems,
+    ));
     r.finish(problems);
     let binding = service_binding(&client_id, &cookie_name, &hosts);
     let sealer = service_sealer(path, &secrets, issuer.as_deref(), &binding, problems);
@@ -643,5 +651,6 @@ pub(crate) fn read_service(
         pass_access_token,
         set_authorization_header,
         endpoints,
+        pages,
     })
 }

@@ -6,6 +6,7 @@ pub(crate) mod endpoints;
 pub(crate) mod ids;
 pub(crate) mod kubernetes;
 pub mod login;
+pub(crate) mod pages;
 pub(crate) mod policy;
 pub(crate) mod provider;
 pub(crate) mod reader;
@@ -21,6 +22,7 @@ use crate::core::config::cluster_store::{read_cluster_store, ClusterStore};
 use crate::core::config::endpoints::{read_endpoints, OwnEndpoints};
 pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{read_service, EnvLookup, LoginService, SessionStore};
+use crate::core::config::pages::{read_pages, Branding};
 use crate::core::config::policy::{read_api_services, ApiService};
 use crate::core::config::provider::read_provider;
 pub(crate) use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
@@ -61,6 +63,9 @@ pub struct Settings {
     pub cluster_store: Option<ClusterStore>,
     /// The gateway's keys for signed identity assertions (`identity_assertion`).
     pub identity_assertion: Option<Rc<AssertionSettings>>,
+    /// How the pages a person sees are branded where no service is known (an unlisted
+    /// host); each service has its own, over this one.
+    pub(crate) pages: Rc<Branding>,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
     /// they were made under.
     pub(crate) fingerprint: [u8; 32],
@@ -127,7 +132,9 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     let mut strip = read_strip(&mut top, problems);
     let identity_assertion = read_assertion(top.value("identity_assertion"), env, problems);
     let mut login = read_login(top.value("login"), &providers, env, problems);
-    let services = read_api_services(top.value("services"), &providers, problems);
+    let mut services = read_api_services(top.value("services"), &providers, problems);
+    let pages = Rc::new(read_pages("pages", top.value("pages"), problems));
+    brand_services(&pages, &mut login, &mut services);
     check_assertions(&top, &login, &services, &identity_headers, problems);
     strip.extend(assertion::stripped_names(
         all_policies(&login, &services).map(|p| p.assertion.as_ref()),
@@ -173,6 +180,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         cluster_store,
         identity_assertion,
         fingerprint: [0; 32],
+        pages,
         providers,
         max_token_bytes,
         keys_wait_timeout_ms,
@@ -222,6 +230,17 @@ fn check_assertions(
         headers.preferred_username.as_str(),
     ];
     assertion::check_services(configured, asked, &names, problems);
+}
+
+/// Each service's own `pages` fields over the top-level ones.
+fn brand_services(top: &Branding, login: &mut [LoginService], services: &mut [ApiService]) {
+    let pages = login
+        .iter_mut()
+        .map(|s| &mut s.pages)
+        .chain(services.iter_mut().map(|s| &mut s.pages));
+    for own in pages {
+        *own = Rc::new(own.over(top));
+    }
 }
 
 /// `strip_request_headers`: header names, or prefixes ending in `*`.

@@ -34,6 +34,7 @@ impl Gateway {
             headers,
             body: settings.jwks.clone(),
             reason: None,
+            page: None,
         }))
     }
 
@@ -98,6 +99,7 @@ impl Gateway {
                     headers: vec![("content-type".into(), "text/plain".into())],
                     body: "The identity assertion could not be signed.\n".into(),
                     reason: None,
+                    page: None,
                 }))
             }
         }

@@ -50,6 +50,7 @@ use crate::core::assertion::Assertions;
 use crate::core::bearer::authenticator::Authenticator;
 use crate::core::bearer::budget::SourceBudget;
 use crate::core::cluster::client::StoreClient;
+use crate::core::config::pages::Branding;
 use crate::core::config::Settings;
 use crate::core::host::{Host, Metric};
 use crate::core::identity;
@@ -58,6 +59,7 @@ use crate::core::login::handles::Handles;
 use crate::core::login::opened::OpenedSessions;
 use crate::core::login::refresh::{self, Lease};
 use crate::core::mode::Mode;
+use crate::core::reply::Reply;
 use crate::core::request_headers::RequestHeaders;
 use crate::core::revocation::Revocations;
 
@@ -115,6 +117,10 @@ struct Way {
     mode: Mode,
     browser: bool,
     settled: Option<u32>,
+    /// How its pages are branded: the top-level block until the service is known.
+    pages: Rc<Branding>,
+    /// The request's `x-request-id`, when a page may show it.
+    request_id: Option<Rc<str>>,
 }
 
 impl Way {
@@ -123,7 +129,14 @@ impl Way {
             mode: judged.mode.clone(),
             browser: judged.gate.browser,
             settled,
+            pages: Rc::clone(&judged.pages),
+            request_id: judged.request_id.clone(),
         }
+    }
+
+    /// A page written with the service's branding and the request's id.
+    fn branded(&self, reply: Reply) -> Reply {
+        reply.branded(&self.pages, self.request_id.as_deref())
     }
 }
 
@@ -204,6 +217,8 @@ impl Gateway {
             mode: Mode::default(),
             browser: arrival::browser(headers),
             settled,
+            pages: Rc::clone(&self.settings.pages),
+            request_id: arrival::request_id(headers),
         };
         let ended = match self.steps(host, context_id, headers, wait, &mut way) {
             ControlFlow::Break(ended) | ControlFlow::Continue(ended) => ended,
@@ -241,8 +256,10 @@ impl Gateway {
     fn exit(&mut self, host: &mut dyn Host, way: &Way, ended: Ended) -> Decision {
         let decision = match ended {
             Ended::Forward(forward) => Decision::Forward(forward),
-            Ended::Answer(reply) => Decision::Respond(reply),
-            Ended::Refuse(refused) => Decision::Respond(way.mode.render(refused, way.browser)),
+            Ended::Answer(reply) => Decision::Respond(way.branded(reply)),
+            Ended::Refuse(refused) => {
+                Decision::Respond(way.branded(way.mode.render(refused, way.browser)))
+            }
             Ended::Calling(pending) => Decision::Calling(pending),
             Ended::Parked => Decision::Parked,
             Ended::ReadBody(max_bytes) => Decision::ReadBody(max_bytes),

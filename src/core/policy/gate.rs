@@ -240,11 +240,12 @@ impl Gate {
             identity.reference(),
             self.place()
         );
-        let sign_out = match self.policy {
-            PolicyOf::Login(id) => settings.login.get(id.0).map(|s| s.sign_out_path.as_str()),
-            _ => None,
-        };
-        let forbidden = Forbidden::of(identity, missing_scopes, sign_out);
+        let login = self.login().and_then(|id| settings.login.get(id.0));
+        let sign_out = login.map(|s| s.sign_out_path.as_str());
+        let mut forbidden = Forbidden::of(identity, missing_scopes, sign_out);
+        if let Some(login) = login {
+            forbidden = forbidden.switching_at(&login.start_path, &self.path);
+        }
         Err((Refusal::Forbidden(Box::new(forbidden)), line))
     }
 }
