@@ -6,12 +6,14 @@ use std::rc::Rc;
 use serde_json::Value;
 use url::Url;
 
+use crate::core::config::idle_timeout::read_idle_timeout;
 use crate::core::config::ids::ProviderId;
 use crate::core::config::kubernetes::Impersonation;
 use crate::core::config::policy::read_policy;
 use crate::core::config::provider::read_provider_list;
 use crate::core::config::provider::{KeySource, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
+use crate::core::config::start_hints::{read_start_hints, StartHints};
 use crate::core::cookies::{CookieAttributes, SameSite};
 
 use crate::core::policy::route::ServicePolicy;
@@ -82,6 +84,10 @@ pub struct LoginService {
     /// `Authorization: Bearer <ID token>` to the upstream (Grafana's JWT auth reads it).
     pub set_authorization_header: bool,
     pub(crate) endpoints: EndpointOverrides,
+    /// Sign-in hints `/oauth2/start` may pass on to the IdP (`start_parameters`).
+    pub(crate) start_hints: StartHints,
+    /// A session unused this long ends (`idle_timeout`); `None`: never.
+    pub(crate) idle_timeout_secs: Option<u64>,
 }
 
 impl LoginService {
@@ -604,6 +610,8 @@ pub(crate) fn read_service(
     let set_authorization_header = r.bool("set_authorization_header", false, problems);
     let endpoints = read_endpoint_overrides(&mut r, problems);
     let (cluster, timeout_ms) = read_callout(&mut r, providers, provider, problems);
+    let start_hints = read_start_hints(&mut r, problems);
+    let idle_timeout_secs = read_idle_timeout(&mut r, session_lifetime_secs, problems);
     r.finish(problems);
     let binding = service_binding(&client_id, &cookie_name, &hosts);
     let sealer = service_sealer(path, &secrets, issuer.as_deref(), &binding, problems);
@@ -643,5 +651,7 @@ pub(crate) fn read_service(
         pass_access_token,
         set_authorization_header,
         endpoints,
+        start_hints,
+        idle_timeout_secs,
     })
 }

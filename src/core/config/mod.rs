@@ -2,12 +2,14 @@
 pub mod cluster_store;
 pub mod duration;
 pub(crate) mod endpoints;
+pub(crate) mod idle_timeout;
 pub(crate) mod ids;
 pub(crate) mod kubernetes;
 pub mod login;
 pub(crate) mod policy;
 pub(crate) mod provider;
 pub(crate) mod reader;
+pub(crate) mod start_hints;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
