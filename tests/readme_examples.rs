@@ -41,7 +41,7 @@ fn documents() -> Vec<(String, String)> {
 /// Examples (JSON blocks and plugin configurations in Envoy YAML) and Envoy YAML blocks each
 /// document showed when the README was split into `docs/` (issue 17; 8 examples and 4 YAML
 /// blocks before, all in the README): a block lost or broken in an edit fails here.
-const SHOWN_AT_LEAST: [(&str, usize, usize); 6] = [
+const SHOWN_AT_LEAST: [(&str, usize, usize); 7] = [
     ("README.md", 2, 1),
     ("docs/authorization.md", 2, 0),
     ("docs/configuration.md", 2, 0),
@@ -49,6 +49,8 @@ const SHOWN_AT_LEAST: [(&str, usize, usize); 6] = [
     ("docs/kubernetes.md", 2, 1),
     // Added with issue 18: the fleet's plugin configuration and etcd cluster.
     ("docs/replicas.md", 1, 1),
+    // Issue 19: sign-in hints and the idle timeout.
+    ("docs/sign-in-hints.md", 2, 0),
 ];
 
 /// The fenced blocks of `lang`, with the line each starts on.
