@@ -31,29 +31,30 @@ fn start_passes_allowed_hints_to_the_idp_which_honours_login_hint_and_prompt_log
     assert_eq!(page.status, 200);
 
     // Asked for `prompt=login` and a hint: the authorization URL carries both, encoded, and
-    // the IdP asks to sign in again with the hinted login filled in.
-    let start = bed.url("/oauth2/start?prompt=login&login_hint=bob%2Bit%40example.com&domain_hint=example.com&rd=%2Fagain");
+    // the IdP asks to sign in again (despite its session) with the hinted login filled in.
+    let start = bed.url("/oauth2/start?prompt=login&login_hint=alice%40example.com&domain_hint=example.com&rd=%2Fagain");
     let redirect = browser.request("GET", &start, None, &[]);
     assert_eq!(redirect.status, 302);
     let location = redirect.header("location").unwrap().to_string();
     assert!(location.starts_with(&bed.idp.issuer), "{location}");
     assert!(
-        location.contains("&prompt=login&login_hint=bob%2Bit%40example.com"),
+        location.contains("&prompt=login&login_hint=alice%40example.com"),
         "{location}"
     );
     let q = query(&location);
     assert!(!q.contains_key("domain_hint"), "not allowed: ignored");
     let at_idp = browser.get(&location);
     assert!(
-        at_idp.1.body.contains("value=\"bob+it@example.com\""),
+        at_idp.1.body.contains("name=\"login\"")
+            && at_idp.1.body.contains("value=\"alice@example.com\""),
         "oidc-provider fills in login_hint: {}",
         at_idp.1.body
     );
-    let (landed, page) = browser.log_in_at_idp(at_idp, "bob+it@example.com");
+    let (landed, page) = browser.log_in_at_idp(at_idp, "alice@example.com");
     assert_eq!(landed, bed.url("/again"));
     assert_eq!(
         page.json()["headers"]["x-auth-request-user"],
-        json!(["bob+it@example.com"])
+        json!(["alice@example.com"])
     );
 
     // A hostile hint stays a value: the client and redirect URI are the filter's.
