@@ -411,3 +411,30 @@ fn a_cluster_store_session_keeps_its_activity_in_the_store_and_ends_idle_there()
         .any(|c| c.starts_with(&format!("{COOKIE}=;"))));
     assert_eq!(bed.host.count_of(Metric::SessionsIdle), 1);
 }
+
+#[test]
+fn a_refusal_tolerated_within_refresh_race_grace_writes_no_activity() {
+    let mut bed = Bed::new(&config(json!({})));
+    let start = now(&bed);
+    let mut expiring = alice(&bed, start - 120);
+    expiring.refresh_at = start - 1;
+    expiring.refresh_token = Some(Secret::new("rt-spent-elsewhere"));
+    let cookie = bed.session_cookie(0, &expiring);
+    let mut headers = BROWSER.to_vec();
+    headers.push(("cookie", &cookie));
+    let parked = bed.get(HOST, "/d/home", &headers);
+    assert!(matches!(parked, Decision::Parked), "{parked:?}");
+    assert!(bed.gateway.settle(&mut bed.host, None).is_empty(), "sent");
+    let token = bed.host.calls.last().unwrap().token;
+    let refused = json!({ "error": "invalid_grant" }).to_string();
+    let (_, decision) = bed
+        .gateway
+        .on_settled_call_response(&mut bed.host, token, Some(400), refused.as_bytes())
+        .expect("the refresh's request");
+    let forward = forwarded(decision);
+    assert!(
+        forward.response_cookies.is_empty(),
+        "the winner's renewed cookie is on its way: nothing may overwrite it, activity neither"
+    );
+    assert_eq!(bed.host.count_of(Metric::RefreshRefusalsTolerated), 1);
+}
