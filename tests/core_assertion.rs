@@ -249,8 +249,12 @@ fn an_assertion_is_signed_once_per_caller_and_reused_until_half_its_lifetime_is_
         "x-wasm-iap-jwt-assertion",
     );
     assert_ne!(renewed, first);
-    let (_, claims) = verify(&renewed, &jwks(&mut bed, API), API);
-    assert_eq!(claims.issued_at.unwrap().as_secs(), mint::now_secs() + 31);
+    let keys = jwks(&mut bed, API);
+    let (_, claims) = verify(&renewed, &keys, API);
+    let (_, first_claims) = verify(&first, &keys, API);
+    // The host clock, not the wall clock: a second may tick between the two.
+    let first_iat = first_claims.issued_at.unwrap().as_secs();
+    assert_eq!(claims.issued_at.unwrap().as_secs(), first_iat + 31);
     // The tick drops what would not be reused any more.
     bed.tick();
     assert_eq!(bed.gateway.assertion_counts(), (5, 3), "the first one went");

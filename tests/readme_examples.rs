@@ -53,6 +53,8 @@ const SHOWN_AT_LEAST: &[(&str, usize, usize)] = &[
     ("docs/replicas.md", 1, 1),
     // Added with issue 19: a branded service.
     ("docs/pages.md", 1, 0),
+    // Issue 19: sign-in hints and the idle timeout.
+    ("docs/sign-in-hints.md", 2, 0),
 ];
 
 /// The fenced blocks of `lang`, with the line each starts on.

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use serde_json::Value;
 use url::Url;
 
+use crate::core::config::idle_timeout::read_idle_timeout;
 use crate::core::config::ids::ProviderId;
 use crate::core::config::kubernetes::Impersonation;
 use crate::core::config::pages::{read_pages, Branding};
@@ -13,6 +14,7 @@ use crate::core::config::policy::read_policy;
 use crate::core::config::provider::read_provider_list;
 use crate::core::config::provider::{KeySource, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
+use crate::core::config::start_hints::{read_start_hints, StartHints};
 use crate::core::cookies::{CookieAttributes, SameSite};
 
 use crate::core::policy::route::ServicePolicy;
@@ -85,6 +87,10 @@ pub struct LoginService {
     pub(crate) endpoints: EndpointOverrides,
     /// How its pages are branded: its own `pages` over the top-level block.
     pub(crate) pages: Rc<Branding>,
+    /// Sign-in hints `/oauth2/start` may pass on to the IdP (`start_parameters`).
+    pub(crate) start_hints: StartHints,
+    /// A session unused this long ends (`idle_timeout`); `None`: never.
+    pub(crate) idle_timeout_secs: Option<u64>,
 }
 
 impl LoginService {
@@ -612,6 +618,8 @@ pub(crate) fn read_service(
         r.value("pages"),
         problems,
     ));
+    let start_hints = read_start_hints(&mut r, problems);
+    let idle_timeout_secs = read_idle_timeout(&mut r, session_lifetime_secs, problems);
     r.finish(problems);
     let binding = service_binding(&client_id, &cookie_name, &hosts);
     let sealer = service_sealer(path, &secrets, issuer.as_deref(), &binding, problems);
@@ -652,5 +660,7 @@ pub(crate) fn read_service(
         set_authorization_header,
         endpoints,
         pages,
+        start_hints,
+        idle_timeout_secs,
     })
 }

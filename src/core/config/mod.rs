@@ -3,6 +3,7 @@ pub mod assertion;
 pub mod cluster_store;
 pub mod duration;
 pub(crate) mod endpoints;
+pub(crate) mod idle_timeout;
 pub(crate) mod ids;
 pub(crate) mod kubernetes;
 pub mod login;
@@ -10,6 +11,7 @@ pub(crate) mod pages;
 pub(crate) mod policy;
 pub(crate) mod provider;
 pub(crate) mod reader;
+pub(crate) mod start_hints;
 
 use std::rc::Rc;
 

@@ -35,6 +35,7 @@ mod bearer;
 mod decision;
 mod fleet_refresh;
 mod fleet_revocation;
+mod idle;
 mod in_flight;
 mod parked;
 mod session;

@@ -8,6 +8,7 @@ use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
 use crate::core::login::endpoints::{redirect_uri, unavailable, Endpoints};
 use crate::core::login::error::LoginError;
+use crate::core::login::idle;
 use crate::core::login::login_cookie::{delete_login_cookie, LOGIN_PURPOSE};
 use crate::core::login::oidc::{self, PendingLogin, TokenError, Tokens};
 use crate::core::login::session::{self, Session};
@@ -185,6 +186,7 @@ fn new_session(
         idp_sid: claims.sid,
         sub,
         signed_in_at: now_secs,
+        active_at: idle::active_at(service, now_secs),
     })
 }
 

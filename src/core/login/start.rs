@@ -9,6 +9,7 @@ use crate::core::cookies;
 use crate::core::hostname::host_name;
 use crate::core::login::endpoints::{redirect_uri, unavailable, Endpoints};
 use crate::core::login::error::LoginError;
+use crate::core::login::hints::{start_hints, with_hints};
 use crate::core::login::login_cookie::{login_cookie_attributes, LOGIN_PURPOSE};
 use crate::core::login::oidc::{self, PendingLogin};
 use crate::core::login::redirect::{redirect_hosts, safe_target};
@@ -66,7 +67,13 @@ pub(crate) fn unauthenticated(
         .map(|t| absolute_if_elsewhere(service, request, t))
         .collect();
     login_step(login_redirect(
-        service, request, endpoints, now_secs, random, targets, stale,
+        service,
+        request,
+        endpoints,
+        now_secs,
+        random,
+        (targets, stale),
+        &[],
     ))
 }
 
@@ -90,14 +97,15 @@ pub(super) fn start(
         .chain(["/".to_string()])
         .map(|t| absolute_if_elsewhere(service, request, t))
         .collect();
+    let hints = start_hints(service, request);
     let reply = login_redirect(
         service,
         request,
         endpoints,
         now_secs,
         random,
-        targets,
-        vec![],
+        (targets, vec![]),
+        &hints,
     );
     login_step(reply)
 }
@@ -132,16 +140,17 @@ fn absolute_if_elsewhere(service: &LoginService, request: &Request, target: Stri
     format!("{}://{}{target}", request.scheme, request.authority)
 }
 
-/// Redirects to the IdP with a new login's cookie; the login returns to the first of
-/// `targets` whose sealed cookie fits a browser.
+/// Redirects to the IdP with a new login's cookie (and `stale` cookies cleared); the login
+/// returns to the first of `targets` whose sealed cookie fits a browser. `hints` go to the
+/// IdP with the authorization request.
 fn login_redirect(
     service: &LoginService,
     request: &Request,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
     random: &mut dyn Random,
-    targets: Vec<String>,
-    stale: Vec<String>,
+    (targets, stale): (Vec<String>, Vec<String>),
+    hints: &[(&'static str, String)],
 ) -> Reply {
     let Some(endpoints) = endpoints else {
         return unavailable();
@@ -185,5 +194,5 @@ fn login_redirect(
         &redirect_uri(service, request),
         &pending,
     );
-    reply::redirect(&location, set_cookies)
+    reply::redirect(&with_hints(location, hints), set_cookies)
 }

@@ -110,4 +110,14 @@ pub enum Step {
     /// The session lives in the cluster store and this worker has not read it lately: read
     /// it (this handle), then decide again.
     LoadSession(String),
+    /// A valid session whose activity is due to be recorded (`idle_timeout`): forward, and
+    /// store this session again (a new cookie, or the cluster store under its handle).
+    RecordActivity(Box<Session>),
+    /// The session was unused for `idle_secs`, at least `idle_timeout`: it ended (logged
+    /// and counted, `sid` its id's start), and the request goes on as one without it.
+    SessionIdle {
+        sid: String,
+        idle_secs: u64,
+        then: Box<Step>,
+    },
 }
