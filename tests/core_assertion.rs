@@ -20,6 +20,7 @@ use wasm_iap::core::login::session::Session;
 const APP: &str = "app.example.com";
 const API: &str = "api.example.com";
 const JWKS_PATH: &str = "/.well-known/wasm-iap/jwks.json";
+const HEADER_NAME: &str = "x-wasm-iap-jwt-assertion";
 
 struct Keys {
     es256: String,
@@ -588,5 +589,3 @@ fn a_session_on_a_star_host_is_signed_once_for_many_requests() {
     }
     assert_eq!(bed.gateway.assertion_counts().0, 1);
 }
-
-const HEADER_NAME: &str = "x-wasm-iap-jwt-assertion";
