@@ -20,6 +20,7 @@ use wasm_iap::core::login::session::Session;
 const APP: &str = "app.example.com";
 const API: &str = "api.example.com";
 const JWKS_PATH: &str = "/.well-known/wasm-iap/jwks.json";
+const HEADER_NAME: &str = "x-wasm-iap-jwt-assertion";
 
 struct Keys {
     es256: String,
@@ -388,10 +389,16 @@ fn a_check_answers_with_the_assertion_so_envoy_and_nginx_hand_it_upstream() {
         &jwks(&mut bed, API),
         API,
     );
-    // User info is for the caller: no assertion there.
-    let reply = responded(bed.get(API, "/oauth2/userinfo", &with_bearer(&alice)));
+    // User info is for the caller: no assertion there, none signed for it.
+    let mut fresh = Bed::new(&config(
+        block(&[("k1", "ES256", &k.es256)]),
+        json!(true),
+        json!(true),
+    ));
+    let reply = responded(fresh.get(API, "/oauth2/userinfo", &with_bearer(&alice)));
     assert_eq!(reply.status, 200);
     assert!(reply.header("x-wasm-iap-jwt-assertion").is_none());
+    assert_eq!(fresh.gateway.assertion_counts().0, 0);
 }
 
 #[test]
@@ -586,5 +593,3 @@ fn a_session_on_a_star_host_is_signed_once_for_many_requests() {
     }
     assert_eq!(bed.gateway.assertion_counts().0, 1);
 }
-
-const HEADER_NAME: &str = "x-wasm-iap-jwt-assertion";

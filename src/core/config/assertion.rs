@@ -122,7 +122,7 @@ fn read_keys(r: &mut ObjectReader, env: EnvLookup, problems: &mut Problems) -> V
         }
         let key_path = k.field_path("private_key");
         let pem = read_secret(&mut k, "private_key", env, problems);
-        if k_missing(item, "private_key") {
+        if field_missing(item, "private_key") {
             problems.add(
                 &key_path,
                 "is required: a PEM PKCS#8 private key, or {\"env\": \"VARIABLE\"}",
@@ -139,7 +139,8 @@ fn read_keys(r: &mut ObjectReader, env: EnvLookup, problems: &mut Problems) -> V
     keys
 }
 
-fn k_missing(item: &Value, name: &str) -> bool {
+/// Whether `item` lacks field `name` (null counts as absent).
+fn field_missing(item: &Value, name: &str) -> bool {
     item.as_object()
         .is_some_and(|o| o.get(name).is_none_or(Value::is_null))
 }

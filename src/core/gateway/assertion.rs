@@ -8,6 +8,7 @@ use crate::core::forward::Forward;
 use crate::core::host::Host;
 use crate::core::hostname::host_name;
 use crate::core::identity::Identity;
+use crate::core::mode::Mode;
 use crate::core::policy::gate::PolicyOf;
 use crate::core::reply::{Reply, Severity};
 
@@ -52,6 +53,10 @@ impl Gateway {
         let Some(service) = judged.gate.assertion(&self.settings) else {
             return Ok(());
         };
+        // User info answers the caller itself: nothing goes upstream.
+        if matches!(judged.mode, Mode::UserInfo { .. }) {
+            return Ok(());
+        }
         let Some(settings) = self.settings.identity_assertion.as_ref() else {
             return Ok(());
         };
