@@ -192,3 +192,27 @@ pub(crate) fn escape(text: &str) -> String {
     }
     escaped
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dark_mode_keeps_the_brands_accent_but_never_its_light_background() {
+        let branding = Branding {
+            accent_color: Some("#0a7".into()),
+            background_color: Some("#ffffff".into()),
+            ..Branding::default()
+        };
+        let css = colors(&branding);
+        let (light, dark) = css.split_once("@media").unwrap_or_default();
+        assert!(
+            light.contains("--bg:#ffffff") && light.contains("--accent:#0a7"),
+            "{css}"
+        );
+        assert!(
+            dark.contains("--bg:#14171c") && dark.contains("--accent:#0a7"),
+            "{css}"
+        );
+    }
+}

@@ -214,12 +214,14 @@ impl Gateway {
         wait: Wait,
         settled: Option<u32>,
     ) -> Decision {
+        let browser = arrival::browser(headers);
         let mut way = Way {
             mode: Mode::default(),
-            browser: arrival::browser(headers),
+            browser,
             settled,
             pages: Rc::clone(&self.settings.pages),
-            request_id: arrival::request_id(headers),
+            // Only a person's browser is shown pages: no copy for every API call.
+            request_id: browser.then(|| arrival::request_id(headers)).flatten(),
         };
         let ended = match self.steps(host, context_id, headers, wait, &mut way) {
             ControlFlow::Break(ended) | ControlFlow::Continue(ended) => ended,
