@@ -8,6 +8,8 @@ pub struct Forward {
     pub add_headers: Vec<(String, String)>,
     pub remove_headers: Vec<String>,
     pub response_cookies: Vec<String>,
+    /// The decision's record for Envoy's access log (`core::access_log`), when it keeps one.
+    pub access_log: Option<String>,
 }
 
 impl Forward {
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Forward {
             .field("add_headers", &added)
             .field("remove_headers", &self.remove_headers)
             .field("response_cookies", &self.response_cookies.len())
+            .field("access_log", &self.access_log)
             .finish()
     }
 }

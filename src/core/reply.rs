@@ -8,6 +8,8 @@ pub struct Reply {
     pub body: String,
     /// Why the filter answered so, for the log line; never sent.
     pub(crate) reason: Option<LogNote>,
+    /// The decision's record for Envoy's access log (`core::access_log`), when it keeps one.
+    pub access_log: Option<String>,
 }
 
 /// A log line about an answer, and how loud it should be.
@@ -43,6 +45,7 @@ impl std::fmt::Debug for Reply {
             .field("headers", &headers)
             .field("body", &self.body)
             .field("reason", &self.reason)
+            .field("access_log", &self.access_log)
             .finish()
     }
 }
@@ -82,6 +85,8 @@ impl Reply {
                     severity: Severity::Error,
                     text: format!("refused to write unsafe header {name:?}"),
                 });
+                // The decision stands; only its answer could not be written.
+                refused.access_log = self.access_log.clone();
                 Err(refused)
             }
         }
@@ -115,6 +120,7 @@ pub(crate) fn with_cookies(
         headers: no_store(headers, set_cookies),
         body,
         reason: None,
+        access_log: None,
     }
 }
 
@@ -134,6 +140,7 @@ pub fn redirect(location: &str, set_cookies: Vec<String>) -> Reply {
         headers: no_store(vec![("location".into(), location.into())], set_cookies),
         body: String::new(),
         reason: None,
+        access_log: None,
     }
 }
 
@@ -177,6 +184,7 @@ pub(crate) fn page_with_links(
         ),
         body,
         reason: None,
+        access_log: None,
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Settings {
     pub(crate) signature_check_budget: Option<BudgetLimits>,
     /// The etcd cluster a fleet of replicas shares; `None`: each Envoy on its own.
     pub cluster_store: Option<ClusterStore>,
+    /// Whether each decision leaves its record for Envoy's access log (`core::access_log`).
+    pub(crate) access_log: bool,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
     /// they were made under.
     pub(crate) fingerprint: [u8; 32],
@@ -148,6 +150,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     };
     let signature_check_budget = read_budget(&mut top, problems);
     let endpoints = read_endpoints(top.value("endpoints"), problems);
+    let access_log = top.bool("access_log", true, problems);
     let cluster_store_value = top.value("cluster_store");
     let cluster_store = read_cluster_store(cluster_store_value, problems);
     // One that is there but wrong has its own problems: it is not missing too.
@@ -160,6 +163,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         signature_check_budget,
         endpoints,
         cluster_store,
+        access_log,
         fingerprint: [0; 32],
         providers,
         max_token_bytes,

@@ -50,7 +50,7 @@ impl Gateway {
             .gate
             .check(&self.settings, identity)
             .and_then(|()| narrowed(judged, identity));
-        match checked {
+        let ended = match checked {
             Ok(()) => answered(judged, Some(identity), forward),
             Err((refusal, line)) => {
                 host.log(Severity::Info, &line);
@@ -59,7 +59,8 @@ impl Gateway {
                     set_cookies: forward.response_cookies,
                 })
             }
-        }
+        };
+        self.by_caller(identity, ended)
     }
 
     /// The identity headers for the upstream, and the client's `Authorization` unless it

@@ -164,6 +164,7 @@ impl Gateway {
         .and_then(Option::as_ref);
         let mode = Mode::for_service(asked.mode, impersonation);
         way.mode = mode.clone();
+        way.policy = Some(gate.policy);
         ControlFlow::Continue(Judged { gate, mode })
     }
 

@@ -69,6 +69,7 @@ impl Gateway {
             mode: Mode::Upstream,
             browser: false,
             settled: None,
+            policy: None,
         };
         let reply = match (self.in_flight.take_body(context_id), body) {
             (Some(id), RequestBody::Whole(body)) => self.take_logout(host, id, body),
