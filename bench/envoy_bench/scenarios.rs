@@ -22,13 +22,17 @@ const AUTHZ_CLUSTER: &str = "authz";
 const ETCD_CLUSTER: &str = "etcd";
 
 /// Every scenario, in the order they are run and reported, with what it measures.
-pub const ALL: [(&str, &str); 13] = [
+pub const ALL: [(&str, &str); 15] = [
     ("no_filter", "Envoy alone"),
     ("wasm_floor", "do-nothing Rust Wasm filter"),
     ("jwt_authn_native", "native jwt_authn"),
     ("jwt_authn_native_cached", "native jwt_authn, JWT cache"),
     ("ext_authz_http", "native ext_authz to a do-nothing server"),
     ("wasm_iap_bearer", "wasm-iap, same token"),
+    (
+        "wasm_iap_bearer_no_access_log",
+        "wasm-iap, same token, access_log false",
+    ),
     (
         "wasm_iap_distinct_tokens",
         "wasm-iap, distinct valid tokens",
@@ -46,6 +50,10 @@ pub const ALL: [(&str, &str); 13] = [
         "wasm-iap, forged EdDSA tokens (401)",
     ),
     ("wasm_iap_session_cookie", "wasm-iap, session cookie"),
+    (
+        "wasm_iap_session_no_access_log",
+        "wasm-iap, session cookie, access_log false",
+    ),
     (
         "wasm_iap_session_store",
         "wasm-iap, session cookie, cluster store (etcd)",
@@ -315,6 +323,11 @@ impl Material {
             "jwt_authn_native" => same(vec![jwt_authn(&self.jwks, false)], not_a_token),
             "jwt_authn_native_cached" => same(vec![jwt_authn(&self.jwks, true)], not_a_token),
             "wasm_iap_bearer" => same(wasm(), not_a_token),
+            "wasm_iap_bearer_no_access_log" => {
+                let mut config = wasm_config.clone();
+                config["access_log"] = json!(false);
+                same(vec![wasm_filter(&config)], not_a_token)
+            }
             "wasm_iap_distinct_tokens" => {
                 let tokens = self.distinct("RS256");
                 let load = Load::Rotating {
@@ -344,8 +357,14 @@ impl Material {
                 let refuse = format!("Authorization: Bearer {}", forged[0]);
                 (wasm(), load, untampered, Some(refuse))
             }
-            "wasm_iap_session_cookie" | "wasm_iap_session_3_chunks" | "wasm_iap_session_store" => {
+            "wasm_iap_session_cookie"
+            | "wasm_iap_session_no_access_log"
+            | "wasm_iap_session_3_chunks"
+            | "wasm_iap_session_store" => {
                 let mut config = session_config(&self.jwks);
+                if name == "wasm_iap_session_no_access_log" {
+                    config["access_log"] = json!(false);
+                }
                 if name == "wasm_iap_session_store" {
                     config = with_cluster_store(config);
                 }
