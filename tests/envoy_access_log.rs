@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::envoy::{bootstrap, wasm_filter, Envoy, TempDir};
+use support::envoy::{bootstrap, envoy_binary, wasm_filter, Envoy, TempDir};
 use support::envoy_faulty_idp_bed::eventually;
 use support::mint::{claims_with, shared_keys};
 use support::raw::{self, RawRequest, RawResponse};
@@ -41,18 +41,35 @@ fn plugin_config(access_log: bool) -> Value {
     })
 }
 
-/// The file access log the README shows (the YAML block with the decision's filter state).
-fn readme_access_log() -> Value {
+/// The `access_log` of every YAML block of `document` that shows a file access log printing
+/// the decision, as JSON.
+fn documented_access_logs(document: &str) -> Vec<Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let block = readme
-        .split("```yaml")
+    let text = std::fs::read_to_string(root.join(document)).unwrap();
+    text.split("```yaml")
         .skip(1)
         .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
-        .find(|block| block.contains("FileAccessLog") && block.contains("wasm.wasm_iap.decision"))
-        .expect("the README shows a file access log printing the decision");
-    let yaml: serde_yaml::Value = serde_yaml::from_str(block).unwrap();
-    serde_json::to_value(&yaml).unwrap()["access_log"].clone()
+        .filter(|block| block.contains("FileAccessLog") && block.contains("wasm.wasm_iap.decision"))
+        .map(|block| {
+            let yaml: serde_yaml::Value = serde_yaml::from_str(block).unwrap();
+            serde_json::to_value(&yaml).unwrap()["access_log"].clone()
+        })
+        .collect()
+}
+
+/// The file access log the README shows.
+fn readme_access_log() -> Value {
+    documented_access_logs("README.md")
+        .into_iter()
+        .next()
+        .expect("the README shows a file access log printing the decision")
+}
+
+/// A bootstrap whose connection manager logs with `loggers`.
+fn with_access_log(mut config: Value, loggers: Value) -> Value {
+    config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["access_log"] = loggers;
+    config
 }
 
 struct Bed {
@@ -67,14 +84,12 @@ impl Bed {
         let log = TempDir::new("access-log");
         let mut loggers = readme_access_log();
         loggers[0]["typed_config"]["path"] = json!(log.0.join("access.log"));
-        let mut config = bootstrap(
+        let config = bootstrap(
             vec![wasm_filter(&plugin_config(access_log))],
             upstream.port(),
             upstream.port(),
         );
-        config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"]["access_log"] = loggers;
-        let envoy = Envoy::start(&config);
+        let envoy = Envoy::start(&with_access_log(config, loggers));
         Bed {
             envoy,
             _upstream: upstream,
@@ -185,4 +200,30 @@ fn with_access_log_off_the_decision_is_not_printed() {
     let lines = bed.lines(1);
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].ends_with(" 403 -"), "{}", lines[0]);
+}
+
+/// Every Envoy access log the README and docs/access-log.md show (text and JSON) is one
+/// Envoy accepts (`--mode validate`).
+#[test]
+fn every_documented_access_log_is_one_envoy_accepts() {
+    let mut shown = documented_access_logs("README.md");
+    shown.extend(documented_access_logs("docs/access-log.md"));
+    assert!(shown.len() >= 3, "{shown:#?}");
+    let dir = TempDir::new("access-log-validate");
+    for (i, loggers) in shown.into_iter().enumerate() {
+        let config = with_access_log(bootstrap(vec![], 1, 1), loggers.clone());
+        let path = dir.0.join(format!("envoy-{i}.json"));
+        std::fs::write(&path, config.to_string()).unwrap();
+        let out = std::process::Command::new(envoy_binary())
+            .args(["--mode", "validate", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{loggers}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
