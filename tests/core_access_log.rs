@@ -6,13 +6,20 @@
 
 mod support;
 
+use std::rc::Rc;
+
 use serde_json::{json, Value};
+use support::host::FakeHost;
 use support::mint;
 use support::native_bed::{
-    bearer, forwarded, login_service, provider, responded, token, Bed, BROWSER, JSON,
+    bearer, forwarded, login_service, provider, responded, token, Bed, AUDIENCE, BROWSER, ISSUER,
+    JSON,
 };
-use wasm_iap::core::gateway::Decision;
+use wasm_iap::core::config::{ProviderId, Settings};
+use wasm_iap::core::gateway::{Decision, Gateway};
+use wasm_iap::core::keys::record::KeysRecord;
 use wasm_iap::core::login::session::Session;
+use wasm_iap::core::request_headers::RequestHeaders;
 
 const APP: &str = "app.example.com";
 const API: &str = "api.example.com";
@@ -253,5 +260,40 @@ fn access_log_must_be_a_boolean() {
     assert!(
         problems.iter().any(|p| p.contains("access_log")),
         "{problems:?}"
+    );
+}
+
+/// A request that waited for the issuer's keys leaves its record when it is decided, with
+/// its service and user; while it waits it leaves none (it is not decided yet).
+#[test]
+fn a_request_that_waited_for_keys_leaves_its_record_when_decided() {
+    let now = mint::now_secs() * 1000;
+    let mut host = FakeHost::new(now);
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": [AUDIENCE], "cluster": "idp" }],
+        "services": [{ "hosts": [API] }],
+    });
+    let mut gateway = Gateway::new(Rc::new(Settings::parse(&config.to_string()).unwrap()));
+    let authorization = bearer(&token(json!({})));
+    let headers = RequestHeaders::from_pairs(vec![
+        (":authority", API.as_bytes()),
+        (":path", b"/reports".as_slice()),
+        (":method", b"GET".as_slice()),
+        (":scheme", b"https".as_slice()),
+        ("authorization", authorization.as_bytes()),
+    ]);
+    let parked = gateway.decide(&mut host, 7, &headers).decision;
+    assert!(matches!(parked, Decision::Parked), "{parked:?}");
+    let keys = KeysRecord {
+        jwks: Some(mint::shared_keys().jwks().to_string()),
+        attempted_at_ms: now,
+        ..KeysRecord::default()
+    };
+    gateway.authn.install_record(ProviderId(0), &keys).unwrap();
+    let (context, decision) = gateway.settle(&mut host, Some(ProviderId(0))).remove(0);
+    assert_eq!(context, 7);
+    assert_eq!(
+        record(decision).as_deref(),
+        Some("decision=allow reason=allowed service=\"api.example.com\" user=\"alice-id\"")
     );
 }
