@@ -172,6 +172,14 @@ fn refusals_name_the_counters_reason() {
         let reply = responded(bed.get(host, path, &headers));
         assert_eq!(reply.status, status, "{host}{path}: {reply:?}");
         assert_eq!(reply.access_log.as_deref(), Some(expected), "{host}{path}");
+        // The same counter, by its full name, for `%RESPONSE_CODE_DETAILS%`.
+        let reason = expected
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .trim_start_matches("reason=");
+        let details = format!("wasm_iap_requests_denied_{reason}");
+        assert_eq!(reply.details(), details, "{host}{path}");
     }
 }
 

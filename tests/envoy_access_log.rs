@@ -140,10 +140,10 @@ fn each_decision_is_printed_with_its_reason_service_and_user() {
     }
     let lines = bed.lines(sent.len());
     let expected = [
-        "\"GET api.example.com/reports\" 200 decision=allow reason=allowed service=\"api.example.com\" user=\"alice-id\"",
-        "\"GET api.example.com/admin/users\" 403 decision=deny reason=forbidden service=\"api.example.com\" user=\"alice-id\"",
-        "\"GET api.example.com/reports\" 401 decision=challenge reason=no_credential service=\"api.example.com\"",
-        "\"GET app.example.com/dashboards\" 302 decision=redirect reason=redirected service=\"app.example.com\"",
+        "\"GET api.example.com/reports\" 200 via_upstream decision=allow reason=allowed service=\"api.example.com\" user=\"alice-id\"",
+        "\"GET api.example.com/admin/users\" 403 wasm_iap_requests_denied_forbidden decision=deny reason=forbidden service=\"api.example.com\" user=\"alice-id\"",
+        "\"GET api.example.com/reports\" 401 wasm_iap_requests_denied_no_credential decision=challenge reason=no_credential service=\"api.example.com\"",
+        "\"GET app.example.com/dashboards\" 302 wasm_iap_requests_redirected decision=redirect reason=redirected service=\"app.example.com\"",
     ];
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
     for (line, expected) in lines.iter().zip(expected) {
@@ -171,13 +171,13 @@ fn a_hostile_user_name_cannot_forge_a_field_or_a_line() {
     assert_eq!(lines.len(), 2, "{lines:#?}");
     assert!(
         lines[0]
-            .ends_with(" 401 decision=challenge reason=invalid_token service=\"api.example.com\""),
+            .ends_with(" 401 wasm_iap_requests_denied_invalid_token decision=challenge reason=invalid_token service=\"api.example.com\""),
         "{}",
         lines[0]
     );
     assert!(
         lines[1].ends_with(
-            " 403 decision=deny reason=forbidden service=\"api.example.com\" \
+            " 403 wasm_iap_requests_denied_forbidden decision=deny reason=forbidden service=\"api.example.com\" \
              user=\"eve\\\" decision=allow user=\\\"root\\\\\\u{2028}\\\"\""
         ),
         "{}",
@@ -199,7 +199,11 @@ fn with_access_log_off_the_decision_is_not_printed() {
     assert_eq!(response.status, 403, "{}", response.summary());
     let lines = bed.lines(1);
     assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].ends_with(" 403 -"), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with(" 403 wasm_iap_requests_denied_forbidden -"),
+        "{}",
+        lines[0]
+    );
 }
 
 /// Every Envoy access log the README and docs/access-log.md show (text and JSON) is one

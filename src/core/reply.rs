@@ -1,6 +1,8 @@
 //! Answers the filter gives itself: redirects, pages and refusals, checked before they are
 //! written.
 
+use crate::core::host::Metric;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u32,
@@ -10,6 +12,9 @@ pub struct Reply {
     pub(crate) reason: Option<LogNote>,
     /// The decision's record for Envoy's access log (`core::access_log`), when it keeps one.
     pub access_log: Option<String>,
+    /// The counter the answer was counted in: Envoy's `%RESPONSE_CODE_DETAILS%` prints its
+    /// name (`details`).
+    pub(crate) counted: Option<Metric>,
 }
 
 /// A log line about an answer, and how loud it should be.
@@ -46,6 +51,7 @@ impl std::fmt::Debug for Reply {
             .field("body", &self.body)
             .field("reason", &self.reason)
             .field("access_log", &self.access_log)
+            .field("counted", &self.counted)
             .finish()
     }
 }
@@ -87,9 +93,16 @@ impl Reply {
                 });
                 // The decision stands; only its answer could not be written.
                 refused.access_log = self.access_log.clone();
+                refused.counted = self.counted;
                 Err(refused)
             }
         }
+    }
+
+    /// What Envoy's `%RESPONSE_CODE_DETAILS%` prints for it: the name of the counter it was
+    /// counted in (`wasm_iap_requests_denied_forbidden`), or nothing.
+    pub fn details(&self) -> &'static str {
+        self.counted.map_or("", Metric::name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -121,6 +134,7 @@ pub(crate) fn with_cookies(
         body,
         reason: None,
         access_log: None,
+        counted: None,
     }
 }
 
@@ -141,6 +155,7 @@ pub fn redirect(location: &str, set_cookies: Vec<String>) -> Reply {
         body: String::new(),
         reason: None,
         access_log: None,
+        counted: None,
     }
 }
 
@@ -185,6 +200,7 @@ pub(crate) fn page_with_links(
         body,
         reason: None,
         access_log: None,
+        counted: None,
     }
 }
 

@@ -165,9 +165,11 @@ pub(crate) fn remove_header(map: MapType, name: &str) -> Result<(), HostStatus> 
     }))
 }
 
-/// A local response; `headers` in the host's map serialization.
+/// A local response; `details` is what Envoy's `%RESPONSE_CODE_DETAILS%` prints (empty: none),
+/// `headers` in the host's map serialization.
 pub(crate) fn send_local_response(
     status: u32,
+    details: &str,
     headers: &[u8],
     body: &[u8],
 ) -> Result<(), HostStatus> {
@@ -175,8 +177,8 @@ pub(crate) fn send_local_response(
     checked(counted!(Other, unsafe {
         proxy_send_local_response(
             status,
-            std::ptr::null(),
-            0,
+            details.as_ptr(),
+            details.len(),
             body.as_ptr(),
             body.len(),
             headers.as_ptr(),

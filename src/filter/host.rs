@@ -261,6 +261,7 @@ pub(crate) fn send_reply(reply: Reply) {
         "sending a local response",
         abi::send_local_response(
             reply.status,
+            reply.details(),
             &request_headers::serialize(&headers),
             reply.body.as_bytes(),
         ),

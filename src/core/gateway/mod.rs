@@ -256,6 +256,10 @@ impl Gateway {
         };
         let counted = counted_as(&decision);
         self.count(host, counted);
+        if let (Decision::Respond(reply), Some(metric)) = (&mut decision, counted) {
+            // Free: the local reply's own host call carries it.
+            reply.counted = Some(metric);
+        }
         if self.settings.access_log {
             let service = way.policy.and_then(|policy| self.service_name(policy));
             let record = |metric| access_log::record(metric, service, user.as_deref());
