@@ -952,8 +952,8 @@ fn run() -> bool {
         .filter(|l| l.to_ascii_lowercase().contains("panic") || l.contains("[critical]"))
         .collect();
     let five_xx: Vec<&str> = log.lines().filter(|l| l.starts_with(ACCESS_MARK)).collect();
-    // Who produced them: Envoy's response code details (`wasm_fail_stream`: a dead VM; empty:
-    // a local reply of the filter, which sets no details).
+    // Who produced them: Envoy's response code details (`wasm_fail_stream`: a dead VM;
+    // `wasm_iap_requests_denied_unavailable`: a local reply of the filter, since issue 19).
     let mut five_xx_details: BTreeMap<String, u64> = BTreeMap::new();
     for line in &five_xx {
         let details = line

@@ -22,7 +22,7 @@ const AUTHZ_CLUSTER: &str = "authz";
 const ETCD_CLUSTER: &str = "etcd";
 
 /// Every scenario, in the order they are run and reported, with what it measures.
-pub const ALL: [(&str, &str); 15] = [
+pub const ALL: [(&str, &str); 17] = [
     ("no_filter", "Envoy alone"),
     ("wasm_floor", "do-nothing Rust Wasm filter"),
     ("jwt_authn_native", "native jwt_authn"),
@@ -32,6 +32,10 @@ pub const ALL: [(&str, &str); 15] = [
     (
         "wasm_iap_bearer_assertion",
         "wasm-iap, same token, identity assertion",
+    ),
+    (
+        "wasm_iap_bearer_no_access_log",
+        "wasm-iap, same token, access_log false",
     ),
     (
         "wasm_iap_distinct_tokens",
@@ -53,6 +57,10 @@ pub const ALL: [(&str, &str); 15] = [
     (
         "wasm_iap_session_assertion",
         "wasm-iap, session cookie, identity assertion",
+    ),
+    (
+        "wasm_iap_session_no_access_log",
+        "wasm-iap, session cookie, access_log false",
     ),
     (
         "wasm_iap_session_store",
@@ -346,6 +354,11 @@ impl Material {
                 vec![wasm_filter(&with_assertion(wasm_config.clone()))],
                 not_a_token,
             ),
+            "wasm_iap_bearer_no_access_log" => {
+                let mut config = wasm_config.clone();
+                config["access_log"] = json!(false);
+                same(vec![wasm_filter(&config)], not_a_token)
+            }
             "wasm_iap_distinct_tokens" => {
                 let tokens = self.distinct("RS256");
                 let load = Load::Rotating {
@@ -378,8 +391,12 @@ impl Material {
             "wasm_iap_session_cookie"
             | "wasm_iap_session_3_chunks"
             | "wasm_iap_session_store"
-            | "wasm_iap_session_assertion" => {
+            | "wasm_iap_session_assertion"
+            | "wasm_iap_session_no_access_log" => {
                 let mut config = session_config(&self.jwks);
+                if name == "wasm_iap_session_no_access_log" {
+                    config["access_log"] = json!(false);
+                }
                 if name == "wasm_iap_session_store" {
                     config = with_cluster_store(config);
                 }

@@ -10,6 +10,8 @@ pub struct Forward {
     pub response_cookies: Vec<String>,
     /// Which of `set_headers` is the signed identity assertion (a check answers with it).
     pub(crate) assertion_header: Option<String>,
+    /// The decision's record for Envoy's access log (`core::access_log`), when it keeps one.
+    pub access_log: Option<String>,
 }
 
 impl Forward {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for Forward {
             .field("add_headers", &added)
             .field("remove_headers", &self.remove_headers)
             .field("response_cookies", &self.response_cookies.len())
+            .field("access_log", &self.access_log)
             .finish()
     }
 }

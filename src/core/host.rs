@@ -131,6 +131,16 @@ impl Metric {
         }
     }
 
+    /// The counter's reason, as a decision's record names it: its name without
+    /// `wasm_iap_requests_denied_` or `wasm_iap_requests_` (`forbidden`, `allowed`).
+    pub(crate) fn reason(self) -> &'static str {
+        let name = self.name();
+        name.strip_prefix("wasm_iap_requests_denied_")
+            .or_else(|| name.strip_prefix("wasm_iap_requests_"))
+            .or_else(|| name.strip_prefix("wasm_iap_"))
+            .unwrap_or(name)
+    }
+
     /// What an answer given here counts as, besides `Refused` for every error.
     pub(crate) fn of_reply(reply: &Reply) -> Metric {
         match reply.status {

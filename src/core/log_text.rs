@@ -3,7 +3,7 @@
 //! cursor of a terminal, or hide behind a look-alike character.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Client values are cut here: a log line is for people, and a 16 KB `kid` is an attack.
 const MAX_CHARS: usize = 256;
@@ -15,17 +15,35 @@ pub(crate) struct Escaped<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (n, c) in self.0.chars().enumerate() {
-            if n == MAX_CHARS {
-                return f.write_str("...");
-            }
-            match c {
-                '\\' => f.write_str("\\\\")?,
-                _ => write_char(f, c)?,
-            }
-        }
-        Ok(())
+        escape(f, self.0, false)
     }
+}
+
+/// A value from outside as one quoted field of a line of `key=value` fields: `Escaped`,
+/// with `"` written as `\"`, between quotes. Nothing in it can end the field, so no value
+/// can pass for another field.
+pub(crate) struct Quoted<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        escape(f, self.0, true)?;
+        f.write_char('"')
+    }
+}
+
+fn escape(f: &mut fmt::Formatter<'_>, text: &str, quotes: bool) -> fmt::Result {
+    for (n, c) in text.chars().enumerate() {
+        if n == MAX_CHARS {
+            return f.write_str("...");
+        }
+        match c {
+            '\\' => f.write_str("\\\\")?,
+            '"' if quotes => f.write_str("\\\"")?,
+            _ => write_char(f, c)?,
+        }
+    }
+    Ok(())
 }
 
 /// `Escaped` as a `String`.
@@ -71,6 +89,15 @@ mod tests {
             "RS256\\r\\n[warn] forged\\x1b[2J\\u{2028}\\u{e9}\\\\"
         );
         assert_eq!(escaped("kid-1"), "kid-1");
+    }
+
+    #[test]
+    fn a_quoted_value_cannot_end_its_field() {
+        let hostile = "x\" decision=allow\\\nforged";
+        assert_eq!(
+            Quoted(hostile).to_string(),
+            "\"x\\\" decision=allow\\\\\\nforged\""
+        );
     }
 
     #[test]

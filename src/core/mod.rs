@@ -11,9 +11,11 @@
 //! - `mode`: how a request is answered (upstream, a forward-auth check, user info,
 //!   Kubernetes impersonation), and how a refusal (`refusal`) is written;
 //! - `revocation`: revoked sessions (sign-out, back-channel logout), shared by the workers;
-//! - `log_text`: values from outside made safe for a log line;
+//! - `log_text`: values from outside made safe for a log line; `access_log`: the record of a
+//!   decision Envoy's access log prints;
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
+pub mod access_log;
 pub mod assertion;
 pub mod bearer;
 // Parts not called yet: revocation sync and server-side sessions come next (issue 18).

@@ -2,6 +2,7 @@
 //! written.
 
 use crate::core::config::pages::Branding;
+use crate::core::host::Metric;
 use crate::core::page::{self as layout, Page};
 
 #[derive(Clone, PartialEq, Eq)]
@@ -14,6 +15,11 @@ pub struct Reply {
     /// A page a person sees, as written before it was branded: the exit writes it again
     /// with the branding of the request's service (`branded`).
     pub(crate) page: Option<Box<Page>>,
+    /// The decision's record for Envoy's access log (`core::access_log`), when it keeps one.
+    pub access_log: Option<String>,
+    /// The counter the answer was counted in: Envoy's `%RESPONSE_CODE_DETAILS%` prints its
+    /// name (`details`).
+    pub(crate) counted: Option<Metric>,
 }
 
 /// A log line about an answer, and how loud it should be.
@@ -49,6 +55,8 @@ impl std::fmt::Debug for Reply {
             .field("headers", &headers)
             .field("body", &self.body)
             .field("reason", &self.reason)
+            .field("access_log", &self.access_log)
+            .field("counted", &self.counted)
             .finish_non_exhaustive()
     }
 }
@@ -88,9 +96,18 @@ impl Reply {
                     severity: Severity::Error,
                     text: format!("refused to write unsafe header {name:?}"),
                 });
+                // The decision stands; only its answer could not be written.
+                refused.access_log = self.access_log.clone();
+                refused.counted = self.counted;
                 Err(refused)
             }
         }
+    }
+
+    /// What Envoy's `%RESPONSE_CODE_DETAILS%` prints for it: the name of the counter it was
+    /// counted in (`wasm_iap_requests_denied_forbidden`), or nothing.
+    pub fn details(&self) -> &'static str {
+        self.counted.map_or("", Metric::name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -122,6 +139,8 @@ pub(crate) fn with_cookies(
         body,
         reason: None,
         page: None,
+        access_log: None,
+        counted: None,
     }
 }
 
@@ -142,6 +161,8 @@ pub fn redirect(location: &str, set_cookies: Vec<String>) -> Reply {
         body: String::new(),
         reason: None,
         page: None,
+        access_log: None,
+        counted: None,
     }
 }
 
@@ -181,6 +202,8 @@ pub(crate) fn from_page(status: u32, page: Page, set_cookies: Vec<String>) -> Re
         ),
         body: String::new(),
         reason: None,
+        access_log: None,
+        counted: None,
         page: Some(Box::new(page)),
     };
     reply.branded(&Branding::default(), None)

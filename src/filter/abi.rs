@@ -56,6 +56,12 @@ extern "C" {
         cas: u32,
     ) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
@@ -159,9 +165,11 @@ pub(crate) fn remove_header(map: MapType, name: &str) -> Result<(), HostStatus> 
     }))
 }
 
-/// A local response; `headers` in the host's map serialization.
+/// A local response; `details` is what Envoy's `%RESPONSE_CODE_DETAILS%` prints (empty: none),
+/// `headers` in the host's map serialization.
 pub(crate) fn send_local_response(
     status: u32,
+    details: &str,
     headers: &[u8],
     body: &[u8],
 ) -> Result<(), HostStatus> {
@@ -169,8 +177,8 @@ pub(crate) fn send_local_response(
     checked(counted!(Other, unsafe {
         proxy_send_local_response(
             status,
-            std::ptr::null(),
-            0,
+            details.as_ptr(),
+            details.len(),
             body.as_ptr(),
             body.len(),
             headers.as_ptr(),
@@ -234,6 +242,15 @@ pub(crate) fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Resu
             value.len(),
             cas.unwrap_or(0),
         )
+    }))
+}
+
+/// Sets a property of the current (or effective) request: `path` is one part (the SDK
+/// joins parts with NUL); Envoy keeps it as filter state `wasm.<path>`.
+pub(crate) fn set_property(path: &str, value: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: both slices outlive the call; the host copies them.
+    checked(counted!(Property, unsafe {
+        proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len())
     }))
 }
 

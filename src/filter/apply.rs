@@ -47,8 +47,11 @@ pub(crate) fn carry_out_paused(act: Act) {
     }
 }
 
-/// The header edits of a forwarded request.
+/// The header edits of a forwarded request, and its decision's record.
 fn edit(forward: &Forward) {
+    if let Some(record) = &forward.access_log {
+        host::write_access_log(record);
+    }
     for name in &forward.remove_headers {
         host::remove_request_header(name);
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls::{self, get_property};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
+use crate::core::access_log;
 use crate::core::host::{Callout, Host, Metric};
 use crate::core::keys::fetch::CalloutResponse;
 use crate::core::keys::fetch::MAX_DOCUMENT_BYTES;
@@ -231,8 +232,20 @@ pub(crate) fn set_tick_period(period: Duration) {
     report("setting the tick period", abi::set_tick_period(millis));
 }
 
-/// A local answer, written only when every header is safe (else a plain 500).
+/// Leaves a decision's record where Envoy's access log prints it (`core::access_log`).
+pub(crate) fn write_access_log(record: &str) {
+    report(
+        "writing the decision for the access log",
+        abi::set_property(access_log::PROPERTY, record.as_bytes()),
+    );
+}
+
+/// A local answer, written only when every header is safe (else a plain 500); its
+/// decision's record first.
 pub(crate) fn send_reply(reply: Reply) {
+    if let Some(record) = &reply.access_log {
+        write_access_log(record);
+    }
     let reply = reply.checked().unwrap_or_else(|refused| {
         if let Some(note) = &refused.reason {
             log(level(note.severity), &note.text);
@@ -248,6 +261,7 @@ pub(crate) fn send_reply(reply: Reply) {
         "sending a local response",
         abi::send_local_response(
             reply.status,
+            reply.details(),
             &request_headers::serialize(&headers),
             reply.body.as_bytes(),
         ),

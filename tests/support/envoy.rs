@@ -207,6 +207,9 @@ impl Envoy {
             .arg(&admin_path)
             .arg("--concurrency")
             .arg(concurrency.to_string())
+            // Access logs written to files reach them within 100 ms (Envoy's default: 10 s).
+            .arg("--file-flush-interval-msec")
+            .arg("100")
             .arg("-l")
             .arg(std::env::var("WASM_IAP_ENVOY_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())

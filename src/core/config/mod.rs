@@ -68,6 +68,8 @@ pub struct Settings {
     /// How the pages a person sees are branded where no service is known (an unlisted
     /// host); each service has its own, over this one.
     pub(crate) pages: Rc<Branding>,
+    /// Whether each decision leaves its record for Envoy's access log (`core::access_log`).
+    pub(crate) access_log: bool,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
     /// they were made under.
     pub(crate) fingerprint: [u8; 32],
@@ -168,6 +170,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     };
     let signature_check_budget = read_budget(&mut top, problems);
     let endpoints = read_endpoints(top.value("endpoints"), problems);
+    let access_log = top.bool("access_log", true, problems);
     let cluster_store_value = top.value("cluster_store");
     let cluster_store = read_cluster_store(cluster_store_value, problems);
     // One that is there but wrong has its own problems: it is not missing too.
@@ -181,6 +184,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         endpoints,
         cluster_store,
         identity_assertion,
+        access_log,
         fingerprint: [0; 32],
         pages,
         providers,

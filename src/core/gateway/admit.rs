@@ -51,12 +51,12 @@ impl Gateway {
             .gate
             .check(&self.settings, identity)
             .and_then(|()| narrowed(judged, identity));
-        match checked {
+        let ended = match checked {
             Ok(()) => {
                 if let Err(ended) =
                     self.assert_identity(host, judged, identity, session_sid, &mut forward)
                 {
-                    return ended;
+                    return self.by_caller(identity, *ended);
                 }
                 answered(judged, Some(identity), forward)
             }
@@ -67,7 +67,8 @@ impl Gateway {
                     set_cookies: forward.response_cookies,
                 })
             }
-        }
+        };
+        self.by_caller(identity, ended)
     }
 
     /// The identity headers for the upstream, and the client's `Authorization` unless it

@@ -180,6 +180,7 @@ impl Gateway {
         let mode = Mode::for_service(asked.mode, impersonation);
         way.mode = mode.clone();
         way.pages = self.pages_of(gate.policy);
+        way.policy = Some(gate.policy);
         ControlFlow::Continue(Judged {
             gate,
             mode,

@@ -36,6 +36,8 @@ impl Gateway {
             body: settings.jwks.clone(),
             reason: None,
             page: None,
+            access_log: None,
+            counted: None,
         }))
     }
 
@@ -49,7 +51,7 @@ impl Gateway {
         identity: &Identity,
         session_sid: Option<&str>,
         forward: &mut Forward,
-    ) -> Result<(), Ended> {
+    ) -> Result<(), Box<Ended>> {
         let Some(service) = judged.gate.assertion(&self.settings) else {
             return Ok(());
         };
@@ -99,13 +101,15 @@ impl Gateway {
                     Severity::Error,
                     &format!("no identity assertion could be signed: {why}"),
                 );
-                Err(Ended::Answer(Reply {
+                Err(Box::new(Ended::Answer(Reply {
                     status: 500,
                     headers: vec![("content-type".into(), "text/plain".into())],
                     body: "The identity assertion could not be signed.\n".into(),
                     reason: None,
                     page: None,
-                }))
+                    access_log: None,
+                    counted: None,
+                })))
             }
         }
     }

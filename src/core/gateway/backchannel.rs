@@ -71,6 +71,7 @@ impl Gateway {
             settled: None,
             pages: Rc::clone(&self.settings.pages),
             request_id: None,
+            policy: None,
         };
         let reply = match (self.in_flight.take_body(context_id), body) {
             (Some(id), RequestBody::Whole(body)) => self.take_logout(host, id, body),

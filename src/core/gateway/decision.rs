@@ -48,6 +48,8 @@ pub(crate) enum Ended {
     Calling(Box<Pending>),
     Parked,
     ReadBody(usize),
+    /// How a known caller's request ended, with its user for the decision's record.
+    Caller(String, Box<Ended>),
 }
 
 impl<T: Into<Refused>> From<T> for Ended {

@@ -47,6 +47,7 @@ use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
+use crate::core::access_log;
 use crate::core::assertion::Assertions;
 use crate::core::bearer::authenticator::Authenticator;
 use crate::core::bearer::budget::SourceBudget;
@@ -54,12 +55,13 @@ use crate::core::cluster::client::StoreClient;
 use crate::core::config::pages::Branding;
 use crate::core::config::Settings;
 use crate::core::host::{Host, Metric};
-use crate::core::identity;
+use crate::core::identity::{self, Identity};
 use crate::core::login::flow::ResolvedEndpoints;
 use crate::core::login::handles::Handles;
 use crate::core::login::opened::OpenedSessions;
 use crate::core::login::refresh::{self, Lease};
 use crate::core::mode::Mode;
+use crate::core::policy::gate::PolicyOf;
 use crate::core::reply::Reply;
 use crate::core::request_headers::RequestHeaders;
 use crate::core::revocation::Revocations;
@@ -122,6 +124,8 @@ struct Way {
     pages: Rc<Branding>,
     /// The request's `x-request-id`, when a page may show it.
     request_id: Option<Rc<str>>,
+    /// Whose rules the request answers to, once found (the decision's record names it).
+    policy: Option<PolicyOf>,
 }
 
 impl Way {
@@ -132,6 +136,7 @@ impl Way {
             settled,
             pages: Rc::clone(&judged.pages),
             request_id: judged.request_id.clone(),
+            policy: Some(judged.gate.policy),
         }
     }
 
@@ -222,6 +227,7 @@ impl Gateway {
             pages: Rc::clone(&self.settings.pages),
             // Only a person's browser is shown pages: no copy for every API call.
             request_id: browser.then(|| arrival::request_id(headers)).flatten(),
+            policy: None,
         };
         let ended = match self.steps(host, context_id, headers, wait, &mut way) {
             ControlFlow::Break(ended) | ControlFlow::Continue(ended) => ended,
@@ -254,10 +260,17 @@ impl Gateway {
         ControlFlow::Continue(self.bearer(host, context_id, headers, judged))
     }
 
-    /// The one way out: a refusal written for the mode, the decision counted, and the
-    /// state of a request decided outside its own context kept for it.
+    /// The one way out: a refusal written for the mode, the decision counted and its
+    /// record kept for the access log, and the state of a request decided outside its own
+    /// context kept for it.
     fn exit(&mut self, host: &mut dyn Host, way: &Way, ended: Ended) -> Decision {
-        let decision = match ended {
+        let mut user = None;
+        let mut ended = ended;
+        while let Ended::Caller(caller, inner) = ended {
+            user = Some(caller);
+            ended = *inner;
+        }
+        let mut decision = match ended {
             Ended::Forward(forward) => Decision::Forward(forward),
             Ended::Answer(reply) => Decision::Respond(way.branded(reply)),
             Ended::Refuse(refused) => {
@@ -266,31 +279,64 @@ impl Gateway {
             Ended::Calling(pending) => Decision::Calling(pending),
             Ended::Parked => Decision::Parked,
             Ended::ReadBody(max_bytes) => Decision::ReadBody(max_bytes),
+            // Taken off above.
+            Ended::Caller(..) => Decision::Parked,
         };
-        self.count(host, &decision);
+        let counted = counted_as(&decision);
+        self.count(host, counted);
+        if let (Decision::Respond(reply), Some(metric)) = (&mut decision, counted) {
+            // Free: the local reply's own host call carries it.
+            reply.counted = Some(metric);
+        }
+        if self.settings.access_log {
+            let service = way.policy.and_then(|policy| self.service_name(policy));
+            let record = |metric| access_log::record(metric, service, user.as_deref());
+            match (&mut decision, counted) {
+                (Decision::Forward(forward), Some(metric)) => {
+                    forward.access_log = Some(record(metric));
+                }
+                (Decision::Respond(reply), Some(metric)) => reply.access_log = Some(record(metric)),
+                _ => {}
+            }
+        }
         match way.settled {
             Some(context_id) => self.hold_settled(context_id, decision),
             None => decision,
         }
     }
 
+    /// The service a decision's record names: the first host it lists.
+    fn service_name(&self, policy: PolicyOf) -> Option<&str> {
+        let hosts = match policy {
+            PolicyOf::Login(id) => &self.settings.login.get(id.0)?.hosts,
+            PolicyOf::Api(i) => &self.settings.services.get(i)?.hosts,
+            PolicyOf::Open => return None,
+        };
+        hosts.first().map(String::as_str)
+    }
+
+    /// A known caller's request ended so: its user goes into the decision's record.
+    pub(super) fn by_caller(&self, identity: &Identity, ended: Ended) -> Ended {
+        if self.settings.access_log {
+            Ended::Caller(identity.user.clone(), Box::new(ended))
+        } else {
+            ended
+        }
+    }
+
     /// Counts a decision by its kind (a parked request is counted again when it is
     /// decided); every error also counts as `Refused`. Allowed requests, the common case,
     /// are added up and reported on the tick: no host call per request.
-    fn count(&mut self, host: &mut dyn Host, decision: &Decision) {
-        match decision {
-            Decision::Forward(_) => self.allowed += 1,
-            // Forward-auth grants, user info and probes.
-            Decision::Respond(reply) if reply.status < 300 => self.allowed += 1,
-            Decision::Respond(reply) => {
-                let metric = Metric::of_reply(reply);
-                if metric != Metric::Redirected {
-                    host.count(Metric::Refused);
-                }
+    fn count(&mut self, host: &mut dyn Host, counted: Option<Metric>) {
+        match counted {
+            Some(Metric::Allowed) => self.allowed += 1,
+            Some(Metric::Redirected) => host.count(Metric::Redirected),
+            Some(Metric::Parked) => host.count(Metric::Parked),
+            Some(metric) => {
+                host.count(Metric::Refused);
                 host.count(metric);
             }
-            Decision::Parked => host.count(Metric::Parked),
-            Decision::Calling(_) | Decision::ReadBody(_) => {}
+            None => {}
         }
     }
 
@@ -357,5 +403,18 @@ impl Gateway {
 
     pub(crate) fn take_cookies(&mut self, context_id: u32) -> Vec<String> {
         self.in_flight.take_cookies(context_id)
+    }
+}
+
+/// The counter a decision is counted in, besides `Refused` for every error: allowed
+/// (forwarded, or answered below 300: forward-auth grants, user info, probes), by the
+/// reply's status, or parked; `None` for a decision still under way.
+fn counted_as(decision: &Decision) -> Option<Metric> {
+    match decision {
+        Decision::Forward(_) => Some(Metric::Allowed),
+        Decision::Respond(reply) if reply.status < 300 => Some(Metric::Allowed),
+        Decision::Respond(reply) => Some(Metric::of_reply(reply)),
+        Decision::Parked => Some(Metric::Parked),
+        Decision::Calling(_) | Decision::ReadBody(_) => None,
     }
 }
