@@ -1,6 +1,7 @@
 //! What deciding a request comes to: the adapter's `Decision`, the gateway's own `Ended`
 //! before the exit writes it, and what a request under way keeps (`Judged`, `Pending`).
 
+use crate::core::config::idp::IdpId;
 use crate::core::config::ServiceId;
 use crate::core::forward::Forward;
 use crate::core::host::Callout;
@@ -155,6 +156,15 @@ impl Pending {
         | Pending::Refresh { service, .. }
         | Pending::Stored { service, .. }) = self;
         *service
+    }
+
+    /// The IdP of the sign-in or refresh under way (a store call's: the first).
+    pub(crate) fn idp(&self) -> IdpId {
+        match self {
+            Pending::Exchange { login, .. } => login.idp,
+            Pending::Refresh { session, .. } => session.idp,
+            Pending::Stored { .. } => IdpId(0),
+        }
     }
 
     pub(crate) fn judged(&self) -> &Judged {
