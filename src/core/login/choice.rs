@@ -57,7 +57,8 @@ fn remembered(service: &LoginService, request: &Request) -> Option<IdpId> {
 
 /// Which IdP `request` concerns, and where a login it starts goes.
 pub fn choose(service: &LoginService, request: &Request) -> Choice {
-    if !service.idps.several() {
+    // One IdP (also one listed under `idps`): nothing to choose.
+    if service.idps.iter().nth(1).is_none() {
         return Choice::FIRST;
     }
     let path = request.path_only();
