@@ -46,9 +46,8 @@ pub(crate) fn remembered_cookie_name(service: &LoginService) -> String {
 }
 
 /// The IdP the browser chose before, when its cookie names one still configured.
-fn remembered(service: &LoginService, request: &Request) -> Option<IdpId> {
+fn remembered(service: &LoginService, cookies: &[(&str, &str)]) -> Option<IdpId> {
     let name = remembered_cookie_name(service);
-    let cookies = request.cookies();
     let (_, value) = cookies.iter().find(|(n, _)| *n == name)?;
     valid_idp_id(value)
         .then(|| service.idps.find(value))
@@ -69,7 +68,8 @@ pub fn choose(service: &LoginService, request: &Request) -> Choice {
     if path == service.callback_path {
         return go(login_idp(service, request).unwrap_or_default());
     }
-    let remembered = remembered(service, request);
+    let cookies = request.cookies();
+    let remembered = remembered(service, &cookies);
     if path == service.start_path {
         if let Some(asked) = request.query_param("provider") {
             return match service.idps.find(&asked) {
@@ -89,7 +89,6 @@ pub fn choose(service: &LoginService, request: &Request) -> Choice {
             },
         };
     }
-    let cookies = request.cookies();
     let sealed = session::sealed_value(&cookies, &service.cookie_name);
     let of_session = sealed.and_then(|s| {
         let (tag, _) = s.split_once('.')?;
