@@ -1061,6 +1061,7 @@ fn a_printed_forwarding_never_shows_cookies() {
         cookie_header: Some("grafana_session=SECRETGRAFANA".into()),
         set_cookies: vec!["__Host-wasm_iap=SEALEDSESSION; Path=/".into()],
         access_token: Some(Secret::new("SECRETACCESS")),
+        session_sid: Secret::new("SECRETSID"),
         id_token: Some(Secret::new("SECRETID")),
     };
     let printed = format!("{forwarding:?}");
@@ -1068,7 +1069,8 @@ fn a_printed_forwarding_never_shows_cookies() {
         !printed.contains("SECRETGRAFANA")
             && !printed.contains("SEALEDSESSION")
             && !printed.contains("SECRETACCESS")
-            && !printed.contains("SECRETID"),
+            && !printed.contains("SECRETID")
+            && !printed.contains("SECRETSID"),
         "{printed}"
     );
 }

@@ -141,7 +141,7 @@ fn person_without_the_group_sees_access_denied_and_switches_accounts() {
 
     // Laid out for the phone: no sideways scrolling, the way out on screen.
     let link = "main a[href='/oauth2/sign_out']";
-    assert_eq!(chrome.text_of(link), "Sign out to switch accounts");
+    assert_eq!(chrome.text_of(link), "Sign out");
     assert!(chrome.displayed(link));
     let layout = chrome.run(
         "const a = document.querySelector(\"main a[href='/oauth2/sign_out']\").getBoundingClientRect();

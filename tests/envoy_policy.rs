@@ -275,8 +275,10 @@ fn kkp_developer_outside_the_group_gets_a_403_page_in_the_browser_and_json_for_a
     assert!(page.body.contains("Access denied"), "{}", page.body);
     assert!(page.body.contains("bob@mydomain.com"), "{}", page.body);
     assert!(
-        page.body.contains("href=\"/oauth2/sign_out\"")
-            && page.body.contains("Sign out to switch accounts"),
+        page.body.contains("<a href=\"/oauth2/sign_out\">Sign out</a>")
+            && page.body.contains(
+                "<a href=\"/oauth2/start?prompt=select_account&amp;rd=%2Fgraph\">Switch account</a>"
+            ),
         "{}",
         page.body
     );

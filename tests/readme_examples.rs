@@ -41,14 +41,20 @@ fn documents() -> Vec<(String, String)> {
 /// Examples (JSON blocks and plugin configurations in Envoy YAML) and Envoy YAML blocks each
 /// document showed when the README was split into `docs/` (issue 17; 8 examples and 4 YAML
 /// blocks before, all in the README): a block lost or broken in an edit fails here.
-const SHOWN_AT_LEAST: [(&str, usize, usize); 6] = [
+const SHOWN_AT_LEAST: &[(&str, usize, usize)] = &[
     ("README.md", 2, 1),
     ("docs/authorization.md", 2, 0),
     ("docs/configuration.md", 2, 0),
     ("docs/forward-auth.md", 1, 2),
+    // Added with issue 19.
+    ("docs/identity-assertion.md", 1, 0),
     ("docs/kubernetes.md", 2, 1),
     // Added with issue 18: the fleet's plugin configuration and etcd cluster.
     ("docs/replicas.md", 1, 1),
+    // Added with issue 19: a branded service.
+    ("docs/pages.md", 1, 0),
+    // Issue 19: sign-in hints and the idle timeout.
+    ("docs/sign-in-hints.md", 2, 0),
 ];
 
 /// The fenced blocks of `lang`, with the line each starts on.
@@ -157,6 +163,13 @@ fn idps_of(service: &mut Value) -> Vec<&mut Value> {
 }
 
 fn env_secret(name: &str) -> Option<String> {
+    // Identity assertion keys are PEM keys (ES256, as the documents' examples use).
+    static ASSERTION_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if name.contains("ASSERTION_KEY") {
+        use jwt_simple::prelude::ES256KeyPair;
+        let pem = ASSERTION_KEY.get_or_init(|| ES256KeyPair::generate().to_pem().unwrap());
+        return Some(pem.clone());
+    }
     Some(format!("{name}-0123456789abcdef0123456789abcdef"))
 }
 
@@ -213,7 +226,7 @@ fn plugin_configs(yaml: &serde_yaml::Value, out: &mut Vec<String>) {
 #[test]
 fn no_document_shows_fewer_examples_than_when_the_readme_was_split() {
     let documents = documents();
-    for (name, examples, yamls) in SHOWN_AT_LEAST {
+    for &(name, examples, yamls) in SHOWN_AT_LEAST {
         let Some((_, text)) = documents.iter().find(|(n, _)| n == name) else {
             panic!("{name} is gone, with its {examples} examples");
         };

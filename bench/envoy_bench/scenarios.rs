@@ -22,13 +22,17 @@ const AUTHZ_CLUSTER: &str = "authz";
 const ETCD_CLUSTER: &str = "etcd";
 
 /// Every scenario, in the order they are run and reported, with what it measures.
-pub const ALL: [(&str, &str); 13] = [
+pub const ALL: [(&str, &str); 15] = [
     ("no_filter", "Envoy alone"),
     ("wasm_floor", "do-nothing Rust Wasm filter"),
     ("jwt_authn_native", "native jwt_authn"),
     ("jwt_authn_native_cached", "native jwt_authn, JWT cache"),
     ("ext_authz_http", "native ext_authz to a do-nothing server"),
     ("wasm_iap_bearer", "wasm-iap, same token"),
+    (
+        "wasm_iap_bearer_assertion",
+        "wasm-iap, same token, identity assertion",
+    ),
     (
         "wasm_iap_distinct_tokens",
         "wasm-iap, distinct valid tokens",
@@ -46,6 +50,10 @@ pub const ALL: [(&str, &str); 13] = [
         "wasm-iap, forged EdDSA tokens (401)",
     ),
     ("wasm_iap_session_cookie", "wasm-iap, session cookie"),
+    (
+        "wasm_iap_session_assertion",
+        "wasm-iap, session cookie, identity assertion",
+    ),
     (
         "wasm_iap_session_store",
         "wasm-iap, session cookie, cluster store (etcd)",
@@ -175,6 +183,25 @@ pub fn session_config(jwks: &Value) -> Value {
     })
 }
 
+/// `config` with signed identity assertions (an ES256 key made for this run) for every
+/// service: the top-level keys, and `identity_assertion: true` on each login service, or on
+/// one `services` entry for every host when there is none.
+fn with_assertion(mut config: Value) -> Value {
+    use jwt_simple::prelude::ES256KeyPair;
+    let pem = ES256KeyPair::generate().to_pem().expect("a PEM key");
+    config["identity_assertion"] =
+        json!({ "keys": [{ "kid": "bench", "algorithm": "ES256", "private_key": pem }] });
+    match config["login"].as_array_mut() {
+        Some(services) => {
+            for service in services {
+                service["identity_assertion"] = json!(true);
+            }
+        }
+        None => config["services"] = json!([{ "hosts": ["*"], "identity_assertion": true }]),
+    }
+    config
+}
+
 /// `config` with a cluster store on etcd (cluster `etcd`): leases granted and the store
 /// asked on the tick, never a callout per request when no session needs a refresh.
 fn with_cluster_store(mut config: Value) -> Value {
@@ -203,7 +230,7 @@ pub fn session_cookie(config: &Value, chunks: usize) -> String {
             &[],
             &service.cookie_name,
             &service.cookie,
-            &service.sealer,
+            &service.idps.first().sealer,
             now,
             &mut support::random::Counter(1),
         )
@@ -315,6 +342,10 @@ impl Material {
             "jwt_authn_native" => same(vec![jwt_authn(&self.jwks, false)], not_a_token),
             "jwt_authn_native_cached" => same(vec![jwt_authn(&self.jwks, true)], not_a_token),
             "wasm_iap_bearer" => same(wasm(), not_a_token),
+            "wasm_iap_bearer_assertion" => same(
+                vec![wasm_filter(&with_assertion(wasm_config.clone()))],
+                not_a_token,
+            ),
             "wasm_iap_distinct_tokens" => {
                 let tokens = self.distinct("RS256");
                 let load = Load::Rotating {
@@ -344,10 +375,16 @@ impl Material {
                 let refuse = format!("Authorization: Bearer {}", forged[0]);
                 (wasm(), load, untampered, Some(refuse))
             }
-            "wasm_iap_session_cookie" | "wasm_iap_session_3_chunks" | "wasm_iap_session_store" => {
+            "wasm_iap_session_cookie"
+            | "wasm_iap_session_3_chunks"
+            | "wasm_iap_session_store"
+            | "wasm_iap_session_assertion" => {
                 let mut config = session_config(&self.jwks);
                 if name == "wasm_iap_session_store" {
                     config = with_cluster_store(config);
+                }
+                if name == "wasm_iap_session_assertion" {
+                    config = with_assertion(config);
                 }
                 let chunks = if name == "wasm_iap_session_3_chunks" {
                     3

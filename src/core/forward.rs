@@ -8,6 +8,8 @@ pub struct Forward {
     pub add_headers: Vec<(String, String)>,
     pub remove_headers: Vec<String>,
     pub response_cookies: Vec<String>,
+    /// Which of `set_headers` is the signed identity assertion (a check answers with it).
+    pub(crate) assertion_header: Option<String>,
 }
 
 impl Forward {

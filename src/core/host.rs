@@ -58,6 +58,8 @@ pub enum Metric {
     /// Requests whose session was revoked, answered as if they had none (reported on the
     /// tick).
     SessionsRevoked,
+    /// Sessions ended because they were unused longer than `idle_timeout`.
+    SessionsIdle,
     /// Key fetches started (discovery and JWKS callouts, counted per fetch).
     KeyFetches,
     /// Key fetches that failed.
@@ -73,7 +75,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 23] = [
+    pub(crate) const ALL: [Metric; 24] = [
         Metric::Allowed,
         Metric::Refused,
         Metric::DeniedNoCredential,
@@ -91,6 +93,7 @@ impl Metric {
         Metric::StoreFailures,
         Metric::Revocations,
         Metric::SessionsRevoked,
+        Metric::SessionsIdle,
         Metric::KeyFetches,
         Metric::KeyFetchFailures,
         Metric::TokenCacheHits,
@@ -118,6 +121,7 @@ impl Metric {
             Metric::StoreFailures => "wasm_iap_store_failures",
             Metric::Revocations => "wasm_iap_revocations",
             Metric::SessionsRevoked => "wasm_iap_sessions_revoked",
+            Metric::SessionsIdle => "wasm_iap_sessions_idle",
             Metric::KeyFetches => "wasm_iap_key_fetches",
             Metric::KeyFetchFailures => "wasm_iap_key_fetch_failures",
             Metric::TokenCacheHits => "wasm_iap_token_cache_hits",

@@ -14,6 +14,7 @@
 //! - `log_text`: values from outside made safe for a log line;
 //! - shared: identity, replies, sealed cookies, secrets, randomness, request headers, and
 //!   the shared data all workers see.
+pub mod assertion;
 pub mod bearer;
 // Parts not called yet: revocation sync and server-side sessions come next (issue 18).
 #[allow(dead_code)]
@@ -29,6 +30,7 @@ pub mod keys;
 pub(crate) mod log_text;
 pub mod login;
 pub mod mode;
+pub(crate) mod page;
 pub mod policy;
 pub mod random;
 pub(crate) mod refusal;

@@ -1,6 +1,8 @@
 //! What the filter refuses, before the mode writes it down (`core::mode`): JSON with a
 //! challenge for a program, a page for a person, or the apiserver's `Status`.
 
+use url::form_urlencoded;
+
 use crate::core::bearer::error::AuthError;
 use crate::core::identity::Identity;
 
@@ -28,6 +30,9 @@ pub struct Forbidden {
     pub(crate) shown: String,
     pub(crate) missing_scopes: Vec<String>,
     pub(crate) sign_out_path: Option<String>,
+    /// Where "Switch account" goes: the login start asking the IdP to let the person pick
+    /// another account, back to this path (hosts with sign-in only).
+    pub(crate) switch_account: Option<String>,
 }
 
 impl Forbidden {
@@ -46,7 +51,15 @@ impl Forbidden {
             shown: shown.to_string(),
             missing_scopes,
             sign_out_path: sign_out_path.map(str::to_string),
+            switch_account: None,
         }
+    }
+
+    /// With "Switch account": `start_path` with `prompt=select_account`, back to `path`.
+    pub(crate) fn switching_at(mut self, start_path: &str, path: &str) -> Self {
+        let rd: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
+        self.switch_account = Some(format!("{start_path}?prompt=select_account&rd={rd}"));
+        self
     }
 }
 

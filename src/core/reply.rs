@@ -1,6 +1,9 @@
 //! Answers the filter gives itself: redirects, pages and refusals, checked before they are
 //! written.
 
+use crate::core::config::pages::Branding;
+use crate::core::page::{self as layout, Page};
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u32,
@@ -8,6 +11,9 @@ pub struct Reply {
     pub body: String,
     /// Why the filter answered so, for the log line; never sent.
     pub(crate) reason: Option<LogNote>,
+    /// A page a person sees, as written before it was branded: the exit writes it again
+    /// with the branding of the request's service (`branded`).
+    pub(crate) page: Option<Box<Page>>,
 }
 
 /// A log line about an answer, and how loud it should be.
@@ -43,7 +49,7 @@ impl std::fmt::Debug for Reply {
             .field("headers", &headers)
             .field("body", &self.body)
             .field("reason", &self.reason)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,6 +121,7 @@ pub(crate) fn with_cookies(
         headers: no_store(headers, set_cookies),
         body,
         reason: None,
+        page: None,
     }
 }
 
@@ -134,22 +141,17 @@ pub fn redirect(location: &str, set_cookies: Vec<String>) -> Reply {
         headers: no_store(vec![("location".into(), location.into())], set_cookies),
         body: String::new(),
         reason: None,
+        page: None,
     }
 }
-
-/// Small, inline and phone-readable: the only style a person ever sees from us.
-const PAGE_STYLE: &str =
-    "body{font:16px/1.5 system-ui,sans-serif;margin:0;padding:0 1rem;background:#f5f6f8;color:#1d2330}\
-main{max-width:32rem;margin:12vh auto;padding:1.5rem;background:#fff;border-radius:8px;\
-box-shadow:0 1px 3px #0002}h1{font-size:1.3rem;margin:0 0 .5rem}p{margin:.5rem 0}\
-a{color:#1f5fbf}small{color:#6b7280}";
 
 /// A terminal HTML page: never redirects on its own, so a failure cannot loop.
 pub(crate) fn page(status: u32, title: &str, message: &str, set_cookies: Vec<String>) -> Reply {
     page_with_links(status, title, message, &[("/", "Start again")], set_cookies)
 }
 
-/// A page as `page`, with these links (`href`, text) as the ways forward.
+/// A page as `page`, with these links (`href`, text) as the ways forward, the first the
+/// main one.
 pub(crate) fn page_with_links(
     status: u32,
     title: &str,
@@ -157,41 +159,49 @@ pub(crate) fn page_with_links(
     links: &[(&str, &str)],
     set_cookies: Vec<String>,
 ) -> Reply {
-    let links: String = links
-        .iter()
-        .map(|(href, text)| format!("<p><a href=\"{}\">{}</a></p>", escape(href), escape(text)))
-        .collect();
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{title}</title><style>{PAGE_STYLE}</style><main><h1>{title}</h1><p>{}</p>\
-         {links}<p><small>wasm-iap · HTTP {status}</small></p>\
-         </main></html>\n",
-        escape(message)
-    );
-    Reply {
+    let page = Page {
+        title: title.into(),
+        paragraphs: vec![message.into()],
+        links: links
+            .iter()
+            .map(|(href, text)| (href.to_string(), text.to_string()))
+            .collect(),
+        forbidden: false,
+    };
+    from_page(status, page, set_cookies)
+}
+
+/// `page` as a reply, written with our own look until the exit brands it.
+pub(crate) fn from_page(status: u32, page: Page, set_cookies: Vec<String>) -> Reply {
+    let reply = Reply {
         status,
         headers: no_store(
             vec![("content-type".into(), "text/html; charset=utf-8".into())],
             set_cookies,
         ),
-        body,
+        body: String::new(),
         reason: None,
+        page: Some(Box::new(page)),
+    };
+    reply.branded(&Branding::default(), None)
+}
+
+impl Reply {
+    /// A page written again with `branding` and the request's id (nothing else changes);
+    /// any other reply as it is.
+    pub(crate) fn branded(mut self, branding: &Branding, request_id: Option<&str>) -> Reply {
+        let Some(page) = self.page.as_deref() else {
+            return self;
+        };
+        self.body = layout::render(self.status, page, branding, request_id);
+        let policy = layout::content_security_policy(branding);
+        self.headers.retain(|(n, _)| n != CSP);
+        self.headers.push((CSP.into(), policy));
+        self
     }
 }
 
-fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '&' => "&amp;".to_string(),
-            '"' => "&quot;".to_string(),
-            '\'' => "&#39;".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
+const CSP: &str = "content-security-policy";
 
 #[cfg(test)]
 mod tests {
@@ -207,6 +217,9 @@ mod tests {
         );
         assert!(!reply.body.contains("<script>") && reply.body.contains("&lt;script&gt;"));
         assert_eq!(reply.header("cache-control"), Some("no-store"));
+        assert!(reply
+            .header("content-security-policy")
+            .is_some_and(|csp| csp.starts_with("default-src 'none'")));
     }
 
     #[test]

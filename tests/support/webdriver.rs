@@ -191,6 +191,19 @@ impl Chrome {
         self.set_window_size(width + extra(0, width), height + extra(1, height));
     }
 
+    /// Makes the page see `prefers-color-scheme: scheme` ("light" or "dark"), through
+    /// chromedriver's DevTools passthrough (CSS media emulation, as DevTools' own switch).
+    pub fn prefer_color_scheme(&self, scheme: &str) {
+        call(
+            "POST",
+            &format!("{}/goog/cdp/execute", self.base),
+            Some(json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": { "features": [{ "name": "prefers-color-scheme", "value": scheme }] }
+            })),
+        );
+    }
+
     /// A PNG of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;

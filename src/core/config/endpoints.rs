@@ -82,7 +82,7 @@ pub(crate) fn read_endpoints(value: Option<&Value>, problems: &mut Problems) -> 
 }
 
 /// `/` and then path characters only: no query, no trailing `/`, nothing to normalise.
-fn is_plain_path(text: &str) -> bool {
+pub(crate) fn is_plain_path(text: &str) -> bool {
     text.len() > 1
         && text.starts_with('/')
         && !text.ends_with('/')

@@ -6,12 +6,15 @@ use std::rc::Rc;
 use serde_json::Value;
 use url::Url;
 
+use crate::core::config::idle_timeout::read_idle_timeout;
 use crate::core::config::idp::{self, Idp, IdpFields, IdpId, Idps, SealerInputs};
 use crate::core::config::kubernetes::Impersonation;
+use crate::core::config::pages::{read_pages, Branding};
 use crate::core::config::policy::read_policy;
 use crate::core::config::provider::read_provider_list;
 use crate::core::config::provider::{KeySource, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
+use crate::core::config::start_hints::{read_start_hints, StartHints};
 use crate::core::cookies::{CookieAttributes, SameSite};
 
 use crate::core::policy::route::ServicePolicy;
@@ -72,6 +75,12 @@ pub struct LoginService {
     pub pass_access_token: bool,
     /// `Authorization: Bearer <ID token>` to the upstream (Grafana's JWT auth reads it).
     pub set_authorization_header: bool,
+    /// How its pages are branded: its own `pages` over the top-level block.
+    pub(crate) pages: Rc<Branding>,
+    /// Sign-in hints `/oauth2/start` may pass on to the IdP (`start_parameters`).
+    pub(crate) start_hints: StartHints,
+    /// A session unused this long ends (`idle_timeout`); `None`: never.
+    pub(crate) idle_timeout_secs: Option<u64>,
 }
 
 impl LoginService {
@@ -130,7 +139,7 @@ impl LoginService {
     }
 }
 
-fn read_secret(
+pub(crate) fn read_secret(
     reader: &mut ObjectReader,
     name: &'static str,
     env: EnvLookup,
@@ -601,6 +610,13 @@ pub(crate) fn read_service(
         true => read_callout(&mut r, providers, provider, problems),
         false => (String::new(), 0),
     };
+    let pages = Rc::new(read_pages(
+        &r.field_path("pages"),
+        r.value("pages"),
+        problems,
+    ));
+    let start_hints = read_start_hints(&mut r, problems);
+    let idle_timeout_secs = read_idle_timeout(&mut r, session_lifetime_secs, problems);
     r.finish(problems);
     let inputs = SealerInputs {
         path,
@@ -656,6 +672,9 @@ pub(crate) fn read_service(
         kept_groups: Vec::new(),
         pass_access_token,
         set_authorization_header,
+        pages,
+        start_hints,
+        idle_timeout_secs,
     })
 }
 

@@ -1,23 +1,31 @@
 //! The plugin configuration: parsed, validated and compiled once, in `on_configure`.
+pub mod assertion;
 pub mod cluster_store;
 pub mod duration;
 pub(crate) mod endpoints;
+pub(crate) mod idle_timeout;
 pub mod idp;
 pub(crate) mod ids;
 pub(crate) mod kubernetes;
 pub mod login;
+pub(crate) mod pages;
 pub(crate) mod policy;
 pub(crate) mod provider;
 pub(crate) mod reader;
+pub(crate) mod start_hints;
+
+use std::rc::Rc;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::core::bearer::budget::BudgetLimits;
+use crate::core::config::assertion::{read_assertion, AssertionSettings};
 use crate::core::config::cluster_store::{read_cluster_store, ClusterStore};
 use crate::core::config::endpoints::{read_endpoints, OwnEndpoints};
 pub use crate::core::config::ids::{ProviderId, ServiceId};
 use crate::core::config::login::{read_service, EnvLookup, LoginService, SessionStore};
+use crate::core::config::pages::{read_pages, Branding};
 use crate::core::config::policy::{read_api_services, ApiService};
 use crate::core::config::provider::read_provider;
 pub(crate) use crate::core::config::provider::{KeySource, Locator, Provider, RemoteKeys};
@@ -56,6 +64,11 @@ pub struct Settings {
     pub(crate) signature_check_budget: Option<BudgetLimits>,
     /// The etcd cluster a fleet of replicas shares; `None`: each Envoy on its own.
     pub cluster_store: Option<ClusterStore>,
+    /// The gateway's keys for signed identity assertions (`identity_assertion`).
+    pub identity_assertion: Option<Rc<AssertionSettings>>,
+    /// How the pages a person sees are branded where no service is known (an unlisted
+    /// host); each service has its own, over this one.
+    pub(crate) pages: Rc<Branding>,
     /// SHA-256 of the configuration text: entries in shared data name the configuration
     /// they were made under.
     pub(crate) fingerprint: [u8; 32],
@@ -119,10 +132,17 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     identity_headers.pass_user_headers = top.bool("pass_user_headers", false, problems);
     identity_headers.claim_headers = read_claim_headers(&mut top, problems);
     let forward_authorization = top.bool("forward_authorization", true, problems);
-    let strip = read_strip(&mut top, problems);
-    let stripped_headers = StrippedHeaders::new(&identity_headers, &strip);
+    let mut strip = read_strip(&mut top, problems);
+    let identity_assertion = read_assertion(top.value("identity_assertion"), env, problems);
     let mut login = read_login(top.value("login"), &providers, env, problems);
-    let services = read_api_services(top.value("services"), &providers, problems);
+    let mut services = read_api_services(top.value("services"), &providers, problems);
+    let pages = Rc::new(read_pages("pages", top.value("pages"), problems));
+    brand_services(&pages, &mut login, &mut services);
+    check_assertions(&top, &login, &services, &identity_headers, problems);
+    strip.extend(assertion::stripped_names(
+        all_policies(&login, &services).map(|p| p.assertion.as_ref()),
+    ));
+    let stripped_headers = StrippedHeaders::new(&identity_headers, &strip);
     check_hosts_unique(&login, &services, problems);
     login::check_cookie_scopes(&login, problems);
     check_route_hosts(&login, &services, problems);
@@ -161,7 +181,9 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         signature_check_budget,
         endpoints,
         cluster_store,
+        identity_assertion,
         fingerprint: [0; 32],
+        pages,
         providers,
         max_token_bytes,
         keys_wait_timeout_ms,
@@ -171,6 +193,56 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         login,
         services,
         kept_claims,
+    }
+}
+
+/// Login services' and `services`' rules, in that order.
+fn all_policies<'a>(
+    login: &'a [LoginService],
+    services: &'a [ApiService],
+) -> impl Iterator<Item = &'a crate::core::policy::route::ServicePolicy> {
+    login
+        .iter()
+        .map(|s| &s.policy)
+        .chain(services.iter().map(|s| &s.policy))
+}
+
+/// Services asking for an assertion need the top-level keys (`config::assertion`).
+fn check_assertions(
+    top: &ObjectReader,
+    login: &[LoginService],
+    services: &[ApiService],
+    headers: &IdentityHeaders,
+    problems: &mut Problems,
+) {
+    let configured = top.has("identity_assertion");
+    let asked = login
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("login[{i}]"), s.policy.assertion.as_ref()))
+        .chain(
+            services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("services[{i}]"), s.policy.assertion.as_ref())),
+        );
+    let names = [
+        headers.user.as_str(),
+        headers.email.as_str(),
+        headers.groups.as_str(),
+        headers.preferred_username.as_str(),
+    ];
+    assertion::check_services(configured, asked, &names, problems);
+}
+
+/// Each service's own `pages` fields over the top-level ones.
+fn brand_services(top: &Branding, login: &mut [LoginService], services: &mut [ApiService]) {
+    let pages = login
+        .iter_mut()
+        .map(|s| &mut s.pages)
+        .chain(services.iter_mut().map(|s| &mut s.pages));
+    for own in pages {
+        *own = Rc::new(own.over(top));
     }
 }
 

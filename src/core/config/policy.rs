@@ -6,7 +6,9 @@ use std::rc::Rc;
 use regex_lite::Regex;
 use serde_json::Value;
 
+use crate::core::config::assertion::read_service_assertion;
 use crate::core::config::kubernetes::Impersonation;
+use crate::core::config::pages::{read_pages, Branding};
 use crate::core::config::provider::{read_provider_list, Provider};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::policy::access::{Access, Criterion, Rule};
@@ -31,10 +33,12 @@ pub(crate) fn read_policy(
     let routes = read_routes(reader, problems);
     let impersonation = read_impersonation(reader, problems);
     let forward_normalized_path = reader.bool("forward_normalized_path", false, problems);
+    let assertion = read_service_assertion(reader, problems, impersonation.is_some());
     let policy = ServicePolicy {
         routes,
         default,
         forward_normalized_path,
+        assertion,
     };
     (policy, impersonation.map(Rc::new))
 }
@@ -366,6 +370,8 @@ pub struct ApiService {
     /// Issuers whose tokens this service accepts (`providers`; the only one when one is
     /// configured).
     pub(crate) accepted_issuers: Vec<String>,
+    /// How its pages are branded: its own `pages` over the top-level block.
+    pub(crate) pages: Rc<Branding>,
 }
 
 impl ApiService {
@@ -411,12 +417,18 @@ pub(crate) fn read_api_services(
                 Vec::new()
             }
         };
+        let pages = Rc::new(read_pages(
+            &r.field_path("pages"),
+            r.value("pages"),
+            problems,
+        ));
         r.finish(problems);
         services.push(ApiService {
             hosts,
             policy,
             impersonation,
             accepted_issuers,
+            pages,
         });
     }
     services

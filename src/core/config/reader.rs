@@ -53,6 +53,13 @@ impl<'a> ObjectReader<'a> {
         self.object?.get(name).filter(|v| !v.is_null())
     }
 
+    /// Whether the object has the field (null counts as absent); reads nothing.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.object
+            .and_then(|o| o.get(name))
+            .is_some_and(|v| !v.is_null())
+    }
+
     pub(crate) fn string(&mut self, name: &'static str, problems: &mut Problems) -> Option<String> {
         let value = self.value(name)?;
         let text = value.as_str().map(str::to_string);

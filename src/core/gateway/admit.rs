@@ -44,14 +44,22 @@ impl Gateway {
         host: &dyn Host,
         judged: &Judged,
         identity: &Identity,
-        forward: Forward,
+        session_sid: Option<&str>,
+        mut forward: Forward,
     ) -> Ended {
         let checked = judged
             .gate
             .check(&self.settings, identity)
             .and_then(|()| narrowed(judged, identity));
         match checked {
-            Ok(()) => answered(judged, Some(identity), forward),
+            Ok(()) => {
+                if let Err(ended) =
+                    self.assert_identity(host, judged, identity, session_sid, &mut forward)
+                {
+                    return ended;
+                }
+                answered(judged, Some(identity), forward)
+            }
             Err((refusal, line)) => {
                 host.log(Severity::Info, &line);
                 Ended::Refuse(Refused {
@@ -118,7 +126,8 @@ impl Gateway {
             None => forward.remove_headers.push("cookie".into()),
         }
         forward.response_cookies = forwarding.set_cookies;
-        self.admit(host, judged, &forwarding.identity, forward)
+        let sid = Some(forwarding.session_sid.expose());
+        self.admit(host, judged, &forwarding.identity, sid, forward)
     }
 }
 

@@ -4,14 +4,17 @@
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
+use std::rc::Rc;
 
 use super::{Ended, Gateway, Judged, Way};
+use crate::core::config::pages::Branding;
 use crate::core::host::Host;
 use crate::core::hostname::host_name;
 use crate::core::login::request_kind::{is_browser_navigation, RequestHints};
 use crate::core::mode::check::{self, OwnEndpoint};
 use crate::core::mode::{About, Mode};
-use crate::core::policy::gate::{Gate, PolicyOf, Target};
+use crate::core::page::shown_request_id;
+use crate::core::policy::gate::{policy_for, Gate, PolicyOf, Target};
 use crate::core::refusal::Refusal;
 use crate::core::reply::Severity;
 use crate::core::request_headers::RequestHeaders;
@@ -38,6 +41,14 @@ pub(super) fn hints<'h>(headers: &'h RequestHeaders, method: &'h str) -> Request
         sec_fetch_mode: headers.text("sec-fetch-mode"),
         x_requested_with: headers.text("x-requested-with"),
     }
+}
+
+/// The request's `x-request-id` (Envoy's or the client's), when a page may show it.
+pub(super) fn request_id(headers: &RequestHeaders) -> Option<Rc<str>> {
+    headers
+        .text("x-request-id")
+        .filter(|id| shown_request_id(id))
+        .map(Rc::from)
 }
 
 /// Whether a person's browser asked (refusals are then pages).
@@ -86,6 +97,9 @@ impl Gateway {
             browser: way.browser,
             mode: Mode::default(),
         };
+        if let Some(jwks) = self.jwks(&asked.path, &asked.method) {
+            return ControlFlow::Break(jwks);
+        }
         let endpoint = check::own_endpoint(&self.settings.endpoints, &asked.path);
         let Some(endpoint) = endpoint else {
             return ControlFlow::Continue(asked);
@@ -144,6 +158,7 @@ impl Gateway {
         let mut gate = match Gate::find(&self.settings, &target) {
             Ok(gate) => gate,
             Err(refusal) => {
+                way.pages = self.pages_of(policy_for(&self.settings, &asked.authority));
                 if refusal == Refusal::UnlistedHost {
                     // Debug: any client can pick a Host; `{:?}` keeps its bytes on one line.
                     let line = format!("403 for host {:?}: no service lists it", asked.authority);
@@ -164,7 +179,23 @@ impl Gateway {
         .and_then(Option::as_ref);
         let mode = Mode::for_service(asked.mode, impersonation);
         way.mode = mode.clone();
-        ControlFlow::Continue(Judged { gate, mode })
+        way.pages = self.pages_of(gate.policy);
+        ControlFlow::Continue(Judged {
+            gate,
+            mode,
+            pages: Rc::clone(&way.pages),
+            request_id: way.request_id.clone(),
+        })
+    }
+
+    /// The branding of a service's pages; a host under none has the top-level one.
+    fn pages_of(&self, policy: PolicyOf) -> Rc<Branding> {
+        let own = match policy {
+            PolicyOf::Login(id) => self.settings.login.get(id.0).map(|s| &s.pages),
+            PolicyOf::Api(i) => self.settings.services.get(i).map(|s| &s.pages),
+            PolicyOf::Open => None,
+        };
+        Rc::clone(own.unwrap_or(&self.settings.pages))
     }
 
     /// Step 5: the mode may refuse the client's own headers (in front of an apiserver, a

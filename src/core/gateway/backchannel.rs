@@ -73,6 +73,8 @@ impl Gateway {
             mode: Mode::Upstream,
             browser: false,
             settled: None,
+            pages: Rc::clone(&self.settings.pages),
+            request_id: None,
         };
         let reply = match (self.in_flight.take_body(context_id), body) {
             (Some(id), RequestBody::Whole(body)) => self.take_logout(host, id, body),

@@ -132,7 +132,7 @@ impl Gateway {
         match verdict {
             Verdict::Allow(identity) => {
                 let forward = self.identity_forward(&identity);
-                self.admit(host, judged, &identity, forward)
+                self.admit(host, judged, &identity, None, forward)
             }
             Verdict::Deny(error) => refused(host, error),
             Verdict::AwaitKeys { .. } => refused(host, AuthError::KeysUnavailable),

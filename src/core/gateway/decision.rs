@@ -1,7 +1,10 @@
 //! What deciding a request comes to: the adapter's `Decision`, the gateway's own `Ended`
 //! before the exit writes it, and what a request under way keeps (`Judged`, `Pending`).
 
+use std::rc::Rc;
+
 use crate::core::config::idp::IdpId;
+use crate::core::config::pages::Branding;
 use crate::core::config::ServiceId;
 use crate::core::forward::Forward;
 use crate::core::host::Callout;
@@ -60,6 +63,10 @@ impl<T: Into<Refused>> From<T> for Ended {
 pub struct Judged {
     pub(crate) gate: Gate,
     pub(crate) mode: Mode,
+    /// How its pages are branded: its service's `pages`.
+    pub(crate) pages: Rc<Branding>,
+    /// The request's `x-request-id`, when a page may show it.
+    pub(crate) request_id: Option<Rc<str>>,
 }
 
 /// A token-endpoint call under way, with what finishing it needs.

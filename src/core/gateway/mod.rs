@@ -2,7 +2,7 @@
 //! decision the adapter only carries out, in this order (`steps`, one call per step):
 //! 1. strip what clients may not send (identity and impersonation headers, every spelling);
 //! 2. one host: an h2 `host` header naming another host than `:authority` gets `400`;
-//! 3. our own endpoints: ping and ready are answered; a check (`auth_request`, `ext_authz`)
+//! 3. our own endpoints: ping, ready and the identity assertion's JWKS are answered; a check (`auth_request`, `ext_authz`)
 //!    or user info sets the mode and the request the rules judge (`400` for an
 //!    `auth_request` check with a header only the proxy may set, or no original URL);
 //! 4. the rules: the service by host, the route by normalised path and method (`400` for a
@@ -17,8 +17,9 @@
 //!    on to 8; a callback or login start waits for the IdP's endpoints when not known yet;
 //! 8. a bearer token: verified, refused, or parked until the issuer's keys come;
 //! 9. admission: the service's and route's rules, and a check's own narrowing (`403`);
-//! 10. the answer, as the mode says: identity headers upstream, a check's answer, user
-//!     info, or impersonation of the caller.
+//! 10. the answer, as the mode says: identity headers (and a signed identity assertion,
+//!     when the service asks: `assertion.rs`) upstream, a check's answer, user info, or
+//!     impersonation of the caller.
 //!
 //! Every path leaves through `exit`, which writes a refusal for the mode, counts the
 //! decision and keeps what a request decided outside its own context waits for. What each
@@ -28,11 +29,13 @@
 
 mod admit;
 mod arrival;
+mod assertion;
 mod backchannel;
 mod bearer;
 mod decision;
 mod fleet_refresh;
 mod fleet_revocation;
+mod idle;
 mod in_flight;
 mod parked;
 mod session;
@@ -40,12 +43,15 @@ mod session_refresh;
 mod stored_sessions;
 mod token_answer;
 
+use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
+use crate::core::assertion::Assertions;
 use crate::core::bearer::authenticator::Authenticator;
 use crate::core::bearer::budget::SourceBudget;
 use crate::core::cluster::client::StoreClient;
+use crate::core::config::pages::Branding;
 use crate::core::config::Settings;
 use crate::core::host::{Host, Metric};
 use crate::core::identity;
@@ -54,6 +60,7 @@ use crate::core::login::handles::Handles;
 use crate::core::login::opened::OpenedSessions;
 use crate::core::login::refresh::{self, Lease};
 use crate::core::mode::Mode;
+use crate::core::reply::Reply;
 use crate::core::request_headers::RequestHeaders;
 use crate::core::revocation::Revocations;
 
@@ -89,6 +96,9 @@ pub struct Gateway {
     handles: Vec<Handles>,
     /// Revoked sessions: this worker's copy of the Envoy's set.
     pub revocations: Revocations,
+    /// Signed identity assertions, reused for half their lifetime (decisions borrow the
+    /// gateway shared, so it is a cell).
+    assertions: RefCell<Assertions>,
 }
 
 /// Memory for opened sessions, per login service and VM.
@@ -108,6 +118,10 @@ struct Way {
     mode: Mode,
     browser: bool,
     settled: Option<u32>,
+    /// How its pages are branded: the top-level block until the service is known.
+    pages: Rc<Branding>,
+    /// The request's `x-request-id`, when a page may show it.
+    request_id: Option<Rc<str>>,
 }
 
 impl Way {
@@ -116,7 +130,14 @@ impl Way {
             mode: judged.mode.clone(),
             browser: judged.gate.browser,
             settled,
+            pages: Rc::clone(&judged.pages),
+            request_id: judged.request_id.clone(),
         }
+    }
+
+    /// A page written with the service's branding and the request's id.
+    fn branded(&self, reply: Reply) -> Reply {
+        reply.branded(&self.pages, self.request_id.as_deref())
     }
 }
 
@@ -151,6 +172,7 @@ impl Gateway {
             store,
             handles: (0..logins).map(|_| Handles::default()).collect(),
             revocations: Revocations::new(),
+            assertions: RefCell::default(),
         }
     }
 
@@ -202,10 +224,14 @@ impl Gateway {
         wait: Wait,
         settled: Option<u32>,
     ) -> Decision {
+        let browser = arrival::browser(headers);
         let mut way = Way {
             mode: Mode::default(),
-            browser: arrival::browser(headers),
+            browser,
             settled,
+            pages: Rc::clone(&self.settings.pages),
+            // Only a person's browser is shown pages: no copy for every API call.
+            request_id: browser.then(|| arrival::request_id(headers)).flatten(),
         };
         let ended = match self.steps(host, context_id, headers, wait, &mut way) {
             ControlFlow::Break(ended) | ControlFlow::Continue(ended) => ended,
@@ -243,8 +269,10 @@ impl Gateway {
     fn exit(&mut self, host: &mut dyn Host, way: &Way, ended: Ended) -> Decision {
         let decision = match ended {
             Ended::Forward(forward) => Decision::Forward(forward),
-            Ended::Answer(reply) => Decision::Respond(reply),
-            Ended::Refuse(refused) => Decision::Respond(way.mode.render(refused, way.browser)),
+            Ended::Answer(reply) => Decision::Respond(way.branded(reply)),
+            Ended::Refuse(refused) => {
+                Decision::Respond(way.branded(way.mode.render(refused, way.browser)))
+            }
             Ended::Calling(pending) => Decision::Calling(pending),
             Ended::Parked => Decision::Parked,
             Ended::ReadBody(max_bytes) => Decision::ReadBody(max_bytes),
@@ -297,6 +325,7 @@ impl Gateway {
             }
         }
         let now_ms = host.now_ms();
+        self.assertions.get_mut().tick(now_ms / 1000);
         let (over, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.published)
             .into_iter()
             .partition(|(_, until)| now_ms >= *until);
@@ -304,6 +333,15 @@ impl Gateway {
         for (lease, _) in over {
             refresh::forget(host, &lease);
         }
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    /// Identity assertions signed by this worker so far, and kept now.
+    pub fn assertion_counts(&self) -> (u64, usize) {
+        self.assertions
+            .try_borrow()
+            .map(|a| a.counts())
+            .unwrap_or_default()
     }
 
     /// The request is gone: nothing of it stays. A refresh it started from the root still

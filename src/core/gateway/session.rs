@@ -174,7 +174,7 @@ impl Gateway {
     }
 
     /// Carries out a step of the flow; `Continue` for a bearer token's request.
-    fn take_step(
+    pub(super) fn take_step(
         &mut self,
         host: &mut dyn Host,
         headers: &RequestHeaders,
@@ -219,6 +219,12 @@ impl Gateway {
                 }
             }
             Step::Refresh { session, request } => self.start_refresh(host, at, *session, &request),
+            Step::RecordActivity(recorded) => self.record_activity(host, at, &recorded),
+            Step::SessionIdle {
+                sid,
+                idle_secs,
+                then,
+            } => return self.session_idle(host, headers, at, (&sid, idle_secs), *then),
         })
     }
 

@@ -10,6 +10,7 @@ use super::{Decision, Ended, Fleet, Gateway, Judged, Pending, Waiting, Way};
 use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
 use crate::core::host::{Callout, Host, Metric};
+use crate::core::login::idle;
 use crate::core::login::oidc::{TokenError, TokenRequest, Tokens};
 use crate::core::login::refresh::{self, Claim, Lease};
 use crate::core::login::refresh_slots::RESULT_KEPT_MS;
@@ -152,7 +153,9 @@ impl Gateway {
             authn.verify_id_token(idp.provider, id_token, &idp.client_id, nonce, now_ms)
         };
         match refreshed::finish_refresh(session, tokens, &verify, now_ms / 1000) {
-            Refreshed::Renewed(renewed) => {
+            Refreshed::Renewed(mut renewed) => {
+                // A refresh is activity (`idle_timeout`).
+                renewed.active_at = idle::active_at(service, now_ms / 1000);
                 host.count(Metric::Refreshed);
                 let sealed = refresh::seal(service, &renewed, host);
                 if refresh::publish_renewed(host, &answer.lease, sealed.as_deref(), now_ms) {

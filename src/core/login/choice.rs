@@ -132,15 +132,24 @@ pub(crate) fn remember(service: &LoginService, idp: IdpId) -> Option<String> {
 }
 
 /// The chooser: one link per IdP, each starting a login with it that ends at `return_to`.
-pub(crate) fn chooser(service: &LoginService, return_to: &str, set_cookies: Vec<String>) -> Reply {
+/// `hints` (switch account's `prompt=select_account` among them) ride along to the IdP chosen.
+pub(crate) fn chooser(
+    service: &LoginService,
+    return_to: &str,
+    hints: &[(&'static str, String)],
+    set_cookies: Vec<String>,
+) -> Reply {
     let hrefs: Vec<(String, &str)> = service
         .idps
         .iter()
         .map(|(_, idp)| {
-            let query = form_urlencoded::Serializer::new(String::new())
-                .append_pair("provider", &idp.id)
-                .append_pair("rd", return_to)
-                .finish();
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("provider", &idp.id);
+            query.append_pair("rd", return_to);
+            for (name, value) in hints {
+                query.append_pair(name, value);
+            }
+            let query = query.finish();
             (
                 format!("{}?{query}", service.start_path),
                 idp.label.as_str(),

@@ -2,8 +2,9 @@
 //! 1. the IdP's callback: check the state, then exchange the code (`sign_in`);
 //! 2. sign-out (`sign_out`), which revokes the session it ends;
 //! 3. oauth2-proxy's `/oauth2/start`: a new login that ends at `rd` (`start`);
-//! 4. a valid session, not revoked: refresh when its tokens expired, a refresh token is
-//!    held and the token endpoint is known, else forward;
+//! 4. a valid session, not revoked, not idle past `idle_timeout` (`idle`): refresh when its
+//!    tokens expired, a refresh token is held and the token endpoint is known, else forward
+//!    (storing it again when its activity is due to be recorded);
 //! 5. no session but an `Authorization` header: left to bearer validation;
 //! 6. no session, a request to send to log in, the IdP's endpoints not known yet: wait for
 //!    them (`Step::AwaitEndpoints`) when the request may wait;
@@ -22,6 +23,7 @@ use crate::core::identity::Identity;
 use crate::core::login::choice::{Choice, Next};
 use crate::core::login::error::LoginError;
 use crate::core::login::handles::{Handles, Stored};
+use crate::core::login::idle::{self, Activity};
 use crate::core::login::oidc;
 use crate::core::login::opened::{Opened, OpenedSessions};
 use crate::core::login::session::{self, Session};
@@ -29,6 +31,7 @@ use crate::core::login::start::{self, sends_to_login};
 use crate::core::login::{sign_in, sign_out};
 use crate::core::random::Random;
 use crate::core::revocation::Revocations;
+use crate::core::secret::Secret;
 
 pub use crate::core::login::endpoints::Endpoints;
 pub(crate) use crate::core::login::endpoints::ResolvedEndpoints;
@@ -101,17 +104,34 @@ pub(crate) fn decide_with(
             .revocations
             .refuses(&opened.ids, opened.session.signed_in_at)
     });
-    match session {
+    // A session unused longer than `idle_timeout` is no session either.
+    let mut activity = Activity::Quiet;
+    let mut idle_ended = None;
+    let session =
+        session.filter(
+            |opened| match idle::activity(service, &opened.session, now_secs) {
+                Activity::Ended { idle_secs } => {
+                    idle_ended = Some((opened.session.sid.chars().take(8).collect(), idle_secs));
+                    false
+                }
+                other => {
+                    activity = other;
+                    true
+                }
+            },
+        );
+    let step = match session {
         Some(opened) => {
             let session = &opened.session;
             let refresh_token = session.refresh_token.clone().filter(|_| service.refresh);
-            match (refresh_token, endpoints) {
-                (Some(token), Some(endpoints)) if session.needs_refresh(now_secs) => {
+            match (refresh_token, endpoints, activity) {
+                (Some(token), Some(endpoints), _) if session.needs_refresh(now_secs) => {
                     Step::Refresh {
                         request: oidc::refresh(&endpoints.token, service.idp(session.idp), &token),
                         session: Box::new(session.clone()),
                     }
                 }
+                (_, _, Activity::Record(recorded)) => Step::RecordActivity(recorded),
                 _ => Step::Forward(forward_as(
                     service,
                     request.cookie_header,
@@ -130,6 +150,14 @@ pub(crate) fn decide_with(
             Step::AwaitEndpoints
         }
         None => start::unauthenticated(service, choice, request, endpoints, now_secs, random),
+    };
+    match idle_ended {
+        Some((sid, idle_secs)) => Step::SessionIdle {
+            sid,
+            idle_secs,
+            then: Box::new(step),
+        },
+        None => step,
     }
 }
 
@@ -238,5 +266,6 @@ fn forward_as(
             .id_token
             .clone()
             .filter(|_| service.set_authorization_header),
+        session_sid: Secret::new(session.sid.as_str()),
     }
 }

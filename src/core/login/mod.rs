@@ -6,6 +6,8 @@ pub(crate) mod endpoints;
 pub(crate) mod error;
 pub mod flow;
 pub(crate) mod handles;
+pub(crate) mod hints;
+pub mod idle;
 pub(crate) mod login_cookie;
 pub mod oidc;
 pub(crate) mod opened;

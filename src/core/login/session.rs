@@ -65,6 +65,15 @@ pub struct Session {
     /// written into the session, whose sealer already names it).
     #[serde(skip)]
     pub idp: IdpId,
+    /// Last activity recorded (unix seconds), with `idle_timeout` only: written at sign-in,
+    /// refresh and at most every tenth of the idle timeout (`idle.rs`). 0: none recorded
+    /// (idle timeout off, or a session sealed before it existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub active_at: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Session {

@@ -9,6 +9,7 @@ use crate::core::config::login::LoginService;
 use crate::core::login::choice;
 use crate::core::login::endpoints::{redirect_uri, unavailable, Endpoints};
 use crate::core::login::error::LoginError;
+use crate::core::login::idle;
 use crate::core::login::login_cookie::{delete_login_cookie, LOGIN_PURPOSE};
 use crate::core::login::oidc::{self, PendingLogin, TokenError, Tokens};
 use crate::core::login::session::{self, Session};
@@ -201,6 +202,7 @@ fn new_session(
         sub,
         signed_in_at: now_secs,
         idp: pending.idp,
+        active_at: idle::active_at(service, now_secs),
     })
 }
 

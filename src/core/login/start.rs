@@ -10,6 +10,7 @@ use crate::core::hostname::host_name;
 use crate::core::login::choice::{self, Choice, Next};
 use crate::core::login::endpoints::{redirect_uri, unavailable, Endpoints};
 use crate::core::login::error::LoginError;
+use crate::core::login::hints::{start_hints, with_hints};
 use crate::core::login::login_cookie::{login_cookie_attributes, LOGIN_PURPOSE};
 use crate::core::login::oidc::{self, PendingLogin};
 use crate::core::login::redirect::{redirect_hosts, safe_target};
@@ -69,7 +70,7 @@ pub(crate) fn unauthenticated(
         .collect();
     if choice.next != Next::Go {
         let back = targets.first().map_or("/", String::as_str);
-        return Step::Respond(choice::chooser(service, back, stale));
+        return Step::Respond(choice::chooser(service, back, &[], stale));
     }
     let to = Login {
         service,
@@ -77,7 +78,12 @@ pub(crate) fn unauthenticated(
         request,
     };
     login_step(login_redirect(
-        &to, endpoints, now_secs, random, targets, stale,
+        &to,
+        endpoints,
+        now_secs,
+        random,
+        (targets, stale),
+        &[],
     ))
 }
 
@@ -112,16 +118,17 @@ pub(super) fn start(
         .chain(["/".to_string()])
         .map(|t| absolute_if_elsewhere(service, request, t))
         .collect();
+    let hints = start_hints(service, request);
     if choice.next == Next::Chooser {
         let back = targets.first().map_or("/", String::as_str);
-        return Step::Respond(choice::chooser(service, back, Vec::new()));
+        return Step::Respond(choice::chooser(service, back, &hints, Vec::new()));
     }
     let to = Login {
         service,
         choice,
         request,
     };
-    let reply = login_redirect(&to, endpoints, now_secs, random, targets, vec![]);
+    let reply = login_redirect(&to, endpoints, now_secs, random, (targets, vec![]), &hints);
     login_step(reply)
 }
 
@@ -155,15 +162,16 @@ fn absolute_if_elsewhere(service: &LoginService, request: &Request, target: Stri
     format!("{}://{}{target}", request.scheme, request.authority)
 }
 
-/// Redirects to the IdP with a new login's cookie; the login returns to the first of
-/// `targets` whose sealed cookie fits a browser.
+/// Redirects to the IdP with a new login's cookie (and `stale` cookies cleared); the login
+/// returns to the first of `targets` whose sealed cookie fits a browser. `hints` go to the
+/// IdP with the authorization request.
 fn login_redirect(
     to: &Login,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
     random: &mut dyn Random,
-    targets: Vec<String>,
-    stale: Vec<String>,
+    (targets, stale): (Vec<String>, Vec<String>),
+    hints: &[(&'static str, String)],
 ) -> Reply {
     let (service, request) = (to.service, to.request);
     let idp = service.idp(to.choice.idp);
@@ -209,5 +217,5 @@ fn login_redirect(
         &redirect_uri(service, request),
         &pending,
     );
-    reply::redirect(&location, set_cookies)
+    reply::redirect(&with_hints(location, hints), set_cookies)
 }

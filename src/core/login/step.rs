@@ -61,6 +61,8 @@ pub struct Forwarding {
     pub access_token: Option<Secret>,
     /// For `Authorization: Bearer`, when the service sets it.
     pub id_token: Option<Secret>,
+    /// The session's id, which a signed identity assertion's `sid` is derived from.
+    pub session_sid: Secret,
 }
 
 /// Cookies hold sessions (ours and the upstream's): never printed.
@@ -108,4 +110,14 @@ pub enum Step {
     /// The session lives in the cluster store and this worker has not read it lately: read
     /// it (this handle), then decide again.
     LoadSession(String),
+    /// A valid session whose activity is due to be recorded (`idle_timeout`): forward, and
+    /// store this session again (a new cookie, or the cluster store under its handle).
+    RecordActivity(Box<Session>),
+    /// The session was unused for `idle_secs`, at least `idle_timeout`: it ended (logged
+    /// and counted, `sid` its id's start), and the request goes on as one without it.
+    SessionIdle {
+        sid: String,
+        idle_secs: u64,
+        then: Box<Step>,
+    },
 }

@@ -187,6 +187,8 @@ pub(crate) struct HandedOn<'a> {
     /// The client's `Authorization` must not reach the app (a session's caller, whose
     /// header nobody checked, or `forward_authorization: false`).
     pub(crate) removes_authorization: bool,
+    /// The signed identity assertion: its header and value.
+    pub(crate) assertion: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> HandedOn<'a> {
@@ -203,6 +205,10 @@ impl<'a> HandedOn<'a> {
             access_token: value("x-auth-request-access-token"),
             authorization: value("authorization"),
             removes_authorization: forward.remove_headers.iter().any(|h| h == "authorization"),
+            assertion: forward
+                .assertion_header
+                .as_deref()
+                .and_then(|name| Some((name, value(name)?))),
         }
     }
 }
@@ -243,6 +249,10 @@ pub(crate) fn granted(
             .filter_map(|(name, value)| Some((name.to_string(), value?.to_string())))
             .filter(|(_, value)| header_value_safe(value)),
     );
+    // Answered, so Envoy sets it over any the client sent (and never removes it).
+    if let Some((name, value)) = handed_on.assertion {
+        headers.push((name.to_string(), value.to_string()));
+    }
     // Envoy's ext_authz copies the headers we answer with over the request's, and
     // leaves the rest as the client sent them: a client's own `X-Auth-Request-Groups`
     // would reach the app beside a token without groups. Envoy removes what this

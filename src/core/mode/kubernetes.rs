@@ -118,7 +118,11 @@ pub(crate) fn as_status(mut reply: Reply, description: &str) -> Reply {
         "code": reply.status,
     })
     .to_string();
-    reply.headers.retain(|(n, _)| n != "content-type");
+    // No longer a page: the exit must not write it again as one.
+    reply.page = None;
+    reply
+        .headers
+        .retain(|(n, _)| n != "content-type" && n != "content-security-policy");
     reply
         .headers
         .push(("content-type".into(), "application/json".into()));

@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use crate::core::bearer::error::insufficient_scope_challenge;
+use crate::core::page::Page;
 use crate::core::refusal::{Forbidden, Refusal, Refused};
 use crate::core::reply::{self, Reply};
 
@@ -80,21 +81,31 @@ fn forbidden_json(forbidden: &Forbidden, cookies: Vec<String>) -> Reply {
     reply::with_cookies(403, headers, body, cookies)
 }
 
-/// `403` for a person: the account they are signed in with, and a way to switch it when
-/// the host has sign-in. Never a redirect, so a refusal cannot loop through the IdP.
+/// `403` for a person: the account they are signed in with, and ways to switch it when
+/// the host has sign-in (the operator's message, support link and request id come with the
+/// branding). Never a redirect, so a refusal cannot loop through the IdP.
 fn forbidden_page(forbidden: &Forbidden, cookies: Vec<String>) -> Reply {
-    let message = format!(
-        "You are signed in as {}, and this account is not allowed to open this page. \
-         If you have another account that is, sign out and sign in with it.",
+    let mut paragraphs = vec![format!(
+        "You are signed in as {}, and this account is not allowed to open this page.",
         forbidden.shown
-    );
-    let links: Vec<(&str, &str)> = forbidden
-        .sign_out_path
-        .as_deref()
-        .map(|path| (path, "Sign out to switch accounts"))
-        .into_iter()
-        .collect();
-    reply::page_with_links(403, "Access denied", &message, &links, cookies)
+    )];
+    let mut links = Vec::new();
+    if let Some(switch) = &forbidden.switch_account {
+        links.push((switch.clone(), "Switch account".to_string()));
+    }
+    if let Some(sign_out) = &forbidden.sign_out_path {
+        links.push((sign_out.clone(), "Sign out".to_string()));
+    }
+    if !links.is_empty() {
+        paragraphs.push("If you have another account that is, switch to it.".into());
+    }
+    let page = Page {
+        title: "Access denied".into(),
+        paragraphs,
+        links,
+        forbidden: true,
+    };
+    reply::from_page(403, page, cookies)
 }
 
 #[cfg(test)]

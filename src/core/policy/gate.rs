@@ -2,6 +2,7 @@
 //! and kept while the request waits for keys or a refresh; then the check of the caller.
 
 use crate::core::bearer::error::AuthError;
+use crate::core::config::assertion::ServiceAssertion;
 use crate::core::config::{ServiceId, Settings};
 use crate::core::hostname::host_name;
 use crate::core::identity::Identity;
@@ -159,6 +160,11 @@ impl Gate {
         }
     }
 
+    /// The service's signed identity assertion, when it asks for one.
+    pub(crate) fn assertion<'a>(&self, settings: &'a Settings) -> Option<&'a ServiceAssertion> {
+        self.rules(settings)?.assertion.as_deref()
+    }
+
     fn rules<'a>(&self, settings: &'a Settings) -> Option<&'a ServicePolicy> {
         match self.policy {
             PolicyOf::Open => None,
@@ -234,11 +240,12 @@ impl Gate {
             identity.reference(),
             self.place()
         );
-        let sign_out = match self.policy {
-            PolicyOf::Login(id) => settings.login.get(id.0).map(|s| s.sign_out_path.as_str()),
-            _ => None,
-        };
-        let forbidden = Forbidden::of(identity, missing_scopes, sign_out);
+        let login = self.login().and_then(|id| settings.login.get(id.0));
+        let sign_out = login.map(|s| s.sign_out_path.as_str());
+        let mut forbidden = Forbidden::of(identity, missing_scopes, sign_out);
+        if let Some(login) = login {
+            forbidden = forbidden.switching_at(&login.start_path, &self.path);
+        }
         Err((Refusal::Forbidden(Box::new(forbidden)), line))
     }
 }

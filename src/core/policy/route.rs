@@ -140,6 +140,8 @@ pub struct ServicePolicy {
     pub(crate) default: Access,
     /// Forward the normalised path the rules judged instead of the path as sent.
     pub(crate) forward_normalized_path: bool,
+    /// A signed identity assertion for the upstream (read with the rules, `config::assertion`).
+    pub(crate) assertion: Option<std::rc::Rc<crate::core::config::assertion::ServiceAssertion>>,
 }
 
 impl ServicePolicy {
