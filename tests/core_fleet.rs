@@ -225,10 +225,11 @@ fn a_server_side_session_read_nobody_answered_is_sent_once_more() {
     session.sid = hash_id(handle.as_bytes());
     let key = stored_session::key(&Namespace::new("/t"), &handle);
     let sealed =
-        stored_session::seal_session(&service.sealer, &key, &session, &mut random).unwrap();
+        stored_session::seal_session(&service.idps.first().sealer, &key, &session, &mut random)
+            .unwrap();
     let cookie = format!(
         "_grafana={}",
-        stored_session::seal_handle(&service.sealer, &handle, &mut random).unwrap()
+        stored_session::seal_handle(&service.idps.first().sealer, &handle, &mut random).unwrap()
     );
     let api = [("cookie", cookie.as_str()), ("accept", "application/json")];
     let Decision::Calling(pending) = bed.get(HOST, "/api/search", &api) else {

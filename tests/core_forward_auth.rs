@@ -300,6 +300,8 @@ fn started(bed: &Bed, reply: &Reply) -> PendingLogin {
     let cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
     let service = &bed.gateway.settings().login[0];
     let plain = service
+        .idps
+        .first()
         .sealer
         .open("login", support::cookie_value(cookie))
         .unwrap();

@@ -87,6 +87,8 @@ fn start_login(gateway: &mut Gateway, host: &mut FakeHost, path: &str) -> (Strin
     let login_cookie = reply.set_cookies().find(|c| c.contains("_login_")).unwrap();
     let sealed = support::cookie_value(login_cookie);
     let plain = gateway.settings().login[0]
+        .idps
+        .first()
         .sealer
         .open("login", sealed)
         .unwrap();

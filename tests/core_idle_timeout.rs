@@ -77,7 +77,13 @@ fn visit(bed: &mut Bed, cookie: &str) -> Option<String> {
 fn opened(bed: &Bed, cookie: &str) -> Session {
     let service = &bed.gateway.settings().login[0];
     let (name, value) = cookie.split_once('=').unwrap();
-    session::read(&[(name, value)], name, &service.sealer, now(bed)).expect("a session")
+    session::read(
+        &[(name, value)],
+        name,
+        &service.idps.first().sealer,
+        now(bed),
+    )
+    .expect("a session")
 }
 
 #[test]
@@ -342,8 +348,10 @@ fn a_cluster_store_session_keeps_its_activity_in_the_store_and_ends_idle_there()
         let mut stored = alice(&bed, start);
         stored.sid = hash_id(handle.as_bytes());
         let sealed =
-            stored_session::seal_session(&service.sealer, &key, &stored, &mut random).unwrap();
-        let handle_cookie = stored_session::seal_handle(&service.sealer, &handle, &mut random);
+            stored_session::seal_session(&service.idps.first().sealer, &key, &stored, &mut random)
+                .unwrap();
+        let handle_cookie =
+            stored_session::seal_handle(&service.idps.first().sealer, &handle, &mut random);
         (sealed, format!("{COOKIE}={}", handle_cookie.unwrap()))
     };
     let put = json!({ "key": b64(key.as_bytes()), "value": b64(&sealed) }).to_string();
@@ -379,7 +387,7 @@ fn a_cluster_store_session_keeps_its_activity_in_the_store_and_ends_idle_there()
     };
     let read_back = |bed: &Bed| {
         let value = etcd_value(port, &key).expect("stored");
-        let sealer = &bed.gateway.settings().login[0].sealer;
+        let sealer = &bed.gateway.settings().login[0].idps.first().sealer;
         stored_session::open_session(sealer, &key, &value).expect("opens")
     };
 

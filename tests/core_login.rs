@@ -142,6 +142,8 @@ fn browser_without_session_goes_to_the_idp_with_pkce_state_and_nonce() {
     );
     let sealed = support::cookie_value(login_cookie);
     let plain = service
+        .idps
+        .first()
         .sealer
         .open("login", sealed)
         .expect("sealed for this service");
@@ -447,6 +449,7 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         verifier: Secret::new("v"),
         return_to: "/graph?x=1".into(),
         expires_at: now + 600,
+        idp: Default::default(),
     };
     let verify = |token: &str, nonce: Option<&str>| {
         auth.verify_id_token(ProviderId(0), token, "prometheus", nonce, now * 1000)
@@ -480,8 +483,8 @@ fn finished_login_sets_the_session_and_returns_to_the_deep_link() {
         })
         .collect();
     let pairs: Vec<(&str, &str)> = jar.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let session =
-        session::read(&pairs, "__Host-wasm_iap", &service.sealer, now).expect("session set");
+    let session = session::read(&pairs, "__Host-wasm_iap", &service.idps.first().sealer, now)
+        .expect("session set");
     assert_eq!(session.user, "alice-id");
     assert_eq!(session.refresh_token, Some(Secret::new("rt-1")));
     // What a back-channel logout names the session by, and when it began.
@@ -572,7 +575,7 @@ fn expired_tokens_ask_for_a_refresh_and_its_outcomes_are_classified() {
         &[],
         "__Host-wasm_iap",
         &service.cookie,
-        &service.sealer,
+        &service.idps.first().sealer,
         now,
         &mut Counter(1),
     )
@@ -674,7 +677,7 @@ fn forwarded_request_loses_our_cookies_and_keeps_the_apps() {
         &[],
         "__Host-wasm_iap",
         &service.cookie,
-        &service.sealer,
+        &service.idps.first().sealer,
         now,
         &mut Counter(1),
     )
@@ -825,7 +828,7 @@ fn secrets_can_come_from_the_vm_environment() {
     let settings =
         Settings::parse_with_env(&config.to_string(), &env).unwrap_or_else(|e| panic!("{e:#?}"));
     assert_eq!(
-        settings.login[0].client_secret.expose(),
+        settings.login[0].idps.first().client_secret.expose(),
         "from-a-kubernetes-secret"
     );
     assert!(
@@ -930,6 +933,8 @@ fn deep_link_too_long_for_a_cookie_still_logs_in_within_4kb() {
 
 fn open_login_cookie(service: &LoginService, set_cookie: &str) -> PendingLogin {
     let plain = service
+        .idps
+        .first()
         .sealer
         .open("login", support::cookie_value(set_cookie))
         .expect("our login cookie opens");
@@ -1017,6 +1022,8 @@ fn failed_randomness_never_starts_a_login_or_a_session() {
         reply.headers
     );
     assert!(service
+        .idps
+        .first()
         .sealer
         .seal("session", b"x", &mut NoEntropy)
         .is_none());
@@ -1094,8 +1101,13 @@ fn a_session_with_hundreds_of_groups_keeps_the_ones_rules_name_and_still_fits() 
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
     let pairs: Vec<(&str, &str)> = sent.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let read = session::read(&pairs, &service.cookie_name, &service.sealer, now)
-        .expect("the browser's cookies hold the session");
+    let read = session::read(
+        &pairs,
+        &service.cookie_name,
+        &service.idps.first().sealer,
+        now,
+    )
+    .expect("the browser's cookies hold the session");
     assert_eq!(
         read.groups,
         vec!["myorg:sre".to_string()],

@@ -55,7 +55,7 @@ fn session(sid: &str, refresh_at: u64) -> Session {
 /// A fresh store with the service's slots written, as every VM does at start.
 fn workers() -> (Worker, Worker, Worker) {
     let a = Worker::default();
-    refresh::init_slots(&mut a.clone(), &service().client_id);
+    refresh::init_slots(&mut a.clone(), &service().idps.first().client_id);
     (a.clone(), a.sibling(), a.sibling())
 }
 

@@ -368,6 +368,8 @@ impl Node {
             .expect("a login cookie")
             .to_string();
         let plain = self.bed.gateway.settings().login[0]
+            .idps
+            .first()
             .sealer
             .open("login", support::cookie_value(&login_cookie))
             .expect("opens");

@@ -1171,9 +1171,11 @@ fn check_settings(text: &str) -> Result<(), TestCaseError> {
                     .all(|q| q.rules.issuer != p.rules.issuer));
             }
             for service in &settings.login {
-                prop_assert!(service.provider.0 < settings.providers.len());
-                prop_assert!(!service.hosts.is_empty() && !service.client_id.is_empty());
-                prop_assert!(service.scopes.iter().any(|s| s == "openid"));
+                prop_assert!(service.idps.first().provider.0 < settings.providers.len());
+                prop_assert!(
+                    !service.hosts.is_empty() && !service.idps.first().client_id.is_empty()
+                );
+                prop_assert!(service.idps.first().scopes.iter().any(|s| s == "openid"));
             }
         }
     }

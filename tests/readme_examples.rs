@@ -139,7 +139,9 @@ fn completed(example: &str) -> Value {
     };
     config["providers"] = json!(providers);
     // Inline keys mean no discovery: name the endpoints and the cluster discovery gave.
-    for service in config["login"].as_array_mut().into_iter().flatten() {
+    let services = config["login"].as_array_mut().into_iter().flatten();
+    // A service with `idps` names them in each IdP (docs/several-idps.md).
+    for service in services.flat_map(idps_of) {
         let issuer = service["issuer"].as_str().unwrap_or_default().to_string();
         let map = service.as_object_mut().unwrap();
         map.entry("cluster").or_insert_with(|| json!("idp"));
@@ -149,6 +151,15 @@ fn completed(example: &str) -> Value {
             .or_insert_with(|| json!(format!("{issuer}/token")));
     }
     config
+}
+
+/// The IdPs of a login service: the service itself, or each of its `idps`.
+fn idps_of(service: &mut Value) -> Vec<&mut Value> {
+    if service.get("idps").is_some() {
+        service["idps"].as_array_mut().unwrap().iter_mut().collect()
+    } else {
+        vec![service]
+    }
 }
 
 fn env_secret(name: &str) -> Option<String> {
@@ -250,6 +261,8 @@ fn every_configuration_example_in_the_readme_is_accepted() {
 fn reach(decision: &Decision) -> u8 {
     match decision {
         Decision::Forward(_) => 2,
+        // The IdP chooser (docs/several-idps.md) is the way to sign in, not through.
+        Decision::Respond(reply) if reply.body.contains("Choose how to sign in") => 1,
         Decision::Respond(reply) if reply.status < 300 => 2,
         Decision::Respond(reply) if reply.status < 400 => 1,
         _ => 0,

@@ -238,7 +238,7 @@ pub fn session_cookie(config: &Value, chunks: usize) -> String {
             &[],
             &service.cookie_name,
             &service.cookie,
-            &service.sealer,
+            &service.idps.first().sealer,
             now,
             &mut support::random::Counter(1),
         )

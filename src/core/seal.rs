@@ -29,6 +29,9 @@ pub struct Sealer {
     /// Issuer and service, unambiguously encoded: a value sealed under one binding does not
     /// open under another.
     binding: Vec<u8>,
+    /// A service with several IdPs: `<tag>.` before each value, so a cookie finds its IdP's
+    /// sealer without trying each (the tag is in the binding too: another tag never opens).
+    tag: Option<String>,
 }
 
 /// Why cookie secrets cannot seal.
@@ -83,7 +86,23 @@ impl Sealer {
             ciphers,
             issuer: issuer.to_string(),
             binding,
+            tag: None,
         })
+    }
+
+    /// This sealer, writing `<tag>.` before each value and opening only values that carry
+    /// it. The caller puts the tag in `service` too, so a value moved to another tag's
+    /// prefix does not open either.
+    pub(crate) fn tagged(self, tag: &str) -> Sealer {
+        Sealer {
+            tag: Some(tag.to_string()),
+            ..self
+        }
+    }
+
+    /// The tag of this sealer's values, if any.
+    pub(crate) fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
     }
 
     /// The issuer this sealer's sessions belong to.
@@ -116,11 +135,19 @@ impl Sealer {
         out.push(VERSION);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        Some(URL_SAFE_NO_PAD.encode(out))
+        let encoded = URL_SAFE_NO_PAD.encode(out);
+        Some(match &self.tag {
+            Some(tag) => format!("{tag}.{encoded}"),
+            None => encoded,
+        })
     }
 
     /// Opens a sealed value; `None` for anything tampered, truncated, foreign or garbage.
     pub fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+        let sealed = match &self.tag {
+            Some(tag) => sealed.strip_prefix(tag.as_str())?.strip_prefix('.')?,
+            None => sealed,
+        };
         let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
         let (&version, rest) = bytes.split_first()?;
         if version != VERSION || rest.len() < NONCE_BYTES {
@@ -227,6 +254,34 @@ mod tests {
             sealer(&[secret('n')]).open("session", &from_new).as_deref(),
             Some(&b"new"[..])
         );
+    }
+
+    #[test]
+    fn a_tagged_value_opens_only_under_its_tag() {
+        let tagged = |tag: &str| {
+            Sealer::new(
+                &[secret('a')],
+                "https://dex.example.com",
+                &format!("p idp={tag}"),
+            )
+            .unwrap()
+            .tagged(tag)
+        };
+        let corp = tagged("corp");
+        let sealed = corp.seal("session", b"alice", &mut Seeded(6)).unwrap();
+        assert!(sealed.starts_with("corp."), "{sealed}");
+        assert_eq!(
+            corp.open("session", &sealed).as_deref(),
+            Some(&b"alice"[..])
+        );
+        let moved = sealed.replacen("corp.", "home.", 1);
+        assert_eq!(
+            tagged("home").open("session", &moved),
+            None,
+            "bound to its tag"
+        );
+        assert_eq!(sealer(&[secret('a')]).open("session", &sealed), None);
+        assert_eq!(corp.open("session", &sealed["corp.".len()..]), None);
     }
 
     #[test]

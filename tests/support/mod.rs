@@ -22,6 +22,7 @@ pub mod random;
 pub mod raw;
 pub mod servers;
 pub mod shared;
+pub mod two_idps_bed;
 pub mod webdriver;
 
 /// What a browser sends back for a `Set-Cookie` header: its `name=value` part.

@@ -167,7 +167,7 @@ impl Bed {
             &[],
             &service.cookie_name,
             &service.cookie,
-            &service.sealer,
+            &service.idps.first().sealer,
             mint::now_secs(),
             &mut Counter(1),
         )

@@ -7,7 +7,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::core::config::idle_timeout::read_idle_timeout;
-use crate::core::config::ids::ProviderId;
+use crate::core::config::idp::{self, Idp, IdpFields, IdpId, Idps, SealerInputs};
 use crate::core::config::kubernetes::Impersonation;
 use crate::core::config::pages::{read_pages, Branding};
 use crate::core::config::policy::read_policy;
@@ -19,7 +19,6 @@ use crate::core::cookies::{CookieAttributes, SameSite};
 
 use crate::core::policy::route::ServicePolicy;
 pub use crate::core::policy::route::Unauthenticated;
-use crate::core::seal::Sealer;
 use crate::core::secret::Secret;
 
 /// Reads an environment variable of the VM (Istio: `WasmPlugin.spec.vmConfig.env`).
@@ -42,20 +41,12 @@ pub(crate) struct EndpointOverrides {
 #[derive(Debug)]
 pub struct LoginService {
     pub hosts: Vec<String>,
-    pub provider: ProviderId,
-    /// The provider's issuer, which signed every session's ID token.
-    pub(crate) issuer: String,
-    /// Issuers whose bearer tokens this service accepts: its own, and any `providers` adds.
+    /// Whom users sign in with: one IdP (the single form), or several (`idps`).
+    pub idps: Idps,
+    /// Issuers whose bearer tokens this service accepts: its IdPs', and any `providers` adds.
     pub(crate) accepted_issuers: Vec<String>,
-    pub(crate) cluster: String,
-    pub(crate) timeout_ms: u64,
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub(crate) client_auth: ClientAuth,
     pub(crate) callback_path: String,
     pub(crate) redirect_url: Option<Url>,
-    pub scopes: Vec<String>,
-    pub sealer: Sealer,
     pub cookie_name: String,
     pub cookie: CookieAttributes,
     pub(crate) session_lifetime_secs: u64,
@@ -84,7 +75,6 @@ pub struct LoginService {
     pub pass_access_token: bool,
     /// `Authorization: Bearer <ID token>` to the upstream (Grafana's JWT auth reads it).
     pub set_authorization_header: bool,
-    pub(crate) endpoints: EndpointOverrides,
     /// How its pages are branded: its own `pages` over the top-level block.
     pub(crate) pages: Rc<Branding>,
     /// Sign-in hints `/oauth2/start` may pass on to the IdP (`start_parameters`).
@@ -94,6 +84,17 @@ pub struct LoginService {
 }
 
 impl LoginService {
+    /// The IdP `id` names (ids come from this service's list).
+    pub fn idp(&self, id: IdpId) -> &Idp {
+        self.idps.get(id)
+    }
+
+    /// The longest token call of its IdPs: what a refresh lease must outlast.
+    pub(crate) fn longest_token_timeout_ms(&self) -> u64 {
+        let timeouts = self.idps.iter().map(|(_, idp)| idp.timeout_ms);
+        timeouts.max().unwrap_or_default()
+    }
+
     /// Whether this service protects `host` (port ignored, case-insensitive; `*` any).
     #[cfg(any(test, feature = "testing"))]
     pub fn serves(&self, host: &str) -> bool {
@@ -227,17 +228,6 @@ pub(crate) fn default_cookie_name(secure: bool, has_domain: bool, path: &str) ->
     }
 }
 
-/// What names a login service in its seal, beside its issuer: its client, its cookie and
-/// its hosts. Two deployments that share a client, a cookie name and a secret (one secret
-/// copied to two clusters, a `grafana` client in two realms) still serve different hosts,
-/// so neither opens the other's sessions; replicas of one deployment share them.
-fn service_binding(client_id: &str, cookie_name: &str, hosts: &[String]) -> String {
-    let mut hosts = hosts.to_vec();
-    hosts.sort();
-    hosts.dedup();
-    format!("client_id={client_id:?} cookie_name={cookie_name:?} hosts={hosts:?}")
-}
-
 /// Two login services whose session cookies share a name and reach a common host: the
 /// browser keeps one of them, and which service's session a request carries would be
 /// luck (each would sign the user in again and overwrite the other's).
@@ -281,7 +271,7 @@ fn reaches(from: &LoginService, to: &LoginService) -> bool {
 }
 
 /// `issuer`, and which provider it names.
-fn read_issuer(
+pub(crate) fn read_issuer(
     r: &mut ObjectReader,
     providers: &[Provider],
     problems: &mut Problems,
@@ -308,7 +298,7 @@ fn read_issuer(
 }
 
 /// `client_id`, `client_secret` and `client_auth`.
-fn read_client(
+pub(crate) fn read_client(
     r: &mut ObjectReader,
     env: EnvLookup,
     problems: &mut Problems,
@@ -394,7 +384,7 @@ fn read_cookie(
 }
 
 /// The cluster and timeout of token calls: the provider's unless given here.
-fn read_callout(
+pub(crate) fn read_callout(
     r: &mut ObjectReader,
     providers: &[Provider],
     provider: Option<usize>,
@@ -448,7 +438,7 @@ fn read_callback(r: &mut ObjectReader, problems: &mut Problems) -> (Option<Url>,
 }
 
 /// `scopes`, which must include `openid`.
-fn read_scopes(r: &mut ObjectReader, problems: &mut Problems) -> Vec<String> {
+pub(crate) fn read_scopes(r: &mut ObjectReader, problems: &mut Problems) -> Vec<String> {
     let scopes_path = r.field_path("scopes");
     let scopes = r
         .string_list("scopes", problems)
@@ -530,47 +520,26 @@ fn read_refresh(r: &mut ObjectReader, problems: &mut Problems) -> (bool, u64) {
     (refresh, grace_ms / 1000)
 }
 
-/// The service's issuer, then any other `providers` names.
-fn read_accepted_issuers(
-    r: &mut ObjectReader,
-    issuer: Option<&str>,
-    providers: &[Provider],
-    problems: &mut Problems,
-) -> Vec<String> {
-    let mut accepted_issuers: Vec<String> = issuer.into_iter().map(str::to_string).collect();
-    for extra in read_provider_list(r, providers, problems).unwrap_or_default() {
-        if !accepted_issuers.contains(&extra) {
-            accepted_issuers.push(extra);
+/// The service's IdPs' issuers, then any other `providers` names.
+fn accepted_issuers(idps: &Idps, extra: Vec<String>) -> Vec<String> {
+    let mut accepted_issuers: Vec<String> = Vec::new();
+    let issuers = idps.iter().map(|(_, idp)| idp.issuer.clone());
+    for issuer in issuers.chain(extra) {
+        if !accepted_issuers.contains(&issuer) {
+            accepted_issuers.push(issuer);
         }
     }
     accepted_issuers
 }
 
-fn read_endpoint_overrides(r: &mut ObjectReader, problems: &mut Problems) -> EndpointOverrides {
+pub(crate) fn read_endpoint_overrides(
+    r: &mut ObjectReader,
+    problems: &mut Problems,
+) -> EndpointOverrides {
     EndpointOverrides {
         authorization: read_url(r, "authorization_endpoint", problems),
         token: read_url(r, "token_endpoint", problems),
         end_session: read_url(r, "end_session_endpoint", problems),
-    }
-}
-
-/// The sealer of the service's cookies; its problem is reported only when secrets were
-/// given (a missing `cookie_secrets` is reported where it is read).
-fn service_sealer(
-    path: &str,
-    secrets: &[Secret],
-    issuer: Option<&str>,
-    binding: &str,
-    problems: &mut Problems,
-) -> Option<Sealer> {
-    match Sealer::new(secrets, issuer.unwrap_or_default(), binding) {
-        Ok(sealer) => Some(sealer),
-        Err(e) => {
-            if !secrets.is_empty() {
-                problems.add(&format!("{path}.cookie_secrets"), e);
-            }
-            None
-        }
     }
 }
 
@@ -586,10 +555,32 @@ pub(crate) fn read_service(
     let before = problems.0.len();
     let mut r = ObjectReader::new(path, value, problems);
     let hosts = read_hosts(&mut r, problems);
-    let (issuer, provider) = read_issuer(&mut r, providers, problems);
-    let (client_id, client_secret, client_auth) = read_client(&mut r, env, problems);
+    let listed = r.value("idps");
+    let single = listed.is_none();
+    if !single {
+        for name in idp::SINGLE_FORM_FIELDS {
+            if r.value(name).is_some() {
+                problems.add(
+                    &r.field_path(name),
+                    "belongs in each of idps: a service has the single form or idps, not both",
+                );
+            }
+        }
+    }
+    let (issuer, provider) = if single {
+        read_issuer(&mut r, providers, problems)
+    } else {
+        (None, None)
+    };
+    let (client_id, client_secret, client_auth) = match single {
+        true => read_client(&mut r, env, problems),
+        false => (String::new(), None, ClientAuth::Basic),
+    };
     let (redirect_url, callback_path) = read_callback(&mut r, problems);
-    let scopes = read_scopes(&mut r, problems);
+    let scopes = match single {
+        true => read_scopes(&mut r, problems),
+        false => Vec::new(),
+    };
     let (secrets, cookie_name, cookie) = read_cookie(&mut r, env, problems);
     let (session_lifetime_secs, login_timeout_secs) = read_lifetimes(&mut r, problems);
     let sign_out_path = read_path(&mut r, "sign_out_path", "/oauth2/sign_out", problems);
@@ -607,12 +598,18 @@ pub(crate) fn read_service(
         .unwrap_or_default();
     let (refresh, refresh_race_grace_secs) = read_refresh(&mut r, problems);
     let session_store = read_session_store(&mut r, problems);
-    let accepted_issuers = read_accepted_issuers(&mut r, issuer.as_deref(), providers, problems);
+    let provider_list = read_provider_list(&mut r, providers, problems).unwrap_or_default();
     let (policy, impersonation) = read_policy(&mut r, problems);
     let pass_access_token = r.bool("pass_access_token", false, problems);
     let set_authorization_header = r.bool("set_authorization_header", false, problems);
-    let endpoints = read_endpoint_overrides(&mut r, problems);
-    let (cluster, timeout_ms) = read_callout(&mut r, providers, provider, problems);
+    let endpoints = match single {
+        true => read_endpoint_overrides(&mut r, problems),
+        false => EndpointOverrides::default(),
+    };
+    let (cluster, timeout_ms) = match single {
+        true => read_callout(&mut r, providers, provider, problems),
+        false => (String::new(), 0),
+    };
     let pages = Rc::new(read_pages(
         &r.field_path("pages"),
         r.value("pages"),
@@ -621,25 +618,42 @@ pub(crate) fn read_service(
     let start_hints = read_start_hints(&mut r, problems);
     let idle_timeout_secs = read_idle_timeout(&mut r, session_lifetime_secs, problems);
     r.finish(problems);
-    let binding = service_binding(&client_id, &cookie_name, &hosts);
-    let sealer = service_sealer(path, &secrets, issuer.as_deref(), &binding, problems);
+    let inputs = SealerInputs {
+        path,
+        secrets: &secrets,
+        cookie_name: &cookie_name,
+        hosts: &hosts,
+    };
+    let idps = match listed {
+        Some(list) => idp::read_idps(list, &r_path(path), providers, env, &inputs, problems),
+        None => {
+            let fields = IdpFields {
+                issuer,
+                provider,
+                client_id,
+                client_secret,
+                client_auth,
+                scopes,
+                endpoints,
+                cluster,
+                timeout_ms,
+            };
+            let id = idp::SINGLE_IDP_ID.to_string();
+            idp::build_idp(id.clone(), id, false, fields, &inputs, problems)
+                .map(|idp| Idps::new(idp, Vec::new()))
+        }
+    };
     if problems.0.len() > before {
         return None;
     }
+    let idps = idps?;
+    let accepted_issuers = accepted_issuers(&idps, provider_list);
     Some(LoginService {
         hosts,
-        provider: ProviderId(provider?),
-        issuer: issuer?,
+        idps,
         accepted_issuers,
-        cluster,
-        timeout_ms,
-        client_id,
-        client_secret: client_secret?,
-        client_auth,
         callback_path,
         redirect_url,
-        scopes,
-        sealer: sealer?,
         cookie_name,
         cookie,
         session_lifetime_secs,
@@ -658,9 +672,12 @@ pub(crate) fn read_service(
         kept_groups: Vec::new(),
         pass_access_token,
         set_authorization_header,
-        endpoints,
         pages,
         start_hints,
         idle_timeout_secs,
     })
+}
+
+fn r_path(path: &str) -> String {
+    format!("{path}.idps")
 }

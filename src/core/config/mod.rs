@@ -4,6 +4,7 @@ pub mod cluster_store;
 pub mod duration;
 pub(crate) mod endpoints;
 pub(crate) mod idle_timeout;
+pub mod idp;
 pub(crate) mod ids;
 pub(crate) mod kubernetes;
 pub mod login;
@@ -461,13 +462,13 @@ fn read_login(
         let Some(service) = read_service(&path, entry, providers, env, problems) else {
             continue;
         };
-        let discovers = providers
-            .get(service.provider.0)
-            .is_some_and(|p| matches!(&p.keys, KeySource::Remote(r) if matches!(r.locator, Locator::Discovery(_))));
-        if !discovers
-            && (service.endpoints.authorization.is_none() || service.endpoints.token.is_none())
-        {
-            problems.add(&path, "the provider does not use discovery: set authorization_endpoint and token_endpoint");
+        for (_, idp) in service.idps.iter() {
+            let discovers = providers
+                .get(idp.provider.0)
+                .is_some_and(|p| matches!(&p.keys, KeySource::Remote(r) if matches!(r.locator, Locator::Discovery(_))));
+            if !discovers && !idp.overrides_login_endpoints() {
+                problems.add(&path, "the provider does not use discovery: set authorization_endpoint and token_endpoint");
+            }
         }
         services.push(service);
     }

@@ -4,7 +4,11 @@
 
 use std::rc::Rc;
 
+use serde_json::Value;
+
 use super::{Decision, Ended, Gateway, Way};
+use crate::core::bearer::token;
+use crate::core::config::idp::Idp;
 use crate::core::config::login::LoginService;
 use crate::core::config::ServiceId;
 use crate::core::host::{Host, Metric};
@@ -39,7 +43,7 @@ impl Gateway {
             .settings
             .login
             .get(id.0)
-            .map_or("", |s| s.client_id.as_str());
+            .map_or("", |s| s.idps.first().client_id.as_str());
         if headers.text(":method") != Some("POST") {
             return Ended::Answer(backchannel::not_post());
         }
@@ -77,7 +81,8 @@ impl Gateway {
             (Some(id), RequestBody::Whole(body)) => self.take_logout(host, id, body),
             (Some(_), RequestBody::TooLarge) => backchannel::too_large(),
             (Some(id), RequestBody::Overtaken) => {
-                let client_id = self.settings.login.get(id.0).map_or("", |s| &s.client_id);
+                let client_id =
+                    (self.settings.login.get(id.0)).map_or("", |s| &s.idps.first().client_id);
                 logged(host, Refused::BodyCut.reply(client_id))
             }
             (None, _) => {
@@ -100,9 +105,10 @@ impl Gateway {
         };
         let now_ms = host.now_ms();
         let now_secs = now_ms / 1000;
+        let idp = logout_idp(service, body, settings.max_token_bytes);
         let skew = settings
             .providers
-            .get(service.provider.0)
+            .get(idp.provider.0)
             .map_or(0, |p| p.rules.clock_skew_secs);
         // Every session a revocation at this moment can name has expired by then.
         let longest = settings
@@ -114,16 +120,16 @@ impl Gateway {
         let order = backchannel::logout_token(body)
             .and_then(|token| {
                 self.authn
-                    .verify_logout_token(service.provider, &token, &service.client_id, now_ms)
+                    .verify_logout_token(idp.provider, &token, &idp.client_id, now_ms)
                     .map_err(Refused::Token)
             })
             .and_then(|claims| {
                 let until = now_secs.saturating_add(longest);
-                backchannel::order(&claims, &service.issuer, now_secs, skew, until)
+                backchannel::order(&claims, &idp.issuer, now_secs, skew, until)
             });
         let order = match order {
             Ok(order) => order,
-            Err(refused) => return logged(host, refused.reply(&service.client_id)),
+            Err(refused) => return logged(host, refused.reply(&idp.client_id)),
         };
         match self.revocations.add_once(host, order.jti, &[order.revoke]) {
             Ok(new) => {
@@ -134,15 +140,12 @@ impl Gateway {
                 } else {
                     "the IdP session"
                 };
-                let line = format!(
-                    "back-channel logout for {}: {what} revoked",
-                    service.client_id
-                );
+                let line = format!("back-channel logout for {}: {what} revoked", idp.client_id);
                 host.log(Severity::Info, &line);
                 backchannel::done()
             }
-            Err(NotAdded::Replayed) => logged(host, Refused::Replayed.reply(&service.client_id)),
-            Err(NotAdded::NotStored) => logged(host, Refused::NotStored.reply(&service.client_id)),
+            Err(NotAdded::Replayed) => logged(host, Refused::Replayed.reply(&idp.client_id)),
+            Err(NotAdded::NotStored) => logged(host, Refused::NotStored.reply(&idp.client_id)),
         }
     }
 
@@ -159,10 +162,41 @@ impl Gateway {
         self.publish_revocations(host, &new);
         if !new.is_empty() {
             host.count(Metric::Revocations);
-            let line = format!("{why} from {}: session revoked", service.client_id);
+            let line = format!(
+                "{why} from {}: session revoked",
+                service.idps.first().client_id
+            );
             host.log(Severity::Debug, &line);
         }
     }
+}
+
+/// The IdP a logout token names (its `iss`, and its `aud` where IdPs share an issuer), read
+/// before its signature is checked: only to pick whose keys, issuer and client check it.
+/// A token naming none is checked as the first IdP's, and refused.
+fn logout_idp<'a>(service: &'a LoginService, body: &[u8], max_bytes: usize) -> &'a Idp {
+    let token = backchannel::logout_token(body).ok();
+    let parsed = token
+        .as_deref()
+        .and_then(|t| token::parse_signed(t, max_bytes).ok());
+    let claims = parsed.as_ref().map(|t| &t.claims);
+    let iss = claims.and_then(|c| c.get("iss")).and_then(Value::as_str);
+    let aud = claims.and_then(|c| c.get("aud"));
+    let names = |client_id: &str| match aud {
+        Some(Value::String(a)) => a == client_id,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(client_id)),
+        _ => false,
+    };
+    let of_issuer = || {
+        service
+            .idps
+            .iter()
+            .filter(|(_, idp)| Some(idp.issuer.as_str()) == iss)
+    };
+    let found = of_issuer()
+        .find(|(_, idp)| names(&idp.client_id))
+        .or_else(|| of_issuer().next());
+    found.map_or(service.idps.first(), |(_, idp)| idp)
 }
 
 /// Logs why a back-channel logout was refused.

@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use crate::core::config::idp::IdpId;
 use crate::core::config::pages::Branding;
 use crate::core::config::ServiceId;
 use crate::core::forward::Forward;
@@ -164,6 +165,15 @@ impl Pending {
         | Pending::Refresh { service, .. }
         | Pending::Stored { service, .. }) = self;
         *service
+    }
+
+    /// The IdP of the sign-in or refresh under way (a store call's: the first).
+    pub(crate) fn idp(&self) -> IdpId {
+        match self {
+            Pending::Exchange { login, .. } => login.idp,
+            Pending::Refresh { session, .. } => session.idp,
+            Pending::Stored { .. } => IdpId(0),
+        }
     }
 
     pub(crate) fn judged(&self) -> &Judged {

@@ -12,6 +12,7 @@ use crate::core::cluster::etcd;
 use crate::core::cluster::etcd_answer::{self, CreateAnswer};
 use crate::core::cluster::namespace::Kind;
 use crate::core::cluster::sealed_value::{open_value, seal_value};
+use crate::core::config::idp::Idp;
 use crate::core::config::login::LoginService;
 use crate::core::host::{Callout, Host};
 use crate::core::keys::fetch::CalloutResponse;
@@ -72,6 +73,7 @@ impl Gateway {
             service,
             lease,
             fleet,
+            session,
             ..
         } = pending
         else {
@@ -85,7 +87,7 @@ impl Gateway {
         let key = store
             .namespace
             .key(Kind::Refresh, lease.generation.tag().as_bytes());
-        let Some(lock) = self.lock_call(host, service, &key) else {
+        let Some(lock) = self.lock_call(host, service.idp(session.idp), &key) else {
             // No lease yet (just started, or the store is away): this Envoy on its own.
             return token_call;
         };
@@ -98,12 +100,12 @@ impl Gateway {
     }
 
     /// The call that takes the fleet's lock under `key`; `None` without a lease to hold it.
-    fn lock_call(&self, host: &mut dyn Host, service: &LoginService, key: &str) -> Option<Callout> {
+    fn lock_call(&self, host: &mut dyn Host, idp: &Idp, key: &str) -> Option<Callout> {
         let store = self.store.as_ref()?;
         let lock_lease = store.lease(LeaseKind::Lock, host.now_ms())?;
-        let until_ms = host.now_ms() + 2 * service.timeout_ms + 1000;
+        let until_ms = host.now_ms() + 2 * idp.timeout_ms + 1000;
         let held = LockValue::Held(until_ms).plain();
-        let held = seal_value(&service.sealer, key, &held, host)?;
+        let held = seal_value(&idp.sealer, key, &held, host)?;
         let etcd = &store.store.etcd;
         Some(etcd::create_if_absent(
             etcd,
@@ -121,9 +123,16 @@ impl Gateway {
         mut pending: Box<Pending>,
         response: &CalloutResponse,
     ) -> Option<Decision> {
-        let Pending::Refresh { service, fleet, .. } = &mut *pending else {
+        let Pending::Refresh {
+            service,
+            fleet,
+            session,
+            ..
+        } = &mut *pending
+        else {
             return None;
         };
+        let idp_id = session.idp;
         let Fleet::Locking {
             key,
             token_call,
@@ -134,10 +143,11 @@ impl Gateway {
         };
         let settings = Rc::clone(&self.settings);
         let service = settings.login.get(service.0)?;
+        let idp = service.idp(idp_id);
         if etcd_answer::unanswered(response) && !retried {
             // A member that is down or between leaders: Envoy's balancer sends the second
             // try to another.
-            if let Some(lock) = self.lock_call(host, service, &key) {
+            if let Some(lock) = self.lock_call(host, idp, &key) {
                 if let Pending::Refresh { fleet, .. } = &mut *pending {
                     *fleet = Fleet::Locking {
                         key,
@@ -165,7 +175,7 @@ impl Gateway {
             })
             | Err(_) => None,
             Ok(CreateAnswer { existing, .. }) => existing
-                .and_then(|kv| open_value(&service.sealer, &key, &kv.value))
+                .and_then(|kv| open_value(&idp.sealer, &key, &kv.value))
                 .and_then(|plain| LockValue::read(&plain))
                 .filter(|value| !matches!(value, LockValue::Held(until) if *until <= now_ms)),
         };
@@ -233,7 +243,7 @@ impl Gateway {
     pub(super) fn publish_to_fleet(
         &mut self,
         host: &mut dyn Host,
-        service: &LoginService,
+        idp: &Idp,
         fleet: &Fleet,
         outcome: Option<LockValue>,
     ) {
@@ -247,7 +257,7 @@ impl Gateway {
                 let Some(lease) = store.lease(LeaseKind::Result, now_ms) else {
                     return;
                 };
-                let Some(sealed) = seal_value(&service.sealer, key, &value.plain(), host) else {
+                let Some(sealed) = seal_value(&idp.sealer, key, &value.plain(), host) else {
                     return;
                 };
                 etcd::put(&store.store.etcd, key.as_bytes(), &sealed, Some(lease))

@@ -42,7 +42,9 @@ impl Gateway {
             Taken::NotOurs => false,
             Taken::Done => true,
             Taken::Sync => {
-                let sealers: Vec<&Sealer> = self.settings.login.iter().map(|s| &s.sealer).collect();
+                let services = self.settings.login.iter();
+                let idps = services.flat_map(|s| s.idps.iter().map(|(_, idp)| idp));
+                let sealers: Vec<&Sealer> = idps.map(|idp| &idp.sealer).collect();
                 let entries = store.take_sync(host, response, &sealers);
                 if !entries.is_empty() {
                     // Merged only: what other replicas revoked is theirs to publish.
@@ -68,7 +70,7 @@ impl Gateway {
                 revocation_sync::publish(
                     store_settings,
                     namespace,
-                    &service.sealer,
+                    &service.idps.first().sealer,
                     entry,
                     lease,
                     host,

@@ -51,7 +51,7 @@ impl Gateway {
     ) -> ControlFlow<Ended> {
         let line = format!(
             "session {sid}… of {} ended: unused for {idle_secs} s (idle_timeout {} s)",
-            at.service.client_id,
+            at.service.idps.first().client_id,
             at.service.idle_timeout_secs.unwrap_or_default()
         );
         host.log(Severity::Info, &line);

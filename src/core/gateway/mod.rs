@@ -86,8 +86,8 @@ pub struct Gateway {
     published: Vec<(Lease, u64)>,
     /// Per login service, the sessions this VM has opened.
     opened: Vec<OpenedSessions>,
-    /// Per login service, its endpoints as last resolved.
-    endpoints: Vec<ResolvedEndpoints>,
+    /// Per login service and IdP, its endpoints as last resolved.
+    endpoints: Vec<Vec<ResolvedEndpoints>>,
     /// Requests allowed since the last tick.
     allowed: u64,
     /// Failed signature checks per client address, when limited.
@@ -150,6 +150,14 @@ impl Gateway {
     pub fn new(settings: Rc<Settings>) -> Gateway {
         let providers = settings.providers.len();
         let logins = settings.login.len();
+        let endpoints = (settings.login.iter())
+            .map(|s| {
+                s.idps
+                    .iter()
+                    .map(|_| ResolvedEndpoints::default())
+                    .collect()
+            })
+            .collect();
         let store = settings.cluster_store.clone().map(|store| {
             let longest = settings.login.iter().map(|s| s.session_lifetime_secs).max();
             StoreClient::new(store, longest.unwrap_or(0))
@@ -164,7 +172,7 @@ impl Gateway {
             opened: (0..logins)
                 .map(|_| OpenedSessions::new(OPENED_SESSIONS_BYTES))
                 .collect(),
-            endpoints: (0..logins).map(|_| ResolvedEndpoints::default()).collect(),
+            endpoints,
             allowed: 0,
             store,
             handles: (0..logins).map(|_| Handles::default()).collect(),
@@ -178,7 +186,9 @@ impl Gateway {
     /// requests.
     pub fn prepare(&mut self, host: &mut dyn Host) {
         for service in &self.settings.login {
-            refresh::init_slots(host, &service.client_id);
+            for (_, idp) in service.idps.iter() {
+                refresh::init_slots(host, &idp.client_id);
+            }
         }
         Revocations::prepare(host);
         self.revocations.take_in(host);

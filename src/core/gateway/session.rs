@@ -8,11 +8,13 @@ use super::arrival::hints;
 use super::parked::{WaitsFor, MAX_PARKED};
 use super::{Ended, Gateway, Judged, Pending, Wait};
 use crate::core::bearer::authenticator::WaitReason;
+use crate::core::config::idp::{Idp, IdpId};
 use crate::core::config::login::LoginService;
 use crate::core::config::ServiceId;
 use crate::core::cookies;
 use crate::core::host::{Callout, Host, Metric};
 use crate::core::keys::fetch::request_line;
+use crate::core::login::choice::{self, Choice};
 use crate::core::login::error::LoginError;
 use crate::core::login::flow::{self, Endpoints, Step};
 use crate::core::login::oidc::TokenRequest;
@@ -35,15 +37,15 @@ pub(super) const LOGIN_HEADERS: [&str; 9] = [
     "x-requested-with",
 ];
 
-/// A POST to the service's token endpoint, through the service's cluster.
-pub(super) fn token_call(service: &LoginService, request: &TokenRequest) -> Callout {
+/// A POST to an IdP's token endpoint, through its cluster.
+pub(super) fn token_call(idp: &Idp, request: &TokenRequest) -> Callout {
     let mut headers = request_line("POST", &request.url);
     headers.extend(request.headers.iter().cloned());
     Callout {
-        cluster: service.cluster.clone(),
+        cluster: idp.cluster.clone(),
         headers,
         body: Some(request.body.clone()),
-        timeout_ms: service.timeout_ms,
+        timeout_ms: idp.timeout_ms,
     }
 }
 
@@ -62,7 +64,9 @@ pub(super) fn logged(
             note.severity,
             &format!(
                 "login for {} on {place} failed with {}: {}",
-                service.client_id, reply.status, note.text
+                service.idps.first().client_id,
+                reply.status,
+                note.text
             ),
         );
         if reply.status >= 400 && note.severity >= crate::core::reply::Severity::Info {
@@ -117,10 +121,12 @@ impl Gateway {
             unauthenticated: judged.mode.unauthenticated(route_says),
             may_wait: wait == Wait::Allowed,
         };
-        let step = self.flow_step(host, id, service, &request);
+        let choice = choice::choose(service, &request);
+        let step = self.flow_step(host, (id, service), &choice, &request);
         let at = At {
             context_id,
             id,
+            idp: choice.idp,
             service,
             cookie_header: request.cookie_header.map(str::to_string),
             path: request.path,
@@ -134,14 +140,16 @@ impl Gateway {
     fn flow_step(
         &mut self,
         host: &mut dyn Host,
-        id: ServiceId,
-        service: &LoginService,
+        (id, service): (ServiceId, &LoginService),
+        choice: &Choice,
         request: &flow::Request,
     ) -> Step {
-        let discovery = self.authn.discovery(service.provider);
-        let endpoints = match self.endpoints.get_mut(id.0) {
-            Some(resolved) => resolved.get(service, discovery),
-            None => Endpoints::resolve(service, discovery).map(Rc::new),
+        let idp = service.idp(choice.idp);
+        let discovery = self.authn.discovery(idp.provider);
+        let resolved = self.endpoints.get_mut(id.0);
+        let endpoints = match resolved.and_then(|r| r.get_mut(choice.idp.0)) {
+            Some(resolved) => resolved.get(idp, discovery),
+            None => Endpoints::resolve(idp, discovery).map(Rc::new),
         };
         let now_secs = host.now_ms() / 1000;
         let mut no_cache = OpenedSessions::new(0);
@@ -156,6 +164,7 @@ impl Gateway {
         };
         flow::decide_with(
             service,
+            choice,
             request,
             endpoints.as_deref(),
             now_secs,
@@ -194,7 +203,7 @@ impl Gateway {
             }
             Step::Forward(forwarding) => self.session_forward(host, at.judged, forwarding),
             Step::Exchange { pending, request } => {
-                match host.call(&token_call(service, &request)) {
+                match host.call(&token_call(service.idp(pending.idp), &request)) {
                     Some(token) => Ended::Calling(Box::new(Pending::Exchange {
                         token,
                         service: at.id,
@@ -228,7 +237,7 @@ impl Gateway {
             return logged(host, at.service, &at.judged.gate.place(), reply);
         }
         let now_ms = host.now_ms();
-        let provider = at.service.provider;
+        let provider = at.service.idp(at.idp).provider;
         let refetch = self.authn.may_refetch(provider, now_ms);
         let waits_for = WaitsFor::Endpoints {
             headers: headers.only(&LOGIN_HEADERS),
@@ -289,6 +298,8 @@ impl Gateway {
 pub(super) struct At<'a> {
     pub(crate) context_id: u32,
     pub(crate) id: ServiceId,
+    /// The IdP the request concerns (its cookie's, or the one it asks for).
+    pub(crate) idp: IdpId,
     pub(crate) service: &'a LoginService,
     pub(crate) cookie_header: Option<String>,
     pub(crate) path: &'a str,

@@ -68,6 +68,7 @@ impl Gateway {
         let Some(lease) = lease else {
             return self.keep_old(host, service, &session, cookie_header, at.judged);
         };
+        let call = token_call(service.idp(session.idp), request);
         let pending = Pending::Refresh {
             token: None,
             service: at.id,
@@ -78,7 +79,6 @@ impl Gateway {
             judged: Box::new(at.judged.clone()),
             fleet: Fleet::Alone,
         };
-        let call = token_call(service, request);
         let queued = Waiting::Queued(call, Box::new(pending));
         self.in_flight.wait(at.context_id, queued);
         Ended::Parked
@@ -149,13 +149,8 @@ impl Gateway {
         let now_ms = host.now_ms();
         let authn = &self.authn;
         let verify = |id_token: &str, nonce: Option<&str>| {
-            authn.verify_id_token(
-                service.provider,
-                id_token,
-                &service.client_id,
-                nonce,
-                now_ms,
-            )
+            let idp = service.idp(session.idp);
+            authn.verify_id_token(idp.provider, id_token, &idp.client_id, nonce, now_ms)
         };
         match refreshed::finish_refresh(session, tokens, &verify, now_ms / 1000) {
             Refreshed::Renewed(mut renewed) => {
@@ -168,7 +163,7 @@ impl Gateway {
                         .push((answer.lease.clone(), now_ms + RESULT_KEPT_MS));
                 }
                 let done = sealed.map(LockValue::Done);
-                self.publish_to_fleet(host, service, answer.fleet, done);
+                self.publish_to_fleet(host, service.idp(session.idp), answer.fleet, done);
                 if let Some(id) = judged.gate.login() {
                     self.store_renewed(host, id, service, &renewed, cookie_header, true);
                 }
@@ -177,11 +172,11 @@ impl Gateway {
             Refreshed::KeepOld => {
                 let line = format!(
                     "refresh for {} failed; keeping the session for now",
-                    service.client_id
+                    service.idp(session.idp).client_id
                 );
                 host.log(Severity::Warn, &line);
                 refresh::release(host, &answer.lease);
-                self.publish_to_fleet(host, service, answer.fleet, None);
+                self.publish_to_fleet(host, service.idp(session.idp), answer.fleet, None);
                 self.keep_old(host, service, session, cookie_header, judged)
             }
             Refreshed::Refused(why) => {
@@ -214,7 +209,7 @@ impl Gateway {
              another replica may have renewed it; going on with the old session, no cookie \
              written, for at most {} s",
             short_sid(session),
-            service.client_id,
+            service.idp(session.idp).client_id,
             service.refresh_race_grace_secs
         );
         host.log(Severity::Warn, &line);
@@ -242,11 +237,12 @@ impl Gateway {
         let line = format!(
             "session {}… of {} ended: {why}",
             short_sid(session),
-            service.client_id
+            service.idp(session.idp).client_id
         );
         host.log(Severity::Debug, &line);
         refresh::publish_ended(host, &answer.lease, now_ms);
-        self.publish_to_fleet(host, service, answer.fleet, Some(LockValue::Ended));
+        let ended = Some(LockValue::Ended);
+        self.publish_to_fleet(host, service.idp(session.idp), answer.fleet, ended);
         match refreshed::session_ended(service, cookie_header, path, judged.gate.browser) {
             Ok(reply) => logged(host, service, &judged.gate.place(), reply),
             Err(refused) => Ended::Refuse(refused),

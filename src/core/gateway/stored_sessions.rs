@@ -13,12 +13,14 @@ use crate::core::cluster::etcd::{self, Keys, Range};
 use crate::core::cluster::etcd_answer;
 use crate::core::cluster::namespace::hash_id;
 use crate::core::cluster::stored_session::{self, key};
+use crate::core::config::idp::IdpId;
 use crate::core::config::login::{LoginService, SessionStore};
 use crate::core::config::ServiceId;
 use crate::core::cookies;
 use crate::core::host::{Host, Metric};
 use crate::core::keys::fetch::CalloutResponse;
 use crate::core::login::error::LoginError;
+use crate::core::login::flow;
 use crate::core::login::handles::Stored;
 use crate::core::login::opened::Opened;
 use crate::core::login::session::{self, Session};
@@ -94,7 +96,8 @@ impl Gateway {
         };
         match wait {
             StoredWait::Load { handle, headers } => {
-                let stored = self.read_stored(host, svc, &handle, response);
+                let idp = Self::idp_of(svc, headers.text("cookie"));
+                let stored = self.read_stored(host, (svc, idp), &handle, response);
                 self.learn(service, &handle, stored, host.now_ms());
                 self.decide_stripped(host, context_id, &headers, Wait::Allowed, None)
             }
@@ -109,7 +112,8 @@ impl Gateway {
                 let ended = match saved {
                     Ok(_) => {
                         host.count(Metric::SignedIn);
-                        let opened = Rc::new(Opened::new(*session, &svc.issuer));
+                        let issuer = &svc.idp(session.idp).issuer;
+                        let opened = Rc::new(Opened::new(*session, issuer));
                         self.learn(service, &handle, Stored::Session(opened), host.now_ms());
                         Ended::Answer(reply)
                     }
@@ -167,10 +171,11 @@ impl Gateway {
     fn read_stored(
         &mut self,
         host: &mut dyn Host,
-        service: &LoginService,
+        (service, idp): (&LoginService, IdpId),
         handle: &str,
         response: &CalloutResponse,
     ) -> Stored {
+        let (idp_id, idp) = (idp, service.idp(idp));
         let answer = etcd_answer::read_range(response);
         self.note_store(host, answer.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         let Some(store) = self.store.as_ref() else {
@@ -182,10 +187,11 @@ impl Gateway {
             Ok(range) => range
                 .kvs
                 .first()
-                .and_then(|kv| stored_session::open_session(&service.sealer, &key, &kv.value))
+                .and_then(|kv| stored_session::open_session(&idp.sealer, &key, &kv.value))
                 .filter(|session| session.sid == hash_id(handle.as_bytes()))
-                .map_or(Stored::Absent, |session| {
-                    Stored::Session(Rc::new(Opened::new(session, &service.issuer)))
+                .map_or(Stored::Absent, |mut session| {
+                    session.idp = idp_id;
+                    Stored::Session(Rc::new(Opened::new(session, &idp.issuer)))
                 }),
         }
     }
@@ -232,7 +238,8 @@ impl Gateway {
         // The session's id names its handle: a sign-out revokes it from the handle alone.
         session.sid = hash_id(handle.as_bytes());
         let put = self.put_call(host, service, &handle, &session);
-        let cookie = stored_session::seal_handle(&service.sealer, &handle, host).map(|value| {
+        let sealer = &service.idp(session.idp).sealer;
+        let cookie = stored_session::seal_handle(sealer, &handle, host).map(|value| {
             let max_age = session.expires_at.saturating_sub(now_ms / 1000);
             cookies::set_cookie(&service.cookie_name, &value, &service.cookie, None, max_age)
         });
@@ -283,7 +290,8 @@ impl Gateway {
         let store = self.store.as_ref()?;
         let lease = store.lease(LeaseKind::Record, host.now_ms())?;
         let key = key(&store.namespace, handle);
-        let sealed = stored_session::seal_session(&service.sealer, &key, session, host)?;
+        let sealer = &service.idp(session.idp).sealer;
+        let sealed = stored_session::seal_session(sealer, &key, session, host)?;
         Some(etcd::put(
             &store.store.etcd,
             key.as_bytes(),
@@ -299,7 +307,14 @@ impl Gateway {
         }
         let request_cookies = cookie_header.map(cookies::parse).unwrap_or_default();
         let sealed = session::sealed_value(&request_cookies, &service.cookie_name)?;
-        stored_session::open_handle(&service.sealer, &sealed)
+        flow::open_handle(service, &sealed)
+    }
+
+    /// The IdP whose sealer sealed the request's session cookie (by its tag).
+    fn idp_of(service: &LoginService, cookie_header: Option<&str>) -> IdpId {
+        let request_cookies = cookie_header.map(cookies::parse).unwrap_or_default();
+        let sealed = session::sealed_value(&request_cookies, &service.cookie_name);
+        sealed.map_or(IdpId(0), |sealed| service.idps.of_sealed(&sealed))
     }
 
     /// A renewed server-side session: written under its handle (no request waits), and
@@ -316,7 +331,8 @@ impl Gateway {
         let Some(handle) = Self::handle_of(service, cookie_header) else {
             return false;
         };
-        let opened = Rc::new(Opened::new(renewed.clone(), &service.issuer));
+        let issuer = &service.idp(renewed.idp).issuer;
+        let opened = Rc::new(Opened::new(renewed.clone(), issuer));
         self.learn(service_id, &handle, Stored::Session(opened), host.now_ms());
         if write {
             if let Some(put) = self.put_call(host, service, &handle, renewed) {

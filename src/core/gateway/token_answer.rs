@@ -128,11 +128,8 @@ impl Gateway {
         settled: Option<u32>,
     ) -> Decision {
         let tokens = oidc::read_tokens(status, body);
-        let provider = self
-            .settings
-            .login
-            .get(pending.service().0)
-            .map(|s| s.provider);
+        let provider =
+            (self.settings.login.get(pending.service().0)).map(|s| s.idp(pending.idp()).provider);
         let id_token = tokens.as_ref().ok().and_then(|t| t.id_token.as_ref());
         let (Some(provider), Some(id_token)) = (provider, id_token) else {
             return self.finish(host, pending, tokens, settled);
@@ -145,13 +142,16 @@ impl Gateway {
         let fetch_asked = self.ask_for_keys(provider, now_ms);
         let wait_ms =
             self.settings.keys_wait_timeout_ms + self.settings.min_refetch_interval_ms(provider);
-        if let Pending::Refresh { lease, service, .. } = &pending {
+        if let Pending::Refresh {
+            lease,
+            service,
+            session,
+            ..
+        } = &pending
+        {
             // Nobody else may spend the refresh token while this one waits.
-            let timeout_ms = self
-                .settings
-                .login
-                .get(service.0)
-                .map_or(0, |s| s.timeout_ms);
+            let timeout_ms =
+                (self.settings.login.get(service.0)).map_or(0, |s| s.idp(session.idp).timeout_ms);
             refresh::extend(host, lease, now_ms + wait_ms + timeout_ms);
         }
         let parked = Parked {
@@ -200,8 +200,8 @@ impl Gateway {
         let now_ms = host.now_ms();
         let authn = &self.authn;
         let verify = |id_token: &str, nonce: Option<&str>| {
-            let client_id = &service.client_id;
-            authn.verify_id_token(service.provider, id_token, client_id, nonce, now_ms)
+            let idp = service.idp(login.idp);
+            authn.verify_id_token(idp.provider, id_token, &idp.client_id, nonce, now_ms)
         };
         let now_secs = now_ms / 1000;
         let place = judged.gate.place();

@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use url::Url;
 
+use crate::core::config::idp::Idp;
 use crate::core::config::login::LoginService;
 use crate::core::keys::record::Discovery;
 use crate::core::login::error::LoginError;
@@ -30,11 +31,11 @@ pub(crate) struct ResolvedEndpoints {
 impl ResolvedEndpoints {
     pub(crate) fn get(
         &mut self,
-        service: &LoginService,
+        idp: &Idp,
         discovered: Option<&Discovery>,
     ) -> Option<Rc<Endpoints>> {
         if self.from.as_ref().map(Option::as_ref) != Some(discovered) {
-            self.endpoints = Endpoints::resolve(service, discovered).map(Rc::new);
+            self.endpoints = Endpoints::resolve(idp, discovered).map(Rc::new);
             self.from = Some(discovered.cloned());
         }
         self.endpoints.clone()
@@ -42,10 +43,7 @@ impl ResolvedEndpoints {
 }
 
 impl Endpoints {
-    pub(crate) fn resolve(
-        service: &LoginService,
-        discovered: Option<&Discovery>,
-    ) -> Option<Endpoints> {
+    pub(crate) fn resolve(idp: &Idp, discovered: Option<&Discovery>) -> Option<Endpoints> {
         let found = |configured: &Option<Url>, discovered: Option<&String>| {
             configured
                 .clone()
@@ -53,15 +51,15 @@ impl Endpoints {
         };
         Some(Endpoints {
             authorization: found(
-                &service.endpoints.authorization,
+                &idp.endpoints.authorization,
                 discovered.and_then(|d| d.authorization_endpoint.as_ref()),
             )?,
             token: found(
-                &service.endpoints.token,
+                &idp.endpoints.token,
                 discovered.and_then(|d| d.token_endpoint.as_ref()),
             )?,
             end_session: found(
-                &service.endpoints.end_session,
+                &idp.endpoints.end_session,
                 discovered.and_then(|d| d.end_session_endpoint.as_ref()),
             ),
         })

@@ -20,6 +20,7 @@ use crate::core::cluster::stored_session;
 use crate::core::config::login::{LoginService, SessionStore};
 use crate::core::cookies;
 use crate::core::identity::Identity;
+use crate::core::login::choice::{Choice, Next};
 use crate::core::login::error::LoginError;
 use crate::core::login::handles::{Handles, Stored};
 use crate::core::login::idle::{self, Activity};
@@ -51,7 +52,10 @@ pub fn decide(
         revocations: &mut revocations,
         handles: None,
     };
-    decide_with(service, request, endpoints, now_secs, random, known)
+    let choice = crate::core::login::choice::choose(service, request);
+    decide_with(
+        service, &choice, request, endpoints, now_secs, random, known,
+    )
 }
 
 /// What this VM knows beyond the request: the sessions it already opened (each sealed
@@ -63,9 +67,10 @@ pub(crate) struct Known<'a> {
     pub(crate) handles: Option<&'a mut Handles>,
 }
 
-/// `decide`, with what this VM knows.
+/// `decide`, with what this VM knows; `endpoints` are those of the chosen IdP.
 pub(crate) fn decide_with(
     service: &LoginService,
+    choice: &Choice,
     request: &Request,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
@@ -86,7 +91,7 @@ pub(crate) fn decide_with(
         return Step::SignOut { reply, revoke };
     }
     if path == service.start_path {
-        return start::start(service, request, endpoints, now_secs, random);
+        return start::start(service, choice, request, endpoints, now_secs, random);
     }
     let session = match session_of(service, request, known.opened, known.handles, now_secs) {
         Ok(session) => session,
@@ -122,7 +127,7 @@ pub(crate) fn decide_with(
             match (refresh_token, endpoints, activity) {
                 (Some(token), Some(endpoints), _) if session.needs_refresh(now_secs) => {
                     Step::Refresh {
-                        request: oidc::refresh(&endpoints.token, service, &token),
+                        request: oidc::refresh(&endpoints.token, service.idp(session.idp), &token),
                         session: Box::new(session.clone()),
                     }
                 }
@@ -137,10 +142,14 @@ pub(crate) fn decide_with(
             }
         }
         None if request.has_authorization => Step::Bearer,
-        None if endpoints.is_none() && request.may_wait && sends_to_login(request) => {
+        None if endpoints.is_none()
+            && request.may_wait
+            && sends_to_login(request)
+            && choice.next == Next::Go =>
+        {
             Step::AwaitEndpoints
         }
-        None => start::unauthenticated(service, request, endpoints, now_secs, random),
+        None => start::unauthenticated(service, choice, request, endpoints, now_secs, random),
     };
     match idle_ended {
         Some((sid, idle_secs)) => Step::SessionIdle {
@@ -163,7 +172,7 @@ fn read_here(
 ) -> Result<Option<Rc<Opened>>, String> {
     let cookies = request.cookies();
     let handle = session::sealed_value(&cookies, &service.cookie_name)
-        .and_then(|sealed| stored_session::open_handle(&service.sealer, &sealed));
+        .and_then(|sealed| open_handle(service, &sealed));
     let (Some(handle), Some(handles)) = (handle, handles) else {
         return Ok(None);
     };
@@ -190,7 +199,7 @@ fn session_of(
         SessionStore::Cookie => None,
         SessionStore::Cluster { .. } => sealed
             .as_deref()
-            .and_then(|value| stored_session::open_handle(&service.sealer, value)),
+            .and_then(|value| open_handle(service, value)),
     };
     if let (Some(handle), Some(handles)) = (handle, handles) {
         return match handles.get(&handle, now_secs * 1000) {
@@ -210,10 +219,17 @@ fn session_of(
     // A session in the cookie itself (or one signed in while the store was away).
     Ok(sealed.and_then(|sealed| {
         opened.get_or_open(&sealed, now_secs, |sealed| {
-            let session = session::open(sealed, &service.sealer)?;
-            Some(Opened::new(session, &service.issuer))
+            let session = session::open_for(service, sealed)?;
+            let issuer = &service.idp(session.idp).issuer;
+            Some(Opened::new(session, issuer))
         })
     }))
+}
+
+/// The handle a cookie value carries, opened by the sealer of the IdP its tag names.
+pub(crate) fn open_handle(service: &LoginService, sealed: &str) -> Option<String> {
+    let idp = service.idps.of_sealed(sealed);
+    stored_session::open_handle(&service.idp(idp).sealer, sealed)
 }
 
 /// Forwards with the session's identity, our cookies taken out of the request's `Cookie`
@@ -224,7 +240,7 @@ pub(crate) fn forward(
     session: &Session,
     set_cookies: Vec<String>,
 ) -> Forwarding {
-    let identity = Rc::new(session.identity(&service.issuer));
+    let identity = Rc::new(session.identity(&service.idp(session.idp).issuer));
     forward_as(service, cookie_header, session, identity, set_cookies)
 }
 

@@ -1,6 +1,7 @@
 //! Browser sign-in: the OIDC authorization-code flow with PKCE, state and nonce, and the
 //! session kept in sealed cookies.
 pub mod backchannel;
+pub mod choice;
 pub(crate) mod endpoints;
 pub(crate) mod error;
 pub mod flow;

@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use url::form_urlencoded;
 use url::Url;
 
-use crate::core::config::login::{ClientAuth, LoginService};
+use crate::core::config::idp::{Idp, IdpId};
+use crate::core::config::login::ClientAuth;
 use crate::core::random::Random;
 use crate::core::secret::Secret;
 
@@ -21,6 +22,9 @@ pub struct PendingLogin {
     /// Where the browser goes after login: a validated path or allowed URL.
     pub return_to: String,
     pub expires_at: u64,
+    /// The IdP the login went to: the one whose sealer opened its cookie.
+    #[serde(skip)]
+    pub idp: IdpId,
 }
 
 impl PendingLogin {
@@ -38,6 +42,7 @@ impl PendingLogin {
             verifier: Secret::new(random.token(32)?),
             return_to,
             expires_at: now_secs.saturating_add(timeout_secs),
+            idp: IdpId::default(),
         })
     }
 }
@@ -62,16 +67,16 @@ pub fn pkce_challenge(verifier: &str) -> String {
 
 pub(crate) fn authorization_url(
     endpoint: &Url,
-    service: &LoginService,
+    idp: &Idp,
     redirect_uri: &str,
     login: &PendingLogin,
 ) -> String {
     let mut url = endpoint.clone();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
-        .append_pair("client_id", &service.client_id)
+        .append_pair("client_id", &idp.client_id)
         .append_pair("redirect_uri", redirect_uri)
-        .append_pair("scope", &service.scopes.join(" "))
+        .append_pair("scope", &idp.scopes.join(" "))
         .append_pair("state", &login.state)
         .append_pair("nonce", &login.nonce)
         .append_pair("code_challenge", &pkce_challenge(login.verifier.expose()))
@@ -105,7 +110,7 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
-fn token_request(endpoint: &Url, service: &LoginService, params: &[(&str, &str)]) -> TokenRequest {
+fn token_request(endpoint: &Url, idp: &Idp, params: &[(&str, &str)]) -> TokenRequest {
     let mut body = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
         body.append_pair(k, v);
@@ -117,15 +122,15 @@ fn token_request(endpoint: &Url, service: &LoginService, params: &[(&str, &str)]
         ),
         ("accept", "application/json".to_string()),
     ];
-    match service.client_auth {
+    match idp.client_auth {
         ClientAuth::Basic => {
             // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
             let encode =
                 |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let credentials = format!(
                 "{}:{}",
-                encode(&service.client_id),
-                encode(service.client_secret.expose())
+                encode(&idp.client_id),
+                encode(idp.client_secret.expose())
             );
             headers.push((
                 "authorization",
@@ -133,8 +138,8 @@ fn token_request(endpoint: &Url, service: &LoginService, params: &[(&str, &str)]
             ));
         }
         ClientAuth::Post => {
-            body.append_pair("client_id", &service.client_id);
-            body.append_pair("client_secret", service.client_secret.expose());
+            body.append_pair("client_id", &idp.client_id);
+            body.append_pair("client_secret", idp.client_secret.expose());
         }
     }
     TokenRequest {
@@ -146,14 +151,14 @@ fn token_request(endpoint: &Url, service: &LoginService, params: &[(&str, &str)]
 
 pub(crate) fn code_exchange(
     endpoint: &Url,
-    service: &LoginService,
+    idp: &Idp,
     redirect_uri: &str,
     code: &str,
     verifier: &Secret,
 ) -> TokenRequest {
     token_request(
         endpoint,
-        service,
+        idp,
         &[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -163,14 +168,10 @@ pub(crate) fn code_exchange(
     )
 }
 
-pub(crate) fn refresh(
-    endpoint: &Url,
-    service: &LoginService,
-    refresh_token: &Secret,
-) -> TokenRequest {
+pub(crate) fn refresh(endpoint: &Url, idp: &Idp, refresh_token: &Secret) -> TokenRequest {
     token_request(
         endpoint,
-        service,
+        idp,
         &[
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),

@@ -55,7 +55,7 @@ pub fn init_slots(shared: &mut dyn SharedData, client_id: &str) {
 
 /// A published session opens as a cookie does: for this service and its issuer only.
 pub(crate) fn open(service: &LoginService, sealed: &str) -> Option<Session> {
-    session::open(sealed, &service.sealer)
+    session::open_for(service, sealed)
 }
 
 /// Decides, for a request carrying `session` whose tokens expired, who refreshes.
@@ -65,8 +65,9 @@ pub fn claim(
     session: &Session,
     now_ms: u64,
 ) -> Claim {
-    let generation = Generation::new(&service.client_id, &session.sid, session.refresh_at);
-    let keys = generation.slot_keys(&service.client_id);
+    let client_id = &service.idp(session.idp).client_id;
+    let generation = Generation::new(client_id, &session.sid, session.refresh_at);
+    let keys = generation.slot_keys(client_id);
     let values: Vec<(Option<Vec<u8>>, Option<u32>)> = keys.iter().map(|k| shared.get(k)).collect();
     let slots: Vec<Slot> = values
         .iter()
@@ -101,7 +102,7 @@ pub fn take(
     now_ms: u64,
     marker: String,
 ) -> Option<Lease> {
-    let deadline_ms = now_ms + 2 * service.timeout_ms + 1000;
+    let deadline_ms = now_ms + 2 * service.longest_token_timeout_ms() + 1000;
     let value = candidate.generation.lease(deadline_ms, &marker);
     shared
         .set(&candidate.key, &value, Some(candidate.cas))
@@ -133,7 +134,7 @@ fn write_if_ours(shared: &mut dyn SharedData, lease: &Lease, value: &[u8]) -> bo
 
 /// A renewed session sealed for publishing (`None` when there is no randomness).
 pub fn seal(service: &LoginService, renewed: &Session, random: &mut dyn Random) -> Option<String> {
-    session::seal(renewed, &service.sealer, random)
+    session::seal(renewed, &service.idp(renewed.idp).sealer, random)
 }
 
 /// Publishes a renewed session (sealed by `seal`) for the requests still carrying the old

@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::config::idp::IdpId;
+use crate::core::config::login::LoginService;
 use crate::core::cookies::{self, CookieAttributes};
 use crate::core::identity::Identity;
 use crate::core::random::Random;
@@ -59,6 +61,10 @@ pub struct Session {
     /// before it existed (every revocation of theirs applies).
     #[serde(default)]
     pub signed_in_at: u64,
+    /// The IdP of its service that signed it in: the one whose sealer opened it (never
+    /// written into the session, whose sealer already names it).
+    #[serde(skip)]
+    pub idp: IdpId,
     /// Last activity recorded (unix seconds), with `idle_timeout` only: written at sign-in,
     /// refresh and at most every tenth of the idle timeout (`idle.rs`). 0: none recorded
     /// (idle timeout off, or a session sealed before it existed).
@@ -117,6 +123,7 @@ pub fn is_session_cookie(cookie: &str, name: &str) -> bool {
 
 /// Reassembles and opens the session from the request's cookies. Tampered, truncated,
 /// foreign or expired sessions are all simply "no session".
+#[cfg(any(test, feature = "testing"))]
 pub fn read(
     request_cookies: &[(&str, &str)],
     name: &str,
@@ -178,6 +185,28 @@ pub(crate) fn open(sealed: &str, sealer: &Sealer) -> Option<Session> {
     let plain = sealer.open(PURPOSE, sealed)?;
     let unsealed: Unsealed = serde_json::from_slice(&plain).ok()?;
     (unsealed.iss == sealer.issuer()).then_some(unsealed.session)
+}
+
+/// Opens a session sealed by one of `service`'s IdPs: the one its tag names, whose sealer
+/// alone can open it; the session then knows its IdP.
+pub(crate) fn open_for(service: &LoginService, sealed: &str) -> Option<Session> {
+    let idp = service.idps.of_sealed(sealed);
+    let mut session = open(sealed, &service.idp(idp).sealer)?;
+    session.idp = idp;
+    Some(session)
+}
+
+/// `read` for `service`: with whichever of its IdPs sealed the session.
+pub(crate) fn read_for(
+    request_cookies: &[(&str, &str)],
+    service: &LoginService,
+    now_secs: u64,
+) -> Option<Session> {
+    let session = open_for(
+        service,
+        &sealed_value(request_cookies, &service.cookie_name)?,
+    )?;
+    (now_secs < session.expires_at).then_some(session)
 }
 
 /// `Set-Cookie` values that store `session`, and delete any other session cookie the

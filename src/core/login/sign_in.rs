@@ -6,6 +6,7 @@ use subtle::ConstantTimeEq;
 use crate::core::bearer::authenticator::IdTokenClaims;
 use crate::core::bearer::error::AuthError;
 use crate::core::config::login::LoginService;
+use crate::core::login::choice;
 use crate::core::login::endpoints::{redirect_uri, unavailable, Endpoints};
 use crate::core::login::error::LoginError;
 use crate::core::login::idle;
@@ -21,6 +22,16 @@ pub(crate) type VerifyIdToken<'a> =
     &'a dyn Fn(&str, Option<&str>) -> Result<IdTokenClaims, AuthError>;
 /// Session lifetime when the IdP says nothing about token expiry.
 const DEFAULT_TOKEN_SECS: u64 = 300;
+
+/// The login a login cookie carries, opened by the sealer of the IdP its tag names; the
+/// login then knows its IdP.
+pub(crate) fn open_login(service: &LoginService, sealed: &str) -> Option<PendingLogin> {
+    let idp = service.idps.of_sealed(sealed);
+    let plain = service.idp(idp).sealer.open(LOGIN_PURPOSE, sealed)?;
+    let mut pending = serde_json::from_slice::<PendingLogin>(&plain).ok()?;
+    pending.idp = idp;
+    Some(pending)
+}
 
 pub(super) fn callback(
     service: &LoginService,
@@ -42,8 +53,7 @@ pub(super) fn callback(
     let pending = cookies
         .iter()
         .find(|(n, _)| cookie_name.as_deref() == Some(*n))
-        .and_then(|(_, v)| service.sealer.open(LOGIN_PURPOSE, v))
-        .and_then(|plain| serde_json::from_slice::<PendingLogin>(&plain).ok())
+        .and_then(|(_, v)| open_login(service, v))
         .filter(|p| bool::from(p.state.as_bytes().ct_eq(state.as_bytes())));
     if let Some(error) = request.query_param("error") {
         let description = request.query_param("error_description");
@@ -78,7 +88,7 @@ pub(super) fn callback(
     };
     let request = oidc::code_exchange(
         &endpoints.token,
-        service,
+        service.idp(pending.idp),
         &redirect_uri(service, request),
         &code,
         &pending.verifier,
@@ -109,6 +119,7 @@ pub fn finish_login(
     ) {
         Ok(mut set_cookies) => {
             set_cookies.extend(clear);
+            set_cookies.extend(choice::remember(service, pending.idp));
             reply::redirect(&pending.return_to, set_cookies)
         }
         Err(error) => error.reply(clear),
@@ -127,7 +138,11 @@ pub(crate) fn finish_login_stored(
 ) -> Result<(Session, (String, Vec<String>)), Reply> {
     let clear = vec![delete_login_cookie(service, &pending.state)];
     match new_session(service, pending, tokens, verify, now_secs, random) {
-        Ok(session) => Ok((session, (pending.return_to.clone(), clear))),
+        Ok(session) => {
+            let mut set_cookies = clear;
+            set_cookies.extend(choice::remember(service, pending.idp));
+            Ok((session, (pending.return_to.clone(), set_cookies)))
+        }
         Err(error) => Err(error.reply(clear)),
     }
 }
@@ -186,6 +201,7 @@ fn new_session(
         idp_sid: claims.sid,
         sub,
         signed_in_at: now_secs,
+        idp: pending.idp,
         active_at: idle::active_at(service, now_secs),
     })
 }
@@ -205,7 +221,7 @@ pub fn store_session(
             request_cookies,
             &service.cookie_name,
             &service.cookie,
-            &service.sealer,
+            &service.idp(session.idp).sealer,
             now_secs,
             random,
         )

@@ -30,7 +30,7 @@ pub(super) fn sign_out(
     // session the cookie holds.
     let session = stored
         .cloned()
-        .or_else(|| session::read(&cookies, &service.cookie_name, &service.sealer, now_secs));
+        .or_else(|| session::read_for(&cookies, service, now_secs));
     let revoke = session.as_ref().map(|s| Entry {
         id: RevokedId::session(&s.sid),
         revoked_at: now_secs,
@@ -71,6 +71,7 @@ fn answer(
         .query_param("rd")
         .and_then(|rd| safe_target(&rd, &redirect_hosts(service)))
         .unwrap_or_else(|| "/".into());
+    // The endpoints are those of the session's IdP: the caller chose it from the cookie.
     let end_session = endpoints
         .and_then(|e| e.end_session.as_ref())
         .filter(|_| service.end_idp_session);
@@ -80,7 +81,8 @@ fn answer(
     let mut url = end_session.clone();
     {
         let mut query = url.query_pairs_mut();
-        query.append_pair("client_id", &service.client_id);
+        let idp = service.idp(session.map_or_else(Default::default, |s| s.idp));
+        query.append_pair("client_id", &idp.client_id);
         if let Some(hint) = session.and_then(|s| s.id_token.as_ref()) {
             query.append_pair("id_token_hint", hint.expose());
         }

@@ -7,6 +7,7 @@ use crate::core::bearer::error::AuthError;
 use crate::core::config::login::{LoginService, Unauthenticated};
 use crate::core::cookies;
 use crate::core::hostname::host_name;
+use crate::core::login::choice::{self, Choice, Next};
 use crate::core::login::endpoints::{redirect_uri, unavailable, Endpoints};
 use crate::core::login::error::LoginError;
 use crate::core::login::hints::{start_hints, with_hints};
@@ -49,6 +50,7 @@ pub(super) fn sends_to_login(request: &Request) -> bool {
 /// as the mode writes refusals), a stale session cleared either way.
 pub(crate) fn unauthenticated(
     service: &LoginService,
+    choice: &Choice,
     request: &Request,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
@@ -62,13 +64,21 @@ pub(crate) fn unauthenticated(
             set_cookies: stale,
         });
     }
-    let targets = return_targets(request.path)
+    let targets: Vec<String> = return_targets(request.path)
         .into_iter()
         .map(|t| absolute_if_elsewhere(service, request, t))
         .collect();
-    login_step(login_redirect(
+    if choice.next != Next::Go {
+        let back = targets.first().map_or("/", String::as_str);
+        return Step::Respond(choice::chooser(service, back, &[], stale));
+    }
+    let to = Login {
         service,
+        choice,
         request,
+    };
+    login_step(login_redirect(
+        &to,
         endpoints,
         now_secs,
         random,
@@ -77,36 +87,48 @@ pub(crate) fn unauthenticated(
     ))
 }
 
+/// A login about to start: at which service, with which IdP, for which request.
+struct Login<'a> {
+    service: &'a LoginService,
+    choice: &'a Choice,
+    request: &'a Request<'a>,
+}
+
 /// oauth2-proxy's `/oauth2/start?rd=...`: a new login, signed in or not, that ends at `rd`
 /// (a path here, or a URL on this service's hosts or `allowed_redirect_hosts`), else `/`.
 pub(super) fn start(
     service: &LoginService,
+    choice: &Choice,
     request: &Request,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
     random: &mut dyn Random,
 ) -> Step {
-    if endpoints.is_none() && request.may_wait {
+    if choice.next == Next::Unknown {
+        return Step::Respond(choice::unknown_provider());
+    }
+    if endpoints.is_none() && request.may_wait && choice.next == Next::Go {
         return Step::AwaitEndpoints;
     }
     let asked = request
         .query_param("rd")
         .and_then(|rd| safe_target(&rd, &redirect_hosts(service)));
-    let targets = asked
+    let targets: Vec<String> = asked
         .into_iter()
         .chain(["/".to_string()])
         .map(|t| absolute_if_elsewhere(service, request, t))
         .collect();
     let hints = start_hints(service, request);
-    let reply = login_redirect(
+    if choice.next == Next::Chooser {
+        let back = targets.first().map_or("/", String::as_str);
+        return Step::Respond(choice::chooser(service, back, &hints, Vec::new()));
+    }
+    let to = Login {
         service,
+        choice,
         request,
-        endpoints,
-        now_secs,
-        random,
-        (targets, vec![]),
-        &hints,
-    );
+    };
+    let reply = login_redirect(&to, endpoints, now_secs, random, (targets, vec![]), &hints);
     login_step(reply)
 }
 
@@ -144,14 +166,15 @@ fn absolute_if_elsewhere(service: &LoginService, request: &Request, target: Stri
 /// returns to the first of `targets` whose sealed cookie fits a browser. `hints` go to the
 /// IdP with the authorization request.
 fn login_redirect(
-    service: &LoginService,
-    request: &Request,
+    to: &Login,
     endpoints: Option<&Endpoints>,
     now_secs: u64,
     random: &mut dyn Random,
     (targets, stale): (Vec<String>, Vec<String>),
     hints: &[(&'static str, String)],
 ) -> Reply {
+    let (service, request) = (to.service, to.request);
+    let idp = service.idp(to.choice.idp);
     let Some(endpoints) = endpoints else {
         return unavailable();
     };
@@ -167,7 +190,7 @@ fn login_redirect(
         pending.return_to = return_to;
         let Some(sealed) = serde_json::to_vec(&pending)
             .ok()
-            .and_then(|plain| service.sealer.seal(LOGIN_PURPOSE, &plain, random))
+            .and_then(|plain| idp.sealer.seal(LOGIN_PURPOSE, &plain, random))
         else {
             return LoginError::LoginStateNotSealed.reply(vec![]);
         };
@@ -190,7 +213,7 @@ fn login_redirect(
     set_cookies.push(login_cookie);
     let location = oidc::authorization_url(
         &endpoints.authorization,
-        service,
+        idp,
         &redirect_uri(service, request),
         &pending,
     );
