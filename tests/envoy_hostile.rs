@@ -19,8 +19,9 @@ use support::raw::{RawRequest, RawResponse};
 
 /// Response headers the gateway may write. `connection` is Envoy's answer to our
 /// `Connection: close`; `x-envoy-*` are Envoy's own.
-const EXPECTED_HEADERS: [&str; 11] = [
+const EXPECTED_HEADERS: [&str; 12] = [
     "location",
+    "content-security-policy",
     "set-cookie",
     "content-type",
     "cache-control",

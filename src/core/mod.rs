@@ -31,6 +31,7 @@ pub mod identity;
 pub mod keys;
 pub(crate) mod log_text;
 pub mod login;
+pub(crate) mod metric;
 pub mod mode;
 pub(crate) mod page;
 pub mod policy;

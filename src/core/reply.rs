@@ -2,7 +2,7 @@
 //! written.
 
 use crate::core::config::pages::Branding;
-use crate::core::host::Metric;
+use crate::core::metric::Metric;
 use crate::core::page::{self as layout, Page};
 
 #[derive(Clone, PartialEq, Eq)]
@@ -210,6 +210,25 @@ pub(crate) fn from_page(status: u32, page: Page, set_cookies: Vec<String>) -> Re
 }
 
 impl Reply {
+    /// What this answer, given by the filter itself, counts as, besides `Refused` for
+    /// every error.
+    pub(crate) fn metric(&self) -> Metric {
+        match self.status {
+            300..=399 => Metric::Redirected,
+            401 if self
+                .header("www-authenticate")
+                .is_some_and(|c| c.contains("error=")) =>
+            {
+                Metric::DeniedInvalidToken
+            }
+            401 => Metric::DeniedNoCredential,
+            403 => Metric::DeniedForbidden,
+            429 => Metric::Throttled,
+            500..=599 => Metric::DeniedUnavailable,
+            _ => Metric::DeniedBadRequest,
+        }
+    }
+
     /// A page written again with `branding` and the request's id (nothing else changes);
     /// any other reply as it is.
     pub(crate) fn branded(mut self, branding: &Branding, request_id: Option<&str>) -> Reply {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::core::config::ids::ProviderId;
-use crate::core::config::login::{
+use crate::core::config::oidc_client::{
     read_callout, read_client, read_endpoint_overrides, read_issuer, read_scopes, ClientAuth,
     EndpointOverrides, EnvLookup,
 };
@@ -130,8 +130,8 @@ pub(crate) const SINGLE_FORM_FIELDS: [&str; 10] = [
     "timeout",
 ];
 
-/// One `idps` entry's fields.
-fn read_entry_fields(
+/// One IdP's client fields: an `idps` entry's, or the single form's on the service itself.
+pub(crate) fn read_entry_fields(
     r: &mut ObjectReader,
     providers: &[Provider],
     env: EnvLookup,

@@ -7,12 +7,14 @@ use serde_json::Value;
 use url::Url;
 
 use crate::core::config::idle_timeout::read_idle_timeout;
-use crate::core::config::idp::{self, Idp, IdpFields, IdpId, Idps, SealerInputs};
+use crate::core::config::idp::{self, Idp, IdpId, Idps, SealerInputs};
 use crate::core::config::kubernetes::Impersonation;
+use crate::core::config::oidc_client::read_url;
+pub(crate) use crate::core::config::oidc_client::{read_secret, ClientAuth, EnvLookup};
 use crate::core::config::pages::{read_pages, Branding};
 use crate::core::config::policy::read_policy;
 use crate::core::config::provider::read_provider_list;
-use crate::core::config::provider::{KeySource, Provider};
+use crate::core::config::provider::Provider;
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::config::start_hints::{read_start_hints, StartHints};
 use crate::core::cookies::{CookieAttributes, SameSite};
@@ -20,23 +22,6 @@ use crate::core::cookies::{CookieAttributes, SameSite};
 use crate::core::policy::route::ServicePolicy;
 pub use crate::core::policy::route::Unauthenticated;
 use crate::core::secret::Secret;
-
-/// Reads an environment variable of the VM (Istio: `WasmPlugin.spec.vmConfig.env`).
-pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ClientAuth {
-    Basic,
-    Post,
-}
-
-/// Endpoints configured explicitly, for issuers without discovery.
-#[derive(Debug, Default)]
-pub(crate) struct EndpointOverrides {
-    pub(crate) authorization: Option<Url>,
-    pub(crate) token: Option<Url>,
-    pub(crate) end_session: Option<Url>,
-}
 
 #[derive(Debug)]
 pub struct LoginService {
@@ -139,34 +124,6 @@ impl LoginService {
     }
 }
 
-pub(crate) fn read_secret(
-    reader: &mut ObjectReader,
-    name: &'static str,
-    env: EnvLookup,
-    problems: &mut Problems,
-) -> Option<Secret> {
-    let path = reader.field_path(name);
-    match reader.value(name) {
-        None => None,
-        Some(Value::String(s)) => Some(Secret::new(s.clone())),
-        Some(Value::Object(o)) if o.len() == 1 && o.get("env").is_some_and(Value::is_string) => {
-            let var = o.get("env").and_then(Value::as_str).unwrap_or_default();
-            let value = env(var).filter(|v| !v.is_empty());
-            if value.is_none() {
-                problems.add(
-                    &path,
-                    format!("environment variable {var} is not set in the VM"),
-                );
-            }
-            value.map(Secret::new)
-        }
-        Some(_) => {
-            problems.add(&path, "must be a string or {\"env\": \"VARIABLE\"}");
-            None
-        }
-    }
-}
-
 fn read_secret_list(
     reader: &mut ObjectReader,
     name: &'static str,
@@ -187,18 +144,6 @@ fn read_secret_list(
         }
     }
     secrets
-}
-
-fn read_url(reader: &mut ObjectReader, name: &'static str, problems: &mut Problems) -> Option<Url> {
-    let path = reader.field_path(name);
-    let text = reader.string(name, problems)?;
-    match Url::parse(&text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-        _ => {
-            problems.add(&path, format!("\"{text}\" is not an http(s) URL"));
-            None
-        }
-    }
 }
 
 fn read_path(
@@ -270,62 +215,6 @@ fn reaches(from: &LoginService, to: &LoginService) -> bool {
             .is_some_and(|d| covered(&d) || domain.ends_with(&format!(".{d}")) || domain == d)
 }
 
-/// `issuer`, and which provider it names.
-pub(crate) fn read_issuer(
-    r: &mut ObjectReader,
-    providers: &[Provider],
-    problems: &mut Problems,
-) -> (Option<String>, Option<usize>) {
-    let issuer_path = r.field_path("issuer");
-    let issuer = r.string("issuer", problems);
-    let provider = match &issuer {
-        None => {
-            problems.add(&issuer_path, "is required");
-            None
-        }
-        Some(issuer) => {
-            let found = providers.iter().position(|p| &p.rules.issuer == issuer);
-            if found.is_none() {
-                problems.add(
-                    &issuer_path,
-                    format!("\"{issuer}\" is not the issuer of any provider"),
-                );
-            }
-            found
-        }
-    };
-    (issuer, provider)
-}
-
-/// `client_id`, `client_secret` and `client_auth`.
-pub(crate) fn read_client(
-    r: &mut ObjectReader,
-    env: EnvLookup,
-    problems: &mut Problems,
-) -> (String, Option<Secret>, ClientAuth) {
-    let client_id = r.string("client_id", problems).unwrap_or_default();
-    if client_id.is_empty() {
-        problems.add(&r.field_path("client_id"), "is required");
-    }
-    let client_secret = read_secret(r, "client_secret", env, problems);
-    if client_secret.is_none() && !problems.0.iter().any(|p| p.contains("client_secret")) {
-        problems.add(&r.field_path("client_secret"), "is required");
-    }
-    let auth_path = r.field_path("client_auth");
-    let client_auth = match r.string("client_auth", problems).as_deref() {
-        None | Some("client_secret_basic") => ClientAuth::Basic,
-        Some("client_secret_post") => ClientAuth::Post,
-        Some(other) => {
-            problems.add(
-                &auth_path,
-                format!("\"{other}\" is not client_secret_basic or client_secret_post"),
-            );
-            ClientAuth::Basic
-        }
-    };
-    (client_id, client_secret, client_auth)
-}
-
 /// `cookie_secrets`, the cookie's name and its attributes; a `__Host-`/`__Secure-` name
 /// only with the attributes browsers require of it.
 fn read_cookie(
@@ -383,33 +272,6 @@ fn read_cookie(
     (secrets, cookie_name, attributes)
 }
 
-/// The cluster and timeout of token calls: the provider's unless given here.
-pub(crate) fn read_callout(
-    r: &mut ObjectReader,
-    providers: &[Provider],
-    provider: Option<usize>,
-    problems: &mut Problems,
-) -> (String, u64) {
-    let cluster_override = r.string("cluster", problems);
-    let timeout_override = r.value("timeout").is_some();
-    let timeout_ms = r.duration_millis("timeout", 5_000, problems);
-    let (cluster, timeout_ms) = match provider.and_then(|p| providers.get(p)).map(|p| &p.keys) {
-        Some(KeySource::Remote(remote)) => (
-            cluster_override.unwrap_or_else(|| remote.cluster.clone()),
-            if timeout_override {
-                timeout_ms
-            } else {
-                remote.timeout_ms
-            },
-        ),
-        _ => (cluster_override.unwrap_or_default(), timeout_ms),
-    };
-    if cluster.is_empty() && provider.is_some() {
-        problems.add(&r.field_path("cluster"), "is required: the provider has inline keys, so name the cluster that reaches its token endpoint");
-    }
-    (cluster, timeout_ms)
-}
-
 /// `hosts`, lower-cased; at least one is required.
 fn read_hosts(r: &mut ObjectReader, problems: &mut Problems) -> Vec<String> {
     let hosts: Vec<String> = r
@@ -435,18 +297,6 @@ fn read_callback(r: &mut ObjectReader, problems: &mut Problems) -> (Option<Url>,
         callback_path = url.path().to_string();
     }
     (redirect_url, callback_path)
-}
-
-/// `scopes`, which must include `openid`.
-pub(crate) fn read_scopes(r: &mut ObjectReader, problems: &mut Problems) -> Vec<String> {
-    let scopes_path = r.field_path("scopes");
-    let scopes = r
-        .string_list("scopes", problems)
-        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
-    if !scopes.iter().any(|s| s == "openid") {
-        problems.add(&scopes_path, "must include openid");
-    }
-    scopes
 }
 
 /// `session_lifetime` and `login_timeout`, in seconds.
@@ -532,17 +382,6 @@ fn accepted_issuers(idps: &Idps, extra: Vec<String>) -> Vec<String> {
     accepted_issuers
 }
 
-pub(crate) fn read_endpoint_overrides(
-    r: &mut ObjectReader,
-    problems: &mut Problems,
-) -> EndpointOverrides {
-    EndpointOverrides {
-        authorization: read_url(r, "authorization_endpoint", problems),
-        token: read_url(r, "token_endpoint", problems),
-        end_session: read_url(r, "end_session_endpoint", problems),
-    }
-}
-
 /// Reads one `login` entry; `None` when it has problems (they are recorded). Fields are
 /// read in this order, so problems are reported in it.
 pub(crate) fn read_service(
@@ -555,42 +394,11 @@ pub(crate) fn read_service(
     let before = problems.0.len();
     let mut r = ObjectReader::new(path, value, problems);
     let hosts = read_hosts(&mut r, problems);
-    let listed = r.value("idps");
-    let single = listed.is_none();
-    if !single {
-        for name in idp::SINGLE_FORM_FIELDS {
-            if r.value(name).is_some() {
-                problems.add(
-                    &r.field_path(name),
-                    "belongs in each of idps: a service has the single form or idps, not both",
-                );
-            }
-        }
-    }
-    let (issuer, provider) = if single {
-        read_issuer(&mut r, providers, problems)
-    } else {
-        (None, None)
-    };
-    let (client_id, client_secret, client_auth) = match single {
-        true => read_client(&mut r, env, problems),
-        false => (String::new(), None, ClientAuth::Basic),
-    };
+    let idp_form = read_idp_form(&mut r, providers, env, problems);
     let (redirect_url, callback_path) = read_callback(&mut r, problems);
-    let scopes = match single {
-        true => read_scopes(&mut r, problems),
-        false => Vec::new(),
-    };
     let (secrets, cookie_name, cookie) = read_cookie(&mut r, env, problems);
     let (session_lifetime_secs, login_timeout_secs) = read_lifetimes(&mut r, problems);
-    let sign_out_path = read_path(&mut r, "sign_out_path", "/oauth2/sign_out", problems);
-    let start_path = read_path(&mut r, "start_path", "/oauth2/start", problems);
-    let backchannel_logout_path = read_path(
-        &mut r,
-        "backchannel_logout_path",
-        "/oauth2/backchannel_logout",
-        problems,
-    );
+    let (sign_out_path, start_path, backchannel_logout_path) = read_own_paths(&mut r, problems);
     let end_idp_session = r.bool("end_idp_session", false, problems);
     let post_logout_redirect_url = r.string("post_logout_redirect_url", problems);
     let allowed_redirect_hosts = r
@@ -602,14 +410,6 @@ pub(crate) fn read_service(
     let (policy, impersonation) = read_policy(&mut r, problems);
     let pass_access_token = r.bool("pass_access_token", false, problems);
     let set_authorization_header = r.bool("set_authorization_header", false, problems);
-    let endpoints = match single {
-        true => read_endpoint_overrides(&mut r, problems),
-        false => EndpointOverrides::default(),
-    };
-    let (cluster, timeout_ms) = match single {
-        true => read_callout(&mut r, providers, provider, problems),
-        false => (String::new(), 0),
-    };
     let pages = Rc::new(read_pages(
         &r.field_path("pages"),
         r.value("pages"),
@@ -624,25 +424,7 @@ pub(crate) fn read_service(
         cookie_name: &cookie_name,
         hosts: &hosts,
     };
-    let idps = match listed {
-        Some(list) => idp::read_idps(list, &r_path(path), providers, env, &inputs, problems),
-        None => {
-            let fields = IdpFields {
-                issuer,
-                provider,
-                client_id,
-                client_secret,
-                client_auth,
-                scopes,
-                endpoints,
-                cluster,
-                timeout_ms,
-            };
-            let id = idp::SINGLE_IDP_ID.to_string();
-            idp::build_idp(id.clone(), id, false, fields, &inputs, problems)
-                .map(|idp| Idps::new(idp, Vec::new()))
-        }
-    };
+    let idps = build_idps(idp_form, providers, env, &inputs, problems);
     if problems.0.len() > before {
         return None;
     }
@@ -678,6 +460,65 @@ pub(crate) fn read_service(
     })
 }
 
-fn r_path(path: &str) -> String {
-    format!("{path}.idps")
+/// How a service names its IdPs: an `idps` list, or the single form's fields on itself.
+enum IdpForm<'a> {
+    Listed(&'a Value),
+    Single(Box<idp::IdpFields>),
+}
+
+/// Reads `idps`, or the single form's fields when there is no list (a service with both is
+/// a problem: which one would users get?).
+fn read_idp_form<'a>(
+    r: &mut ObjectReader<'a>,
+    providers: &[Provider],
+    env: EnvLookup,
+    problems: &mut Problems,
+) -> IdpForm<'a> {
+    let Some(list) = r.value("idps") else {
+        return IdpForm::Single(Box::new(idp::read_entry_fields(
+            r, providers, env, problems,
+        )));
+    };
+    for name in idp::SINGLE_FORM_FIELDS {
+        if r.value(name).is_some() {
+            problems.add(
+                &r.field_path(name),
+                "belongs in each of idps: a service has the single form or idps, not both",
+            );
+        }
+    }
+    IdpForm::Listed(list)
+}
+
+fn build_idps(
+    form: IdpForm,
+    providers: &[Provider],
+    env: EnvLookup,
+    inputs: &SealerInputs,
+    problems: &mut Problems,
+) -> Option<Idps> {
+    match form {
+        IdpForm::Listed(list) => {
+            let path = format!("{}.idps", inputs.path);
+            idp::read_idps(list, &path, providers, env, inputs, problems)
+        }
+        IdpForm::Single(fields) => {
+            let id = idp::SINGLE_IDP_ID.to_string();
+            idp::build_idp(id.clone(), id, false, *fields, inputs, problems)
+                .map(|idp| Idps::new(idp, Vec::new()))
+        }
+    }
+}
+
+/// The paths the service answers itself: sign-out, start, back-channel logout.
+fn read_own_paths(r: &mut ObjectReader, problems: &mut Problems) -> (String, String, String) {
+    let sign_out_path = read_path(r, "sign_out_path", "/oauth2/sign_out", problems);
+    let start_path = read_path(r, "start_path", "/oauth2/start", problems);
+    let backchannel_logout_path = read_path(
+        r,
+        "backchannel_logout_path",
+        "/oauth2/backchannel_logout",
+        problems,
+    );
+    (sign_out_path, start_path, backchannel_logout_path)
 }

@@ -8,6 +8,7 @@ pub mod idp;
 pub(crate) mod ids;
 pub(crate) mod kubernetes;
 pub mod login;
+pub(crate) mod oidc_client;
 pub(crate) mod pages;
 pub(crate) mod policy;
 pub(crate) mod provider;
@@ -114,9 +115,9 @@ impl Settings {
     }
 }
 
-fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Settings {
-    let mut top = ObjectReader::new("", value, problems);
-    let providers = match top.value("providers").and_then(Value::as_array) {
+/// `providers`: a non-empty list, each issuer once.
+fn read_providers(value: Option<&Value>, problems: &mut Problems) -> Vec<Provider> {
+    let providers = match value.and_then(Value::as_array) {
         Some(list) if !list.is_empty() => list
             .iter()
             .enumerate()
@@ -128,6 +129,40 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
         }
     };
     check_unique_issuers(&providers, problems);
+    providers
+}
+
+/// Every login service keeps the groups any rule names: what a session too large for its
+/// cookies still carries.
+fn keep_rule_groups(login: &mut [LoginService], services: &[ApiService]) {
+    let rule_groups: Vec<String> = login
+        .iter()
+        .map(|s| &s.policy)
+        .chain(services.iter().map(|s| &s.policy))
+        .flat_map(|p| p.group_names())
+        .map(str::to_string)
+        .collect();
+    for service in login {
+        service.kept_groups = rule_groups.clone();
+    }
+}
+
+fn read_shared_cache_bytes(top: &mut ObjectReader, problems: &mut Problems) -> u64 {
+    match top.value("shared_token_cache_bytes") {
+        None => DEFAULT_SHARED_TOKEN_CACHE_BYTES,
+        Some(v) => v.as_u64().unwrap_or_else(|| {
+            problems.add(
+                &top.field_path("shared_token_cache_bytes"),
+                "must be a whole number of bytes (0 turns the shared cache off)",
+            );
+            0
+        }),
+    }
+}
+
+fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Settings {
+    let mut top = ObjectReader::new("", value, problems);
+    let providers = read_providers(top.value("providers"), problems);
     let max_token_bytes = top.positive_integer("max_token_size", 16_384, problems) as usize;
     let keys_wait_timeout_ms = top.duration_millis("keys_wait_timeout", 5_000, problems);
     let mut identity_headers = read_identity_headers(top.value("identity_headers"), problems);
@@ -149,26 +184,8 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     login::check_cookie_scopes(&login, problems);
     check_route_hosts(&login, &services, problems);
     let kept_claims = kept_claims(&login, &services, &identity_headers);
-    let rule_groups: Vec<String> = login
-        .iter()
-        .map(|s| &s.policy)
-        .chain(services.iter().map(|s| &s.policy))
-        .flat_map(|p| p.group_names())
-        .map(str::to_string)
-        .collect();
-    for service in &mut login {
-        service.kept_groups = rule_groups.clone();
-    }
-    let shared_token_cache_bytes = match top.value("shared_token_cache_bytes") {
-        None => DEFAULT_SHARED_TOKEN_CACHE_BYTES,
-        Some(v) => v.as_u64().unwrap_or_else(|| {
-            problems.add(
-                &top.field_path("shared_token_cache_bytes"),
-                "must be a whole number of bytes (0 turns the shared cache off)",
-            );
-            0
-        }),
-    };
+    keep_rule_groups(&mut login, &services);
+    let shared_token_cache_bytes = read_shared_cache_bytes(&mut top, problems);
     let signature_check_budget = read_budget(&mut top, problems);
     let endpoints = read_endpoints(top.value("endpoints"), problems);
     let access_log = top.bool("access_log", true, problems);

@@ -423,7 +423,7 @@ fn counted_as(decision: &Decision) -> Option<Metric> {
     match decision {
         Decision::Forward(_) => Some(Metric::Allowed),
         Decision::Respond(reply) if reply.status < 300 => Some(Metric::Allowed),
-        Decision::Respond(reply) => Some(Metric::of_reply(reply)),
+        Decision::Respond(reply) => Some(reply.metric()),
         Decision::Parked => Some(Metric::Parked),
         Decision::Calling(_) | Decision::ReadBody(_) => None,
     }

@@ -82,13 +82,13 @@ pub(crate) fn decide_with(
         return sign_in::callback(service, request, endpoints);
     }
     if path == service.sign_out_path {
-        let stored = match read_here(service, request, known.handles.as_deref(), now_secs) {
-            Ok(stored) => stored,
-            Err(handle) => return Step::LoadSession(handle),
-        };
-        let session = stored.as_ref().map(|opened| &opened.session);
-        let (reply, revoke) = sign_out::sign_out(service, request, endpoints, now_secs, session);
-        return Step::SignOut { reply, revoke };
+        return sign_out_step(
+            service,
+            request,
+            endpoints,
+            now_secs,
+            known.handles.as_deref(),
+        );
     }
     if path == service.start_path {
         return start::start(service, choice, request, endpoints, now_secs, random);
@@ -104,43 +104,9 @@ pub(crate) fn decide_with(
             .revocations
             .refuses(&opened.ids, opened.session.signed_in_at)
     });
-    // A session unused longer than `idle_timeout` is no session either.
-    let mut activity = Activity::Quiet;
-    let mut idle_ended = None;
-    let session =
-        session.filter(
-            |opened| match idle::activity(service, &opened.session, now_secs) {
-                Activity::Ended { idle_secs } => {
-                    idle_ended = Some((opened.session.sid.chars().take(8).collect(), idle_secs));
-                    false
-                }
-                other => {
-                    activity = other;
-                    true
-                }
-            },
-        );
+    let (session, activity, idle_ended) = unless_idle(service, session, now_secs);
     let step = match session {
-        Some(opened) => {
-            let session = &opened.session;
-            let refresh_token = session.refresh_token.clone().filter(|_| service.refresh);
-            match (refresh_token, endpoints, activity) {
-                (Some(token), Some(endpoints), _) if session.needs_refresh(now_secs) => {
-                    Step::Refresh {
-                        request: oidc::refresh(&endpoints.token, service.idp(session.idp), &token),
-                        session: Box::new(session.clone()),
-                    }
-                }
-                (_, _, Activity::Record(recorded)) => Step::RecordActivity(recorded),
-                _ => Step::Forward(forward_as(
-                    service,
-                    request.cookie_header,
-                    session,
-                    Rc::clone(&opened.identity),
-                    Vec::new(),
-                )),
-            }
-        }
+        Some(opened) => with_session(service, request, endpoints, now_secs, &opened, activity),
         None if request.has_authorization => Step::Bearer,
         None if endpoints.is_none()
             && request.may_wait
@@ -158,6 +124,70 @@ pub(crate) fn decide_with(
             then: Box::new(step),
         },
         None => step,
+    }
+}
+
+/// Sign-out, with the session it ends when this worker has it (else read it first).
+fn sign_out_step(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    now_secs: u64,
+    handles: Option<&Handles>,
+) -> Step {
+    let stored = match read_here(service, request, handles, now_secs) {
+        Ok(stored) => stored,
+        Err(handle) => return Step::LoadSession(handle),
+    };
+    let session = stored.as_ref().map(|opened| &opened.session);
+    let (reply, revoke) = sign_out::sign_out(service, request, endpoints, now_secs, session);
+    Step::SignOut { reply, revoke }
+}
+
+/// A session unused longer than `idle_timeout` is no session: it is dropped, and its short
+/// id and idle time returned for the log. A kept session comes with its activity.
+fn unless_idle(
+    service: &LoginService,
+    session: Option<Rc<Opened>>,
+    now_secs: u64,
+) -> (Option<Rc<Opened>>, Activity, Option<(String, u64)>) {
+    let Some(opened) = session else {
+        return (None, Activity::Quiet, None);
+    };
+    match idle::activity(service, &opened.session, now_secs) {
+        Activity::Ended { idle_secs } => {
+            let sid = opened.session.sid.chars().take(8).collect();
+            (None, Activity::Quiet, Some((sid, idle_secs)))
+        }
+        activity => (Some(opened), activity, None),
+    }
+}
+
+/// A live session: refresh its tokens when they expired and it can, record its activity
+/// when due, else forward.
+fn with_session(
+    service: &LoginService,
+    request: &Request,
+    endpoints: Option<&Endpoints>,
+    now_secs: u64,
+    opened: &Opened,
+    activity: Activity,
+) -> Step {
+    let session = &opened.session;
+    let refresh_token = session.refresh_token.clone().filter(|_| service.refresh);
+    match (refresh_token, endpoints, activity) {
+        (Some(token), Some(endpoints), _) if session.needs_refresh(now_secs) => Step::Refresh {
+            request: oidc::refresh(&endpoints.token, service.idp(session.idp), &token),
+            session: Box::new(session.clone()),
+        },
+        (_, _, Activity::Record(recorded)) => Step::RecordActivity(recorded),
+        _ => Step::Forward(forward_as(
+            service,
+            request.cookie_header,
+            session,
+            Rc::clone(&opened.identity),
+            Vec::new(),
+        )),
     }
 }
 
