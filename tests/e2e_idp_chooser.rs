@@ -5,7 +5,9 @@
 
 mod support;
 
+use serde_json::json;
 use support::envoy_idp_bed::COOKIE;
+use support::looks::{every_look, Expected};
 use support::two_idps_bed::TwoIdps;
 use support::webdriver::Chrome;
 
@@ -50,4 +52,31 @@ fn a_person_picks_an_idp_on_the_chooser_and_lands_signed_in() {
     assert!(chrome
         .text()
         .contains("\"x-auth-request-user\":[\"carol@example.com\"]"));
+}
+
+#[test]
+fn the_chooser_is_branded_on_a_phone_and_a_desktop_in_light_and_dark() {
+    let product = "Acme <Cloud> & \"Ops\"";
+    let bed = TwoIdps::start_with(json!({
+        "product_name": product,
+        "accent_color": "#0a7f5a",
+        "footer_text": "Acme Corp · internal use only",
+        "support_url": "mailto:it-help@acme.test",
+    }));
+    let chrome = Chrome::start();
+    chrome.go(&bed.url("/graph"));
+    let page = chrome.text();
+    for expected in [
+        "IdP One",
+        "IdP Two",
+        "Contact support",
+        "Acme Corp · internal use only",
+    ] {
+        assert!(page.contains(expected), "{expected}: {page}");
+    }
+    let looks = Expected {
+        product,
+        logo: false,
+    };
+    every_look(&chrome, "chooser", &looks);
 }

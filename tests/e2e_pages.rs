@@ -1,8 +1,6 @@
 //! Branded pages through real Envoy, looked at in headless Chromium: the 403 page of a
 //! signed-in person without the group, a sign-in error page and a bad address, each on a
-//! phone (390 x 844) and a desktop (1280 x 800), light and dark. Screenshots are saved under
-//! target/screenshots/; the assertions are what a person would notice (the page fits the
-//! width, dark is dark, the logo loads, names are shown as text).
+//! phone and a desktop, light and dark (`support::looks`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -10,6 +8,7 @@ mod support;
 use serde_json::{json, Value};
 use support::envoy_idp_bed::{login_plugin, LoginBed};
 use support::http;
+use support::looks::{every_look, Expected};
 use support::servers::{free_port, Served};
 use support::webdriver::Chrome;
 
@@ -57,70 +56,10 @@ fn start() -> (LoginBed, Served) {
     (bed, logo)
 }
 
-/// A page as a person sees it at `width` x `height` in `scheme`: checked, and saved.
-fn look_at(chrome: &Chrome, name: &str, width: u32, height: u32, scheme: &str) {
-    chrome.set_viewport_size(width, height);
-    chrome.prefer_color_scheme(scheme);
-    let seen = chrome.run_async(
-        "const img = document.querySelector('header img');
-         const ready = () => done({
-           scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
-           background: getComputedStyle(document.body).backgroundColor,
-           text: getComputedStyle(document.body).color,
-           logo: !!img && img.complete && img.naturalWidth > 0,
-           product: document.querySelector('header span').textContent,
-           title: document.title,
-           dark: matchMedia('(prefers-color-scheme: dark)').matches });
-         if (!img || img.complete) ready(); else { img.onload = ready; img.onerror = ready; }",
-    );
-    let what = format!("{name} at {width}x{height} {scheme}: {seen}");
-    assert_eq!(seen["inner"], json!(width), "{what}");
-    assert!(
-        seen["scroll"].as_u64().unwrap() <= u64::from(width),
-        "no horizontal scroll: {what}"
-    );
-    assert_eq!(seen["dark"], json!(scheme == "dark"), "{what}");
-    let background = luminance(seen["background"].as_str().unwrap());
-    let text = luminance(seen["text"].as_str().unwrap());
-    if scheme == "dark" {
-        assert!(background < 0.1 && text > 0.7, "dark is dark: {what}");
-    } else {
-        assert!(background > 0.8 && text < 0.2, "light is light: {what}");
-    }
-    assert_eq!(
-        seen["logo"],
-        json!(true),
-        "the logo loads (CSP allows it): {what}"
-    );
-    assert_eq!(seen["product"], json!(PRODUCT), "shown as text: {what}");
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let device = if width < 600 { "phone" } else { "desktop" };
-    let png = chrome.screenshot();
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    std::fs::write(shots.join(format!("{name}-{device}-{scheme}.png")), png).unwrap();
-}
-
-/// Relative luminance (0 black, 1 white) of a computed `rgb(r, g, b)`.
-fn luminance(rgb: &str) -> f64 {
-    let channels: Vec<f64> = rgb
-        .trim_start_matches("rgba(")
-        .trim_start_matches("rgb(")
-        .trim_end_matches(')')
-        .split(',')
-        .take(3)
-        .map(|c| c.trim().parse::<f64>().unwrap() / 255.0)
-        .collect();
-    0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
-}
-
-fn every_look(chrome: &Chrome, name: &str) {
-    for (width, height) in [(390, 844), (1280, 800)] {
-        for scheme in ["light", "dark"] {
-            look_at(chrome, name, width, height, scheme);
-        }
-    }
-}
+const LOOKS: Expected = Expected {
+    product: PRODUCT,
+    logo: true,
+};
 
 #[test]
 fn branded_pages_on_a_phone_and_a_desktop_in_light_and_dark() {
@@ -161,7 +100,7 @@ fn branded_pages_on_a_phone_and_a_desktop_in_light_and_dark() {
     );
     let request_id = chrome.text_of("main code");
     assert!(!request_id.is_empty() && request_id.len() <= 128);
-    every_look(&chrome, "forbidden");
+    every_look(&chrome, "forbidden", &LOOKS);
 
     // A sign-in the IdP refused: the error page, branded the same.
     let refused = "/oauth2/callback?error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E\
@@ -173,12 +112,12 @@ fn branded_pages_on_a_phone_and_a_desktop_in_light_and_dark() {
         "as text: {}",
         chrome.text()
     );
-    every_look(&chrome, "sign-in-error");
+    every_look(&chrome, "sign-in-error", &LOOKS);
 
     // An address no rule can judge: the 400 page.
     chrome.go(&bed.url("/a%2Fb"));
     assert_eq!(chrome.run(status), json!(400));
-    every_look(&chrome, "bad-address");
+    every_look(&chrome, "bad-address", &LOOKS);
 
     // What Envoy sent: the page's policy allows the logo's origin and inline style only.
     let page = http::get(

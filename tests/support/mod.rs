@@ -13,6 +13,7 @@ pub mod host;
 pub mod http;
 pub mod idp;
 pub mod kube;
+pub mod looks;
 pub mod mint;
 pub mod native_bed;
 pub mod native_fleet;

@@ -1,7 +1,7 @@
 //! Envoy with one login service whose IdPs are two real OpenID providers (two npm
 //! oidc-provider instances), and an echoing upstream.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::envoy::{bootstrap_on, cluster, wasm_filter_with_env, Envoy};
 use super::envoy_idp_bed::{redirect_env, SECRET};
@@ -19,6 +19,11 @@ pub struct TwoIdps {
 
 impl TwoIdps {
     pub fn start() -> TwoIdps {
+        TwoIdps::start_with(json!(null))
+    }
+
+    /// With a top-level `pages` block (`null`: none).
+    pub fn start_with(pages: Value) -> TwoIdps {
         let port = free_port();
         let redirects = redirect_env(&[port]);
         let env: Vec<(&str, &str)> = redirects.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -32,7 +37,7 @@ impl TwoIdps {
                 "scopes": ["openid", "email", "profile", "groups"],
             })
         };
-        let plugin = json!({
+        let mut plugin = json!({
             "providers": [provider(&one.issuer, "idp"), provider(&two.issuer, "idp2")],
             "login": [{
                 "hosts": ["127.0.0.1"],
@@ -41,6 +46,9 @@ impl TwoIdps {
                 "idps": [idp("one", "IdP One", &one.issuer), idp("two", "IdP Two", &two.issuer)],
             }],
         });
+        if !pages.is_null() {
+            plugin["pages"] = pages;
+        }
         let mut bootstrap = bootstrap_on(
             port,
             vec![wasm_filter_with_env(&plugin, &[])],
