@@ -1,0 +1,118 @@
+//! Issue 19 under attack, natively: several IdPs per login service (the callback of a
+//! login started with one IdP carrying another's response), signed identity assertions,
+//! sign-in hints and the idle timeout, each driven through the gateway as a browser or an
+//! attacker would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::mint::shared_keys;
+use support::native_bed::*;
+use wasm_iap::core::gateway::Decision;
+use wasm_iap::core::reply::Reply;
+
+const APP: &str = "app.example.com";
+const HOME_ISSUER: &str = "https://home.example.com";
+
+/// Dex (`corp`) and a second IdP (`home`), both with the shared keys inline.
+fn providers() -> Value {
+    json!([
+        provider(),
+        { "issuer": HOME_ISSUER, "audiences": [AUDIENCE], "jwks": shared_keys().jwks() },
+    ])
+}
+
+fn idp(id: &str, issuer: &str, client_id: &str) -> Value {
+    json!({
+        "id": id,
+        "issuer": issuer,
+        "client_id": client_id,
+        "client_secret": format!("{client_id}-secret"),
+        "cluster": id,
+        "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{issuer}/token"),
+    })
+}
+
+fn two_idps() -> Value {
+    json!({
+        "providers": providers(),
+        "login": [{
+            "hosts": [APP],
+            "idps": [
+                idp("corp", ISSUER, "app-corp"),
+                idp("home", HOME_ISSUER, "app-home"),
+            ],
+            "cookie_name": "_app",
+            "cookie_secrets": ["app-cookie-secret-0123456789abcdef0123"],
+        }],
+    })
+}
+
+fn param(location: &str, name: &str) -> Option<String> {
+    url::Url::parse(location)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A login started with `provider`: its login cookie as the browser sends it back, and its
+/// state.
+fn started(bed: &mut Bed, provider: &str) -> (String, String) {
+    let path = format!("/oauth2/start?provider={provider}&rd=%2Fdash");
+    let start: Reply = responded(bed.get(APP, &path, &BROWSER));
+    let login_cookie = start.set_cookies().find(|c| c.contains("_login_")).unwrap();
+    let state = param(start.header("location").unwrap(), "state").unwrap();
+    (support::sent_back(login_cookie).to_string(), state)
+}
+
+fn callback(bed: &mut Bed, cookie: &str, query: &str) -> Decision {
+    let mut headers = BROWSER.to_vec();
+    headers.push(("cookie", cookie));
+    bed.get(APP, &format!("/oauth2/callback?{query}"), &headers)
+}
+
+/// Mix-up (RFC 9207): a login started with `home` (say, an IdP anyone can run) whose
+/// authorization request was bounced to `corp`, which answers the shared callback with its
+/// own code and `iss`. The code is `corp`'s: sent to `home`'s token endpoint, with the PKCE
+/// verifier beside it, `home` could redeem it as the victim. It must go nowhere.
+#[test]
+fn a_callback_whose_iss_names_another_idp_never_sends_its_code_anywhere() {
+    let mut bed = Bed::new(&two_idps());
+    let (cookie, state) = started(&mut bed, "home");
+    let calls = bed.host.calls.len();
+    let iss: String = url::form_urlencoded::byte_serialize(ISSUER.as_bytes()).collect();
+    let decision = callback(
+        &mut bed,
+        &cookie,
+        &format!("code=c0de&state={state}&iss={iss}"),
+    );
+    assert_eq!(
+        bed.host.calls.len(),
+        calls,
+        "no token call for a response of another issuer: {:?}",
+        bed.host.calls.last()
+    );
+    let reply = responded(decision);
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert!(
+        reply.set_cookies().any(|c| c.contains("_login_")),
+        "the login is over: its cookie is cleared"
+    );
+    // Its own IdP's `iss`, or none (an IdP without RFC 9207), still exchanges the code.
+    for query in [
+        format!(
+            "code=c0de&state={state}&iss={}",
+            url::form_urlencoded::byte_serialize(HOME_ISSUER.as_bytes()).collect::<String>()
+        ),
+        format!("code=c0de&state={state}"),
+    ] {
+        let (cookie, state_now) = started(&mut bed, "home");
+        let query = query.replace(&state, &state_now);
+        let decision = callback(&mut bed, &cookie, &query);
+        assert!(matches!(decision, Decision::Calling(_)), "{decision:?}");
+        assert_eq!(bed.host.calls.last().unwrap().cluster, "home");
+    }
+}
