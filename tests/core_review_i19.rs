@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use support::mint::shared_keys;
 use support::native_bed::*;
 use wasm_iap::core::gateway::Decision;
+use wasm_iap::core::host::Metric;
 use wasm_iap::core::reply::Reply;
 
 const APP: &str = "app.example.com";
@@ -115,4 +116,26 @@ fn a_callback_whose_iss_names_another_idp_never_sends_its_code_anywhere() {
         assert!(matches!(decision, Decision::Calling(_)), "{decision:?}");
         assert_eq!(bed.host.calls.last().unwrap().cluster, "home");
     }
+}
+
+/// A browser with no session at a protected path of a service with several IdPs is shown
+/// the chooser (`200`, the page is the way to sign in). It was not let in: the access log and
+/// the metrics must not say `allow` (an audit of who opened what would list an anonymous
+/// client); it is sent to sign in, as a redirect to the one IdP would be.
+#[test]
+fn the_chooser_is_recorded_and_counted_as_sent_to_sign_in_never_as_allowed() {
+    let mut bed = Bed::new(&two_idps());
+    for path in ["/dash", "/oauth2/start?rd=%2Fdash"] {
+        let chooser = responded(bed.get(APP, path, &BROWSER));
+        assert_eq!(chooser.status, 200, "{chooser:?}");
+        assert!(chooser.body.contains("/oauth2/start?provider=home"));
+        assert_eq!(
+            chooser.access_log.as_deref(),
+            Some("decision=redirect reason=redirected service=\"app.example.com\""),
+            "{path}"
+        );
+    }
+    bed.tick();
+    assert_eq!(bed.host.count_of(Metric::Allowed), 0);
+    assert_eq!(bed.host.count_of(Metric::Redirected), 2);
 }
