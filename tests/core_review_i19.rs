@@ -139,3 +139,58 @@ fn the_chooser_is_recorded_and_counted_as_sent_to_sign_in_never_as_allowed() {
     assert_eq!(bed.host.count_of(Metric::Allowed), 0);
     assert_eq!(bed.host.count_of(Metric::Redirected), 2);
 }
+
+/// The JWKS is answered before anything else, on any host and without credentials. At the
+/// path of one of our own endpoints it would answer that endpoint with a `200`: an NGINX
+/// `auth_request` check at `/oauth2/auth` (or an Envoy `ext_authz` check under it) would
+/// pass every request, and a sign-in endpoint would stop working. Such a path is refused.
+#[test]
+fn a_jwks_path_that_would_shadow_one_of_our_endpoints_is_a_configuration_error() {
+    use jwt_simple::prelude::ES256KeyPair;
+    let pem = ES256KeyPair::generate().to_pem().unwrap();
+    let config = |jwks_path: &str| {
+        json!({
+            "providers": [provider()],
+            "identity_assertion": {
+                "jwks_path": jwks_path,
+                "keys": [{ "kid": "k1", "algorithm": "ES256", "private_key": pem }],
+            },
+            "login": [login_service(APP, "app", "_app", json!({ "identity_assertion": true }))],
+        })
+    };
+    // The bypass, shown once: a check of a protected request at the JWKS' path passes.
+    let shadowing = config("/oauth2/auth");
+    if let Ok(settings) = wasm_iap::core::config::Settings::parse(&shadowing.to_string()) {
+        let mut bed = Bed::with_settings(std::rc::Rc::new(settings));
+        let check = bed.get(
+            APP,
+            "/oauth2/auth",
+            &[("x-original-url", "https://app.example.com/admin")],
+        );
+        panic!("accepted, and a check without credentials is answered: {check:?}");
+    }
+    for path in [
+        "/oauth2/auth",
+        "/oauth2/auth/keys.json",
+        "/oauth2/userinfo",
+        "/ping",
+        "/ready",
+        "/oauth2/callback",
+        "/oauth2/start",
+        "/oauth2/sign_out",
+        "/oauth2/backchannel_logout",
+    ] {
+        let problems = wasm_iap::core::config::Settings::parse(&config(path).to_string())
+            .expect_err("a configuration error");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("identity_assertion.jwks_path")),
+            "{path}: {problems:?}"
+        );
+    }
+    assert!(wasm_iap::core::config::Settings::parse(
+        &config("/.well-known/wasm-iap/jwks.json").to_string()
+    )
+    .is_ok());
+}
