@@ -194,3 +194,39 @@ fn a_jwks_path_that_would_shadow_one_of_our_endpoints_is_a_configuration_error()
     )
     .is_ok());
 }
+
+/// The JWKS is answered only at its exact path (any query): a variant of it is a path of
+/// the app like any other, judged by the rules, so it never goes upstream without a caller.
+#[test]
+fn only_the_exact_jwks_path_is_public_and_its_variants_are_judged_by_the_rules() {
+    use jwt_simple::prelude::ES256KeyPair;
+    let pem = ES256KeyPair::generate().to_pem().unwrap();
+    let config = json!({
+        "providers": [provider()],
+        "identity_assertion": {
+            "keys": [{ "kid": "k1", "algorithm": "ES256", "private_key": pem }],
+        },
+        "login": [login_service(APP, "app", "_app", json!({ "identity_assertion": true }))],
+    });
+    let mut bed = Bed::new(&config);
+    let jwks = responded(bed.get(APP, "/.well-known/wasm-iap/jwks.json?x=1", &[JSON]));
+    assert_eq!(jwks.status, 200);
+    assert!(jwks.body.contains("\"kid\":\"k1\""));
+    for variant in [
+        "/.well-known/wasm-iap/jwks.json/",
+        "/.well-known/wasm-iap/jwks.json/../admin",
+        "//.well-known/wasm-iap/jwks.json",
+        "/.well-known/wasm-iap/%2e%2e/jwks.json",
+        "/.well-known/wasm-iap/jwks%2Ejson",
+        "/.WELL-KNOWN/wasm-iap/jwks.json",
+        "/.well-known/wasm-iap/jwks.json;x",
+    ] {
+        match bed.get(APP, variant, &[JSON]) {
+            Decision::Respond(reply) => {
+                assert!(reply.status >= 400, "{variant}: {reply:?}");
+                assert!(!reply.body.contains("\"keys\""), "{variant}: {reply:?}");
+            }
+            other => panic!("{variant} went on without a caller: {other:?}"),
+        }
+    }
+}
