@@ -230,3 +230,20 @@ fn only_the_exact_jwks_path_is_public_and_its_variants_are_judged_by_the_rules()
         }
     }
 }
+
+/// The chooser is a `200` page; to a forward-auth check a `2xx` means "let it through". A
+/// browser without a session, checked by Envoy's `ext_authz` or NGINX's `auth_request` on a
+/// service of several IdPs, gets the check's `401`, never the chooser.
+#[test]
+fn a_forward_auth_check_of_a_browser_without_a_session_is_never_answered_with_the_chooser() {
+    let mut bed = Bed::new(&two_idps());
+    let mut checks = vec![bed.get(APP, "/oauth2/auth/dash?tab=1", &BROWSER)];
+    let mut nginx = BROWSER.to_vec();
+    nginx.push(("x-original-url", "https://app.example.com/dash"));
+    checks.push(bed.get(APP, "/oauth2/auth", &nginx));
+    for check in checks {
+        let reply = responded(check);
+        assert_eq!(reply.status, 401, "{reply:?}");
+        assert!(!reply.body.contains("/oauth2/start?provider="), "{reply:?}");
+    }
+}
