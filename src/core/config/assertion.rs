@@ -6,7 +6,8 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use crate::core::assertion::keys::{jwks_document, Algorithm, SigningKey};
-use crate::core::config::endpoints::is_plain_path;
+use crate::core::config::endpoints::{is_plain_path, OwnEndpoints};
+use crate::core::config::login::LoginService;
 use crate::core::config::login::{read_secret, EnvLookup};
 use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::reply::{header_name_safe, header_value_safe};
@@ -266,4 +267,44 @@ pub(crate) fn stripped_names<'a>(
         }
     }
     names
+}
+
+/// The JWKS is answered before anything else, on every host: at the path of one of our own
+/// endpoints it would answer that endpoint with a `200` (an `auth_request` check that passes
+/// everything, or an `ext_authz` check under the auth path; a sign-in endpoint that no longer
+/// works). Its path may be none of them.
+pub(crate) fn check_jwks_path(
+    settings: Option<&AssertionSettings>,
+    endpoints: &OwnEndpoints,
+    login: &[LoginService],
+    problems: &mut Problems,
+) {
+    let Some(jwks_path) = settings.map(|s| s.jwks_path.as_str()) else {
+        return;
+    };
+    let under_auth = endpoints.auth.as_deref().is_some_and(|auth| {
+        jwks_path == auth
+            || jwks_path
+                .strip_prefix(auth)
+                .is_some_and(|rest| rest.starts_with('/') || auth.ends_with('/'))
+    });
+    let own = [&endpoints.userinfo, &endpoints.ping, &endpoints.ready]
+        .into_iter()
+        .any(|path| path.as_deref() == Some(jwks_path));
+    let sign_in = login.iter().any(|service| {
+        [
+            &service.callback_path,
+            &service.start_path,
+            &service.sign_out_path,
+            &service.backchannel_logout_path,
+        ]
+        .into_iter()
+        .any(|path| path == jwks_path)
+    });
+    if under_auth || own || sign_in {
+        problems.add(
+            "identity_assertion.jwks_path",
+            format!("\"{jwks_path}\" is the path of one of our own endpoints (or under the auth check's): the keys would answer it"),
+        );
+    }
 }

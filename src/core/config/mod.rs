@@ -188,6 +188,7 @@ fn read_settings(value: &Value, env: EnvLookup, problems: &mut Problems) -> Sett
     let shared_token_cache_bytes = read_shared_cache_bytes(&mut top, problems);
     let signature_check_budget = read_budget(&mut top, problems);
     let endpoints = read_endpoints(top.value("endpoints"), problems);
+    assertion::check_jwks_path(identity_assertion.as_deref(), &endpoints, &login, problems);
     let access_log = top.bool("access_log", true, problems);
     let cluster_store_value = top.value("cluster_store");
     let cluster_store = read_cluster_store(cluster_store_value, problems);

@@ -422,6 +422,11 @@ impl Gateway {
 fn counted_as(decision: &Decision) -> Option<Metric> {
     match decision {
         Decision::Forward(_) => Some(Metric::Allowed),
+        // An answer that says what it is (a `200` chooser page lets nobody in).
+        Decision::Respond(Reply {
+            counted: Some(metric),
+            ..
+        }) => Some(*metric),
         Decision::Respond(reply) if reply.status < 300 => Some(Metric::Allowed),
         Decision::Respond(reply) => Some(reply.metric()),
         Decision::Parked => Some(Metric::Parked),

@@ -7,6 +7,7 @@ use url::form_urlencoded;
 use crate::core::config::idp::{valid_idp_id, IdpId};
 use crate::core::config::login::LoginService;
 use crate::core::cookies;
+use crate::core::host::Metric;
 use crate::core::login::oidc;
 use crate::core::login::session;
 use crate::core::login::step::Request;
@@ -157,13 +158,17 @@ pub(crate) fn chooser(
         })
         .collect();
     let links: Vec<(&str, &str)> = hrefs.iter().map(|(h, l)| (h.as_str(), *l)).collect();
-    reply::page_with_links(
+    let mut page = reply::page_with_links(
         200,
         "Sign in",
         "Choose how to sign in.",
         &links,
         set_cookies,
-    )
+    );
+    // A `200` that lets nobody in: sent to sign in, as a redirect to the one IdP would be
+    // (never counted or logged as allowed).
+    page.counted = Some(Metric::Redirected);
+    page
 }
 
 /// `/oauth2/start?provider=` naming no IdP of the service.

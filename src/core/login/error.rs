@@ -23,6 +23,8 @@ pub(crate) enum LoginError {
     /// No login cookie for this state (or one sealed for another state): expired, replayed,
     /// or another browser's login.
     UnknownState,
+    /// The callback's `iss` (RFC 9207) names another issuer than the login's IdP: a mix-up.
+    IssuerMismatch,
     TookTooLong,
     CodeRefused(String),
     TokenEndpointFailed(String),
@@ -57,6 +59,9 @@ impl fmt::Display for LoginError {
             LoginError::UnknownState => {
                 f.write_str("no login in flight for this state (expired, replayed or foreign)")
             }
+            LoginError::IssuerMismatch => {
+                f.write_str("the callback's iss names another issuer than the login's IdP (mix-up)")
+            }
             LoginError::TookTooLong => f.write_str("the login took longer than login_timeout"),
             LoginError::CodeRefused(why) => {
                 write!(f, "the IdP refused the code: {}", Escaped(why))
@@ -86,6 +91,7 @@ impl LoginError {
             LoginError::MissingCodeOrState
             | LoginError::MalformedState
             | LoginError::UnknownState
+            | LoginError::IssuerMismatch
             | LoginError::TookTooLong => 400,
             LoginError::CodeRefused(_) | LoginError::IdTokenRejected(_) => 401,
             LoginError::TokenEndpointFailed(_)
@@ -113,6 +119,7 @@ impl LoginError {
             LoginError::IdpRefused {
                 started_here: true, ..
             }
+            | LoginError::IssuerMismatch
             | LoginError::CodeRefused(_) => Severity::Info,
             LoginError::TokenEndpointFailed(_)
             | LoginError::TokenEndpointGarbage
@@ -149,6 +156,10 @@ impl LoginError {
             LoginError::MalformedState | LoginError::UnknownState => (
                 "Sign-in expired",
                 "This sign-in has expired or was already completed.".into(),
+            ),
+            LoginError::IssuerMismatch => (
+                "Sign-in failed",
+                "The sign-in was answered by another identity provider than the one it started with. Start again.".into(),
             ),
             LoginError::TookTooLong => (
                 "Sign-in expired",

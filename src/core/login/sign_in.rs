@@ -77,6 +77,14 @@ pub(super) fn callback(
     let Some(pending) = pending else {
         return fail(LoginError::UnknownState, clear);
     };
+    // RFC 9207: an authorization response that names its issuer must name the IdP this
+    // login started with. Every IdP of a service shares the callback, so a response of
+    // another (a mix-up: the login's authorization request bounced to it) would send that
+    // IdP's code, and the PKCE verifier, to this login's IdP's token endpoint.
+    let issuer = &service.idp(pending.idp).issuer;
+    if request.query_params("iss").iter().any(|iss| iss != issuer) {
+        return fail(LoginError::IssuerMismatch, clear);
+    }
     // A callback right after a restart, before discovery answered: wait for the endpoints
     // rather than fail a login the user just completed at the IdP.
     let Some(endpoints) = endpoints else {

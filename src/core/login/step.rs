@@ -37,6 +37,15 @@ impl Request<'_> {
         self.path.split('?').next().unwrap_or(self.path)
     }
 
+    /// Every value of query parameter `name`, in order.
+    pub(super) fn query_params(&self, name: &str) -> Vec<String> {
+        let query = self.path.split_once('?').map_or("", |(_, q)| q);
+        form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .collect()
+    }
+
     pub(super) fn query_param(&self, name: &str) -> Option<String> {
         let query = self.path.split_once('?')?.1;
         form_urlencoded::parse(query.as_bytes())
