@@ -136,7 +136,24 @@ impl LoginError {
 
     /// The page a person sees: a terminal page, never a redirect, so a failure cannot loop.
     pub(crate) fn reply(&self, set_cookies: Vec<String>) -> Reply {
-        let (title, message) = match self {
+        let (title, message) = self.title_and_message();
+        let mut page = reply::page(self.status(), title, &message, set_cookies);
+        if matches!(
+            self,
+            LoginError::EndpointsUnknown | LoginError::SessionStoreUnavailable
+        ) {
+            page.headers.push(("retry-after".into(), "1".into()));
+        }
+        page.reason = Some(LogNote {
+            severity: self.severity(),
+            text: self.to_string(),
+        });
+        page
+    }
+
+    /// What the page says: its title, and a sentence on what happened.
+    fn title_and_message(&self) -> (&'static str, String) {
+        match self {
             LoginError::IdpRefused {
                 error, description, ..
             } => (
@@ -205,19 +222,7 @@ impl LoginError {
                 "Sign-in unavailable",
                 "Sessions cannot be read right now. Try again in a moment.".into(),
             ),
-        };
-        let mut page = reply::page(self.status(), title, &message, set_cookies);
-        if matches!(
-            self,
-            LoginError::EndpointsUnknown | LoginError::SessionStoreUnavailable
-        ) {
-            page.headers.push(("retry-after".into(), "1".into()));
         }
-        page.reason = Some(LogNote {
-            severity: self.severity(),
-            text: self.to_string(),
-        });
-        page
     }
 }
 
