@@ -8,6 +8,7 @@ mod support;
 use serde_json::{json, Value};
 use support::mint::{self, shared_keys};
 use support::native_bed::*;
+use support::native_two_idps::*;
 use support::random::Counter;
 use wasm_iap::core::config::idp::IdpId;
 use wasm_iap::core::config::Settings;
@@ -15,51 +16,6 @@ use wasm_iap::core::gateway::{Decision, RequestBody};
 use wasm_iap::core::login::backchannel::BACKCHANNEL_EVENT;
 use wasm_iap::core::login::session::{self, Session};
 use wasm_iap::core::reply::Reply;
-
-const APP: &str = "app.example.com";
-const HOME_ISSUER: &str = "https://home.example.com";
-
-/// Dex (`corp`) and a second IdP (`home`), both with the shared keys inline.
-fn providers() -> Value {
-    json!([
-        provider(),
-        { "issuer": HOME_ISSUER, "audiences": [AUDIENCE], "jwks": shared_keys().jwks() },
-    ])
-}
-
-fn idp(id: &str, label: &str, issuer: &str, client_id: &str) -> Value {
-    json!({
-        "id": id,
-        "label": label,
-        "issuer": issuer,
-        "client_id": client_id,
-        "client_secret": format!("{client_id}-secret"),
-        "cluster": id,
-        "authorization_endpoint": format!("{issuer}/auth"),
-        "token_endpoint": format!("{issuer}/token"),
-        "end_session_endpoint": format!("{issuer}/logout"),
-    })
-}
-
-fn service(extra: Value) -> Value {
-    let mut entry = json!({
-        "hosts": [APP],
-        "idps": [
-            idp("corp", "Company SSO", ISSUER, "app-corp"),
-            idp("home", "Home <IdP> & co", HOME_ISSUER, "app-home"),
-        ],
-        "cookie_name": "_app",
-        "cookie_secrets": ["app-cookie-secret-0123456789abcdef0123"],
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        entry[k] = v;
-    }
-    entry
-}
-
-fn config(extra: Value) -> Value {
-    json!({ "providers": providers(), "login": [service(extra)] })
-}
 
 fn problems(login: Value) -> Vec<String> {
     let config = json!({ "providers": providers(), "login": [login] });
@@ -70,18 +26,6 @@ fn with_cookie(cookie: &str) -> Vec<(&str, &str)> {
     let mut headers = BROWSER.to_vec();
     headers.push(("cookie", cookie));
     headers
-}
-
-fn query_of(location: &str) -> Vec<(String, String)> {
-    let url = url::Url::parse(location).expect("an absolute URL");
-    url.query_pairs().into_owned().collect()
-}
-
-fn param(location: &str, name: &str) -> Option<String> {
-    query_of(location)
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
 }
 
 /// A session of IdP `idp` of the service, sealed as its cookie (`name=value`).

@@ -6,58 +6,12 @@
 
 mod support;
 
-use serde_json::{json, Value};
-use support::mint::shared_keys;
+use serde_json::json;
 use support::native_bed::*;
+use support::native_two_idps::*;
 use wasm_iap::core::gateway::Decision;
 use wasm_iap::core::host::Metric;
 use wasm_iap::core::reply::Reply;
-
-const APP: &str = "app.example.com";
-const HOME_ISSUER: &str = "https://home.example.com";
-
-/// Dex (`corp`) and a second IdP (`home`), both with the shared keys inline.
-fn providers() -> Value {
-    json!([
-        provider(),
-        { "issuer": HOME_ISSUER, "audiences": [AUDIENCE], "jwks": shared_keys().jwks() },
-    ])
-}
-
-fn idp(id: &str, issuer: &str, client_id: &str) -> Value {
-    json!({
-        "id": id,
-        "issuer": issuer,
-        "client_id": client_id,
-        "client_secret": format!("{client_id}-secret"),
-        "cluster": id,
-        "authorization_endpoint": format!("{issuer}/auth"),
-        "token_endpoint": format!("{issuer}/token"),
-    })
-}
-
-fn two_idps() -> Value {
-    json!({
-        "providers": providers(),
-        "login": [{
-            "hosts": [APP],
-            "idps": [
-                idp("corp", ISSUER, "app-corp"),
-                idp("home", HOME_ISSUER, "app-home"),
-            ],
-            "cookie_name": "_app",
-            "cookie_secrets": ["app-cookie-secret-0123456789abcdef0123"],
-        }],
-    })
-}
-
-fn param(location: &str, name: &str) -> Option<String> {
-    url::Url::parse(location)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 /// A login started with `provider`: its login cookie as the browser sends it back, and its
 /// state.
@@ -81,7 +35,7 @@ fn callback(bed: &mut Bed, cookie: &str, query: &str) -> Decision {
 /// verifier beside it, `home` could redeem it as the victim. It must go nowhere.
 #[test]
 fn a_callback_whose_iss_names_another_idp_never_sends_its_code_anywhere() {
-    let mut bed = Bed::new(&two_idps());
+    let mut bed = Bed::new(&config(json!({})));
     let (cookie, state) = started(&mut bed, "home");
     let calls = bed.host.calls.len();
     let iss: String = url::form_urlencoded::byte_serialize(ISSUER.as_bytes()).collect();
@@ -124,7 +78,7 @@ fn a_callback_whose_iss_names_another_idp_never_sends_its_code_anywhere() {
 /// client); it is sent to sign in, as a redirect to the one IdP would be.
 #[test]
 fn the_chooser_is_recorded_and_counted_as_sent_to_sign_in_never_as_allowed() {
-    let mut bed = Bed::new(&two_idps());
+    let mut bed = Bed::new(&config(json!({})));
     for path in ["/dash", "/oauth2/start?rd=%2Fdash"] {
         let chooser = responded(bed.get(APP, path, &BROWSER));
         assert_eq!(chooser.status, 200, "{chooser:?}");
@@ -236,7 +190,7 @@ fn only_the_exact_jwks_path_is_public_and_its_variants_are_judged_by_the_rules()
 /// service of several IdPs, gets the check's `401`, never the chooser.
 #[test]
 fn a_forward_auth_check_of_a_browser_without_a_session_is_never_answered_with_the_chooser() {
-    let mut bed = Bed::new(&two_idps());
+    let mut bed = Bed::new(&config(json!({})));
     let mut checks = vec![bed.get(APP, "/oauth2/auth/dash?tab=1", &BROWSER)];
     let mut nginx = BROWSER.to_vec();
     nginx.push(("x-original-url", "https://app.example.com/dash"));

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
 use support::envoy::{
-    bootstrap, bootstrap_on, cluster, repo_root, wasm_filter_with_env, Envoy, Started, TempDir,
+    bootstrap, bootstrap_on, cluster, ext_authz_filter, repo_root, wasm_filter_with_env, Envoy,
+    Started, TempDir,
 };
 use support::envoy_idp_bed::{logged_in_at, login_plugin, redirect_env};
 use support::http;
@@ -298,33 +299,16 @@ fn rotation_an_old_keys_assertion_verifies_while_both_are_published_and_then_the
 
 /// Envoy's own `ext_authz` asking the gateway (as docs/forward-auth.md sets it up), with the
 /// assertion among the headers the check's answer may set upstream.
-fn ext_authz_filter(central_port: u16) -> Value {
-    json!({
-        "name": "envoy.filters.http.ext_authz",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-            "transport_api_version": "V3",
-            "failure_mode_allow": false,
-            "http_service": {
-                "server_uri": {
-                    "uri": format!("http://127.0.0.1:{central_port}"),
-                    "cluster": "wasm-iap",
-                    "timeout": "5s"
-                },
-                "path_prefix": "/oauth2/auth",
-                "authorization_request": { "allowed_headers": { "patterns": [
-                    { "exact": "authorization", "ignore_case": true },
-                    { "safe_regex": { "regex": "x[-_]wasm[-_]iap[-_]jwt[-_]assertion" } }
-                ]}},
-                "authorization_response": {
-                    "allowed_upstream_headers": { "patterns": [
-                        { "prefix": "x-auth-request-", "ignore_case": true },
-                        { "exact": HEADER, "ignore_case": true }
-                    ]}
-                }
-            }
-        }
-    })
+fn ext_authz(central_port: u16) -> Value {
+    let to_check = json!([
+        { "exact": "authorization", "ignore_case": true },
+        { "safe_regex": { "regex": "x[-_]wasm[-_]iap[-_]jwt[-_]assertion" } }
+    ]);
+    let to_upstream = json!([
+        { "prefix": "x-auth-request-", "ignore_case": true },
+        { "exact": HEADER, "ignore_case": true }
+    ]);
+    ext_authz_filter(central_port, to_check, to_upstream, Value::Null)
 }
 
 #[test]
@@ -334,7 +318,7 @@ fn through_envoys_ext_authz_the_app_gets_the_checks_assertion_and_never_the_clie
     let jwks_url = format!("http://127.0.0.1:{}{JWKS_PATH}", central.envoy.port);
     let app = Verifier::start(&jwks_url);
     let mut front = bootstrap(
-        vec![ext_authz_filter(central.envoy.port)],
+        vec![ext_authz(central.envoy.port)],
         app.port,
         central.idp.port,
     );

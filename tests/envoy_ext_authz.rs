@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::envoy::{bootstrap, cluster, wasm_filter, Envoy};
+use support::envoy::{bootstrap, cluster, ext_authz_filter, wasm_filter, Envoy};
 use support::envoy_faulty_idp_bed::eventually;
 use support::http::{self, Response};
 use support::mint::{self, claims, claims_with, shared_keys};
@@ -88,38 +88,15 @@ fn allowed_headers() -> Value {
     Value::Array(patterns)
 }
 
-/// Envoy's ext_authz filter asking the central Envoy (cluster `wasm-iap`) as oauth2-proxy
-/// is asked: the original path after `/oauth2/auth`, the caller's credentials, the identity
-/// back as `x-auth-request-*` for the upstream and the challenge for the client.
-fn ext_authz_filter(central_port: u16) -> Value {
-    json!({
-        "name": "envoy.filters.http.ext_authz",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-            "transport_api_version": "V3",
-            "failure_mode_allow": false,
-            "http_service": {
-                "server_uri": {
-                    "uri": format!("http://127.0.0.1:{central_port}"),
-                    "cluster": "wasm-iap",
-                    "timeout": "5s"
-                },
-                "path_prefix": "/oauth2/auth",
-                "authorization_request": {
-                    "allowed_headers": { "patterns": allowed_headers() }
-                },
-                "authorization_response": {
-                    "allowed_upstream_headers": { "patterns": [
-                        { "prefix": "x-auth-request-", "ignore_case": true }
-                    ]},
-                    "allowed_client_headers": { "patterns": [
-                        { "exact": "www-authenticate", "ignore_case": true },
-                        { "exact": "content-type", "ignore_case": true }
-                    ]}
-                }
-            }
-        }
-    })
+/// The check as oauth2-proxy is asked: the caller's credentials, the identity back as
+/// `x-auth-request-*` for the upstream and the challenge for the client.
+fn ext_authz(central_port: u16) -> Value {
+    let to_upstream = json!([{ "prefix": "x-auth-request-", "ignore_case": true }]);
+    let to_client = json!([
+        { "exact": "www-authenticate", "ignore_case": true },
+        { "exact": "content-type", "ignore_case": true }
+    ]);
+    ext_authz_filter(central_port, allowed_headers(), to_upstream, to_client)
 }
 
 /// The key server, the app behind the front Envoy, the central Envoy with the filter (and an
@@ -144,7 +121,7 @@ impl Bed {
         let app = Upstream::start();
         // The same listener and router as every other test's Envoy, ext_authz instead of the
         // filter, and a cluster for the central Envoy.
-        let mut front = bootstrap(vec![ext_authz_filter(central.port)], app.port(), idp.port);
+        let mut front = bootstrap(vec![ext_authz(central.port)], app.port(), idp.port);
         front["static_resources"]["clusters"]
             .as_array_mut()
             .expect("clusters")

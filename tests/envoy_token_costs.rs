@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::envoy::{bootstrap, cluster, wasm_filter, Envoy, Started};
+use support::envoy::{bootstrap, cluster, ext_authz_filter, wasm_filter, Envoy, Started};
 use support::envoy_faulty_idp_bed::eventually;
 use support::http;
 use support::mint::{claims_with, shared_keys, tamper_signature};
@@ -210,28 +210,11 @@ fn through_envoy_ext_authz_a_client_cannot_evade_the_central_budget_with_x_forwa
     let app = Upstream::start();
     // docs/forward-auth.md's front Envoy: an edge (use_remote_address) whose checks carry the
     // X-Forwarded-For it appended the client's address to.
-    let ext_authz = json!({
-        "name": "envoy.filters.http.ext_authz",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-            "transport_api_version": "V3",
-            "failure_mode_allow": false,
-            "http_service": {
-                "server_uri": {
-                    "uri": format!("http://127.0.0.1:{}", central.port),
-                    "cluster": "wasm-iap",
-                    "timeout": "5s"
-                },
-                "path_prefix": "/oauth2/auth",
-                "authorization_request": {
-                    "allowed_headers": { "patterns": [
-                        { "exact": "authorization", "ignore_case": true },
-                        { "exact": "x-forwarded-for", "ignore_case": true }
-                    ]}
-                }
-            }
-        }
-    });
+    let to_check = json!([
+        { "exact": "authorization", "ignore_case": true },
+        { "exact": "x-forwarded-for", "ignore_case": true }
+    ]);
+    let ext_authz = ext_authz_filter(central.port, to_check, Value::Null, Value::Null);
     let mut front = bootstrap(vec![ext_authz], app.port(), idp.port);
     front["static_resources"]["clusters"]
         .as_array_mut()

@@ -245,6 +245,20 @@ impl Reply {
 
 const CSP: &str = "content-security-policy";
 
+/// Headers no configured header (identity, assertion) may be named after: the filter edits
+/// them itself, or HTTP gives them a meaning.
+pub(crate) const RESERVED_HEADERS: [&str; 9] = [
+    "authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,45 @@ pub fn cluster_of(name: &str, ports: &[u16]) -> Value {
     })
 }
 
+/// Envoy's ext_authz filter asking a central Envoy (cluster `wasm-iap`) as oauth2-proxy is
+/// asked: the original path after `/oauth2/auth`, with the request headers `to_check`; the
+/// answer's headers `to_upstream` go on with the request, `to_client` back with a refusal
+/// (`null`: Envoy's default).
+pub fn ext_authz_filter(
+    central_port: u16,
+    to_check: Value,
+    to_upstream: Value,
+    to_client: Value,
+) -> Value {
+    let mut filter = json!({
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": false,
+            "http_service": {
+                "server_uri": {
+                    "uri": format!("http://127.0.0.1:{central_port}"),
+                    "cluster": "wasm-iap",
+                    "timeout": "5s"
+                },
+                "path_prefix": "/oauth2/auth",
+                "authorization_request": { "allowed_headers": { "patterns": to_check } },
+            }
+        }
+    });
+    for (name, patterns) in [
+        ("allowed_upstream_headers", to_upstream),
+        ("allowed_client_headers", to_client),
+    ] {
+        if !patterns.is_null() {
+            filter["typed_config"]["http_service"]["authorization_response"][name] =
+                json!({ "patterns": patterns });
+        }
+    }
+    filter
+}
+
 /// The Wasm filter entry for `http_filters`, with `plugin_config` as its configuration.
 pub fn wasm_filter(plugin_config: &Value) -> Value {
     wasm_filter_with_env(plugin_config, &[])

@@ -17,6 +17,7 @@ pub mod looks;
 pub mod mint;
 pub mod native_bed;
 pub mod native_fleet;
+pub mod native_two_idps;
 pub mod nginx;
 pub mod props;
 pub mod random;

@@ -10,7 +10,7 @@ use crate::core::config::endpoints::{is_plain_path, OwnEndpoints};
 use crate::core::config::login::LoginService;
 use crate::core::config::login::{read_secret, EnvLookup};
 use crate::core::config::reader::{ObjectReader, Problems};
-use crate::core::reply::{header_name_safe, header_value_safe};
+use crate::core::reply::{header_name_safe, header_value_safe, RESERVED_HEADERS};
 
 pub(crate) const DEFAULT_ISSUER: &str = "wasm-iap";
 pub(crate) const DEFAULT_JWKS_PATH: &str = "/.well-known/wasm-iap/jwks.json";
@@ -189,7 +189,10 @@ pub(crate) fn read_service_assertion(
         .string("header", problems)
         .unwrap_or_else(|| defaults.header.clone())
         .to_ascii_lowercase();
-    if !header_name_safe(&header) || RESERVED.contains(&header.as_str()) {
+    if !header_name_safe(&header)
+        || RESERVED_HEADERS.contains(&header.as_str())
+        || header == "x-envoy-auth-headers-to-remove"
+    {
         problems.add(
             &header_path,
             format!("\"{header}\" is not a header name the assertion may use"),
@@ -215,20 +218,6 @@ pub(crate) fn read_service_assertion(
         lifetime_secs: lifetime_ms / 1000,
     }))
 }
-
-/// Headers HTTP or the filter give a meaning: never an assertion's.
-const RESERVED: [&str; 10] = [
-    "authorization",
-    "cookie",
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "upgrade",
-    "x-envoy-auth-headers-to-remove",
-];
 
 /// Every service that asks for an assertion needs the top-level keys; an assertion's header
 /// may not be an identity header too.

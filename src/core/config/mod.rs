@@ -34,7 +34,7 @@ use crate::core::config::reader::{ObjectReader, Problems};
 use crate::core::hostname::host_name;
 use crate::core::identity::{IdentityHeaders, StrippedHeaders};
 use crate::core::policy::route::Action;
-use crate::core::reply::header_name_safe;
+use crate::core::reply::{header_name_safe, RESERVED_HEADERS};
 
 pub(crate) const DEFAULT_USER_HEADER: &str = "x-auth-request-user";
 pub(crate) const DEFAULT_EMAIL_HEADER: &str = "x-auth-request-email";
@@ -533,20 +533,6 @@ fn read_identity_headers(value: Option<&Value>, problems: &mut Problems) -> Iden
         claim_headers: Vec::new(),
     }
 }
-
-/// Headers an identity header may not be named after: the filter edits them itself, or
-/// HTTP gives them a meaning.
-const RESERVED_HEADERS: [&str; 9] = [
-    "authorization",
-    "cookie",
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "upgrade",
-];
 
 #[cfg(test)]
 mod tests {
