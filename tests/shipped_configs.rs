@@ -242,3 +242,72 @@ fn etcd_store_manifest_reaches_the_etcd_its_service_entry_declares() {
         "the same gateway, services and rules"
     );
 }
+
+/// Every YAML document under wasm-manifests/.
+fn manifest_documents() -> Vec<(String, serde_yaml::Value)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("wasm-manifests")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                files.push(path);
+            }
+        }
+    }
+    files
+        .iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let name = path.display().to_string();
+            serde_yaml::Deserializer::from_str(&text)
+                .map(|doc| (name.clone(), serde_yaml::Value::deserialize(doc).unwrap()))
+                .filter(|(_, doc)| !doc.is_null())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `kubectl apply -f wasm-manifests/` must not replace what the mesh's owner configured, and
+/// Istio (1.23+) refuses a route timeout of 1 ms or less: leaving it out disables it.
+#[test]
+fn no_manifest_replaces_the_mesh_config_or_sets_a_timeout_istio_refuses() {
+    let documents = manifest_documents();
+    assert!(documents.len() >= 10, "{}", documents.len());
+    for (file, doc) in &documents {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        assert!(
+            !(kind == "ConfigMap" && name.starts_with("istio")) && kind != "IstioOperator",
+            "{file} replaces the mesh's configuration ({kind} {name})"
+        );
+        if kind != "VirtualService" {
+            continue;
+        }
+        for route in doc["spec"]["http"].as_sequence().into_iter().flatten() {
+            if let Some(timeout) = route.get("timeout") {
+                let text = timeout.as_str().unwrap_or_default();
+                let millis = duration_millis(text);
+                assert!(
+                    millis.is_some_and(|ms| ms > 1.0),
+                    "{file}: {name} has timeout {text:?}, which Istio refuses"
+                );
+            }
+        }
+    }
+}
+
+/// A protobuf duration as Istio writes it (`30s`, `1.5s`, `250ms`, `1m`), in milliseconds.
+fn duration_millis(text: &str) -> Option<f64> {
+    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+    let scale = match unit {
+        "ms" => 1.0,
+        "s" => 1000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * scale)
+}
