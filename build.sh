@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One entry point for everything: ./build.sh [build|setup|test|testbed|bench]
+# One entry point for everything: ./build.sh [build|image|setup|test|testbed|bench]
 #   build    build the filter (target/wasm32-wasip1/release/wasm_iap.wasm)
+#   image    build + the OCI image layout target/oci (tags <version>, <version>-compat; push: docs/oci-image.md)
 #   setup    install what the tests and testbed need on a fresh machine
 #   test     setup + build + every test tier
 #   testbed  setup + build + run the local testbed (Envoy, filter, IdP, demo upstream)
@@ -49,6 +50,8 @@ setup_apt() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v etcd >/dev/null || missing+=(etcd-server)
   command -v etcdctl >/dev/null || missing+=(etcd-client)
+  command -v skopeo >/dev/null || missing+=(skopeo)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
   [ -f /usr/lib/nginx/modules/ngx_http_set_misc_module.so ] || missing+=(libnginx-mod-http-set-misc)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
@@ -80,6 +83,14 @@ build_host_call_count() {
   cargo build --target wasm32-wasip1 --release --features host-call-count --target-dir target/host-call-count
 }
 
+# The OCI image layout of the filter (tools/oci_image.py); IMAGE_TAG overrides the crate version.
+image() {
+  build
+  local tag=${IMAGE_TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)}
+  log "writing the OCI image layout target/oci (tags $tag, $tag-compat)"
+  python3 tools/oci_image.py target/wasm32-wasip1/release/wasm_iap.wasm target/oci "$tag"
+}
+
 checks() {
   log "cargo fmt --check and clippy"
   cargo fmt --check
@@ -90,6 +101,7 @@ checks() {
 cmd=${1:-build}
 case "$cmd" in
   build) build ;;
+  image) image ;;
   setup) setup ;;
   test)
     setup; build; build_crash_probe; checks
@@ -123,5 +135,5 @@ case "$cmd" in
     export WASM_IAP_ENVOY="$(envoy_binary)"
     cargo bench --bench soak
     ;;
-  *) echo "usage: $0 [build|setup|test|testbed|bench|soak]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|image|setup|test|testbed|bench|soak]" >&2; exit 2 ;;
 esac
