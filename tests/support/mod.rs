@@ -22,6 +22,7 @@ pub mod nginx;
 pub mod props;
 pub mod random;
 pub mod raw;
+pub mod registry;
 pub mod servers;
 pub mod shared;
 pub mod two_idps_bed;
