@@ -7,6 +7,7 @@ pub mod envoy_faulty_idp_bed;
 pub mod envoy_idp_bed;
 pub mod etcd;
 pub mod fault_idp;
+pub mod file_server;
 pub mod fleet;
 pub mod fleet_refusals;
 pub mod host;
