@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 use support::doc_examples::{blocks, documents, env_secret, examples, examples_in};
 use support::mint::{claims_with, shared_keys};
