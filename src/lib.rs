@@ -15,3 +15,7 @@ mod core;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+
+/// `wasm-iap check` (src/bin/wasm-iap.rs): native only, never in the .wasm.
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+pub mod check;

@@ -2,6 +2,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod browser;
+pub mod config_corpus;
+pub mod doc_examples;
 pub mod envoy;
 pub mod envoy_faulty_idp_bed;
 pub mod envoy_idp_bed;
