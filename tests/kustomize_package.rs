@@ -287,3 +287,56 @@ fn nothing_rendered_replaces_cluster_wide_configuration() {
         }
     }
 }
+
+/// The shell lines of the README section under `heading`.
+fn readme_commands(heading: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("README has no section {heading:?}"));
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    block.lines().map(str::to_string).collect()
+}
+
+/// The README's install sections, run as far as they go without a cluster and registry:
+/// the image is built and copied, the secrets file is made from its example, and every
+/// directory `kubectl kustomize` or `kubectl apply -k` names renders to a Wasm attachment.
+#[test]
+fn readme_install_sections_render_what_they_apply() {
+    for heading in ["Install on Istio", "Install on Envoy Gateway"] {
+        let commands = readme_commands(heading);
+        assert!(commands[0].starts_with("./build.sh image && skopeo copy oci:target/oci:"));
+        let package = Package::copy();
+        let mut rendered = 0;
+        for line in &commands[1..] {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["cp", from, to] => {
+                    assert!(to.ends_with("/secrets.env"), "{line}");
+                    let from = package.root.join(from);
+                    let filled = std::fs::read_to_string(&from)
+                        .unwrap()
+                        .replace("=\n", "=s3cr3t-value-of-32-bytes-or-more\n");
+                    std::fs::write(package.root.join(to), filled).unwrap();
+                }
+                ["kubectl", "kustomize", dir] | ["kubectl", "apply", "-k", dir] => {
+                    let objects = kustomize::kustomize(&package.root.join(dir))
+                        .unwrap_or_else(|e| panic!("{line}: {e}"));
+                    let wasm = of_kind(&objects, "WasmPlugin").len()
+                        + of_kind(&objects, "EnvoyExtensionPolicy").len();
+                    assert_eq!(wasm, 1, "{line}");
+                    rendered += 1;
+                }
+                _ => panic!("{heading}: a command the test does not know: {line}"),
+            }
+        }
+        assert_eq!(rendered, 2, "{heading}");
+    }
+}
