@@ -39,7 +39,7 @@ fn shipped_envoy_failure_policy() -> String {
 fn shipped_configs_never_fail_open_and_reload_a_dead_vm() {
     assert_eq!(shipped_envoy_failure_policy(), "FAIL_RELOAD");
     let manifest: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(repo_root().join("wasm-manifests/wasmplugin.yaml")).unwrap(),
+        &std::fs::read_to_string(repo_root().join("wasm-manifests/base/wasmplugin.yaml")).unwrap(),
     )
     .unwrap();
     assert_eq!(

@@ -23,7 +23,7 @@ fn repo(path: &str) -> String {
 #[test]
 fn istio_wasmplugin_plugin_config_is_valid() {
     let manifest: serde_yaml::Value =
-        serde_yaml::from_str(&repo("wasm-manifests/wasmplugin.yaml")).unwrap();
+        serde_yaml::from_str(&repo("wasm-manifests/overlays/monitoring/wasmplugin.yaml")).unwrap();
     let settings = wasmplugin_settings(&manifest);
     assert!(settings.is_ok(), "{:?}", settings.err());
     let env_names: Vec<String> = manifest["spec"]["vmConfig"]["env"]
@@ -63,7 +63,7 @@ fn wasmplugin_settings(manifest: &serde_yaml::Value) -> Result<Settings, Vec<Str
 #[test]
 fn istio_wasmplugin_admits_the_sre_team_to_prometheus_and_alertmanager_only() {
     let manifest: serde_yaml::Value =
-        serde_yaml::from_str(&repo("wasm-manifests/wasmplugin.yaml")).unwrap();
+        serde_yaml::from_str(&repo("wasm-manifests/overlays/monitoring/wasmplugin.yaml")).unwrap();
     let settings = Rc::new(wasmplugin_settings(&manifest).unwrap());
     let issuer = settings.providers[0].rules.issuer.clone();
     let mut gateway = Gateway::new(Rc::clone(&settings));
@@ -170,8 +170,8 @@ fn plugin_configs(file: &str) -> Vec<Result<Settings, Vec<String>>> {
 #[test]
 fn forward_auth_and_kubernetes_manifests_carry_valid_plugin_configs() {
     for file in [
-        "wasm-manifests/forward-auth.yaml",
-        "wasm-manifests/kubernetes-api.yaml",
+        "wasm-manifests/overlays/forward-auth/wasmplugin.yaml",
+        "wasm-manifests/overlays/kubernetes-api/wasmplugin.yaml",
     ] {
         let configs = plugin_configs(file);
         assert_eq!(configs.len(), 1, "{file}");
@@ -179,69 +179,15 @@ fn forward_auth_and_kubernetes_manifests_carry_valid_plugin_configs() {
             assert!(config.is_ok(), "{file}: {:?}", config.err());
         }
     }
-    let kube = plugin_configs("wasm-manifests/kubernetes-api.yaml")
+    let kube = plugin_configs("wasm-manifests/overlays/kubernetes-api/wasmplugin.yaml")
         .remove(0)
         .unwrap();
     let impersonation = kube.services[0].impersonation.as_ref().unwrap();
     assert_eq!(impersonation.group_prefix, "oidc:");
 }
 
-/// The fleet example: its WasmPlugin is wasmplugin.yaml's with the cluster store and
-/// server-side sessions added, and the store's cluster is the one Istio builds from the
-/// ServiceEntry in the same file, reached with the gateway's client certificate.
-#[test]
-fn etcd_store_manifest_reaches_the_etcd_its_service_entry_declares() {
-    let text = repo("wasm-manifests/fleet/etcd-store.yaml");
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
-        .collect();
-    let of_kind = |kind: &str| {
-        docs.iter()
-            .find(|doc| doc["kind"].as_str() == Some(kind))
-            .unwrap_or_else(|| panic!("no {kind}"))
-    };
-    let entry = &of_kind("ServiceEntry")["spec"];
-    let host = entry["hosts"][0].as_str().unwrap();
-    let port = entry["ports"][0]["number"].as_u64().unwrap();
-    let rule = &of_kind("DestinationRule")["spec"];
-    assert_eq!(rule["host"].as_str(), Some(host));
-    let port_policy = &rule["trafficPolicy"]["portLevelSettings"][0];
-    assert_eq!(port_policy["port"]["number"].as_u64(), Some(port));
-    assert_eq!(port_policy["tls"]["mode"].as_str(), Some("MUTUAL"));
-    assert!(port_policy["tls"]["credentialName"].as_str().is_some());
-
-    let plugin = of_kind("WasmPlugin");
-    let store = &plugin["spec"]["pluginConfig"]["cluster_store"]["etcd"];
-    assert_eq!(
-        store["cluster"].as_str(),
-        Some(format!("outbound|{port}||{host}").as_str())
-    );
-    let settings = wasmplugin_settings(plugin);
-    assert!(settings.is_ok(), "{:?}", settings.err());
-
-    let base: serde_yaml::Value =
-        serde_yaml::from_str(&repo("wasm-manifests/wasmplugin.yaml")).unwrap();
-    let mut fleet = plugin.clone();
-    let config = fleet["spec"]["pluginConfig"].as_mapping_mut().unwrap();
-    config.remove("cluster_store");
-    for service in config["login"].as_sequence_mut().unwrap() {
-        let service = service.as_mapping_mut().unwrap();
-        assert_eq!(
-            service
-                .remove("session_store")
-                .and_then(|s| s.as_str().map(str::to_string)),
-            Some("cluster".to_string())
-        );
-    }
-    assert_eq!(
-        fleet["metadata"], base["metadata"],
-        "replaces wasmplugin.yaml's"
-    );
-    assert_eq!(
-        fleet["spec"], base["spec"],
-        "the same gateway, services and rules"
-    );
-}
+// The fleet overlay (the monitoring plugin with the etcd store) is checked as rendered, in
+// tests/kustomize_package.rs.
 
 /// Every YAML document under wasm-manifests/.
 fn manifest_documents() -> Vec<(String, serde_yaml::Value)> {
@@ -270,7 +216,7 @@ fn manifest_documents() -> Vec<(String, serde_yaml::Value)> {
         .collect()
 }
 
-/// `kubectl apply -f wasm-manifests/` must not replace what the mesh's owner configured, and
+/// No file of the package may replace what the mesh's owner configured, and
 /// Istio (1.23+) refuses a route timeout of 1 ms or less: leaving it out disables it.
 #[test]
 fn no_manifest_replaces_the_mesh_config_or_sets_a_timeout_istio_refuses() {
