@@ -88,7 +88,7 @@ setup() { setup_rust; setup_envoy; setup_python_tools; setup_idp; setup_apt; set
 build() {
   setup_rust
   log "building the filter"
-  cargo build --target wasm32-wasip1 --release
+  cargo build --lib --target wasm32-wasip1 --release
   ls -l target/wasm32-wasip1/release/wasm_iap.wasm >&2
 }
 
@@ -96,14 +96,14 @@ build() {
 # shipped failure policy brings a dead VM back. Never shipped.
 build_crash_probe() {
   log "building the crash-probe filter (tests only)"
-  cargo build --target wasm32-wasip1 --release --features crash-probe --target-dir target/crash-probe
+  cargo build --lib --target wasm32-wasip1 --release --features crash-probe --target-dir target/crash-probe
 }
 
 # Bench-only build that logs each request's host calls by kind (feature host-call-count),
 # for the bench's host-call table. Never shipped.
 build_host_call_count() {
   log "building the host-call-counting filter (bench only)"
-  cargo build --target wasm32-wasip1 --release --features host-call-count --target-dir target/host-call-count
+  cargo build --lib --target wasm32-wasip1 --release --features host-call-count --target-dir target/host-call-count
 }
 
 # The OCI image layout of the filter (tools/oci_image.py); IMAGE_TAG overrides the crate version.
@@ -118,7 +118,7 @@ checks() {
   log "cargo fmt --check and clippy"
   cargo fmt --check
   cargo clippy --target wasm32-wasip1 --release -- -D warnings
-  cargo clippy --lib --tests -- -D warnings
+  cargo clippy --lib --tests --bins -- -D warnings
 }
 
 cmd=${1:-build}

@@ -17,5 +17,5 @@ mod core;
 mod filter;
 
 /// `wasm-iap check` (src/bin/wasm-iap.rs): native only, never in the .wasm.
-#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+#[cfg(not(target_arch = "wasm32"))]
 pub mod check;

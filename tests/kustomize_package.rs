@@ -5,14 +5,13 @@
 //! and nothing replaces cluster-wide configuration the package does not own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/kustomize.rs"]
-mod kustomize;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use kustomize::{env_names, of_kind, repo_root, secret_value_of, Package, RENDERED};
 use serde_json::Value;
+use support::kustomize::{env_names, of_kind, repo_root, secret_value_of, Package, RENDERED};
 use wasm_iap::core::config::Settings;
 
 /// Envoy Gateway runs the proxies (and so reads their Secrets) in its own namespace.
@@ -288,6 +287,29 @@ fn nothing_rendered_replaces_cluster_wide_configuration() {
     }
 }
 
+/// `wasm-iap check -` (the binary the README's `cargo run` builds) on `yaml`: its exit
+/// status and what it printed.
+fn check_stdin(yaml: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-iap"))
+        .args(["check", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), printed)
+}
+
 /// The shell lines of the README section under `heading`.
 fn readme_commands(heading: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
@@ -314,7 +336,7 @@ fn readme_install_sections_render_what_they_apply() {
         let commands = readme_commands(heading);
         assert!(commands[0].starts_with("./build.sh image && skopeo copy oci:target/oci:"));
         let package = Package::copy();
-        let mut rendered = 0;
+        let (mut rendered, mut checked) = (0, 0);
         for line in &commands[1..] {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
@@ -326,8 +348,20 @@ fn readme_install_sections_render_what_they_apply() {
                         .replace("=\n", "=s3cr3t-value-of-32-bytes-or-more\n");
                     std::fs::write(package.root.join(to), filled).unwrap();
                 }
-                ["kubectl", "kustomize", dir] | ["kubectl", "apply", "-k", dir] => {
-                    let objects = kustomize::kustomize(&package.root.join(dir))
+                ["kubectl", "kustomize", dir, "|", "cargo", "run", "-q", "--bin", "wasm-iap", "--", "check", "-"] =>
+                {
+                    let text = support::kustomize::kustomize_text(&package.root.join(dir))
+                        .unwrap_or_else(|e| panic!("{line}: {e}"));
+                    let (status, out) = check_stdin(&text);
+                    assert_eq!(status, Some(0), "{line}: {out}");
+                    assert!(
+                        out.contains("checked 1 configuration(s): 0 problem(s)"),
+                        "{line}: {out}"
+                    );
+                    checked += 1;
+                }
+                ["kubectl", "apply", "-k", dir] => {
+                    let objects = support::kustomize::kustomize(&package.root.join(dir))
                         .unwrap_or_else(|e| panic!("{line}: {e}"));
                     let wasm = of_kind(&objects, "WasmPlugin").len()
                         + of_kind(&objects, "EnvoyExtensionPolicy").len();
@@ -337,6 +371,6 @@ fn readme_install_sections_render_what_they_apply() {
                 _ => panic!("{heading}: a command the test does not know: {line}"),
             }
         }
-        assert_eq!(rendered, 2, "{heading}");
+        assert_eq!((rendered, checked), (1, 1), "{heading}");
     }
 }

@@ -84,6 +84,16 @@ fn secret_value(key: &str) -> String {
 
 /// `kubectl kustomize DIR`, parsed into JSON objects.
 pub fn kustomize(dir: &Path) -> Result<Vec<Value>, String> {
+    let text = kustomize_text(dir)?;
+    Ok(serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .filter(|doc| !doc.is_null())
+        .map(|doc| serde_json::to_value(doc).unwrap())
+        .collect())
+}
+
+/// `kubectl kustomize DIR` as it prints it.
+pub fn kustomize_text(dir: &Path) -> Result<String, String> {
     let output = Command::new("kubectl")
         .arg("kustomize")
         .arg(dir)
@@ -92,12 +102,7 @@ pub fn kustomize(dir: &Path) -> Result<Vec<Value>, String> {
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
-    let text = String::from_utf8(output.stdout).map_err(|e| e.to_string())?;
-    Ok(serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
-        .filter(|doc| !doc.is_null())
-        .map(|doc| serde_json::to_value(doc).unwrap())
-        .collect())
+    String::from_utf8(output.stdout).map_err(|e| e.to_string())
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -16,6 +16,7 @@ pub mod host;
 pub mod http;
 pub mod idp;
 pub mod kube;
+pub mod kustomize;
 pub mod looks;
 pub mod mint;
 pub mod native_bed;
