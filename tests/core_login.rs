@@ -809,6 +809,29 @@ fn login_config_problems_are_all_named() {
     }
 }
 
+/// A login service with no cookie secret would be dropped, leaving its host to bearer rules
+/// alone (any valid token in, no sign-in): it is a configuration error instead.
+#[test]
+fn an_empty_cookie_secret_list_is_a_problem_never_a_dropped_service() {
+    let config = json!({
+        "providers": [{ "issuer": ISSUER, "audiences": ["a"], "jwks": shared_keys().jwks() }],
+        "login": [{
+            "hosts": ["app.example.com"],
+            "issuer": ISSUER,
+            "client_id": "app",
+            "client_secret": "app-secret",
+            "cookie_secrets": [],
+        }]
+    });
+    let problems = Settings::parse(&config.to_string()).expect_err("a configuration error");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("login[0].cookie_secrets: must list at least one secret")),
+        "{problems:#?}"
+    );
+}
+
 #[test]
 fn secrets_can_come_from_the_vm_environment() {
     let config = json!({

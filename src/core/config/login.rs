@@ -131,9 +131,12 @@ fn read_secret_list(
     problems: &mut Problems,
 ) -> Vec<Secret> {
     let path = reader.field_path(name);
-    let Some(items) = reader.value(name).and_then(Value::as_array) else {
-        problems.add(&path, "must list at least one secret of 32 or more bytes");
-        return Vec::new();
+    let items = match reader.value(name).and_then(Value::as_array) {
+        Some(items) if !items.is_empty() => items,
+        _ => {
+            problems.add(&path, "must list at least one secret of 32 or more bytes");
+            return Vec::new();
+        }
     };
     let mut secrets = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -428,7 +431,11 @@ pub(crate) fn read_service(
     if problems.0.len() > before {
         return None;
     }
-    let idps = idps?;
+    // A service dropped without a word would leave its hosts to bearer rules alone.
+    let Some(idps) = idps else {
+        problems.add(path, "has no IdP its users can sign in with");
+        return None;
+    };
     let accepted_issuers = accepted_issuers(&idps, provider_list);
     Some(LoginService {
         hosts,
