@@ -223,11 +223,19 @@ pub enum Started {
 }
 
 impl Envoy {
+    /// Envoy on `config`. A listener port picked in advance (`free_port`) can be taken
+    /// meanwhile by a short-lived connection's local port: such a start is tried again.
     pub fn start(config: &Value) -> Envoy {
-        match Envoy::try_start(config, 2) {
-            Started::Running(envoy) => envoy,
-            Started::Exited(log) => panic!("Envoy did not start:\n{log}"),
+        for _ in 0..5 {
+            match Envoy::try_start(config, 2) {
+                Started::Running(envoy) => return envoy,
+                Started::Exited(log) if log.contains("Address already in use") => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Started::Exited(log) => panic!("Envoy did not start:\n{log}"),
+            }
         }
+        panic!("Envoy did not start: its listener's port stayed in use");
     }
 
     pub fn try_start(config: &Value, concurrency: u32) -> Started {
