@@ -235,6 +235,23 @@ fn unsafe_settings() -> Vec<(Change, &'static str)> {
             Box::new(|c| c["login"][0]["routes"] = json!([{"path_prefix": "/", "public": true}])),
             "login[0].routes[0]",
         ),
+        // Regexes any path matches, however spelled (the reader anchors them).
+        (
+            Box::new(|c| c["login"][0]["routes"] = json!([{"path_regex": "/.*?", "public": true}])),
+            "login[0].routes[0]",
+        ),
+        (
+            Box::new(|c| {
+                c["login"][0]["routes"] = json!([{"path_regex": "[^?]*", "public": true}])
+            }),
+            "login[0].routes[0]",
+        ),
+        (
+            Box::new(|c| {
+                c["login"][0]["routes"] = json!([{"path_regex": "(/.*)?", "public": true}])
+            }),
+            "login[0].routes[0]",
+        ),
         (
             Box::new(|c| c["login"][0]["token_endpoint"] = json!("http://dex.example.com/token")),
             "login[0].token_endpoint",

@@ -162,3 +162,49 @@ fn the_schema_accepts_a_configuration_exactly_when_the_reader_does() {
         corpus.len() - reader_ok
     );
 }
+
+/// JSON Schema's "integer" is any number without a fraction (`8192.0` too), and Istio's
+/// pluginConfig numbers are doubles: the reader takes them alike; a number beyond what the
+/// reader holds is refused by both.
+#[test]
+fn whole_numbers_written_as_floats_and_huge_numbers_agree() {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("wasm-iap-numbers-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let provider = r#"{"issuer": "https://dex.example.com", "audiences": ["a"], "cluster": "dex"}"#;
+    let cases = [
+        (r#""max_token_size": 8192.0"#, true),
+        (r#""max_token_size": 1e3"#, true),
+        (r#""shared_token_cache_bytes": 0.0"#, true),
+        (
+            r#""signature_check_budget": {"per_second": 5.0, "burst": 2e1}"#,
+            true,
+        ),
+        (r#""max_token_size": 8192.5"#, false),
+        (r#""max_token_size": 1e30"#, false),
+        (r#""shared_token_cache_bytes": 18446744073709551616"#, false),
+    ];
+    let mut files = Vec::new();
+    for (i, (field, _)) in cases.iter().enumerate() {
+        let file = dir.0.join(format!("{i}.json"));
+        std::fs::write(&file, format!(r#"{{"providers": [{provider}], {field}}}"#)).unwrap();
+        files.push(file);
+    }
+    let refused = refused_by_schema(&files);
+    for ((field, valid), file) in cases.iter().zip(&files) {
+        let text = std::fs::read_to_string(file).unwrap();
+        let reader = Settings::parse_with_env(&text, &env_secret);
+        assert_eq!(
+            reader.is_ok(),
+            *valid,
+            "reader on {field}: {:?}",
+            reader.err()
+        );
+        assert_eq!(
+            !refused.contains_key(file),
+            *valid,
+            "schema on {field}: {:?}",
+            refused.get(file)
+        );
+    }
+}

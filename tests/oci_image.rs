@@ -242,3 +242,41 @@ fn the_same_module_gives_the_same_digests_and_another_module_other_ones() {
     }
     assert_eq!(other.printed(TAG, "layer"), sha256(&bytes));
 }
+
+/// IMAGE_TAG becomes the layout's tag and the `skopeo copy oci:target/oci:TAG` reference:
+/// one that is no registry tag is refused, and the tool never removes a directory that is
+/// not an image layout of its own.
+#[test]
+fn the_tool_refuses_a_bad_tag_and_a_directory_that_is_no_layout() {
+    let dir = TempDir::new("oci-refusals");
+    let wasm = dir.0.join("m.wasm");
+    std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
+    let run = |out: &Path, tag: &str| {
+        Command::new("python3")
+            .arg(repo_root().join("tools/oci_image.py"))
+            .arg(&wasm)
+            .arg(out)
+            .arg(tag)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for tag in ["../x", "a/b", "v1:2", "-x", "", &"x".repeat(130)] {
+        assert!(!run(&dir.0.join("oci"), tag), "{tag:?} accepted");
+    }
+    let precious = dir.0.join("precious");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("notes.txt"), "keep").unwrap();
+    assert!(
+        !run(&precious, "ok"),
+        "a directory that is no layout replaced"
+    );
+    assert!(precious.join("notes.txt").exists());
+    // A layout of its own is rewritten, stale blobs gone.
+    let layout = dir.0.join("oci");
+    assert!(run(&layout, "ok"));
+    std::fs::write(layout.join("blobs/sha256/stale"), "old").unwrap();
+    assert!(run(&layout, "0.1.0"));
+    assert!(!layout.join("blobs/sha256/stale").exists());
+}

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import shutil
 import sys
 import tarfile
@@ -30,6 +31,8 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 TITLE = "org.opencontainers.image.title"
 REF_NAME = "org.opencontainers.image.ref.name"
+# A registry tag (OCI distribution spec); TAG-compat must be one too.
+TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,120}")
 
 # What the Wasm image spec's runtime config says of an Envoy filter: the root id the
 # bootstraps and WasmPlugins in this repository use, and the Proxy-Wasm ABI the SDK exports.
@@ -107,8 +110,14 @@ def main(wasm_path, out_dir, tag):
     wasm = Path(wasm_path).read_bytes()
     if not wasm.startswith(b"\0asm"):
         sys.exit(f"{wasm_path} is not a Wasm module")
+    if not TAG_PATTERN.fullmatch(tag):
+        sys.exit(f"{tag!r} is not a registry tag ([A-Za-z0-9_][A-Za-z0-9._-]*, at most 121 characters)")
     root = Path(out_dir)
-    shutil.rmtree(root, ignore_errors=True)
+    # Stale blobs go with the old layout; anything else in the way is not ours to remove.
+    if root.exists():
+        if not (root / "oci-layout").is_file() and any(root.iterdir()):
+            sys.exit(f"{out_dir} exists and is not an OCI image layout: not removing it")
+        shutil.rmtree(root)
     layout = Layout(root)
     entries = []
     for name, build in ((tag, artifact_manifest), (f"{tag}-compat", compat_manifest)):

@@ -2,6 +2,9 @@
 //! Kubernetes manifests, `kubectl kustomize` output, an Envoy bootstrap) holding plugin
 //! configurations, each with what its host passes into the VM.
 
+use std::collections::BTreeMap;
+
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -15,6 +18,14 @@ pub(crate) struct Found {
     /// Environment variables the host passes into the VM, with the field that lists them;
     /// `None` where the input does not say (a plain JSON file).
     pub(crate) vm_env: Option<(String, Vec<String>)>,
+    /// Variables whose value the host gives the VM itself (WasmPlugin `vmConfig.env` entries
+    /// without `valueFrom: HOST`, Envoy's `key_values`): the VM sees exactly these, whatever
+    /// the check's environment or `--env-file` say.
+    pub(crate) inline: BTreeMap<String, String>,
+    /// Values the same input gives the gateway's environment: a container `env` entry with a
+    /// `value`, or a `secretKeyRef` to a Secret of the input (`kubectl kustomize` output
+    /// carries the Secrets its generators made), with where each came from.
+    pub(crate) manifest_env: BTreeMap<String, (String, String)>,
     /// A failure policy that lets traffic through a broken VM, with its field.
     pub(crate) fail_open: Option<String>,
 }
@@ -34,19 +45,117 @@ pub(crate) fn plugin_configs(name: &str, text: &str) -> Result<Vec<Found>, Strin
                 place: name.to_string(),
                 text: text.to_string(),
                 vm_env: None,
+                inline: BTreeMap::new(),
+                manifest_env: BTreeMap::new(),
                 fail_open: None,
             }]);
         }
     }
     let mut found = Vec::new();
+    let mut documents = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let yaml = serde_yaml::Value::deserialize(document)
+        let mut yaml = serde_yaml::Value::deserialize(document)
             .map_err(|e| format!("{name}: neither JSON nor YAML: {e}"))?;
+        // `<<: *anchor` merges as Kubernetes' YAML reader does (else it stays a key "<<").
+        yaml.apply_merge()
+            .map_err(|e| format!("{name}: document {}: {e}", index + 1))?;
         let value: Value = serde_json::to_value(&yaml)
             .map_err(|e| format!("{name}: document {}: {e}", index + 1))?;
         in_document(name, index + 1, &value, &mut found);
+        documents.push(value);
+    }
+    let manifest_env = gateway_env(&documents);
+    for config in &mut found {
+        config.manifest_env = manifest_env.clone();
     }
     Ok(found)
+}
+
+/// Objects of the stream, `List`s opened.
+fn objects<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    if value["kind"] == "List" {
+        for item in value["items"].as_array().into_iter().flatten() {
+            objects(item, out);
+        }
+    } else {
+        out.push(value);
+    }
+}
+
+/// What the stream's workloads (Deployments, Envoy Gateway's EnvoyProxy, ...) put into their
+/// containers' environment, where the value is in the stream: a literal `value`, or a key of
+/// a Secret the stream holds (matched by name: Envoy Gateway's proxies read a Secret of
+/// another namespace than their EnvoyProxy's).
+fn gateway_env(documents: &[Value]) -> BTreeMap<String, (String, String)> {
+    let mut all = Vec::new();
+    documents.iter().for_each(|d| objects(d, &mut all));
+    let mut secrets: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    for secret in all.iter().filter(|o| o["kind"] == "Secret") {
+        let Some(name) = secret["metadata"]["name"].as_str() else {
+            continue;
+        };
+        let keys = secrets.entry(name).or_default();
+        for (key, value) in secret["data"].as_object().into_iter().flatten() {
+            // kubectl folds long base64 values over several lines.
+            let decoded = value
+                .as_str()
+                .map(|v| v.split_whitespace().collect::<String>())
+                .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            keys.insert(key.clone(), decoded);
+        }
+        for (key, value) in secret["stringData"].as_object().into_iter().flatten() {
+            keys.insert(key.clone(), value.as_str().unwrap_or_default().to_string());
+        }
+    }
+    let mut env = BTreeMap::new();
+    let workload =
+        |o: &&&Value| !["Secret", "WasmPlugin"].contains(&o["kind"].as_str().unwrap_or(""));
+    for object in all.iter().filter(workload) {
+        let what = format!(
+            "{} {}",
+            object["kind"].as_str().unwrap_or("object"),
+            object_name(object)
+        );
+        container_env(object, &mut |entry: &Value| {
+            let Some(name) = entry["name"].as_str() else {
+                return;
+            };
+            let reference = &entry["valueFrom"]["secretKeyRef"];
+            let value = match (entry["value"].as_str(), reference["name"].as_str()) {
+                (Some(value), _) => Some((value.to_string(), format!("{what}: value"))),
+                (None, Some(secret)) => {
+                    let key = reference["key"].as_str().unwrap_or_default();
+                    secrets.get(secret).map(|keys| {
+                        let value = keys.get(key).cloned().unwrap_or_default();
+                        (value, format!("{what}: Secret {secret} key {key}"))
+                    })
+                }
+                _ => None,
+            };
+            if let Some(value) = value {
+                env.insert(name.to_string(), value);
+            }
+        });
+    }
+    env
+}
+
+/// Calls `found` with every entry of a `containers[].env` list anywhere in `value`.
+fn container_env(value: &Value, found: &mut dyn FnMut(&Value)) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("env", Value::Array(entries)) => entries.iter().for_each(&mut *found),
+                    _ => container_env(child, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| container_env(item, found)),
+        _ => {}
+    }
 }
 
 fn in_document(name: &str, index: usize, doc: &Value, found: &mut Vec<Found>) {
@@ -60,17 +169,30 @@ fn in_document(name: &str, index: usize, doc: &Value, found: &mut Vec<Found>) {
     match kind {
         "WasmPlugin" => {
             let spec = &doc["spec"];
-            let env = spec["vmConfig"]["env"]
-                .as_array()
+            let entries = spec["vmConfig"]["env"].as_array();
+            let env = entries
                 .map(|list| strings_at(list, "name"))
                 .unwrap_or_default();
-            let fail_open = (spec["failStrategy"].as_str() == Some("FAIL_OPEN"))
-                .then(|| "spec.failStrategy".to_string());
+            // valueFrom defaults to INLINE: the VM gets `value` (or nothing), not the host's.
+            let inline = entries
+                .into_iter()
+                .flatten()
+                .filter(|entry| entry["valueFrom"] != "HOST" && entry["valueFrom"] != 1)
+                .filter_map(|entry| {
+                    let name = entry["name"].as_str()?;
+                    let value = entry["value"].as_str().unwrap_or_default();
+                    Some((name.to_string(), value.to_string()))
+                })
+                .collect();
+            // Istio reads enums by name or number (FAIL_OPEN is 1).
+            let open = spec["failStrategy"] == "FAIL_OPEN" || spec["failStrategy"] == 1;
             found.push(Found {
                 place: here("spec.pluginConfig"),
-                text: config_text(&spec["pluginConfig"]),
+                text: manifest_config_text(&spec["pluginConfig"]),
                 vm_env: Some(("spec.vmConfig.env".into(), env)),
-                fail_open,
+                inline,
+                manifest_env: BTreeMap::new(),
+                fail_open: open.then(|| "spec.failStrategy".to_string()),
             });
         }
         "EnvoyExtensionPolicy" => {
@@ -83,7 +205,9 @@ fn in_document(name: &str, index: usize, doc: &Value, found: &mut Vec<Found>) {
                 let keys = wasm["env"]["hostKeys"].as_array().map(|l| plain_strings(l));
                 found.push(Found {
                     place: here(&format!("spec.wasm[{i}].config")),
-                    text: config_text(&wasm["config"]),
+                    text: manifest_config_text(&wasm["config"]),
+                    inline: BTreeMap::new(),
+                    manifest_env: BTreeMap::new(),
                     vm_env: Some((
                         format!("spec.wasm[{i}].env.hostKeys"),
                         keys.unwrap_or_default(),
@@ -103,6 +227,8 @@ fn in_document(name: &str, index: usize, doc: &Value, found: &mut Vec<Found>) {
             place: format!("{name} [document {index}]"),
             text: doc.to_string(),
             vm_env: None,
+            inline: BTreeMap::new(),
+            manifest_env: BTreeMap::new(),
             fail_open: None,
         }),
         "" => envoy_filters(name, index, doc, "", found),
@@ -135,17 +261,49 @@ fn envoy_filters(name: &str, index: usize, value: &Value, path: &str, found: &mu
     }
 }
 
+/// A field of an Envoy proto object, as Envoy reads YAML and JSON: by its proto name or its
+/// lowerCamelCase JSON name.
+fn proto_field<'a>(object: &'a Value, name: &str) -> &'a Value {
+    match &object[name] {
+        Value::Null => {
+            let mut camel = String::new();
+            let mut upper = false;
+            for c in name.chars() {
+                match (c, upper) {
+                    ('_', _) => upper = true,
+                    (c, true) => {
+                        camel.extend(c.to_uppercase());
+                        upper = false;
+                    }
+                    (c, false) => camel.push(c),
+                }
+            }
+            &object[camel.as_str()]
+        }
+        value => value,
+    }
+}
+
 fn envoy_filter(name: &str, index: usize, config: &Value, path: &str) -> Found {
     let path = path.trim_start_matches('.');
-    let variables = &config["vm_config"]["environment_variables"];
-    let mut env = variables["host_env_keys"]
+    let variables = proto_field(proto_field(config, "vm_config"), "environment_variables");
+    let mut env = proto_field(variables, "host_env_keys")
         .as_array()
         .map(|l| plain_strings(l))
         .unwrap_or_default();
-    if let Some(pairs) = variables["key_values"].as_object() {
+    let mut inline = BTreeMap::new();
+    if let Some(pairs) = proto_field(variables, "key_values").as_object() {
         env.extend(pairs.keys().cloned());
+        for (key, value) in pairs {
+            inline.insert(key.clone(), value.as_str().unwrap_or_default().to_string());
+        }
     }
-    let value = &config["configuration"]["value"];
+    let value = &proto_field(config, "configuration")["value"];
+    // FailurePolicy FAIL_OPEN is 2; the deprecated fail_open: true means the same.
+    let policy = proto_field(config, "failure_policy");
+    let open = policy == "FAIL_OPEN"
+        || policy == 2
+        || proto_field(config, "fail_open").as_bool() == Some(true);
     Found {
         place: format!(
             "{name} [document {index}: Envoy Wasm filter, {path}.config.configuration.value]"
@@ -157,9 +315,9 @@ fn envoy_filter(name: &str, index: usize, config: &Value, path: &str) -> Found {
             format!("{path}.config.vm_config.environment_variables"),
             env,
         )),
-        fail_open: (config["failure_policy"].as_str() == Some("FAIL_OPEN")
-            || config["fail_open"].as_bool() == Some(true))
-        .then(|| format!("{path}.config.failure_policy")),
+        inline,
+        manifest_env: BTreeMap::new(),
+        fail_open: open.then(|| format!("{path}.config.failure_policy")),
     }
 }
 
@@ -179,6 +337,16 @@ fn config_text(value: &Value) -> String {
         Value::String(text) => text.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+/// A configuration a manifest gives as an object. A string is no configuration: Istio's
+/// pluginConfig is an object, and Envoy Gateway hands the filter a JSON string literal, which
+/// the reader refuses as the filter would.
+fn manifest_config_text(value: &Value) -> String {
+    match value {
+        Value::String(_) => value.to_string(),
+        other => config_text(other),
     }
 }
 

@@ -106,14 +106,24 @@ fn checked(args: &[String], io: &mut Io) -> Result<i32, String> {
     if found.is_empty() {
         return Err("no plugin configuration found (a JSON configuration, a WasmPlugin, an EnvoyExtensionPolicy or an Envoy Wasm filter)".into());
     }
-    let given = |name: &str| {
-        let from_file = env_file
-            .get(name)
-            .map(|v| (v.clone(), "--env-file".to_string()));
-        from_file.or_else(|| (io.env)(name).map(|v| (v, "the environment".to_string())))
-    };
     let mut totals = (0, 0);
     for config in &found {
+        // What the VM sees: a value the host gives inline, else the first of --env-file,
+        // the input's own Secrets and container env, and the check's environment.
+        let given = |name: &str| {
+            let inline = config.inline.get(name).map(|v| {
+                let field = config.vm_env.as_ref().map_or("", |e| e.0.as_str());
+                (v.clone(), format!("{field} (inline)"))
+            });
+            inline
+                .or_else(|| {
+                    env_file
+                        .get(name)
+                        .map(|v| (v.clone(), "--env-file".to_string()))
+                })
+                .or_else(|| config.manifest_env.get(name).cloned())
+                .or_else(|| (io.env)(name).map(|v| (v, "the environment".to_string())))
+        };
         let (problems, notes) = check_one(config, &given, &mut lines);
         totals = (totals.0 + problems, totals.1 + notes);
     }

@@ -104,7 +104,9 @@ fn service_notes(service: &Value, at: &str, out: &mut Vec<Note>) {
     }
 }
 
-/// A route with no path, `path_prefix: "/"`, or a regex any path matches.
+/// A route with no path, `path_prefix: "/"`, or a regex that matches every path (as the
+/// reader compiles it, anchored: tried on paths of every shape, not by its spelling, so
+/// `/.*?`, `[^?]*` or `(/.*)?` count as well as `.*`).
 fn covers_every_path(route: &Value) -> bool {
     let path = route["path"].as_str();
     let prefix = route["path_prefix"].as_str();
@@ -112,7 +114,19 @@ fn covers_every_path(route: &Value) -> bool {
     match (path, prefix, regex) {
         (None, None, None) => true,
         (None, Some("/"), None) => true,
-        (None, None, Some(r)) => [".*", "/.*", ".+", "/.+", "(.*)", "/(.*)"].contains(&r),
+        (None, None, Some(r)) => regex_lite::Regex::new(&format!("^(?:{r})$")).is_ok_and(|re| {
+            [
+                "/",
+                "/admin",
+                "/api/v1/namespaces/kube-system/secrets",
+                "/a/b/c.json",
+                "/-/healthy",
+                "/%2F..%2F",
+                "/x y/\u{e9}",
+            ]
+            .iter()
+            .all(|probe| re.is_match(probe))
+        }),
         _ => false,
     }
 }

@@ -150,7 +150,7 @@ fn keep_rule_groups(login: &mut [LoginService], services: &[ApiService]) {
 fn read_shared_cache_bytes(top: &mut ObjectReader, problems: &mut Problems) -> u64 {
     match top.value("shared_token_cache_bytes") {
         None => DEFAULT_SHARED_TOKEN_CACHE_BYTES,
-        Some(v) => v.as_u64().unwrap_or_else(|| {
+        Some(v) => reader::whole_number(v).unwrap_or_else(|| {
             problems.add(
                 &top.field_path("shared_token_cache_bytes"),
                 "must be a whole number of bytes (0 turns the shared cache off)",

@@ -93,7 +93,7 @@ impl<'a> ObjectReader<'a> {
     ) -> u64 {
         match self.value(name) {
             None => default,
-            Some(v) => match v.as_u64().filter(|n| *n > 0) {
+            Some(v) => match whole_number(v).filter(|n| *n > 0) {
                 Some(n) => n,
                 None => {
                     problems.add(&self.field_path(name), "must be a whole number above 0");
@@ -149,4 +149,14 @@ impl<'a> ObjectReader<'a> {
             }
         }
     }
+}
+
+/// A JSON number with no fraction, as JSON Schema's "integer" (and Istio, whose pluginConfig
+/// numbers are doubles) sees it: `8192` and `8192.0` alike; none above u64.
+pub(crate) fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let f = value.as_f64()?;
+        // 2^64 as f64; every whole f64 below it fits a u64 exactly.
+        (f >= 0.0 && f.fract() == 0.0 && f < 18_446_744_073_709_551_616.0).then_some(f as u64)
+    })
 }
