@@ -70,14 +70,15 @@ setup_apt() {
 }
 
 # Schema validators for the rendered Kustomize package (tests/kustomize_package.rs): core
-# kinds with kubernetes-validate, Istio and Gateway API kinds with @kubernetes-models.
+# kinds with kubernetes-validate, Istio, Gateway API and Envoy Gateway kinds with
+# @kubernetes-models.
 KUBERNETES_VALIDATE_VERSION=1.37.0
 setup_manifest_validators() {
   if ! "$VENV/bin/python" -c "import importlib.metadata as m; assert m.version('kubernetes-validate') == '$KUBERNETES_VALIDATE_VERSION'" 2>/dev/null; then
     log "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   fi
-  if [ ! -d tests/support/manifest-validators/node_modules/@kubernetes-models/istio ]; then
+  if [ ! -d tests/support/manifest-validators/node_modules/@kubernetes-models/envoy-gateway ]; then
     log "installing the manifest validators (npm @kubernetes-models)"
     (cd tests/support/manifest-validators && npm ci --no-audit --no-fund --loglevel=error)
   fi

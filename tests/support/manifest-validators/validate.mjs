@@ -1,12 +1,13 @@
 // Reads a JSON array of Kubernetes objects on stdin and prints one JSON line per object:
-// {kind, name, result: "valid" | "invalid" | "no-schema", errors}. Istio and Gateway API kinds
-// are checked with the JSON-schema validators @kubernetes-models generates from those
-// projects' CRDs (structure, types, enums, patterns, required fields; not their CEL rules).
+// {kind, name, result: "valid" | "invalid" | "no-schema", errors}. Istio, Gateway API and
+// Envoy Gateway kinds are checked with the JSON-schema validators @kubernetes-models
+// generates from those projects' CRDs (structure, types, enums, patterns, required fields; not their CEL rules).
 const PACKAGES = {
   "extensions.istio.io": "@kubernetes-models/istio",
   "networking.istio.io": "@kubernetes-models/istio",
   "security.istio.io": "@kubernetes-models/istio",
   "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
+  "gateway.envoyproxy.io": "@kubernetes-models/envoy-gateway",
 };
 
 async function check(object) {
