@@ -292,18 +292,52 @@ impl KeyServer {
     }
 }
 
-/// A loopback port that nothing listens on (yet).
-/// A port the OS says is free, never one handed out before in this process (tests pick
-/// several before anything binds them).
+/// A loopback port that nothing listens on (yet), for a server whose port must be known
+/// before it starts (Envoy's listener, named in redirect URLs). It is taken below the OS's
+/// ephemeral range, so no server binding port 0 meanwhile (an Envoy's admin, an upstream)
+/// and no outgoing connection can be handed it before its server binds it; the OS still
+/// says it is free (it binds), and it is never one handed out before in this process.
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    loop {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
+    let (low, high) = below_ephemeral_range();
+    let mut candidate = seed_in(low, high);
+    for _ in 0..10_000 {
+        candidate = if candidate + 1 >= high {
+            low
+        } else {
+            candidate + 1
+        };
         let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-        if !handed_out.contains(&port) {
-            handed_out.push(port);
-            return port;
+        if handed_out.contains(&candidate) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            handed_out.push(candidate);
+            return candidate;
         }
     }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// Ports between 10000 and the start of the OS's ephemeral range (32768 by default).
+fn below_ephemeral_range() -> (u16, u16) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    assert!(
+        start > 12_000,
+        "ephemeral ports start at {start}: too low to stay below"
+    );
+    (10_000, start)
+}
+
+/// Where this process starts looking: apart from where other test processes look.
+fn seed_in(low: u16, high: u16) -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mixed = (std::process::id() as u64).wrapping_mul(7919) ^ u64::from(nanos);
+    low + (mixed % u64::from(high - low)) as u16
 }
