@@ -5,13 +5,9 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wasm-iap");
 
 /// A directory removed when the test ends, however it ends.
 struct TempDir(PathBuf);
@@ -39,28 +35,8 @@ impl Drop for TempDir {
 
 /// Runs the binary with `stdin`, without the caller's environment; (status, stdout, stderr).
 fn check(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .arg("check")
-        .args(args)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap(),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
+    let checked = support::check::run_check(args, stdin);
+    (checked.status, checked.stdout, checked.stderr)
 }
 
 fn good() -> Value {

@@ -280,29 +280,6 @@ fn nothing_rendered_replaces_cluster_wide_configuration() {
     }
 }
 
-/// `wasm-iap check -` (the binary the README's `cargo run` builds) on `yaml`: its exit
-/// status and what it printed.
-fn check_stdin(yaml: &str) -> (Option<i32>, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-iap"))
-        .args(["check", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.code(), printed)
-}
-
 /// The shell lines of the README section under `heading`.
 fn readme_commands(heading: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
@@ -345,8 +322,9 @@ fn readme_install_sections_render_what_they_apply() {
                 {
                     let text = support::kustomize::kustomize_text(&package.root.join(dir))
                         .unwrap_or_else(|e| panic!("{line}: {e}"));
-                    let (status, out) = check_stdin(&text);
-                    assert_eq!(status, Some(0), "{line}: {out}");
+                    let result = support::check::run_check(&["-"], &text);
+                    let (status, out) = (result.status, result.printed());
+                    assert_eq!(status, 0, "{line}: {out}");
                     assert!(
                         out.contains("checked 1 configuration(s): 0 problem(s)"),
                         "{line}: {out}"

@@ -5,33 +5,13 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use support::kustomize::{kustomize_text, Package, RENDERED};
 
 /// `wasm-iap check [args] -` on `stdin`, without the caller's environment.
 fn check(args: &[&str], stdin: &str) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-iap"))
-        .arg("check")
-        .args(args)
-        .arg("-")
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap(), text)
+    let args: Vec<&str> = args.iter().copied().chain(["-"]).collect();
+    let checked = support::check::run_check(&args, stdin);
+    (checked.status, checked.printed())
 }
 
 const CONFIG: &str = r#"{"providers": [{"issuer": "https://i.example", "audiences": ["a"], "cluster": "c"}],

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod browser;
+pub mod check;
 pub mod config_corpus;
 pub mod doc_examples;
 pub mod envoy;
