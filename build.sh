@@ -84,7 +84,17 @@ setup_manifest_validators() {
   fi
 }
 
-setup() { setup_rust; setup_envoy; setup_python_tools; setup_idp; setup_apt; setup_manifest_validators; }
+# The Kustomize package (components, targeted patches) needs kustomize v5: kubectl 1.27+.
+check_kustomize() {
+  local version
+  version=$(kubectl version --client -o json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin).get("kustomizeVersion", "v0"))' 2>/dev/null || echo v0)
+  case "$version" in
+    v[5-9]*|v[1-9][0-9]*) ;;
+    *) log "warning: kubectl's kustomize is $version; wasm-manifests/ and its tests need v5 (kubectl 1.27+; Debian's kubernetes-client 1.20 is too old)" ;;
+  esac
+}
+
+setup() { setup_rust; setup_envoy; setup_python_tools; setup_idp; setup_apt; check_kustomize; setup_manifest_validators; }
 
 build() {
   setup_rust

@@ -46,11 +46,9 @@ impl Request<'_> {
             .collect()
     }
 
+    /// The first value of query parameter `name`.
     pub(super) fn query_param(&self, name: &str) -> Option<String> {
-        let query = self.path.split_once('?')?.1;
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
+        self.query_params(name).into_iter().next()
     }
 
     pub(super) fn cookies(&self) -> Vec<(&str, &str)> {
