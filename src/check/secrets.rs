@@ -20,7 +20,7 @@ pub(crate) enum Source {
 /// minimum).
 pub(crate) fn referenced(config: &Value) -> BTreeMap<String, String> {
     let mut names = BTreeMap::new();
-    walk(config, &mut |name, _| {
+    walk(config, &mut |name| {
         names
             .entry(name.to_string())
             .or_insert_with(|| text_placeholder(name));
@@ -44,12 +44,12 @@ fn text_placeholder(name: &str) -> String {
     format!("placeholder-for-{name}-0123456789abcdef0123456789abcdef")
 }
 
-/// Calls `found` with each env name and the object naming it.
-fn walk(value: &Value, found: &mut dyn FnMut(&str, &Value)) {
+/// Calls `found` with each env name.
+fn walk(value: &Value, found: &mut dyn FnMut(&str)) {
     match value {
         Value::Object(map) => {
             if let (1, Some(Value::String(name))) = (map.len(), map.get("env")) {
-                found(name, value);
+                found(name);
                 return;
             }
             map.values().for_each(|v| walk(v, found));

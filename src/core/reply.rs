@@ -246,8 +246,8 @@ impl Reply {
 const CSP: &str = "content-security-policy";
 
 /// Headers no configured header (identity, assertion) may be named after: the filter edits
-/// them itself, or HTTP gives them a meaning.
-pub(crate) const RESERVED_HEADERS: [&str; 9] = [
+/// them itself (its check answers name what Envoy removes), or HTTP gives them a meaning.
+pub(crate) const RESERVED_HEADERS: [&str; 10] = [
     "authorization",
     "cookie",
     "host",
@@ -257,6 +257,7 @@ pub(crate) const RESERVED_HEADERS: [&str; 9] = [
     "connection",
     "te",
     "upgrade",
+    "x-envoy-auth-headers-to-remove",
 ];
 
 #[cfg(test)]

@@ -189,10 +189,7 @@ pub(crate) fn read_service_assertion(
         .string("header", problems)
         .unwrap_or_else(|| defaults.header.clone())
         .to_ascii_lowercase();
-    if !header_name_safe(&header)
-        || RESERVED_HEADERS.contains(&header.as_str())
-        || header == "x-envoy-auth-headers-to-remove"
-    {
+    if !header_name_safe(&header) || RESERVED_HEADERS.contains(&header.as_str()) {
         problems.add(
             &header_path,
             format!("\"{header}\" is not a header name the assertion may use"),
